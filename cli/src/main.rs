@@ -1,0 +1,3 @@
+//! The `tidings` command line.
+
+fn main() {}

@@ -1,0 +1,4 @@
+#![doc = include_str!("../README.md")]
+
+pub use tidings_macros::{event, handler};
+pub use tidings_runtime::*;
