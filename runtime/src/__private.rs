@@ -75,6 +75,11 @@ where
     }
 }
 
+/// [`Event::decode`] without the value, for the registry.
+pub fn decode_erased<E: Event>(version: u32, data: &[u8]) -> Result<(), DecodeError> {
+    E::decode(version, data).map(drop)
+}
+
 /// `a == b` in a const context, for the compile-time checks of `upcast_from`.
 pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

@@ -6,6 +6,7 @@
 
 mod error;
 mod event;
+mod id;
 pub mod registry;
 pub mod schema;
 
@@ -16,4 +17,4 @@ pub use error::DecodeError;
 pub use event::Event;
 pub use registry::EventInfo;
 pub use schema::Compat;
-pub use ulid::Ulid;
+pub use id::Ulid;

@@ -32,6 +32,11 @@ pub struct EventInfo {
     pub upcast_from: Option<u32>,
     /// JSON Schema (2020-12) of the payload of this version.
     pub schema: fn() -> serde_json::Value,
+    /// Decodes a payload of any version this struct reads (as
+    /// [`Event::decode`](crate::Event::decode)), keeping only the outcome.
+    pub decode: fn(u32, &[u8]) -> Result<(), crate::DecodeError>,
+    /// Every version this struct decodes, ascending.
+    pub versions: fn() -> Vec<u32>,
 }
 
 inventory::collect!(EventInfo);

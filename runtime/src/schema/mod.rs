@@ -1,5 +1,7 @@
 //! JSON Schemas of events and the rules that say which changes are safe.
 
+pub mod export;
+
 use std::fmt;
 use std::str::FromStr;
 
