@@ -173,10 +173,8 @@ impl<'a> Walker<'a> {
             (Kind::String(x), Kind::String(y)) => string(&mut out, x, y),
             (Kind::Number(x), Kind::Number(y)) => number(&mut out, x, y),
             (Kind::Enum(x), Kind::Enum(y)) => enumeration(&mut out, x, y),
-            (Kind::Const(x), Kind::Const(y)) => {
-                if x != y {
-                    add(&mut out, &["const"], T::EnumArrayChanged);
-                }
+            (Kind::Const(x), Kind::Const(y)) if x != y => {
+                add(&mut out, &["const"], T::EnumArrayChanged);
             }
             (
                 Kind::Combined {
@@ -187,9 +185,9 @@ impl<'a> Walker<'a> {
                 Kind::Combined {
                     criterion: cb,
                     subschemas: sb,
-                    ..
+                    synthetic: synthetic_b,
                 },
-            ) => self.combined(&mut out, (*ca, sa, *synthetic), (*cb, sb)),
+            ) => self.combined(&mut out, (*ca, sa, *synthetic), (*cb, sb, *synthetic_b)),
             (Kind::Not(x), Kind::Not(y)) => {
                 // What `not` rejects shrinking means the schema accepts more.
                 let sub = self.compare(*y, *x);
@@ -235,7 +233,7 @@ impl<'a> Walker<'a> {
         &mut self,
         out: &mut Vec<Rel>,
         (ca, sa, synthetic): (Criterion, &[Id], bool),
-        (cb, sb): (Criterion, &[Id]),
+        (cb, sb, synthetic_b): (Criterion, &[Id], bool),
     ) {
         let criterion_change = if ca == cb {
             None
@@ -303,6 +301,25 @@ impl<'a> Walker<'a> {
             }
         }
         if matched < sa.len().min(sb.len()) {
+            // Parts of one object (its enum, its type) pair up by what they
+            // are: say what broke in them, not only that something did.
+            if synthetic && synthetic_b {
+                let taken: Vec<usize> = matching.iter().flatten().copied().collect();
+                for (i, &x) in sa.iter().enumerate() {
+                    if matching[i].is_some() {
+                        continue;
+                    }
+                    let tag = self.arena.node(x).source.1;
+                    let partner = sb
+                        .iter()
+                        .enumerate()
+                        .find(|(j, y)| !taken.contains(j) && self.arena.node(**y).source.1 == tag);
+                    if let Some((_, &y)) = partner {
+                        let sub = self.compare(x, y);
+                        out.extend(sub);
+                    }
+                }
+            }
             add(out, &[], T::CombinedTypeSubschemasChanged);
         }
     }
