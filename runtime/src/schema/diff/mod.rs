@@ -190,11 +190,12 @@ fn verdict(changes: Vec<Change>, reverse: impl FnOnce() -> Vec<Change>, mode: Co
         );
     }
     if mode.checks_forward() {
-        breaking.extend(
-            reverse()
-                .into_iter()
-                .filter(|c| !c.is_backward_compatible()),
-        );
+        for change in reverse() {
+            // A change that breaks both ways (a type change) is listed once.
+            if !change.is_backward_compatible() && !breaking.contains(&change) {
+                breaking.push(change);
+            }
+        }
     }
     Report {
         compatible: breaking.is_empty(),
