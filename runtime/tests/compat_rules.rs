@@ -531,14 +531,19 @@ fn identical_schemas_have_no_changes() {
 fn compatibility_guide_lists_every_change_type_with_its_verdict() {
     use tidings_runtime::schema::diff::ChangeType;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/compatibility.md");
-    let guide = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let guide = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     for kind in ChangeType::ALL {
         let row = guide
             .lines()
             .find(|l| l.starts_with(&format!("| `{}` |", kind.as_str())))
             .unwrap_or_else(|| panic!("{} has no row in docs/compatibility.md", kind.as_str()));
         let verdict = row.split('|').nth(3).unwrap_or("").trim();
-        let expected = if kind.is_backward_compatible() { "yes" } else { "**no**" };
+        let expected = if kind.is_backward_compatible() {
+            "yes"
+        } else {
+            "**no**"
+        };
         assert_eq!(verdict, expected, "{}", kind.as_str());
     }
 }
