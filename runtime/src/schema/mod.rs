@@ -5,6 +5,10 @@ pub mod export;
 use std::fmt;
 use std::str::FromStr;
 
+pub mod diff;
+
+pub use diff::{check_history, check_pair, Change, ChangeType, Report};
+
 /// Compatibility mode, as Confluent Schema Registry defines them.
 ///
 /// - `Backward`: readers of the new version read data written with the

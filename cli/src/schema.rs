@@ -1,0 +1,347 @@
+//! `tidings schema diff` and `tidings schema check`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use tidings_runtime::schema::diff::{try_check_pair, Change, DiffError, Report, Side};
+use tidings_runtime::schema::Compat;
+
+use crate::{Outcome, Unreadable};
+
+mod tree;
+
+use tree::{Tree, VersionKey};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemaCommand {
+    /// Compare two schema files; one line per change, `<CHANGE_TYPE> <json-pointer>`.
+    Diff(DiffArgs),
+    /// Compare a `schemas/` tree with an older one (a directory or a git revision).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    /// One line per change.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiffArgs {
+    /// The older schema (the one data was written with).
+    old: PathBuf,
+    /// The newer schema.
+    new: PathBuf,
+    /// Compatibility mode: backward, forward, full, their `_transitive` forms, or none.
+    #[arg(long, default_value = "backward", value_parser = parse_mode)]
+    mode: Compat,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The older tree: a directory laid out `<topic>/<type>/v<N>.json`, or a
+    /// git revision (`main`, `HEAD~1`, a tag) whose copy of `--schemas` is read.
+    #[arg(long)]
+    against: String,
+    /// The tree being checked.
+    #[arg(long, default_value = "schemas")]
+    schemas: PathBuf,
+    /// Compatibility mode for a version that does not name its own with
+    /// `"x-tidings-compat"`.
+    #[arg(long, default_value = "backward", value_parser = parse_mode)]
+    mode: Compat,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+fn parse_mode(text: &str) -> Result<Compat, String> {
+    text.parse::<Compat>().map_err(|e| e.to_string())
+}
+
+pub(crate) fn run(command: SchemaCommand) -> Result<Outcome, Unreadable> {
+    match command {
+        SchemaCommand::Diff(args) => diff(args),
+        SchemaCommand::Check(args) => check(args),
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, Unreadable> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| Unreadable(format!("cannot read {}: {e}", path.display())))?;
+    parse_json(&path.display().to_string(), &text)
+}
+
+fn parse_json(name: &str, text: &str) -> Result<Value, Unreadable> {
+    serde_json::from_str(text).map_err(|e| Unreadable(format!("{name} is not valid JSON: {e}")))
+}
+
+/// Names the file a schema error is in.
+fn explain(error: DiffError, old: &str, new: &str) -> Unreadable {
+    match &error {
+        DiffError::Invalid {
+            side,
+            pointer,
+            reason,
+        } => {
+            let file = if *side == Side::Old { old } else { new };
+            Unreadable(format!(
+                "{file} is not a readable JSON Schema: at `{pointer}`: {reason}"
+            ))
+        }
+        _ => Unreadable(error.to_string()),
+    }
+}
+
+fn change_json(change: &Change, mode: Compat) -> Value {
+    json!({
+        "type": change.kind.as_str(),
+        "pointer": change.pointer,
+        "compatible": !mode.checks_backward() || change.is_backward_compatible(),
+    })
+}
+
+fn report_json(report: &Report, mode: Compat) -> Value {
+    json!({
+        "compatible": report.compatible,
+        "mode": mode.as_str(),
+        "changes": report.changes.iter().map(|c| change_json(c, mode)).collect::<Vec<_>>(),
+        "breaking": report.breaking.iter().map(|c| json!({"type": c.kind.as_str(), "pointer": c.pointer})).collect::<Vec<_>>(),
+    })
+}
+
+fn outcome(compatible: bool) -> Outcome {
+    if compatible {
+        Outcome::Compatible
+    } else {
+        Outcome::Breaking
+    }
+}
+
+fn diff(args: DiffArgs) -> Result<Outcome, Unreadable> {
+    let old = read_json(&args.old)?;
+    let new = read_json(&args.new)?;
+    let (old_name, new_name) = (
+        args.old.display().to_string(),
+        args.new.display().to_string(),
+    );
+    let report =
+        try_check_pair(&old, &new, args.mode).map_err(|e| explain(e, &old_name, &new_name))?;
+    match args.format {
+        Format::Json => println!("{}", report_json(&report, args.mode)),
+        Format::Text => {
+            for change in &report.changes {
+                println!("{change}");
+            }
+            if report.compatible {
+                eprintln!("compatible under {}", args.mode);
+            } else {
+                eprintln!("breaks {}:", args.mode);
+                for change in &report.breaking {
+                    eprintln!("  {change}");
+                }
+            }
+        }
+    }
+    Ok(outcome(report.compatible))
+}
+
+/// One pair of versions of one type, checked under a mode.
+struct PairCheck {
+    subject: String,
+    older: u32,
+    newer: u32,
+    mode: Compat,
+    report: Report,
+}
+
+/// A published version that is no longer what it was.
+enum Problem {
+    Changed {
+        key: VersionKey,
+        changes: Vec<Change>,
+    },
+    Removed {
+        key: VersionKey,
+    },
+}
+
+fn check(args: CheckArgs) -> Result<Outcome, Unreadable> {
+    let new = Tree::from_dir(&args.schemas)?;
+    let old = if Path::new(&args.against).is_dir() {
+        Tree::from_dir(Path::new(&args.against))?
+    } else {
+        Tree::from_git(&args.schemas, &args.against)?
+    };
+
+    let mut problems = Vec::new();
+    for (key, old_schema) in &old.versions {
+        match new.versions.get(key) {
+            None => problems.push(Problem::Removed { key: key.clone() }),
+            Some(new_schema) if new_schema != old_schema => {
+                let changes = tidings_runtime::schema::diff::diff(old_schema, new_schema);
+                problems.push(Problem::Changed {
+                    key: key.clone(),
+                    changes,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+
+    let mut checks = Vec::new();
+    for (key, schema) in &new.versions {
+        if old.versions.contains_key(key) {
+            continue;
+        }
+        let mode = match schema.get("x-tidings-compat") {
+            None => args.mode,
+            Some(Value::String(name)) => name
+                .parse::<Compat>()
+                .map_err(|e| Unreadable(format!("{}: `x-tidings-compat`: {e}", key.file())))?,
+            Some(other) => {
+                return Err(Unreadable(format!(
+                    "{}: `x-tidings-compat` must be a string, found {other}",
+                    key.file()
+                )))
+            }
+        };
+        let mut older: Vec<&VersionKey> = new
+            .versions
+            .keys()
+            .filter(|k| k.same_type(key) && k.version < key.version)
+            .collect();
+        older.sort_by_key(|k| k.version);
+        if mode == Compat::None {
+            older.clear();
+        } else if !mode.is_transitive() {
+            older = older.split_off(older.len().saturating_sub(1));
+        }
+        for previous in older {
+            let report = try_check_pair(&new.versions[previous], schema, mode)
+                .map_err(|e| explain(e, &previous.file(), &key.file()))?;
+            checks.push(PairCheck {
+                subject: key.subject(),
+                older: previous.version,
+                newer: key.version,
+                mode,
+                report,
+            });
+        }
+    }
+
+    let compatible = problems.is_empty() && checks.iter().all(|c| c.report.compatible);
+    match args.format {
+        Format::Json => print_check_json(&args, compatible, &problems, &checks),
+        Format::Text => print_check_text(&args, compatible, &problems, &checks),
+    }
+    Ok(outcome(compatible))
+}
+
+fn print_check_text(
+    args: &CheckArgs,
+    compatible: bool,
+    problems: &[Problem],
+    checks: &[PairCheck],
+) {
+    for problem in problems {
+        match problem {
+            Problem::Removed { key } => println!(
+                "VERSION_REMOVED {} (a published version cannot be removed)",
+                key.file()
+            ),
+            Problem::Changed { key, changes } => {
+                println!("FROZEN_VERSION_CHANGED {} (a published version is immutable; publish v{} instead)", key.file(), key.version + 1);
+                for change in changes {
+                    println!("{} v{}: {change}", key.subject(), key.version);
+                }
+            }
+        }
+    }
+    for check in checks {
+        for change in &check.report.changes {
+            let breaks = check.mode.checks_backward() && !change.is_backward_compatible();
+            let note = if breaks {
+                format!(" (breaks {})", check.mode)
+            } else {
+                String::new()
+            };
+            println!(
+                "{} v{} -> v{}: {change}{note}",
+                check.subject, check.older, check.newer
+            );
+        }
+        if check.mode.checks_forward() {
+            for change in check
+                .report
+                .breaking
+                .iter()
+                .filter(|c| !check.report.changes.contains(c))
+            {
+                println!(
+                    "{} v{} -> v{}: {change} (read by v{}; breaks {})",
+                    check.subject, check.older, check.newer, check.older, check.mode
+                );
+            }
+        }
+    }
+    let broken = checks.iter().filter(|c| !c.report.compatible).count();
+    if compatible {
+        eprintln!(
+            "schemas compatible with {}: {} new version pair(s) checked",
+            args.against,
+            checks.len()
+        );
+    } else {
+        eprintln!(
+            "schemas break {}: {} published version(s) changed or removed, {broken} of {} new version pair(s) incompatible",
+            args.against,
+            problems.len(),
+            checks.len()
+        );
+    }
+}
+
+fn print_check_json(
+    args: &CheckArgs,
+    compatible: bool,
+    problems: &[Problem],
+    checks: &[PairCheck],
+) {
+    let problems: Vec<Value> = problems
+        .iter()
+        .map(|p| match p {
+            Problem::Removed { key } => json!({"type": "VERSION_REMOVED", "file": key.file()}),
+            Problem::Changed { key, changes } => json!({
+                "type": "FROZEN_VERSION_CHANGED",
+                "file": key.file(),
+                "changes": changes.iter().map(|c| json!({"type": c.kind.as_str(), "pointer": c.pointer})).collect::<Vec<_>>(),
+            }),
+        })
+        .collect();
+    let checks: Vec<Value> = checks
+        .iter()
+        .map(|c| {
+            let mut entry = report_json(&c.report, c.mode);
+            entry["subject"] = json!(c.subject);
+            entry["old_version"] = json!(c.older);
+            entry["new_version"] = json!(c.newer);
+            entry
+        })
+        .collect();
+    println!(
+        "{}",
+        json!({
+            "compatible": compatible,
+            "mode": args.mode.as_str(),
+            "against": args.against,
+            "problems": problems,
+            "checks": checks,
+        })
+    );
+}
