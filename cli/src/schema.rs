@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
-use tidings_runtime::schema::diff::{try_check_pair, Change, DiffError, Report, Side};
-use tidings_runtime::schema::Compat;
+use tidings_runtime::schemas::diff::{try_check_pair, Change, DiffError, Report, Side};
+use tidings_runtime::schemas::Compat;
 
 use crate::{Outcome, Unreadable};
 
@@ -184,7 +184,7 @@ fn check(args: CheckArgs) -> Result<Outcome, Unreadable> {
         match new.versions.get(key) {
             None => problems.push(Problem::Removed { key: key.clone() }),
             Some(new_schema) if new_schema != old_schema => {
-                let changes = tidings_runtime::schema::diff::diff(old_schema, new_schema);
+                let changes = tidings_runtime::schemas::diff::diff(old_schema, new_schema);
                 problems.push(Problem::Changed {
                     key: key.clone(),
                     changes,

@@ -8,13 +8,13 @@ mod error;
 mod event;
 mod id;
 pub mod registry;
-pub mod schema;
+pub mod schemas;
 
 #[doc(hidden)]
 pub mod __private;
 
 pub use error::DecodeError;
 pub use event::Event;
-pub use registry::EventInfo;
-pub use schema::Compat;
 pub use id::Ulid;
+pub use registry::EventInfo;
+pub use schemas::Compat;

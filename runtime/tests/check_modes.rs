@@ -1,10 +1,10 @@
 //! Modes, histories of versions, and unreadable schemas.
 
 use serde_json::json;
-use tidings_runtime::schema::diff::{
+use tidings_runtime::schemas::diff::{
     check_history, check_pair, try_check_pair, try_diff, ChangeType, DiffError, Side,
 };
-use tidings_runtime::schema::Compat;
+use tidings_runtime::schemas::Compat;
 
 fn v1() -> serde_json::Value {
     json!({"type": "object", "additionalProperties": false, "properties": {"id": {"type": "string"}}, "required": ["id"]})
@@ -112,7 +112,7 @@ fn wrongly_shaped_keywords_are_errors_not_panics() {
             "{bad}: {err}"
         );
         // The infallible form still answers, comparing unreadable parts by text.
-        let _ = tidings_runtime::schema::diff::diff(&bad, &v1());
+        let _ = tidings_runtime::schemas::diff::diff(&bad, &v1());
     }
 }
 

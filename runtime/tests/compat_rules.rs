@@ -3,8 +3,8 @@
 //! verdict of each direction.
 
 use serde_json::{json, Value};
-use tidings_runtime::schema::diff::{check_pair, diff};
-use tidings_runtime::schema::Compat;
+use tidings_runtime::schemas::diff::{check_pair, diff};
+use tidings_runtime::schemas::Compat;
 
 struct Rule {
     name: &'static str,
@@ -529,7 +529,7 @@ fn identical_schemas_have_no_changes() {
 
 #[test]
 fn compatibility_guide_lists_every_change_type_with_its_verdict() {
-    use tidings_runtime::schema::diff::ChangeType;
+    use tidings_runtime::schemas::diff::ChangeType;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/compatibility.md");
     let guide = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));

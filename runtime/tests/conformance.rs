@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tidings_runtime::schema::diff::{check_pair, diff};
-use tidings_runtime::schema::Compat;
+use tidings_runtime::schemas::diff::{check_pair, diff};
+use tidings_runtime::schemas::Compat;
 
 const FILES: [&str; 4] = [
     "confluent-json-diff-examples.json",

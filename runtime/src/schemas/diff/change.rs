@@ -13,7 +13,7 @@ macro_rules! change_types {
         /// [`Display`](fmt::Display) and read back by [`FromStr`]:
         ///
         /// ```
-        /// use tidings_runtime::schema::diff::ChangeType;
+        /// use tidings_runtime::schemas::diff::ChangeType;
         /// let kind: ChangeType = "REQUIRED_ATTRIBUTE_ADDED".parse().unwrap();
         /// assert_eq!(kind, ChangeType::RequiredAttributeAdded);
         /// assert!(!kind.is_backward_compatible());
@@ -349,7 +349,7 @@ impl FromStr for ChangeType {
 /// `<CHANGE_TYPE> <pointer>`, the form `tidings schema diff` prints.
 ///
 /// ```
-/// use tidings_runtime::schema::diff::{Change, ChangeType};
+/// use tidings_runtime::schemas::diff::{Change, ChangeType};
 /// let change = Change::new(ChangeType::TypeChanged, "#/properties/size");
 /// assert_eq!(change.to_string(), "TYPE_CHANGED #/properties/size");
 /// ```

@@ -80,7 +80,9 @@ impl Check {
         Check {
             dir: dir.as_ref().to_path_buf(),
             namespace: export::DEFAULT_NAMESPACE.to_owned(),
-            overwrite: std::env::var(ENV).map(|v| v == "overwrite").unwrap_or(false),
+            overwrite: std::env::var(ENV)
+                .map(|v| v == "overwrite")
+                .unwrap_or(false),
             samples: BTreeMap::new(),
             filter: None,
         }
@@ -125,12 +127,20 @@ impl Check {
         if let Err(errs) = registry::check_infos(&infos) {
             problems.extend(errs.into_iter().map(Problem::Registry));
         }
-        let mut summary = Summary { versions: infos.len(), ..Summary::default() };
+        let mut summary = Summary {
+            versions: infos.len(),
+            ..Summary::default()
+        };
 
         let produced = export::files(&infos, &self.namespace);
         let committed = match read_tree(&self.dir) {
             Ok(c) => c,
-            Err(p) => return Err(CheckError { dir: self.dir, problems: vec![p] }),
+            Err(p) => {
+                return Err(CheckError {
+                    dir: self.dir,
+                    problems: vec![p],
+                })
+            }
         };
 
         // Every produced file: present and equal, or written.
@@ -177,13 +187,18 @@ impl Check {
         // Committed versions: each still decodes into the current type.
         let current: BTreeMap<&str, &EventInfo> = infos
             .iter()
-            .filter(|i| !infos.iter().any(|o| o.type_name == i.type_name && o.upcast_from == Some(i.version)))
+            .filter(|i| {
+                !infos
+                    .iter()
+                    .any(|o| o.type_name == i.type_name && o.upcast_from == Some(i.version))
+            })
             .map(|i| (i.type_name, *i))
             .collect();
         let topics: BTreeSet<&str> = infos.iter().map(|i| i.topic()).collect();
         for (rel, text) in &committed {
             let Some((topic, type_name, version, is_sample)) = parse_versioned(rel) else {
-                if !produced.contains_key(rel) && (rel == "envelope.json" || rel == "asyncapi.json") {
+                if !produced.contains_key(rel) && (rel == "envelope.json" || rel == "asyncapi.json")
+                {
                     problems.push(Problem::Stale { path: rel.clone() });
                 }
                 continue;
@@ -209,7 +224,11 @@ impl Check {
             }
             if is_sample {
                 if let Err(error) = (cur.decode)(version, text.as_bytes()) {
-                    problems.push(Problem::SampleDoesNotDecode { path: rel.clone(), current: cur.rust_name, error });
+                    problems.push(Problem::SampleDoesNotDecode {
+                        path: rel.clone(),
+                        current: cur.rust_name,
+                        error,
+                    });
                 }
             }
         }
@@ -236,7 +255,10 @@ impl Check {
         if problems.is_empty() {
             Ok(summary)
         } else {
-            Err(CheckError { dir: self.dir, problems })
+            Err(CheckError {
+                dir: self.dir,
+                problems,
+            })
         }
     }
 
@@ -247,7 +269,10 @@ impl Check {
             .map_or(Ok(()), std::fs::create_dir_all)
             .and_then(|()| std::fs::write(&path, text));
         if let Err(e) = res {
-            problems.push(Problem::Io { path: path.display().to_string(), error: e.to_string() });
+            problems.push(Problem::Io {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            });
         }
     }
 
@@ -255,10 +280,15 @@ impl Check {
         if self.overwrite {
             match std::fs::remove_file(self.dir.join(rel)) {
                 Ok(()) => summary.removed.push(rel.to_owned()),
-                Err(e) => problems.push(Problem::Io { path: rel.to_owned(), error: e.to_string() }),
+                Err(e) => problems.push(Problem::Io {
+                    path: rel.to_owned(),
+                    error: e.to_string(),
+                }),
             }
         } else {
-            problems.push(Problem::Stale { path: rel.to_owned() });
+            problems.push(Problem::Stale {
+                path: rel.to_owned(),
+            });
         }
     }
 }
@@ -268,7 +298,12 @@ fn changed(info: &EventInfo, rel: &str, old: &str, new: &Value) -> Problem {
         Ok(old) => diff::diff(&old, new),
         Err(_) => Vec::new(),
     };
-    Problem::Frozen { type_name: info.type_name, version: info.version, path: rel.to_owned(), changes }
+    Problem::Frozen {
+        type_name: info.type_name,
+        version: info.version,
+        path: rel.to_owned(),
+        changes,
+    }
 }
 
 /// `<topic>/<type>/v<N>.json` or `<topic>/<type>/v<N>.sample.json`.
@@ -293,10 +328,15 @@ fn read_tree(dir: &Path) -> Result<BTreeMap<String, String>, Problem> {
     }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d)
-            .map_err(|e| Problem::Io { path: d.display().to_string(), error: e.to_string() })?;
+        let entries = std::fs::read_dir(&d).map_err(|e| Problem::Io {
+            path: d.display().to_string(),
+            error: e.to_string(),
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|e| Problem::Io { path: d.display().to_string(), error: e.to_string() })?;
+            let entry = entry.map_err(|e| Problem::Io {
+                path: d.display().to_string(),
+                error: e.to_string(),
+            })?;
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
@@ -308,8 +348,10 @@ fn read_tree(dir: &Path) -> Result<BTreeMap<String, String>, Problem> {
                     .map(|c| c.as_os_str().to_string_lossy())
                     .collect::<Vec<_>>()
                     .join("/");
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| Problem::Io { path: path.display().to_string(), error: e.to_string() })?;
+                let text = std::fs::read_to_string(&path).map_err(|e| Problem::Io {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })?;
                 out.insert(rel, text);
             }
         }
@@ -443,14 +485,21 @@ pub struct CheckError {
 
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} problem(s) in {}:", self.problems.len(), self.dir.display())?;
+        writeln!(
+            f,
+            "{} problem(s) in {}:",
+            self.problems.len(),
+            self.dir.display()
+        )?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
-        let fixable = self
-            .problems
-            .iter()
-            .any(|p| matches!(p, Problem::Missing { .. } | Problem::Stale { .. } | Problem::Outdated { .. }));
+        let fixable = self.problems.iter().any(|p| {
+            matches!(
+                p,
+                Problem::Missing { .. } | Problem::Stale { .. } | Problem::Outdated { .. }
+            )
+        });
         if fixable {
             writeln!(f, "Run `{ENV}=overwrite cargo test` to write the files the code produces, then review and commit them.")?;
         }

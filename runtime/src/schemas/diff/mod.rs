@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use serde_json::json;
-//! use tidings_runtime::schema::{diff, Compat};
+//! use tidings_runtime::schemas::{diff, Compat};
 //!
 //! let v1 = json!({"type": "object", "additionalProperties": false,
 //!                 "properties": {"id": {"type": "string"}}, "required": ["id"]});
@@ -112,7 +112,7 @@ pub fn diff(old: &Value, new: &Value) -> Vec<Change> {
 ///
 /// ```
 /// use serde_json::json;
-/// use tidings_runtime::schema::diff::try_diff;
+/// use tidings_runtime::schemas::diff::try_diff;
 /// let err = try_diff(&json!({"$ref": "#/$defs/Missing"}), &json!({})).unwrap_err();
 /// assert!(err.to_string().starts_with("old schema, at `#/$ref`"));
 /// ```
@@ -211,7 +211,7 @@ fn verdict(changes: Vec<Change>, reverse: impl FnOnce() -> Vec<Change>, mode: Co
 ///
 /// ```
 /// use serde_json::json;
-/// use tidings_runtime::schema::{diff::check_history, Compat};
+/// use tidings_runtime::schemas::{diff::check_history, Compat};
 /// let v1 = json!({"type": "integer"});
 /// let v2 = json!({"type": "number"});
 /// let v3 = json!({"type": "number", "maximum": 10});

@@ -1,12 +1,14 @@
-//! JSON Schemas of events and the rules that say which changes are safe.
+//! JSON Schemas of events: export to `schemas/`, the check that keeps that
+//! folder honest, and the rules that say which changes are safe.
 
+mod check;
+pub mod diff;
 pub mod export;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub mod diff;
-
+pub use check::{check, Check, CheckError, Problem, Summary, ENV};
 pub use diff::{check_history, check_pair, Change, ChangeType, Report};
 
 /// Compatibility mode, as Confluent Schema Registry defines them.

@@ -25,7 +25,12 @@ pub fn schema_path(info: &EventInfo) -> String {
 
 /// Path of a version's golden sample payload: `<topic>/<type>/v<N>.sample.json`.
 pub fn sample_path(info: &EventInfo) -> String {
-    format!("{}/{}/v{}.sample.json", info.topic(), info.type_name, info.version)
+    format!(
+        "{}/{}/v{}.sample.json",
+        info.topic(),
+        info.type_name,
+        info.version
+    )
 }
 
 /// The text of a schema file: pretty JSON, two-space indent, trailing newline.
@@ -113,7 +118,9 @@ pub fn envelope_schema() -> Value {
 /// the CloudEvents attributes as headers.
 pub fn asyncapi(infos: &[&EventInfo], namespace: &str) -> Value {
     let mut sorted: Vec<&EventInfo> = infos.to_vec();
-    sorted.sort_by(|a, b| (a.topic(), a.type_name, a.version).cmp(&(b.topic(), b.type_name, b.version)));
+    sorted.sort_by(|a, b| {
+        (a.topic(), a.type_name, a.version).cmp(&(b.topic(), b.type_name, b.version))
+    });
 
     let mut channels = Map::new();
     let mut operations = Map::new();
@@ -176,7 +183,10 @@ pub fn asyncapi(infos: &[&EventInfo], namespace: &str) -> Value {
                 })
             });
             if let Some(Value::Object(m)) = chan.get_mut("messages") {
-                m.insert(msg_id.clone(), json!({ "$ref": format!("#/components/messages/{msg_id}") }));
+                m.insert(
+                    msg_id.clone(),
+                    json!({ "$ref": format!("#/components/messages/{msg_id}") }),
+                );
             }
             let op_id = format!("publish.{chan_id}");
             let op = operations.entry(op_id).or_insert_with(|| {
@@ -253,9 +263,10 @@ fn synth(root: &Value, s: &Value, depth: usize) -> Value {
         return Value::Null;
     };
     if let Some(r) = o.get("$ref").and_then(Value::as_str) {
-        let target = r
-            .strip_prefix("#/")
-            .map(|p| p.split('/').fold(Some(root), |v, seg| v.and_then(|v| v.get(seg))));
+        let target = r.strip_prefix("#/").map(|p| {
+            p.split('/')
+                .fold(Some(root), |v, seg| v.and_then(|v| v.get(seg)))
+        });
         return match target.flatten() {
             Some(t) => synth(root, t, depth + 1),
             None => Value::Null,
@@ -308,8 +319,15 @@ fn synth(root: &Value, s: &Value, depth: usize) -> Value {
             Value::Object(m)
         }
         "array" => {
-            let min = o.get("minItems").and_then(Value::as_u64).unwrap_or(1).max(1);
-            let item = o.get("items").map(|i| synth(root, i, depth + 1)).unwrap_or(Value::Null);
+            let min = o
+                .get("minItems")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .max(1);
+            let item = o
+                .get("items")
+                .map(|i| synth(root, i, depth + 1))
+                .unwrap_or(Value::Null);
             let mut out = Vec::new();
             if let Some(Value::Array(prefix)) = o.get("prefixItems") {
                 out.extend(prefix.iter().map(|p| synth(root, p, depth + 1)));
@@ -322,8 +340,15 @@ fn synth(root: &Value, s: &Value, depth: usize) -> Value {
         "string" => Value::String(sample_string(o)),
         "integer" => {
             let min = o.get("minimum").and_then(Value::as_i64).unwrap_or(0);
-            let x = o.get("exclusiveMinimum").and_then(Value::as_i64).map(|m| m + 1).unwrap_or(min);
-            json!(x.max(min).max(1).min(o.get("maximum").and_then(Value::as_i64).unwrap_or(i64::MAX)))
+            let x = o
+                .get("exclusiveMinimum")
+                .and_then(Value::as_i64)
+                .map(|m| m + 1)
+                .unwrap_or(min);
+            json!(x
+                .max(min)
+                .max(1)
+                .min(o.get("maximum").and_then(Value::as_i64).unwrap_or(i64::MAX)))
         }
         "number" => json!(o.get("minimum").and_then(Value::as_f64).unwrap_or(1.5)),
         "boolean" => Value::Bool(true),
