@@ -65,13 +65,34 @@ pub fn unknown_version<E: Event>(version: u32) -> DecodeError {
 /// names `E`'s versions if none of the chain knows it.
 pub fn decode_older<E, P>(version: u32, data: &[u8]) -> Result<E, DecodeError>
 where
-    E: Event + From<P>,
+    E: Event + UpcastFrom<P>,
     P: Event,
 {
     match P::decode(version, data) {
-        Ok(p) => Ok(E::from(p)),
+        Ok(p) => Ok(E::upcast(p)),
         Err(DecodeError::UnknownVersion { .. }) => Err(unknown_version::<E>(version)),
         Err(e) => Err(e),
+    }
+}
+
+/// `Self: From<P>`, with a message that says what `upcast_from = P` needs.
+///
+/// `#[event]` checks this bound, spanned at the user's `P`, instead of
+/// `From<P>` itself, whose standard message does not say why it is needed.
+#[diagnostic::on_unimplemented(
+    message = "`upcast_from = {P}` needs `impl From<{P}> for {Self}`",
+    label = "no `From<{P}>` impl for `{Self}`",
+    note = "write the upcaster: `impl From<{P}> for {Self} {{ fn from(old: {P}) -> Self {{ … }} }}`"
+)]
+pub trait UpcastFrom<P>: Sized {
+    /// Turns the previous version into this one.
+    fn upcast(prev: P) -> Self;
+}
+
+impl<E: From<P>, P> UpcastFrom<P> for E {
+    #[inline]
+    fn upcast(prev: P) -> Self {
+        E::from(prev)
     }
 }
 

@@ -1,0 +1,306 @@
+//! Code generation for `#[event]`: the serde and schemars derives, the
+//! `Event` impl, the registry entry and the compile-time checks of
+//! `upcast_from`.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Attribute, Item, ItemStruct, LitStr, Path};
+
+use super::ast::{krate, Input, Shape};
+use super::attr::Attrs;
+
+/// The full expansion of a valid event.
+pub(crate) fn event(input: &Input<'_>) -> TokenStream {
+    let krate = input.krate();
+    let payload = payload(input, &krate);
+    let event_impl = event_impl(input, &krate, true);
+    let registry = registry_entry(input, &krate);
+    let checks = upcast_checks(input, &krate);
+    quote! {
+        #payload
+        const _: () = {
+            #event_impl
+            #registry
+            #checks
+        };
+    }
+}
+
+/// What is emitted when the attribute has errors: the errors, and next to
+/// them the item with its derives and, for a struct of the right shape, an
+/// `Event` impl with no upcast chain. Without these, every later use of the
+/// struct (`impl From<…>`, `Type::TYPE`, another event's `upcast_from`)
+/// would add an error of its own and bury the real one.
+pub(crate) fn fallback(
+    item: &Item,
+    attrs: &Attrs,
+    input: Option<&Input<'_>>,
+    errors: syn::Error,
+) -> TokenStream {
+    let errors = errors.into_compile_error();
+    if let Some(input) = input {
+        let krate = input.krate();
+        let payload = payload(input, &krate);
+        let event_impl = event_impl(input, &krate, false);
+        return quote! {
+            #errors
+            #payload
+            const _: () = { #event_impl };
+        };
+    }
+    let krate = krate(attrs);
+    match item {
+        // serde and schemars derive these shapes too; deriving keeps the
+        // user's `#[serde(...)]` attributes from being errors of their own.
+        Item::Struct(_) | Item::Enum(_) => {
+            let derives = derive_attrs(&krate);
+            quote! { #errors #derives #item }
+        }
+        _ => quote! { #errors #item },
+    }
+}
+
+fn path_string(path: &Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
+}
+
+/// `#[derive(Serialize, Deserialize, JsonSchema)]` through the facade, and a
+/// closed schema.
+fn derive_attrs(krate: &Path) -> TokenStream {
+    let serde_crate = LitStr::new(
+        &format!("{}::__private::serde", path_string(krate)),
+        Span::call_site(),
+    );
+    let schemars_crate = LitStr::new(
+        &format!("{}::__private::schemars", path_string(krate)),
+        Span::call_site(),
+    );
+    quote! {
+        #[derive(
+            #krate::__private::serde::Serialize,
+            #krate::__private::serde::Deserialize,
+            #krate::__private::schemars::JsonSchema
+        )]
+        #[serde(crate = #serde_crate)]
+        #[schemars(crate = #schemars_crate)]
+        // Closed through schemars, not `#[serde(deny_unknown_fields)]`: the
+        // schema forbids unknown fields, the decoder still ignores them.
+        #[schemars(transform = #krate::__private::close_schema)]
+    }
+}
+
+fn is_serde_attr(attr: &Attribute) -> bool {
+    attr.path().is_ident("serde") || attr.path().is_ident("schemars")
+}
+
+/// The struct with its serde and schemars impls.
+fn payload(input: &Input<'_>, krate: &Path) -> TokenStream {
+    let item = input.item;
+    match input.shape {
+        Shape::Named(_) => {
+            let derives = derive_attrs(krate);
+            quote! { #derives #item }
+        }
+        Shape::Unit => unit_payload(item, krate),
+    }
+}
+
+/// A unit struct is the empty JSON object `{}` (not serde's `null`), as a
+/// payload with no field is in every other language. Its impls delegate to a
+/// hidden braced struct that carries the docs and the serde attributes.
+fn unit_payload(item: &ItemStruct, krate: &Path) -> TokenStream {
+    let ident = &item.ident;
+    let mut unit = item.clone();
+    unit.attrs.retain(|a| !is_serde_attr(a));
+    let shadow_attrs = item
+        .attrs
+        .iter()
+        .filter(|a| is_serde_attr(a) || a.path().is_ident("doc"));
+    let derives = derive_attrs(krate);
+    let name = LitStr::new(&ident.to_string(), ident.span());
+    let shadow = format_ident!("__TidingsPayloadOf{}", ident);
+    let p = quote!(#krate::__private);
+    quote! {
+        #unit
+        const _: () = {
+            #derives
+            #[schemars(rename = #name)]
+            #(#shadow_attrs)*
+            struct #shadow {}
+
+            #[automatically_derived]
+            impl #p::serde::Serialize for #ident {
+                fn serialize<__S>(&self, serializer: __S) -> ::core::result::Result<__S::Ok, __S::Error>
+                where
+                    __S: #p::serde::Serializer,
+                {
+                    #p::serde::Serialize::serialize(&#shadow {}, serializer)
+                }
+            }
+
+            #[automatically_derived]
+            impl<'de> #p::serde::Deserialize<'de> for #ident {
+                fn deserialize<__D>(deserializer: __D) -> ::core::result::Result<Self, __D::Error>
+                where
+                    __D: #p::serde::Deserializer<'de>,
+                {
+                    <#shadow as #p::serde::Deserialize<'de>>::deserialize(deserializer).map(|_| #ident)
+                }
+            }
+
+            #[automatically_derived]
+            impl #p::schemars::JsonSchema for #ident {
+                fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                    <#shadow as #p::schemars::JsonSchema>::schema_name()
+                }
+                fn json_schema(generator: &mut #p::schemars::SchemaGenerator) -> #p::schemars::Schema {
+                    <#shadow as #p::schemars::JsonSchema>::json_schema(generator)
+                }
+            }
+        };
+    }
+}
+
+fn opt_str(lit: &Option<LitStr>) -> TokenStream {
+    match lit {
+        Some(lit) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+fn compat_tokens(input: &Input<'_>, krate: &Path) -> TokenStream {
+    let variant = input
+        .attrs
+        .compat
+        .as_ref()
+        .map_or("Backward", |c| c.variant);
+    let variant = syn::Ident::new(variant, Span::call_site());
+    quote!(#krate::Compat::#variant)
+}
+
+/// `impl Event`; `with_chain: false` leaves the `upcast_from` chain out, for
+/// the fallback expansion.
+fn event_impl(input: &Input<'_>, krate: &Path, with_chain: bool) -> TokenStream {
+    let ident = input.ident();
+    let stream = opt_str(&input.attrs.stream);
+    let channel = opt_str(&input.attrs.channel);
+    let type_name = LitStr::new(&input.type_name, input.type_name_span);
+    let version = Literal::u32_unsuffixed(input.version());
+    let compat = compat_tokens(input, krate);
+    let dataschema = LitStr::new(&input.dataschema(), Span::call_site());
+    let p = quote!(#krate::__private);
+    let prev = input.attrs.upcast_from.as_ref().filter(|_| with_chain);
+    let older = prev.map(|prev| {
+        quote_spanned! {prev.span()=>
+            if version < #version {
+                return #p::decode_older::<Self, #prev>(version, data);
+            }
+        }
+    });
+    let versions = match prev {
+        Some(prev) => quote_spanned!(prev.span()=> <#prev as #krate::Event>::versions()),
+        None => quote!(::std::vec::Vec::with_capacity(1)),
+    };
+    quote! {
+        #[automatically_derived]
+        impl #krate::Event for #ident {
+            const STREAM: ::core::option::Option<&'static str> = #stream;
+            const CHANNEL: ::core::option::Option<&'static str> = #channel;
+            const TYPE: &'static str = #type_name;
+            const VERSION: u32 = #version;
+            const COMPAT: #krate::Compat = #compat;
+            const DATASCHEMA: &'static str = #dataschema;
+
+            fn decode(version: u32, data: &[u8]) -> ::core::result::Result<Self, #krate::DecodeError> {
+                if version == #version {
+                    return #p::decode_json::<Self>(version, data);
+                }
+                #older
+                ::core::result::Result::Err(#p::unknown_version::<Self>(version))
+            }
+
+            fn versions() -> ::std::vec::Vec<u32> {
+                let mut versions = #versions;
+                versions.push(#version);
+                versions
+            }
+        }
+    }
+}
+
+fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
+    let ident = input.ident();
+    let name = LitStr::new(&ident.to_string(), ident.span());
+    let p = quote!(#krate::__private);
+    let upcast_from = match &input.attrs.upcast_from {
+        Some(prev) => quote_spanned! {prev.span()=>
+            ::core::option::Option::Some(<#prev as #krate::Event>::VERSION)
+        },
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        #p::inventory::submit! {
+            #p::EventInfo {
+                rust_name: ::core::concat!(::core::module_path!(), "::", #name),
+                type_name: <#ident as #krate::Event>::TYPE,
+                version: <#ident as #krate::Event>::VERSION,
+                stream: <#ident as #krate::Event>::STREAM,
+                channel: <#ident as #krate::Event>::CHANNEL,
+                compat: <#ident as #krate::Event>::COMPAT,
+                dataschema: <#ident as #krate::Event>::DATASCHEMA,
+                upcast_from: #upcast_from,
+                schema: #p::payload_schema::<#ident>,
+            }
+        }
+    }
+}
+
+/// Compile-time checks of `upcast_from = Prev`, spanned at the user's
+/// `Prev` so the compiler underlines it: `Prev` is an event, has the same
+/// type name and a lower version, and `Self: From<Prev>`.
+fn upcast_checks(input: &Input<'_>, krate: &Path) -> TokenStream {
+    let Some(prev) = &input.attrs.upcast_from else {
+        return TokenStream::new();
+    };
+    let ident = input.ident();
+    let prev_name = path_string(prev);
+    let type_name = &input.type_name;
+    let version = input.version();
+    let version_lit = Literal::u32_unsuffixed(version);
+    let type_name_lit = LitStr::new(type_name, Span::call_site());
+    let same_type = LitStr::new(
+        &format!(
+            "`upcast_from = {prev_name}` names an event of another type: `{ident}` is `{type_name}`, so `{prev_name}` must be an older version of `{type_name}`; give it `name = \"{type_name}\"` or upcast from a version of `{type_name}`"
+        ),
+        prev.span(),
+    );
+    let lower_version = LitStr::new(
+        &format!(
+            "`upcast_from = {prev_name}` must name an older version: `{ident}` is version {version}, so the version of `{prev_name}` must be lower than {version}; bump `version` of `{ident}`"
+        ),
+        prev.span(),
+    );
+    quote_spanned! {prev.span()=>
+        #[allow(dead_code)]
+        fn __tidings_upcast_from_is_an_event()
+        where
+            #prev: #krate::Event,
+        {
+        }
+        #[allow(dead_code)]
+        fn __tidings_upcast_from_has_a_from_impl()
+        where
+            #ident: #krate::__private::UpcastFrom<#prev>,
+        {
+        }
+        const _: () = ::core::assert!(
+            #krate::__private::str_eq(<#prev as #krate::Event>::TYPE, #type_name_lit),
+            #same_type
+        );
+        const _: () = ::core::assert!(
+            <#prev as #krate::Event>::VERSION < #version_lit,
+            #lower_version
+        );
+    }
+}
