@@ -8,7 +8,7 @@ mod symbol;
 
 /// Declares a typed, versioned event.
 ///
-/// ```ignore
+/// ```text
 /// #[tidings::event(stream = "contextual", version = 2, upcast_from = FileUploadedV1)]
 /// pub struct FileUploaded {
 ///     pub filename: String,

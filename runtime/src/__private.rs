@@ -61,17 +61,14 @@ pub fn unknown_version<E: Event>(version: u32) -> DecodeError {
     }
 }
 
-/// Decodes an older version through `P`, the `upcast_from` type of `E`, and
-/// names `E`'s versions if none of the chain knows it.
-pub fn decode_older<E, P>(version: u32, data: &[u8]) -> Result<E, DecodeError>
-where
-    E: Event + UpcastFrom<P>,
-    P: Event,
-{
-    match P::decode(version, data) {
-        Ok(p) => Ok(E::upcast(p)),
-        Err(DecodeError::UnknownVersion { .. }) => Err(unknown_version::<E>(version)),
-        Err(e) => Err(e),
+/// The error of decoding an older version of `E` through its `upcast_from`
+/// chain: an unknown version is reported with every version `E` knows,
+/// anything else as the older type reported it.
+#[cold]
+pub fn older_version_error<E: Event>(err: DecodeError) -> DecodeError {
+    match err {
+        DecodeError::UnknownVersion { version, .. } => unknown_version::<E>(version),
+        other => other,
     }
 }
 

@@ -37,6 +37,10 @@ pub(crate) struct Attrs {
     pub(crate) upcast_from: Option<Path>,
     pub(crate) compat: Option<CompatMode>,
     pub(crate) krate: Option<Path>,
+    /// Keys written, even with a value that was rejected, and the keys an
+    /// unknown key is a near miss of: a missing key is not reported on top
+    /// of the error that already explains it.
+    pub(crate) mentioned: Vec<Symbol>,
 }
 
 /// `version = N`: the value and its literal, for spans.
@@ -51,6 +55,11 @@ pub(crate) struct CompatMode {
 }
 
 impl Attrs {
+    /// Whether `key` was written (or nearly written) by the user.
+    pub(crate) fn mentions(&self, key: Symbol) -> bool {
+        self.mentioned.contains(&key)
+    }
+
     /// Parses the arguments, recording every mistake in `cx`.
     pub(crate) fn from_args(cx: &Ctxt, args: TokenStream) -> Attrs {
         let mut attrs = Attrs::default();
@@ -67,9 +76,12 @@ impl Attrs {
         let path = meta.path.clone();
         let key = EVENT_KEYS.iter().copied().find(|k| path == *k);
         let Some(key) = key else {
-            cx.error_spanned_by(&path, unknown_key_message(&path));
+            let (message, hint) = unknown_key_message(&path);
+            cx.error_spanned_by(&path, message);
+            self.mentioned.extend(hint);
             return skip_value(&meta);
         };
+        self.mentioned.push(key);
         let Some(expr) = value_expr(cx, &meta, key)? else {
             return Ok(());
         };
@@ -121,17 +133,24 @@ pub(crate) fn near_miss(word: &str, candidates: &[&'static str]) -> Option<&'sta
         .map(|(_, c)| c)
 }
 
-fn unknown_key_message(path: &Path) -> String {
+fn unknown_key_message(path: &Path) -> (String, Option<Symbol>) {
     let word = path_to_string(path);
     let keys: Vec<&'static str> = EVENT_KEYS.iter().map(|k| k.as_str()).collect();
     let mut msg = format!(
         "unknown event attribute `{word}`; expected one of {}",
         backticked(keys.iter().copied())
     );
-    if let Some(hint) = near_miss(&word, &keys) {
+    let hint = near_miss(&word, &keys);
+    if let Some(hint) = hint {
         msg.push_str(&format!("\nhelp: did you mean `{hint}`?"));
     }
-    msg
+    (
+        msg,
+        EVENT_KEYS
+            .iter()
+            .copied()
+            .find(|k| Some(k.as_str()) == hint),
+    )
 }
 
 /// Consumes the value of a key that is reported anyway (`key = …` or

@@ -191,10 +191,20 @@ fn event_impl(input: &Input<'_>, krate: &Path, with_chain: bool) -> TokenStream 
     let dataschema = LitStr::new(&input.dataschema(), Span::call_site());
     let p = quote!(#krate::__private);
     let prev = input.attrs.upcast_from.as_ref().filter(|_| with_chain);
+    // Every use of `Prev` is spanned at the user's tokens, and is a
+    // projection (`<Prev as Event>::…`, `<Self as UpcastFrom<Prev>>::…`), so
+    // that a wrong `upcast_from` gives one error under it, not one per use.
     let older = prev.map(|prev| {
         quote_spanned! {prev.span()=>
             if version < #version {
-                return #p::decode_older::<Self, #prev>(version, data);
+                return match <#prev as #krate::Event>::decode(version, data) {
+                    ::core::result::Result::Ok(prev) => ::core::result::Result::Ok(
+                        <Self as #p::UpcastFrom<#prev>>::upcast(prev),
+                    ),
+                    ::core::result::Result::Err(err) => ::core::result::Result::Err(
+                        #p::older_version_error::<Self>(err),
+                    ),
+                };
             }
         }
     });
@@ -257,8 +267,7 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
 }
 
 /// Compile-time checks of `upcast_from = Prev`, spanned at the user's
-/// `Prev` so the compiler underlines it: `Prev` is an event, has the same
-/// type name and a lower version, and `Self: From<Prev>`.
+/// `Prev` so the compiler underlines it: same type name, lower version.
 fn upcast_checks(input: &Input<'_>, krate: &Path) -> TokenStream {
     let Some(prev) = &input.attrs.upcast_from else {
         return TokenStream::new();
@@ -281,19 +290,9 @@ fn upcast_checks(input: &Input<'_>, krate: &Path) -> TokenStream {
         ),
         prev.span(),
     );
+    // `Prev: Event` and `Self: From<Prev>` are checked by their uses in
+    // `decode`; separate where-clause checks would only repeat those errors.
     quote_spanned! {prev.span()=>
-        #[allow(dead_code)]
-        fn __tidings_upcast_from_is_an_event()
-        where
-            #prev: #krate::Event,
-        {
-        }
-        #[allow(dead_code)]
-        fn __tidings_upcast_from_has_a_from_impl()
-        where
-            #ident: #krate::__private::UpcastFrom<#prev>,
-        {
-        }
         const _: () = ::core::assert!(
             #krate::__private::str_eq(<#prev as #krate::Event>::TYPE, #type_name_lit),
             #same_type

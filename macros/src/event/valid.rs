@@ -7,6 +7,7 @@ use syn::{Ident, LitStr};
 use super::ast::{is_valid_type_name, Input};
 use super::attr::Attrs;
 use crate::ctxt::Ctxt;
+use crate::symbol::{CHANNEL, STREAM, VERSION};
 
 /// Characters a stream or channel name may not hold: Redis glob
 /// metacharacters (`PSUBSCRIBE ns:channel:*` must mean what it says), the
@@ -49,6 +50,7 @@ const NAME_RULE: &str = "lowercase words of `a`-`z`, `0`-`9` and `_`, each start
 
 fn check_version(cx: &Ctxt, attrs: &Attrs, ident: Option<&Ident>) {
     match &attrs.version {
+        None if attrs.mentions(VERSION) => {}
         None => cx.error_at(
             Span::call_site(),
             match ident {
@@ -70,7 +72,8 @@ fn check_version(cx: &Ctxt, attrs: &Attrs, ident: Option<&Ident>) {
 }
 
 fn check_topics(cx: &Ctxt, attrs: &Attrs) {
-    if attrs.stream.is_none() && attrs.channel.is_none() {
+    let mentioned = attrs.mentions(STREAM) || attrs.mentions(CHANNEL);
+    if attrs.stream.is_none() && attrs.channel.is_none() && !mentioned {
         cx.error_at(
             Span::call_site(),
             "an event needs `stream = \"…\"` (durable, Redis Streams), `channel = \"…\"` (Pub/Sub fan-out), or both",
