@@ -4,7 +4,7 @@
 use tidings::{event, DecodeError, Event};
 
 /// v1: a file landed.
-#[event(stream = "contextual", version = 1)]
+#[event(stream = "test-uploads", version = 1)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileUploadedV1 {
     /// Name as uploaded.
@@ -12,7 +12,7 @@ pub struct FileUploadedV1 {
 }
 
 /// v2: adds the MIME type.
-#[event(stream = "contextual", version = 2, upcast_from = FileUploadedV1)]
+#[event(stream = "test-uploads", version = 2, upcast_from = FileUploadedV1)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileUploadedV2 {
     /// Name as uploaded.
@@ -22,7 +22,7 @@ pub struct FileUploadedV2 {
 }
 
 /// v3: adds the size.
-#[event(stream = "contextual", version = 3, upcast_from = FileUploadedV2)]
+#[event(stream = "test-uploads", version = 3, upcast_from = FileUploadedV2)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileUploadedV3 {
     /// Name as uploaded.
@@ -34,7 +34,7 @@ pub struct FileUploadedV3 {
 }
 
 /// v4, the current one: the name is split into a path and a base name.
-#[event(stream = "contextual", version = 4, upcast_from = FileUploadedV3)]
+#[event(stream = "test-uploads", version = 4, upcast_from = FileUploadedV3)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileUploaded {
     /// Directory of the file.
@@ -94,7 +94,7 @@ impl From<FileUploadedV3> for FileUploaded {
 }
 
 /// A gate opened; no payload.
-#[event(channel = "gates", version = 1)]
+#[event(channel = "test-gates", version = 1)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateOpened;
 
@@ -351,7 +351,7 @@ fn random_and_truncated_bytes_never_panic() {
             let len = (rng.next() % 64) as usize;
             let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             // Splice in JSON structure so that some inputs get past the first byte.
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 let at = (rng.next() as usize) % (valid.len() + 1);
                 data.splice(0..0, valid[..at].iter().copied());
             }

@@ -4,7 +4,7 @@ use tidings::registry::{self, EventInfo, RegistryError};
 use tidings::{event, Compat, Event};
 
 /// First version of an order.
-#[event(stream = "orders", version = 1)]
+#[event(stream = "test-orders", version = 1)]
 #[derive(Debug)]
 pub struct OrderPlacedV1 {
     /// Order id.
@@ -12,7 +12,7 @@ pub struct OrderPlacedV1 {
 }
 
 /// Second version.
-#[event(stream = "orders", version = 2, upcast_from = OrderPlacedV1, compat = "full_transitive")]
+#[event(stream = "test-orders", version = 2, upcast_from = OrderPlacedV1, compat = "full_transitive")]
 #[derive(Debug)]
 pub struct OrderPlacedV2 {
     /// Order id.
@@ -22,7 +22,7 @@ pub struct OrderPlacedV2 {
 }
 
 /// Current version.
-#[event(stream = "orders", version = 3, upcast_from = OrderPlacedV2, compat = "full_transitive")]
+#[event(stream = "test-orders", version = 3, upcast_from = OrderPlacedV2, compat = "full_transitive")]
 #[derive(Debug)]
 pub struct OrderPlaced {
     /// Order id.
@@ -51,7 +51,7 @@ impl From<OrderPlacedV2> for OrderPlaced {
 
 /// Published on both transports.
 #[event(
-    stream = "gates",
+    stream = "test-gates",
     channel = "gate-notifications",
     version = 1,
     name = "gate.opened"
@@ -63,14 +63,14 @@ pub struct GateWentUp {
 }
 
 /// Pub/Sub only.
-#[event(channel = "presence", version = 1)]
+#[event(channel = "test-presence", version = 1)]
 #[derive(Debug)]
 pub struct UserSeen;
 
 /// Events declared in a module.
 pub mod nested {
     /// In a module, to show the Rust path.
-    #[tidings::event(stream = "audit", version = 1)]
+    #[tidings::event(stream = "test-audit", version = 1)]
     #[derive(Debug)]
     pub struct HTTPRequestSent {
         /// Request URL.
@@ -103,25 +103,25 @@ fn registry_entry_carries_the_event_constants() {
     assert_eq!(info.rust_name, "event_registry::OrderPlacedV2");
     assert_eq!(info.type_name, OrderPlacedV2::TYPE);
     assert_eq!(info.version, 2);
-    assert_eq!(info.stream, Some("orders"));
+    assert_eq!(info.stream, Some("test-orders"));
     assert_eq!(info.channel, None);
     assert_eq!(info.compat, Compat::FullTransitive);
-    assert_eq!(info.dataschema, "schemas/orders/order.placed/v2.json");
+    assert_eq!(info.dataschema, "schemas/test-orders/order.placed/v2.json");
     assert_eq!(info.upcast_from, Some(1));
-    assert_eq!(info.topic(), "orders");
+    assert_eq!(info.topic(), "test-orders");
 
     let gate = registry::find("gate.opened", 1).unwrap();
     assert_eq!(gate.rust_name, "event_registry::GateWentUp");
-    assert_eq!(gate.stream, Some("gates"));
+    assert_eq!(gate.stream, Some("test-gates"));
     assert_eq!(gate.channel, Some("gate-notifications"));
     assert_eq!(gate.compat, Compat::Backward);
-    assert_eq!(gate.dataschema, "schemas/gates/gate.opened/v1.json");
+    assert_eq!(gate.dataschema, "schemas/test-gates/gate.opened/v1.json");
 
     let seen = registry::find("user.seen", 1).unwrap();
     assert_eq!(seen.stream, None);
-    assert_eq!(seen.channel, Some("presence"));
-    assert_eq!(seen.topic(), "presence");
-    assert_eq!(seen.dataschema, "schemas/presence/user.seen/v1.json");
+    assert_eq!(seen.channel, Some("test-presence"));
+    assert_eq!(seen.topic(), "test-presence");
+    assert_eq!(seen.dataschema, "schemas/test-presence/user.seen/v1.json");
 
     let http = registry::find("http.request.sent", 1).unwrap();
     assert_eq!(http.rust_name, "event_registry::nested::HTTPRequestSent");
@@ -130,7 +130,7 @@ fn registry_entry_carries_the_event_constants() {
 #[test]
 fn registry_entry_schema_is_the_payload_schema() {
     let schema = (registry::find("order.placed", 3).unwrap().schema)();
-    assert_eq!(schema["$id"], "schemas/orders/order.placed/v3.json");
+    assert_eq!(schema["$id"], "schemas/test-orders/order.placed/v3.json");
     assert_eq!(schema["properties"]["total"]["type"], "integer");
     assert_eq!(schema["required"], serde_json::json!(["id", "total"]));
     assert_eq!(schema["additionalProperties"], false);
@@ -172,10 +172,10 @@ const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -
         rust_name,
         type_name: "order.placed",
         version,
-        stream: Some("orders"),
+        stream: Some("test-orders"),
         channel: None,
         compat: Compat::Backward,
-        dataschema: "schemas/orders/order.placed/v1.json",
+        dataschema: "schemas/test-orders/order.placed/v1.json",
         upcast_from,
         schema: no_schema,
     }

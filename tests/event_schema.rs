@@ -9,7 +9,7 @@ use tidings::{event, Event};
 /// A user signed up.
 ///
 /// Sent once per account.
-#[event(stream = "accounts", version = 1)]
+#[event(stream = "test-accounts", version = 1)]
 #[serde(rename_all = "camelCase")]
 #[derive(Debug, PartialEq)]
 pub struct UserSignedUp {
@@ -37,7 +37,7 @@ pub struct Origin {
 }
 
 /// Nothing but a name.
-#[event(channel = "pings", version = 2)]
+#[event(channel = "test-pings", version = 2)]
 #[derive(Debug)]
 pub struct Ping;
 
@@ -49,7 +49,10 @@ fn schema_has_id_draft_and_is_closed() {
         "https://json-schema.org/draft/2020-12/schema"
     );
     assert_eq!(schema["$id"], UserSignedUp::DATASCHEMA);
-    assert_eq!(schema["$id"], "schemas/accounts/user.signed.up/v1.json");
+    assert_eq!(
+        schema["$id"],
+        "schemas/test-accounts/user.signed.up/v1.json"
+    );
     assert_eq!(schema["type"], "object");
     assert_eq!(schema["additionalProperties"], false);
     let keys: Vec<&String> = schema.as_object().unwrap().keys().take(2).collect();
@@ -111,7 +114,7 @@ fn unit_event_schema_is_a_closed_empty_object_with_its_docs() {
         schema,
         json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": "schemas/pings/ping/v2.json",
+            "$id": "schemas/test-pings/ping/v2.json",
             "title": "Ping",
             "description": "Nothing but a name.",
             "type": "object",

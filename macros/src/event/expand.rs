@@ -2,6 +2,8 @@
 //! `Event` impl, the registry entry and the compile-time checks of
 //! `upcast_from`.
 
+use std::path::Path as FsPath;
+
 use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
@@ -9,21 +11,39 @@ use syn::{Attribute, Item, ItemStruct, LitStr, Path};
 
 use super::ast::{krate, Input, Shape};
 use super::attr::Attrs;
+use super::guard::SCHEMA_DIR_ENV;
 
 /// The full expansion of a valid event.
-pub(crate) fn event(input: &Input<'_>) -> TokenStream {
+pub(crate) fn event(input: &Input<'_>, schema_file: Option<&FsPath>) -> TokenStream {
     let krate = input.krate();
     let payload = payload(input, &krate);
     let event_impl = event_impl(input, &krate, true);
     let registry = registry_entry(input, &krate);
     let checks = upcast_checks(input, &krate);
+    let rebuild = rebuild_triggers(schema_file);
     quote! {
         #payload
         const _: () = {
             #event_impl
             #registry
             #checks
+            #rebuild
         };
+    }
+}
+
+/// Makes cargo rebuild the crate, and so rerun the schema guard, when the
+/// committed schema file or `TIDINGS_SCHEMA_DIR` changes: rustc records both
+/// as dependencies of the crate.
+fn rebuild_triggers(schema_file: Option<&FsPath>) -> TokenStream {
+    let include = schema_file.and_then(|f| f.to_str()).map(|f| {
+        quote!(
+            const _: &[u8] = ::core::include_bytes!(#f);
+        )
+    });
+    quote! {
+        const _: ::core::option::Option<&str> = ::core::option_env!(#SCHEMA_DIR_ENV);
+        #include
     }
 }
 
@@ -36,6 +56,7 @@ pub(crate) fn fallback(
     item: &Item,
     attrs: &Attrs,
     input: Option<&Input<'_>>,
+    schema_file: Option<&FsPath>,
     errors: syn::Error,
 ) -> TokenStream {
     let errors = errors.into_compile_error();
@@ -43,10 +64,11 @@ pub(crate) fn fallback(
         let krate = input.krate();
         let payload = payload(input, &krate);
         let event_impl = event_impl(input, &krate, false);
+        let rebuild = rebuild_triggers(schema_file);
         return quote! {
             #errors
             #payload
-            const _: () = { #event_impl };
+            const _: () = { #event_impl #rebuild };
         };
     }
     let krate = krate(attrs);

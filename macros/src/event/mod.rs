@@ -3,6 +3,7 @@
 mod ast;
 mod attr;
 mod expand;
+mod guard;
 mod valid;
 
 use proc_macro2::TokenStream;
@@ -24,12 +25,20 @@ pub(crate) fn expand(args: TokenStream, item: Item) -> syn::Result<TokenStream> 
     if let Some(input) = &input {
         valid::check(&cx, input);
     }
+    let schema_file = input.as_ref().and_then(|input| guard::check(&cx, input));
+    let schema_file = schema_file.as_deref();
     match cx.check() {
         Ok(()) => match &input {
-            Some(input) => Ok(expand::event(input)),
+            Some(input) => Ok(expand::event(input, schema_file)),
             // `from_syn` records why it returns `None`, so `check` failed.
             None => Err(syn::Error::new_spanned(&item, "#[event] goes on a struct")),
         },
-        Err(errors) => Ok(expand::fallback(&item, &attrs, input.as_ref(), errors)),
+        Err(errors) => Ok(expand::fallback(
+            &item,
+            &attrs,
+            input.as_ref(),
+            schema_file,
+            errors,
+        )),
     }
 }
