@@ -325,3 +325,112 @@ fn upcast_checks(input: &Input<'_>, krate: &Path) -> TokenStream {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctxt::Ctxt;
+    use quote::quote;
+
+    fn expand_ok(args: TokenStream, item: Item) -> String {
+        let cx = Ctxt::new();
+        let attrs = Attrs::from_args(&cx, args);
+        let input = Input::from_syn(&cx, &attrs, &item).unwrap();
+        cx.check().unwrap();
+        event(&input, Some(FsPath::new("/abs/schemas/s/e/v2.json"))).to_string()
+    }
+
+    #[test]
+    fn expansion_names_everything_through_the_facade() {
+        let out = expand_ok(
+            quote!(stream = "s", version = 2, upcast_from = EV1),
+            syn::parse_quote!(
+                struct E {
+                    a: u8,
+                }
+            ),
+        );
+        assert!(out.contains("impl :: tidings :: Event for E"), "{out}");
+        assert!(
+            out.contains("serde (crate = \"::tidings::__private::serde\")"),
+            "{out}"
+        );
+        assert!(
+            out.contains("schemars (crate = \"::tidings::__private::schemars\")"),
+            "{out}"
+        );
+        assert!(
+            out.contains("transform = :: tidings :: __private :: close_schema"),
+            "{out}"
+        );
+        assert!(
+            out.contains("const DATASCHEMA : & 'static str = \"schemas/s/e/v2.json\""),
+            "{out}"
+        );
+        assert!(
+            out.contains("< EV1 as :: tidings :: Event > :: decode (version , data)"),
+            "{out}"
+        );
+        assert!(!out.contains("deny_unknown_fields"), "{out}");
+    }
+
+    #[test]
+    fn crate_key_replaces_the_facade_path() {
+        let out = expand_ok(
+            quote!(stream = "s", version = 1, crate = "::re::tidings"),
+            syn::parse_quote!(
+                struct E;
+            ),
+        );
+        assert!(
+            out.contains("impl :: re :: tidings :: Event for E"),
+            "{out}"
+        );
+        assert!(
+            out.contains("serde (crate = \"::re::tidings::__private::serde\")"),
+            "{out}"
+        );
+        let rest = out.replace(":: re :: tidings ::", "RE");
+        assert!(!rest.contains("tidings ::"), "{rest}");
+    }
+
+    #[test]
+    fn committed_schema_file_is_a_rebuild_trigger() {
+        let out = expand_ok(
+            quote!(stream = "s", version = 1),
+            syn::parse_quote!(
+                struct E;
+            ),
+        );
+        assert!(
+            out.contains("include_bytes ! (\"/abs/schemas/s/e/v2.json\")"),
+            "{out}"
+        );
+        assert!(
+            out.contains("option_env ! (\"TIDINGS_SCHEMA_DIR\")"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn fallback_keeps_the_item_next_to_the_errors() {
+        let item: Item = syn::parse_quote!(
+            struct E {
+                a: u8,
+            }
+        );
+        let cx = Ctxt::new();
+        let attrs = Attrs::from_args(&cx, quote!(stream = "s"));
+        let input = Input::from_syn(&cx, &attrs, &item).unwrap();
+        cx.error_at(Span::call_site(), "boom");
+        let errors = cx.check().unwrap_err();
+        let out = fallback(&item, &attrs, Some(&input), None, errors).to_string();
+        assert!(out.contains("compile_error ! { \"boom\" }"), "{out}");
+        assert!(out.contains("struct E { a : u8 }"), "{out}");
+        assert!(out.contains("impl :: tidings :: Event for E"), "{out}");
+        assert!(
+            !out.contains("inventory"),
+            "a stub must not register: {out}"
+        );
+    }
+}
