@@ -116,9 +116,45 @@ fn is_serde_attr(attr: &Attribute) -> bool {
     attr.path().is_ident("serde") || attr.path().is_ident("schemars")
 }
 
+/// Traits `#[event]` implements itself.
+pub(crate) const PROVIDED_TRAITS: [&str; 3] = ["Serialize", "Deserialize", "JsonSchema"];
+
+/// `item` without the derives of [`PROVIDED_TRAITS`]: they are reported by
+/// `valid`, and left in they would add a "conflicting implementations" error.
+fn without_provided_derives(item: &ItemStruct) -> ItemStruct {
+    let mut item = item.clone();
+    item.attrs.retain_mut(|attr| {
+        if !attr.path().is_ident("derive") {
+            return true;
+        }
+        let Ok(paths) = attr
+            .parse_args_with(syn::punctuated::Punctuated::<Path, syn::Token![,]>::parse_terminated)
+        else {
+            return true;
+        };
+        let kept: Vec<&Path> = paths
+            .iter()
+            .filter(|p| {
+                p.segments
+                    .last()
+                    .is_none_or(|s| !PROVIDED_TRAITS.contains(&s.ident.to_string().as_str()))
+            })
+            .collect();
+        if kept.len() == paths.len() {
+            return true;
+        }
+        if kept.is_empty() {
+            return false;
+        }
+        *attr = syn::parse_quote!(#[derive(#(#kept),*)]);
+        true
+    });
+    item
+}
+
 /// The struct with its serde and schemars impls.
 fn payload(input: &Input<'_>, krate: &Path) -> TokenStream {
-    let item = input.item;
+    let item = &without_provided_derives(input.item);
     match input.shape {
         Shape::Named(_) => {
             let derives = derive_attrs(krate);
@@ -426,7 +462,7 @@ mod tests {
         let errors = cx.check().unwrap_err();
         let out = fallback(&item, &attrs, Some(&input), None, errors).to_string();
         assert!(out.contains("compile_error ! { \"boom\" }"), "{out}");
-        assert!(out.contains("struct E { a : u8 }"), "{out}");
+        assert!(out.contains("struct E { a : u8"), "{out}");
         assert!(out.contains("impl :: tidings :: Event for E"), "{out}");
         assert!(
             !out.contains("inventory"),

@@ -6,6 +6,7 @@ use syn::{Ident, LitStr};
 
 use super::ast::{is_valid_type_name, Input};
 use super::attr::Attrs;
+use super::expand::PROVIDED_TRAITS;
 use crate::ctxt::Ctxt;
 use crate::symbol::{CHANNEL, STREAM, VERSION};
 
@@ -34,6 +35,7 @@ pub(crate) fn check_attrs(cx: &Ctxt, attrs: &Attrs, ident: Option<&Ident>) {
 
 /// Records the problems of the struct itself in `cx`.
 pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) {
+    check_derives(cx, input);
     if input.attrs.name.is_none() && !is_valid_type_name(&input.type_name) {
         cx.error_at(
             input.type_name_span,
@@ -43,6 +45,36 @@ pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) {
                 input.type_name
             ),
         );
+    }
+}
+
+/// A derive of a trait `#[event]` implements would conflict with it; say so
+/// on the derive instead of leaving the user a "conflicting implementations"
+/// error that points at the attribute.
+fn check_derives(cx: &Ctxt, input: &Input<'_>) {
+    for attr in input
+        .item
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("derive"))
+    {
+        let Ok(paths) = attr.parse_args_with(
+            syn::punctuated::Punctuated::<syn::Path, syn::Token![,]>::parse_terminated,
+        ) else {
+            continue;
+        };
+        for path in paths {
+            let Some(last) = path.segments.last() else {
+                continue;
+            };
+            let name = last.ident.to_string();
+            if PROVIDED_TRAITS.contains(&name.as_str()) {
+                cx.error_spanned_by(
+                    &path,
+                    format!("#[event] already implements `{name}`; remove it from the derive"),
+                );
+            }
+        }
     }
 }
 
@@ -204,6 +236,24 @@ mod tests {
             errors[1].starts_with("invalid channel name `gate *`: it contains whitespace"),
             "{}",
             errors[1]
+        );
+    }
+
+    #[test]
+    fn derives_the_macro_provides_are_rejected() {
+        let errors = errors_of(
+            quote!(stream = "s", version = 1),
+            syn::parse_quote! {
+                #[derive(Debug, serde::Serialize, Deserialize, Clone)]
+                struct E;
+            },
+        );
+        assert_eq!(
+            errors,
+            [
+                "#[event] already implements `Serialize`; remove it from the derive",
+                "#[event] already implements `Deserialize`; remove it from the derive",
+            ]
         );
     }
 
