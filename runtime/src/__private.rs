@@ -61,17 +61,35 @@ pub fn unknown_version<E: Event>(version: u32) -> DecodeError {
     }
 }
 
-/// Decodes an older version through `P`, the `upcast_from` type of `E`, and
-/// names `E`'s versions if none of the chain knows it.
-pub fn decode_older<E, P>(version: u32, data: &[u8]) -> Result<E, DecodeError>
-where
-    E: Event + From<P>,
-    P: Event,
-{
-    match P::decode(version, data) {
-        Ok(p) => Ok(E::from(p)),
-        Err(DecodeError::UnknownVersion { .. }) => Err(unknown_version::<E>(version)),
-        Err(e) => Err(e),
+/// The error of decoding an older version of `E` through its `upcast_from`
+/// chain: an unknown version is reported with every version `E` knows,
+/// anything else as the older type reported it.
+#[cold]
+pub fn older_version_error<E: Event>(err: DecodeError) -> DecodeError {
+    match err {
+        DecodeError::UnknownVersion { version, .. } => unknown_version::<E>(version),
+        other => other,
+    }
+}
+
+/// `Self: From<P>`, with a message that says what `upcast_from = P` needs.
+///
+/// `#[event]` checks this bound, spanned at the user's `P`, instead of
+/// `From<P>` itself, whose standard message does not say why it is needed.
+#[diagnostic::on_unimplemented(
+    message = "`upcast_from = {P}` needs `impl From<{P}> for {Self}`",
+    label = "no `From<{P}>` impl for `{Self}`",
+    note = "write the upcaster: `impl From<{P}> for {Self} {{ fn from(old: {P}) -> Self {{ … }} }}`"
+)]
+pub trait UpcastFrom<P>: Sized {
+    /// Turns the previous version into this one.
+    fn upcast(prev: P) -> Self;
+}
+
+impl<E: From<P>, P> UpcastFrom<P> for E {
+    #[inline]
+    fn upcast(prev: P) -> Self {
+        E::from(prev)
     }
 }
 

@@ -1,0 +1,443 @@
+//! Parsing of the `#[event(...)]` arguments into [`Attrs`].
+//!
+//! Every key is read even after a mistake, so that all of them are reported
+//! together; a value of the wrong kind is reported on the value itself.
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::{Expr, Lit, LitInt, LitStr, Path, Token};
+
+use crate::ctxt::Ctxt;
+use crate::symbol::{
+    Symbol, CHANNEL, COMPAT, CRATE, EVENT_KEYS, NAME, STREAM, UPCAST_FROM, VERSION,
+};
+
+/// Compatibility modes as written in `compat = "…"`, with the variant of
+/// `tidings::Compat` each one names. Mirrors `Compat::ALL` of the runtime,
+/// which this crate cannot depend on.
+pub(crate) const COMPAT_MODES: &[(&str, &str)] = &[
+    ("backward", "Backward"),
+    ("backward_transitive", "BackwardTransitive"),
+    ("forward", "Forward"),
+    ("forward_transitive", "ForwardTransitive"),
+    ("full", "Full"),
+    ("full_transitive", "FullTransitive"),
+    ("none", "None"),
+];
+
+/// The arguments of one `#[event(...)]`, each as the user wrote it.
+#[derive(Default)]
+pub(crate) struct Attrs {
+    pub(crate) stream: Option<LitStr>,
+    pub(crate) channel: Option<LitStr>,
+    pub(crate) version: Option<Version>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) upcast_from: Option<Path>,
+    pub(crate) compat: Option<CompatMode>,
+    pub(crate) krate: Option<Path>,
+    /// Keys written, even with a value that was rejected, and the keys an
+    /// unknown key is a near miss of: a missing key is not reported on top
+    /// of the error that already explains it.
+    pub(crate) mentioned: Vec<Symbol>,
+}
+
+/// `version = N`: the value and its literal, for spans.
+pub(crate) struct Version {
+    pub(crate) value: u32,
+    pub(crate) lit: LitInt,
+}
+
+/// `compat = "…"`: the `tidings::Compat` variant it names.
+pub(crate) struct CompatMode {
+    pub(crate) variant: &'static str,
+}
+
+impl Attrs {
+    /// Whether `key` was written (or nearly written) by the user.
+    pub(crate) fn mentions(&self, key: Symbol) -> bool {
+        self.mentioned.contains(&key)
+    }
+
+    /// Parses the arguments, recording every mistake in `cx`.
+    pub(crate) fn from_args(cx: &Ctxt, args: TokenStream) -> Attrs {
+        let mut attrs = Attrs::default();
+        let parser = syn::meta::parser(|meta| attrs.parse_key(cx, meta));
+        // A syntax error (a missing comma, say) stops the parser; what was read
+        // before it is kept, so the checks that follow still run.
+        if let Err(err) = parser.parse2(args) {
+            cx.syn_error(err);
+        }
+        attrs
+    }
+
+    fn parse_key(&mut self, cx: &Ctxt, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+        let path = meta.path.clone();
+        let key = EVENT_KEYS.iter().copied().find(|k| path == *k);
+        let Some(key) = key else {
+            let (message, hint) = unknown_key_message(&path);
+            cx.error_spanned_by(&path, message);
+            self.mentioned.extend(hint);
+            return skip_value(&meta);
+        };
+        self.mentioned.push(key);
+        let Some(expr) = value_expr(cx, &meta, key)? else {
+            return Ok(());
+        };
+        let duplicate = match key {
+            STREAM => set(&mut self.stream, string_value(cx, &expr, key)),
+            CHANNEL => set(&mut self.channel, string_value(cx, &expr, key)),
+            NAME => set(&mut self.name, string_value(cx, &expr, key)),
+            VERSION => set(&mut self.version, version_value(cx, &expr)),
+            UPCAST_FROM => set(&mut self.upcast_from, upcast_from_value(cx, &expr)),
+            COMPAT => set(&mut self.compat, compat_value(cx, &expr)),
+            CRATE => set(&mut self.krate, crate_value(cx, &expr)),
+            _ => false,
+        };
+        if duplicate {
+            // Reported on the second occurrence: the first one is the one kept.
+            cx.error_spanned_by(&path, format!("duplicate event attribute `{key}`"));
+        }
+        Ok(())
+    }
+}
+
+/// Stores `value` unless the key was already given; says whether it was.
+fn set<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
+    if slot.is_some() {
+        return true;
+    }
+    *slot = value;
+    false
+}
+
+fn path_to_string(path: &Path) -> String {
+    path.to_token_stream().to_string().replace(' ', "")
+}
+
+fn backticked(keys: impl IntoIterator<Item = &'static str>) -> String {
+    keys.into_iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The candidate closest to `word`, if it is close enough to be a typo.
+pub(crate) fn near_miss(word: &str, candidates: &[&'static str]) -> Option<&'static str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(word, c), *c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+fn unknown_key_message(path: &Path) -> (String, Option<Symbol>) {
+    let word = path_to_string(path);
+    let keys: Vec<&'static str> = EVENT_KEYS.iter().map(|k| k.as_str()).collect();
+    let mut msg = format!(
+        "unknown event attribute `{word}`; expected one of {}",
+        backticked(keys.iter().copied())
+    );
+    let hint = near_miss(&word, &keys);
+    if let Some(hint) = hint {
+        msg.push_str(&format!("\nhelp: did you mean `{hint}`?"));
+    }
+    (
+        msg,
+        EVENT_KEYS
+            .iter()
+            .copied()
+            .find(|k| Some(k.as_str()) == hint),
+    )
+}
+
+/// Consumes the value of a key that is reported anyway (`key = …` or
+/// `key(…)`), so the keys after it are still read.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.parse_nested_meta(|inner| skip_value(&inner))?;
+    }
+    Ok(())
+}
+
+/// The expression after `key =`, or `None` (with the error recorded) when
+/// the key has no value.
+fn value_expr(cx: &Ctxt, meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<Option<Expr>> {
+    if meta.input.peek(Token![=]) {
+        return Ok(Some(meta.value()?.parse()?));
+    }
+    cx.error_spanned_by(
+        &meta.path,
+        format!(
+            "event attribute `{key}` needs a value: `{key} = {}`",
+            example(key)
+        ),
+    );
+    skip_value(meta)?;
+    Ok(None)
+}
+
+fn example(key: Symbol) -> &'static str {
+    match key {
+        STREAM => "\"orders\"",
+        CHANNEL => "\"notifications\"",
+        VERSION => "1",
+        NAME => "\"order.placed\"",
+        UPCAST_FROM => "OrderPlacedV1",
+        COMPAT => "\"backward\"",
+        _ => "\"::my_crate::tidings\"",
+    }
+}
+
+fn lit(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(e) => Some(&e.lit),
+        // `version = (2)` or a value coming out of a `macro_rules!` fragment.
+        Expr::Group(g) => lit(&g.expr),
+        Expr::Paren(p) => lit(&p.expr),
+        _ => None,
+    }
+}
+
+fn string_value(cx: &Ctxt, expr: &Expr, key: Symbol) -> Option<LitStr> {
+    match lit(expr) {
+        Some(Lit::Str(s)) => Some(s.clone()),
+        _ => {
+            cx.error_spanned_by(
+                expr,
+                format!(
+                    "expected a string literal for `{key}`, like `{key} = {}`",
+                    example(key)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn version_value(cx: &Ctxt, expr: &Expr) -> Option<Version> {
+    match lit(expr) {
+        Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
+            Ok(value) => Some(Version {
+                value,
+                lit: int.clone(),
+            }),
+            Err(_) => {
+                cx.error_spanned_by(int, "`version` must be a whole number from 1 to 4294967295");
+                None
+            }
+        },
+        Some(Lit::Str(s)) => {
+            let v = s.value();
+            let fix = if v.trim().parse::<u32>().is_ok() {
+                format!("`version = {}`", v.trim())
+            } else {
+                "`version = 1`".to_owned()
+            };
+            cx.error_spanned_by(
+                s,
+                format!("`version` is an integer, not a string: write {fix}"),
+            );
+            None
+        }
+        Some(Lit::Float(_)) => {
+            cx.error_spanned_by(
+                expr,
+                "`version` is a whole number (1, 2, 3, …): a schema change that needs a new version gets the next integer",
+            );
+            None
+        }
+        _ => {
+            cx.error_spanned_by(
+                expr,
+                "expected an integer literal for `version`, like `version = 1`",
+            );
+            None
+        }
+    }
+}
+
+fn upcast_from_value(cx: &Ctxt, expr: &Expr) -> Option<Path> {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Some(p.path.clone()),
+        Expr::Group(g) => upcast_from_value(cx, &g.expr),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            let fix = match s.parse::<Path>() {
+                Ok(p) => path_to_string(&p),
+                Err(_) => "FileUploadedV1".to_owned(),
+            };
+            cx.error_spanned_by(
+                s,
+                format!("`upcast_from` names a type, not a string: write `upcast_from = {fix}`"),
+            );
+            None
+        }
+        _ => {
+            cx.error_spanned_by(
+                expr,
+                "expected the struct of the previous version for `upcast_from`, like `upcast_from = FileUploadedV1`",
+            );
+            None
+        }
+    }
+}
+
+fn compat_value(cx: &Ctxt, expr: &Expr) -> Option<CompatMode> {
+    let lit = string_value(cx, expr, COMPAT)?;
+    let value = lit.value();
+    if let Some((_, variant)) = COMPAT_MODES.iter().find(|(name, _)| *name == value) {
+        return Some(CompatMode { variant });
+    }
+    let names: Vec<&'static str> = COMPAT_MODES.iter().map(|(n, _)| *n).collect();
+    let mut msg = format!(
+        "unknown compat mode `{value}`; expected one of {}",
+        backticked(names.iter().copied())
+    );
+    if let Some(hint) = near_miss(&value.to_ascii_lowercase().replace('-', "_"), &names) {
+        msg.push_str(&format!("\nhelp: did you mean `{hint}`?"));
+    }
+    cx.error_spanned_by(&lit, msg);
+    None
+}
+
+fn crate_value(cx: &Ctxt, expr: &Expr) -> Option<Path> {
+    let lit = string_value(cx, expr, CRATE)?;
+    match lit.parse::<Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            cx.error_spanned_by(
+                &lit,
+                "`crate` is the path tidings is re-exported at, like `crate = \"::my_crate::tidings\"`",
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse(args: TokenStream) -> (Attrs, Vec<String>) {
+        let cx = Ctxt::new();
+        let attrs = Attrs::from_args(&cx, args);
+        let errors = match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (attrs, errors)
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let (attrs, errors) = parse(quote! {
+            stream = "contextual", channel = "notifications", version = 3,
+            name = "file.uploaded", upcast_from = v2::FileUploadedV2,
+            compat = "full_transitive", crate = "::re::tidings"
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(attrs.stream.unwrap().value(), "contextual");
+        assert_eq!(attrs.channel.unwrap().value(), "notifications");
+        assert_eq!(attrs.version.unwrap().value, 3);
+        assert_eq!(attrs.name.unwrap().value(), "file.uploaded");
+        assert_eq!(
+            path_to_string(&attrs.upcast_from.unwrap()),
+            "v2::FileUploadedV2"
+        );
+        assert_eq!(attrs.compat.unwrap().variant, "FullTransitive");
+        assert_eq!(path_to_string(&attrs.krate.unwrap()), "::re::tidings");
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_near_miss_and_keeps_reading() {
+        let (attrs, errors) = parse(quote!(steam = "x", version = 2));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("unknown event attribute `steam`; expected one of `stream`, `channel`, `version`, `name`, `upcast_from`, `compat`, `crate`"), "{}", errors[0]);
+        assert!(
+            errors[0].ends_with("did you mean `stream`?"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(attrs.version.unwrap().value, 2);
+    }
+
+    #[test]
+    fn unknown_key_far_from_every_key_gets_no_hint() {
+        let (_, errors) = parse(quote!(colour = "red"));
+        assert_eq!(errors.len(), 1);
+        assert!(!errors[0].contains("did you mean"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn duplicate_key_keeps_the_first_value() {
+        let (attrs, errors) = parse(quote!(version = 1, version = 2));
+        assert_eq!(errors, ["duplicate event attribute `version`"]);
+        assert_eq!(attrs.version.unwrap().value, 1);
+    }
+
+    #[test]
+    fn wrong_value_kinds_are_all_reported() {
+        let (_, errors) = parse(quote!(
+            version = "2",
+            stream = 5,
+            upcast_from = "FooV1",
+            compat = "sideways"
+        ));
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "`version` is an integer, not a string: write `version = 2`"
+        );
+        assert_eq!(
+            errors[1],
+            "expected a string literal for `stream`, like `stream = \"orders\"`"
+        );
+        assert_eq!(
+            errors[2],
+            "`upcast_from` names a type, not a string: write `upcast_from = FooV1`"
+        );
+        assert!(
+            errors[3].starts_with("unknown compat mode `sideways`; expected one of `backward`"),
+            "{}",
+            errors[3]
+        );
+    }
+
+    #[test]
+    fn float_version_is_rejected() {
+        let (attrs, errors) = parse(quote!(version = 2.5));
+        assert!(attrs.version.is_none());
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("`version` is a whole number"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn key_without_value_is_reported() {
+        let (_, errors) = parse(quote!(version, stream = "a"));
+        assert_eq!(
+            errors,
+            ["event attribute `version` needs a value: `version = 1`"]
+        );
+    }
+
+    #[test]
+    fn compat_near_miss_is_suggested() {
+        let (_, errors) = parse(quote!(compat = "backwards"));
+        assert!(
+            errors[0].ends_with("did you mean `backward`?"),
+            "{}",
+            errors[0]
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! Builds and runs `tests/standalone`, a crate whose only dependency is
+//! `tidings`, to prove that the code `#[event]` generates reaches serde,
+//! schemars and inventory through `tidings` alone. A trybuild pass case could
+//! not prove it: trybuild gives its cases every dependency of this crate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn target_dir() -> PathBuf {
+    // <target>/debug/deps/standalone-<hash>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(3)
+        .expect("test executable lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+#[test]
+fn crate_depending_only_on_tidings_builds_and_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = target_dir().join("tests").join("standalone");
+    // Built from a copy, so the build writes no Cargo.lock into the source
+    // tree; the workspace's lock pins the same versions as every other test.
+    let project = target.join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("tests/standalone/Cargo.toml"))
+        .unwrap()
+        .replace(
+            "path = \"../..\"",
+            &format!("path = {:?}", root.display().to_string()),
+        );
+    assert!(manifest.contains(&root.display().to_string()));
+    std::fs::write(project.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(
+        root.join("tests/standalone/src/main.rs"),
+        project.join("src/main.rs"),
+    )
+    .unwrap();
+    std::fs::copy(root.join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args(["run", "--offline", "--quiet", "--manifest-path"])
+        .arg(project.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target.join("target"))
+        .output()
+        .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        stdout,
+        "decoded file.uploaded v[1, 2]: a.pdf\n\
+         error cannot decode `file.uploaded` v3: this reader knows versions v1, v2\n\
+         registered file.uploaded v1 \"schemas/contextual/file.uploaded/v1.json\"\n\
+         registered file.uploaded v2 \"schemas/contextual/file.uploaded/v2.json\"\n\
+         registered gate.opened v1 \"schemas/gates/gate.opened/v1.json\"\n"
+    );
+}

@@ -1,0 +1,52 @@
+//! Declares, decodes and registers events with `tidings` as the only
+//! dependency, and prints what it saw for the test to compare.
+
+use tidings::{event, Event};
+
+/// A file landed.
+#[event(stream = "contextual", version = 1)]
+#[derive(Debug)]
+pub struct FileUploadedV1 {
+    /// Name as uploaded.
+    #[serde(rename = "fileName")]
+    pub filename: String,
+}
+
+/// A file landed, with its MIME type.
+#[event(stream = "contextual", version = 2, upcast_from = FileUploadedV1)]
+#[derive(Debug)]
+pub struct FileUploaded {
+    /// Name as uploaded.
+    #[serde(rename = "fileName")]
+    pub filename: String,
+    /// MIME type, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+impl From<FileUploadedV1> for FileUploaded {
+    fn from(old: FileUploadedV1) -> Self {
+        FileUploaded {
+            filename: old.filename,
+            mime_type: None,
+        }
+    }
+}
+
+/// A gate opened.
+#[event(channel = "gates", version = 1)]
+#[derive(Debug)]
+pub struct GateOpened;
+
+fn main() {
+    let e = FileUploaded::decode(1, br#"{"fileName":"a.pdf"}"#).expect("v1 decodes");
+    println!("decoded {} v{:?}: {}", FileUploaded::TYPE, FileUploaded::versions(), e.filename);
+    let err = FileUploaded::decode(3, b"{}").expect_err("v3 is unknown");
+    println!("error {err}");
+    tidings::registry::check().expect("no conflict");
+    for info in tidings::registry::sorted() {
+        let schema = (info.schema)();
+        println!("registered {} v{} {}", info.type_name, info.version, schema["$id"]);
+    }
+    let _ = GateOpened::decode(1, b"{}").expect("unit event decodes");
+}

@@ -1,0 +1,7 @@
+#[tidings::event(stream = "contextual", version = 1)]
+pub enum FileEvent {
+    Uploaded { filename: String },
+    Deleted { filename: String },
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[tidings::event(stream = "contextual")]
+pub struct FileUploaded {
+    pub filename: String,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[tidings::event(version = 1)]
+pub struct FileUploaded {
+    pub filename: String,
+}
+
+fn main() {}

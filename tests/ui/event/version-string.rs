@@ -1,0 +1,6 @@
+#[tidings::event(stream = "contextual", version = "2")]
+pub struct FileUploaded {
+    pub filename: String,
+}
+
+fn main() {}
