@@ -167,6 +167,14 @@ fn no_schema() -> serde_json::Value {
     serde_json::Value::Null
 }
 
+fn no_decode(_: u32, _: &[u8]) -> Result<(), tidings::DecodeError> {
+    Ok(())
+}
+
+fn no_versions() -> Vec<u32> {
+    Vec::new()
+}
+
 const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -> EventInfo {
     EventInfo {
         rust_name,
@@ -178,6 +186,8 @@ const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -
         dataschema: "schemas/test-orders/order.placed/v1.json",
         upcast_from,
         schema: no_schema,
+        decode: no_decode,
+        versions: no_versions,
     }
 }
 

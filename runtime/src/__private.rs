@@ -131,6 +131,11 @@ pub fn payload_schema<E: Event>() -> serde_json::Value {
             serde_json::Value::String(E::DATASCHEMA.to_owned()),
         );
         out.extend(std::mem::take(obj));
+        // Read by `tidings schema check`, which has no Rust types to ask.
+        out.insert(
+            "x-tidings-compat".to_owned(),
+            serde_json::Value::String(E::COMPAT.as_str().to_owned()),
+        );
         *obj = out;
     }
     value

@@ -319,6 +319,8 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
                 dataschema: <#ident as #krate::Event>::DATASCHEMA,
                 upcast_from: #upcast_from,
                 schema: #p::payload_schema::<#ident>,
+                decode: #p::decode_erased::<#ident>,
+                versions: <#ident as #krate::Event>::versions,
             }
         }
     }
