@@ -130,3 +130,5 @@ pub fn close_schema(schema: &mut schemars::Schema) {
         }
     }
 }
+
+pub use crate::handler::glue::{state, IsContext, IsHandlerResult, IsState};
