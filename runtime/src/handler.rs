@@ -193,7 +193,7 @@ pub trait Handler: Send + Sync + 'static {
 /// pool handle). Starting a consumer whose handler takes a state it was not
 /// given fails with [`Error::MissingState`].
 ///
-/// ```ignore
+/// ```text
 /// #[handler(group = "indexer")]
 /// async fn index(e: FileUploaded, ctx: Context, State(db): State<Db>) -> HandlerResult {
 ///     db.insert(&e).await?;

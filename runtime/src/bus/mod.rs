@@ -562,7 +562,7 @@ impl Bus {
 
     /// Builds a consumer: add handlers, then `start()`.
     ///
-    /// ```ignore
+    /// ```text
     /// let worker = bus.consumer().handler(index_file).start().await?;
     /// worker.shutdown().await?;
     /// ```
