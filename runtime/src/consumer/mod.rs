@@ -354,7 +354,20 @@ async fn run_group<T: Transport>(
                             Err(_) => break,
                         },
                     };
-                    inflight.spawn(process(spec.clone(), entry, ack_tx.clone(), permit));
+                    // Handler slots are taken here, in stream order, so that a
+                    // handler with concurrency 1 sees entries in the order of
+                    // the stream, and a busy handler slows reading down.
+                    let mut slots = Vec::new();
+                    if let Ok(env) = &entry.envelope {
+                        for (i, (h, limit)) in spec.handlers.iter().enumerate() {
+                            if h.type_name() == env.type_name {
+                                if let Ok(p) = limit.clone().acquire_owned().await {
+                                    slots.push((i, p));
+                                }
+                            }
+                        }
+                    }
+                    inflight.spawn(process(spec.clone(), entry, slots, ack_tx.clone(), permit));
                 }
             }
             Err(e) => {
@@ -411,6 +424,7 @@ async fn ack_loop<T: Transport>(
 async fn process(
     spec: Arc<GroupSpec>,
     entry: Entry,
+    slots: Vec<(usize, OwnedSemaphorePermit)>,
     ack: mpsc::UnboundedSender<String>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -423,17 +437,10 @@ async fn process(
             return;
         }
     };
-    let mut matched = false;
+    let matched = !slots.is_empty();
     let mut all_ok = true;
-    for (handler, limit) in &spec.handlers {
-        if handler.type_name() != envelope.type_name {
-            continue;
-        }
-        matched = true;
-        let Ok(_running) = limit.acquire().await else {
-            all_ok = false;
-            continue;
-        };
+    for (index, _running) in slots {
+        let handler = &spec.handlers[index].0;
         let ctx = Context::delivery(
             envelope.clone(),
             id.clone(),
