@@ -131,4 +131,4 @@ pub fn close_schema(schema: &mut schemars::Schema) {
     }
 }
 
-pub use crate::handler::glue::{state, IsContext, IsHandlerResult, IsState};
+pub use crate::handler::glue::{assert_event, state, IsContext, IsHandlerResult, IsState};

@@ -164,8 +164,11 @@ impl StateType {
     note = "annotate an `async fn(event: E, ctx: Context) -> HandlerResult` with `#[tidings::handler(group = \"…\")]` and pass its name"
 )]
 pub trait Handler: Send + Sync + 'static {
-    /// The event the handler takes (any version of its type decodes to it).
-    type Event: Event;
+    /// The event the handler takes (any version of its type decodes to it);
+    /// it must implement [`Event`]. The bound is on the consumer's
+    /// `handler()` rather than here, so that a wrong type is reported once,
+    /// on the handler's argument.
+    type Event;
 
     /// Name for logs and errors: the function's name.
     fn name(&self) -> &'static str;
@@ -407,8 +410,19 @@ pub(crate) mod glue {
         message = "the second argument of a handler must be `tidings::Context`, not `{Self}`",
         label = "expected `Context`"
     )]
-    pub trait IsContext {}
-    impl IsContext for Context {}
+    pub trait IsContext {
+        /// The context itself.
+        fn from_context(ctx: Context) -> Self;
+    }
+    impl IsContext for Context {
+        fn from_context(ctx: Context) -> Self {
+            ctx
+        }
+    }
+
+    /// Compile-time check that a handler's first argument is an event; called
+    /// from generated code with the user's span, so the error underlines it.
+    pub fn assert_event<T: Event>() {}
 
     /// Implemented for [`State<T>`] only: the third argument of a handler.
     #[diagnostic::on_unimplemented(

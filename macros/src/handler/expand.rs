@@ -32,25 +32,22 @@ pub(super) fn expand(h: &HandlerFn<'_>) -> TokenStream {
     inner_fn.sig.ident = inner.clone();
     inner_fn.vis = syn::Visibility::Inherited;
 
-    // One check per argument and for the return type, spanned at the user's
-    // tokens so that a wrong type is underlined where it is written.
+    // Each type is checked once, by a call spanned at the user's tokens, so
+    // that a wrong type is underlined where it is written: a check fn for the
+    // event (a `where` clause on a concrete type would be reported on the
+    // whole item), and the calls that use the context, the state and the
+    // return value.
     let check_event = quote_spanned! {event_ty.span()=>
         #[allow(dead_code)]
-        fn __tidings_check_event() where #event_ty: #krate::Event {}
-    };
-    let check_ctx = quote_spanned! {ctx_ty.span()=>
-        #[allow(dead_code)]
-        fn __tidings_check_context() where #ctx_ty: #krate::__private::IsContext {}
-    };
-    let check_state = state_ty.map(|s| {
-        quote_spanned! {s.span()=>
-            #[allow(dead_code)]
-            fn __tidings_check_state() where #s: #krate::__private::IsState {}
+        fn __tidings_check_event() {
+            #krate::__private::assert_event::<#event_ty>();
         }
-    });
-    let check_output = quote_spanned! {output.span()=>
-        #[allow(dead_code)]
-        fn __tidings_check_output() where #output: #krate::__private::IsHandlerResult {}
+    };
+    let into_result = quote_spanned! {output.span()=>
+        <#output as #krate::__private::IsHandlerResult>::into_result
+    };
+    let pass_ctx = quote_spanned! {ctx_ty.span()=>
+        <#ctx_ty as #krate::__private::IsContext>::from_context(ctx)
     };
 
     let retries = h.retries.as_ref().map(|r| quote!(.retries(#r)));
@@ -58,10 +55,10 @@ pub(super) fn expand(h: &HandlerFn<'_>) -> TokenStream {
 
     let (states, take_state, pass_state, state_param, state_arg) = match state_ty {
         Some(s) => (
-            quote! {
+            quote_spanned! {s.span()=>
                 ::std::vec![#krate::StateType::of::<<#s as #krate::__private::IsState>::Inner>()]
             },
-            quote! { let __tidings_state = #krate::__private::state::<#s>(&ctx, #name)?; },
+            quote_spanned! {s.span()=> let __tidings_state = #krate::__private::state::<#s>(&ctx, #name)?; },
             quote! { , __tidings_state },
             quote! { , #s },
             quote! { , __tidings_s },
@@ -86,9 +83,6 @@ pub(super) fn expand(h: &HandlerFn<'_>) -> TokenStream {
 
         const _: () = {
             #check_event
-            #check_ctx
-            #check_state
-            #check_output
 
             #[automatically_derived]
             impl #krate::Handler for #ident {
@@ -113,9 +107,7 @@ pub(super) fn expand(h: &HandlerFn<'_>) -> TokenStream {
                 ) -> #krate::BoxFuture<'static, ::core::result::Result<#krate::Outcome, #krate::HandlerError>> {
                     ::std::boxed::Box::pin(async move {
                         #take_state
-                        #krate::__private::IsHandlerResult::into_result(
-                            #inner(event, ctx #pass_state).await
-                        )
+                        #into_result(#inner(event, #pass_ctx #pass_state).await)
                     })
                 }
             }

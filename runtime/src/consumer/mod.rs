@@ -43,7 +43,10 @@ trait ErasedHandler: Send + Sync {
 
 struct Erase<H>(H);
 
-impl<H: Handler> ErasedHandler for Erase<H> {
+impl<H: Handler> ErasedHandler for Erase<H>
+where
+    H::Event: Event,
+{
     fn name(&self) -> &'static str {
         self.0.name()
     }
@@ -101,7 +104,11 @@ impl ConsumerBuilder {
     }
 
     /// Adds a handler: the name of a `#[handler]` function.
-    pub fn handler<H: Handler>(mut self, handler: H) -> Self {
+    pub fn handler<H>(mut self, handler: H) -> Self
+    where
+        H: Handler,
+        H::Event: Event,
+    {
         self.handlers.push(Arc::new(Erase(handler)));
         self
     }
