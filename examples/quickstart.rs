@@ -14,16 +14,23 @@ use tidings::{event, handler, Bus, Context, HandlerResult};
 
 /// v1, as an older service still publishes it.
 #[event(stream = "contextual", version = 1)]
+#[derive(Debug)]
 pub struct FileUploadedV1 {
+    /// The file.
     pub file_id: String,
+    /// Its name.
     pub filename: String,
 }
 
 /// v2 adds the MIME type; v1 payloads are upcast through `From`.
 #[event(stream = "contextual", version = 2, upcast_from = FileUploadedV1)]
+#[derive(Debug)]
 pub struct FileUploaded {
+    /// The file.
     pub file_id: String,
+    /// Its name.
     pub filename: String,
+    /// Its MIME type, if known.
     pub mime_type: Option<String>,
 }
 
@@ -62,14 +69,17 @@ async fn index_file(event: FileUploaded, ctx: Context) -> HandlerResult {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
 
     let bus = Bus::builder().source("quickstart").from_env().await?;
     let worker = bus.consumer().handler(index_file).start().await?;
-    println!("worker `{}` reads {}", worker.consumer_name(), bus.stream_key("contextual"));
+    println!(
+        "worker `{}` reads {}",
+        worker.consumer_name(),
+        bus.stream_key("contextual")
+    );
 
     let published = bus
         .publish(&FileUploaded {
@@ -78,7 +88,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             mime_type: Some("text/plain".into()),
         })
         .await?;
-    println!("published v2 {} as entry {:?}", published.event_id, published.entry_id);
+    println!(
+        "published v2 {} as entry {:?}",
+        published.event_id, published.entry_id
+    );
 
     let published = bus
         .publish(&FileUploadedV1 {
@@ -86,7 +99,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             filename: "scan.pdf".into(),
         })
         .await?;
-    println!("published v1 {} as entry {:?} (an older service)", published.event_id, published.entry_id);
+    println!(
+        "published v1 {} as entry {:?} (an older service)",
+        published.event_id, published.entry_id
+    );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while HANDLED.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
