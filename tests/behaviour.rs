@@ -552,3 +552,38 @@ behaviour_suite!(
     batch_returns_one_entry_id_per_event_in_order,
     missing_state_fails_at_start,
 );
+
+#[tokio::test]
+async fn handler_is_callable_directly_in_a_unit_test() {
+    let rec = Recorder::default();
+    index(
+        FileUploaded::new("direct"),
+        Context::detached(),
+        State(rec.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rec.seen_by("index")[0].file_id, "direct");
+    let indexed = announce(FileUploaded::new("direct"), Context::detached())
+        .await
+        .unwrap();
+    assert_eq!(
+        indexed,
+        FileIndexed {
+            file_id: "direct".into()
+        }
+    );
+}
+
+#[test]
+fn redis_harness_restarts_on_the_same_port() {
+    let mut server = support::redis::RedisServer::start();
+    let port = server.port();
+    assert_ne!(port, 6379);
+    server.restart();
+    assert_eq!(server.port(), port);
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let pong: String = ::redis::cmd("PING").query(&mut conn).unwrap();
+    assert_eq!(pong, "PONG");
+}

@@ -88,7 +88,7 @@ pub enum EnvelopeError {
 ///
 /// let env = Envelope::new("billing", "invoice.paid", 1, "schemas/billing/invoice.paid/v1.json", br#"{"n":1}"#.to_vec());
 /// let fields = env.to_fields();
-/// let back = Envelope::from_fields("1-0", fields.iter().map(|(k, v)| (k.as_bytes(), *v))).unwrap();
+/// let back = Envelope::from_fields("1-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..]))).unwrap();
 /// assert_eq!(back, env);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
