@@ -11,19 +11,21 @@ use tidings::{event, Event};
 
 /// An order was placed (first version).
 #[event(stream = "test-check", version = 1)]
-pub struct OrderPlacedV1 {
+#[derive(Debug)]
+struct OrderPlacedV1 {
     /// Order id.
-    pub order_id: String,
+    order_id: String,
 }
 
 /// An order was placed.
 #[event(stream = "test-check", version = 2, upcast_from = OrderPlacedV1)]
-pub struct OrderPlaced {
+#[derive(Debug)]
+struct OrderPlaced {
     /// Order id.
-    pub order_id: String,
+    order_id: String,
     /// Total in cents, when known.
     #[serde(default)]
-    pub total_cents: Option<u64>,
+    total_cents: Option<u64>,
 }
 
 impl From<OrderPlacedV1> for OrderPlaced {
@@ -36,15 +38,17 @@ impl From<OrderPlacedV1> for OrderPlaced {
 }
 
 #[event(stream = "test-check-breaking", version = 1)]
-pub struct ShipmentSentV1 {
-    pub shipment_id: String,
+#[derive(Debug)]
+struct ShipmentSentV1 {
+    shipment_id: String,
 }
 
 /// v2 adds a required field: readers of v2 cannot read v1 data.
 #[event(stream = "test-check-breaking", version = 2, upcast_from = ShipmentSentV1)]
-pub struct ShipmentSent {
-    pub shipment_id: String,
-    pub carrier: String,
+#[derive(Debug)]
+struct ShipmentSent {
+    shipment_id: String,
+    carrier: String,
 }
 
 impl From<ShipmentSentV1> for ShipmentSent {
@@ -57,8 +61,9 @@ impl From<ShipmentSentV1> for ShipmentSent {
 }
 
 #[event(stream = "test-check-breaking", version = 1, compat = "none")]
-pub struct ParcelLost {
-    pub parcel_id: u32,
+#[derive(Debug)]
+struct ParcelLost {
+    parcel_id: u32,
 }
 
 fn orders() -> Check {

@@ -4,6 +4,7 @@ use proc_macro::TokenStream;
 
 mod ctxt;
 mod event;
+mod handler;
 mod symbol;
 
 /// Declares a typed, versioned event.
@@ -42,9 +43,25 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
         .into()
 }
 
-/// Declares an event handler. See the `tidings` crate documentation.
+/// Declares an event handler: `#[handler(group = "…", retries = N, concurrency = N)]`
+/// on an `async fn(event: E, ctx: Context) -> HandlerResult`, optionally taking
+/// shared state as a third argument `State(s): State<T>`.
+///
+/// The function becomes a unit struct of the same name: pass it to
+/// `bus.consumer().handler(name)`, or call it as before, `name(event, ctx).await`,
+/// in a unit test (the struct dereferences to the function). It may return
+/// `HandlerResult<E>` or `HandlerResult<Option<E>>` to publish an event caused by
+/// the one it handled.
+///
+/// ```text
+/// #[handler(group = "file-processor", retries = 5, concurrency = 8)]
+/// async fn index_file(event: FileUploaded, ctx: Context) -> HandlerResult {
+///     Ok(())
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
-    let _ = args;
-    input
+    handler::expand(args.into(), input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }

@@ -158,3 +158,5 @@ pub fn close_schema(schema: &mut schemars::Schema) {
         }
     }
 }
+
+pub use crate::handler::glue::{assert_event, state, IsContext, IsHandlerResult, IsState};

@@ -25,9 +25,14 @@ impl Ulid {
         Ulid(ulid::Ulid::new())
     }
 
-    /// The ULID as a 26-character string.
-    pub fn to_text(&self) -> String {
-        self.0.to_string()
+    /// Parses a 26-character ULID string (either case).
+    pub fn from_string(s: &str) -> Result<Self, ulid::DecodeError> {
+        ulid::Ulid::from_string(s).map(Ulid)
+    }
+
+    /// Writes the 26 characters into `buf` and returns them, without allocating.
+    pub fn array_to_str<'a>(&self, buf: &'a mut [u8; ulid::ULID_LEN]) -> &'a mut str {
+        self.0.array_to_str(buf)
     }
 
     /// Milliseconds since the Unix epoch encoded in the ULID.

@@ -263,10 +263,9 @@ fn synth(root: &Value, s: &Value, depth: usize) -> Value {
         return Value::Null;
     };
     if let Some(r) = o.get("$ref").and_then(Value::as_str) {
-        let target = r.strip_prefix("#/").map(|p| {
-            p.split('/')
-                .fold(Some(root), |v, seg| v.and_then(|v| v.get(seg)))
-        });
+        let target = r
+            .strip_prefix("#/")
+            .map(|p| p.split('/').try_fold(root, |v, seg| v.get(seg)));
         return match target.flatten() {
             Some(t) => synth(root, t, depth + 1),
             None => Value::Null,

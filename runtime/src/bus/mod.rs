@@ -1,0 +1,668 @@
+//! The [`Bus`]: where events are published, subscribed to and consumed.
+
+mod error;
+mod subscribe;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Ulid;
+
+pub use error::{Error, NameError, ReceiveError};
+pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
+
+use crate::consumer::ConsumerBuilder;
+use crate::envelope::Rfc3339Millis;
+use crate::memory::MemoryTransport;
+use crate::pubsub::PubSubTransport;
+use crate::streams::StreamsTransport;
+use crate::transport::{Outgoing, Transport};
+use crate::Event;
+
+/// Key namespace used when none is configured.
+pub const DEFAULT_NAMESPACE: &str = "tidings";
+
+/// The transports behind a bus. An enum rather than a trait object so that
+/// the publish path makes no allocation for dynamic dispatch.
+// Built once per bus and kept behind an `Arc`, so the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Redis {
+        streams: StreamsTransport,
+        pubsub: PubSubTransport,
+    },
+    Memory(MemoryTransport),
+}
+
+struct Shared {
+    namespace: String,
+    source: String,
+    backend: Backend,
+}
+
+/// The event bus: publishes, subscribes, and builds consumers.
+///
+/// Cheap to clone (one `Arc`); every clone shares the same connection.
+///
+/// ```
+/// # async fn run() -> Result<(), tidings::Error> {
+/// let bus = tidings::Bus::in_memory();
+/// let acme = bus.tenant("acme")?;           // keys and channels scoped to `acme`
+/// assert_eq!(acme.stream_key("contextual"), "tidings:{acme:contextual}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    shared: Arc<Shared>,
+    tenant: Option<Arc<str>>,
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("namespace", &self.shared.namespace)
+            .field("source", &self.shared.source)
+            .field("tenant", &self.tenant)
+            .field("backend", &self.shared.backend)
+            .finish()
+    }
+}
+
+/// Configuration of a [`Bus`]: key namespace, `source`, timeouts.
+///
+/// ```
+/// let bus = tidings::Bus::builder().namespace("app").source("billing").in_memory().unwrap();
+/// assert_eq!(bus.stream_key("invoices"), "app:{invoices}");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BusBuilder {
+    namespace: String,
+    source: String,
+    response_timeout: Option<Duration>,
+}
+
+impl Default for BusBuilder {
+    fn default() -> Self {
+        BusBuilder {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            source: default_source(),
+            response_timeout: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// The `source` when none is configured: the executable's name.
+fn default_source() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "tidings".to_owned())
+}
+
+impl BusBuilder {
+    /// Prefix of every key and channel (default `tidings`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The `source` attribute of published events: the service name
+    /// (default: the executable's name).
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// How long a publishing command may wait for its reply (default 5 s;
+    /// `None` waits forever).
+    pub fn response_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    fn build(self, backend: Backend) -> Result<Bus, Error> {
+        error::check_name("namespace", &self.namespace)?;
+        Ok(Bus {
+            shared: Arc::new(Shared {
+                namespace: self.namespace,
+                source: self.source,
+                backend,
+            }),
+            tenant: None,
+        })
+    }
+
+    /// A bus on Redis at `url` (`redis://host:port/db`).
+    pub async fn connect(self, url: &str) -> Result<Bus, Error> {
+        let client = redis::Client::open(url).map_err(|source| Error::InvalidUrl {
+            url: url.to_owned(),
+            source,
+        })?;
+        let streams = StreamsTransport::connect(client.clone(), self.response_timeout).await?;
+        let pubsub = PubSubTransport::new(client, streams.connection().clone());
+        self.build(Backend::Redis { streams, pubsub })
+    }
+
+    /// A bus on a fresh in-memory broker.
+    pub fn in_memory(self) -> Result<Bus, Error> {
+        self.build(Backend::Memory(MemoryTransport::new()))
+    }
+
+    /// A bus on a given in-memory broker (to share one between buses of
+    /// different namespaces or sources).
+    pub fn memory(self, transport: MemoryTransport) -> Result<Bus, Error> {
+        self.build(Backend::Memory(transport))
+    }
+
+    /// Redis at `REDIS_URL` if it is set, in-memory otherwise; logs which.
+    pub async fn from_env(self) -> Result<Bus, Error> {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.trim().is_empty() => {
+                tracing::info!(url = %redact(&url), "tidings: using Redis from REDIS_URL");
+                self.connect(url.trim()).await
+            }
+            _ => {
+                tracing::info!("tidings: REDIS_URL is not set; using the in-memory transport");
+                self.in_memory()
+            }
+        }
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Optional attributes of a published event.
+///
+/// ```
+/// let meta = tidings::Meta::default()
+///     .correlation_id("order-42")
+///     .subject("files/7")
+///     .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub struct Meta {
+    /// `correlationid`.
+    pub correlation_id: Option<String>,
+    /// `causationid`.
+    pub causation_id: Option<String>,
+    /// `tenantid`; also scopes the keys, as [`Bus::tenant`] does.
+    pub tenant: Option<String>,
+    /// `subject`.
+    pub subject: Option<String>,
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+}
+
+impl Meta {
+    /// Sets `correlationid`.
+    pub fn correlation_id(mut self, v: impl Into<String>) -> Self {
+        self.correlation_id = Some(v.into());
+        self
+    }
+    /// Sets `causationid`.
+    pub fn causation_id(mut self, v: impl Into<String>) -> Self {
+        self.causation_id = Some(v.into());
+        self
+    }
+    /// Sets `tenantid` and publishes to the tenant's keys.
+    pub fn tenant(mut self, v: impl Into<String>) -> Self {
+        self.tenant = Some(v.into());
+        self
+    }
+    /// Sets `subject`.
+    pub fn subject(mut self, v: impl Into<String>) -> Self {
+        self.subject = Some(v.into());
+        self
+    }
+    /// Sets `traceparent`.
+    pub fn traceparent(mut self, v: impl Into<String>) -> Self {
+        self.traceparent = Some(v.into());
+        self
+    }
+}
+
+/// Where a published event went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The stream entry id, if the event has a stream (`None` for a
+    /// channel-only event).
+    pub entry_id: Option<String>,
+    /// The event's `id`.
+    pub event_id: Ulid,
+}
+
+/// An event serialized once, with the constants of its type: what is
+/// published, whether it comes from `publish` or a handler's return value.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    type_name: &'static str,
+    version: u32,
+    dataschema: &'static str,
+    stream: Option<&'static str>,
+    channel: Option<&'static str>,
+    data: Vec<u8>,
+}
+
+impl Draft {
+    pub(crate) fn of<E: Event>(e: &E) -> Result<Draft, Error> {
+        if E::STREAM.is_none() && E::CHANNEL.is_none() {
+            return Err(Error::NoDestination { type_name: E::TYPE });
+        }
+        let data = serde_json::to_vec(e).map_err(|source| Error::Encode {
+            type_name: E::TYPE,
+            source,
+        })?;
+        Ok(Draft {
+            type_name: E::TYPE,
+            version: E::VERSION,
+            dataschema: E::DATASCHEMA,
+            stream: E::STREAM,
+            channel: E::CHANNEL,
+            data,
+        })
+    }
+}
+
+/// The attributes of one event being sent, owned on the stack.
+struct Stamp {
+    id: Ulid,
+    id_text: [u8; ulid::ULID_LEN],
+}
+
+impl Stamp {
+    fn new() -> Self {
+        let id = Ulid::new();
+        let mut id_text = [0u8; ulid::ULID_LEN];
+        id.array_to_str(&mut id_text);
+        Stamp { id, id_text }
+    }
+    fn id(&self) -> &str {
+        // Crockford base32 is ASCII.
+        std::str::from_utf8(&self.id_text).unwrap_or("")
+    }
+}
+
+impl Bus {
+    /// Configure a bus: namespace, source, timeouts.
+    pub fn builder() -> BusBuilder {
+        BusBuilder::default()
+    }
+
+    /// A bus on Redis at `url`, with the default configuration.
+    ///
+    /// One multiplexed connection (redis-rs `ConnectionManager`, which
+    /// reconnects by itself) is shared by every clone of the bus.
+    pub async fn connect(url: &str) -> Result<Bus, Error> {
+        BusBuilder::default().connect(url).await
+    }
+
+    /// A bus on a fresh in-memory broker, with the default configuration.
+    pub fn in_memory() -> Bus {
+        Bus {
+            shared: Arc::new(Shared {
+                namespace: DEFAULT_NAMESPACE.to_owned(),
+                source: default_source(),
+                backend: Backend::Memory(MemoryTransport::new()),
+            }),
+            tenant: None,
+        }
+    }
+
+    /// Redis at `REDIS_URL` if set, in-memory otherwise; logs which with `tracing`.
+    pub async fn from_env() -> Result<Bus, Error> {
+        BusBuilder::default().from_env().await
+    }
+
+    /// The same bus, scoped to a tenant: its streams are `ns:{tenant:stream}`
+    /// and its channels `ns:tenant:channel:type`, for publishing, subscribing
+    /// and consuming alike, and its events carry `tenantid`.
+    ///
+    /// A name that would break a key or a pattern (empty, whitespace, `*`,
+    /// `?`, `[`, `]`, `{`, `}`, `:`) is rejected.
+    pub fn tenant(&self, tenant: &str) -> Result<Bus, Error> {
+        error::check_name("tenant", tenant)?;
+        Ok(Bus {
+            shared: self.shared.clone(),
+            tenant: Some(Arc::from(tenant)),
+        })
+    }
+
+    /// The tenant this bus is scoped to.
+    pub fn tenant_name(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The key namespace.
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// The `source` attribute of published events.
+    pub fn source(&self) -> &str {
+        &self.shared.source
+    }
+
+    /// The in-memory broker, if the bus is in-memory.
+    pub fn memory(&self) -> Option<&MemoryTransport> {
+        match &self.shared.backend {
+            Backend::Memory(m) => Some(m),
+            Backend::Redis { .. } => None,
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.shared.backend
+    }
+
+    /// Key of a stream: `ns:{stream}`, or `ns:{tenant:stream}` for a tenant.
+    pub fn stream_key(&self, stream: &str) -> String {
+        stream_key(&self.shared.namespace, self.tenant.as_deref(), stream)
+    }
+
+    /// Key of a stream's dead letters: `ns:{stream}:dlq`.
+    pub fn dead_letter_key(&self, stream: &str) -> String {
+        let mut k = self.stream_key(stream);
+        k.push_str(":dlq");
+        k
+    }
+
+    /// Channel of an event type: `ns:channel:type`, or `ns:tenant:channel:type`.
+    pub fn channel_key(&self, channel: &str, type_name: &str) -> String {
+        channel_key(
+            &self.shared.namespace,
+            self.tenant.as_deref(),
+            channel,
+            type_name,
+        )
+    }
+
+    /// Publishes an event to its stream and/or channel.
+    ///
+    /// ```text
+    /// XADD ns:{stream} * specversion 1.0 id <ulid> source <svc> type <type> time <rfc3339>
+    ///      datacontenttype application/json dataschema <uri> dataversion <n> data <json>
+    /// PUBLISH ns:channel:type <cloudevents json>
+    /// ```
+    ///
+    /// The payload is serialized once; concurrent calls share the multiplexed
+    /// connection and are pipelined on it.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Published, Error> {
+        let draft = Draft::of(event)?;
+        self.send_one(&draft, None).await
+    }
+
+    /// Publishes an event with correlation id, causation id, tenant, subject
+    /// or traceparent.
+    pub async fn publish_with<E: Event>(&self, event: &E, meta: Meta) -> Result<Published, Error> {
+        let draft = Draft::of(event)?;
+        self.send_one(&draft, Some(&meta)).await
+    }
+
+    /// Publishes many events in one round trip (one pipeline of `XADD`s,
+    /// one of `PUBLISH`es); returns one [`Published`] per event, in order.
+    pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<Published>, Error> {
+        let drafts = events
+            .iter()
+            .map(Draft::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send_drafts(&drafts, &Meta::default()).await
+    }
+
+    fn effective_tenant<'a>(&'a self, meta: Option<&'a Meta>) -> Result<Option<&'a str>, Error> {
+        match meta.and_then(|m| m.tenant.as_deref()) {
+            Some(t) => {
+                error::check_name("tenant", t)?;
+                Ok(Some(t))
+            }
+            None => Ok(self.tenant.as_deref()),
+        }
+    }
+
+    fn outgoing<'a>(
+        &'a self,
+        stamp: &'a Stamp,
+        time: &'a str,
+        draft: &'a Draft,
+        meta: Option<&'a Meta>,
+        tenant: Option<&'a str>,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            id: stamp.id(),
+            source: &self.shared.source,
+            type_name: draft.type_name,
+            time,
+            dataschema: draft.dataschema,
+            dataversion: draft.version,
+            correlation_id: meta.and_then(|m| m.correlation_id.as_deref()),
+            causation_id: meta.and_then(|m| m.causation_id.as_deref()),
+            tenant_id: tenant,
+            traceparent: meta.and_then(|m| m.traceparent.as_deref()),
+            subject: meta.and_then(|m| m.subject.as_deref()),
+            data: &draft.data,
+        }
+    }
+
+    /// The single-event path: keys and attributes on the stack, one command.
+    async fn send_one(&self, draft: &Draft, meta: Option<&Meta>) -> Result<Published, Error> {
+        let tenant = self.effective_tenant(meta)?;
+        let stamp = Stamp::new();
+        let time = Rfc3339Millis::from_millis(crate::envelope::now_millis());
+        let out = self.outgoing(&stamp, time.as_str(), draft, meta, tenant);
+        let ns = &self.shared.namespace;
+        let stream_key = draft.stream.map(|s| stream_key(ns, tenant, s));
+        let channel_key = draft
+            .channel
+            .map(|c| channel_key(ns, tenant, c, draft.type_name));
+        let append = async {
+            match &stream_key {
+                Some(k) => self
+                    .append(&[(k.as_str(), out)])
+                    .await
+                    .map(|mut ids| ids.pop()),
+                None => Ok(None),
+            }
+        };
+        let broadcast = async {
+            match &channel_key {
+                Some(k) => self.broadcast(&[(k.as_str(), out)]).await,
+                None => Ok(()),
+            }
+        };
+        let (entry_id, ()) = futures::future::try_join(append, broadcast).await?;
+        Ok(Published {
+            entry_id,
+            event_id: stamp.id,
+        })
+    }
+
+    pub(crate) async fn send_drafts(
+        &self,
+        drafts: &[Draft],
+        meta: &Meta,
+    ) -> Result<Vec<Published>, Error> {
+        if let [one] = drafts {
+            return Ok(vec![self.send_one(one, Some(meta)).await?]);
+        }
+        let tenant = self.effective_tenant(Some(meta))?;
+        let ns = &self.shared.namespace;
+        let time = Rfc3339Millis::from_millis(crate::envelope::now_millis());
+        let stamps: Vec<Stamp> = drafts.iter().map(|_| Stamp::new()).collect();
+        let keys: Vec<(Option<String>, Option<String>)> = drafts
+            .iter()
+            .map(|d| {
+                (
+                    d.stream.map(|s| stream_key(ns, tenant, s)),
+                    d.channel.map(|c| channel_key(ns, tenant, c, d.type_name)),
+                )
+            })
+            .collect();
+        let mut appends = Vec::with_capacity(drafts.len());
+        let mut broadcasts = Vec::new();
+        for ((draft, stamp), (sk, ck)) in drafts.iter().zip(&stamps).zip(&keys) {
+            let out = self.outgoing(stamp, time.as_str(), draft, Some(meta), tenant);
+            if let Some(k) = sk {
+                appends.push((k.as_str(), out));
+            }
+            if let Some(k) = ck {
+                broadcasts.push((k.as_str(), out));
+            }
+        }
+        let append = async {
+            if appends.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.append(&appends).await
+            }
+        };
+        let broadcast = async {
+            if broadcasts.is_empty() {
+                Ok(())
+            } else {
+                self.broadcast(&broadcasts).await
+            }
+        };
+        let (entry_ids, ()) = futures::future::try_join(append, broadcast).await?;
+        let mut entry_ids = entry_ids.into_iter();
+        Ok(drafts
+            .iter()
+            .zip(&stamps)
+            .map(|(d, s)| Published {
+                entry_id: d.stream.and_then(|_| entry_ids.next()),
+                event_id: s.id,
+            })
+            .collect())
+    }
+
+    async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, Error> {
+        Ok(match &self.shared.backend {
+            Backend::Redis { streams, .. } => streams.append(batch).await?,
+            Backend::Memory(m) => m.append(batch).await?,
+        })
+    }
+
+    async fn broadcast(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<(), Error> {
+        match &self.shared.backend {
+            Backend::Redis { pubsub, .. } => pubsub.broadcast(batch).await?,
+            Backend::Memory(m) => m.broadcast(batch).await?,
+        }
+        Ok(())
+    }
+
+    /// Builds a consumer: add handlers, then `start()`.
+    ///
+    /// ```text
+    /// let worker = bus.consumer().handler(index_file).start().await?;
+    /// worker.shutdown().await?;
+    /// ```
+    pub fn consumer(&self) -> ConsumerBuilder {
+        ConsumerBuilder::new(self.clone())
+    }
+}
+
+pub(crate) fn stream_key(ns: &str, tenant: Option<&str>, stream: &str) -> String {
+    let mut k = String::with_capacity(ns.len() + stream.len() + 4 + tenant.map_or(0, str::len));
+    k.push_str(ns);
+    k.push_str(":{");
+    if let Some(t) = tenant {
+        k.push_str(t);
+        k.push(':');
+    }
+    k.push_str(stream);
+    k.push('}');
+    k
+}
+
+pub(crate) fn channel_key(
+    ns: &str,
+    tenant: Option<&str>,
+    channel: &str,
+    type_name: &str,
+) -> String {
+    let mut k = String::with_capacity(
+        ns.len() + channel.len() + type_name.len() + 3 + tenant.map_or(0, str::len),
+    );
+    k.push_str(ns);
+    k.push(':');
+    if let Some(t) = tenant {
+        k.push_str(t);
+        k.push(':');
+    }
+    k.push_str(channel);
+    k.push(':');
+    k.push_str(type_name);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_design() {
+        assert_eq!(
+            stream_key("tidings", None, "contextual"),
+            "tidings:{contextual}"
+        );
+        assert_eq!(
+            stream_key("tidings", Some("psychotest"), "contextual"),
+            "tidings:{psychotest:contextual}"
+        );
+        assert_eq!(
+            channel_key("tidings", None, "notifications", "gate.opened"),
+            "tidings:notifications:gate.opened"
+        );
+        assert_eq!(
+            channel_key(
+                "tidings",
+                Some("psychotest"),
+                "notifications",
+                "gate.opened"
+            ),
+            "tidings:psychotest:notifications:gate.opened"
+        );
+        let bus = Bus::in_memory();
+        assert_eq!(
+            bus.dead_letter_key("contextual"),
+            "tidings:{contextual}:dlq"
+        );
+    }
+
+    #[test]
+    fn tenant_names_that_break_keys_are_rejected() {
+        let bus = Bus::in_memory();
+        for bad in [
+            "", "a*", "a?", "a[b", "b]", "{x", "x}", "a:b", "a b", "a\tb",
+        ] {
+            match bus.tenant(bad) {
+                Err(Error::InvalidName(e)) => assert_eq!(e.what, "tenant"),
+                other => panic!("tenant {bad:?} should be rejected, got {other:?}"),
+            }
+        }
+        assert!(bus.tenant("psychotest").is_ok());
+        assert!(bus.tenant("acme-eu_1.x").is_ok());
+    }
+
+    #[test]
+    fn redis_password_is_not_logged() {
+        assert_eq!(
+            redact("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+}

@@ -1,0 +1,670 @@
+//! The CloudEvents 1.0 envelope of every event on the wire.
+//!
+//! A stream entry carries it in binary mode (one entry field per attribute,
+//! the payload in `data`); a Pub/Sub message carries it in structured mode
+//! (one JSON object, `data` inline). See DESIGN.md, "Wire format".
+
+use std::fmt;
+
+use crate::Ulid;
+use time::OffsetDateTime;
+
+/// The only CloudEvents version tidings writes and reads.
+pub const SPECVERSION: &str = "1.0";
+/// The content type of every payload tidings writes.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// Field names of the attributes, exactly as they appear on the wire.
+pub mod field {
+    /// `specversion`: always `1.0`.
+    pub const SPECVERSION: &str = "specversion";
+    /// `id`: the ULID of the event.
+    pub const ID: &str = "id";
+    /// `source`: the publishing service.
+    pub const SOURCE: &str = "source";
+    /// `type`: such as `file.uploaded`.
+    pub const TYPE: &str = "type";
+    /// `time`: RFC 3339, UTC, milliseconds.
+    pub const TIME: &str = "time";
+    /// `datacontenttype`: `application/json`.
+    pub const DATACONTENTTYPE: &str = "datacontenttype";
+    /// `dataschema`: such as `schemas/contextual/file.uploaded/v2.json`.
+    pub const DATASCHEMA: &str = "dataschema";
+    /// `dataversion`: the schema version (extension attribute).
+    pub const DATAVERSION: &str = "dataversion";
+    /// `correlationid`: the conversation the event belongs to.
+    pub const CORRELATIONID: &str = "correlationid";
+    /// `causationid`: the event that caused this one.
+    pub const CAUSATIONID: &str = "causationid";
+    /// `tenantid`: the tenant the event belongs to.
+    pub const TENANTID: &str = "tenantid";
+    /// `traceparent`: W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// `subject`: what the event is about, within its source.
+    pub const SUBJECT: &str = "subject";
+    /// `data`: the payload.
+    pub const DATA: &str = "data";
+}
+
+/// A missing or malformed attribute of an envelope read from the wire.
+///
+/// `at` names where the envelope came from: a stream entry id, or a Pub/Sub
+/// channel name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// A required attribute is absent.
+    #[error("envelope at `{at}` has no `{field}` attribute")]
+    Missing {
+        /// Attribute name.
+        field: &'static str,
+        /// Entry id or channel.
+        at: String,
+    },
+    /// An attribute is present but its value is not what the wire format says.
+    #[error("envelope at `{at}` has a malformed `{field}` attribute: {reason}")]
+    Malformed {
+        /// Attribute name.
+        field: &'static str,
+        /// Entry id or channel.
+        at: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A structured-mode message is not a JSON object.
+    #[error("message at `{at}` is not a CloudEvents JSON object: {reason}")]
+    NotJson {
+        /// Channel.
+        at: String,
+        /// What the JSON parser said.
+        reason: String,
+    },
+}
+
+/// One event as it travels: every CloudEvents attribute and the raw payload.
+///
+/// ```
+/// use tidings::Envelope;
+///
+/// let env = Envelope::new("billing", "invoice.paid", 1, "schemas/billing/invoice.paid/v1.json", br#"{"n":1}"#.to_vec());
+/// let fields = env.to_fields();
+/// let back = Envelope::from_fields("1-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..]))).unwrap();
+/// assert_eq!(back, env);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Envelope {
+    /// `id`: the ULID of the event, also its idempotency key.
+    pub id: Ulid,
+    /// `source`: the publishing service.
+    pub source: String,
+    /// `type`: the event type name.
+    pub type_name: String,
+    /// `time`: when the event was published (UTC).
+    pub time: OffsetDateTime,
+    /// `datacontenttype`.
+    pub datacontenttype: String,
+    /// `dataschema`.
+    pub dataschema: String,
+    /// `dataversion`: schema version of `data`.
+    pub dataversion: u32,
+    /// `correlationid`.
+    pub correlation_id: Option<String>,
+    /// `causationid`.
+    pub causation_id: Option<String>,
+    /// `tenantid`.
+    pub tenant_id: Option<String>,
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+    /// `subject`.
+    pub subject: Option<String>,
+    /// `data`: the payload bytes (JSON).
+    pub data: Vec<u8>,
+}
+
+impl fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("type", &self.type_name)
+            .field("time", &Rfc3339Millis::from_datetime(self.time).as_str())
+            .field("dataschema", &self.dataschema)
+            .field("dataversion", &self.dataversion)
+            .field("correlation_id", &self.correlation_id)
+            .field("causation_id", &self.causation_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("subject", &self.subject)
+            .field("data", &String::from_utf8_lossy(&self.data))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Envelope {
+    /// A new envelope with a fresh ULID, the current time and a JSON payload.
+    pub fn new(
+        source: impl Into<String>,
+        type_name: impl Into<String>,
+        dataversion: u32,
+        dataschema: impl Into<String>,
+        data: Vec<u8>,
+    ) -> Self {
+        let now = now_millis();
+        Envelope {
+            id: Ulid::new(),
+            source: source.into(),
+            type_name: type_name.into(),
+            time: datetime_from_millis(now),
+            datacontenttype: JSON_CONTENT_TYPE.to_owned(),
+            dataschema: dataschema.into(),
+            dataversion,
+            correlation_id: None,
+            causation_id: None,
+            tenant_id: None,
+            traceparent: None,
+            subject: None,
+            data,
+        }
+    }
+
+    /// The `time` attribute as written on the wire: `2026-11-24T10:00:00.123Z`.
+    pub fn time_rfc3339(&self) -> String {
+        Rfc3339Millis::from_datetime(self.time).as_str().to_owned()
+    }
+
+    /// The fields of a stream entry (binary mode), in wire order; optional
+    /// attributes that are unset are left out.
+    pub fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut id = [0u8; ulid::ULID_LEN];
+        let id = self.id.array_to_str(&mut id).as_bytes().to_vec();
+        let mut out = vec![
+            (field::SPECVERSION, SPECVERSION.as_bytes().to_vec()),
+            (field::ID, id),
+            (field::SOURCE, self.source.as_bytes().to_vec()),
+            (field::TYPE, self.type_name.as_bytes().to_vec()),
+            (field::TIME, self.time_rfc3339().into_bytes()),
+            (
+                field::DATACONTENTTYPE,
+                self.datacontenttype.as_bytes().to_vec(),
+            ),
+            (field::DATASCHEMA, self.dataschema.as_bytes().to_vec()),
+            (
+                field::DATAVERSION,
+                self.dataversion.to_string().into_bytes(),
+            ),
+        ];
+        for (name, value) in self.optional_attributes() {
+            if let Some(v) = value {
+                out.push((name, v.as_bytes().to_vec()));
+            }
+        }
+        out.push((field::DATA, self.data.clone()));
+        out
+    }
+
+    fn optional_attributes(&self) -> [(&'static str, Option<&String>); 5] {
+        [
+            (field::CORRELATIONID, self.correlation_id.as_ref()),
+            (field::CAUSATIONID, self.causation_id.as_ref()),
+            (field::TENANTID, self.tenant_id.as_ref()),
+            (field::TRACEPARENT, self.traceparent.as_ref()),
+            (field::SUBJECT, self.subject.as_ref()),
+        ]
+    }
+
+    /// Reads the fields of a stream entry (binary mode).
+    ///
+    /// `entry_id` only serves to name the entry in errors. Unknown fields are
+    /// ignored, as CloudEvents asks of receivers.
+    pub fn from_fields<'a>(
+        entry_id: &str,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<Self, EnvelopeError> {
+        let mut raw = RawAttributes::default();
+        for (name, value) in fields {
+            raw.set(name, value);
+        }
+        raw.build(entry_id)
+    }
+
+    /// The event as one CloudEvents JSON object (structured mode), `data`
+    /// inline. The payload is copied as is, so it must be JSON, which every
+    /// payload tidings writes is.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut id = [0u8; ulid::ULID_LEN];
+        let id = self.id.array_to_str(&mut id);
+        let time = Rfc3339Millis::from_datetime(self.time);
+        let opts = self.optional_attributes();
+        write_json(
+            &JsonParts {
+                id,
+                source: &self.source,
+                type_name: &self.type_name,
+                time: time.as_str(),
+                datacontenttype: &self.datacontenttype,
+                dataschema: &self.dataschema,
+                dataversion: self.dataversion,
+                optional: &opts.map(|(n, v)| (n, v.map(String::as_str))),
+            },
+            &self.data,
+        )
+    }
+
+    /// Reads a CloudEvents JSON object (structured mode). `at` names where it
+    /// came from (a channel) in errors.
+    pub fn from_json(at: &str, json: &[u8]) -> Result<Self, EnvelopeError> {
+        let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(json)
+            .map_err(|e| EnvelopeError::NotJson {
+                at: at.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let mut raw = RawAttributes::default();
+        let mut data = None;
+        for (name, value) in &value {
+            if name == field::DATA {
+                data = Some(serde_json::to_vec(value).unwrap_or_default());
+                continue;
+            }
+            match value {
+                serde_json::Value::String(s) => raw.set(name.as_bytes(), s.as_bytes()),
+                // `dataversion` is an integer extension attribute; a writer
+                // may well send it as a JSON number.
+                serde_json::Value::Number(n) => {
+                    let s = n.to_string();
+                    raw.set_owned(name.as_bytes(), s.into_bytes());
+                }
+                _ => {}
+            }
+        }
+        raw.data = data.map(std::borrow::Cow::Owned);
+        raw.build(at)
+    }
+}
+
+/// Attributes as found on the wire, before validation.
+#[derive(Default)]
+struct RawAttributes<'a> {
+    specversion: Option<std::borrow::Cow<'a, [u8]>>,
+    id: Option<std::borrow::Cow<'a, [u8]>>,
+    source: Option<std::borrow::Cow<'a, [u8]>>,
+    type_name: Option<std::borrow::Cow<'a, [u8]>>,
+    time: Option<std::borrow::Cow<'a, [u8]>>,
+    datacontenttype: Option<std::borrow::Cow<'a, [u8]>>,
+    dataschema: Option<std::borrow::Cow<'a, [u8]>>,
+    dataversion: Option<std::borrow::Cow<'a, [u8]>>,
+    correlation_id: Option<std::borrow::Cow<'a, [u8]>>,
+    causation_id: Option<std::borrow::Cow<'a, [u8]>>,
+    tenant_id: Option<std::borrow::Cow<'a, [u8]>>,
+    traceparent: Option<std::borrow::Cow<'a, [u8]>>,
+    subject: Option<std::borrow::Cow<'a, [u8]>>,
+    data: Option<std::borrow::Cow<'a, [u8]>>,
+}
+
+impl<'a> RawAttributes<'a> {
+    fn slot(&mut self, name: &[u8]) -> Option<&mut Option<std::borrow::Cow<'a, [u8]>>> {
+        Some(match name {
+            b"specversion" => &mut self.specversion,
+            b"id" => &mut self.id,
+            b"source" => &mut self.source,
+            b"type" => &mut self.type_name,
+            b"time" => &mut self.time,
+            b"datacontenttype" => &mut self.datacontenttype,
+            b"dataschema" => &mut self.dataschema,
+            b"dataversion" => &mut self.dataversion,
+            b"correlationid" => &mut self.correlation_id,
+            b"causationid" => &mut self.causation_id,
+            b"tenantid" => &mut self.tenant_id,
+            b"traceparent" => &mut self.traceparent,
+            b"subject" => &mut self.subject,
+            b"data" => &mut self.data,
+            _ => return None,
+        })
+    }
+
+    fn set(&mut self, name: &[u8], value: &'a [u8]) {
+        if let Some(slot) = self.slot(name) {
+            *slot = Some(std::borrow::Cow::Borrowed(value));
+        }
+    }
+
+    fn set_owned(&mut self, name: &[u8], value: Vec<u8>) {
+        if let Some(slot) = self.slot(name) {
+            *slot = Some(std::borrow::Cow::Owned(value));
+        }
+    }
+
+    fn build(self, at: &str) -> Result<Envelope, EnvelopeError> {
+        let missing = |field: &'static str| EnvelopeError::Missing {
+            field,
+            at: at.to_owned(),
+        };
+        let malformed = |field: &'static str, reason: String| EnvelopeError::Malformed {
+            field,
+            at: at.to_owned(),
+            reason,
+        };
+        let text = |field: &'static str, v: std::borrow::Cow<'a, [u8]>| {
+            String::from_utf8(v.into_owned())
+                .map_err(|_| malformed(field, "not valid UTF-8".to_owned()))
+        };
+        let required = |field: &'static str, v: Option<std::borrow::Cow<'a, [u8]>>| match v {
+            Some(v) => text(field, v),
+            None => Err(missing(field)),
+        };
+        let optional = |field: &'static str, v: Option<std::borrow::Cow<'a, [u8]>>| {
+            v.map(|v| text(field, v)).transpose()
+        };
+
+        let specversion = required(field::SPECVERSION, self.specversion)?;
+        if specversion != SPECVERSION {
+            return Err(malformed(
+                field::SPECVERSION,
+                format!("expected `{SPECVERSION}`, found `{specversion}`"),
+            ));
+        }
+        let id = required(field::ID, self.id)?;
+        let id = Ulid::from_string(&id)
+            .map_err(|e| malformed(field::ID, format!("`{id}` is not a ULID: {e}")))?;
+        let time = required(field::TIME, self.time)?;
+        let time = OffsetDateTime::parse(&time, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| malformed(field::TIME, format!("`{time}` is not RFC 3339: {e}")))?;
+        let dataversion = required(field::DATAVERSION, self.dataversion)?;
+        let dataversion = match dataversion.parse::<u32>() {
+            Ok(v) if v >= 1 => v,
+            _ => {
+                return Err(malformed(
+                    field::DATAVERSION,
+                    format!("`{dataversion}` is not a version (an integer, 1 or more)"),
+                ))
+            }
+        };
+        let datacontenttype = optional(field::DATACONTENTTYPE, self.datacontenttype)?
+            .unwrap_or_else(|| JSON_CONTENT_TYPE.to_owned());
+        Ok(Envelope {
+            id,
+            source: required(field::SOURCE, self.source)?,
+            type_name: required(field::TYPE, self.type_name)?,
+            time,
+            datacontenttype,
+            dataschema: required(field::DATASCHEMA, self.dataschema)?,
+            dataversion,
+            correlation_id: optional(field::CORRELATIONID, self.correlation_id)?,
+            causation_id: optional(field::CAUSATIONID, self.causation_id)?,
+            tenant_id: optional(field::TENANTID, self.tenant_id)?,
+            traceparent: optional(field::TRACEPARENT, self.traceparent)?,
+            subject: optional(field::SUBJECT, self.subject)?,
+            data: self.data.ok_or_else(|| missing(field::DATA))?.into_owned(),
+        })
+    }
+}
+
+/// Borrowed attributes for [`write_json`], so that the publish path can
+/// write structured mode without building an owned [`Envelope`].
+pub(crate) struct JsonParts<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) type_name: &'a str,
+    pub(crate) time: &'a str,
+    pub(crate) datacontenttype: &'a str,
+    pub(crate) dataschema: &'a str,
+    pub(crate) dataversion: u32,
+    pub(crate) optional: &'a [(&'static str, Option<&'a str>)],
+}
+
+/// Writes a CloudEvents JSON object with `data` copied in verbatim, so that
+/// the payload is serialized once, not parsed and re-serialized.
+pub(crate) fn write_json(parts: &JsonParts<'_>, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + data.len());
+    out.push(b'{');
+    let mut first = true;
+    let mut put = |out: &mut Vec<u8>, name: &str, value: &str| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json_str(out, name);
+        out.push(b':');
+        write_json_str(out, value);
+    };
+    put(&mut out, field::SPECVERSION, SPECVERSION);
+    put(&mut out, field::ID, parts.id);
+    put(&mut out, field::SOURCE, parts.source);
+    put(&mut out, field::TYPE, parts.type_name);
+    put(&mut out, field::TIME, parts.time);
+    put(&mut out, field::DATACONTENTTYPE, parts.datacontenttype);
+    put(&mut out, field::DATASCHEMA, parts.dataschema);
+    let version = itoa_u32(parts.dataversion);
+    put(&mut out, field::DATAVERSION, version.as_str());
+    for (name, value) in parts.optional {
+        if let Some(v) = value {
+            put(&mut out, name, v);
+        }
+    }
+    out.extend_from_slice(b",\"data\":");
+    if data.is_empty() {
+        out.extend_from_slice(b"null");
+    } else {
+        out.extend_from_slice(data);
+    }
+    out.push(b'}');
+    out
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // serde_json's string escaping, written straight into the buffer; writing
+    // into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Decimal digits of a u32 on the stack.
+pub(crate) struct U32Str {
+    buf: [u8; 10],
+    start: usize,
+}
+
+impl U32Str {
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
+pub(crate) fn itoa_u32(mut n: u32) -> U32Str {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    U32Str { buf, start: i }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn datetime_from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` on the stack: the `time` attribute is written on
+/// every publish, and the `time` crate's RFC 3339 formatter allocates and
+/// prints as many fractional digits as there are nanoseconds.
+#[derive(Clone, Copy)]
+pub(crate) struct Rfc3339Millis([u8; 24]);
+
+impl Rfc3339Millis {
+    pub(crate) fn from_millis(ms: i64) -> Self {
+        let secs = ms.div_euclid(1000);
+        let millis = ms.rem_euclid(1000) as u32;
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400) as u32;
+        let (y, m, d) = civil_from_days(days);
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let y = y.clamp(0, 9999) as u32;
+        put_digits(&mut b[0..4], y);
+        put_digits(&mut b[5..7], m);
+        put_digits(&mut b[8..10], d);
+        put_digits(&mut b[11..13], sod / 3600);
+        put_digits(&mut b[14..16], sod / 60 % 60);
+        put_digits(&mut b[17..19], sod % 60);
+        put_digits(&mut b[20..23], millis);
+        Rfc3339Millis(b)
+    }
+
+    pub(crate) fn from_datetime(t: OffsetDateTime) -> Self {
+        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+        Self::from_millis(ms as i64)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or("1970-01-01T00:00:00.000Z")
+    }
+}
+
+fn put_digits(slot: &mut [u8], mut n: u32) {
+    for b in slot.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_is_formatted_with_milliseconds_in_utc() {
+        // 2026-11-24T10:00:00.123Z
+        let t = time::macros::datetime!(2026-11-24 10:00:00.123 UTC);
+        let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        assert_eq!(
+            Rfc3339Millis::from_millis(ms).as_str(),
+            "2026-11-24T10:00:00.123Z"
+        );
+        assert_eq!(
+            Rfc3339Millis::from_millis(0).as_str(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        let leap = time::macros::datetime!(2024-02-29 23:59:59.999 UTC);
+        let ms = (leap.unix_timestamp_nanos() / 1_000_000) as i64;
+        assert_eq!(
+            Rfc3339Millis::from_millis(ms).as_str(),
+            "2024-02-29T23:59:59.999Z"
+        );
+    }
+
+    fn sample() -> Envelope {
+        let mut e = Envelope::new(
+            "svc",
+            "file.uploaded",
+            2,
+            "schemas/contextual/file.uploaded/v2.json",
+            br#"{"filename":"a \"b\".pdf"}"#.to_vec(),
+        );
+        e.correlation_id = Some("corr".into());
+        e.subject = Some("files/1".into());
+        e
+    }
+
+    #[test]
+    fn fields_round_trip_keeps_every_attribute() {
+        let e = sample();
+        let fields = e.to_fields();
+        let back = Envelope::from_fields("1-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
+            .unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn json_round_trip_keeps_every_attribute_and_inlines_data() {
+        let e = sample();
+        let json = e.to_json();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["data"]["filename"], "a \"b\".pdf");
+        assert_eq!(v["dataversion"], "2");
+        assert_eq!(v["specversion"], "1.0");
+        let back = Envelope::from_json("chan", &json).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn missing_attribute_names_the_field_and_entry() {
+        let e = sample();
+        let fields: Vec<_> = e
+            .to_fields()
+            .into_iter()
+            .filter(|(k, _)| *k != field::DATASCHEMA)
+            .collect();
+        let err = Envelope::from_fields("7-1", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            EnvelopeError::Missing {
+                field: "dataschema",
+                at: "7-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_attributes_are_typed_errors() {
+        let e = sample();
+        for (name, bad) in [
+            (field::ID, &b"not-a-ulid"[..]),
+            (field::TIME, b"yesterday"),
+            (field::DATAVERSION, b"two"),
+            (field::DATAVERSION, b"0"),
+            (field::SPECVERSION, b"0.3"),
+            (field::SOURCE, b"\xff\xfe"),
+        ] {
+            let fields: Vec<_> = e
+                .to_fields()
+                .into_iter()
+                .map(|(k, v)| if k == name { (k, bad.to_vec()) } else { (k, v) })
+                .collect();
+            let err =
+                Envelope::from_fields("9-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
+                    .unwrap_err();
+            match err {
+                EnvelopeError::Malformed { field, at, .. } => {
+                    assert_eq!(field, name);
+                    assert_eq!(at, "9-0");
+                }
+                other => panic!("expected Malformed for {name}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn structured_mode_that_is_not_json_is_an_error() {
+        assert!(matches!(
+            Envelope::from_json("c", b"nope"),
+            Err(EnvelopeError::NotJson { .. })
+        ));
+    }
+}

@@ -1,0 +1,329 @@
+//! In-memory transport: the semantics of Redis Streams and Pub/Sub inside one
+//! process, so that user code is tested without a Redis server.
+//!
+//! Streams keep every entry; groups have a last-delivered id and a pending
+//! list per consumer; an entry stays pending until it is acknowledged and can
+//! be claimed by another consumer once idle. Pub/Sub fans out to the
+//! subscriptions present at publish time, at most once: a subscriber whose
+//! buffer is full misses the message, as a slow Redis subscriber would.
+
+mod glob;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc;
+use tokio::sync::Notify;
+
+use crate::envelope::Envelope;
+use crate::transport::{
+    Entry, Message, MessageBody, MessageStream, Outgoing, ReadRequest, StartFrom, Target,
+    Transport, TransportError,
+};
+
+/// Messages a subscription buffers before it starts missing them.
+const SUBSCRIPTION_BUFFER: usize = 1024;
+
+/// An in-process broker with the semantics of Redis Streams and Pub/Sub.
+///
+/// Clones share the same broker; two `MemoryTransport::new()` are independent.
+#[derive(Clone, Default)]
+pub struct MemoryTransport {
+    inner: Arc<Mutex<Broker>>,
+}
+
+impl std::fmt::Debug for MemoryTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let broker = self.lock();
+        f.debug_struct("MemoryTransport")
+            .field("streams", &broker.streams.len())
+            .field("subscriptions", &broker.subscribers.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Broker {
+    streams: HashMap<String, MemStream>,
+    subscribers: Vec<Subscriber>,
+}
+
+type Id = (u64, u64);
+
+#[derive(Default)]
+struct MemStream {
+    entries: BTreeMap<Id, Arc<Envelope>>,
+    last: Id,
+    groups: HashMap<String, Group>,
+    notify: Arc<Notify>,
+}
+
+struct Group {
+    last_delivered: Id,
+    pending: BTreeMap<Id, Pending>,
+}
+
+struct Pending {
+    consumer: String,
+    since: Instant,
+}
+
+struct Subscriber {
+    target: Target,
+    tx: mpsc::Sender<Message>,
+}
+
+fn format_id((ms, seq): Id) -> String {
+    format!("{ms}-{seq}")
+}
+
+fn parse_id(s: &str) -> Option<Id> {
+    match s.split_once('-') {
+        Some((ms, seq)) => Some((ms.parse().ok()?, seq.parse().ok()?)),
+        None => Some((s.parse().ok()?, 0)),
+    }
+}
+
+fn no_group(command: &'static str, key: &str, group: &str) -> TransportError {
+    TransportError::Protocol {
+        command,
+        reason: format!("NOGROUP no consumer group `{group}` on stream `{key}`"),
+    }
+}
+
+impl MemoryTransport {
+    /// A new, empty broker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Broker> {
+        // A panic while holding the lock cannot leave the broker half
+        // updated in a way later calls would misread, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of entries in the stream `key` (0 if it does not exist).
+    pub fn stream_len(&self, key: &str) -> usize {
+        self.lock().streams.get(key).map_or(0, |s| s.entries.len())
+    }
+
+    /// Number of entries of `group` on `key` delivered and not yet acknowledged.
+    pub fn pending_len(&self, key: &str, group: &str) -> usize {
+        self.lock()
+            .streams
+            .get(key)
+            .and_then(|s| s.groups.get(group))
+            .map_or(0, |g| g.pending.len())
+    }
+
+    fn take_new(stream: &mut MemStream, r: &ReadRequest<'_>) -> Result<Vec<Entry>, TransportError> {
+        let group = stream
+            .groups
+            .get_mut(r.group)
+            .ok_or_else(|| no_group("XREADGROUP", r.key, r.group))?;
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let after = (
+            std::ops::Bound::Excluded(group.last_delivered),
+            std::ops::Bound::Unbounded,
+        );
+        for (id, env) in stream.entries.range(after).take(r.count.max(1)) {
+            group.pending.insert(
+                *id,
+                Pending {
+                    consumer: r.consumer.to_owned(),
+                    since: now,
+                },
+            );
+            group.last_delivered = *id;
+            out.push(Entry::new(format_id(*id), Ok(env.clone())));
+        }
+        Ok(out)
+    }
+}
+
+impl Transport for MemoryTransport {
+    type Reader = ();
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, TransportError> {
+        let now = crate::envelope::now_millis().max(0) as u64;
+        let mut ids = Vec::with_capacity(batch.len());
+        let mut broker = self.lock();
+        for (key, o) in batch {
+            let stream = broker.streams.entry((*key).to_owned()).or_default();
+            let id = if now > stream.last.0 {
+                (now, 0)
+            } else {
+                (stream.last.0, stream.last.1 + 1)
+            };
+            stream.last = id;
+            stream.entries.insert(id, Arc::new(o.to_envelope()));
+            stream.notify.notify_waiters();
+            ids.push(format_id(id));
+        }
+        Ok(ids)
+    }
+
+    async fn broadcast(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        broker.subscribers.retain(|s| !s.tx.is_closed());
+        for (channel, o) in batch {
+            let mut envelope = None;
+            for sub in broker.subscribers.iter_mut() {
+                let hit = match &sub.target {
+                    Target::Channel(c) => c == channel,
+                    Target::Pattern(p) => glob::matches(p.as_bytes(), channel.as_bytes()),
+                };
+                if !hit {
+                    continue;
+                }
+                let env = envelope.get_or_insert_with(|| Arc::new(o.to_envelope()));
+                let msg = Message {
+                    channel: (*channel).to_owned(),
+                    body: MessageBody::Envelope(env.clone()),
+                };
+                if sub.tx.try_send(msg).is_err() {
+                    tracing::warn!(channel = %channel, "in-memory subscriber is full; message dropped (Pub/Sub is at most once)");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, target: Target) -> Result<MessageStream, TransportError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        self.lock().subscribers.push(Subscriber { target, tx });
+        Ok(Box::pin(rx))
+    }
+
+    fn read_is_cancel_safe(&self) -> bool {
+        // Entries are taken under the lock in one synchronous step, after
+        // the last await point of a read.
+        true
+    }
+
+    async fn reader(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn create_group(
+        &self,
+        key: &str,
+        group: &str,
+        start: &StartFrom,
+    ) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        let stream = broker.streams.entry(key.to_owned()).or_default();
+        let last_delivered = match start {
+            StartFrom::New => stream.last,
+            StartFrom::Beginning => (0, 0),
+            StartFrom::After(id) => parse_id(id).ok_or_else(|| TransportError::Protocol {
+                command: "XGROUP",
+                reason: format!("invalid stream id `{id}`"),
+            })?,
+        };
+        stream
+            .groups
+            .entry(group.to_owned())
+            .or_insert_with(|| Group {
+                last_delivered,
+                pending: BTreeMap::new(),
+            });
+        Ok(())
+    }
+
+    async fn read_group(
+        &self,
+        _reader: &mut (),
+        r: ReadRequest<'_>,
+    ) -> Result<Vec<Entry>, TransportError> {
+        let deadline = tokio::time::Instant::now() + r.block;
+        loop {
+            let notify = {
+                let mut broker = self.lock();
+                let stream = broker
+                    .streams
+                    .get_mut(r.key)
+                    .ok_or_else(|| no_group("XREADGROUP", r.key, r.group))?;
+                let out = Self::take_new(stream, &r)?;
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+                stream.notify.clone()
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking again, so an append between the look
+            // and the wait is not missed.
+            notified.as_mut().enable();
+            {
+                let mut broker = self.lock();
+                if let Some(stream) = broker.streams.get_mut(r.key) {
+                    let out = Self::take_new(stream, &r)?;
+                    if !out.is_empty() {
+                        return Ok(out);
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn claim_idle(
+        &self,
+        _reader: &mut (),
+        r: ReadRequest<'_>,
+        min_idle: Duration,
+    ) -> Result<Vec<Entry>, TransportError> {
+        let mut broker = self.lock();
+        let stream = broker
+            .streams
+            .get_mut(r.key)
+            .ok_or_else(|| no_group("XAUTOCLAIM", r.key, r.group))?;
+        let group = stream
+            .groups
+            .get_mut(r.group)
+            .ok_or_else(|| no_group("XAUTOCLAIM", r.key, r.group))?;
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (id, p) in group.pending.iter_mut() {
+            if out.len() >= r.count.max(1) {
+                break;
+            }
+            if now.duration_since(p.since) < min_idle {
+                continue;
+            }
+            if let Some(env) = stream.entries.get(id) {
+                p.consumer = r.consumer.to_owned();
+                p.since = now;
+                out.push(Entry::new(format_id(*id), Ok(env.clone())));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack(&self, key: &str, group: &str, ids: &[String]) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        let Some(g) = broker
+            .streams
+            .get_mut(key)
+            .and_then(|s| s.groups.get_mut(group))
+        else {
+            return Ok(());
+        };
+        for id in ids {
+            if let Some(id) = parse_id(id) {
+                g.pending.remove(&id);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! The one interface every transport implements: Redis Streams
+//! ([`crate::streams`]), Redis Pub/Sub ([`crate::pubsub`]) and in-memory
+//! ([`crate::memory`]).
+//!
+//! A [`crate::Bus`] routes stream operations to its stream transport and
+//! channel operations to its channel transport; an operation a transport does
+//! not offer (Pub/Sub has no consumer groups) fails with
+//! [`TransportError::Unsupported`], which the bus never triggers.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Ulid;
+use futures::Stream;
+
+use crate::envelope::{Envelope, EnvelopeError};
+
+/// An event ready to be written: every attribute borrowed from the publisher,
+/// the payload serialized once.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Outgoing<'a> {
+    /// `id`, as its 26 ULID characters.
+    pub id: &'a str,
+    /// `source`.
+    pub source: &'a str,
+    /// `type`.
+    pub type_name: &'a str,
+    /// `time`, RFC 3339 with milliseconds.
+    pub time: &'a str,
+    /// `dataschema`.
+    pub dataschema: &'a str,
+    /// `dataversion`.
+    pub dataversion: u32,
+    /// `correlationid`.
+    pub correlation_id: Option<&'a str>,
+    /// `causationid`.
+    pub causation_id: Option<&'a str>,
+    /// `tenantid`.
+    pub tenant_id: Option<&'a str>,
+    /// `traceparent`.
+    pub traceparent: Option<&'a str>,
+    /// `subject`.
+    pub subject: Option<&'a str>,
+    /// `data`: the JSON payload.
+    pub data: &'a [u8],
+}
+
+impl Outgoing<'_> {
+    /// The optional attributes with their wire names.
+    pub fn optional(&self) -> [(&'static str, Option<&str>); 5] {
+        use crate::envelope::field;
+        [
+            (field::CORRELATIONID, self.correlation_id),
+            (field::CAUSATIONID, self.causation_id),
+            (field::TENANTID, self.tenant_id),
+            (field::TRACEPARENT, self.traceparent),
+            (field::SUBJECT, self.subject),
+        ]
+    }
+
+    /// The event in CloudEvents JSON structured mode.
+    pub fn to_json(&self) -> Vec<u8> {
+        let optional = self.optional();
+        crate::envelope::write_json(
+            &crate::envelope::JsonParts {
+                id: self.id,
+                source: self.source,
+                type_name: self.type_name,
+                time: self.time,
+                datacontenttype: crate::envelope::JSON_CONTENT_TYPE,
+                dataschema: self.dataschema,
+                dataversion: self.dataversion,
+                optional: &optional,
+            },
+            self.data,
+        )
+    }
+
+    /// An owned envelope with the same attributes.
+    pub fn to_envelope(&self) -> Envelope {
+        let own = |s: Option<&str>| s.map(str::to_owned);
+        Envelope {
+            id: Ulid::from_string(self.id).unwrap_or_default(),
+            source: self.source.to_owned(),
+            type_name: self.type_name.to_owned(),
+            time: time::OffsetDateTime::parse(
+                self.time,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            datacontenttype: crate::envelope::JSON_CONTENT_TYPE.to_owned(),
+            dataschema: self.dataschema.to_owned(),
+            dataversion: self.dataversion,
+            correlation_id: own(self.correlation_id),
+            causation_id: own(self.causation_id),
+            tenant_id: own(self.tenant_id),
+            traceparent: own(self.traceparent),
+            subject: own(self.subject),
+            data: self.data.to_vec(),
+        }
+    }
+}
+
+/// One stream entry delivered to a consumer group.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Entry {
+    /// Stream entry id, such as `1732442400123-0`.
+    pub id: String,
+    /// The envelope, or why the entry's fields are not one.
+    pub envelope: Result<Arc<Envelope>, EnvelopeError>,
+}
+
+impl Entry {
+    /// An entry.
+    pub fn new(id: String, envelope: Result<Arc<Envelope>, EnvelopeError>) -> Self {
+        Entry { id, envelope }
+    }
+}
+
+/// Where a new consumer group starts reading a stream that already has entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartFrom {
+    /// Only entries added after the group is created (`$`).
+    #[default]
+    New,
+    /// Every entry still in the stream (`0`).
+    Beginning,
+    /// Entries after this entry id.
+    After(String),
+}
+
+impl StartFrom {
+    /// The id argument of `XGROUP CREATE`.
+    pub fn as_id(&self) -> &str {
+        match self {
+            StartFrom::New => "$",
+            StartFrom::Beginning => "0",
+            StartFrom::After(id) => id,
+        }
+    }
+}
+
+/// What a consumer reads: one group on one stream, as one consumer.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ReadRequest<'a> {
+    /// Stream key.
+    pub key: &'a str,
+    /// Group name.
+    pub group: &'a str,
+    /// Consumer name, unique within the group.
+    pub consumer: &'a str,
+    /// Most entries to return.
+    pub count: usize,
+    /// Longest time to wait for one entry.
+    pub block: Duration,
+}
+
+impl<'a> ReadRequest<'a> {
+    /// A read request.
+    pub fn new(
+        key: &'a str,
+        group: &'a str,
+        consumer: &'a str,
+        count: usize,
+        block: Duration,
+    ) -> Self {
+        ReadRequest {
+            key,
+            group,
+            consumer,
+            count,
+            block,
+        }
+    }
+}
+
+/// A Pub/Sub subscription target, as a full key (namespace included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// One channel (`SUBSCRIBE`).
+    Channel(String),
+    /// A glob pattern of channels (`PSUBSCRIBE`).
+    Pattern(String),
+}
+
+/// One Pub/Sub message.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Message {
+    /// The channel it was published on.
+    pub channel: String,
+    /// Its body.
+    pub body: MessageBody,
+}
+
+/// The body of a Pub/Sub message.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum MessageBody {
+    /// CloudEvents JSON structured mode, as received from Redis.
+    Json(Vec<u8>),
+    /// An envelope handed over in process by the in-memory transport.
+    Envelope(Arc<Envelope>),
+}
+
+impl Message {
+    /// The envelope of the message.
+    pub fn envelope(self) -> Result<Arc<Envelope>, EnvelopeError> {
+        match self.body {
+            MessageBody::Json(json) => Envelope::from_json(&self.channel, &json).map(Arc::new),
+            MessageBody::Envelope(env) => Ok(env),
+        }
+    }
+}
+
+/// The messages of one subscription, until it is dropped.
+pub type MessageStream = Pin<Box<dyn Stream<Item = Message> + Send>>;
+
+/// What went wrong talking to a transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Redis answered with an error, or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The transport does not offer this operation.
+    #[error("the {transport} transport does not support {operation}")]
+    Unsupported {
+        /// Transport name.
+        transport: &'static str,
+        /// Operation name.
+        operation: &'static str,
+    },
+    /// Redis answered something that is not the documented reply of the command.
+    #[error("unexpected reply to {command}: {reason}")]
+    Protocol {
+        /// The command.
+        command: &'static str,
+        /// What was wrong with the reply.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// Whether the error is the connection going away (worth a reconnect).
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => {
+                e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()
+            }
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn unsupported<T>(
+    transport: &'static str,
+    operation: &'static str,
+) -> Result<T, TransportError> {
+    Err(TransportError::Unsupported {
+        transport,
+        operation,
+    })
+}
+
+/// A way to move events: append to streams, read them in consumer groups,
+/// acknowledge them, broadcast and subscribe to channels.
+///
+/// Every method names the Redis command it stands for; the in-memory transport
+/// gives each the same meaning.
+pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
+    /// A connection dedicated to one reading consumer (blocking reads must
+    /// not hold up the shared publishing connection).
+    type Reader: Send + 'static;
+
+    /// Short name for logs and errors: `redis-streams`, `redis-pubsub`, `memory`.
+    fn name(&self) -> &'static str;
+
+    /// Appends each event to its stream, in one round trip; returns the entry ids.
+    ///
+    /// ```text
+    /// XADD <key> * specversion 1.0 id <ulid> … data <json>
+    /// ```
+    fn append(
+        &self,
+        batch: &[(&str, Outgoing<'_>)],
+    ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send {
+        let _ = batch;
+        async { unsupported(self.name(), "append") }
+    }
+
+    /// Broadcasts each event on its channel in structured mode, at most once.
+    ///
+    /// ```text
+    /// PUBLISH <channel> <cloudevents json>
+    /// ```
+    fn broadcast(
+        &self,
+        batch: &[(&str, Outgoing<'_>)],
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = batch;
+        async { unsupported(self.name(), "broadcast") }
+    }
+
+    /// Subscribes to a channel or a pattern; returns once the subscription is
+    /// in place, so that a message published afterwards is received.
+    ///
+    /// ```text
+    /// SUBSCRIBE <channel>   |   PSUBSCRIBE <pattern>
+    /// ```
+    fn subscribe(
+        &self,
+        target: Target,
+    ) -> impl Future<Output = Result<MessageStream, TransportError>> + Send {
+        let _ = target;
+        async { unsupported(self.name(), "subscribe") }
+    }
+
+    /// Whether a pending [`Transport::read_group`] may be dropped without
+    /// losing entries. A Redis read cannot: the server would still hand the
+    /// entries to the consumer, which would never see them until they are
+    /// claimed; so a worker lets it finish (at most `block`) on shutdown.
+    fn read_is_cancel_safe(&self) -> bool {
+        false
+    }
+
+    /// Opens a connection for one reading consumer.
+    fn reader(&self) -> impl Future<Output = Result<Self::Reader, TransportError>> + Send;
+
+    /// Creates the group if it does not exist (an existing group is kept as is).
+    ///
+    /// ```text
+    /// XGROUP CREATE <key> <group> <$|0|id> MKSTREAM
+    /// ```
+    fn create_group(
+        &self,
+        key: &str,
+        group: &str,
+        start: &StartFrom,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = (key, group, start);
+        async { unsupported(self.name(), "consumer groups") }
+    }
+
+    /// Reads entries never delivered to the group, waiting up to `block`.
+    ///
+    /// ```text
+    /// XREADGROUP GROUP <group> <consumer> COUNT <n> BLOCK <ms> STREAMS <key> >
+    /// ```
+    fn read_group(
+        &self,
+        reader: &mut Self::Reader,
+        request: ReadRequest<'_>,
+    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send {
+        let _ = (reader, request);
+        async { unsupported(self.name(), "consumer groups") }
+    }
+
+    /// Takes over entries delivered to any consumer of the group and not
+    /// acknowledged for at least `min_idle` (a consumer that died, a handler
+    /// that failed).
+    ///
+    /// ```text
+    /// XAUTOCLAIM <key> <group> <consumer> <min-idle-ms> 0 COUNT <n>
+    /// ```
+    fn claim_idle(
+        &self,
+        reader: &mut Self::Reader,
+        request: ReadRequest<'_>,
+        min_idle: Duration,
+    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send {
+        let _ = (reader, request, min_idle);
+        async { unsupported(self.name(), "consumer groups") }
+    }
+
+    /// Acknowledges entries of the group, all in one command.
+    ///
+    /// ```text
+    /// XACK <key> <group> <id> [<id> …]
+    /// ```
+    fn ack(
+        &self,
+        key: &str,
+        group: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = (key, group, ids);
+        async { unsupported(self.name(), "consumer groups") }
+    }
+}

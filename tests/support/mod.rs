@@ -1,0 +1,152 @@
+//! Shared test support: a private Redis server, test events, and a recorder
+//! of what handlers saw.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+pub mod events;
+pub mod redis;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidings::{Bus, Context};
+
+/// What one handler call saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub handler: &'static str,
+    pub file_id: String,
+    pub mime_type: Option<String>,
+    pub event_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub tenant: Option<String>,
+}
+
+/// Records handler calls; shared with handlers as `State<Recorder>`.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    started: Arc<Mutex<usize>>,
+    failed_once: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    pub fn record(
+        &self,
+        handler: &'static str,
+        file_id: &str,
+        mime_type: Option<String>,
+        ctx: &Context,
+    ) {
+        let env = ctx.envelope();
+        self.seen.lock().unwrap().push(Seen {
+            handler,
+            file_id: file_id.to_owned(),
+            mime_type,
+            event_id: ctx.event_id().map(|i| i.to_string()),
+            correlation_id: env.and_then(|e| e.correlation_id.clone()),
+            causation_id: env.and_then(|e| e.causation_id.clone()),
+            tenant: ctx.tenant().map(str::to_owned),
+        });
+    }
+
+    pub fn start(&self) {
+        *self.started.lock().unwrap() += 1;
+    }
+
+    pub fn started(&self) -> usize {
+        *self.started.lock().unwrap()
+    }
+
+    /// True the first time it is asked about `key`.
+    pub fn first_time(&self, key: &str) -> bool {
+        let mut f = self.failed_once.lock().unwrap();
+        if f.iter().any(|k| k == key) {
+            false
+        } else {
+            f.push(key.to_owned());
+            true
+        }
+    }
+
+    /// Whether `first_time(key)` was asked already.
+    pub fn first_time_taken(&self, key: &str) -> bool {
+        self.failed_once.lock().unwrap().iter().any(|k| k == key)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn seen_by(&self, handler: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.handler == handler)
+            .collect()
+    }
+
+    /// Waits until `handler` was called `n` times (10 s at most), then
+    /// returns its calls.
+    pub async fn wait_for(&self, handler: &str, n: usize) -> Vec<Seen> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.seen_by(handler);
+            if got.len() >= n || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A bus on one transport, with the server it needs kept alive.
+pub struct Harness {
+    pub bus: Bus,
+    pub server: Option<redis::RedisServer>,
+}
+
+impl Harness {
+    pub fn memory() -> Self {
+        Harness {
+            bus: Bus::builder().source("behaviour").in_memory().unwrap(),
+            server: None,
+        }
+    }
+
+    pub async fn redis() -> Self {
+        let server = redis::RedisServer::start();
+        let bus = Bus::builder()
+            .source("behaviour")
+            .connect(&server.url())
+            .await
+            .expect("connect to the test redis-server");
+        Harness {
+            bus,
+            server: Some(server),
+        }
+    }
+
+    /// Entries of `group` on `key` delivered and not acknowledged.
+    pub async fn pending(&self, key: &str, group: &str) -> usize {
+        match &self.server {
+            None => self.bus.memory().unwrap().pending_len(key, group),
+            Some(server) => {
+                let client = ::redis::Client::open(server.url()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let reply: ::redis::Value = ::redis::cmd("XPENDING")
+                    .arg(key)
+                    .arg(group)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                match reply {
+                    ::redis::Value::Array(items) => match items.first() {
+                        Some(::redis::Value::Int(n)) => *n as usize,
+                        other => panic!("unexpected XPENDING count {other:?}"),
+                    },
+                    other => panic!("unexpected XPENDING reply {other:?}"),
+                }
+            }
+        }
+    }
+}
