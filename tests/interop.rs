@@ -22,40 +22,7 @@ fn root() -> PathBuf {
 /// The virtualenv's python, with redis-py installed; created once and cached.
 fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let venv = root().join("target").join("interop-venv");
-        let py = venv.join("bin").join("python");
-        let has_redis = |py: &Path| {
-            Command::new(py)
-                .args(["-c", "import redis"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if py.exists() && has_redis(&py) {
-            return py;
-        }
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap_or_else(|e| panic!("the interop test needs `python3` on PATH: {e}"));
-        assert!(
-            status.success(),
-            "`python3 -m venv {}` failed; install python3 with the venv module (Debian: python3-venv)",
-            venv.display()
-        );
-        let status = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "redis"])
-            .status()
-            .unwrap_or_else(|e| panic!("running pip in {} failed: {e}", venv.display()));
-        assert!(
-            status.success(),
-            "`pip install redis` failed in {}; pip must reach the package index",
-            venv.display()
-        );
-        assert!(has_redis(&py), "redis-py is not importable after pip install");
-        py
-    })
+    PY.get_or_init(|| support::tools::python_venv("interop-venv", &["redis"], &["redis"]))
 }
 
 fn run_script(args: &[&str]) -> String {

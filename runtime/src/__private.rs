@@ -121,22 +121,36 @@ pub fn payload_schema<E: Event>() -> serde_json::Value {
     let schema = generator.into_root_schema_for::<E>();
     let mut value = schema.to_value();
     if let Some(obj) = value.as_object_mut() {
-        // `$id` goes right after `$schema`, so that the file reads top-down.
-        let mut out = serde_json::Map::new();
-        if let Some(s) = obj.remove("$schema") {
-            out.insert("$schema".to_owned(), s);
-        }
-        out.insert(
+        obj.insert(
             "$id".to_owned(),
             serde_json::Value::String(E::DATASCHEMA.to_owned()),
         );
-        out.extend(std::mem::take(obj));
         // Read by `tidings schema check`, which has no Rust types to ask.
-        out.insert(
+        obj.insert(
             "x-tidings-compat".to_owned(),
             serde_json::Value::String(E::COMPAT.as_str().to_owned()),
         );
-        *obj = out;
+        // One fixed order for the keys people read first, so that every file
+        // reads top-down the same way; the rest keep schemars' order.
+        const FIRST: [&str; 10] = [
+            "$schema",
+            "$id",
+            "title",
+            "description",
+            "x-tidings-compat",
+            "type",
+            "properties",
+            "required",
+            "additionalProperties",
+            "$defs",
+        ];
+        let mut rest = std::mem::take(obj);
+        for key in FIRST {
+            if let Some(v) = rest.shift_remove(key) {
+                obj.insert(key.to_owned(), v);
+            }
+        }
+        obj.extend(rest);
     }
     value
 }

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod redis;
+pub mod tools;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
