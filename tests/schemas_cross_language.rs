@@ -9,7 +9,6 @@
 //! The tools are installed from their registries on first run (see
 //! `support::tools`).
 
-#[allow(dead_code)]
 mod support;
 
 use std::path::Path;
