@@ -12,3 +12,8 @@ fn ui(dir: &str) {
 fn event() {
     ui("event");
 }
+
+#[test]
+fn payload() {
+    ui("payload");
+}

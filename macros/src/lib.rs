@@ -5,6 +5,7 @@ use proc_macro::TokenStream;
 mod ctxt;
 mod event;
 mod handler;
+mod payload;
 mod symbol;
 
 /// Declares a typed, versioned event.
@@ -62,6 +63,29 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
     handler::expand(args.into(), input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Derives serde and schemars, through `tidings`, for a type used inside an
+/// event: a nested struct or an enum. The crate still needs no serde or
+/// schemars dependency of its own.
+///
+/// ```text
+/// #[tidings::payload]
+/// pub struct Checksum { pub algorithm: String, pub hex: String }
+///
+/// #[tidings::event(stream = "artifacts", version = 1)]
+/// pub struct ArtifactStored { pub checksum: Checksum }
+/// ```
+///
+/// Key: `crate = "…"`, the path `tidings` is reachable at, as on `#[event]`.
+/// Object schemas are closed (`additionalProperties: false`) like an event's;
+/// the decoder still ignores unknown fields.
+#[proc_macro_attribute]
+pub fn payload(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = syn::parse_macro_input!(input as syn::Item);
+    payload::expand(args.into(), item)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

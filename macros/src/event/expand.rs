@@ -89,7 +89,7 @@ fn path_string(path: &Path) -> String {
 
 /// `#[derive(Serialize, Deserialize, JsonSchema)]` through the facade, and a
 /// closed schema.
-fn derive_attrs(krate: &Path) -> TokenStream {
+pub(crate) fn derive_attrs(krate: &Path) -> TokenStream {
     let serde_crate = LitStr::new(
         &format!("{}::__private::serde", path_string(krate)),
         Span::call_site(),

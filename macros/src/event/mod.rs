@@ -2,7 +2,7 @@
 
 mod ast;
 mod attr;
-mod expand;
+pub(crate) mod expand;
 mod guard;
 mod valid;
 

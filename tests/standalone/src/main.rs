@@ -38,6 +38,37 @@ impl From<FileUploadedV1> for FileUploaded {
 #[derive(Debug)]
 pub struct GateOpened;
 
+/// A checksum: a nested type, declared with `#[payload]`.
+#[tidings::payload]
+#[derive(Debug)]
+pub struct Checksum {
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Hex digest.
+    pub hex: String,
+}
+
+/// Where an artifact came from.
+#[tidings::payload]
+#[derive(Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Uploaded by a person.
+    Upload,
+    /// Fetched from elsewhere.
+    Fetch,
+}
+
+/// An artifact was stored.
+#[event(stream = "artifacts", version = 1)]
+#[derive(Debug)]
+pub struct ArtifactStored {
+    /// Its checksum.
+    pub checksum: Checksum,
+    /// Its origin.
+    pub origin: Origin,
+}
+
 fn main() {
     let e = FileUploaded::decode(1, br#"{"fileName":"a.pdf"}"#).expect("v1 decodes");
     println!("decoded {} v{:?}: {}", FileUploaded::TYPE, FileUploaded::versions(), e.filename);
@@ -49,4 +80,7 @@ fn main() {
         println!("registered {} v{} {}", info.type_name, info.version, schema["$id"]);
     }
     let _ = GateOpened::decode(1, b"{}").expect("unit event decodes");
+    let a = ArtifactStored::decode(1, br#"{"checksum":{"algorithm":"sha256","hex":"ab"},"origin":"fetch"}"#)
+        .expect("nested payload types decode");
+    println!("artifact {} {} {:?}", a.checksum.algorithm, a.checksum.hex, a.origin);
 }

@@ -1,0 +1,4 @@
+#[tidings::payload]
+fn checksum() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[tidings::payload(version = 1)]
+pub struct Checksum {
+    pub hex: String,
+}
+
+fn main() {}
