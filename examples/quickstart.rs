@@ -7,10 +7,10 @@
 //! cargo run --example quickstart
 //! ```
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidings::{event, handler, Bus, Context, HandlerResult};
+use tidings::{event, handler, Bus, Context, HandlerResult, State};
 
 /// v1, as an older service still publishes it.
 #[event(stream = "contextual", version = 1)]
@@ -50,10 +50,25 @@ impl From<FileUploadedV1> for FileUploaded {
     }
 }
 
-static HANDLED: AtomicUsize = AtomicUsize::new(0);
+/// What the handler writes to: shared state, given to the consumer once with
+/// `.state(index)` and taken by the handler as `State<SearchIndex>`.
+#[derive(Debug, Clone, Default)]
+struct SearchIndex {
+    files: Arc<Mutex<Vec<String>>>,
+}
+
+impl SearchIndex {
+    fn len(&self) -> usize {
+        self.files.lock().map_or(0, |f| f.len())
+    }
+}
 
 #[handler(group = "file-processor", retries = 5)]
-async fn index_file(event: FileUploaded, ctx: Context) -> HandlerResult {
+async fn index_file(
+    event: FileUploaded,
+    ctx: Context,
+    State(index): State<SearchIndex>,
+) -> HandlerResult {
     let version = ctx.envelope().map_or(0, |e| e.dataversion);
     println!(
         "[file-processor] indexed {} `{}` ({}), sent as v{version}",
@@ -61,7 +76,11 @@ async fn index_file(event: FileUploaded, ctx: Context) -> HandlerResult {
         event.filename,
         event.mime_type.as_deref().unwrap_or("unknown type"),
     );
-    HANDLED.fetch_add(1, Ordering::SeqCst);
+    index
+        .files
+        .lock()
+        .map_err(|_| "index lock poisoned")?
+        .push(event.file_id);
     Ok(())
 }
 
@@ -74,7 +93,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let bus = Bus::builder().source("quickstart").from_env().await?;
-    let worker = bus.consumer().handler(index_file).start().await?;
+    let index = SearchIndex::default();
+    let worker = bus
+        .consumer()
+        .state(index.clone())
+        .handler(index_file)
+        .start()
+        .await?;
     println!(
         "worker `{}` reads {}",
         worker.consumer_name(),
@@ -105,11 +130,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while HANDLED.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+    while index.len() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.shutdown().await?;
-    let handled = HANDLED.load(Ordering::SeqCst);
+    let handled = index.len();
     println!("handled {handled} events; worker stopped");
     if handled < 2 {
         return Err("the worker did not handle both events within 10 s".into());
