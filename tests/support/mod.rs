@@ -148,6 +148,10 @@ impl Probe {
         self.handled.lock().unwrap().clone()
     }
 
+    pub fn handled_len(&self) -> usize {
+        self.handled.lock().unwrap().len()
+    }
+
     pub fn handled_count(&self, key: &str) -> usize {
         self.handled().iter().filter(|(k, _)| k == key).count()
     }
@@ -211,6 +215,22 @@ impl Harness {
         let server = redis::RedisServer::start();
         let bus = Bus::builder()
             .source("behaviour")
+            .connect(&server.url())
+            .await
+            .expect("connect to the test redis-server");
+        Harness {
+            bus,
+            server: Some(server),
+        }
+    }
+
+    /// A bus on a durable private server (AOF, `appendfsync always`), for
+    /// the tests that restart it and count on no acknowledged write being lost.
+    pub async fn redis_durable(publish_timeout: Duration) -> Self {
+        let server = redis::RedisServer::durable();
+        let bus = Bus::builder()
+            .source("faults")
+            .publish_timeout(publish_timeout)
             .connect(&server.url())
             .await
             .expect("connect to the test redis-server");
