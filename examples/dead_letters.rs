@@ -136,7 +136,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("the fix is deployed; retrying every dead letter");
     FIXED.store(true, Ordering::SeqCst);
     let moved = dlq.retry_all().await?;
-    println!("{moved} events put back into {}", bus.stream_key("contextual"));
+    println!(
+        "{moved} events put back into {}",
+        bus.stream_key("contextual")
+    );
     wait_until("3 thumbnails", async || HANDLED.load(Ordering::SeqCst) >= 3).await?;
 
     worker.shutdown().await?;

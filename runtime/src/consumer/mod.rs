@@ -385,9 +385,15 @@ async fn start_group<T: Transport>(
     Ok(tokio::spawn(run_group(transport, reader, spec, stop)))
 }
 
+/// Whether the worker was stopped, or dropped before it was ever returned
+/// (a `start()` cancelled half way), which closes the channel.
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
 /// Waits for `d`, or less if the worker is stopped; returns whether it stopped.
 async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
+    if stopped(stop) {
         return true;
     }
     tokio::select! {
@@ -427,7 +433,7 @@ async fn run_group<T: Transport>(
     let mut failing = false;
     let mut next_claim = tokio::time::Instant::now();
 
-    while !*stop.borrow() {
+    while !stopped(&stop) {
         while let Some(done) = inflight.try_join_next() {
             log_task_end(&spec, done);
         }
