@@ -240,6 +240,34 @@ impl Harness {
         }
     }
 
+    /// Delivery counts of the pending entries of `group` on `key`.
+    pub async fn deliveries(&self, key: &str, group: &str) -> Vec<u32> {
+        match &self.server {
+            None => self
+                .bus
+                .memory()
+                .unwrap()
+                .pending_deliveries(key, group)
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect(),
+            Some(server) => {
+                let client = ::redis::Client::open(server.url()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let rows: Vec<(String, String, u64, u32)> = ::redis::cmd("XPENDING")
+                    .arg(key)
+                    .arg(group)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                rows.into_iter().map(|r| r.3).collect()
+            }
+        }
+    }
+
     /// Entries of `group` on `key` delivered and not acknowledged.
     pub async fn pending(&self, key: &str, group: &str) -> usize {
         match &self.server {

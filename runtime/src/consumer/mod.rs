@@ -354,18 +354,18 @@ impl Drop for Held {
 
 /// A task aborted when dropped, so that aborting a worker's group task also
 /// stops the tasks it started.
-struct AbortOnDrop<T>(Option<JoinHandle<T>>);
+struct AbortOnDrop(Option<JoinHandle<()>>);
 
-impl<T> AbortOnDrop<T> {
-    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+impl AbortOnDrop {
+    async fn join(mut self) -> Result<(), tokio::task::JoinError> {
         match self.0.take() {
             Some(h) => h.await,
-            None => unreachable!("joined twice"),
+            None => Ok(()),
         }
     }
 }
 
-impl<T> Drop for AbortOnDrop<T> {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(h) = &self.0 {
             h.abort();

@@ -150,6 +150,21 @@ impl MemoryTransport {
             .map_or(0, |g| g.pending.len())
     }
 
+    /// `(entry id, delivery count)` of every entry of `group` on `key`
+    /// delivered and not yet acknowledged, as `XPENDING` lists them.
+    pub fn pending_deliveries(&self, key: &str, group: &str) -> Vec<(String, u32)> {
+        self.lock()
+            .streams
+            .get(key)
+            .and_then(|s| s.groups.get(group))
+            .map_or_else(Vec::new, |g| {
+                g.pending
+                    .iter()
+                    .map(|(id, p)| (format_id(*id), p.deliveries))
+                    .collect()
+            })
+    }
+
     fn take_new(stream: &mut MemStream, r: &ReadRequest<'_>) -> Result<Vec<Entry>, TransportError> {
         let group = stream
             .groups
