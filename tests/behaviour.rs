@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use support::events::*;
-use support::{Harness, Recorder};
-use tidings::{handler, ConsumerOptions, Context, HandlerResult, StartFrom, State};
+use support::{eventually, Harness, Probe, Recorder};
+use tidings::{
+    fatal, handler, ConsumerOptions, Context, HandlerResult, RetryPolicy, StartFrom, State,
+};
 
 #[handler(group = "indexer", concurrency = 4)]
 async fn index(e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
@@ -220,6 +222,8 @@ async fn unacked_event_is_redelivered_to_another_consumer(h: Harness) {
         .state(rec.clone())
         .options(fast().name("a"))
         .handler(flaky)
+        // Long enough that `a` stops before its retry: the entry is left to `b`.
+        .retry(RetryPolicy::default().backoff(Duration::from_secs(30)))
         .start()
         .await
         .unwrap();
@@ -252,7 +256,7 @@ async fn unacked_event_is_redelivered_to_another_consumer(h: Harness) {
     assert_eq!(h.pending(&key, "flaky").await, 0);
 }
 
-async fn decode_error_is_never_acked(h: Harness) {
+async fn decode_error_goes_to_dead_letters_and_the_worker_goes_on(h: Harness) {
     let rec = Recorder::default();
     let key = h.bus.stream_key("contextual");
     let worker = h
@@ -264,7 +268,8 @@ async fn decode_error_is_never_acked(h: Harness) {
         .start()
         .await
         .unwrap();
-    h.bus
+    let future = h
+        .bus
         .publish(&FileUploadedV9 {
             file_id: "future".into(),
         })
@@ -279,15 +284,42 @@ async fn decode_error_is_never_acked(h: Harness) {
         .unwrap();
     h.bus.publish(&FileUploaded::new("fine")).await.unwrap();
     rec.wait_for("index", 1).await;
+    let dlq = h.bus.dead_letters("contextual");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while dlq.len().await.unwrap() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.bus.publish(&FileUploaded::new("after")).await.unwrap();
+    rec.wait_for("index", 2).await;
     settle().await;
     let ids: Vec<_> = rec.seen().into_iter().map(|s| s.file_id).collect();
-    assert_eq!(ids, ["fine"]);
+    assert_eq!(
+        ids,
+        ["fine", "after"],
+        "the worker stopped after a decode error"
+    );
     worker.shutdown().await.unwrap();
     assert_eq!(
         h.pending(&key, "indexer").await,
-        2,
-        "undecodable entries must stay pending"
+        0,
+        "dead letters are acknowledged"
     );
+
+    let letters = dlq.list(10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    // Entries are handled concurrently: find each by its original entry id.
+    let (v9, broken) = match letters[0].entry_id == future.entry_id.clone().unwrap() {
+        true => (&letters[0], &letters[1]),
+        false => (&letters[1], &letters[0]),
+    };
+    assert_eq!(v9.group, "indexer");
+    assert_eq!(v9.attempts, 1, "a decode error is not retried");
+    assert!(v9.error.contains("v9"), "{}", v9.error);
+    assert_eq!(Some(v9.entry_id.clone()), future.entry_id);
+    let env = v9.envelope.as_ref().unwrap();
+    assert_eq!(env.id, future.event_id, "the original event id is kept");
+    assert_eq!(env.dataversion, 9);
+    assert!(broken.error.contains("filename"), "{}", broken.error);
 }
 
 async fn old_version_is_upcast_before_the_handler_sees_it(h: Harness) {
@@ -516,6 +548,489 @@ async fn missing_state_fails_at_start(h: Harness) {
     );
 }
 
+#[handler(group = "retrying")]
+async fn fails_twice(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    if p.attempt(&e.file_id) <= 2 {
+        return Err(tidings::retry(format!("{} not ready yet", e.file_id)));
+    }
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+#[handler(group = "doomed")]
+async fn always_fails(e: FileUploaded, _ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.attempt(&e.file_id);
+    Err("disk full".into())
+}
+
+#[handler(group = "rejecting")]
+async fn rejects(e: FileUploaded, _ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.attempt(&e.file_id);
+    Err(fatal(format!("{} is not a file we take", e.file_id)))
+}
+
+#[handler(group = "panicky")]
+async fn panics_once(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    if p.attempt(&e.file_id) == 1 {
+        panic!("boom on {}", e.file_id);
+    }
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+#[handler(group = "picky")]
+async fn picky(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.attempt(&e.file_id);
+    if e.file_id == "bad" {
+        return Err("bad stays bad".into());
+    }
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+#[handler(group = "fixable")]
+async fn until_fixed(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.attempt(&e.file_id);
+    if !p.is_fixed() {
+        return Err(fatal("not fixed yet"));
+    }
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+#[handler(group = "deduped")]
+async fn once_per_event(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+#[handler(group = "sluggish", concurrency = 4)]
+async fn sluggish(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.start();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+#[handler(group = "blocked", concurrency = 64)]
+async fn blocked(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.start();
+    p.pass_gate().await;
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+fn quick_retries(attempts: u32) -> RetryPolicy {
+    RetryPolicy::default()
+        .attempts(attempts)
+        .backoff(Duration::from_millis(10))
+        .max_delay(Duration::from_millis(50))
+}
+
+async fn wait_dead_letters(h: &Harness, n: usize) -> Vec<tidings::DeadLetter> {
+    let dlq = h.bus.dead_letters("contextual");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let letters = dlq.list(100).await.unwrap();
+        if letters.len() >= n || tokio::time::Instant::now() > deadline {
+            return letters;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn failing_handler_is_retried_until_it_succeeds(h: Harness) {
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(fails_twice)
+        .retry(quick_retries(3))
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("r1")).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.handled_count("r1") == 1).await);
+    settle().await;
+    worker.shutdown().await.unwrap();
+    assert_eq!(p.attempts("r1"), 3);
+    assert_eq!(p.handled_count("r1"), 1);
+    assert_eq!(
+        h.pending(&h.bus.stream_key("contextual"), "retrying").await,
+        0
+    );
+    assert_eq!(h.bus.dead_letters("contextual").len().await.unwrap(), 0);
+}
+
+async fn handler_that_keeps_failing_goes_to_dead_letters_after_the_last_attempt(h: Harness) {
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(always_fails)
+        .retry(quick_retries(3))
+        .start()
+        .await
+        .unwrap();
+    let published = h
+        .bus
+        .publish_with(
+            &FileUploaded::new("d1"),
+            tidings::Meta::default().correlation_id("order-9"),
+        )
+        .await
+        .unwrap();
+    let letters = wait_dead_letters(&h, 1).await;
+    settle().await;
+    worker.shutdown().await.unwrap();
+    assert_eq!(p.attempts("d1"), 3, "one attempt and two retries");
+    assert_eq!(letters.len(), 1);
+    let l = &letters[0];
+    assert_eq!(l.group, "doomed");
+    assert_eq!(l.handler.as_deref(), Some("always_fails"));
+    assert!(l.error.contains("disk full"), "{}", l.error);
+    assert_eq!(l.attempts, 3);
+    assert_eq!(Some(l.entry_id.clone()), published.entry_id);
+    let (first, last) = (l.first_failure.unwrap(), l.last_failure.unwrap());
+    assert!(first < last, "{first} !< {last}");
+    let env = l.envelope.as_ref().unwrap();
+    assert_eq!(env.id, published.event_id);
+    assert_eq!(env.correlation_id.as_deref(), Some("order-9"));
+    assert!(l.fields.iter().any(|(k, _)| k == "data"));
+    assert_eq!(
+        h.pending(&h.bus.stream_key("contextual"), "doomed").await,
+        0
+    );
+}
+
+async fn fatal_error_goes_to_dead_letters_without_a_retry(h: Harness) {
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(rejects)
+        .retry(quick_retries(5))
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("f1")).await.unwrap();
+    let letters = wait_dead_letters(&h, 1).await;
+    settle().await;
+    worker.shutdown().await.unwrap();
+    assert_eq!(p.attempts("f1"), 1);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, 1);
+    assert!(letters[0].error.contains("not a file we take"));
+}
+
+async fn panicking_handler_counts_as_an_error_and_the_worker_survives(h: Harness) {
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(panics_once)
+        .retry(quick_retries(2))
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("p1")).await.unwrap();
+    h.bus.publish(&FileUploaded::new("p2")).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || p.handled_count("p1") == 1
+            && p.handled_count("p2") == 1)
+        .await,
+        "handled: {:?}",
+        p.handled()
+    );
+    worker.shutdown().await.unwrap();
+    assert_eq!(p.attempts("p1"), 2);
+    assert_eq!(
+        h.pending(&h.bus.stream_key("contextual"), "panicky").await,
+        0
+    );
+}
+
+async fn waiting_for_a_retry_does_not_hold_up_other_events(h: Harness) {
+    let p = Probe::default();
+    let backoff = Duration::from_secs(2);
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(picky)
+        .retry(
+            RetryPolicy::default()
+                .attempts(2)
+                .backoff(backoff)
+                .jitter(false),
+        )
+        .start()
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    h.bus.publish(&FileUploaded::new("bad")).await.unwrap();
+    for i in 0..5 {
+        h.bus
+            .publish(&FileUploaded::new(format!("good{i}")))
+            .await
+            .unwrap();
+    }
+    // `picky` runs one delivery at a time; the good ones pass while `bad`
+    // waits for its retry.
+    assert!(
+        eventually(Duration::from_secs(10), || (0..5)
+            .all(|i| p.handled_count(&format!("good{i}")) == 1))
+        .await
+    );
+    assert!(started.elapsed() < backoff, "{:?}", started.elapsed());
+    assert_eq!(p.attempts("bad"), 1);
+    let letters = wait_dead_letters(&h, 1).await;
+    assert_eq!(p.attempts("bad"), 2);
+    assert_eq!(letters[0].attempts, 2);
+    worker.shutdown().await.unwrap();
+}
+
+async fn attempts_made_by_a_stopped_worker_count_toward_the_policy(h: Harness) {
+    let p = Probe::default();
+    let key = h.bus.stream_key("contextual");
+    let a = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast().name("a"))
+        .handler(always_fails)
+        .retry(
+            RetryPolicy::default()
+                .attempts(100)
+                .backoff(Duration::from_millis(20))
+                .jitter(false),
+        )
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("c1")).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.attempts("c1") >= 2).await);
+    a.shutdown().await.unwrap();
+    // Each failed attempt is in the entry's delivery counter.
+    let made = p.attempts("c1");
+    assert_eq!(h.deliveries(&key, "doomed").await, [made]);
+
+    // `b` allows one attempt more than `a` made: it makes that one only.
+    let b = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(
+            fast()
+                .name("b")
+                .claim_idle(Some(Duration::from_millis(200)))
+                .claim_interval(Duration::from_millis(50)),
+        )
+        .handler(always_fails)
+        .retry(quick_retries(made + 1))
+        .start()
+        .await
+        .unwrap();
+    let letters = wait_dead_letters(&h, 1).await;
+    settle().await;
+    b.shutdown().await.unwrap();
+    assert_eq!(p.attempts("c1"), made + 1, "b made the last attempt only");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, made + 1);
+}
+
+async fn dead_letters_are_listed_retried_with_the_same_event_id_and_purged(h: Harness) {
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(until_fixed)
+        .start()
+        .await
+        .unwrap();
+    let mut published = Vec::new();
+    for i in 0..4 {
+        published.push(
+            h.bus
+                .publish(&FileUploaded::new(format!("x{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let dlq = h.bus.dead_letters("contextual");
+    let letters = wait_dead_letters(&h, 4).await;
+    assert_eq!(letters.len(), 4);
+    assert!(p.handled().is_empty());
+
+    p.fix();
+    // Dead letters are written in the order handlers give up, which for
+    // concurrent deliveries need not be the stream's.
+    let x0 = letters
+        .iter()
+        .find(|l| Some(&l.entry_id) == published[0].entry_id.as_ref())
+        .unwrap();
+    let new_entry = dlq.retry(&x0.id).await.unwrap();
+    assert!(new_entry.is_some());
+    assert_eq!(dlq.retry(&x0.id).await.unwrap(), None, "already retried");
+    assert!(eventually(Duration::from_secs(10), || p.handled_count("x0") == 1).await);
+    assert_eq!(p.handled()[0].1, published[0].event_id.to_string());
+
+    assert_eq!(dlq.retry_all().await.unwrap(), 3);
+    assert!(eventually(Duration::from_secs(10), || p.handled().len() == 4).await);
+    let mut handled_ids: Vec<_> = p.handled().into_iter().map(|(_, id)| id).collect();
+    let mut published_ids: Vec<_> = published.iter().map(|p| p.event_id.to_string()).collect();
+    handled_ids.sort();
+    published_ids.sort();
+    assert_eq!(handled_ids, published_ids);
+    assert_eq!(dlq.len().await.unwrap(), 0);
+    worker.shutdown().await.unwrap();
+
+    // Purge: two new dead letters, gone in one call.
+    let p2 = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p2.clone())
+        .options(fast())
+        .handler(until_fixed)
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("y0")).await.unwrap();
+    h.bus.publish(&FileUploaded::new("y1")).await.unwrap();
+    assert_eq!(wait_dead_letters(&h, 2).await.len(), 2);
+    worker.shutdown().await.unwrap();
+    assert_eq!(dlq.purge().await.unwrap(), 2);
+    assert!(dlq.is_empty().await.unwrap());
+}
+
+async fn inbox_skips_an_event_the_group_already_handled(h: Harness) {
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast().inbox(Some(Duration::from_secs(60))))
+        .handler(once_per_event)
+        .handler(until_fixed)
+        .start()
+        .await
+        .unwrap();
+    let published = h.bus.publish(&FileUploaded::new("i1")).await.unwrap();
+    // `deduped` handles it; `fixable` sends it to dead letters.
+    assert_eq!(wait_dead_letters(&h, 1).await.len(), 1);
+    assert!(eventually(Duration::from_secs(10), || p.handled_count("i1") == 1).await);
+    p.fix();
+    // The retried event goes back to the stream, so both groups see it again.
+    assert_eq!(
+        h.bus.dead_letters("contextual").retry_all().await.unwrap(),
+        1
+    );
+    assert!(eventually(Duration::from_secs(10), || p.handled_count("i1") == 2).await);
+    settle().await;
+    worker.shutdown().await.unwrap();
+    let handled = p.handled();
+    assert_eq!(
+        handled.len(),
+        2,
+        "deduped handled it once, fixable once: {handled:?}"
+    );
+    assert!(handled
+        .iter()
+        .all(|(_, id)| *id == published.event_id.to_string()));
+    let key = h.bus.stream_key("contextual");
+    assert_eq!(
+        h.pending(&key, "deduped").await,
+        0,
+        "skipped entries are acked"
+    );
+}
+
+async fn live_slow_handler_keeps_its_entry_from_other_workers(h: Harness) {
+    let p = Probe::default();
+    let claiming = |name: &str| {
+        fast()
+            .name(name)
+            .claim_idle(Some(Duration::from_millis(300)))
+            .claim_interval(Duration::from_millis(50))
+            .heartbeat(Duration::from_millis(50))
+    };
+    let a = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(claiming("a"))
+        .handler(sluggish)
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("s1")).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.started() == 1).await);
+    let b = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(claiming("b"))
+        .handler(sluggish)
+        .start()
+        .await
+        .unwrap();
+    // The handler runs 1.2 s, four times the idle time.
+    assert!(eventually(Duration::from_secs(10), || p.handled_count("s1") == 1).await);
+    settle().await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    assert_eq!(
+        p.started(),
+        1,
+        "another worker claimed an entry being handled"
+    );
+    assert_eq!(p.handled_count("s1"), 1);
+}
+
+async fn slow_handler_bounds_the_entries_read_to_the_prefetch(h: Harness) {
+    const PREFETCH: usize = 5;
+    let p = Probe::default();
+    let key = h.bus.stream_key("contextual");
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast().count(2).prefetch(PREFETCH))
+        .handler(blocked)
+        .start()
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..40)
+        .map(|i| FileUploaded::new(format!("b{i}")))
+        .collect();
+    h.bus.publish_batch(&events).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.started() == PREFETCH).await);
+    // Give the worker time to read more if it would.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(p.started(), PREFETCH);
+    assert_eq!(
+        h.pending(&key, "blocked").await,
+        PREFETCH,
+        "entries read from the stream and not finished"
+    );
+    p.open_gate();
+    assert!(eventually(Duration::from_secs(10), || p.handled().len() == 40).await);
+    worker.shutdown().await.unwrap();
+    assert_eq!(h.pending(&key, "blocked").await, 0);
+}
+
 macro_rules! behaviour_suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -543,7 +1058,17 @@ behaviour_suite!(
     new_group_starts_at_new_events_unless_told_to_start_from_the_beginning,
     shutdown_waits_for_in_flight_handlers_and_acks_them,
     unacked_event_is_redelivered_to_another_consumer,
-    decode_error_is_never_acked,
+    decode_error_goes_to_dead_letters_and_the_worker_goes_on,
+    failing_handler_is_retried_until_it_succeeds,
+    handler_that_keeps_failing_goes_to_dead_letters_after_the_last_attempt,
+    fatal_error_goes_to_dead_letters_without_a_retry,
+    panicking_handler_counts_as_an_error_and_the_worker_survives,
+    waiting_for_a_retry_does_not_hold_up_other_events,
+    attempts_made_by_a_stopped_worker_count_toward_the_policy,
+    dead_letters_are_listed_retried_with_the_same_event_id_and_purged,
+    inbox_skips_an_event_the_group_already_handled,
+    live_slow_handler_keeps_its_entry_from_other_workers,
+    slow_handler_bounds_the_entries_read_to_the_prefetch,
     old_version_is_upcast_before_the_handler_sees_it,
     returned_event_is_published_with_causation_and_correlation,
     tenants_are_isolated_on_streams_and_channels,

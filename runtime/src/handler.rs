@@ -17,6 +17,60 @@ use crate::Event;
 /// The error of a failed handler: any error type converts into it with `?`.
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// A handler error that trying again cannot fix (a payload the handler
+/// rejects, a record that does not exist): the entry goes to dead letters at
+/// once instead of being retried. Build it with [`fatal`].
+#[derive(Debug)]
+pub struct Fatal(pub HandlerError);
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Fatal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Marks a handler error as not worth retrying: the entry goes straight to
+/// dead letters.
+///
+/// ```
+/// use tidings::{fatal, HandlerResult};
+///
+/// fn check(size: u64) -> HandlerResult {
+///     if size == 0 {
+///         return Err(fatal("empty file: retrying will not fill it"));
+///     }
+///     Ok(())
+/// }
+/// assert!(tidings::is_fatal(&check(0).unwrap_err()));
+/// ```
+pub fn fatal(error: impl Into<HandlerError>) -> HandlerError {
+    Box::new(Fatal(error.into()))
+}
+
+/// Marks a handler error as worth retrying, which every error is unless made
+/// with [`fatal`]: the entry is tried again after the backoff of the
+/// handler's [`RetryPolicy`](crate::RetryPolicy), and goes to dead letters
+/// after the last attempt.
+///
+/// ```
+/// let e = tidings::retry("database busy");
+/// assert!(!tidings::is_fatal(&e));
+/// ```
+pub fn retry(error: impl Into<HandlerError>) -> HandlerError {
+    error.into()
+}
+
+/// Whether a handler error was made with [`fatal`].
+pub fn is_fatal(error: &HandlerError) -> bool {
+    error.downcast_ref::<Fatal>().is_some()
+}
+
 /// What a handler returns: `Ok(())`, or `Ok(event)` / `Ok(Some(event))` to
 /// publish a consequence (see [`IntoOutcome`]).
 pub type HandlerResult<T = ()> = Result<T, HandlerError>;

@@ -7,6 +7,7 @@
 
 mod bus;
 pub mod consumer;
+pub mod dead_letter;
 pub mod envelope;
 mod error;
 mod event;
@@ -26,13 +27,14 @@ pub use bus::{
     AnyEvent, AnyEventStream, Bus, BusBuilder, Error, EventStream, Meta, NameError, Published,
     ReceiveError, DEFAULT_NAMESPACE,
 };
-pub use consumer::{ConsumerBuilder, ConsumerOptions, Worker};
+pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
+pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::{Envelope, EnvelopeError};
 pub use error::DecodeError;
 pub use event::Event;
 pub use handler::{
-    BoxFuture, Context, Handler, HandlerError, HandlerOptions, HandlerResult, IntoOutcome, Outcome,
-    State, StateType,
+    fatal, is_fatal, retry, BoxFuture, Context, Fatal, Handler, HandlerError, HandlerOptions,
+    HandlerResult, IntoOutcome, Outcome, State, StateType,
 };
 pub use id::Ulid;
 pub use registry::EventInfo;

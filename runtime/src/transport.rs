@@ -113,13 +113,58 @@ pub struct Entry {
     pub id: String,
     /// The envelope, or why the entry's fields are not one.
     pub envelope: Result<Arc<Envelope>, EnvelopeError>,
+    /// How many times the group delivered the entry, this time included
+    /// (the delivery counter of `XPENDING`): 1 for a first read, more for an
+    /// entry claimed after an earlier consumer failed or stopped.
+    pub deliveries: u32,
 }
 
 impl Entry {
-    /// An entry.
+    /// An entry delivered for the first time.
     pub fn new(id: String, envelope: Result<Arc<Envelope>, EnvelopeError>) -> Self {
-        Entry { id, envelope }
+        Entry {
+            id,
+            envelope,
+            deliveries: 1,
+        }
     }
+
+    /// Sets the delivery count.
+    pub fn with_deliveries(mut self, deliveries: u32) -> Self {
+        self.deliveries = deliveries.max(1);
+        self
+    }
+}
+
+/// The raw fields of a stream entry, as read with `XRANGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RawEntry {
+    /// Entry id.
+    pub id: String,
+    /// Field names and values, in the order they were written.
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+impl RawEntry {
+    /// A raw entry.
+    pub fn new(id: String, fields: Vec<(String, Vec<u8>)>) -> Self {
+        RawEntry { id, fields }
+    }
+}
+
+/// What became of an entry that was to be moved to dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadLettered {
+    /// Written to the dead-letter stream and acknowledged, in one step.
+    Written,
+    /// The entry was deleted or trimmed from the stream meanwhile: there is
+    /// nothing to keep, so it was only acknowledged.
+    Gone,
+    /// The entry is no longer pending in the group (another consumer
+    /// finished it meanwhile): nothing was written.
+    NotPending,
 }
 
 /// Where a new consumer group starts reading a stream that already has entries.
@@ -259,6 +304,30 @@ impl TransportError {
             _ => false,
         }
     }
+
+    /// Whether trying again later may succeed: the connection went away or
+    /// timed out, or a restarted server is still loading its data (`LOADING`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => {
+                self.is_connection_error()
+                    || e.is_timeout()
+                    || e.code() == Some("LOADING")
+                    || e.code() == Some("TRYAGAIN")
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the consumer group (or its stream) does not exist: a server
+    /// restarted without persistence lost it.
+    pub fn is_no_group(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => e.code() == Some("NOGROUP"),
+            TransportError::Protocol { reason, .. } => reason.starts_with("NOGROUP"),
+            _ => false,
+        }
+    }
 }
 
 pub(crate) fn unsupported<T>(
@@ -366,10 +435,12 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
 
     /// Takes over entries delivered to any consumer of the group and not
     /// acknowledged for at least `min_idle` (a consumer that died, a handler
-    /// that failed).
+    /// that failed), with their delivery counts. Entries deleted or trimmed
+    /// from the stream while pending are dropped from the group, not returned.
     ///
     /// ```text
     /// XAUTOCLAIM <key> <group> <consumer> <min-idle-ms> 0 COUNT <n>
+    /// XPENDING <key> <group> <first> <last> <n> <consumer>     (delivery counts)
     /// ```
     fn claim_idle(
         &self,
@@ -394,5 +465,151 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), TransportError>> + Send {
         let _ = (key, group, ids);
         async { unsupported(self.name(), "consumer groups") }
+    }
+
+    /// Marks event ids as handled in an inbox, then acknowledges entries, in
+    /// one round trip. A mark that exists already is kept as is.
+    ///
+    /// ```text
+    /// SET <mark> 1 NX PX <ttl-ms>      (one per mark)
+    /// XACK <key> <group> <id> [<id> …]
+    /// ```
+    fn ack_marking(
+        &self,
+        key: &str,
+        group: &str,
+        ids: &[String],
+        marks: &[String],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = (key, group, ids, marks, ttl);
+        async { unsupported(self.name(), "inbox") }
+    }
+
+    /// Which of the inbox marks exist, in one round trip.
+    ///
+    /// ```text
+    /// EXISTS <mark>                    (one per mark, pipelined)
+    /// ```
+    fn marked(
+        &self,
+        marks: &[String],
+    ) -> impl Future<Output = Result<Vec<bool>, TransportError>> + Send {
+        let _ = marks;
+        async { unsupported(self.name(), "inbox") }
+    }
+
+    /// Resets the idle time of entries pending to `consumer` (taking them
+    /// back if another consumer claimed them), so that a live worker with a
+    /// slow handler does not lose them to `XAUTOCLAIM`. Ids no longer
+    /// pending are ignored.
+    ///
+    /// ```text
+    /// XCLAIM <key> <group> <consumer> 0 <id> [<id> …] JUSTID
+    /// ```
+    fn touch(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = (key, group, consumer, ids);
+        async { unsupported(self.name(), "consumer groups") }
+    }
+
+    /// Records that `attempts` attempts at an entry failed, in its delivery
+    /// counter, so that a worker that claims it later goes on counting.
+    ///
+    /// ```text
+    /// XCLAIM <key> <group> <consumer> 0 <id> RETRYCOUNT <attempts> JUSTID
+    /// ```
+    fn record_attempts(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        id: &str,
+        attempts: u32,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = (key, group, consumer, id, attempts);
+        async { unsupported(self.name(), "consumer groups") }
+    }
+
+    /// Moves a pending entry to the dead-letter stream `dlq`: every original
+    /// field plus `extra`, and acknowledges it, in one atomic step. If this
+    /// fails, the entry stays pending.
+    ///
+    /// ```text
+    /// EVAL <script> 2 <key> <dlq> <group> <id> <extra field> <value> …
+    ///   -- XPENDING, XRANGE <key> <id> <id>, XADD <dlq> * <fields…> <extra…>, XACK
+    /// ```
+    fn dead_letter(
+        &self,
+        key: &str,
+        dlq: &str,
+        group: &str,
+        id: &str,
+        extra: &[(&'static str, String)],
+    ) -> impl Future<Output = Result<DeadLettered, TransportError>> + Send {
+        let _ = (key, dlq, group, id, extra);
+        async { unsupported(self.name(), "dead letters") }
+    }
+
+    /// Reads dead letters, oldest first, after the entry id `after` (from the
+    /// start when `None`).
+    ///
+    /// ```text
+    /// XRANGE <dlq> <(after | -> + COUNT <n>
+    /// ```
+    fn dead_letters(
+        &self,
+        dlq: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send {
+        let _ = (dlq, after, count);
+        async { unsupported(self.name(), "dead letters") }
+    }
+
+    /// Number of dead letters.
+    ///
+    /// ```text
+    /// XLEN <dlq>
+    /// ```
+    fn dead_letter_count(
+        &self,
+        dlq: &str,
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send {
+        let _ = dlq;
+        async { unsupported(self.name(), "dead letters") }
+    }
+
+    /// Puts dead letters back into their stream with their original fields
+    /// (same event id) and deletes them from `dlq`, atomically; returns the
+    /// new entry id of each, `None` for an id that is not a dead letter.
+    ///
+    /// ```text
+    /// EVAL <script> 2 <key> <dlq> <id> …
+    ///   -- per id: XRANGE <dlq> <id> <id>, XADD <key> * <original fields…>, XDEL <dlq> <id>
+    /// ```
+    fn requeue(
+        &self,
+        key: &str,
+        dlq: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<String>>, TransportError>> + Send {
+        let _ = (key, dlq, ids);
+        async { unsupported(self.name(), "dead letters") }
+    }
+
+    /// Deletes every dead letter; returns how many there were.
+    ///
+    /// ```text
+    /// EVAL "local n = XLEN; DEL; return n" 1 <dlq>
+    /// ```
+    fn purge(&self, dlq: &str) -> impl Future<Output = Result<usize, TransportError>> + Send {
+        let _ = dlq;
+        async { unsupported(self.name(), "dead letters") }
     }
 }

@@ -6,6 +6,8 @@ pub mod events;
 pub mod redis;
 pub mod tools;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +102,102 @@ impl Recorder {
     }
 }
 
+/// Counts what delivery tests need: attempts per event, handled events
+/// (with their event ids), handlers started, a switch that "fixes" a failing
+/// handler, and a gate that holds handlers until opened.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    attempts: Arc<Mutex<HashMap<String, u32>>>,
+    handled: Arc<Mutex<Vec<(String, String)>>>,
+    started: Arc<AtomicUsize>,
+    fixed: Arc<AtomicBool>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Probe {
+            attempts: Arc::default(),
+            handled: Arc::default(),
+            started: Arc::default(),
+            fixed: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
+}
+
+impl Probe {
+    /// Counts an attempt at `key`; returns its number (1 for the first).
+    pub fn attempt(&self, key: &str) -> u32 {
+        let mut a = self.attempts.lock().unwrap();
+        let n = a.entry(key.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    pub fn attempts(&self, key: &str) -> u32 {
+        self.attempts.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    pub fn handle(&self, key: &str, ctx: &Context) {
+        let id = ctx.event_id().map(|i| i.to_string()).unwrap_or_default();
+        self.handled.lock().unwrap().push((key.to_owned(), id));
+    }
+
+    /// `(key, event id)` of every successful handling, in order.
+    pub fn handled(&self) -> Vec<(String, String)> {
+        self.handled.lock().unwrap().clone()
+    }
+
+    pub fn handled_len(&self) -> usize {
+        self.handled.lock().unwrap().len()
+    }
+
+    pub fn handled_count(&self, key: &str) -> usize {
+        self.handled().iter().filter(|(k, _)| k == key).count()
+    }
+
+    pub fn start(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    pub fn fix(&self) {
+        self.fixed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the gate is opened.
+    pub async fn pass_gate(&self) {
+        let _ = self.gate.acquire().await.map(|p| p.forget());
+    }
+
+    pub fn open_gate(&self) {
+        self.gate.add_permits(1 << 20);
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` has passed; returns
+/// whether it held.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A bus on one transport, with the server it needs kept alive.
 pub struct Harness {
     pub bus: Bus,
@@ -124,6 +222,50 @@ impl Harness {
         Harness {
             bus,
             server: Some(server),
+        }
+    }
+
+    /// A bus on a durable private server (AOF, `appendfsync always`), for
+    /// the tests that restart it and count on no acknowledged write being lost.
+    pub async fn redis_durable(publish_timeout: Duration) -> Self {
+        let server = redis::RedisServer::durable();
+        let bus = Bus::builder()
+            .source("faults")
+            .publish_timeout(publish_timeout)
+            .connect(&server.url())
+            .await
+            .expect("connect to the test redis-server");
+        Harness {
+            bus,
+            server: Some(server),
+        }
+    }
+
+    /// Delivery counts of the pending entries of `group` on `key`.
+    pub async fn deliveries(&self, key: &str, group: &str) -> Vec<u32> {
+        match &self.server {
+            None => self
+                .bus
+                .memory()
+                .unwrap()
+                .pending_deliveries(key, group)
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect(),
+            Some(server) => {
+                let client = ::redis::Client::open(server.url()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let rows: Vec<(String, String, u64, u32)> = ::redis::cmd("XPENDING")
+                    .arg(key)
+                    .arg(group)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                rows.into_iter().map(|r| r.3).collect()
+            }
         }
     }
 

@@ -43,6 +43,16 @@ impl RedisServer {
         Self::with_options(RedisOptions::default())
     }
 
+    /// Starts a server that loses no acknowledged write when killed:
+    /// `--appendonly yes --appendfsync always`.
+    pub fn durable() -> Self {
+        Self::with_options(RedisOptions {
+            appendonly: true,
+            appendfsync: "always",
+            extra: Vec::new(),
+        })
+    }
+
     /// Starts a server with the given options.
     pub fn with_options(options: RedisOptions) -> Self {
         let mut last = String::new();

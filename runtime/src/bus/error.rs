@@ -64,6 +64,19 @@ pub enum Error {
     /// `Context::publish` on a context made by `Context::detached()`.
     #[error("this context belongs to no bus (made by `Context::detached`), so it cannot publish")]
     Detached,
+    /// Redis stayed unreachable for the whole publish timeout
+    /// ([`BusBuilder::publish_timeout`](crate::BusBuilder::publish_timeout)).
+    #[error("Redis unreachable: `{command}` failed {attempts} times in {after:?}; last error: {last_error}")]
+    Unavailable {
+        /// The command that could not be sent.
+        command: &'static str,
+        /// The publish timeout.
+        after: std::time::Duration,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last_error: String,
+    },
     /// A worker task ended abnormally.
     #[error("worker task of group `{group}` on `{key}` failed: {reason}")]
     Worker {

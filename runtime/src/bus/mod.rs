@@ -40,6 +40,7 @@ struct Shared {
     namespace: String,
     source: String,
     backend: Backend,
+    publish_timeout: Duration,
 }
 
 /// The event bus: publishes, subscribes, and builds consumers.
@@ -82,7 +83,11 @@ pub struct BusBuilder {
     namespace: String,
     source: String,
     response_timeout: Option<Duration>,
+    publish_timeout: Duration,
 }
+
+/// How long `publish` keeps trying while Redis is unreachable, by default.
+const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for BusBuilder {
     fn default() -> Self {
@@ -90,6 +95,7 @@ impl Default for BusBuilder {
             namespace: DEFAULT_NAMESPACE.to_owned(),
             source: default_source(),
             response_timeout: Some(Duration::from_secs(5)),
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
         }
     }
 }
@@ -124,6 +130,17 @@ impl BusBuilder {
         self
     }
 
+    /// How long `publish` keeps trying while Redis is unreachable or
+    /// restarting (default 10 s): a failed attempt on a dropped connection
+    /// is retried with backoff on a new one until this time has passed, then
+    /// `publish` returns [`Error::Unavailable`]. An attempt whose reply was
+    /// lost may have been written already, so a retried event can be in the
+    /// stream twice, with the same event id (the inbox drops the second).
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
     fn build(self, backend: Backend) -> Result<Bus, Error> {
         error::check_name("namespace", &self.namespace)?;
         Ok(Bus {
@@ -131,6 +148,7 @@ impl BusBuilder {
                 namespace: self.namespace,
                 source: self.source,
                 backend,
+                publish_timeout: self.publish_timeout,
             }),
             tenant: None,
         })
@@ -318,6 +336,7 @@ impl Bus {
                 namespace: DEFAULT_NAMESPACE.to_owned(),
                 source: default_source(),
                 backend: Backend::Memory(MemoryTransport::new()),
+                publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             }),
             tenant: None,
         }
@@ -549,18 +568,73 @@ impl Bus {
     }
 
     async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, Error> {
-        Ok(match &self.shared.backend {
-            Backend::Redis { streams, .. } => streams.append(batch).await?,
-            Backend::Memory(m) => m.append(batch).await?,
-        })
+        match &self.shared.backend {
+            Backend::Redis { streams, .. } => {
+                self.patiently("XADD", || streams.append(batch)).await
+            }
+            Backend::Memory(m) => Ok(m.append(batch).await?),
+        }
     }
 
     async fn broadcast(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<(), Error> {
         match &self.shared.backend {
-            Backend::Redis { pubsub, .. } => pubsub.broadcast(batch).await?,
-            Backend::Memory(m) => m.broadcast(batch).await?,
+            Backend::Redis { pubsub, .. } => {
+                self.patiently("PUBLISH", || pubsub.broadcast(batch)).await
+            }
+            Backend::Memory(m) => Ok(m.broadcast(batch).await?),
         }
-        Ok(())
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the publish timeout
+    /// has passed; only a transient failure (dropped connection, timeout, a
+    /// server still loading its data) is tried again, after a backoff.
+    async fn patiently<T, F, Fut>(&self, command: &'static str, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, crate::transport::TransportError>>,
+    {
+        let timeout = self.shared.publish_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Duration::from_millis(20);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let error = match tokio::time::timeout_at(deadline, op()).await {
+                Ok(Ok(v)) => {
+                    if attempts > 1 {
+                        tracing::info!(command, attempts, "Redis is reachable again");
+                    }
+                    return Ok(v);
+                }
+                Ok(Err(e)) if !e.is_transient() => return Err(e.into()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no reply in time".to_owned(),
+            };
+            let now = tokio::time::Instant::now();
+            if now + backoff >= deadline {
+                return Err(Error::Unavailable {
+                    command,
+                    after: timeout,
+                    attempts,
+                    last_error: error,
+                });
+            }
+            if attempts == 1 {
+                tracing::warn!(command, error = %error, "Redis is unreachable; retrying until the publish timeout");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The dead letters of a stream (of this bus's tenant): list, retry, purge.
+    ///
+    /// ```
+    /// let bus = tidings::Bus::in_memory();
+    /// assert_eq!(bus.dead_letters("contextual").key(), "tidings:{contextual}:dlq");
+    /// ```
+    pub fn dead_letters(&self, stream: &str) -> crate::dead_letter::DeadLetters {
+        crate::dead_letter::DeadLetters::new(self.clone(), stream)
     }
 
     /// Builds a consumer: add handlers, then `start()`.

@@ -4,27 +4,35 @@
 //! One reading task per (stream, group) reads with `XREADGROUP`, spawns one
 //! task per entry, and never sleeps on behalf of a handler; finished entries
 //! go to an acknowledging task that batches their ids into as few `XACK`s as
-//! possible. Per-entry policy (retries with backoff, dead letters, an inbox)
-//! belongs in [`process`], which runs in the entry's own task.
+//! possible. Per-entry policy (retries with backoff, dead letters, the inbox
+//! mark) lives in [`process`], which runs in the entry's own task: a retry
+//! waits there, holding neither the reading loop nor the handler's
+//! concurrency slot. A heartbeat task keeps the entries a worker holds from
+//! looking idle to the `XAUTOCLAIM` of other workers.
 
 mod options;
+mod retry;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use options::ConsumerOptions;
+pub use retry::RetryPolicy;
 
 use crate::bus::{Backend, Bus, Error};
-use crate::envelope::Envelope;
+use crate::dead_letter::field as dlq_field;
+use crate::envelope::{now_millis, Envelope, Rfc3339Millis};
 use crate::handler::{
-    BoxFuture, Context, Handler, HandlerError, HandlerOptions, Outcome, StateType, States,
+    is_fatal, BoxFuture, Context, Handler, HandlerError, HandlerOptions, Outcome, StateType, States,
 };
-use crate::transport::{Entry, ReadRequest, Transport, TransportError};
+use crate::transport::{DeadLettered, Entry, ReadRequest, Transport, TransportError};
 use crate::{DecodeError, Event};
 
 /// A handler with its event type erased, so that one worker runs many.
@@ -76,7 +84,8 @@ where
 #[must_use]
 pub struct ConsumerBuilder {
     bus: Bus,
-    handlers: Vec<Arc<dyn ErasedHandler>>,
+    handlers: Vec<(Arc<dyn ErasedHandler>, Option<RetryPolicy>)>,
+    default_retry: Option<RetryPolicy>,
     states: States,
     options: ConsumerOptions,
 }
@@ -86,7 +95,7 @@ impl fmt::Debug for ConsumerBuilder {
         f.debug_struct("ConsumerBuilder")
             .field(
                 "handlers",
-                &self.handlers.iter().map(|h| h.name()).collect::<Vec<_>>(),
+                &self.handlers.iter().map(|h| h.0.name()).collect::<Vec<_>>(),
             )
             .field("options", &self.options)
             .finish_non_exhaustive()
@@ -98,6 +107,7 @@ impl ConsumerBuilder {
         ConsumerBuilder {
             bus,
             handlers: Vec::new(),
+            default_retry: None,
             states: States::default(),
             options: ConsumerOptions::default(),
         }
@@ -109,7 +119,25 @@ impl ConsumerBuilder {
         H: Handler,
         H::Event: Event,
     {
-        self.handlers.push(Arc::new(Erase(handler)));
+        self.handlers.push((Arc::new(Erase(handler)), None));
+        self
+    }
+
+    /// Sets the retry policy of the handler added last; before any handler,
+    /// the policy of every handler that gets none of its own. Without it, a
+    /// handler gets [`RetryPolicy::from_retries`] of its `retries`.
+    ///
+    /// ```text
+    /// bus.consumer()
+    ///     .handler(index_file)
+    ///     .retry(RetryPolicy::default().attempts(5).max_delay(Duration::from_secs(10)))
+    ///     .start().await?;
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        match self.handlers.last_mut() {
+            Some((_, p)) => *p = Some(policy),
+            None => self.default_retry = Some(policy),
+        }
         self
     }
 
@@ -137,11 +165,10 @@ impl ConsumerBuilder {
         if self.handlers.is_empty() {
             return Err(Error::NoHandler);
         }
-        // (stream key, group) -> handlers; a BTreeMap so that groups start in
+        // (stream, group) -> handlers; a BTreeMap so that groups start in
         // a stable order.
-        let mut groups: BTreeMap<(String, &'static str), Vec<Arc<dyn ErasedHandler>>> =
-            BTreeMap::new();
-        for h in &self.handlers {
+        let mut groups: BTreeMap<(&'static str, &'static str), Vec<HandlerSlot>> = BTreeMap::new();
+        for (h, policy) in &self.handlers {
             let stream = h.stream().ok_or(Error::NoStream {
                 handler: h.name(),
                 type_name: h.type_name(),
@@ -152,10 +179,18 @@ impl ConsumerBuilder {
                     state: missing.name,
                 });
             }
+            let options = h.options();
+            let retry = policy
+                .or(self.default_retry)
+                .unwrap_or_else(|| RetryPolicy::from_retries(options.retries));
             groups
-                .entry((self.bus.stream_key(stream), h.options().group))
+                .entry((stream, options.group))
                 .or_default()
-                .push(h.clone());
+                .push(HandlerSlot {
+                    handler: h.clone(),
+                    limit: Arc::new(Semaphore::new(options.concurrency.max(1))),
+                    retry,
+                });
         }
 
         let consumer = self
@@ -166,21 +201,18 @@ impl ConsumerBuilder {
         let (stop_tx, stop_rx) = watch::channel(false);
         let states = Arc::new(self.states);
         let mut tasks = Vec::new();
-        for ((key, group), handlers) in groups {
+        for ((stream, group), handlers) in groups {
+            let key = self.bus.stream_key(stream);
             let spec = Arc::new(GroupSpec {
                 key: key.clone(),
+                dlq: self.bus.dead_letter_key(stream),
                 group,
                 consumer: consumer.clone(),
-                handlers: handlers
-                    .into_iter()
-                    .map(|h| {
-                        let sem = Arc::new(Semaphore::new(h.options().concurrency.max(1)));
-                        (h, sem)
-                    })
-                    .collect(),
+                handlers,
                 bus: self.bus.clone(),
                 states: states.clone(),
                 options: self.options.clone(),
+                held: Mutex::new(HashSet::new()),
             });
             let handle = match self.bus.backend() {
                 Backend::Redis { streams, .. } => {
@@ -236,7 +268,9 @@ impl Worker {
 
     /// Stops reading, waits for in-flight handlers, acknowledges what they
     /// finished, and returns. A read in progress is let finish (at most the
-    /// `block` time) so that no entry is handed to this consumer unseen.
+    /// `block` time) so that no entry is handed to this consumer unseen. An
+    /// entry waiting for a retry is left pending, for another worker to claim
+    /// once it is idle.
     pub async fn shutdown(mut self) -> Result<(), Error> {
         let _ = self.stop.send(true);
         let mut first_error = None;
@@ -254,6 +288,16 @@ impl Worker {
             None => Ok(()),
         }
     }
+
+    /// Stops at once, as a crash would: handlers are cancelled where they
+    /// are, nothing more is acknowledged, and the entries the worker held
+    /// stay pending until a live worker of the group claims them (after its
+    /// `claim_idle`).
+    pub fn abort(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            t.handle.abort();
+        }
+    }
 }
 
 impl Drop for Worker {
@@ -262,14 +306,71 @@ impl Drop for Worker {
     }
 }
 
+/// A handler of a group, with its concurrency limit and retry policy.
+struct HandlerSlot {
+    handler: Arc<dyn ErasedHandler>,
+    limit: Arc<Semaphore>,
+    retry: RetryPolicy,
+}
+
 struct GroupSpec {
     key: String,
+    dlq: String,
     group: &'static str,
     consumer: String,
-    handlers: Vec<(Arc<dyn ErasedHandler>, Arc<Semaphore>)>,
+    handlers: Vec<HandlerSlot>,
     bus: Bus,
     states: Arc<States>,
     options: ConsumerOptions,
+    /// Ids of the entries this worker holds (being handled or waiting for a
+    /// retry): what the heartbeat keeps from looking idle.
+    held: Mutex<HashSet<String>>,
+}
+
+impl GroupSpec {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // The set is only inserted into and removed from; a panic elsewhere
+        // cannot leave it inconsistent.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The inbox mark of an event in this group, in the stream's hash slot.
+    fn mark(&self, event_id: &crate::Ulid) -> String {
+        format!("{}:inbox:{}:{}", self.key, self.group, event_id)
+    }
+}
+
+/// Removes an entry from the held set when its task ends, however it ends.
+struct Held {
+    spec: Arc<GroupSpec>,
+    id: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.spec.held().remove(&self.id);
+    }
+}
+
+/// A task aborted when dropped, so that aborting a worker's group task also
+/// stops the tasks it started.
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+        match self.0.take() {
+            Some(h) => h.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
 }
 
 async fn start_group<T: Transport>(
@@ -284,12 +385,27 @@ async fn start_group<T: Transport>(
     Ok(tokio::spawn(run_group(transport, reader, spec, stop)))
 }
 
+/// Whether the worker was stopped, or dropped before it was ever returned
+/// (a `start()` cancelled half way), which closes the channel.
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
 /// Waits for `d`, or less if the worker is stopped; returns whether it stopped.
 async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if stopped(stop) {
+        return true;
+    }
     tokio::select! {
         _ = tokio::time::sleep(d) => *stop.borrow(),
         _ = stop.changed() => true,
     }
+}
+
+/// A finished entry for the acknowledging task, with its inbox mark.
+struct Done {
+    id: String,
+    mark: Option<String>,
 }
 
 async fn run_group<T: Transport>(
@@ -299,21 +415,25 @@ async fn run_group<T: Transport>(
     mut stop: watch::Receiver<bool>,
 ) {
     let opts = &spec.options;
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<String>();
-    let acker = tokio::spawn(ack_loop(
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Done>();
+    let acker = AbortOnDrop(Some(tokio::spawn(ack_loop(
         transport.clone(),
-        spec.key.clone(),
-        spec.group,
+        spec.clone(),
         ack_rx,
-    ));
+    ))));
+    let _heartbeat = AbortOnDrop(Some(tokio::spawn(heartbeat_loop(
+        transport.clone(),
+        spec.clone(),
+    ))));
     // Bounds the entries read and not yet finished, so that a slow handler
     // slows reading down instead of piling deliveries up in memory.
     let prefetch = Arc::new(Semaphore::new(opts.prefetch_or_default()));
     let mut inflight = JoinSet::new();
     let mut backoff = opts.min_backoff;
+    let mut failing = false;
     let mut next_claim = tokio::time::Instant::now();
 
-    while !*stop.borrow() {
+    while !stopped(&stop) {
         while let Some(done) = inflight.try_join_next() {
             log_task_end(&spec, done);
         }
@@ -350,7 +470,12 @@ async fn run_group<T: Transport>(
 
         match result {
             Ok(entries) => {
+                if failing {
+                    failing = false;
+                    tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
+                }
                 backoff = opts.min_backoff;
+                let entries = skip_marked(&transport, &spec, entries, &ack_tx).await;
                 for entry in entries {
                     let permit = match prefetch.clone().try_acquire_owned() {
                         Ok(p) => p,
@@ -366,22 +491,50 @@ async fn run_group<T: Transport>(
                     // the stream, and a busy handler slows reading down.
                     let mut slots = Vec::new();
                     if let Ok(env) = &entry.envelope {
-                        for (i, (h, limit)) in spec.handlers.iter().enumerate() {
-                            if h.type_name() == env.type_name {
-                                if let Ok(p) = limit.clone().acquire_owned().await {
+                        for (i, slot) in spec.handlers.iter().enumerate() {
+                            if slot.handler.type_name() == env.type_name {
+                                if let Ok(p) = slot.limit.clone().acquire_owned().await {
                                     slots.push((i, p));
                                 }
                             }
                         }
                     }
-                    inflight.spawn(process(spec.clone(), entry, slots, ack_tx.clone(), permit));
+                    spec.held().insert(entry.id.clone());
+                    let held = Held {
+                        spec: spec.clone(),
+                        id: entry.id.clone(),
+                    };
+                    inflight.spawn(process(
+                        transport.clone(),
+                        spec.clone(),
+                        entry,
+                        slots,
+                        ack_tx.clone(),
+                        (permit, held),
+                        stop.clone(),
+                    ));
                 }
             }
             Err(e) => {
-                tracing::warn!(
-                    stream = %spec.key, group = spec.group, error = %e,
-                    retry_in = ?backoff, "reading the stream failed"
-                );
+                if e.is_no_group() {
+                    // A server restarted without persistence lost the group
+                    // (and maybe the stream): make it again and go on.
+                    tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                        "consumer group is gone; creating it again");
+                    if let Err(e) = transport
+                        .create_group(&spec.key, spec.group, &opts.start)
+                        .await
+                    {
+                        tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                            "creating the consumer group failed");
+                    }
+                } else {
+                    tracing::warn!(
+                        stream = %spec.key, group = spec.group, error = %e,
+                        retry_in = ?backoff, "reading the stream failed; reconnecting"
+                    );
+                }
+                failing = true;
                 if pause(backoff, &mut stop).await {
                     break;
                 }
@@ -394,99 +547,360 @@ async fn run_group<T: Transport>(
         log_task_end(&spec, done);
     }
     drop(ack_tx);
-    if let Err(e) = acker.await {
+    if let Err(e) = acker.join().await {
         tracing::error!(stream = %spec.key, group = spec.group, error = %e, "acknowledging task failed");
     }
 }
 
 fn log_task_end(spec: &GroupSpec, done: Result<(), tokio::task::JoinError>) {
     if let Err(e) = done {
-        // A panicking handler: its entry stays pending and will be claimed
-        // again; the worker goes on.
-        tracing::error!(stream = %spec.key, group = spec.group, error = %e, "handler task panicked; entry left pending");
+        if !e.is_cancelled() {
+            tracing::error!(stream = %spec.key, group = spec.group, error = %e,
+                "entry task failed; entry left pending");
+        }
     }
 }
 
-/// Acknowledges finished entries, every id that is waiting in one `XACK`.
+/// With an inbox, acknowledges the entries whose event the group already
+/// handled and returns the others; one pipelined round trip per batch.
+async fn skip_marked<T: Transport>(
+    transport: &T,
+    spec: &GroupSpec,
+    entries: Vec<Entry>,
+    ack: &mpsc::UnboundedSender<Done>,
+) -> Vec<Entry> {
+    if spec.options.inbox.is_none() || entries.is_empty() {
+        return entries;
+    }
+    let marks: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.envelope.as_ref().ok().map(|env| spec.mark(&env.id)))
+        .collect();
+    let found = match transport.marked(&marks).await {
+        Ok(found) => found,
+        Err(e) => {
+            // At least once: without the inbox's answer, handle them.
+            tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                "reading the inbox failed; handling the batch anyway");
+            return entries;
+        }
+    };
+    let mut found = found.into_iter();
+    entries
+        .into_iter()
+        .filter(|e| {
+            let seen = e.envelope.is_ok() && found.next().unwrap_or(false);
+            if seen {
+                tracing::debug!(stream = %spec.key, group = spec.group, entry = %e.id,
+                    "event already handled by this group (inbox); acknowledged");
+                let _ = ack.send(Done {
+                    id: e.id.clone(),
+                    mark: None,
+                });
+            }
+            !seen
+        })
+        .collect()
+}
+
+/// Acknowledges finished entries, every id that is waiting in one `XACK`
+/// (pipelined after the inbox marks, with an inbox).
 async fn ack_loop<T: Transport>(
     transport: T,
-    key: String,
-    group: &'static str,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    spec: Arc<GroupSpec>,
+    mut rx: mpsc::UnboundedReceiver<Done>,
 ) {
     const MAX_IDS_PER_ACK: usize = 1024;
+    let mut done = Vec::with_capacity(64);
     let mut ids = Vec::with_capacity(64);
-    while rx.recv_many(&mut ids, MAX_IDS_PER_ACK).await > 0 {
-        if let Err(e) = transport.ack(&key, group, &ids).await {
+    let mut marks = Vec::new();
+    while rx.recv_many(&mut done, MAX_IDS_PER_ACK).await > 0 {
+        for d in done.drain(..) {
+            ids.push(d.id);
+            marks.extend(d.mark);
+        }
+        let result = match spec.options.inbox {
+            Some(ttl) if !marks.is_empty() => {
+                transport
+                    .ack_marking(&spec.key, spec.group, &ids, &marks, ttl)
+                    .await
+            }
+            _ => transport.ack(&spec.key, spec.group, &ids).await,
+        };
+        if let Err(e) = result {
             // Unacknowledged entries stay pending and are claimed again;
             // handlers are idempotent by contract.
-            tracing::warn!(stream = %key, group, count = ids.len(), error = %e, "XACK failed; entries stay pending");
+            tracing::warn!(stream = %spec.key, group = spec.group, count = ids.len(), error = %e,
+                "XACK failed; entries stay pending");
         }
         ids.clear();
+        marks.clear();
     }
 }
 
-/// Runs every handler of the group that takes the entry's type; acknowledges
-/// the entry if all of them succeed (and their returned events are published).
-async fn process(
+/// Resets the idle time of the entries this worker holds, every
+/// `heartbeat`, so that no other worker claims an entry a slow handler is
+/// still working on.
+async fn heartbeat_loop<T: Transport>(transport: T, spec: Arc<GroupSpec>) {
+    const IDS_PER_CLAIM: usize = 1000;
+    let every = spec.options.heartbeat_or_default();
+    loop {
+        tokio::time::sleep(every).await;
+        let ids: Vec<String> = spec.held().iter().cloned().collect();
+        for chunk in ids.chunks(IDS_PER_CLAIM) {
+            if let Err(e) = transport
+                .touch(&spec.key, spec.group, &spec.consumer, chunk)
+                .await
+            {
+                tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                    "refreshing held entries failed; another worker may claim them");
+                break;
+            }
+        }
+    }
+}
+
+/// Why one handler failed on one attempt.
+struct Failure {
+    index: usize,
+    error: String,
+    fatal: bool,
+}
+
+fn rfc3339(ms: i64) -> String {
+    Rfc3339Millis::from_millis(ms).as_str().to_owned()
+}
+
+/// Runs every handler of the group that takes the entry's type, retrying the
+/// failed ones after their backoff; acknowledges the entry when all
+/// succeeded (and their returned events are published), moves it to dead
+/// letters when one gives up.
+async fn process<T: Transport>(
+    transport: T,
     spec: Arc<GroupSpec>,
     entry: Entry,
     slots: Vec<(usize, OwnedSemaphorePermit)>,
-    ack: mpsc::UnboundedSender<String>,
-    _permit: OwnedSemaphorePermit,
+    ack: mpsc::UnboundedSender<Done>,
+    _held: (OwnedSemaphorePermit, Held),
+    mut stop: watch::Receiver<bool>,
 ) {
-    let Entry { id, envelope } = entry;
+    let Entry {
+        id,
+        envelope,
+        deliveries,
+    } = entry;
     let envelope = match envelope {
         Ok(e) => e,
         Err(e) => {
-            tracing::error!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
-                "entry is not a valid envelope; left pending, not acknowledged");
+            let now = now_millis();
+            let error = format!("entry is not a CloudEvents envelope: {e}");
+            bury(&transport, &spec, &id, None, &error, deliveries, now, now).await;
             return;
         }
     };
-    let matched = !slots.is_empty();
-    let mut all_ok = true;
-    for (index, _running) in slots {
-        let handler = &spec.handlers[index].0;
-        let ctx = Context::delivery(
-            envelope.clone(),
-            id.clone(),
-            spec.group,
-            spec.bus.clone(),
-            spec.states.clone(),
-        );
-        let future = match handler.dispatch(&envelope, ctx.clone()) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(stream = %spec.key, group = spec.group, entry = %id,
-                    handler = handler.name(), error = %e,
-                    "event does not decode; left pending, not acknowledged");
-                all_ok = false;
-                continue;
-            }
-        };
-        match future.await {
-            Ok(outcome) => {
-                if let Err(e) = ctx.publish_outcome(&outcome).await {
-                    tracing::warn!(stream = %spec.key, group = spec.group, entry = %id,
-                        handler = handler.name(), error = %e,
-                        "publishing the handler's events failed; entry left pending");
-                    all_ok = false;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(stream = %spec.key, group = spec.group, entry = %id,
-                    handler = handler.name(), error = %e,
-                    "handler failed; entry left pending for redelivery");
-                all_ok = false;
-            }
-        }
-    }
-    if !matched {
+    if slots.is_empty() {
         tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
             "no handler of this group takes this type; acknowledged");
+        let _ = ack.send(Done { id, mark: None });
+        return;
     }
-    if all_ok {
-        let _ = ack.send(id);
+    let allowed = slots
+        .iter()
+        .map(|(i, _)| spec.handlers[*i].retry.attempts)
+        .max()
+        .unwrap_or(1);
+    if deliveries > allowed {
+        // Earlier consumers took it this often and never finished: a worker
+        // that keeps dying on it, or a dead-letter write that failed.
+        let now = now_millis();
+        let error = format!(
+            "delivered {deliveries} times, more than the {allowed} attempts its handlers allow; \
+             earlier consumers stopped while handling it"
+        );
+        let names = handler_names(&spec, slots.iter().map(|(i, _)| *i));
+        bury(
+            &transport,
+            &spec,
+            &id,
+            Some(names),
+            &error,
+            deliveries,
+            now,
+            now,
+        )
+        .await;
+        return;
+    }
+
+    let mut attempt = deliveries;
+    let mut first_failure = None;
+    let mut todo: Vec<(usize, Option<OwnedSemaphorePermit>)> =
+        slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
+    loop {
+        let mut failures = Vec::new();
+        for (index, permit) in todo {
+            let slot = &spec.handlers[index];
+            let _running = match permit {
+                Some(p) => p,
+                None => match slot.limit.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            if let Err((error, fatal)) = run_handler(&spec, slot, &envelope, &id).await {
+                failures.push(Failure {
+                    index,
+                    error,
+                    fatal,
+                });
+            }
+        }
+        if failures.is_empty() {
+            let mark = spec.options.inbox.map(|_| spec.mark(&envelope.id));
+            let _ = ack.send(Done { id, mark });
+            return;
+        }
+
+        let now = now_millis();
+        let first = *first_failure.get_or_insert(now);
+        let give_up = failures
+            .iter()
+            .any(|f| f.fatal || attempt >= spec.handlers[f.index].retry.attempts);
+        let error = failures
+            .iter()
+            .map(|f| format!("{}: {}", spec.handlers[f.index].handler.name(), f.error))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if give_up {
+            let names = handler_names(&spec, failures.iter().map(|f| f.index));
+            bury(
+                &transport,
+                &spec,
+                &id,
+                Some(names),
+                &error,
+                attempt,
+                first,
+                now,
+            )
+            .await;
+            return;
+        }
+        let delay = failures
+            .iter()
+            .map(|f| spec.handlers[f.index].retry.delay_after(attempt))
+            .max()
+            .unwrap_or_default();
+        tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, attempt,
+            retry_in = ?delay, error = %error, "handler failed; will retry");
+        // Counted in the entry's delivery counter, so that a worker that
+        // claims it after this one stopped goes on from here.
+        if let Err(e) = transport
+            .record_attempts(&spec.key, spec.group, &spec.consumer, &id, attempt)
+            .await
+        {
+            tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
+                "recording the attempt failed");
+        }
+        if pause(delay, &mut stop).await {
+            tracing::info!(stream = %spec.key, group = spec.group, entry = %id,
+                "worker stopping during a retry wait; entry left pending for another worker");
+            return;
+        }
+        attempt += 1;
+        todo = failures.into_iter().map(|f| (f.index, None)).collect();
+    }
+}
+
+fn handler_names(spec: &GroupSpec, indexes: impl Iterator<Item = usize>) -> String {
+    indexes
+        .map(|i| spec.handlers[i].handler.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs one handler once; a decode error and a [`fatal`](crate::fatal)
+/// error say not to retry, and a panic counts as a retryable error.
+async fn run_handler(
+    spec: &GroupSpec,
+    slot: &HandlerSlot,
+    envelope: &Arc<Envelope>,
+    id: &str,
+) -> Result<(), (String, bool)> {
+    let ctx = Context::delivery(
+        envelope.clone(),
+        id.to_owned(),
+        spec.group,
+        spec.bus.clone(),
+        spec.states.clone(),
+    );
+    let future = slot
+        .handler
+        .dispatch(envelope, ctx.clone())
+        .map_err(|e| (e.to_string(), true))?;
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(Ok(outcome)) => ctx.publish_outcome(&outcome).await.map_err(|e| {
+            (
+                format!("publishing the handler's events failed: {e}"),
+                false,
+            )
+        }),
+        Ok(Err(e)) => Err((e.to_string(), is_fatal(&e))),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".to_owned());
+            Err((format!("handler panicked: {message}"), false))
+        }
+    }
+}
+
+/// Moves an entry to dead letters and acknowledges it, in one atomic step;
+/// if that fails the entry stays pending and is claimed again later.
+#[allow(clippy::too_many_arguments)]
+async fn bury<T: Transport>(
+    transport: &T,
+    spec: &GroupSpec,
+    id: &str,
+    handler: Option<String>,
+    error: &str,
+    attempts: u32,
+    first_failure: i64,
+    last_failure: i64,
+) {
+    let mut extra = vec![(dlq_field::GROUP, spec.group.to_owned())];
+    if let Some(h) = handler {
+        extra.push((dlq_field::HANDLER, h));
+    }
+    extra.extend([
+        (dlq_field::ERROR, error.to_owned()),
+        (dlq_field::ATTEMPTS, attempts.to_string()),
+        (dlq_field::FIRST_FAILURE, rfc3339(first_failure)),
+        (dlq_field::LAST_FAILURE, rfc3339(last_failure)),
+        (dlq_field::ENTRY_ID, id.to_owned()),
+        (dlq_field::CONSUMER, spec.consumer.clone()),
+    ]);
+    match transport
+        .dead_letter(&spec.key, &spec.dlq, spec.group, id, &extra)
+        .await
+    {
+        Ok(DeadLettered::Written) => {
+            tracing::error!(stream = %spec.key, group = spec.group, entry = %id, attempts,
+                error, dead_letters = %spec.dlq, "entry moved to dead letters")
+        }
+        Ok(DeadLettered::Gone) => {
+            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                "entry was deleted from the stream meanwhile; forgotten")
+        }
+        Ok(DeadLettered::NotPending) => {
+            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                "entry was acknowledged by another consumer meanwhile")
+        }
+        Err(e) => {
+            tracing::error!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
+                "writing the dead letter failed; entry left pending, to be claimed again")
+        }
     }
 }

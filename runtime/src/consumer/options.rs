@@ -27,6 +27,8 @@ pub struct ConsumerOptions {
     pub(crate) prefetch: Option<usize>,
     pub(crate) min_backoff: Duration,
     pub(crate) max_backoff: Duration,
+    pub(crate) heartbeat: Option<Duration>,
+    pub(crate) inbox: Option<Duration>,
 }
 
 impl Default for ConsumerOptions {
@@ -41,6 +43,8 @@ impl Default for ConsumerOptions {
             prefetch: None,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            heartbeat: None,
+            inbox: None,
         }
     }
 }
@@ -100,6 +104,40 @@ impl ConsumerOptions {
         self.min_backoff = min;
         self.max_backoff = max.max(min);
         self
+    }
+
+    /// How often the worker resets the idle time of the entries it holds
+    /// (being handled or waiting for a retry), so that other workers, which
+    /// claim entries idle for `claim_idle`, leave them alone (default: a
+    /// third of `claim_idle`, or 20 s without it). Keep it well under the
+    /// `claim_idle` of every worker of the group.
+    ///
+    /// ```text
+    /// XCLAIM <key> <group> <consumer> 0 <id> … JUSTID
+    /// ```
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = Some(every.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Keeps an inbox per group: the id of each event the group handled is
+    /// remembered for `ttl`, and a redelivery of it within that time is
+    /// acknowledged without running the handlers again (default: none).
+    ///
+    /// The mark is `<stream key>:inbox:<group>:<event id>` (in the stream's
+    /// Redis Cluster slot), set with `SET … 1 NX PX <ttl>` after the handlers
+    /// succeeded, in the same round trip as the `XACK`; each batch read is
+    /// checked with one pipeline of `EXISTS`.
+    pub fn inbox(mut self, ttl: Option<Duration>) -> Self {
+        self.inbox = ttl;
+        self
+    }
+
+    pub(crate) fn heartbeat_or_default(&self) -> Duration {
+        self.heartbeat.unwrap_or(match self.claim_idle {
+            Some(idle) => (idle / 3).max(Duration::from_millis(1)),
+            None => Duration::from_secs(20),
+        })
     }
 
     pub(crate) fn prefetch_or_default(&self) -> usize {

@@ -18,8 +18,8 @@ use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
 use crate::transport::{
-    Entry, Message, MessageBody, MessageStream, Outgoing, ReadRequest, StartFrom, Target,
-    Transport, TransportError,
+    DeadLettered, Entry, Message, MessageBody, MessageStream, Outgoing, RawEntry, ReadRequest,
+    StartFrom, Target, Transport, TransportError,
 };
 
 /// Messages a subscription buffers before it starts missing them.
@@ -47,6 +47,27 @@ impl std::fmt::Debug for MemoryTransport {
 struct Broker {
     streams: HashMap<String, MemStream>,
     subscribers: Vec<Subscriber>,
+    /// Dead-letter streams: raw fields, as on Redis, so that every original
+    /// attribute and the `dlq_…` fields sit side by side.
+    dead: HashMap<String, DeadStream>,
+    /// Inbox marks and when they expire.
+    marks: HashMap<String, Instant>,
+}
+
+#[derive(Default)]
+struct DeadStream {
+    entries: BTreeMap<Id, Vec<(String, Vec<u8>)>>,
+    last: Id,
+}
+
+/// The id `XADD *` would give after `last`.
+fn next_id(last: Id) -> Id {
+    let now = crate::envelope::now_millis().max(0) as u64;
+    if now > last.0 {
+        (now, 0)
+    } else {
+        (last.0, last.1 + 1)
+    }
 }
 
 type Id = (u64, u64);
@@ -67,11 +88,22 @@ struct Group {
 struct Pending {
     consumer: String,
     since: Instant,
+    deliveries: u32,
 }
 
 struct Subscriber {
     target: Target,
     tx: mpsc::Sender<Message>,
+}
+
+impl MemStream {
+    fn push(&mut self, envelope: Arc<Envelope>) -> Id {
+        let id = next_id(self.last);
+        self.last = id;
+        self.entries.insert(id, envelope);
+        self.notify.notify_waiters();
+        id
+    }
 }
 
 fn format_id((ms, seq): Id) -> String {
@@ -118,6 +150,21 @@ impl MemoryTransport {
             .map_or(0, |g| g.pending.len())
     }
 
+    /// `(entry id, delivery count)` of every entry of `group` on `key`
+    /// delivered and not yet acknowledged, as `XPENDING` lists them.
+    pub fn pending_deliveries(&self, key: &str, group: &str) -> Vec<(String, u32)> {
+        self.lock()
+            .streams
+            .get(key)
+            .and_then(|s| s.groups.get(group))
+            .map_or_else(Vec::new, |g| {
+                g.pending
+                    .iter()
+                    .map(|(id, p)| (format_id(*id), p.deliveries))
+                    .collect()
+            })
+    }
+
     fn take_new(stream: &mut MemStream, r: &ReadRequest<'_>) -> Result<Vec<Entry>, TransportError> {
         let group = stream
             .groups
@@ -135,6 +182,7 @@ impl MemoryTransport {
                 Pending {
                     consumer: r.consumer.to_owned(),
                     since: now,
+                    deliveries: 1,
                 },
             );
             group.last_delivered = *id;
@@ -152,20 +200,11 @@ impl Transport for MemoryTransport {
     }
 
     async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, TransportError> {
-        let now = crate::envelope::now_millis().max(0) as u64;
         let mut ids = Vec::with_capacity(batch.len());
         let mut broker = self.lock();
         for (key, o) in batch {
             let stream = broker.streams.entry((*key).to_owned()).or_default();
-            let id = if now > stream.last.0 {
-                (now, 0)
-            } else {
-                (stream.last.0, stream.last.1 + 1)
-            };
-            stream.last = id;
-            stream.entries.insert(id, Arc::new(o.to_envelope()));
-            stream.notify.notify_waiters();
-            ids.push(format_id(id));
+            ids.push(format_id(stream.push(Arc::new(o.to_envelope()))));
         }
         Ok(ids)
     }
@@ -304,9 +343,15 @@ impl Transport for MemoryTransport {
             if let Some(env) = stream.entries.get(id) {
                 p.consumer = r.consumer.to_owned();
                 p.since = now;
-                out.push(Entry::new(format_id(*id), Ok(env.clone())));
+                p.deliveries = p.deliveries.saturating_add(1);
+                out.push(Entry::new(format_id(*id), Ok(env.clone())).with_deliveries(p.deliveries));
             }
         }
+        // As XAUTOCLAIM does since Redis 7: entries deleted while pending
+        // leave the group.
+        group
+            .pending
+            .retain(|id, _| stream.entries.contains_key(id));
         Ok(out)
     }
 
@@ -325,5 +370,199 @@ impl Transport for MemoryTransport {
             }
         }
         Ok(())
+    }
+
+    async fn ack_marking(
+        &self,
+        key: &str,
+        group: &str,
+        ids: &[String],
+        marks: &[String],
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        {
+            let mut broker = self.lock();
+            let now = Instant::now();
+            for m in marks {
+                match broker.marks.get(m) {
+                    Some(expiry) if *expiry > now => {}
+                    _ => {
+                        broker.marks.insert(m.clone(), now + ttl);
+                    }
+                }
+            }
+        }
+        self.ack(key, group, ids).await
+    }
+
+    async fn marked(&self, marks: &[String]) -> Result<Vec<bool>, TransportError> {
+        let mut broker = self.lock();
+        let now = Instant::now();
+        broker.marks.retain(|_, expiry| *expiry > now);
+        Ok(marks.iter().map(|m| broker.marks.contains_key(m)).collect())
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        let Some(g) = broker
+            .streams
+            .get_mut(key)
+            .and_then(|s| s.groups.get_mut(group))
+        else {
+            return Err(no_group("XCLAIM", key, group));
+        };
+        let now = Instant::now();
+        for id in ids.iter().filter_map(|id| parse_id(id)) {
+            if let Some(p) = g.pending.get_mut(&id) {
+                p.consumer = consumer.to_owned();
+                p.since = now;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_attempts(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        id: &str,
+        attempts: u32,
+    ) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        let Some(g) = broker
+            .streams
+            .get_mut(key)
+            .and_then(|s| s.groups.get_mut(group))
+        else {
+            return Err(no_group("XCLAIM", key, group));
+        };
+        if let Some(p) = parse_id(id).and_then(|id| g.pending.get_mut(&id)) {
+            p.consumer = consumer.to_owned();
+            p.since = Instant::now();
+            p.deliveries = attempts;
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        key: &str,
+        dlq: &str,
+        group: &str,
+        id: &str,
+        extra: &[(&'static str, String)],
+    ) -> Result<DeadLettered, TransportError> {
+        let mut broker = self.lock();
+        let parsed = parse_id(id).ok_or_else(|| TransportError::Protocol {
+            command: "EVAL",
+            reason: format!("invalid stream id `{id}`"),
+        })?;
+        let stream = broker
+            .streams
+            .get_mut(key)
+            .ok_or_else(|| no_group("EVAL", key, group))?;
+        let envelope = stream.entries.get(&parsed).cloned();
+        let g = stream
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| no_group("EVAL", key, group))?;
+        if g.pending.remove(&parsed).is_none() {
+            return Ok(DeadLettered::NotPending);
+        }
+        let Some(envelope) = envelope else {
+            return Ok(DeadLettered::Gone);
+        };
+        let mut fields: Vec<(String, Vec<u8>)> = envelope
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        fields.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
+        );
+        let dead = broker.dead.entry(dlq.to_owned()).or_default();
+        let dead_id = next_id(dead.last);
+        dead.last = dead_id;
+        dead.entries.insert(dead_id, fields);
+        Ok(DeadLettered::Written)
+    }
+
+    async fn dead_letters(
+        &self,
+        dlq: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, TransportError> {
+        let broker = self.lock();
+        let Some(dead) = broker.dead.get(dlq) else {
+            return Ok(Vec::new());
+        };
+        let start = match after.and_then(parse_id) {
+            Some(id) => std::ops::Bound::Excluded(id),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(dead
+            .entries
+            .range((start, std::ops::Bound::Unbounded))
+            .take(count.max(1))
+            .map(|(id, fields)| RawEntry::new(format_id(*id), fields.clone()))
+            .collect())
+    }
+
+    async fn dead_letter_count(&self, dlq: &str) -> Result<usize, TransportError> {
+        Ok(self.lock().dead.get(dlq).map_or(0, |d| d.entries.len()))
+    }
+
+    async fn requeue(
+        &self,
+        key: &str,
+        dlq: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<String>>, TransportError> {
+        let mut broker = self.lock();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let parsed = parse_id(id);
+            let fields = parsed.and_then(|parsed| {
+                broker
+                    .dead
+                    .get(dlq)
+                    .and_then(|d| d.entries.get(&parsed).cloned())
+            });
+            let (Some(parsed), Some(fields)) = (parsed, fields) else {
+                out.push(None);
+                continue;
+            };
+            let envelope = Envelope::from_fields(
+                id,
+                fields
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("dlq_"))
+                    .map(|(k, v)| (k.as_bytes(), &v[..])),
+            )
+            .map_err(|e| TransportError::Protocol {
+                command: "EVAL",
+                reason: format!("dead letter `{id}` is not an envelope: {e}"),
+            })?;
+            if let Some(d) = broker.dead.get_mut(dlq) {
+                d.entries.remove(&parsed);
+            }
+            let stream = broker.streams.entry(key.to_owned()).or_default();
+            out.push(Some(format_id(stream.push(Arc::new(envelope)))));
+        }
+        Ok(out)
+    }
+
+    async fn purge(&self, dlq: &str) -> Result<usize, TransportError> {
+        Ok(self.lock().dead.remove(dlq).map_or(0, |d| d.entries.len()))
     }
 }

@@ -8,7 +8,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Pipeline, Value};
 
 use crate::envelope::{field, SPECVERSION};
-use crate::transport::{Entry, Outgoing, ReadRequest, StartFrom, Transport, TransportError};
+use crate::transport::{
+    DeadLettered, Entry, Outgoing, RawEntry, ReadRequest, StartFrom, Transport, TransportError,
+};
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
 ///
@@ -179,7 +181,37 @@ impl Transport for StreamsTransport {
             .arg(r.count.max(1))
             .query_async(reader)
             .await?;
-        reply::auto_claim(value)
+        let (mut entries, deleted) = reply::auto_claim(value)?;
+        if !deleted.is_empty() {
+            // Redis 7 already dropped them from the group; an older server
+            // keeps them pending, and there is nothing left to handle.
+            tracing::debug!(stream = %r.key, group = r.group, count = deleted.len(),
+                "pending entries were deleted from the stream; forgotten");
+            self.ack(r.key, r.group, &deleted).await?;
+        }
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            // XAUTOCLAIM does not say how often an entry was delivered; the
+            // retry decision needs it. Only this consumer's entries in the
+            // claimed range are listed: at most the claimed ones and those
+            // this worker holds.
+            let value: Value = redis::cmd("XPENDING")
+                .arg(r.key)
+                .arg(r.group)
+                .arg(&first.id)
+                .arg(&last.id)
+                .arg(entries.len() + 1024)
+                .arg(r.consumer)
+                .query_async(reader)
+                .await?;
+            let counts: std::collections::HashMap<String, u32> =
+                reply::pending_counts(value)?.into_iter().collect();
+            for e in &mut entries {
+                if let Some(n) = counts.get(&e.id) {
+                    e.deliveries = (*n).max(1);
+                }
+            }
+        }
+        Ok(entries)
     }
 
     async fn ack(&self, key: &str, group: &str, ids: &[String]) -> Result<(), TransportError> {
@@ -195,4 +227,234 @@ impl Transport for StreamsTransport {
             .await?;
         Ok(())
     }
+
+    async fn ack_marking(
+        &self,
+        key: &str,
+        group: &str,
+        ids: &[String],
+        marks: &[String],
+        ttl: Duration,
+    ) -> Result<(), TransportError> {
+        let mut pipe = Pipeline::with_capacity(marks.len() + 1);
+        for m in marks {
+            pipe.cmd("SET")
+                .arg(m)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .ignore();
+        }
+        if !ids.is_empty() {
+            pipe.cmd("XACK").arg(key).arg(group).arg(ids).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn marked(&self, marks: &[String]) -> Result<Vec<bool>, TransportError> {
+        if marks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = Pipeline::with_capacity(marks.len());
+        for m in marks {
+            pipe.cmd("EXISTS").arg(m);
+        }
+        let mut conn = self.conn.clone();
+        let found: Vec<i64> = pipe.query_async(&mut conn).await?;
+        Ok(found.into_iter().map(|n| n > 0).collect())
+    }
+
+    async fn touch(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), TransportError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: Value = redis::cmd("XCLAIM")
+            .arg(key)
+            .arg(group)
+            .arg(consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_attempts(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        id: &str,
+        attempts: u32,
+    ) -> Result<(), TransportError> {
+        let mut conn = self.conn.clone();
+        let _: Value = redis::cmd("XCLAIM")
+            .arg(key)
+            .arg(group)
+            .arg(consumer)
+            .arg(0)
+            .arg(id)
+            .arg("RETRYCOUNT")
+            .arg(attempts)
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        key: &str,
+        dlq: &str,
+        group: &str,
+        id: &str,
+        extra: &[(&'static str, String)],
+    ) -> Result<DeadLettered, TransportError> {
+        let mut invocation = script::DEAD_LETTER.prepare_invoke();
+        invocation.key(key).key(dlq).arg(group).arg(id);
+        for (name, value) in extra {
+            invocation.arg(*name).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let code: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(match code {
+            1 => DeadLettered::Written,
+            0 => DeadLettered::Gone,
+            _ => DeadLettered::NotPending,
+        })
+    }
+
+    async fn dead_letters(
+        &self,
+        dlq: &str,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, TransportError> {
+        let start = match after {
+            Some(id) => format!("({id}"),
+            None => "-".to_owned(),
+        };
+        let mut conn = self.conn.clone();
+        let value: Value = redis::cmd("XRANGE")
+            .arg(dlq)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await?;
+        reply::raw_entries(value)
+    }
+
+    async fn dead_letter_count(&self, dlq: &str) -> Result<usize, TransportError> {
+        let mut conn = self.conn.clone();
+        let n: usize = redis::cmd("XLEN").arg(dlq).query_async(&mut conn).await?;
+        Ok(n)
+    }
+
+    async fn requeue(
+        &self,
+        key: &str,
+        dlq: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<String>>, TransportError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = script::REQUEUE.prepare_invoke();
+        invocation.key(key).key(dlq);
+        for id in ids {
+            invocation.arg(id);
+        }
+        let mut conn = self.conn.clone();
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    async fn purge(&self, dlq: &str) -> Result<usize, TransportError> {
+        let mut conn = self.conn.clone();
+        Ok(script::PURGE.key(dlq).invoke_async(&mut conn).await?)
+    }
+}
+
+/// The Lua scripts of the steps that must be atomic. Each touches one stream
+/// and its dead letters, which share a hash slot (`ns:{stream}` and
+/// `ns:{stream}:dlq`), so they also run on Redis Cluster.
+mod script {
+    use std::sync::LazyLock;
+
+    use redis::Script;
+
+    /// KEYS: stream, dlq. ARGV: group, entry id, extra field/value pairs.
+    /// Returns 1 (written and acked), 0 (entry deleted: acked only), -1 (no
+    /// longer pending: nothing done, another consumer finished it).
+    pub(super) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 then return -1 end
+local found = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if #found == 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  return 0
+end
+local fields = found[1][2]
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return 1
+",
+        )
+    });
+
+    /// KEYS: stream, dlq. ARGV: dead-letter ids. Every field but the
+    /// `dlq_…` ones goes back (CloudEvents attribute names have no `_`, so
+    /// no original field is dropped). Returns the new entry ids, nil for an
+    /// id that is not in the dead letters.
+    pub(super) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+local out = {}
+for i, id in ipairs(ARGV) do
+  local found = redis.call('XRANGE', KEYS[2], id, id)
+  if #found == 0 then
+    out[i] = false
+  else
+    local f = found[1][2]
+    local fields = {}
+    for j = 1, #f, 2 do
+      if string.sub(f[j], 1, 4) ~= 'dlq_' then
+        fields[#fields + 1] = f[j]
+        fields[#fields + 1] = f[j + 1]
+      end
+    end
+    out[i] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+    redis.call('XDEL', KEYS[2], id)
+  end
+end
+return out
+",
+        )
+    });
+
+    /// KEYS: dlq. Returns how many dead letters were deleted.
+    pub(super) static PURGE: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+local n = redis.call('XLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n
+",
+        )
+    });
 }

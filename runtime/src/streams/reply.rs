@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redis::Value;
 
 use crate::envelope::{Envelope, EnvelopeError};
-use crate::transport::{Entry, TransportError};
+use crate::transport::{Entry, RawEntry, TransportError};
 
 fn protocol(command: &'static str, reason: impl Into<String>) -> TransportError {
     TransportError::Protocol {
@@ -38,17 +38,16 @@ fn items(command: &'static str, v: Value) -> Result<Vec<Value>, TransportError> 
     }
 }
 
-/// `[id, [field, value, …]]` to an entry. A deleted entry still pending in
-/// the group comes back with nil fields: it becomes an envelope error, so it
-/// is reported and never acknowledged in silence.
-fn entry(command: &'static str, v: Value) -> Result<Entry, TransportError> {
+/// `[id, [field, value, …]]` to an entry; `Err(id)` for an entry that was
+/// deleted while pending (Redis before 7.0 returns it with nil fields).
+fn entry(command: &'static str, v: Value) -> Result<Result<Entry, String>, TransportError> {
     let mut pair = items(command, v)?.into_iter();
     let (Some(id), Some(fields)) = (pair.next(), pair.next()) else {
         return Err(protocol(command, "entry is not [id, fields]"));
     };
     let id = text(command, id)?;
     let fields = match fields {
-        Value::Nil => Vec::new(),
+        Value::Nil => return Ok(Err(id)),
         Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
         other => items(command, other)?,
     };
@@ -60,7 +59,58 @@ fn entry(command: &'static str, v: Value) -> Result<Entry, TransportError> {
         }
     }
     let envelope = envelope_from_owned(&id, pairs);
-    Ok(Entry::new(id, envelope.map(Arc::new)))
+    Ok(Ok(Entry::new(id, envelope.map(Arc::new))))
+}
+
+/// `[id, [field, value, …]]` to raw fields, as `XRANGE` returns them.
+pub(super) fn raw_entries(v: Value) -> Result<Vec<RawEntry>, TransportError> {
+    const CMD: &str = "XRANGE";
+    let mut out = Vec::new();
+    for e in items(CMD, v)? {
+        let mut pair = items(CMD, e)?.into_iter();
+        let (Some(id), Some(fields)) = (pair.next(), pair.next()) else {
+            return Err(protocol(CMD, "entry is not [id, fields]"));
+        };
+        let id = text(CMD, id)?;
+        let fields: Vec<Value> = match fields {
+            Value::Nil => Vec::new(),
+            Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            other => items(CMD, other)?,
+        };
+        let mut pairs = Vec::with_capacity(fields.len() / 2);
+        let mut it = fields.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if let (Value::BulkString(k), Value::BulkString(v)) = (k, v) {
+                pairs.push((String::from_utf8_lossy(&k).into_owned(), v));
+            }
+        }
+        out.push(RawEntry::new(id, pairs));
+    }
+    Ok(out)
+}
+
+/// Extended `XPENDING` reply: `[[id, consumer, idle-ms, deliveries], …]`,
+/// as `(id, deliveries)`.
+pub(super) fn pending_counts(v: Value) -> Result<Vec<(String, u32)>, TransportError> {
+    const CMD: &str = "XPENDING";
+    let mut out = Vec::new();
+    for p in items(CMD, v)? {
+        let mut it = items(CMD, p)?.into_iter();
+        let (Some(id), Some(_), Some(_), Some(count)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(protocol(
+                CMD,
+                "pending entry is not [id, consumer, idle, count]",
+            ));
+        };
+        let count = match count {
+            Value::Int(n) => u32::try_from(n).unwrap_or(u32::MAX),
+            other => return Err(protocol(CMD, format!("expected an integer, got {other:?}"))),
+        };
+        out.push((text(CMD, id)?, count));
+    }
+    Ok(out)
 }
 
 fn envelope_from_owned(
@@ -89,11 +139,17 @@ fn envelope_from_owned(
     Ok(env)
 }
 
-fn entries(command: &'static str, v: Value) -> Result<Vec<Entry>, TransportError> {
-    items(command, v)?
-        .into_iter()
-        .map(|e| entry(command, e))
-        .collect()
+/// Entries, and the ids of entries deleted while pending.
+fn entries(command: &'static str, v: Value) -> Result<(Vec<Entry>, Vec<String>), TransportError> {
+    let mut live = Vec::new();
+    let mut deleted = Vec::new();
+    for e in items(command, v)? {
+        match entry(command, e)? {
+            Ok(e) => live.push(e),
+            Err(id) => deleted.push(id),
+        }
+    }
+    Ok((live, deleted))
 }
 
 /// `XREADGROUP` reply: nil on timeout, else one `[key, entries]` per stream
@@ -114,17 +170,26 @@ pub(super) fn read_group(v: Value) -> Result<Vec<Entry>, TransportError> {
     };
     let mut out = Vec::new();
     for s in streams {
-        out.extend(entries(CMD, s)?);
+        // `>` only returns entries that exist: nothing is deleted here.
+        out.extend(entries(CMD, s)?.0);
     }
     Ok(out)
 }
 
-/// `XAUTOCLAIM` reply: `[next-start, entries, deleted-ids]`.
-pub(super) fn auto_claim(v: Value) -> Result<Vec<Entry>, TransportError> {
+/// `XAUTOCLAIM` reply: `[next-start, entries, deleted-ids]` (the third
+/// element since Redis 7.0; before, deleted entries come with nil fields).
+/// Returns the entries and every deleted id.
+pub(super) fn auto_claim(v: Value) -> Result<(Vec<Entry>, Vec<String>), TransportError> {
     const CMD: &str = "XAUTOCLAIM";
-    let mut it = items(CMD, v)?.into_iter();
-    match it.nth(1) {
-        Some(list) => entries(CMD, list),
-        None => Err(protocol(CMD, "reply is not [next, entries, deleted]")),
+    let mut it = items(CMD, v)?.into_iter().skip(1);
+    let Some(list) = it.next() else {
+        return Err(protocol(CMD, "reply is not [next, entries, deleted]"));
+    };
+    let (live, mut deleted) = entries(CMD, list)?;
+    if let Some(more) = it.next() {
+        for id in items(CMD, more)? {
+            deleted.push(text(CMD, id)?);
+        }
     }
+    Ok((live, deleted))
 }
