@@ -115,8 +115,10 @@ impl Attrs {
                     Ok(syn::Expr::Lit(syn::ExprLit {
                         lit: syn::Lit::Int(i),
                         ..
+                    // `retries = 0` means one attempt and no retry; a
+                    // concurrency of 0 would never run the handler.
                     })) if i.suffix().is_empty()
-                        && i.base10_parse::<u32>().is_ok_and(|n| n >= 1) =>
+                        && i.base10_parse::<u32>().is_ok_and(|n| n >= 1 || key == RETRIES) =>
                     {
                         Some(i.clone())
                     }
@@ -130,6 +132,10 @@ impl Attrs {
                             self.concurrency = Some(i);
                         }
                     }
+                    (None, Ok(expr)) if key == RETRIES => cx.error_spanned_by(
+                        expr,
+                        "handler `retries` must be an integer literal, 0 or more, such as `retries = 3` (retries after the first attempt)",
+                    ),
                     (None, Ok(expr)) => cx.error_spanned_by(
                         expr,
                         format!("handler `{key}` must be a positive integer literal, such as `{key} = 3`"),

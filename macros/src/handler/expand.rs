@@ -157,12 +157,12 @@ mod tests {
         let item: syn::ItemFn = syn::parse_quote! {
             fn index<T>(e: T) {}
         };
-        let errors = model_errors(quote::quote!(grup = "g", retries = 0, retries = 1), item);
+        let errors = model_errors(quote::quote!(grup = "g", retries = -1, retries = 1), item);
         let all = errors.join("\n");
         for needle in [
             "unknown handler attribute `grup`",
             "did you mean `group`",
-            "`retries` must be a positive integer",
+            "`retries` must be an integer literal, 0 or more",
             "duplicate handler attribute `retries`",
             "missing handler attribute `group`",
             "must be an `async fn`",

@@ -1,6 +1,6 @@
 use tidings::{handler, Context, HandlerResult};
 
-#[handler(group = "g", retries = 0, concurrency = "4")]
+#[handler(group = "g", retries = "0", concurrency = 0)]
 async fn index(_event: String, _ctx: Context) -> HandlerResult {
     Ok(())
 }

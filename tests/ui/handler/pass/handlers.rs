@@ -16,7 +16,7 @@ async fn store(_event: FileUploaded, _ctx: Context, State(_db): State<Db>) -> Ha
     Ok(())
 }
 
-#[handler(group = "echo")]
+#[handler(group = "echo", retries = 0)]
 async fn echo(event: FileUploaded, _ctx: Context) -> HandlerResult<Option<FileUploaded>> {
     Ok(Some(event))
 }
