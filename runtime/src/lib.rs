@@ -14,6 +14,7 @@ mod event;
 mod handler;
 mod id;
 pub mod memory;
+pub mod metrics;
 pub mod pubsub;
 pub mod registry;
 pub mod schemas;
@@ -37,6 +38,7 @@ pub use handler::{
     HandlerResult, IntoOutcome, Outcome, State, StateType,
 };
 pub use id::Ulid;
+pub use metrics::{ConsumerStats, GroupStats, StreamStats};
 pub use registry::EventInfo;
 pub use schemas::Compat;
 pub use transport::{StartFrom, Transport, TransportError};

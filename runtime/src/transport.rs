@@ -612,4 +612,53 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         let _ = dlq;
         async { unsupported(self.name(), "dead letters") }
     }
+
+    /// A snapshot of the stream `key` and its dead letters `dlq`; a stream
+    /// that does not exist gives `exists: false`, not an error.
+    ///
+    /// ```text
+    /// TYPE <key>
+    /// XLEN <dlq>
+    /// XINFO STREAM <key>
+    /// XINFO GROUPS <key>
+    /// XINFO CONSUMERS <key> <group>          (one per group)
+    /// ```
+    fn stream_stats(
+        &self,
+        key: &str,
+        dlq: &str,
+    ) -> impl Future<Output = Result<crate::metrics::StreamStats, TransportError>> + Send {
+        let _ = (key, dlq);
+        async { unsupported(self.name(), "stream metrics") }
+    }
+
+    /// Up to `count` entries from the entry id `from` on (included; `-` for
+    /// the oldest), oldest first, without a consumer group.
+    ///
+    /// ```text
+    /// XRANGE <key> <from> + COUNT <count>
+    /// ```
+    fn range(
+        &self,
+        key: &str,
+        from: &str,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send {
+        let _ = (key, from, count);
+        async { unsupported(self.name(), "ranges") }
+    }
+
+    /// The newest `count` entries, oldest first, without a consumer group.
+    ///
+    /// ```text
+    /// XREVRANGE <key> + - COUNT <count>
+    /// ```
+    fn last_entries(
+        &self,
+        key: &str,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send {
+        let _ = (key, count);
+        async { unsupported(self.name(), "ranges") }
+    }
 }

@@ -17,6 +17,7 @@ use futures::channel::mpsc;
 use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
+use crate::metrics::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::{
     DeadLettered, Entry, Message, MessageBody, MessageStream, Outgoing, RawEntry, ReadRequest,
     StartFrom, Target, Transport, TransportError,
@@ -83,6 +84,20 @@ struct MemStream {
 struct Group {
     last_delivered: Id,
     pending: BTreeMap<Id, Pending>,
+    /// Every consumer that read or claimed, and when it last did, as
+    /// `XINFO CONSUMERS` reports them.
+    consumers: BTreeMap<String, Instant>,
+}
+
+impl Group {
+    fn seen(&mut self, consumer: &str, now: Instant) {
+        match self.consumers.get_mut(consumer) {
+            Some(t) => *t = now,
+            None => {
+                self.consumers.insert(consumer.to_owned(), now);
+            }
+        }
+    }
 }
 
 struct Pending {
@@ -171,6 +186,7 @@ impl MemoryTransport {
             .get_mut(r.group)
             .ok_or_else(|| no_group("XREADGROUP", r.key, r.group))?;
         let now = Instant::now();
+        group.seen(r.consumer, now);
         let mut out = Vec::new();
         let after = (
             std::ops::Bound::Excluded(group.last_delivered),
@@ -273,6 +289,7 @@ impl Transport for MemoryTransport {
             .or_insert_with(|| Group {
                 last_delivered,
                 pending: BTreeMap::new(),
+                consumers: BTreeMap::new(),
             });
         Ok(())
     }
@@ -332,6 +349,7 @@ impl Transport for MemoryTransport {
             .get_mut(r.group)
             .ok_or_else(|| no_group("XAUTOCLAIM", r.key, r.group))?;
         let now = Instant::now();
+        group.seen(r.consumer, now);
         let mut out = Vec::new();
         for (id, p) in group.pending.iter_mut() {
             if out.len() >= r.count.max(1) {
@@ -418,6 +436,7 @@ impl Transport for MemoryTransport {
             return Err(no_group("XCLAIM", key, group));
         };
         let now = Instant::now();
+        g.seen(consumer, now);
         for id in ids.iter().filter_map(|id| parse_id(id)) {
             if let Some(p) = g.pending.get_mut(&id) {
                 p.consumer = consumer.to_owned();
@@ -443,9 +462,11 @@ impl Transport for MemoryTransport {
         else {
             return Err(no_group("XCLAIM", key, group));
         };
+        let now = Instant::now();
+        g.seen(consumer, now);
         if let Some(p) = parse_id(id).and_then(|id| g.pending.get_mut(&id)) {
             p.consumer = consumer.to_owned();
-            p.since = Instant::now();
+            p.since = now;
             p.deliveries = attempts;
         }
         Ok(())
@@ -565,4 +586,110 @@ impl Transport for MemoryTransport {
     async fn purge(&self, dlq: &str) -> Result<usize, TransportError> {
         Ok(self.lock().dead.remove(dlq).map_or(0, |d| d.entries.len()))
     }
+
+    async fn stream_stats(&self, key: &str, dlq: &str) -> Result<StreamStats, TransportError> {
+        let broker = self.lock();
+        let mut stats = StreamStats::new(key, dlq);
+        stats.dead_letters = broker.dead.get(dlq).map_or(0, |d| d.entries.len() as u64);
+        let Some(stream) = broker.streams.get(key) else {
+            return Ok(stats);
+        };
+        let now = Instant::now();
+        stats.exists = true;
+        stats.length = stream.entries.len() as u64;
+        stats.first_entry_id = stream.entries.keys().next().copied().map(format_id);
+        stats.last_entry_id = stream.entries.keys().next_back().copied().map(format_id);
+        stats.last_generated_id = Some(format_id(stream.last));
+        // Entries are never deleted here, so every count is exact.
+        stats.entries_added = Some(stream.entries.len() as u64);
+        let mut names: Vec<&String> = stream.groups.keys().collect();
+        names.sort();
+        for name in names {
+            let g = &stream.groups[name];
+            let mut group = GroupStats::new(name.clone());
+            group.pending = g.pending.len() as u64;
+            group.last_delivered_id = format_id(g.last_delivered);
+            let lag = stream
+                .entries
+                .range((
+                    std::ops::Bound::Excluded(g.last_delivered),
+                    std::ops::Bound::Unbounded,
+                ))
+                .count() as u64;
+            group.lag = Some(lag);
+            group.entries_read = Some(stats.length - lag);
+            group.consumers = g
+                .consumers
+                .iter()
+                .map(|(c, seen)| {
+                    let pending = g.pending.values().filter(|p| &p.consumer == c).count();
+                    let idle = now.duration_since(*seen).as_millis();
+                    ConsumerStats::new(
+                        c.clone(),
+                        pending as u64,
+                        u64::try_from(idle).unwrap_or(u64::MAX),
+                    )
+                })
+                .collect();
+            stats.groups.push(group);
+        }
+        Ok(stats)
+    }
+
+    async fn range(
+        &self,
+        key: &str,
+        from: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, TransportError> {
+        let invalid = || TransportError::Protocol {
+            command: "XRANGE",
+            reason: format!("invalid stream id `{from}`"),
+        };
+        let start = match from {
+            "-" => std::ops::Bound::Unbounded,
+            _ => match from.strip_prefix('(') {
+                Some(id) => std::ops::Bound::Excluded(parse_id(id).ok_or_else(invalid)?),
+                None => std::ops::Bound::Included(parse_id(from).ok_or_else(invalid)?),
+            },
+        };
+        let broker = self.lock();
+        let Some(stream) = broker.streams.get(key) else {
+            return Ok(Vec::new());
+        };
+        Ok(stream
+            .entries
+            .range((start, std::ops::Bound::Unbounded))
+            .take(count.max(1))
+            .map(|(id, env)| raw_entry(*id, env))
+            .collect())
+    }
+
+    async fn last_entries(&self, key: &str, count: usize) -> Result<Vec<RawEntry>, TransportError> {
+        let broker = self.lock();
+        let Some(stream) = broker.streams.get(key) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<RawEntry> = stream
+            .entries
+            .iter()
+            .rev()
+            .take(count.max(1))
+            .map(|(id, env)| raw_entry(*id, env))
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+}
+
+/// An entry as `XRANGE` shows it: the envelope's wire fields.
+fn raw_entry(id: Id, envelope: &Envelope) -> RawEntry {
+    RawEntry::new(
+        format_id(id),
+        envelope
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }

@@ -1,5 +1,6 @@
 //! Redis Streams transport: durable, at-least-once delivery through consumer groups.
 
+mod info;
 mod reply;
 
 use std::time::Duration;
@@ -8,6 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Pipeline, Value};
 
 use crate::envelope::{field, SPECVERSION};
+use crate::metrics::StreamStats;
 use crate::transport::{
     DeadLettered, Entry, Outgoing, RawEntry, ReadRequest, StartFrom, Transport, TransportError,
 };
@@ -384,6 +386,101 @@ impl Transport for StreamsTransport {
     async fn purge(&self, dlq: &str) -> Result<usize, TransportError> {
         let mut conn = self.conn.clone();
         Ok(script::PURGE.key(dlq).invoke_async(&mut conn).await?)
+    }
+
+    async fn stream_stats(&self, key: &str, dlq: &str) -> Result<StreamStats, TransportError> {
+        let mut conn = self.conn.clone();
+        let mut stats = StreamStats::new(key, dlq);
+        // XINFO fails on a missing key, and a pipeline with a failing
+        // command fails as a whole: look before asking.
+        let (kind, dead): (String, u64) = redis::pipe()
+            .cmd("TYPE")
+            .arg(key)
+            .cmd("XLEN")
+            .arg(dlq)
+            .query_async(&mut conn)
+            .await?;
+        stats.dead_letters = dead;
+        match kind.as_str() {
+            "none" => return Ok(stats),
+            "stream" => {}
+            other => {
+                return Err(TransportError::Protocol {
+                    command: "TYPE",
+                    reason: format!("`{key}` holds a {other}, not a stream"),
+                })
+            }
+        }
+        let replies: Result<(Value, Value), redis::RedisError> = redis::pipe()
+            .cmd("XINFO")
+            .arg("STREAM")
+            .arg(key)
+            .cmd("XINFO")
+            .arg("GROUPS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await;
+        let (stream, groups) = match replies {
+            Ok(r) => r,
+            // Deleted between the two round trips.
+            Err(e) if e.to_string().contains("no such key") => return Ok(stats),
+            Err(e) => return Err(e.into()),
+        };
+        stats.exists = true;
+        info::stream(&mut stats, stream)?;
+        stats.groups = info::groups(groups)?;
+        if !stats.groups.is_empty() {
+            let mut pipe = Pipeline::with_capacity(stats.groups.len());
+            for g in &stats.groups {
+                pipe.cmd("XINFO").arg("CONSUMERS").arg(key).arg(&g.name);
+            }
+            let replies: Result<Vec<Value>, redis::RedisError> = pipe.query_async(&mut conn).await;
+            match replies {
+                Ok(replies) => {
+                    for (g, reply) in stats.groups.iter_mut().zip(replies) {
+                        g.consumers = info::consumers(reply)?;
+                    }
+                }
+                // A group destroyed meanwhile: the groups read are still
+                // worth reporting, without their consumers.
+                Err(e) if e.code() == Some("NOGROUP") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn range(
+        &self,
+        key: &str,
+        from: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, TransportError> {
+        let mut conn = self.conn.clone();
+        let value: Value = redis::cmd("XRANGE")
+            .arg(key)
+            .arg(from)
+            .arg("+")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await?;
+        reply::raw_entries(value)
+    }
+
+    async fn last_entries(&self, key: &str, count: usize) -> Result<Vec<RawEntry>, TransportError> {
+        let mut conn = self.conn.clone();
+        let value: Value = redis::cmd("XREVRANGE")
+            .arg(key)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await?;
+        let mut entries = reply::raw_entries(value)?;
+        entries.reverse();
+        Ok(entries)
     }
 }
 

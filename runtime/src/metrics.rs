@@ -1,0 +1,230 @@
+//! Metrics and inspection of a stream: its length, its consumer groups with
+//! their lag and pending entries, its dead letters, and read-only access to
+//! its entries, for dashboards, alerts and the `tidings` command line.
+//!
+//! ```
+//! # async fn run() -> Result<(), tidings::Error> {
+//! let bus = tidings::Bus::in_memory();
+//! let stats = bus.stream_stats("contextual").await?;
+//! for group in &stats.groups {
+//!     println!("{}: lag {:?}, pending {}", group.name, group.lag, group.pending);
+//! }
+//! # Ok(()) }
+//! ```
+
+use serde::Serialize;
+
+use crate::bus::{Backend, Bus, Error};
+use crate::transport::{RawEntry, Transport};
+
+/// A snapshot of one stream, from [`Bus::stream_stats`].
+///
+/// A stream that does not exist (nothing was ever published to it and no
+/// group created it) is not an error: the snapshot says `exists: false`,
+/// with no entries and no groups, and still counts its dead letters. A
+/// dashboard can then show a service that has not published yet without a
+/// special case, and a misspelt name is visible as `exists: false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StreamStats {
+    /// The stream name as asked (`contextual`).
+    pub stream: String,
+    /// The tenant of the bus that asked, if any.
+    pub tenant: Option<String>,
+    /// The stream's key (`tidings:{contextual}`).
+    pub key: String,
+    /// Whether the key exists.
+    pub exists: bool,
+    /// Entries in the stream (`XLEN`).
+    pub length: u64,
+    /// Id of the oldest entry, if any.
+    pub first_entry_id: Option<String>,
+    /// Id of the newest entry, if any.
+    pub last_entry_id: Option<String>,
+    /// The last id the stream generated (an entry deleted since keeps it).
+    pub last_generated_id: Option<String>,
+    /// Entries ever added, deleted ones included (Redis 7 and later;
+    /// `None` on an older server).
+    pub entries_added: Option<u64>,
+    /// Key of the dead letters (`tidings:{contextual}:dlq`).
+    pub dead_letter_key: String,
+    /// Entries in the dead letters.
+    pub dead_letters: u64,
+    /// The consumer groups, by name.
+    pub groups: Vec<GroupStats>,
+}
+
+impl StreamStats {
+    /// The snapshot of a stream that does not exist: no entries, no groups,
+    /// no dead letters. Transports fill in what they find.
+    pub fn new(key: impl Into<String>, dead_letter_key: impl Into<String>) -> Self {
+        StreamStats {
+            stream: String::new(),
+            tenant: None,
+            key: key.into(),
+            exists: false,
+            length: 0,
+            first_entry_id: None,
+            last_entry_id: None,
+            last_generated_id: None,
+            entries_added: None,
+            dead_letter_key: dead_letter_key.into(),
+            dead_letters: 0,
+            groups: Vec::new(),
+        }
+    }
+
+    /// The group named `name`, if the stream has it.
+    pub fn group(&self, name: &str) -> Option<&GroupStats> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// One consumer group of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// Group name (a handler's `group`).
+    pub name: String,
+    /// Its consumers, by name.
+    pub consumers: Vec<ConsumerStats>,
+    /// Entries delivered to the group and not acknowledged yet: being
+    /// handled, waiting for a retry, or held by a consumer that died (until
+    /// another worker claims them).
+    pub pending: u64,
+    /// Id of the last entry delivered to the group.
+    pub last_delivered_id: String,
+    /// Entries the group has read, as Redis counts them (Redis 7 and later;
+    /// `None` when Redis cannot tell).
+    pub entries_read: Option<u64>,
+    /// Entries in the stream not delivered to the group yet. `None` when
+    /// Redis cannot tell (before Redis 7, or after entries were deleted in
+    /// a way that makes the count unknown): it is never guessed.
+    pub lag: Option<u64>,
+}
+
+impl GroupStats {
+    /// A group with no consumers, nothing pending and nothing read.
+    pub fn new(name: impl Into<String>) -> Self {
+        GroupStats {
+            name: name.into(),
+            consumers: Vec::new(),
+            pending: 0,
+            last_delivered_id: "0-0".to_owned(),
+            entries_read: None,
+            lag: None,
+        }
+    }
+
+    /// The consumer named `name`, if the group has it.
+    pub fn consumer(&self, name: &str) -> Option<&ConsumerStats> {
+        self.consumers.iter().find(|c| c.name == name)
+    }
+}
+
+/// One consumer of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ConsumerStats {
+    /// Consumer name (unique within its group).
+    pub name: String,
+    /// Entries delivered to this consumer and not acknowledged.
+    pub pending: u64,
+    /// Milliseconds since the consumer last read or claimed.
+    pub idle_ms: u64,
+}
+
+impl ConsumerStats {
+    /// A consumer.
+    pub fn new(name: impl Into<String>, pending: u64, idle_ms: u64) -> Self {
+        ConsumerStats {
+            name: name.into(),
+            pending,
+            idle_ms,
+        }
+    }
+
+    /// Time since the consumer last read or claimed.
+    pub fn idle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.idle_ms)
+    }
+}
+
+/// Runs one transport call on whichever stream transport the bus has.
+macro_rules! on_transport {
+    ($bus:expr, $t:ident => $call:expr) => {
+        match $bus.backend() {
+            Backend::Redis { streams: $t, .. } => $call.await,
+            Backend::Memory($t) => $call.await,
+        }
+    };
+}
+
+impl Bus {
+    /// A snapshot of a stream (of this bus's tenant): length, first and last
+    /// entry, dead letters, and each consumer group with its consumers,
+    /// pending entries and lag.
+    ///
+    /// ```text
+    /// TYPE <key>
+    /// XLEN <key>:dlq
+    /// XINFO STREAM <key>
+    /// XINFO GROUPS <key>
+    /// XINFO CONSUMERS <key> <group>          (one per group)
+    /// ```
+    ///
+    /// The commands run in three pipelined round trips, not in one
+    /// transaction: under load the numbers may be a few milliseconds apart.
+    /// A stream that does not exist gives `exists: false` (see
+    /// [`StreamStats`]).
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), tidings::Error> {
+    /// let bus = tidings::Bus::in_memory();
+    /// let stats = bus.tenant("acme")?.stream_stats("contextual").await?;
+    /// assert_eq!(stats.key, "tidings:{acme:contextual}");
+    /// assert!(!stats.exists);
+    /// # Ok(()) }
+    /// ```
+    pub async fn stream_stats(&self, stream: &str) -> Result<StreamStats, Error> {
+        let key = self.stream_key(stream);
+        let dlq = self.dead_letter_key(stream);
+        let mut stats = on_transport!(self, t => t.stream_stats(&key, &dlq))?;
+        stats.stream = stream.to_owned();
+        stats.tenant = self.tenant_name().map(str::to_owned);
+        Ok(stats)
+    }
+
+    /// Up to `count` entries of a stream (of this bus's tenant), oldest
+    /// first, from the entry id `from` on (`from` included; `-` for the
+    /// oldest). Read-only: no consumer group is involved, nothing is
+    /// acknowledged. The fields are raw, so an entry that is not an
+    /// envelope is shown too; read one with
+    /// [`Envelope::from_fields`](crate::Envelope::from_fields).
+    ///
+    /// ```text
+    /// XRANGE <key> <from> + COUNT <count>
+    /// ```
+    ///
+    /// An entry id for a point in time is `<unix-ms>-0`.
+    pub async fn range(
+        &self,
+        stream: &str,
+        from: &str,
+        count: usize,
+    ) -> Result<Vec<RawEntry>, Error> {
+        let key = self.stream_key(stream);
+        Ok(on_transport!(self, t => t.range(&key, from, count))?)
+    }
+
+    /// The newest `count` entries of a stream (of this bus's tenant),
+    /// oldest first. Read-only, like [`Bus::range`].
+    ///
+    /// ```text
+    /// XREVRANGE <key> + - COUNT <count>
+    /// ```
+    pub async fn last_entries(&self, stream: &str, count: usize) -> Result<Vec<RawEntry>, Error> {
+        let key = self.stream_key(stream);
+        Ok(on_transport!(self, t => t.last_entries(&key, count))?)
+    }
+}

@@ -1,0 +1,199 @@
+//! Parsing of `XINFO STREAM`, `XINFO GROUPS` and `XINFO CONSUMERS` replies
+//! (RESP2 flat arrays and RESP3 maps) into [`StreamStats`].
+
+use redis::Value;
+
+use crate::metrics::{ConsumerStats, GroupStats, StreamStats};
+use crate::transport::TransportError;
+
+fn protocol(command: &'static str, reason: impl Into<String>) -> TransportError {
+    TransportError::Protocol {
+        command,
+        reason: reason.into(),
+    }
+}
+
+fn text(command: &'static str, v: &Value) -> Result<String, TransportError> {
+    match v {
+        Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::VerbatimString { text, .. } => Ok(text.clone()),
+        other => Err(protocol(
+            command,
+            format!("expected a string, got {other:?}"),
+        )),
+    }
+}
+
+/// An integer field; nil (a count Redis cannot tell) is `None`.
+fn count(command: &'static str, name: &str, v: &Value) -> Result<Option<u64>, TransportError> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Int(n) => Ok(Some(u64::try_from(*n).unwrap_or(0))),
+        Value::BulkString(_) | Value::SimpleString(_) => text(command, v)?
+            .parse()
+            .map(Some)
+            .map_err(|_| protocol(command, format!("`{name}` is not a number: {v:?}"))),
+        other => Err(protocol(
+            command,
+            format!("`{name}` is not a number: {other:?}"),
+        )),
+    }
+}
+
+/// A reply of named fields: a RESP3 map, or a RESP2 array `name, value, …`.
+fn fields(command: &'static str, v: Value) -> Result<Vec<(String, Value)>, TransportError> {
+    match v {
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| Ok((text(command, &k)?, v)))
+            .collect(),
+        Value::Array(a) => {
+            let mut out = Vec::with_capacity(a.len() / 2);
+            let mut it = a.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((text(command, &k)?, v));
+            }
+            Ok(out)
+        }
+        other => Err(protocol(
+            command,
+            format!("expected named fields, got {other:?}"),
+        )),
+    }
+}
+
+fn items(command: &'static str, v: Value) -> Result<Vec<Value>, TransportError> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Ok(a),
+        other => Err(protocol(
+            command,
+            format!("expected an array, got {other:?}"),
+        )),
+    }
+}
+
+/// The id of `first-entry` / `last-entry`: `[id, [field, value, …]]`, or nil.
+fn entry_id(command: &'static str, v: &Value) -> Result<Option<String>, TransportError> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Array(pair) => match pair.first() {
+            Some(id) => text(command, id).map(Some),
+            None => Err(protocol(command, "entry is not [id, fields]")),
+        },
+        other => Err(protocol(
+            command,
+            format!("expected an entry, got {other:?}"),
+        )),
+    }
+}
+
+/// Fills `stats` from `XINFO STREAM <key>`.
+pub(super) fn stream(stats: &mut StreamStats, v: Value) -> Result<(), TransportError> {
+    const CMD: &str = "XINFO STREAM";
+    for (name, value) in fields(CMD, v)? {
+        match name.as_str() {
+            "length" => stats.length = count(CMD, &name, &value)?.unwrap_or(0),
+            "first-entry" => stats.first_entry_id = entry_id(CMD, &value)?,
+            "last-entry" => stats.last_entry_id = entry_id(CMD, &value)?,
+            "last-generated-id" => stats.last_generated_id = Some(text(CMD, &value)?),
+            "entries-added" => stats.entries_added = count(CMD, &name, &value)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The groups of `XINFO GROUPS <key>`, without their consumers.
+pub(super) fn groups(v: Value) -> Result<Vec<GroupStats>, TransportError> {
+    const CMD: &str = "XINFO GROUPS";
+    let mut out = Vec::new();
+    for g in items(CMD, v)? {
+        let mut group = GroupStats::new(String::new());
+        for (name, value) in fields(CMD, g)? {
+            match name.as_str() {
+                "name" => group.name = text(CMD, &value)?,
+                "pending" => group.pending = count(CMD, &name, &value)?.unwrap_or(0),
+                "last-delivered-id" => group.last_delivered_id = text(CMD, &value)?,
+                "entries-read" => group.entries_read = count(CMD, &name, &value)?,
+                "lag" => group.lag = count(CMD, &name, &value)?,
+                _ => {}
+            }
+        }
+        if group.name.is_empty() {
+            return Err(protocol(CMD, "a group has no `name`"));
+        }
+        out.push(group);
+    }
+    Ok(out)
+}
+
+/// The consumers of `XINFO CONSUMERS <key> <group>`.
+pub(super) fn consumers(v: Value) -> Result<Vec<ConsumerStats>, TransportError> {
+    const CMD: &str = "XINFO CONSUMERS";
+    let mut out = Vec::new();
+    for c in items(CMD, v)? {
+        let mut consumer = ConsumerStats::new(String::new(), 0, 0);
+        for (name, value) in fields(CMD, c)? {
+            match name.as_str() {
+                "name" => consumer.name = text(CMD, &value)?,
+                "pending" => consumer.pending = count(CMD, &name, &value)?.unwrap_or(0),
+                "idle" => consumer.idle_ms = count(CMD, &name, &value)?.unwrap_or(0),
+                _ => {}
+            }
+        }
+        out.push(consumer);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> Value {
+        Value::BulkString(x.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn nil_lag_is_reported_as_unknown_not_zero() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            s("name"),
+            s("g"),
+            s("consumers"),
+            Value::Int(1),
+            s("pending"),
+            Value::Int(2),
+            s("last-delivered-id"),
+            s("5-0"),
+            s("entries-read"),
+            Value::Nil,
+            s("lag"),
+            Value::Nil,
+        ])]);
+        let groups = groups(reply).unwrap();
+        assert_eq!(groups[0].name, "g");
+        assert_eq!(groups[0].pending, 2);
+        assert_eq!(groups[0].lag, None);
+        assert_eq!(groups[0].entries_read, None);
+    }
+
+    #[test]
+    fn resp3_map_of_stream_info_is_read() {
+        let reply = Value::Map(vec![
+            (s("length"), Value::Int(3)),
+            (
+                s("first-entry"),
+                Value::Array(vec![s("1-0"), Value::Array(vec![])]),
+            ),
+            (s("last-entry"), Value::Nil),
+            (s("entries-added"), Value::Int(4)),
+        ]);
+        let mut stats = StreamStats::new("k", "k:dlq");
+        stream(&mut stats, reply).unwrap();
+        assert_eq!(stats.length, 3);
+        assert_eq!(stats.first_entry_id.as_deref(), Some("1-0"));
+        assert_eq!(stats.last_entry_id, None);
+        assert_eq!(stats.entries_added, Some(4));
+    }
+}
