@@ -1,14 +1,18 @@
 //! The `tidings` command line.
 //!
-//! Exit status: 0 when everything checked is compatible, 1 when a change
-//! breaks the compatibility mode, 2 when an input cannot be read (or the
-//! command line is wrong).
+//! Exit status: 0 on success; 1 when a schema change breaks the
+//! compatibility mode, or when Redis is unreachable or refuses a command;
+//! 2 when an input cannot be read or the command line is wrong.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dlq;
+mod ops;
 mod schema;
+mod streams;
+mod tail;
 
 /// Typed, versioned events on Redis: inspect and check them.
 #[derive(Debug, Parser)]
@@ -23,6 +27,14 @@ enum Command {
     /// Compare JSON Schemas of events: two files, or two `schemas/` trees.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Inspect streams: length, consumer groups, lag, pending entries.
+    #[command(subcommand)]
+    Streams(streams::StreamsCommand),
+    /// List, retry or purge the dead letters of a stream.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Print the newest entries of a stream, or those from an entry id or a time.
+    Tail(tail::TailArgs),
 }
 
 /// How a command ended, as the exit status says it.
@@ -41,14 +53,20 @@ struct Unreadable(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Schema(command) => schema::run(command),
+        Command::Schema(command) => match schema::run(command) {
+            Ok(Outcome::Compatible) => Ok(()),
+            Ok(Outcome::Breaking) => return ExitCode::from(1),
+            Err(Unreadable(message)) => Err(ops::Failure::Usage(message)),
+        },
+        Command::Streams(command) => streams::run(command),
+        Command::Dlq(command) => dlq::run(command),
+        Command::Tail(args) => tail::run(args),
     };
     match result {
-        Ok(Outcome::Compatible) => ExitCode::SUCCESS,
-        Ok(Outcome::Breaking) => ExitCode::from(1),
-        Err(Unreadable(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message());
+            ExitCode::from(failure.exit_code())
         }
     }
 }

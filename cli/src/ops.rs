@@ -1,0 +1,184 @@
+//! What the commands that talk to Redis share: the connection options, the
+//! output format, failures and their exit status, and plain-text tables.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use tidings_runtime::{Bus, Error};
+
+/// How long the first connection may take before Redis counts as unreachable.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the events are: the Redis server, the key namespace, the tenant.
+#[derive(Debug, Args)]
+pub(crate) struct Connection {
+    /// Redis URL, `redis://[:password@]host:port[/db]`.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: String,
+    /// Key namespace of the services (`<namespace>:{<stream>}`).
+    #[arg(long, default_value = tidings_runtime::DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// Tenant whose keys to read (`<namespace>:{<tenant>:<stream>}`).
+    #[arg(long)]
+    tenant: Option<String>,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Aligned columns, for people.
+    Text,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// Why a command failed, and the exit status that says so.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Something the user asked cannot work as given (exit status 2).
+    Usage(String),
+    /// Redis is unreachable or refused (exit status 1).
+    Operational(String),
+}
+
+impl Failure {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Operational(_) => 1,
+        }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Operational(m) => m,
+        }
+    }
+}
+
+impl Connection {
+    /// The URL as it may be shown: without its password.
+    pub(crate) fn shown_url(&self) -> String {
+        redact(&self.redis_url)
+    }
+
+    /// Connects and scopes the bus to the tenant, if one was given.
+    pub(crate) async fn bus(&self) -> Result<Bus, Failure> {
+        let url = self.shown_url();
+        self.probe(&url).await?;
+        let bus = Bus::builder()
+            .namespace(&self.namespace)
+            .source("tidings-cli")
+            .connect(&self.redis_url)
+            .await
+            .map_err(|e| match e {
+                // The runtime's message repeats the URL as given, password included.
+                Error::InvalidUrl { source, .. } => {
+                    Failure::Usage(format!("invalid Redis URL `{url}`: {source}"))
+                }
+                Error::InvalidName(e) => Failure::Usage(e.to_string()),
+                other => Failure::Operational(format!("cannot reach Redis at {url}: {other}")),
+            })?;
+        match &self.tenant {
+            Some(t) => bus.tenant(t).map_err(|e| Failure::Usage(e.to_string())),
+            None => Ok(bus),
+        }
+    }
+
+    /// One `PING` on a connection that gives up after [`PROBE_TIMEOUT`]:
+    /// the bus's own connection retries with backoff for several seconds,
+    /// which suits a service riding out a restart, not a person at a prompt.
+    async fn probe(&self, url: &str) -> Result<(), Failure> {
+        let client = redis::Client::open(self.redis_url.as_str())
+            .map_err(|e| Failure::Usage(format!("invalid Redis URL `{url}`: {e}")))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(PROBE_TIMEOUT))
+            .set_response_timeout(Some(PROBE_TIMEOUT));
+        let unreachable = |e: redis::RedisError| {
+            Failure::Operational(format!("cannot reach Redis at {url}: {e}"))
+        };
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(unreachable)?;
+        redis::cmd("PING")
+            .query_async::<redis::Value>(&mut conn)
+            .await
+            .map_err(unreachable)?;
+        Ok(())
+    }
+
+    /// A failure of a command sent to the server, naming it.
+    pub(crate) fn failed(&self, what: &str, e: Error) -> Failure {
+        Failure::Operational(format!("{what} on Redis at {}: {e}", self.shown_url()))
+    }
+}
+
+/// Runs a command's future to completion on a runtime of its own.
+pub(crate) fn block_on<T>(
+    future: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Operational(format!("cannot start the async runtime: {e}")))?
+        .block_on(future)
+}
+
+/// `scheme://user:password@host` to `scheme://***@host`.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Left-aligned columns under upper-case headers, two spaces apart.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (cell, w) in cells.zip(&widths) {
+            let _ = write!(text, "{cell:<w$}  ");
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_is_not_shown() {
+        assert_eq!(
+            redact("redis://:s3cret@db.internal:6379/2"),
+            "redis://***@db.internal:6379/2"
+        );
+        assert_eq!(redact("redis://127.0.0.1:7000"), "redis://127.0.0.1:7000");
+    }
+
+    #[test]
+    fn table_columns_are_aligned() {
+        let t = table(
+            &["GROUP", "LAG"],
+            &[vec!["file-processor".into(), "3".into()]],
+        );
+        assert_eq!(t, "GROUP           LAG\nfile-processor  3\n");
+    }
+}

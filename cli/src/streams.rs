@@ -1,0 +1,149 @@
+//! `tidings streams stats`: length, consumer groups, lag, pending entries and
+//! dead letters of one stream.
+
+use std::fmt::Write as _;
+
+use clap::{Args, Subcommand};
+use tidings_runtime::StreamStats;
+
+use crate::ops::{self, Connection, Failure, Format};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StreamsCommand {
+    /// Length, groups (consumers, pending, lag) and dead letters of a stream.
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// The stream's name, as in `#[event(stream = "…")]`.
+    stream: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+pub(crate) fn run(command: StreamsCommand) -> Result<(), Failure> {
+    match command {
+        StreamsCommand::Stats(args) => ops::block_on(stats(args)),
+    }
+}
+
+async fn stats(args: StatsArgs) -> Result<(), Failure> {
+    let bus = args.connection.bus().await?;
+    let stats = bus
+        .stream_stats(&args.stream)
+        .await
+        .map_err(|e| args.connection.failed("XINFO", e))?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&stats).map_err(|e| Failure::Operational(e.to_string()))?
+        ),
+        Format::Text => print!("{}", text(&stats)),
+    }
+    Ok(())
+}
+
+fn or_dash(v: Option<&str>) -> &str {
+    v.unwrap_or("-")
+}
+
+fn count(v: Option<u64>) -> String {
+    v.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+}
+
+/// `1.2s`, `350ms`, `3m05s`: idle times at a glance.
+fn idle(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+fn text(s: &StreamStats) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "stream        {}", s.stream);
+    if let Some(t) = &s.tenant {
+        let _ = writeln!(out, "tenant        {t}");
+    }
+    let _ = writeln!(out, "key           {}", s.key);
+    if !s.exists {
+        let _ = writeln!(out, "exists        no (nothing was published to it)");
+    } else {
+        let _ = writeln!(out, "length        {}", s.length);
+        let _ = writeln!(out, "first entry   {}", or_dash(s.first_entry_id.as_deref()));
+        let _ = writeln!(out, "last entry    {}", or_dash(s.last_entry_id.as_deref()));
+    }
+    let _ = writeln!(out, "dead letters  {} ({})", s.dead_letters, s.dead_letter_key);
+    if s.groups.is_empty() {
+        if s.exists {
+            let _ = writeln!(out, "\nno consumer group");
+        }
+        return out;
+    }
+    let groups: Vec<Vec<String>> = s
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.name.clone(),
+                g.consumers.len().to_string(),
+                g.pending.to_string(),
+                count(g.lag),
+                count(g.entries_read),
+                g.last_delivered_id.clone(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&ops::table(
+        &[
+            "GROUP",
+            "CONSUMERS",
+            "PENDING",
+            "LAG",
+            "ENTRIES READ",
+            "LAST DELIVERED",
+        ],
+        &groups,
+    ));
+    let consumers: Vec<Vec<String>> = s
+        .groups
+        .iter()
+        .flat_map(|g| {
+            g.consumers.iter().map(|c| {
+                vec![
+                    g.name.clone(),
+                    c.name.clone(),
+                    c.pending.to_string(),
+                    idle(c.idle_ms),
+                ]
+            })
+        })
+        .collect();
+    if !consumers.is_empty() {
+        out.push('\n');
+        out.push_str(&ops::table(
+            &["GROUP", "CONSUMER", "PENDING", "IDLE"],
+            &consumers,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::idle;
+
+    #[test]
+    fn idle_times_read_at_a_glance() {
+        assert_eq!(idle(350), "350ms");
+        assert_eq!(idle(1_250), "1.2s");
+        assert_eq!(idle(185_000), "3m05s");
+        assert_eq!(idle(7_500_000), "2h05m");
+    }
+}
