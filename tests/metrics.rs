@@ -78,9 +78,7 @@ async fn read_without_ack(h: &Harness, group: &str, consumer: &str, n: usize) {
     }
 }
 
-async fn connection(
-    server: &support::redis::RedisServer,
-) -> ::redis::aio::MultiplexedConnection {
+async fn connection(server: &support::redis::RedisServer) -> ::redis::aio::MultiplexedConnection {
     ::redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -156,7 +154,12 @@ async fn entries_read_and_not_acked_are_pending_for_group_and_consumer(h: Harnes
     let stats = h.bus.stream_stats("contextual").await.unwrap();
     assert_eq!(stats.group("reader").unwrap().pending, 2);
     assert_eq!(
-        stats.group("reader").unwrap().consumer("c1").unwrap().pending,
+        stats
+            .group("reader")
+            .unwrap()
+            .consumer("c1")
+            .unwrap()
+            .pending,
         2
     );
 }

@@ -92,7 +92,14 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
             print!(
                 "{}",
                 ops::table(
-                    &["DEAD LETTER", "ENTRY", "GROUP", "ATTEMPTS", "EVENT", "ERROR"],
+                    &[
+                        "DEAD LETTER",
+                        "ENTRY",
+                        "GROUP",
+                        "ATTEMPTS",
+                        "EVENT",
+                        "ERROR"
+                    ],
                     &rows
                 )
             );
@@ -142,7 +149,10 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| args.connection.failed("EVAL (retry)", e))?
         {
-            Some(entry) => println!("retried {id} as entry {entry} of {}", bus.stream_key(&args.stream)),
+            Some(entry) => println!(
+                "retried {id} as entry {entry} of {}",
+                bus.stream_key(&args.stream)
+            ),
             None => {
                 return Err(Failure::Operational(format!(
                     "`{id}` is not a dead letter in {}",
@@ -155,7 +165,10 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
                 .retry_all()
                 .await
                 .map_err(|e| args.connection.failed("EVAL (retry)", e))?;
-            println!("retried {n} dead letters into {}", bus.stream_key(&args.stream));
+            println!(
+                "retried {n} dead letters into {}",
+                bus.stream_key(&args.stream)
+            );
         }
     }
     Ok(())

@@ -66,6 +66,18 @@ impl Connection {
     /// Connects and scopes the bus to the tenant, if one was given.
     pub(crate) async fn bus(&self) -> Result<Bus, Failure> {
         let url = self.shown_url();
+        // A name that would break a key is a mistake on the command line:
+        // say so before reaching for the server.
+        let names = Bus::builder()
+            .namespace(&self.namespace)
+            .in_memory()
+            .and_then(|b| match &self.tenant {
+                Some(t) => b.tenant(t).map(drop),
+                None => Ok(()),
+            });
+        if let Err(e) = names {
+            return Err(Failure::Usage(e.to_string()));
+        }
         self.probe(&url).await?;
         let bus = Bus::builder()
             .namespace(&self.namespace)

@@ -39,7 +39,8 @@ async fn stats(args: StatsArgs) -> Result<(), Failure> {
     match args.format {
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&stats).map_err(|e| Failure::Operational(e.to_string()))?
+            serde_json::to_string_pretty(&stats)
+                .map_err(|e| Failure::Operational(e.to_string()))?
         ),
         Format::Text => print!("{}", text(&stats)),
     }
@@ -75,10 +76,18 @@ fn text(s: &StreamStats) -> String {
         let _ = writeln!(out, "exists        no (nothing was published to it)");
     } else {
         let _ = writeln!(out, "length        {}", s.length);
-        let _ = writeln!(out, "first entry   {}", or_dash(s.first_entry_id.as_deref()));
+        let _ = writeln!(
+            out,
+            "first entry   {}",
+            or_dash(s.first_entry_id.as_deref())
+        );
         let _ = writeln!(out, "last entry    {}", or_dash(s.last_entry_id.as_deref()));
     }
-    let _ = writeln!(out, "dead letters  {} ({})", s.dead_letters, s.dead_letter_key);
+    let _ = writeln!(
+        out,
+        "dead letters  {} ({})",
+        s.dead_letters, s.dead_letter_key
+    );
     if s.groups.is_empty() {
         if s.exists {
             let _ = writeln!(out, "\nno consumer group");

@@ -3,10 +3,10 @@
 
 use clap::Args;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tidings_runtime::transport::RawEntry;
 use tidings_runtime::Envelope;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use crate::ops::{self, Connection, Failure, Format};
 
@@ -112,7 +112,11 @@ fn to_text(entry: &RawEntry) -> String {
                 .iter()
                 .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
                 .collect();
-            format!("{}  (not an event: {reason})  {}", entry.id, fields.join(" "))
+            format!(
+                "{}  (not an event: {reason})  {}",
+                entry.id,
+                fields.join(" ")
+            )
         }
     }
 }
@@ -135,7 +139,12 @@ fn to_json(entry: &RawEntry) -> Value {
             let fields: serde_json::Map<String, Value> = entry
                 .fields
                 .iter()
-                .map(|(k, v)| (k.clone(), Value::String(String::from_utf8_lossy(v).into_owned())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Value::String(String::from_utf8_lossy(v).into_owned()),
+                    )
+                })
                 .collect();
             json!({ "entry_id": entry.id, "error": reason, "fields": fields })
         }

@@ -1,0 +1,465 @@
+//! The built `tidings` binary against a private `redis-server`: `streams
+//! stats`, `dlq list|retry|purge` and `tail`, their output and their exit
+//! status (0 ok, 1 Redis failure, 2 usage).
+
+mod support {
+    pub(crate) mod redis;
+}
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::redis::RedisServer;
+use tidings::{fatal, handler, Bus, ConsumerOptions, Context, HandlerResult, Published, Worker};
+
+/// `file.uploaded` v2, as the services publish it.
+#[tidings::event(stream = "contextual", version = 2)]
+#[derive(Debug, Clone)]
+pub struct FileUploaded {
+    /// File id.
+    pub file_id: String,
+}
+
+#[handler(group = "doomed", retries = 0)]
+async fn doomed(_e: FileUploaded, _ctx: Context) -> HandlerResult {
+    Err(fatal("disk full"))
+}
+
+fn tidings(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(args)
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("the tidings binary runs")
+}
+
+/// Runs the binary against `server` and expects success.
+fn ok(server: &RedisServer, args: &[&str]) -> String {
+    let url = server.url();
+    let mut all = args.to_vec();
+    all.extend(["--redis-url", &url]);
+    let out = tidings(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "tidings {args:?} failed: {}",
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(server: &RedisServer, args: &[&str]) -> Value {
+    let text = ok(server, args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+async fn bus(server: &RedisServer) -> Bus {
+    Bus::builder()
+        .source("inspect-test")
+        .connect(&server.url())
+        .await
+        .expect("connect to the test redis-server")
+}
+
+async fn publish(bus: &Bus, ids: &[&str]) -> Vec<Published> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(
+            bus.publish(&FileUploaded {
+                file_id: (*id).to_owned(),
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    out
+}
+
+async fn redis(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// A group `reader` that read `n` entries as consumer `c1` and acknowledged none.
+async fn read_without_ack(server: &RedisServer, n: usize) {
+    let mut conn = redis(server).await;
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("tidings:{contextual}")
+        .arg("reader")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("reader")
+        .arg("c1")
+        .arg("COUNT")
+        .arg(n)
+        .arg("STREAMS")
+        .arg("tidings:{contextual}")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn doomed_worker(bus: &Bus) -> Worker {
+    bus.consumer()
+        .options(
+            ConsumerOptions::default()
+                .block(Duration::from_millis(100))
+                .claim_idle(None),
+        )
+        .handler(doomed)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn wait_dead_letters(bus: &Bus, n: usize) {
+    let dlq = bus.dead_letters("contextual");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while dlq.len().await.unwrap() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} dead letters expected"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_show_length_lag_pending_and_dead_letters() {
+    let server = RedisServer::start();
+    let bus = bus(&server).await;
+    let worker = doomed_worker(&bus).await;
+    let published = publish(&bus, &["a", "b", "c", "d", "e"]).await;
+    wait_dead_letters(&bus, 5).await;
+    worker.shutdown().await.unwrap();
+    read_without_ack(&server, 2).await;
+
+    let stats = json(
+        &server,
+        &["streams", "stats", "contextual", "--format", "json"],
+    );
+    assert_eq!(stats["exists"], true);
+    assert_eq!(stats["key"], "tidings:{contextual}");
+    assert_eq!(stats["length"], 5);
+    assert_eq!(
+        stats["last_entry_id"],
+        published[4].entry_id.clone().unwrap()
+    );
+    assert_eq!(stats["dead_letters"], 5);
+    let groups = stats["groups"].as_array().unwrap();
+    let reader = groups.iter().find(|g| g["name"] == "reader").unwrap();
+    assert_eq!(reader["lag"], 3);
+    assert_eq!(reader["pending"], 2);
+    assert_eq!(reader["consumers"][0]["name"], "c1");
+    assert_eq!(reader["consumers"][0]["pending"], 2);
+    let gave_up = groups.iter().find(|g| g["name"] == "doomed").unwrap();
+    assert_eq!(gave_up["lag"], 0);
+    assert_eq!(gave_up["pending"], 0);
+
+    let text = ok(&server, &["streams", "stats", "contextual"]);
+    assert!(text.contains("length        5\n"), "{text}");
+    assert!(
+        text.contains("dead letters  5 (tidings:{contextual}:dlq)"),
+        "{text}"
+    );
+    let reader_row = text
+        .lines()
+        .find(|l| l.starts_with("reader "))
+        .unwrap_or_else(|| panic!("no row for `reader`: {text}"));
+    let cells: Vec<&str> = reader_row.split_whitespace().collect();
+    // GROUP CONSUMERS PENDING LAG ENTRIES-READ LAST-DELIVERED
+    assert_eq!(cells[..5], ["reader", "1", "2", "3", "2"], "{text}");
+    assert!(text.contains("CONSUMER"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_of_a_missing_stream_say_it_does_not_exist() {
+    let server = RedisServer::start();
+    let stats = json(
+        &server,
+        &["streams", "stats", "nowhere", "--format", "json"],
+    );
+    assert_eq!(stats["exists"], false);
+    assert_eq!(stats["length"], 0);
+    let text = ok(&server, &["streams", "stats", "nowhere"]);
+    assert!(text.contains("exists        no"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_and_namespace_flags_pick_the_key() {
+    let server = RedisServer::start();
+    let acme = Bus::builder()
+        .namespace("app")
+        .connect(&server.url())
+        .await
+        .unwrap()
+        .tenant("acme")
+        .unwrap();
+    publish(&acme, &["a", "b"]).await;
+    let stats = json(
+        &server,
+        &[
+            "streams",
+            "stats",
+            "contextual",
+            "--namespace",
+            "app",
+            "--tenant",
+            "acme",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(stats["key"], "app:{acme:contextual}");
+    assert_eq!(stats["tenant"], "acme");
+    assert_eq!(stats["length"], 2);
+    let plain = json(
+        &server,
+        &["streams", "stats", "contextual", "--format", "json"],
+    );
+    assert_eq!(plain["exists"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_retried_and_purged() {
+    let server = RedisServer::start();
+    let bus = bus(&server).await;
+    let worker = doomed_worker(&bus).await;
+    let published = publish(&bus, &["a", "b", "c"]).await;
+    wait_dead_letters(&bus, 3).await;
+    worker.shutdown().await.unwrap();
+
+    let text = ok(&server, &["dlq", "list", "contextual"]);
+    assert_eq!(text.lines().count(), 4, "a header and 3 rows: {text}");
+    assert!(text.contains("file.uploaded v2"), "{text}");
+    assert!(text.contains("disk full"), "{text}");
+
+    let letters = json(&server, &["dlq", "list", "contextual", "--format", "json"]);
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 3);
+    assert_eq!(letters[0]["group"], "doomed");
+    assert_eq!(letters[0]["attempts"], 1);
+    let event_ids: Vec<String> = published.iter().map(|p| p.event_id.to_string()).collect();
+    assert!(event_ids.contains(&letters[0]["event"]["id"].as_str().unwrap().to_owned()));
+    let two = json(
+        &server,
+        &[
+            "dlq",
+            "list",
+            "contextual",
+            "--count",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(two.as_array().unwrap().len(), 2);
+
+    let first = letters[0]["id"].as_str().unwrap();
+    let out = ok(&server, &["dlq", "retry", "contextual", first]);
+    assert!(
+        out.starts_with(&format!("retried {first} as entry ")),
+        "{out}"
+    );
+    assert_eq!(bus.dead_letters("contextual").len().await.unwrap(), 2);
+
+    let url = server.url();
+    let again = tidings(&["dlq", "retry", "contextual", first, "--redis-url", &url]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("is not a dead letter"),
+        "{}",
+        stderr(&again)
+    );
+
+    let out = ok(&server, &["dlq", "retry", "contextual", "--all"]);
+    assert!(out.starts_with("retried 2 dead letters"), "{out}");
+    assert_eq!(bus.dead_letters("contextual").len().await.unwrap(), 0);
+    let stats = bus.stream_stats("contextual").await.unwrap();
+    assert_eq!(stats.length, 6, "3 published and 3 retried");
+
+    let worker = doomed_worker(&bus).await;
+    wait_dead_letters(&bus, 3).await;
+    worker.shutdown().await.unwrap();
+    let out = ok(&server, &["dlq", "purge", "contextual"]);
+    assert_eq!(out, "purged 3 dead letters from tidings:{contextual}:dlq\n");
+    assert_eq!(bus.dead_letters("contextual").len().await.unwrap(), 0);
+    let text = ok(&server, &["dlq", "list", "contextual"]);
+    assert!(text.starts_with("no dead letters"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_the_newest_entries_or_those_since_a_time() {
+    let server = RedisServer::start();
+    let bus = bus(&server).await;
+    let before = publish(&bus, &["old-1", "old-2"]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let after = publish(&bus, &["new-1", "new-2", "new-3"]).await;
+
+    let text = ok(&server, &["tail", "contextual", "--since", &since]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, p) in lines.iter().zip(&after) {
+        assert!(line.starts_with(p.entry_id.as_deref().unwrap()), "{line}");
+        assert!(line.contains("file.uploaded v2"), "{line}");
+        assert!(line.contains(&p.event_id.to_string()), "{line}");
+    }
+    assert!(lines[0].contains(r#"{"file_id":"new-1"}"#), "{text}");
+
+    let text = ok(&server, &["tail", "contextual", "--count", "2"]);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().last().unwrap().contains("new-3"), "{text}");
+
+    let from = before[1].entry_id.clone().unwrap();
+    let text = ok(
+        &server,
+        &[
+            "tail",
+            "contextual",
+            "--from",
+            &from,
+            "--count",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["entry_id"], from.as_str());
+    assert_eq!(rows[0]["data"]["file_id"], "old-2");
+    assert_eq!(rows[1]["data"]["file_id"], "new-1");
+    assert_eq!(rows[1]["type"], "file.uploaded");
+    assert_eq!(rows[1]["dataversion"], 2);
+
+    let stats = bus.stream_stats("contextual").await.unwrap();
+    assert!(stats.groups.is_empty(), "tail reads without a group");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_url_comes_from_the_environment_when_not_given() {
+    let server = RedisServer::start();
+    publish(&bus(&server).await, &["a"]).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["streams", "stats", "contextual", "--format", "json"])
+        .env("REDIS_URL", server.url())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["length"], 1);
+}
+
+#[test]
+fn unreachable_redis_exits_1_naming_the_url_without_its_password() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    for args in [
+        &["streams", "stats", "contextual"][..],
+        &["dlq", "list", "contextual"],
+        &["tail", "contextual"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--redis-url", &url]);
+        let out = tidings(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("redis://***@127.0.0.1:{port}")),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let no_url = tidings(&["streams", "stats", "contextual"]);
+    assert_eq!(no_url.status.code(), Some(2));
+    assert!(
+        stderr(&no_url).contains("--redis-url"),
+        "{}",
+        stderr(&no_url)
+    );
+
+    let url = "redis://127.0.0.1:1";
+    for args in [
+        &[
+            "tail",
+            "contextual",
+            "--since",
+            "yesterday",
+            "--redis-url",
+            url,
+        ][..],
+        &["tail", "contextual", "--from", "x-1", "--redis-url", url],
+        &[
+            "tail",
+            "contextual",
+            "--from",
+            "1-0",
+            "--since",
+            "2024-01-01T00:00:00Z",
+            "--redis-url",
+            url,
+        ],
+        &["dlq", "retry", "contextual", "--redis-url", url],
+        &[
+            "streams",
+            "stats",
+            "contextual",
+            "--format",
+            "yaml",
+            "--redis-url",
+            url,
+        ],
+    ] {
+        let out = tidings(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    // Names are checked before connecting: nothing listens on port 1.
+    let bad_tenant = tidings(&[
+        "streams",
+        "stats",
+        "contextual",
+        "--tenant",
+        "a:b",
+        "--redis-url",
+        url,
+    ]);
+    assert_eq!(bad_tenant.status.code(), Some(2));
+    assert!(
+        stderr(&bad_tenant).contains("invalid tenant `a:b`"),
+        "{}",
+        stderr(&bad_tenant)
+    );
+}
