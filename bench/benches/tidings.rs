@@ -165,6 +165,17 @@ async fn run(config: Config) -> Result<(), BoxError> {
     if config.wants("rss") {
         figures.push(rss_figure(&config, &url, &client).await?);
     }
+    if std::env::var_os("TIDINGS_BENCH_REDIS_STATS").is_some() {
+        // Where the server's time went: usec_per_call of each command.
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await?;
+        eprintln!("{stats}");
+        let cpu: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+        eprintln!("{cpu}");
+    }
     drop(server);
     if config.wants("build") {
         figures.push(macro_cost::figure(config.build_events, config.build_runs)?);
@@ -328,7 +339,7 @@ async fn publish_figures(
 
 static CONSUMED: AtomicU64 = AtomicU64::new(0);
 
-#[handler(group = "bench-consume")]
+#[handler(group = "bench-consume", concurrency = 100)]
 async fn consume_noop(event: FileUploaded, _ctx: Context) -> HandlerResult {
     std::hint::black_box(&event);
     CONSUMED.fetch_add(1, Ordering::Relaxed);

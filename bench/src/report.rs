@@ -180,7 +180,7 @@ pub fn human(v: f64) -> String {
 /// The table of every figure.
 pub fn table(figures: &[Figure]) -> String {
     let header = [
-        "figure", "tidings", "baseline", "unit", "ratio", "target", "", "spread",
+        "figure", "tidings", "baseline", "unit", "ratio", "target", "status", "spread",
     ];
     let rows: Vec<[String; 8]> = figures
         .iter()
