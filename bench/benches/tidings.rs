@@ -447,29 +447,48 @@ async fn latency_probe(event: FileUploaded, _ctx: Context) -> HandlerResult {
     Ok(())
 }
 
-/// Sends `rate` events per second for `secs`, each stamped just before it
-/// is sent, `rate / 1000` per millisecond tick; returns how many were sent.
+/// Sends `rate` events per second for `secs` and returns how many were sent.
+///
+/// A thread of its own sleeps until each event is due (and sends at once when
+/// it is late), so that events are spread evenly over each millisecond rather
+/// than sent in bursts per timer tick, which the runtime's 1 ms timer would
+/// do; each event is stamped just before it is handed to the runtime.
 async fn paced<F, Fut>(rate: u64, secs: f64, send: F) -> Result<u64, BoxError>
 where
-    F: Fn(FileUploaded) -> Fut,
-    Fut: std::future::Future<Output = Result<(), BoxError>>,
+    F: Fn(FileUploaded) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), BoxError>> + Send + 'static,
 {
-    let per_tick = (rate / 1000).max(1);
-    let ticks = (secs * 1000.0) as u64;
-    let mut interval = tokio::time::interval(Duration::from_millis(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut sent = 0u64;
-    for _ in 0..ticks {
-        interval.tick().await;
-        let batch = (0..per_tick).map(|_| {
-            sent += 1;
-            send(FileUploaded::sample(sent, now_ns()))
-        });
-        for r in join_all(batch.collect::<Vec<_>>()).await {
-            r?;
+    let runtime = tokio::runtime::Handle::current();
+    let total = (rate as f64 * secs) as u64;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pacer = std::thread::spawn(move || {
+        let gap = Duration::from_nanos(1_000_000_000 / rate.max(1));
+        let start = Instant::now();
+        for i in 0..total {
+            let mut event = FileUploaded::sample(i, 0);
+            let due = start + gap * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            event.sent_ns = now_ns();
+            let sending = send(event);
+            let done = done_tx.clone();
+            runtime.spawn(async move {
+                let _ = done.send(sending.await);
+            });
+        }
+    });
+    for _ in 0..total {
+        match done_rx.recv().await {
+            Some(r) => r?,
+            None => return Err("the pacing thread stopped early".into()),
         }
     }
-    Ok(sent)
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| "the pacing thread panicked")?;
+    Ok(total)
 }
 
 fn take_latencies() -> Vec<u64> {
@@ -510,8 +529,9 @@ async fn latency_figures(
             .await?;
         RECEIVED.store(0, Ordering::SeqCst);
         RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
-        let sent = paced(rate, config.latency_secs, |e| {
-            let bus = bus.clone();
+        let publisher = bus.clone();
+        let sent = paced(rate, config.latency_secs, move |e| {
+            let bus = publisher.clone();
             async move {
                 bus.publish(&e).await?;
                 Ok(())
@@ -539,9 +559,10 @@ async fn latency_figures(
             .await
         });
         RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
-        let sent = paced(rate, config.latency_secs, |e| {
-            let mut conn = conn.clone();
-            let key = raw_key.clone();
+        let (publisher, publish_key) = (conn.clone(), raw_key.clone());
+        let sent = paced(rate, config.latency_secs, move |e| {
+            let mut conn = publisher.clone();
+            let key = publish_key.clone();
             async move {
                 raw::xadd(&mut conn, &key, &e).await?;
                 Ok(())
