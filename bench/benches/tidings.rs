@@ -19,9 +19,9 @@ use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
 use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
-use tidings_bench::{macro_cost, raw};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::server::RedisServer;
+use tidings_bench::{macro_cost, raw};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -596,11 +596,7 @@ async fn latency_figures(
             }
             out.push(f);
         }
-        eprintln!(
-            "    {} samples (tidings), {} (baseline)",
-            t.len(),
-            b.len()
-        );
+        eprintln!("    {} samples (tidings), {} (baseline)", t.len(), b.len());
     }
     Ok(out)
 }

@@ -2,8 +2,8 @@
 //! private Redis server, the benchmark's events, the plain redis-rs
 //! baselines, the macro build-cost crates, and the report.
 
-pub mod macro_cost;
 pub mod events;
+pub mod macro_cost;
 pub mod raw;
 pub mod report;
 pub mod server;

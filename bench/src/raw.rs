@@ -194,7 +194,8 @@ fn entries(reply: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
             let Value::Array(mut pair) = entry else {
                 continue;
             };
-            let (Some(Value::Array(fields)), Some(Value::BulkString(id))) = (pair.pop(), pair.pop())
+            let (Some(Value::Array(fields)), Some(Value::BulkString(id))) =
+                (pair.pop(), pair.pop())
             else {
                 continue;
             };

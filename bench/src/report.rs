@@ -120,11 +120,7 @@ impl Figure {
 
     /// The JSON line of the figure.
     pub fn json(&self) -> String {
-        let targets: Vec<String> = self
-            .targets
-            .iter()
-            .map(|t| t.describe(self.unit))
-            .collect();
+        let targets: Vec<String> = self.targets.iter().map(|t| t.describe(self.unit)).collect();
         serde_json::json!({
             "figure": self.name,
             "tidings": round(self.tidings),

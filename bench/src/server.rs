@@ -22,10 +22,8 @@ impl RedisServer {
         // Another process may take the probed port before the server binds it.
         for _ in 0..5 {
             let port = free_port()?;
-            let dir = std::env::temp_dir().join(format!(
-                "tidings-bench-redis-{}-{port}",
-                std::process::id()
-            ));
+            let dir = std::env::temp_dir()
+                .join(format!("tidings-bench-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             match spawn(port, &dir) {
                 Ok(child) => return Ok(RedisServer { port, dir, child }),
