@@ -154,7 +154,7 @@ async fn run(config: Config) -> Result<(), BoxError> {
         figures.extend(publish_figures(&config, &url, &client).await?);
     }
     if config.wants("consume") {
-        figures.push(consume_figure(&config, &url, &client).await?);
+        figures.extend(consume_figures(&config, &url, &client).await?);
     }
     if config.wants("latency") {
         figures.extend(latency_figures(&config, &url, &client).await?);
@@ -339,11 +339,59 @@ async fn publish_figures(
 
 static CONSUMED: AtomicU64 = AtomicU64::new(0);
 
-#[handler(group = "bench-consume", concurrency = 100)]
+/// The no-op handler with the default options: one delivery at a time, in
+/// stream order.
+#[handler(group = "bench-consume")]
 async fn consume_noop(event: FileUploaded, _ctx: Context) -> HandlerResult {
     std::hint::black_box(&event);
     CONSUMED.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// The same with 100 deliveries at once, for a handler that needs no order.
+#[handler(group = "bench-consume-parallel", concurrency = 100)]
+async fn consume_noop_parallel(event: FileUploaded, _ctx: Context) -> HandlerResult {
+    std::hint::black_box(&event);
+    CONSUMED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Events per second of a worker with `handler` through `n` events from the
+/// beginning of the stream, until the last one is acknowledged.
+async fn tidings_consume<H>(
+    bus: &Bus,
+    conn: &mut MultiplexedConnection,
+    handler: H,
+    group: &str,
+    n: usize,
+) -> Result<f64, BoxError>
+where
+    H: tidings::Handler,
+    H::Event: Event,
+{
+    let key = bus.stream_key("bench");
+    destroy_group(conn, &key, group).await?;
+    CONSUMED.store(0, Ordering::SeqCst);
+    let options = ConsumerOptions::default()
+        .start_from(StartFrom::Beginning)
+        .name("bench")
+        .block(Duration::from_millis(100));
+    let start = Instant::now();
+    let worker = bus
+        .consumer()
+        .options(options)
+        .handler(handler)
+        .start()
+        .await?;
+    while CONSUMED.load(Ordering::Relaxed) < n as u64 {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    while raw::pending(conn, &key, group).await? > 0 {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let rate = per_second(n, start.elapsed());
+    worker.shutdown().await?;
+    Ok(rate)
 }
 
 /// Fills `bus`'s `bench` stream with `n` events, in pipelines of 1000.
@@ -372,40 +420,30 @@ async fn destroy_group(
     Ok(())
 }
 
-async fn consume_figure(
+async fn consume_figures(
     config: &Config,
     url: &str,
     client: &redis::Client,
-) -> Result<Figure, BoxError> {
+) -> Result<Vec<Figure>, BoxError> {
     progress(&format!("consume + ack ({} events)", config.consume));
     let bus = connect(url, "consume").await?;
     let key = bus.stream_key("bench");
     let mut conn = client.get_multiplexed_async_connection().await?;
     let n = config.consume;
     prefill(&bus, n).await?;
-    let options = ConsumerOptions::default()
-        .start_from(StartFrom::Beginning)
-        .name("bench")
-        .block(Duration::from_millis(100));
-    let (mut t, mut b) = (Vec::new(), Vec::new());
+    let (mut t, mut tp, mut b) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..config.runs {
-        destroy_group(&mut conn, &key, "bench-consume").await?;
-        CONSUMED.store(0, Ordering::SeqCst);
-        let start = Instant::now();
-        let worker = bus
-            .consumer()
-            .options(options.clone())
-            .handler(consume_noop)
-            .start()
-            .await?;
-        while CONSUMED.load(Ordering::Relaxed) < n as u64 {
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        while raw::pending(&mut conn, &key, "bench-consume").await? > 0 {
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
-        t.push(per_second(n, start.elapsed()));
-        worker.shutdown().await?;
+        t.push(tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", n).await?);
+        tp.push(
+            tidings_consume(
+                &bus,
+                &mut conn,
+                consume_noop_parallel,
+                "bench-consume-parallel",
+                n,
+            )
+            .await?,
+        );
 
         destroy_group(&mut conn, &key, "raw-consume").await?;
         let mut reader = client.get_multiplexed_async_connection().await?;
@@ -418,11 +456,18 @@ async fn consume_figure(
         b.push(per_second(acked, start.elapsed()));
     }
     del(&mut conn, &key).await?;
-    Ok(
-        Figure::from_runs("consume_ack", "events/s", Better::Higher, t, b)
+    Ok(vec![
+        Figure::from_runs("consume_ack", "events/s", Better::Higher, t, b.clone())
             .target(Target::RatioAtLeast(0.8))
             .target(Target::AtLeast(250_000.0)),
-    )
+        Figure::from_runs(
+            "consume_ack_concurrency_100",
+            "events/s",
+            Better::Higher,
+            tp,
+            b,
+        ),
+    ])
 }
 
 // ---------------------------------------------------------------- latency

@@ -157,7 +157,7 @@ pub fn human(v: f64) -> String {
         let digits = n.unsigned_abs().to_string();
         let mut out = String::new();
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);
@@ -260,4 +260,65 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_the_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+    }
+
+    #[test]
+    fn median_of_odd_and_even_runs() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn status_checks_every_target_against_the_medians() {
+        let f = Figure::from_runs(
+            "publish",
+            "events/s",
+            Better::Higher,
+            vec![90.0, 95.0, 80.0],
+            vec![100.0, 100.0, 100.0],
+        );
+        assert_eq!(f.status(), "");
+        let pass = f.clone().target(Target::RatioAtLeast(0.9));
+        assert_eq!(pass.status(), "PASS");
+        let miss = pass.clone().target(Target::AtLeast(300.0));
+        assert_eq!(miss.status(), "MISS");
+        let line: serde_json::Value = serde_json::from_str(&miss.json()).unwrap();
+        assert_eq!(line["figure"], "publish");
+        assert_eq!(line["tidings"], 90.0);
+        assert_eq!(line["baseline"], 100.0);
+        assert_eq!(line["ratio"], 0.9);
+        assert_eq!(line["unit"], "events/s");
+        assert_eq!(line["status"], "MISS");
+    }
+
+    #[test]
+    fn table_has_a_row_per_figure_with_its_status() {
+        let f = Figure::from_runs(
+            "decode_current",
+            "ns/event",
+            Better::Lower,
+            vec![520.0],
+            vec![500.0],
+        )
+        .target(Target::RatioAtMost(1.05));
+        let t = table(&[f]);
+        let row = t.lines().nth(2).unwrap();
+        assert!(row.starts_with("decode_current"), "{t}");
+        assert!(row.contains("1.04x") && row.contains("PASS"), "{t}");
+    }
 }
