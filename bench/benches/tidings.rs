@@ -680,9 +680,9 @@ fn decode_figures(config: &Config) -> Vec<Figure> {
         }));
     }
     vec![
-        Figure::from_runs("decode_current", "ns/event", Better::Lower, t, b)
+        Figure::best_of_runs("decode_current", "ns/event", Better::Lower, t, b)
             .target(Target::RatioAtMost(1.05)),
-        Figure::from_runs("decode_v1_upcast_to_v3", "ns/event", Better::Lower, tu, bu),
+        Figure::best_of_runs("decode_v1_upcast_to_v3", "ns/event", Better::Lower, tu, bu),
     ]
 }
 
