@@ -136,6 +136,9 @@ fn cargo_build(dir: &Path, package: Option<&str>) -> Result<f64, BoxError> {
         .arg("--offline")
         .arg("--quiet")
         .env("CARGO_TARGET_DIR", dir.join("target"))
+        // Each timed build compiles the whole crate: incremental compilation
+        // would reuse the previous run's work, the source change being a comment.
+        .env("CARGO_INCREMENTAL", "0")
         // What the benchmark's own cargo set must not leak into this build.
         .env_remove("CARGO_MANIFEST_DIR")
         .env_remove("CARGO_PRIMARY_PACKAGE")
