@@ -11,44 +11,114 @@ use crate::{DecodeError, Event};
 
 /// Decodes the current version of `E`.
 ///
-/// The fast path is plain `serde_json::from_slice`, so a valid payload costs
-/// exactly what serde costs; only a failing payload is read a second time,
-/// through `serde_path_to_error`, to name the field that failed.
+/// Plain `serde_json::from_slice`, so a valid payload costs exactly what
+/// serde costs. A failing payload is not read again: serde_json's error
+/// already says what failed and where (line and column), and the field path
+/// is found from that position by [`json_path_at`], which is compiled once,
+/// not once per event type as a second deserializer (such as
+/// `serde_path_to_error`'s) would be in every crate that declares events.
 #[inline]
 pub fn decode_json<E: Event>(version: u32, data: &[u8]) -> Result<E, DecodeError> {
     match serde_json::from_slice::<E>(data) {
         Ok(e) => Ok(e),
-        Err(_) => Err(slow_error::<E>(version, data)),
+        Err(err) => Err(data_error(E::TYPE, version, data, &err)),
     }
 }
 
 #[cold]
 #[inline(never)]
-fn slow_error<E: Event>(version: u32, data: &[u8]) -> DecodeError {
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let res: Result<E, _> = serde_path_to_error::deserialize(&mut de);
-    match res {
-        Ok(_) => {
-            // The value itself decodes, so what failed is what follows it.
-            let message = de
-                .end()
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "the payload does not decode".to_owned());
-            DecodeError::Data {
-                type_name: E::TYPE,
-                version,
-                path: ".".to_owned(),
-                message,
+fn data_error(
+    type_name: &'static str,
+    version: u32,
+    data: &[u8],
+    err: &serde_json::Error,
+) -> DecodeError {
+    DecodeError::Data {
+        type_name,
+        version,
+        path: json_path_at(data, err.line(), err.column()),
+        message: err.to_string(),
+    }
+}
+
+/// A frame of the JSON being walked by [`json_path_at`].
+enum Frame {
+    /// An object, with the key whose value is being read (none between a
+    /// `{` or `,` and the next key).
+    Object(Option<String>),
+    /// An array, with the index of the element being read.
+    Array(usize),
+}
+
+/// The path (`tags[1].value`, `.` for the root) of the value being read at
+/// `line` and `column` (as serde_json reports them: 1-based line, bytes
+/// consumed on that line) of `data`.
+fn json_path_at(data: &[u8], line: usize, column: usize) -> String {
+    if line == 0 {
+        return ".".to_owned();
+    }
+    let mut start = 0;
+    for _ in 1..line {
+        match data[start..].iter().position(|&b| b == b'\n') {
+            Some(i) => start += i + 1,
+            None => break,
+        }
+    }
+    let end = (start + column).min(data.len());
+    let data = &data[..end];
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'{' => stack.push(Frame::Object(None)),
+            b'[' => stack.push(Frame::Array(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Object(key)) => *key = None,
+                Some(Frame::Array(index)) => *index += 1,
+                None => {}
+            },
+            b'"' => {
+                let from = i;
+                i += 1;
+                while i < data.len() && data[i] != b'"' {
+                    i += if data[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Object(key @ None)) = stack.last_mut() {
+                    let raw = &data[from..(i + 1).min(data.len())];
+                    *key = Some(
+                        serde_json::from_slice::<String>(raw)
+                            .unwrap_or_else(|_| String::from_utf8_lossy(&raw[1..]).into_owned()),
+                    );
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object(Some(key)) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object(None) => {}
+            Frame::Array(index) => {
+                path.push('[');
+                path.push_str(&index.to_string());
+                path.push(']');
             }
         }
-        Err(err) => DecodeError::Data {
-            type_name: E::TYPE,
-            version,
-            path: err.path().to_string(),
-            message: err.into_inner().to_string(),
-        },
     }
+    if path.is_empty() {
+        path.push('.');
+    }
+    path
 }
 
 /// The error for a version outside what `E` decodes.
@@ -119,16 +189,25 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 pub fn payload_schema<E: Event>() -> serde_json::Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let schema = generator.into_root_schema_for::<E>();
-    let mut value = schema.to_value();
+    finish_payload_schema(schema.to_value(), E::DATASCHEMA, E::COMPAT)
+}
+
+/// The part of [`payload_schema`] that does not depend on `E`, compiled once
+/// rather than once per event.
+fn finish_payload_schema(
+    mut value: serde_json::Value,
+    dataschema: &str,
+    compat: crate::Compat,
+) -> serde_json::Value {
     if let Some(obj) = value.as_object_mut() {
         obj.insert(
             "$id".to_owned(),
-            serde_json::Value::String(E::DATASCHEMA.to_owned()),
+            serde_json::Value::String(dataschema.to_owned()),
         );
         // Read by `tidings schema check`, which has no Rust types to ask.
         obj.insert(
             "x-tidings-compat".to_owned(),
-            serde_json::Value::String(E::COMPAT.as_str().to_owned()),
+            serde_json::Value::String(compat.as_str().to_owned()),
         );
         // One fixed order for the keys people read first, so that every file
         // reads top-down the same way; the rest keep schemars' order.
@@ -174,3 +253,90 @@ pub fn close_schema(schema: &mut schemars::Schema) {
 }
 
 pub use crate::handler::glue::{assert_event, state, IsContext, IsHandlerResult, IsState};
+
+#[cfg(test)]
+mod tests {
+    use super::json_path_at;
+
+    /// The path serde_json's own error position leads to, for `T`.
+    fn path_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        let err = serde_json::from_str::<T>(json).unwrap_err();
+        json_path_at(json.as_bytes(), err.line(), err.column())
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Tag {
+        key: String,
+        value: u32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Doc {
+        name: String,
+        #[serde(default)]
+        tags: Vec<Tag>,
+        #[serde(default)]
+        grid: Vec<Vec<u8>>,
+        #[serde(default)]
+        nested: Option<Box<Doc>>,
+    }
+
+    #[test]
+    fn path_names_the_field_of_a_wrong_type() {
+        assert_eq!(path_of::<Doc>(r#"{"name":5}"#), "name");
+        assert_eq!(
+            path_of::<Doc>(
+                r#"{"name":"a","tags":[{"key":"k","value":1},{"key":"k","value":"x"}]}"#
+            ),
+            "tags[1].value"
+        );
+        assert_eq!(
+            path_of::<Doc>(r#"{"name":"a","grid":[[1,2],[3,300]]}"#),
+            "grid[1][1]"
+        );
+        assert_eq!(
+            path_of::<Doc>(r#"{"name":"a","nested":{"name":"b","tags":[{"key":1}]}}"#),
+            "nested.tags[0].key"
+        );
+    }
+
+    #[test]
+    fn path_of_a_missing_field_is_the_object_that_lacks_it() {
+        assert_eq!(path_of::<Doc>(r#"{}"#), ".");
+        assert_eq!(path_of::<Doc>(r#"{"name":"a","nested":{}}"#), "nested");
+        assert_eq!(
+            path_of::<Doc>(r#"{"name":"a","tags":[{"key":"k"}]}"#),
+            "tags[0]"
+        );
+    }
+
+    #[test]
+    fn path_survives_escapes_strings_with_brackets_and_lines() {
+        assert_eq!(
+            path_of::<Doc>(
+                "{\"name\":\"a,[{\\\"\",\n  \"tags\": [\n {\"key\":\"}\", \"value\": true}]}"
+            ),
+            "tags[0].value"
+        );
+        // An escaped key is read as the key it stands for.
+        assert_eq!(
+            path_of::<std::collections::BTreeMap<String, u8>>(r#"{"a\"b":1,"c\u0064":-1}"#),
+            "cd"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_trailing_data_have_a_path() {
+        assert_eq!(
+            path_of::<Doc>(r#"{"name":"a","tags":[{"key":"#),
+            "tags[0].key"
+        );
+        assert_eq!(path_of::<Doc>(r#"{"name":"a"} trailing"#), ".");
+        assert_eq!(path_of::<Doc>(""), ".");
+        assert_eq!(json_path_at(b"{}", 0, 0), ".");
+        // A position past the end is read as the end.
+        assert_eq!(json_path_at(br#"{"a":[1"#, 1, 99), "a[0]");
+    }
+}

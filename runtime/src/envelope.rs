@@ -227,6 +227,20 @@ impl Envelope {
         raw.build(entry_id)
     }
 
+    /// As [`Envelope::from_fields`], taking the values by value: the
+    /// consumer's read path owns every field of a reply, so the attributes
+    /// kept as text become `String`s without a copy.
+    pub(crate) fn from_owned_fields(
+        entry_id: &str,
+        fields: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<Self, EnvelopeError> {
+        let mut raw = RawAttributes::default();
+        for (name, value) in fields {
+            raw.set_owned(&name, value);
+        }
+        raw.build(entry_id)
+    }
+
     /// The event as one CloudEvents JSON object (structured mode), `data`
     /// inline. The payload is copied as is, so it must be JSON, which every
     /// payload tidings writes is.
@@ -658,6 +672,22 @@ mod tests {
                 other => panic!("expected Malformed for {name}, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn owned_fields_read_like_borrowed_fields() {
+        let e = sample();
+        let fields = e.to_fields();
+        let borrowed =
+            Envelope::from_fields("1-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
+                .unwrap();
+        let owned = Envelope::from_owned_fields(
+            "1-0",
+            fields.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)),
+        )
+        .unwrap();
+        assert_eq!(owned, borrowed);
+        assert_eq!(owned, e);
     }
 
     #[test]

@@ -57,7 +57,37 @@ impl StreamsTransport {
     }
 }
 
-/// Writes `XADD <key> * <attributes…> data <payload>` into `cmd`.
+/// `XADD <key> * <attributes…> data <payload>`.
+///
+/// The command is sized up front: built with `redis::cmd`, its buffers grow
+/// argument by argument, and those reallocations cost more than writing the
+/// arguments themselves (callgrind: about 4,000 instructions per event).
+fn xadd(key: &str, o: &Outgoing<'_>) -> Cmd {
+    const FIXED_FIELDS: usize = 9; // the eight attributes tidings always writes, and data
+    let optional = o.optional();
+    let present = optional.iter().filter(|(_, v)| v.is_some()).count();
+    let optional_bytes: usize = optional
+        .iter()
+        .filter_map(|(name, v)| v.map(|v| name.len() + v.len()))
+        .sum();
+    let args = 3 + 2 * (FIXED_FIELDS + present);
+    // Field names and fixed values are short: 128 bytes cover them.
+    let bytes = 128
+        + key.len()
+        + o.id.len()
+        + o.source.len()
+        + o.type_name.len()
+        + o.time.len()
+        + o.dataschema.len()
+        + optional_bytes
+        + o.data.len();
+    let mut cmd = Cmd::with_capacity(args, bytes);
+    cmd.arg("XADD");
+    write_xadd(&mut cmd, key, o);
+    cmd
+}
+
+/// Writes `<key> * <attributes…> data <payload>` into `cmd`.
 fn write_xadd(cmd: &mut Cmd, key: &str, o: &Outgoing<'_>) {
     cmd.arg(key)
         .arg("*")
@@ -97,17 +127,13 @@ impl Transport for StreamsTransport {
         match batch {
             [] => Ok(Vec::new()),
             [(key, o)] => {
-                let mut cmd = redis::cmd("XADD");
-                write_xadd(&mut cmd, key, o);
-                let id: String = cmd.query_async(&mut conn).await?;
+                let id: String = xadd(key, o).query_async(&mut conn).await?;
                 Ok(vec![id])
             }
             _ => {
                 let mut pipe = Pipeline::with_capacity(batch.len());
                 for (key, o) in batch {
-                    let mut cmd = redis::cmd("XADD");
-                    write_xadd(&mut cmd, key, o);
-                    pipe.add_command(cmd);
+                    pipe.add_command(xadd(key, o));
                 }
                 let ids: Vec<String> = pipe.query_async(&mut conn).await?;
                 Ok(ids)

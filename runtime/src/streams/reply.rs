@@ -115,28 +115,11 @@ pub(super) fn pending_counts(v: Value) -> Result<Vec<(String, u32)>, TransportEr
 
 fn envelope_from_owned(
     id: &str,
-    mut pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<Envelope, EnvelopeError> {
-    // `data` is the one large field: take it out by value so that it is not copied.
-    let data_at = pairs.iter().position(|(k, _)| k == b"data");
-    let data = data_at.map(|i| pairs.swap_remove(i).1);
-    let mut env = Envelope::from_fields(
-        id,
-        pairs
-            .iter()
-            .map(|(k, v)| (&k[..], &v[..]))
-            .chain(std::iter::once((&b"data"[..], &b""[..]))),
-    )?;
-    match data {
-        Some(d) => env.data = d,
-        None => {
-            return Err(EnvelopeError::Missing {
-                field: "data",
-                at: id.to_owned(),
-            })
-        }
-    }
-    Ok(env)
+    // Every value is moved, not copied: `data` and the text attributes are
+    // the reply's own buffers.
+    Envelope::from_owned_fields(id, pairs)
 }
 
 /// Entries, and the ids of entries deleted while pending.

@@ -1,0 +1,851 @@
+//! tidings beside plain redis-rs, on a private loopback Redis.
+//!
+//! ```text
+//! cargo bench -p tidings-bench                          # full run
+//! TIDINGS_BENCH_QUICK=1 cargo bench -p tidings-bench    # small, under a minute
+//! cargo bench -p tidings-bench -- --only consume,decode # some figures only
+//! ```
+//!
+//! Every figure is measured beside its baseline in the same run, with the same
+//! events, alternating the two sides run by run so that the machine's noise
+//! falls on both; the median of the runs is reported, and the spread shown.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use redis::aio::MultiplexedConnection;
+use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
+use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
+use tidings_bench::report::{self, Better, Figure, Target};
+use tidings_bench::server::RedisServer;
+use tidings_bench::{macro_cost, raw};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+struct Config {
+    quick: bool,
+    runs: usize,
+    awaited: usize,
+    batched: usize,
+    concurrent: usize,
+    tasks: usize,
+    consume: usize,
+    latency_secs: f64,
+    rates: Vec<u64>,
+    decode_iters: usize,
+    decode_runs: usize,
+    rss_events: usize,
+    build_events: usize,
+    build_runs: usize,
+    only: Option<Vec<String>>,
+}
+
+impl Config {
+    fn from_env_and_args() -> Config {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let quick = args.iter().any(|a| a == "--quick")
+            || std::env::var("TIDINGS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let only = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1).cloned())
+            .or_else(|| std::env::var("TIDINGS_BENCH_ONLY").ok())
+            .map(|s| s.split(',').map(|p| p.trim().to_owned()).collect());
+        let rss_events = args
+            .iter()
+            .position(|a| a == "--rss-events")
+            .and_then(|i| args.get(i + 1).cloned())
+            .or_else(|| std::env::var("TIDINGS_BENCH_RSS_EVENTS").ok())
+            .and_then(|s| s.replace('_', "").parse().ok());
+        let mut c = if quick {
+            Config {
+                quick,
+                runs: 2,
+                awaited: 2_000,
+                batched: 20_000,
+                concurrent: 20_000,
+                tasks: 256,
+                consume: 20_000,
+                latency_secs: 0.6,
+                rates: vec![1_000, 5_000, 10_000, 50_000],
+                decode_iters: 50_000,
+                decode_runs: 3,
+                rss_events: 50_000,
+                build_events: 20,
+                build_runs: 1,
+                only,
+            }
+        } else {
+            Config {
+                quick,
+                runs: 5,
+                awaited: 10_000,
+                batched: 200_000,
+                concurrent: 200_000,
+                tasks: 256,
+                consume: 200_000,
+                latency_secs: 4.0,
+                rates: vec![1_000, 5_000, 10_000, 50_000],
+                decode_iters: 300_000,
+                decode_runs: 7,
+                rss_events: 1_000_000,
+                build_events: 200,
+                build_runs: 3,
+                only,
+            }
+        };
+        if let Some(n) = rss_events {
+            c.rss_events = n;
+        }
+        c
+    }
+
+    /// Whether figures named `name…` are to be measured: `--only publish`
+    /// selects every publish figure, `--only publish_batch` one of them.
+    fn wants(&self, name: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| {
+            o.iter()
+                .any(|x| name.starts_with(x.as_str()) || x.starts_with(name))
+        })
+    }
+}
+
+/// Nanoseconds since the process's benchmark origin.
+fn now_ns() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+fn main() {
+    if let Ok(role) = std::env::var(CHILD_ROLE_ENV) {
+        std::process::exit(child_main(&role));
+    }
+    let config = Config::from_env_and_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(config)) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), BoxError> {
+    let server = RedisServer::start()?;
+    let url = server.url();
+    eprintln!(
+        "tidings-bench: {} run on redis-server {} (pid {}), {} cores",
+        if config.quick { "quick" } else { "full" },
+        url,
+        server.pid(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let client = redis::Client::open(url.as_str())?;
+    let mut figures = Vec::new();
+    let started = Instant::now();
+
+    if config.wants("publish") {
+        figures.extend(publish_figures(&config, &url, &client).await?);
+    }
+    if config.wants("consume") {
+        figures.extend(consume_figures(&config, &url, &client).await?);
+    }
+    if config.wants("latency") {
+        figures.extend(latency_figures(&config, &url, &client).await?);
+    }
+    if config.wants("decode") {
+        figures.extend(decode_figures(&config));
+    }
+    if config.wants("rss") {
+        figures.push(rss_figure(&config, &url, &client).await?);
+    }
+    if std::env::var_os("TIDINGS_BENCH_REDIS_STATS").is_some() {
+        // Where the server's time went: usec_per_call of each command.
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await?;
+        eprintln!("{stats}");
+        let cpu: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+        eprintln!("{cpu}");
+    }
+    drop(server);
+    if config.wants("build") {
+        figures.push(macro_cost::figure(config.build_events, config.build_runs)?);
+    }
+
+    println!();
+    print!("{}", report::table(&figures));
+    println!();
+    for f in &figures {
+        println!("{}", f.json());
+    }
+    eprintln!(
+        "tidings-bench: {} figures in {:.1} s; {} miss their target",
+        figures.len(),
+        started.elapsed().as_secs_f64(),
+        figures.iter().filter(|f| f.status() == "MISS").count()
+    );
+    Ok(())
+}
+
+fn progress(what: &str) {
+    eprintln!("  measuring {what}…");
+}
+
+async fn connect(url: &str, namespace: &str) -> Result<Bus, BoxError> {
+    Ok(Bus::builder()
+        .namespace(namespace)
+        .source("bench")
+        .connect(url)
+        .await?)
+}
+
+fn samples(n: usize) -> Vec<FileUploaded> {
+    (0..n as u64).map(|i| FileUploaded::sample(i, 0)).collect()
+}
+
+fn per_second(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+async fn del(conn: &mut MultiplexedConnection, key: &str) -> Result<(), BoxError> {
+    let _: i64 = redis::cmd("DEL").arg(key).query_async(conn).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- publish
+
+async fn publish_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    let bus = connect(url, "pub").await?;
+    let key = bus.stream_key("bench");
+    let raw_key = "raw:{bench}".to_owned();
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let events = samples(config.awaited.max(config.batched).max(config.concurrent));
+
+    progress("awaited publish");
+    let (mut t, mut b) = (Vec::new(), Vec::new());
+    // One untimed round of each first, so that connections and allocators are warm.
+    let awaited_runs = if config.wants("publish_awaited") {
+        config.runs
+    } else {
+        0
+    };
+    for run in 0..=awaited_runs {
+        let n = if run == 0 { 200 } else { config.awaited };
+        let start = Instant::now();
+        for e in &events[..n] {
+            bus.publish(e).await?;
+        }
+        let tidings = per_second(n, start.elapsed());
+        let start = Instant::now();
+        for e in &events[..n] {
+            raw::xadd(&mut conn, &raw_key, e).await?;
+        }
+        let baseline = per_second(n, start.elapsed());
+        if run > 0 {
+            t.push(tidings);
+            b.push(baseline);
+        }
+        del(&mut conn, &key).await?;
+        del(&mut conn, &raw_key).await?;
+    }
+    let mut out = Vec::new();
+    if !t.is_empty() {
+        out.push(
+            Figure::from_runs("publish_awaited", "events/s", Better::Higher, t, b)
+                .target(Target::RatioAtLeast(0.9)),
+        );
+    }
+
+    progress("batched publish (100 per batch)");
+    let (mut t, mut b) = (Vec::new(), Vec::new());
+    let batched_runs = if config.wants("publish_batch") {
+        config.runs
+    } else {
+        0
+    };
+    for _ in 0..batched_runs {
+        let n = config.batched;
+        let start = Instant::now();
+        for chunk in events[..n].chunks(100) {
+            bus.publish_batch(chunk).await?;
+        }
+        t.push(per_second(n, start.elapsed()));
+        let start = Instant::now();
+        for chunk in events[..n].chunks(100) {
+            raw::xadd_pipeline(&mut conn, &raw_key, chunk).await?;
+        }
+        b.push(per_second(n, start.elapsed()));
+        del(&mut conn, &key).await?;
+        del(&mut conn, &raw_key).await?;
+    }
+    if !t.is_empty() {
+        out.push(
+            Figure::from_runs("publish_batch_100", "events/s", Better::Higher, t, b)
+                .target(Target::RatioAtLeast(0.8))
+                .target(Target::AtLeast(300_000.0)),
+        );
+    }
+
+    progress(&format!("concurrent publish ({} tasks)", config.tasks));
+    let (mut t, mut b) = (Vec::new(), Vec::new());
+    let per_task = config.concurrent / config.tasks;
+    let n = per_task * config.tasks;
+    let shared = std::sync::Arc::new(events);
+    let concurrent_runs = if config.wants("publish_concurrent") {
+        config.runs
+    } else {
+        0
+    };
+    for _ in 0..concurrent_runs {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..config.tasks)
+            .map(|k| {
+                let bus = bus.clone();
+                let events = shared.clone();
+                tokio::spawn(async move {
+                    for e in &events[k * per_task..(k + 1) * per_task] {
+                        bus.publish(e).await?;
+                    }
+                    Ok::<_, tidings::Error>(())
+                })
+            })
+            .collect();
+        for r in join_all(tasks).await {
+            r??;
+        }
+        t.push(per_second(n, start.elapsed()));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..config.tasks)
+            .map(|k| {
+                let mut conn = conn.clone();
+                let events = shared.clone();
+                let key = raw_key.clone();
+                tokio::spawn(async move {
+                    for e in &events[k * per_task..(k + 1) * per_task] {
+                        raw::xadd(&mut conn, &key, e).await?;
+                    }
+                    Ok::<_, redis::RedisError>(())
+                })
+            })
+            .collect();
+        for r in join_all(tasks).await {
+            r??;
+        }
+        b.push(per_second(n, start.elapsed()));
+        del(&mut conn, &key).await?;
+        del(&mut conn, &raw_key).await?;
+    }
+    if !t.is_empty() {
+        out.push(
+            Figure::from_runs(
+                format!("publish_concurrent_{}", config.tasks),
+                "events/s",
+                Better::Higher,
+                t,
+                b,
+            )
+            .target(Target::RatioAtLeast(0.8)),
+        );
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- consume
+
+static CONSUMED: AtomicU64 = AtomicU64::new(0);
+
+/// The no-op handler with the default options: one delivery at a time, in
+/// stream order.
+#[handler(group = "bench-consume")]
+async fn consume_noop(event: FileUploaded, _ctx: Context) -> HandlerResult {
+    std::hint::black_box(&event);
+    CONSUMED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The same with 100 deliveries at once, for a handler that needs no order.
+#[handler(group = "bench-consume-parallel", concurrency = 100)]
+async fn consume_noop_parallel(event: FileUploaded, _ctx: Context) -> HandlerResult {
+    std::hint::black_box(&event);
+    CONSUMED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Events per second of a worker with `handler` through `n` events from the
+/// beginning of the stream, until the last one is acknowledged.
+async fn tidings_consume<H>(
+    bus: &Bus,
+    conn: &mut MultiplexedConnection,
+    handler: H,
+    group: &str,
+    n: usize,
+) -> Result<f64, BoxError>
+where
+    H: tidings::Handler,
+    H::Event: Event,
+{
+    let key = bus.stream_key("bench");
+    destroy_group(conn, &key, group).await?;
+    CONSUMED.store(0, Ordering::SeqCst);
+    let options = ConsumerOptions::default()
+        .start_from(StartFrom::Beginning)
+        .name("bench")
+        .block(Duration::from_millis(100));
+    let start = Instant::now();
+    let worker = bus
+        .consumer()
+        .options(options)
+        .handler(handler)
+        .start()
+        .await?;
+    while CONSUMED.load(Ordering::Relaxed) < n as u64 {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    while raw::pending(conn, &key, group).await? > 0 {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let rate = per_second(n, start.elapsed());
+    worker.shutdown().await?;
+    Ok(rate)
+}
+
+/// Fills `bus`'s `bench` stream with `n` events, in pipelines of 1000.
+async fn prefill(bus: &Bus, n: usize) -> Result<(), BoxError> {
+    let chunk: Vec<FileUploaded> = samples(1000);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(chunk.len());
+        bus.publish_batch(&chunk[..k]).await?;
+        left -= k;
+    }
+    Ok(())
+}
+
+async fn destroy_group(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    group: &str,
+) -> Result<(), BoxError> {
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(key)
+        .arg(group)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+async fn consume_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    progress(&format!("consume + ack ({} events)", config.consume));
+    let bus = connect(url, "consume").await?;
+    let key = bus.stream_key("bench");
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let n = config.consume;
+    prefill(&bus, n).await?;
+    let (mut t, mut tp, mut b) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..config.runs {
+        t.push(tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", n).await?);
+        tp.push(
+            tidings_consume(
+                &bus,
+                &mut conn,
+                consume_noop_parallel,
+                "bench-consume-parallel",
+                n,
+            )
+            .await?,
+        );
+
+        destroy_group(&mut conn, &key, "raw-consume").await?;
+        let mut reader = client.get_multiplexed_async_connection().await?;
+        let start = Instant::now();
+        raw::create_group(&mut reader, &key, "raw-consume").await?;
+        let acked = raw::consume(&mut reader, &key, "raw-consume", n, |e| {
+            std::hint::black_box(&e);
+        })
+        .await?;
+        b.push(per_second(acked, start.elapsed()));
+    }
+    del(&mut conn, &key).await?;
+    Ok(vec![
+        Figure::from_runs("consume_ack", "events/s", Better::Higher, t, b.clone())
+            .target(Target::RatioAtLeast(0.8))
+            .target(Target::AtLeast(250_000.0)),
+        Figure::from_runs(
+            "consume_ack_concurrency_100",
+            "events/s",
+            Better::Higher,
+            tp,
+            b,
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------- latency
+
+static LATENCIES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+static RECORD_FROM: AtomicU64 = AtomicU64::new(u64::MAX);
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+fn record(sent_ns: u64) {
+    let now = now_ns();
+    RECEIVED.fetch_add(1, Ordering::Relaxed);
+    if sent_ns >= RECORD_FROM.load(Ordering::Relaxed) {
+        if let Ok(mut l) = LATENCIES.lock() {
+            l.push(now.saturating_sub(sent_ns));
+        }
+    }
+}
+
+#[handler(group = "bench-latency")]
+async fn latency_probe(event: FileUploaded, _ctx: Context) -> HandlerResult {
+    record(event.sent_ns);
+    Ok(())
+}
+
+/// Sends `rate` events per second for `secs` and returns how many were sent.
+///
+/// A thread of its own sleeps until each event is due (and sends at once when
+/// it is late), so that events are spread evenly over each millisecond rather
+/// than sent in bursts per timer tick, which the runtime's 1 ms timer would
+/// do; each event is stamped just before it is handed to the runtime.
+async fn paced<F, Fut>(rate: u64, secs: f64, send: F) -> Result<u64, BoxError>
+where
+    F: Fn(FileUploaded) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    let total = (rate as f64 * secs) as u64;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pacer = std::thread::spawn(move || {
+        let gap = Duration::from_nanos(1_000_000_000 / rate.max(1));
+        let start = Instant::now();
+        for i in 0..total {
+            let mut event = FileUploaded::sample(i, 0);
+            let due = start + gap * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            event.sent_ns = now_ns();
+            let sending = send(event);
+            let done = done_tx.clone();
+            runtime.spawn(async move {
+                let _ = done.send(sending.await);
+            });
+        }
+    });
+    for _ in 0..total {
+        match done_rx.recv().await {
+            Some(r) => r?,
+            None => return Err("the pacing thread stopped early".into()),
+        }
+    }
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| "the pacing thread panicked")?;
+    Ok(total)
+}
+
+fn take_latencies() -> Vec<u64> {
+    let mut l = LATENCIES
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    l.sort_unstable();
+    l
+}
+
+async fn wait_received(n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while RECEIVED.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn latency_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    let mut out = Vec::new();
+    let warmup = Duration::from_millis(if config.quick { 100 } else { 300 });
+    for &rate in &config.rates {
+        progress(&format!("end-to-end latency at {rate} events/s"));
+        // tidings: publish on one bus, a worker on another connection.
+        let bus = connect(url, "latency").await?;
+        let key = bus.stream_key("bench");
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        del(&mut conn, &key).await?;
+        let worker = bus
+            .consumer()
+            .options(ConsumerOptions::default().block(Duration::from_millis(200)))
+            .handler(latency_probe)
+            .start()
+            .await?;
+        RECEIVED.store(0, Ordering::SeqCst);
+        RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
+        let publisher = bus.clone();
+        let sent = paced(rate, config.latency_secs, move |e| {
+            let bus = publisher.clone();
+            async move {
+                bus.publish(&e).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        wait_received(sent).await;
+        worker.shutdown().await?;
+        let t = take_latencies();
+        del(&mut conn, &key).await?;
+
+        // Baseline: raw XADD, and a raw XREADGROUP BLOCK loop.
+        let raw_key = "raw-latency:{bench}".to_owned();
+        del(&mut conn, &raw_key).await?;
+        let mut reader = client.get_multiplexed_async_connection().await?;
+        raw::create_group(&mut reader, &raw_key, "raw-latency").await?;
+        RECEIVED.store(0, Ordering::SeqCst);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let loop_key = raw_key.clone();
+        let loop_stop = stop.clone();
+        let consumer = tokio::spawn(async move {
+            raw::consume_until(&mut reader, &loop_key, "raw-latency", &loop_stop, |e| {
+                record(e.sent_ns)
+            })
+            .await
+        });
+        RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
+        let (publisher, publish_key) = (conn.clone(), raw_key.clone());
+        let sent = paced(rate, config.latency_secs, move |e| {
+            let mut conn = publisher.clone();
+            let key = publish_key.clone();
+            async move {
+                raw::xadd(&mut conn, &key, &e).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        wait_received(sent).await;
+        stop.store(true, Ordering::SeqCst);
+        consumer.await??;
+        let b = take_latencies();
+        del(&mut conn, &raw_key).await?;
+
+        let label = if rate >= 1000 {
+            format!("{}k", rate / 1000)
+        } else {
+            rate.to_string()
+        };
+        for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+            let ms = |v: &[u64]| report::percentile(v, p) as f64 / 1e6;
+            let mut f = Figure::from_runs(
+                format!("latency_{label}_{name}"),
+                "ms",
+                Better::Lower,
+                vec![ms(&t)],
+                vec![ms(&b)],
+            );
+            match (rate, name) {
+                (5_000, "p99") => f = f.target(Target::AtMost(0.5)),
+                (10_000, "p99") => f = f.target(Target::AtMost(1.0)),
+                _ => {}
+            }
+            out.push(f);
+        }
+        eprintln!("    {} samples (tidings), {} (baseline)", t.len(), b.len());
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- decode
+
+/// Nanoseconds per call of `f`, over `iters` calls.
+fn time_per_op<T>(iters: usize, mut f: impl FnMut() -> T) -> f64 {
+    let start = Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(f());
+    }
+    start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+fn decode_figures(config: &Config) -> Vec<Figure> {
+    progress("decode");
+    let current = serde_json::to_vec(&FileUploaded::sample(42, 1_234_567)).unwrap_or_default();
+    let v1 = serde_json::to_vec(&FileUploadedV1::sample(42)).unwrap_or_default();
+    let iters = config.decode_iters;
+    let (mut t, mut b, mut tu, mut bu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..config.decode_runs {
+        b.push(time_per_op(iters, || {
+            serde_json::from_slice::<FileUploaded>(std::hint::black_box(&current)).ok()
+        }));
+        t.push(time_per_op(iters, || {
+            FileUploaded::decode(std::hint::black_box(3), std::hint::black_box(&current)).ok()
+        }));
+        bu.push(time_per_op(iters, || {
+            serde_json::from_slice::<FileUploadedV1>(std::hint::black_box(&v1))
+                .ok()
+                .map(|e| FileUploaded::from(FileUploadedV2::from(e)))
+        }));
+        tu.push(time_per_op(iters, || {
+            FileUploaded::decode(std::hint::black_box(1), std::hint::black_box(&v1)).ok()
+        }));
+    }
+    vec![
+        Figure::best_of_runs("decode_current", "ns/event", Better::Lower, t, b)
+            .target(Target::RatioAtMost(1.05)),
+        Figure::best_of_runs("decode_v1_upcast_to_v3", "ns/event", Better::Lower, tu, bu),
+    ]
+}
+
+// ---------------------------------------------------------------- memory
+
+const CHILD_ROLE_ENV: &str = "TIDINGS_BENCH_CHILD";
+
+static RSS_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+#[handler(group = "bench-rss")]
+async fn rss_noop(event: FileUploaded, _ctx: Context) -> HandlerResult {
+    std::hint::black_box(&event);
+    RSS_HANDLED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn rss_figure(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Figure, BoxError> {
+    let n = config.rss_events;
+    progress(&format!("worker peak RSS with a backlog of {n} events"));
+    let bus = connect(url, "rss").await?;
+    let key = bus.stream_key("bench");
+    prefill(&bus, n).await?;
+    let tidings = child_rss("rss-tidings", url, n)?;
+    let baseline = child_rss("rss-raw", url, n)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    del(&mut conn, &key).await?;
+    Ok(Figure::from_runs(
+        "worker_peak_rss",
+        "MiB",
+        Better::Lower,
+        vec![tidings],
+        vec![baseline],
+    )
+    .target(Target::AtMost(64.0)))
+}
+
+/// Runs this executable as a worker process that consumes the backlog and
+/// reports its peak RSS (`VmHWM`), in MiB.
+fn child_rss(role: &str, url: &str, n: usize) -> Result<f64, BoxError> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .env(CHILD_ROLE_ENV, role)
+        .env("TIDINGS_BENCH_URL", url)
+        .env("TIDINGS_BENCH_N", n.to_string())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "worker process `{role}` failed ({}): {}{}",
+            out.status,
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("vmhwm_kib "))
+        .ok_or_else(|| format!("worker process `{role}` did not report VmHWM: {stdout}"))?;
+    let secs = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("seconds "))
+        .unwrap_or("?");
+    eprintln!("    {role}: {n} events in {secs} s");
+    Ok(line.trim().parse::<f64>()? / 1024.0)
+}
+
+fn child_main(role: &str) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(child(role)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("worker `{role}` failed: {e}");
+            1
+        }
+    }
+}
+
+async fn child(role: &str) -> Result<(), BoxError> {
+    let url = std::env::var("TIDINGS_BENCH_URL")?;
+    let n: usize = std::env::var("TIDINGS_BENCH_N")?.parse()?;
+    let bus = connect(&url, "rss").await?;
+    let key = bus.stream_key("bench");
+    let client = redis::Client::open(url.as_str())?;
+    let start = Instant::now();
+    match role {
+        "rss-tidings" => {
+            let worker = bus
+                .consumer()
+                .options(
+                    ConsumerOptions::default()
+                        .start_from(StartFrom::Beginning)
+                        .block(Duration::from_millis(100)),
+                )
+                .handler(rss_noop)
+                .start()
+                .await?;
+            while RSS_HANDLED.load(Ordering::Relaxed) < n as u64 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            worker.shutdown().await?;
+        }
+        "rss-raw" => {
+            let mut reader = client.get_multiplexed_async_connection().await?;
+            raw::create_group(&mut reader, &key, "raw-rss").await?;
+            raw::consume(&mut reader, &key, "raw-rss", n, |e| {
+                std::hint::black_box(&e);
+            })
+            .await?;
+        }
+        other => return Err(format!("unknown worker role `{other}`").into()),
+    }
+    println!("seconds {:.2}", start.elapsed().as_secs_f64());
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .ok_or("no VmHWM in /proc/self/status")?;
+    println!("vmhwm_kib {}", hwm.trim());
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Support of the tidings benchmark (`cargo bench -p tidings-bench`): a
+//! private Redis server, the benchmark's events, the plain redis-rs
+//! baselines, the macro build-cost crates, and the report.
+
+pub mod events;
+pub mod macro_cost;
+pub mod raw;
+pub mod report;
+pub mod server;
