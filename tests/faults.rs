@@ -9,6 +9,11 @@
 //! runs 4 workers × 2 groups × 20,000 events by default (about 10 s on two
 //! cores); the 100,000 run with `TIDINGS_FAULT_SCALE=1`, and any
 //! other factor scales both from the figures (`0.5` is half).
+//!
+//! The tests of this file run one at a time ([`serial`]): each drives a
+//! durable redis-server (`appendfsync always`) as hard as it can, and
+//! side by side on two cores they would measure each other's fsyncs rather
+//! than the guarantees.
 
 mod support;
 
@@ -19,6 +24,17 @@ use std::time::Duration;
 use support::events::*;
 use support::{eventually, Harness, Probe};
 use tidings::{handler, ConsumerOptions, Context, HandlerResult, RetryPolicy, StartFrom, State};
+
+/// Held by each test of this file for its whole run.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// Publish timeout of the tests that are not about timeouts: long enough
+/// that a slow fsync on a loaded machine is not mistaken for an outage.
+const PATIENT: Duration = Duration::from_secs(30);
 
 /// `full` (the figure) times `TIDINGS_FAULT_SCALE`, or `ci` when
 /// the variable is not set.
@@ -335,6 +351,7 @@ macro_rules! fault_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
+                    let _serial = super::serial().await;
                     super::$name(super::Harness::memory()).await
                 }
             )*
@@ -343,7 +360,8 @@ macro_rules! fault_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::Harness::redis_durable(std::time::Duration::from_secs(5)).await).await
+                    let _serial = super::serial().await;
+                    super::$name(super::Harness::redis_durable(super::PATIENT).await).await
                 }
             )*
         }
@@ -360,6 +378,7 @@ fault_suite!(
 /// Redis only: the in-memory transport has no outage to survive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_handled() {
+    let _serial = serial().await;
     let total = scaled(10_000, 10_000);
     const TASKS: usize = 100;
     let mut h = Harness::redis_durable(Duration::from_secs(10)).await;
@@ -438,7 +457,8 @@ async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_hand
 /// Redis only: the in-memory transport offers no `XDEL`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_deleted_while_pending_is_dropped_without_error() {
-    let h = Harness::redis_durable(Duration::from_secs(5)).await;
+    let _serial = serial().await;
+    let h = Harness::redis_durable(PATIENT).await;
     let key = h.bus.stream_key("contextual");
     let victim = Probe::default();
     let a = h
@@ -498,6 +518,7 @@ async fn entry_deleted_while_pending_is_dropped_without_error() {
 /// hanging, and works again once the server is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_fails_after_the_timeout_while_redis_is_down_and_recovers() {
+    let _serial = serial().await;
     let mut h = Harness::redis_durable(Duration::from_millis(500)).await;
     h.bus.publish(&FileUploaded::new("before")).await.unwrap();
     h.server.as_mut().unwrap().stop();
