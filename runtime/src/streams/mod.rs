@@ -207,11 +207,10 @@ impl Transport for StreamsTransport {
             .arg("STREAMS")
             .arg(r.key)
             .arg(">");
-        let value: Value = match &mut reader.fast {
-            Some(conn) => conn.query(&cmd, "XREADGROUP").await?,
-            None => cmd.query_async(&mut reader.managed).await?,
-        };
-        reply::read_group(value)
+        match &mut reader.fast {
+            Some(conn) => conn.read_group(&cmd).await,
+            None => reply::read_group(cmd.query_async(&mut reader.managed).await?),
+        }
     }
 
     async fn claim_idle(

@@ -14,7 +14,10 @@ use redis::{ConnectionAddr, ConnectionInfo, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::transport::TransportError;
+use std::sync::Arc;
+
+use crate::envelope::Envelope;
+use crate::transport::{Entry, TransportError};
 
 /// Nesting deeper than any reply of the commands sent here.
 const MAX_DEPTH: usize = 8;
@@ -78,17 +81,16 @@ impl RespConnection {
         Ok((stream, buf))
     }
 
-    /// Sends `cmd` and returns its reply; a server error is an `Err`.
-    pub(super) async fn query(
+    /// Sends `XREADGROUP` and returns the entries of its reply.
+    pub(super) async fn read_group(
         &mut self,
         cmd: &redis::Cmd,
-        command: &'static str,
-    ) -> Result<Value, TransportError> {
+    ) -> Result<Vec<Entry>, TransportError> {
         let (stream, buf) = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(self.open().await?),
         };
-        let result = roundtrip(stream, buf, cmd, command).await;
+        let result = roundtrip(stream, buf, cmd, "XREADGROUP", read_group_reply).await;
         if let Err(e) = &result {
             if !matches!(e, TransportError::Protocol { reason, .. } if is_server_error(reason)) {
                 // The stream may be anywhere in a reply: start afresh.
@@ -113,15 +115,23 @@ async fn expect_ok(
     cmd: &redis::Cmd,
     command: &'static str,
 ) -> Result<(), TransportError> {
-    roundtrip(stream, buf, cmd, command).await.map(|_| ())
+    roundtrip(stream, buf, cmd, command, |frame| {
+        let mut pos = 0;
+        Ok(parse(frame, &mut pos))
+    })
+    .await
+    .map(|_| ())
 }
 
-async fn roundtrip(
+/// Sends `cmd`, waits for its whole reply and gives it to `decode`; a
+/// server error is an `Err`.
+async fn roundtrip<T>(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     cmd: &redis::Cmd,
     command: &'static str,
-) -> Result<Value, TransportError> {
+    decode: impl FnOnce(&[u8]) -> Result<T, TransportError>,
+) -> Result<T, TransportError> {
     stream
         .write_all(&cmd.get_packed_command())
         .await
@@ -132,8 +142,7 @@ async fn roundtrip(
                 let text = String::from_utf8_lossy(&buf[1..len - 2]).into_owned();
                 Err(protocol(command, text))
             } else {
-                let mut pos = 0;
-                Ok(parse(&buf[..len], &mut pos))
+                decode(&buf[..len])
             };
             buf.drain(..len);
             return result;
@@ -157,15 +166,29 @@ async fn roundtrip(
 /// The line at `at` (without its CRLF) and where the next item starts.
 fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(at..)?;
-    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    let end = rest.iter().position(|&b| b == b'\r')?;
+    if *rest.get(end + 1)? != b'\n' {
+        // A CR inside a simple string: keep looking after it.
+        let (_, next) = line(buf, at + end + 1)?;
+        return Some((&rest[..next - 2 - at], next));
+    }
     Some((&rest[..end], at + end + 2))
 }
 
+/// A RESP length or integer: an optional `-` and at most 18 digits.
 fn integer(digits: &[u8]) -> Result<i64, String> {
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("RESP: bad length {:?}", String::from_utf8_lossy(digits)))
+    let (negative, body) = match digits.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, digits),
+    };
+    if body.is_empty() || body.len() > 18 || !body.iter().all(u8::is_ascii_digit) {
+        return Err(format!(
+            "RESP: bad length {:?}",
+            String::from_utf8_lossy(digits)
+        ));
+    }
+    let n = body.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    Ok(if negative { -n } else { n })
 }
 
 /// The length of the complete reply starting at `at`, `None` if more bytes
@@ -251,6 +274,85 @@ fn parse(buf: &[u8], pos: &mut usize) -> Value {
     }
 }
 
+/// A reply walked in place: every header was checked by [`complete`].
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn header(&mut self, kind: u8, what: &str) -> Result<i64, TransportError> {
+        if self.buf.get(self.pos) != Some(&kind) {
+            return Err(protocol("XREADGROUP", format!("expected {what}")));
+        }
+        let (head, next) = line(self.buf, self.pos + 1)
+            .ok_or_else(|| protocol("XREADGROUP", "reply cut short"))?;
+        self.pos = next;
+        integer(head).map_err(|r| protocol("XREADGROUP", r))
+    }
+
+    /// An array's length; `None` for a nil array.
+    fn array(&mut self, what: &str) -> Result<Option<usize>, TransportError> {
+        let n = self.header(b'*', what)?;
+        Ok(usize::try_from(n).ok())
+    }
+
+    fn bulk(&mut self, what: &str) -> Result<&'a [u8], TransportError> {
+        let n = self.header(b'$', what)?;
+        let n = usize::try_from(n).map_err(|_| protocol("XREADGROUP", format!("nil {what}")))?;
+        let s = self
+            .buf
+            .get(self.pos..self.pos + n)
+            .ok_or_else(|| protocol("XREADGROUP", "reply cut short"))?;
+        self.pos += n + 2;
+        Ok(s)
+    }
+}
+
+/// `XREADGROUP` reply (RESP2): nil on timeout, else
+/// `[[key, [[id, [field, value, …]], …]], …]`, read without building a
+/// [`Value`]: field names are compared where they lie, and only the
+/// attributes the envelope keeps are copied out.
+fn read_group_reply(frame: &[u8]) -> Result<Vec<Entry>, TransportError> {
+    let mut c = Cursor { buf: frame, pos: 0 };
+    let Some(streams) = c.array("an array of streams")? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+    for _ in 0..streams {
+        if c.array("[key, entries]")? != Some(2) {
+            return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
+        }
+        c.bulk("stream key")?;
+        let n = c.array("an array of entries")?.unwrap_or(0);
+        out.reserve(n);
+        for _ in 0..n {
+            if c.array("[id, fields]")? != Some(2) {
+                return Err(protocol("XREADGROUP", "entry is not [id, fields]"));
+            }
+            let id = std::str::from_utf8(c.bulk("entry id")?)
+                .map_err(|_| protocol("XREADGROUP", "entry id is not UTF-8"))?
+                .to_owned();
+            // `>` only returns entries that exist, so fields are never nil;
+            // an entry without them would not be an envelope anyway.
+            let k = c.array("an array of fields")?.unwrap_or(0);
+            fields.clear();
+            for _ in 0..k / 2 {
+                let name = c.bulk("field name")?;
+                let value = c.bulk("field value")?;
+                fields.push((name, value));
+            }
+            if k % 2 == 1 {
+                c.bulk("field name")?;
+            }
+            let envelope = Envelope::from_fields(&id, fields.iter().copied());
+            out.push(Entry::new(id, envelope.map(Arc::new)));
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +380,72 @@ mod tests {
         }
     }
 
+    fn bulk(s: &[u8]) -> Vec<u8> {
+        let mut out = format!("${}\r\n", s.len()).into_bytes();
+        out.extend_from_slice(s);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    #[test]
+    fn entries_read_in_place_equal_those_read_through_redis_rs() {
+        let fields: [(&str, &str); 9] = [
+            ("specversion", "1.0"),
+            ("id", "01JDGZ5V8N3M2X4Y6Z7A8B9C0D"),
+            ("source", "tests"),
+            ("type", "file.uploaded"),
+            ("time", "2026-11-24T10:00:00.123Z"),
+            ("datacontenttype", "application/json"),
+            ("dataschema", "schemas/file.uploaded/v3.json"),
+            ("dataversion", "3"),
+            ("data", "{\"path\":\"/a\"}"),
+        ];
+        let mut reply = b"*1\r\n*2\r\n".to_vec();
+        reply.extend(bulk(b"ns:{files}"));
+        reply.extend_from_slice(b"*3\r\n");
+        for id in ["1-0", "2-0"] {
+            reply.extend_from_slice(b"*2\r\n");
+            reply.extend(bulk(id.as_bytes()));
+            reply.extend_from_slice(b"*18\r\n");
+            for (k, v) in fields {
+                reply.extend(bulk(k.as_bytes()));
+                reply.extend(bulk(v.as_bytes()));
+            }
+        }
+        // An entry that is not an envelope stays an entry, with its error.
+        reply.extend_from_slice(b"*2\r\n");
+        reply.extend(bulk(b"3-0"));
+        reply.extend_from_slice(b"*2\r\n");
+        reply.extend(bulk(b"type"));
+        reply.extend(bulk(b"x"));
+        assert_eq!(complete(&reply, 0, 0).unwrap(), Some(reply.len()));
+
+        let here = read_group_reply(&reply).unwrap();
+        let there =
+            crate::streams::reply::read_group(redis::parse_redis_value(&reply).unwrap()).unwrap();
+        assert_eq!(here.len(), 3);
+        assert_eq!(here.len(), there.len());
+        for (a, b) in here.iter().zip(&there) {
+            assert_eq!(a.id, b.id);
+            assert_eq!(a.deliveries, b.deliveries);
+            match (&a.envelope, &b.envelope) {
+                (Ok(x), Ok(y)) => assert_eq!(x, y),
+                (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
+                _ => panic!("entry {}: {:?} against {:?}", a.id, a.envelope, b.envelope),
+            }
+        }
+        assert!(here[0].envelope.is_ok());
+        assert!(here[2].envelope.is_err());
+        assert!(read_group_reply(b"*-1\r\n").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_reply_that_is_not_xreadgroup_shaped_is_an_error() {
+        assert!(read_group_reply(b":1\r\n").is_err());
+        assert!(read_group_reply(b"*1\r\n*1\r\n$1\r\nk\r\n").is_err());
+        assert!(read_group_reply(b"*1\r\n*2\r\n$1\r\nk\r\n*1\r\n*2\r\n:1\r\n*0\r\n").is_err());
+    }
+
     #[test]
     fn an_incomplete_reply_asks_for_more_at_every_cut() {
         let reply = b"*2\r\n$5\r\nhello\r\n*1\r\n:7\r\n";
@@ -293,5 +461,7 @@ mod tests {
         assert!(complete(b"$x\r\n", 0, 0).is_err());
         assert!(complete(b"$3\r\nabcde\r\n", 0, 0).is_err());
         assert!(complete(b"*1\r\n-ERR x\r\n", 0, 0).is_err());
+        assert!(complete(b":\r\n", 0, 0).is_err());
+        assert!(complete(b":1234567890123456789\r\n", 0, 0).is_err());
     }
 }
