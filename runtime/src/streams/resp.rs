@@ -136,8 +136,9 @@ async fn roundtrip<T>(
         .write_all(&cmd.get_packed_command())
         .await
         .map_err(redis::RedisError::from)?;
+    let mut scan = Scan::default();
     loop {
-        if let Some(len) = complete(buf, 0, 0).map_err(|r| protocol(command, r))? {
+        if let Some(len) = scan.advance(buf).map_err(|r| protocol(command, r))? {
             let result = if buf[0] == b'-' {
                 let text = String::from_utf8_lossy(&buf[1..len - 2]).into_owned();
                 Err(protocol(command, text))
@@ -191,53 +192,86 @@ fn integer(digits: &[u8]) -> Result<i64, String> {
     Ok(if negative { -n } else { n })
 }
 
-/// The length of the complete reply starting at `at`, `None` if more bytes
-/// are needed; checks every header, so that [`parse`] cannot fail.
-fn complete(buf: &[u8], at: usize, depth: usize) -> Result<Option<usize>, String> {
-    if depth > MAX_DEPTH {
-        return Err("RESP: reply nested too deep".to_owned());
-    }
-    let Some(&kind) = buf.get(at) else {
-        return Ok(None);
-    };
-    let Some((head, next)) = line(buf, at + 1) else {
-        return Ok(None);
-    };
-    match kind {
-        b'-' if depth > 0 => Err("RESP: error inside a reply".to_owned()),
-        b'+' | b'-' | b':' => {
-            if kind == b':' {
-                integer(head)?;
+/// How far a reply has been checked: a reply that arrives in several reads
+/// is walked once, each read going on from where the last one stopped.
+#[derive(Default)]
+struct Scan {
+    /// Where the next item starts.
+    pos: usize,
+    /// Items still expected by each array being walked, outermost first.
+    open: Vec<i64>,
+    /// Whether the first item (the reply itself) has been seen.
+    started: bool,
+}
+
+impl Scan {
+    /// The length of the complete reply at the start of `buf`, `None` if
+    /// more bytes are needed; checks every header, so that [`parse`] and
+    /// the in-place readers cannot fail on a complete reply.
+    fn advance(&mut self, buf: &[u8]) -> Result<Option<usize>, String> {
+        loop {
+            while self.open.last() == Some(&0) {
+                self.open.pop();
             }
-            Ok(Some(next))
-        }
-        b'$' => {
-            let n = integer(head)?;
-            if n < 0 {
-                return Ok(Some(next));
+            if self.started && self.open.is_empty() {
+                return Ok(Some(self.pos));
             }
-            let end = next + n as usize + 2;
-            if buf.len() < end {
+            let Some(&kind) = buf.get(self.pos) else {
                 return Ok(None);
-            }
-            if &buf[end - 2..end] != b"\r\n" {
-                return Err("RESP: bulk string without CRLF".to_owned());
-            }
-            Ok(Some(end))
-        }
-        b'*' => {
-            let n = integer(head)?;
-            let mut pos = next;
-            for _ in 0..n.max(0) {
-                match complete(buf, pos, depth + 1)? {
-                    Some(p) => pos = p,
-                    None => return Ok(None),
+            };
+            let Some((head, next)) = line(buf, self.pos + 1) else {
+                return Ok(None);
+            };
+            let mut array = 0;
+            let end = match kind {
+                b'-' if !self.open.is_empty() => {
+                    return Err("RESP: error inside a reply".to_owned())
                 }
+                b'+' | b'-' => next,
+                b':' => {
+                    integer(head)?;
+                    next
+                }
+                b'$' => {
+                    let n = integer(head)?;
+                    if n < 0 {
+                        next
+                    } else {
+                        let end = next + n as usize + 2;
+                        if buf.len() < end {
+                            return Ok(None);
+                        }
+                        if &buf[end - 2..end] != b"\r\n" {
+                            return Err("RESP: bulk string without CRLF".to_owned());
+                        }
+                        end
+                    }
+                }
+                b'*' => {
+                    array = integer(head)?;
+                    next
+                }
+                other => return Err(format!("RESP: unexpected type byte {other:#04x}")),
+            };
+            self.pos = end;
+            self.started = true;
+            if let Some(left) = self.open.last_mut() {
+                *left -= 1;
             }
-            Ok(Some(pos))
+            if array > 0 {
+                if self.open.len() >= MAX_DEPTH {
+                    return Err("RESP: reply nested too deep".to_owned());
+                }
+                self.open.push(array);
+            }
         }
-        other => Err(format!("RESP: unexpected type byte {other:#04x}")),
     }
+}
+
+/// [`Scan::advance`] from scratch.
+#[cfg(test)]
+fn complete(buf: &[u8]) -> Result<Option<usize>, String> {
+    Scan::default().advance(buf)
 }
 
 /// The reply at `*pos`, which [`complete`] checked.
@@ -358,7 +392,7 @@ mod tests {
     use super::*;
 
     fn whole(bytes: &[u8]) -> Value {
-        assert_eq!(complete(bytes, 0, 0).unwrap(), Some(bytes.len()));
+        assert_eq!(complete(bytes).unwrap(), Some(bytes.len()));
         let mut pos = 0;
         let v = parse(bytes, &mut pos);
         assert_eq!(pos, bytes.len());
@@ -418,7 +452,7 @@ mod tests {
         reply.extend_from_slice(b"*2\r\n");
         reply.extend(bulk(b"type"));
         reply.extend(bulk(b"x"));
-        assert_eq!(complete(&reply, 0, 0).unwrap(), Some(reply.len()));
+        assert_eq!(complete(&reply).unwrap(), Some(reply.len()));
 
         let here = read_group_reply(&reply).unwrap();
         let there =
@@ -450,18 +484,29 @@ mod tests {
     fn an_incomplete_reply_asks_for_more_at_every_cut() {
         let reply = b"*2\r\n$5\r\nhello\r\n*1\r\n:7\r\n";
         for cut in 0..reply.len() {
-            assert_eq!(complete(&reply[..cut], 0, 0).unwrap(), None, "cut at {cut}");
+            assert_eq!(complete(&reply[..cut]).unwrap(), None, "cut at {cut}");
         }
-        assert_eq!(complete(reply, 0, 0).unwrap(), Some(reply.len()));
+        assert_eq!(complete(reply).unwrap(), Some(reply.len()));
+        for cut in 0..reply.len() {
+            let mut scan = Scan::default();
+            assert_eq!(scan.advance(&reply[..cut]).unwrap(), None);
+            assert_eq!(
+                scan.advance(reply).unwrap(),
+                Some(reply.len()),
+                "resumed at {cut}"
+            );
+        }
     }
 
     #[test]
     fn malformed_replies_are_errors() {
-        assert!(complete(b"!3\r\nabc\r\n", 0, 0).is_err());
-        assert!(complete(b"$x\r\n", 0, 0).is_err());
-        assert!(complete(b"$3\r\nabcde\r\n", 0, 0).is_err());
-        assert!(complete(b"*1\r\n-ERR x\r\n", 0, 0).is_err());
-        assert!(complete(b":\r\n", 0, 0).is_err());
-        assert!(complete(b":1234567890123456789\r\n", 0, 0).is_err());
+        assert!(complete(b"!3\r\nabc\r\n").is_err());
+        assert!(complete(b"$x\r\n").is_err());
+        assert!(complete(b"$3\r\nabcde\r\n").is_err());
+        assert!(complete(b"*1\r\n-ERR x\r\n").is_err());
+        assert!(complete(b":\r\n").is_err());
+        assert!(complete(b":1234567890123456789\r\n").is_err());
+        let deep = "*1\r\n".repeat(MAX_DEPTH + 1) + ":1\r\n";
+        assert!(complete(deep.as_bytes()).is_err());
     }
 }
