@@ -23,6 +23,10 @@ use crate::transport::{Entry, TransportError};
 const MAX_DEPTH: usize = 8;
 /// Read size: a reply of 100 entries of the wire format is about 60 KiB.
 const READ_CHUNK: usize = 128 * 1024;
+/// Connecting and authenticating, as long as redis-rs allows by default: a
+/// server that does not answer must not hold the reading loop (and a
+/// worker's shutdown, which waits for a read) for the system's TCP timeout.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn protocol(command: &'static str, reason: impl Into<String>) -> TransportError {
     TransportError::Protocol {
@@ -60,6 +64,17 @@ impl RespConnection {
     }
 
     async fn open(&self) -> Result<(TcpStream, Vec<u8>), TransportError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+            Ok(result) => result,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {}:{} timed out", self.host, self.port),
+            ))
+            .into()),
+        }
+    }
+
+    async fn connect(&self) -> Result<(TcpStream, Vec<u8>), TransportError> {
         let mut stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(redis::RedisError::from)?;
@@ -478,6 +493,37 @@ mod tests {
         assert!(read_group_reply(b":1\r\n").is_err());
         assert!(read_group_reply(b"*1\r\n*1\r\n$1\r\nk\r\n").is_err());
         assert!(read_group_reply(b"*1\r\n*2\r\n$1\r\nk\r\n*1\r\n*2\r\n:1\r\n*0\r\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_fails_the_read_after_the_connect_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let mut conn = RespConnection {
+            host: "127.0.0.1".to_owned(),
+            port,
+            username: None,
+            password: Some("secret".to_owned()),
+            db: 0,
+            conn: None,
+        };
+        let started = std::time::Instant::now();
+        let result = conn.read_group(&redis::cmd("XREADGROUP")).await;
+        let took = started.elapsed();
+        silent.abort();
+        let err = result.expect_err("a silent server cannot answer");
+        assert!(err.is_connection_error(), "{err}");
+        assert!(
+            took >= CONNECT_TIMEOUT && took < CONNECT_TIMEOUT * 3,
+            "{took:?}"
+        );
+        assert!(conn.conn.is_none());
     }
 
     #[test]
