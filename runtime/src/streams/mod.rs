@@ -20,8 +20,9 @@ use crate::transport::{
 /// Publishing goes through one shared [`ConnectionManager`]: it multiplexes,
 /// so concurrent `publish` calls from many tasks are written to the socket
 /// back to back and answered in order (pipelined without waiting for one
-/// another). Each reading consumer gets connections of its own ([`StreamsReader`]), because a
-/// blocking `XREADGROUP` holds its connection until it returns.
+/// another). Each reading consumer gets connections of its own
+/// ([`StreamsReader`]), because a blocking `XREADGROUP` holds its
+/// connection until it returns.
 #[derive(Clone)]
 pub struct StreamsTransport {
     client: Client,
