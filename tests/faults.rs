@@ -547,3 +547,73 @@ async fn publish_fails_after_the_timeout_while_redis_is_down_and_recovers() {
         "publish did not recover after the restart"
     );
 }
+
+/// Redis only: a worker reads through a server that wants a password, in a
+/// database other than 0 (the reader authenticates and selects it on every
+/// connection it opens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_on_a_password_protected_server_in_database_3_handles_every_event() {
+    let server = support::redis::RedisServer::start();
+    // Set after the start: the harness checks the server with a bare PING.
+    let open = ::redis::Client::open(server.url()).unwrap();
+    let mut admin = open.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("secret")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("redis://:secret@127.0.0.1:{}/3", server.port());
+    let bus = tidings::Bus::builder()
+        .source("faults")
+        .connect(&url)
+        .await
+        .unwrap();
+    let p = Probe::default();
+    let w = bus
+        .consumer()
+        .state(p.clone())
+        .options(opts())
+        .handler(steady)
+        .start()
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..20)
+        .map(|i| FileUploaded::new(format!("p{i}")))
+        .collect();
+    bus.publish_batch(&events).await.unwrap();
+    let expected: HashSet<String> = (0..20).map(|i| format!("p{i}")).collect();
+    assert!(
+        eventually(Duration::from_secs(10), || tally(&expected, &p, 0).missing
+            == 0)
+        .await
+    );
+    w.shutdown().await.unwrap();
+    let t = tally(&expected, &p, 0);
+    assert_eq!((t.missing, t.duplicated), (0, 0), "{t:?}");
+
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = bus.stream_key("contextual");
+    let len: usize = ::redis::cmd("XLEN")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 20, "the events are in database 3");
+    let pending: (i64,) = ::redis::cmd("XPENDING")
+        .arg(&key)
+        .arg("steady")
+        .query_async(&mut conn)
+        .await
+        .map(|v: ::redis::Value| match v {
+            ::redis::Value::Array(a) => match a.first() {
+                Some(::redis::Value::Int(n)) => (*n,),
+                _ => (-1,),
+            },
+            _ => (-1,),
+        })
+        .unwrap();
+    assert_eq!(pending, (0,), "every entry acknowledged");
+}

@@ -2,6 +2,7 @@
 
 mod info;
 mod reply;
+mod resp;
 
 use std::time::Duration;
 
@@ -19,8 +20,9 @@ use crate::transport::{
 /// Publishing goes through one shared [`ConnectionManager`]: it multiplexes,
 /// so concurrent `publish` calls from many tasks are written to the socket
 /// back to back and answered in order (pipelined without waiting for one
-/// another). Each reading consumer gets a connection of its own, because a
-/// blocking `XREADGROUP` holds its connection until it returns.
+/// another). Each reading consumer gets connections of its own
+/// ([`StreamsReader`]), because a blocking `XREADGROUP` holds its
+/// connection until it returns.
 #[derive(Clone)]
 pub struct StreamsTransport {
     client: Client,
@@ -115,8 +117,24 @@ fn write_xadd(cmd: &mut Cmd, key: &str, o: &Outgoing<'_>) {
     cmd.arg(field::DATA).arg(o.data);
 }
 
+/// The connections of one reading consumer: `XREADGROUP` goes through a
+/// connection of its own with a cheaper reply parser when the server is
+/// reached over plain TCP, everything else through redis-rs.
+pub struct StreamsReader {
+    managed: ConnectionManager,
+    fast: Option<resp::RespConnection>,
+}
+
+impl std::fmt::Debug for StreamsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsReader")
+            .field("own_parser", &self.fast.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Transport for StreamsTransport {
-    type Reader = ConnectionManager;
+    type Reader = StreamsReader;
 
     fn name(&self) -> &'static str {
         "redis-streams"
@@ -141,11 +159,13 @@ impl Transport for StreamsTransport {
         }
     }
 
-    async fn reader(&self) -> Result<ConnectionManager, TransportError> {
+    async fn reader(&self) -> Result<StreamsReader, TransportError> {
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
         let config = ConnectionManagerConfig::new().set_response_timeout(None);
-        Ok(ConnectionManager::new_with_config(self.client.clone(), config).await?)
+        let managed = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        let fast = resp::RespConnection::for_info(self.client.get_connection_info());
+        Ok(StreamsReader { managed, fast })
     }
 
     async fn create_group(
@@ -174,11 +194,11 @@ impl Transport for StreamsTransport {
 
     async fn read_group(
         &self,
-        reader: &mut ConnectionManager,
+        reader: &mut StreamsReader,
         r: ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
-        let value: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(r.group)
             .arg(r.consumer)
             .arg("COUNT")
@@ -187,15 +207,16 @@ impl Transport for StreamsTransport {
             .arg(r.block.as_millis() as u64)
             .arg("STREAMS")
             .arg(r.key)
-            .arg(">")
-            .query_async(reader)
-            .await?;
-        reply::read_group(value)
+            .arg(">");
+        match &mut reader.fast {
+            Some(conn) => conn.read_group(&cmd).await,
+            None => reply::read_group(cmd.query_async(&mut reader.managed).await?),
+        }
     }
 
     async fn claim_idle(
         &self,
-        reader: &mut ConnectionManager,
+        reader: &mut StreamsReader,
         r: ReadRequest<'_>,
         min_idle: Duration,
     ) -> Result<Vec<Entry>, TransportError> {
@@ -207,7 +228,7 @@ impl Transport for StreamsTransport {
             .arg("0")
             .arg("COUNT")
             .arg(r.count.max(1))
-            .query_async(reader)
+            .query_async(&mut reader.managed)
             .await?;
         let (mut entries, deleted) = reply::auto_claim(value)?;
         if !deleted.is_empty() {
@@ -229,7 +250,7 @@ impl Transport for StreamsTransport {
                 .arg(&last.id)
                 .arg(entries.len() + 1024)
                 .arg(r.consumer)
-                .query_async(reader)
+                .query_async(&mut reader.managed)
                 .await?;
             let counts: std::collections::HashMap<String, u32> =
                 reply::pending_counts(value)?.into_iter().collect();
