@@ -394,16 +394,7 @@ impl Transport for StreamsTransport {
             Some(id) => format!("({id}"),
             None => "-".to_owned(),
         };
-        let mut conn = self.conn.clone();
-        let value: Value = redis::cmd("XRANGE")
-            .arg(dlq)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count.max(1))
-            .query_async(&mut conn)
-            .await?;
-        reply::raw_entries(value)
+        self.range(dlq, &start, count).await
     }
 
     async fn dead_letter_count(&self, dlq: &str) -> Result<usize, TransportError> {
