@@ -2,6 +2,7 @@
 //! test below runs in `memory::` (in-process broker) and in `redis::` (a
 //! private `redis-server` per test).
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -1031,28 +1032,7 @@ async fn slow_handler_bounds_the_entries_read_to_the_prefetch(h: Harness) {
     assert_eq!(h.pending(&key, "blocked").await, 0);
 }
 
-macro_rules! behaviour_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Harness::memory()).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Harness::redis().await).await
-                }
-            )*
-        }
-    };
-}
-
-behaviour_suite!(
+transport_suite!(
     fan_out_to_two_groups_each_sees_every_event,
     one_group_shared_by_two_workers_handles_each_event_once,
     new_group_starts_at_new_events_unless_told_to_start_from_the_beginning,

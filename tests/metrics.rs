@@ -2,6 +2,7 @@
 //! transport: each test below runs in `memory::` and in `redis::` (a private
 //! `redis-server` per test).
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -246,28 +247,7 @@ async fn stats_serialize_to_json_with_unknown_lag_as_null(h: Harness) {
     assert_eq!(json["groups"][0]["consumers"][0]["pending"], 1);
 }
 
-macro_rules! metrics_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Harness::memory()).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Harness::redis().await).await
-                }
-            )*
-        }
-    };
-}
-
-metrics_suite!(
+transport_suite!(
     length_and_first_and_last_ids_match_what_was_published,
     missing_stream_is_reported_as_not_existing,
     lag_counts_entries_the_group_has_not_read_yet,

@@ -1,6 +1,30 @@
 //! Shared test support: a private Redis server, test events, and a recorder
 //! of what handlers saw.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, unused_macros)]
+
+/// Instantiates each test `async fn name(h: Harness)` of the calling file
+/// twice, as `memory::name` and `redis::name` (a private redis-server): one
+/// behaviour, written once, proven on every transport.
+macro_rules! transport_suite {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Harness::memory()).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Harness::redis().await).await
+                }
+            )*
+        }
+    };
+}
 
 pub mod events;
 pub mod redis;

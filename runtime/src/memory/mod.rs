@@ -55,6 +55,13 @@ struct Broker {
     marks: HashMap<String, Instant>,
 }
 
+impl Broker {
+    /// The group `group` of the stream at `key`, if both exist.
+    fn group_mut(&mut self, key: &str, group: &str) -> Option<&mut Group> {
+        self.streams.get_mut(key)?.groups.get_mut(group)
+    }
+}
+
 #[derive(Default)]
 struct DeadStream {
     entries: BTreeMap<Id, Vec<(String, Vec<u8>)>>,
@@ -375,11 +382,7 @@ impl Transport for MemoryTransport {
 
     async fn ack(&self, key: &str, group: &str, ids: &[String]) -> Result<(), TransportError> {
         let mut broker = self.lock();
-        let Some(g) = broker
-            .streams
-            .get_mut(key)
-            .and_then(|s| s.groups.get_mut(group))
-        else {
+        let Some(g) = broker.group_mut(key, group) else {
             return Ok(());
         };
         for id in ids {
@@ -428,11 +431,7 @@ impl Transport for MemoryTransport {
         ids: &[String],
     ) -> Result<(), TransportError> {
         let mut broker = self.lock();
-        let Some(g) = broker
-            .streams
-            .get_mut(key)
-            .and_then(|s| s.groups.get_mut(group))
-        else {
+        let Some(g) = broker.group_mut(key, group) else {
             return Err(no_group("XCLAIM", key, group));
         };
         let now = Instant::now();
@@ -455,11 +454,7 @@ impl Transport for MemoryTransport {
         attempts: u32,
     ) -> Result<(), TransportError> {
         let mut broker = self.lock();
-        let Some(g) = broker
-            .streams
-            .get_mut(key)
-            .and_then(|s| s.groups.get_mut(group))
-        else {
+        let Some(g) = broker.group_mut(key, group) else {
             return Err(no_group("XCLAIM", key, group));
         };
         let now = Instant::now();
