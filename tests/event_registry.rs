@@ -159,20 +159,35 @@ fn history_of_a_chain_is_newest_first() {
 }
 
 #[test]
+fn registry_versions_follow_the_chain_like_the_trait() {
+    for (version, expected) in [(1, vec![1]), (2, vec![1, 2]), (3, vec![1, 2, 3])] {
+        assert_eq!(
+            registry::find("order.placed", version).unwrap().versions(),
+            expected
+        );
+    }
+    assert_eq!(OrderPlaced::versions(), [1, 2, 3]);
+    assert_eq!(OrderPlacedV2::versions(), [1, 2]);
+}
+
+#[test]
+fn registry_decoder_is_present_in_a_test_build_of_the_declaring_crate() {
+    // These events are declared in this test crate, compiled with `cfg(test)`.
+    let decode = registry::find("order.placed", 3).unwrap().decode.unwrap();
+    assert_eq!(decode(1, br#"{"id":"o-1"}"#), Ok(()));
+    assert_eq!(decode(3, br#"{"id":"o-1","total":5}"#), Ok(()));
+    let err = decode(3, br#"{"id":"o-1"}"#).unwrap_err();
+    assert_eq!(err, OrderPlaced::decode(3, br#"{"id":"o-1"}"#).unwrap_err());
+    assert!(decode(4, b"{}").is_err());
+}
+
+#[test]
 fn events_of_this_binary_do_not_conflict() {
     assert_eq!(registry::check(), Ok(()));
 }
 
 fn no_schema() -> serde_json::Value {
     serde_json::Value::Null
-}
-
-fn no_decode(_: u32, _: &[u8]) -> Result<(), tidings::DecodeError> {
-    Ok(())
-}
-
-fn no_versions() -> Vec<u32> {
-    Vec::new()
 }
 
 const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -> EventInfo {
@@ -186,8 +201,7 @@ const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -
         dataschema: "schemas/test-orders/order.placed/v1.json",
         upcast_from,
         schema: no_schema,
-        decode: no_decode,
-        versions: no_versions,
+        decode: None,
     }
 }
 

@@ -56,6 +56,22 @@ fn crate_depending_only_on_tidings_builds_and_runs() {
          registered file.uploaded v1 \"schemas/contextual/file.uploaded/v1.json\"\n\
          registered file.uploaded v2 \"schemas/contextual/file.uploaded/v2.json\"\n\
          registered gate.opened v1 \"schemas/gates/gate.opened/v1.json\"\n\
-         artifact sha256 ab Fetch\n"
+         artifact sha256 ab Fetch\n\
+         written 10 files\n\
+         registry decoders 0\n\
+         problem `artifact.stored` has committed samples (artifacts/artifact.stored/v1.sample.json) \
+         but this binary has no decoder for `tidings_standalone::ArtifactStored`: `#[event]` compiles \
+         decoders only into test builds of the crate that declares the event; add \
+         `.decoder::<ArtifactStored>()` to the check, or run it from that crate's own tests\n\
+         problem `file.uploaded` has committed samples (contextual/file.uploaded/v1.sample.json, \
+         contextual/file.uploaded/v2.sample.json) but this binary has no decoder for \
+         `tidings_standalone::FileUploaded`: `#[event]` compiles decoders only into test builds of \
+         the crate that declares the event; add `.decoder::<FileUploaded>()` to the check, or run \
+         it from that crate's own tests\n\
+         problem `gate.opened` has committed samples (gates/gate.opened/v1.sample.json) but this \
+         binary has no decoder for `tidings_standalone::GateOpened`: `#[event]` compiles decoders \
+         only into test builds of the crate that declares the event; add `.decoder::<GateOpened>()` \
+         to the check, or run it from that crate's own tests\n\
+         checked 4 versions\n"
     );
 }

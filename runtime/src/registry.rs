@@ -34,10 +34,18 @@ pub struct EventInfo {
     pub schema: fn() -> serde_json::Value,
     /// Decodes a payload of any version this struct reads (as
     /// [`Event::decode`](crate::Event::decode)), keeping only the outcome.
-    pub decode: fn(u32, &[u8]) -> Result<(), crate::DecodeError>,
-    /// Every version this struct decodes, ascending.
-    pub versions: fn() -> Vec<u32>,
+    ///
+    /// Present in test builds (`cfg(test)`) of the crate that declares the
+    /// event, absent from every other build: a decoder is a serde
+    /// deserializer compiled for one event, and a crate that declares many
+    /// events would compile all of them in every build, used or not.
+    /// [`schemas::Check::decoder`](crate::schemas::Check::decoder) supplies
+    /// one from any test.
+    pub decode: Option<DecodeFn>,
 }
+
+/// Decodes a payload of the given version, keeping only the outcome.
+pub type DecodeFn = fn(u32, &[u8]) -> Result<(), crate::DecodeError>;
 
 inventory::collect!(EventInfo);
 
@@ -65,6 +73,22 @@ impl EventInfo {
     /// Whether no other registered version of this type upcasts from this one.
     pub fn is_current(&self) -> bool {
         !all().any(|o| o.type_name == self.type_name && o.upcast_from == Some(self.version))
+    }
+
+    /// Every version this struct decodes, ascending: its own and those of its
+    /// `upcast_from` chain (as [`Event::versions`](crate::Event::versions)).
+    pub fn versions(&self) -> Vec<u32> {
+        let mut out = vec![self.version];
+        let mut next = self.upcast_from;
+        while let Some(version) = next {
+            if out.contains(&version) {
+                break;
+            }
+            out.push(version);
+            next = find(self.type_name, version).and_then(|i| i.upcast_from);
+        }
+        out.reverse();
+        out
     }
 
     /// This version and every older one reachable through `upcast_from`,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::diff::{self, Change};
 use super::export;
-use crate::registry::{self, EventInfo, RegistryError};
+use crate::registry::{self, DecodeFn, EventInfo, RegistryError};
 use crate::{Compat, DecodeError, Event};
 
 /// Environment variable that turns the check into a writer:
@@ -70,6 +70,7 @@ pub struct Check {
     namespace: String,
     overwrite: bool,
     samples: BTreeMap<(&'static str, u32), Value>,
+    decoders: BTreeMap<(&'static str, u32), DecodeFn>,
     filter: Option<fn(&EventInfo) -> bool>,
 }
 
@@ -84,6 +85,7 @@ impl Check {
                 .map(|v| v == "overwrite")
                 .unwrap_or(false),
             samples: BTreeMap::new(),
+            decoders: BTreeMap::new(),
             filter: None,
         }
     }
@@ -104,9 +106,32 @@ impl Check {
     /// the file does not exist yet. Without one, a sample is built from the
     /// schema. A committed sample is never rewritten: like the schema, it is
     /// what old writers sent, and every later reader must still decode it.
+    ///
+    /// It also supplies `E`'s decoder, as [`Check::decoder`] does.
     pub fn sample<E: Event>(mut self, event: &E) -> Self {
         let value = serde_json::to_value(event).unwrap_or(Value::Null);
         self.samples.insert((E::TYPE, E::VERSION), value);
+        self.decoder::<E>()
+    }
+
+    /// Supplies `E`'s decoder, to decode the committed samples of its type.
+    ///
+    /// `#[event]` registers decoders only in test builds of the crate that
+    /// declares the event (see [`EventInfo::decode`]). A check run from that
+    /// crate's own tests, or of events declared in the test itself, needs no
+    /// call; a check in another crate (an integration test under `tests/`,
+    /// say) names the current version of each type that has samples,
+    /// through this or [`Check::sample`]. The check fails on a committed
+    /// sample it has no decoder for, rather than skip it.
+    ///
+    /// ```
+    /// # #[tidings::event(stream = "contextual", version = 1)]
+    /// # struct FileUploaded { file_id: String }
+    /// let check = tidings::schemas::Check::new("schemas").decoder::<FileUploaded>();
+    /// ```
+    pub fn decoder<E: Event>(mut self) -> Self {
+        self.decoders
+            .insert((E::TYPE, E::VERSION), crate::__private::decode_erased::<E>);
         self
     }
 
@@ -195,6 +220,7 @@ impl Check {
             .map(|i| (i.type_name, *i))
             .collect();
         let topics: BTreeSet<&str> = infos.iter().map(|i| i.topic()).collect();
+        let mut undecoded: BTreeMap<(&'static str, &'static str), Vec<String>> = BTreeMap::new();
         for (rel, text) in &committed {
             let Some((topic, type_name, version, is_sample)) = parse_versioned(rel) else {
                 if !produced.contains_key(rel) && (rel == "envelope.json" || rel == "asyncapi.json")
@@ -213,24 +239,43 @@ impl Check {
                 self.stale(rel, &mut problems, &mut summary);
                 continue;
             }
-            if !(cur.versions)().contains(&version) {
+            let known = cur.versions();
+            if !known.contains(&version) {
                 problems.push(Problem::NoDecodePath {
                     type_name: cur.type_name,
                     version,
                     current: cur.rust_name,
-                    known: (cur.versions)(),
+                    known,
                 });
                 continue;
             }
             if is_sample {
-                if let Err(error) = (cur.decode)(version, text.as_bytes()) {
-                    problems.push(Problem::SampleDoesNotDecode {
-                        path: rel.clone(),
-                        current: cur.rust_name,
-                        error,
-                    });
+                let decoder = cur
+                    .decode
+                    .or_else(|| self.decoders.get(&(cur.type_name, cur.version)).copied());
+                match decoder {
+                    Some(decode) => {
+                        if let Err(error) = decode(version, text.as_bytes()) {
+                            problems.push(Problem::SampleDoesNotDecode {
+                                path: rel.clone(),
+                                current: cur.rust_name,
+                                error,
+                            });
+                        }
+                    }
+                    None => undecoded
+                        .entry((cur.type_name, cur.rust_name))
+                        .or_default()
+                        .push(rel.clone()),
                 }
             }
+        }
+        for ((type_name, current), samples) in undecoded {
+            problems.push(Problem::NoDecoder {
+                type_name,
+                current,
+                samples,
+            });
         }
 
         // Compatibility of each type's versions under its mode.
@@ -424,6 +469,16 @@ pub enum Problem {
         /// Why.
         error: DecodeError,
     },
+    /// Committed samples of a type whose decoder this binary lacks (see
+    /// [`Check::decoder`]).
+    NoDecoder {
+        /// Type name.
+        type_name: &'static str,
+        /// The current struct.
+        current: &'static str,
+        /// The samples left undecoded, relative to the folder.
+        samples: Vec<String>,
+    },
     /// A file that could not be read or written.
     Io {
         /// The path.
@@ -467,6 +522,16 @@ impl fmt::Display for Problem {
             ),
             Problem::SampleDoesNotDecode { path, current, error } => {
                 write!(f, "{path} no longer decodes into `{current}`: {error}")
+            }
+            Problem::NoDecoder { type_name, current, samples } => {
+                let short = current.rsplit("::").next().unwrap_or(current);
+                write!(
+                    f,
+                    "`{type_name}` has committed samples ({}) but this binary has no decoder for `{current}`: \
+                     `#[event]` compiles decoders only into test builds of the crate that declares the event; \
+                     add `.decoder::<{short}>()` to the check, or run it from that crate's own tests",
+                    samples.join(", ")
+                )
             }
             Problem::Io { path, error } => write!(f, "{path}: {error}"),
         }
