@@ -55,6 +55,16 @@ async fn flaky(e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> Ha
     Ok(())
 }
 
+#[handler(group = "ordered")]
+async fn ordered(e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
+    // Some handlers take a while: a later entry must still wait its turn.
+    if e.file_id.ends_with('3') {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    rec.record("ordered", &e.file_id, None, &ctx);
+    Ok(())
+}
+
 #[handler(group = "announcer")]
 async fn announce(e: FileUploaded, _ctx: Context) -> HandlerResult<FileIndexed> {
     Ok(FileIndexed { file_id: e.file_id })
@@ -512,6 +522,32 @@ async fn event_with_stream_and_channel_goes_to_both(h: Harness) {
         .await
         .unwrap();
     assert!(channel_only.entry_id.is_none());
+}
+
+async fn one_at_a_time_handler_sees_the_stream_in_order(h: Harness) {
+    let rec = Recorder::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(fast().count(32))
+        .handler(ordered)
+        .start()
+        .await
+        .unwrap();
+    let events: Vec<FileUploaded> = (0..250)
+        .map(|i| FileUploaded::new(format!("f{i}")))
+        .collect();
+    for chunk in events.chunks(50) {
+        h.bus.publish_batch(chunk).await.unwrap();
+    }
+    assert!(eventually(Duration::from_secs(10), || rec.seen().len() == 250).await);
+    let seen: Vec<String> = rec.seen().into_iter().map(|s| s.file_id).collect();
+    let sent: Vec<String> = events.into_iter().map(|e| e.file_id).collect();
+    assert_eq!(seen, sent);
+    worker.shutdown().await.unwrap();
+    settle().await;
+    assert_eq!(rec.seen().len(), 250);
 }
 
 async fn batch_returns_one_entry_id_per_event_in_order(h: Harness) {
@@ -1055,6 +1091,7 @@ transport_suite!(
     pattern_subscription_receives_matching_types_only,
     event_with_stream_and_channel_goes_to_both,
     batch_returns_one_entry_id_per_event_in_order,
+    one_at_a_time_handler_sees_the_stream_in_order,
     missing_state_fails_at_start,
 );
 

@@ -1,13 +1,15 @@
 //! Consumers: handlers grouped by stream and consumer group, run by workers
 //! that read, decode, dispatch with bounded concurrency and acknowledge.
 //!
-//! One reading task per (stream, group) reads with `XREADGROUP`, spawns one
-//! task per entry, and never sleeps on behalf of a handler; finished entries
-//! go to an acknowledging task that batches their ids into as few `XACK`s as
-//! possible. Per-entry policy (retries with backoff, dead letters, the inbox
-//! mark) lives in [`process`], which runs in the entry's own task: a retry
-//! waits there, holding neither the reading loop nor the handler's
-//! concurrency slot. A heartbeat task keeps the entries a worker holds from
+//! One reading task per (stream, group) reads with `XREADGROUP`, runs each
+//! entry's first attempt (in a task per entry for handlers with a
+//! concurrency above 1, in the reading task itself for handlers that take
+//! one entry at a time), and never sleeps on behalf of a handler; finished
+//! entries go to an acknowledging task that batches their ids into as few
+//! `XACK`s as possible. Per-entry policy (retries with backoff, dead letters,
+//! the inbox mark) lives in [`process`] and [`attempt`]; a retry waits in a
+//! task of its own ([`Retry::run`]), holding neither the reading loop nor the
+//! handler's concurrency slot. A heartbeat task keeps the entries a worker holds from
 //! looking idle to the `XAUTOCLAIM` of other workers.
 
 mod options;
@@ -189,6 +191,7 @@ impl ConsumerBuilder {
                 .push(HandlerSlot {
                     handler: h.clone(),
                     limit: Arc::new(Semaphore::new(options.concurrency.max(1))),
+                    concurrency: options.concurrency.max(1),
                     retry,
                 });
         }
@@ -310,6 +313,8 @@ impl Drop for Worker {
 struct HandlerSlot {
     handler: Arc<dyn ErasedHandler>,
     limit: Arc<Semaphore>,
+    /// The limit's size: at most this many of its entries at once.
+    concurrency: usize,
     retry: RetryPolicy,
 }
 
@@ -504,15 +509,34 @@ async fn run_group<T: Transport>(
                         spec: spec.clone(),
                         id: entry.id.clone(),
                     };
-                    inflight.spawn(process(
-                        transport.clone(),
-                        spec.clone(),
-                        entry,
-                        slots,
-                        ack_tx.clone(),
-                        (permit, held),
-                        stop.clone(),
-                    ));
+                    // Handlers that take one entry at a time run here, in
+                    // the reading task: the loop would only wait for their
+                    // slot before the next entry anyway, and a task per
+                    // entry (spawn, wake the reader, join) would cost more
+                    // than a short handler. A retry still waits in a task of
+                    // its own, so that it holds neither the loop nor the slot.
+                    let one_at_a_time = !slots.is_empty()
+                        && slots
+                            .iter()
+                            .all(|(i, _)| spec.handlers[*i].concurrency == 1);
+                    let delivery = Delivery {
+                        transport: transport.clone(),
+                        spec: spec.clone(),
+                        ack: ack_tx.clone(),
+                        _held: (permit, held),
+                        stop: stop.clone(),
+                    };
+                    if one_at_a_time {
+                        if let Some(retry) = process(delivery, entry, slots).await {
+                            inflight.spawn(retry.run());
+                        }
+                    } else {
+                        inflight.spawn(async move {
+                            if let Some(retry) = process(delivery, entry, slots).await {
+                                retry.run().await;
+                            }
+                        });
+                    }
                 }
             }
             Err(e) => {
@@ -671,38 +695,57 @@ fn rfc3339(ms: i64) -> String {
     Rfc3339Millis::from_millis(ms).as_str().to_owned()
 }
 
-/// Runs every handler of the group that takes the entry's type, retrying the
-/// failed ones after their backoff; acknowledges the entry when all
-/// succeeded (and their returned events are published), moves it to dead
-/// letters when one gives up.
-async fn process<T: Transport>(
+/// What the handling of one delivered entry holds until it ends: how to
+/// acknowledge it, its prefetch permit and its place in the held set.
+struct Delivery<T> {
     transport: T,
     spec: Arc<GroupSpec>,
-    entry: Entry,
-    slots: Vec<(usize, OwnedSemaphorePermit)>,
     ack: mpsc::UnboundedSender<Done>,
     _held: (OwnedSemaphorePermit, Held),
-    mut stop: watch::Receiver<bool>,
-) {
+    stop: watch::Receiver<bool>,
+}
+
+/// An entry whose handlers failed and will be retried after `delay`.
+struct Retry<T> {
+    delivery: Delivery<T>,
+    id: String,
+    envelope: Arc<Envelope>,
+    attempt: u32,
+    first_failure: i64,
+    delay: Duration,
+    /// The handlers to run again.
+    todo: Vec<usize>,
+}
+
+/// Runs every handler of the group that takes the entry's type once (the
+/// first attempt of this delivery); acknowledges the entry when all
+/// succeeded (and their returned events are published), moves it to dead
+/// letters when one gives up, and returns the retry otherwise.
+async fn process<T: Transport>(
+    delivery: Delivery<T>,
+    entry: Entry,
+    slots: Vec<(usize, OwnedSemaphorePermit)>,
+) -> Option<Retry<T>> {
     let Entry {
         id,
         envelope,
         deliveries,
     } = entry;
+    let (transport, spec) = (&delivery.transport, &delivery.spec);
     let envelope = match envelope {
         Ok(e) => e,
         Err(e) => {
             let now = now_millis();
             let error = format!("entry is not a CloudEvents envelope: {e}");
-            bury(&transport, &spec, &id, None, &error, deliveries, now, now).await;
-            return;
+            bury(transport, spec, &id, None, &error, deliveries, now, now).await;
+            return None;
         }
     };
     if slots.is_empty() {
         tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
             "no handler of this group takes this type; acknowledged");
-        let _ = ack.send(Done { id, mark: None });
-        return;
+        let _ = delivery.ack.send(Done { id, mark: None });
+        return None;
     }
     let allowed = slots
         .iter()
@@ -717,10 +760,10 @@ async fn process<T: Transport>(
             "delivered {deliveries} times, more than the {allowed} attempts its handlers allow; \
              earlier consumers stopped while handling it"
         );
-        let names = handler_names(&spec, slots.iter().map(|(i, _)| *i));
+        let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
         bury(
-            &transport,
-            &spec,
+            transport,
+            spec,
             &id,
             Some(names),
             &error,
@@ -729,87 +772,125 @@ async fn process<T: Transport>(
             now,
         )
         .await;
-        return;
+        return None;
     }
+    let todo = slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
+    attempt(delivery, id, envelope, deliveries, None, todo).await
+}
 
-    let mut attempt = deliveries;
-    let mut first_failure = None;
-    let mut todo: Vec<(usize, Option<OwnedSemaphorePermit>)> =
-        slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
-    loop {
-        let mut failures = Vec::new();
-        for (index, permit) in todo {
-            let slot = &spec.handlers[index];
-            let _running = match permit {
-                Some(p) => p,
-                None => match slot.limit.clone().acquire_owned().await {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
-            if let Err((error, fatal)) = run_handler(&spec, slot, &envelope, &id).await {
-                failures.push(Failure {
-                    index,
-                    error,
-                    fatal,
-                });
+impl<T: Transport> Retry<T> {
+    /// Waits out each backoff and runs the failed handlers again, until they
+    /// succeed or give up.
+    async fn run(mut self) {
+        loop {
+            if pause(self.delay, &mut self.delivery.stop).await {
+                tracing::info!(stream = %self.delivery.spec.key, group = self.delivery.spec.group,
+                    entry = %self.id, "worker stopping during a retry wait; entry left pending for another worker");
+                return;
+            }
+            let todo = self.todo.iter().map(|&i| (i, None)).collect();
+            match attempt(
+                self.delivery,
+                self.id,
+                self.envelope,
+                self.attempt + 1,
+                Some(self.first_failure),
+                todo,
+            )
+            .await
+            {
+                Some(next) => self = next,
+                None => return,
             }
         }
-        if failures.is_empty() {
-            let mark = spec.options.inbox.map(|_| spec.mark(&envelope.id));
-            let _ = ack.send(Done { id, mark });
-            return;
-        }
-
-        let now = now_millis();
-        let first = *first_failure.get_or_insert(now);
-        let give_up = failures
-            .iter()
-            .any(|f| f.fatal || attempt >= spec.handlers[f.index].retry.attempts);
-        let error = failures
-            .iter()
-            .map(|f| format!("{}: {}", spec.handlers[f.index].handler.name(), f.error))
-            .collect::<Vec<_>>()
-            .join("; ");
-        if give_up {
-            let names = handler_names(&spec, failures.iter().map(|f| f.index));
-            bury(
-                &transport,
-                &spec,
-                &id,
-                Some(names),
-                &error,
-                attempt,
-                first,
-                now,
-            )
-            .await;
-            return;
-        }
-        let delay = failures
-            .iter()
-            .map(|f| spec.handlers[f.index].retry.delay_after(attempt))
-            .max()
-            .unwrap_or_default();
-        tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, attempt,
-            retry_in = ?delay, error = %error, "handler failed; will retry");
-        // Counted in the entry's delivery counter, so that a worker that
-        // claims it after this one stopped goes on from here.
-        if let Err(e) = transport
-            .record_attempts(&spec.key, spec.group, &spec.consumer, &id, attempt)
-            .await
-        {
-            tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
-                "recording the attempt failed");
-        }
-        if pause(delay, &mut stop).await {
-            tracing::info!(stream = %spec.key, group = spec.group, entry = %id,
-                "worker stopping during a retry wait; entry left pending for another worker");
-            return;
-        }
-        attempt += 1;
-        todo = failures.into_iter().map(|f| (f.index, None)).collect();
     }
+}
+
+/// One attempt of the handlers in `todo` (each with its concurrency slot,
+/// taken here when not given): acknowledges, buries, or returns the retry.
+async fn attempt<T: Transport>(
+    delivery: Delivery<T>,
+    id: String,
+    envelope: Arc<Envelope>,
+    attempt: u32,
+    first_failure: Option<i64>,
+    todo: Vec<(usize, Option<OwnedSemaphorePermit>)>,
+) -> Option<Retry<T>> {
+    let (transport, spec) = (&delivery.transport, &delivery.spec);
+    let mut failures = Vec::new();
+    for (index, permit) in todo {
+        let slot = &spec.handlers[index];
+        let _running = match permit {
+            Some(p) => p,
+            None => match slot.limit.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => return None,
+            },
+        };
+        if let Err((error, fatal)) = run_handler(spec, slot, &envelope, &id).await {
+            failures.push(Failure {
+                index,
+                error,
+                fatal,
+            });
+        }
+    }
+    if failures.is_empty() {
+        let mark = spec.options.inbox.map(|_| spec.mark(&envelope.id));
+        let _ = delivery.ack.send(Done { id, mark });
+        return None;
+    }
+
+    let now = now_millis();
+    let first = first_failure.unwrap_or(now);
+    let give_up = failures
+        .iter()
+        .any(|f| f.fatal || attempt >= spec.handlers[f.index].retry.attempts);
+    let error = failures
+        .iter()
+        .map(|f| format!("{}: {}", spec.handlers[f.index].handler.name(), f.error))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if give_up {
+        let names = handler_names(spec, failures.iter().map(|f| f.index));
+        bury(
+            transport,
+            spec,
+            &id,
+            Some(names),
+            &error,
+            attempt,
+            first,
+            now,
+        )
+        .await;
+        return None;
+    }
+    let delay = failures
+        .iter()
+        .map(|f| spec.handlers[f.index].retry.delay_after(attempt))
+        .max()
+        .unwrap_or_default();
+    tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, attempt,
+        retry_in = ?delay, error = %error, "handler failed; will retry");
+    // Counted in the entry's delivery counter, so that a worker that
+    // claims it after this one stopped goes on from here.
+    if let Err(e) = transport
+        .record_attempts(&spec.key, spec.group, &spec.consumer, &id, attempt)
+        .await
+    {
+        tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
+            "recording the attempt failed");
+    }
+    Some(Retry {
+        delivery,
+        id,
+        envelope,
+        attempt,
+        first_failure: first,
+        delay,
+        todo: failures.into_iter().map(|f| f.index).collect(),
+    })
 }
 
 fn handler_names(spec: &GroupSpec, indexes: impl Iterator<Item = usize>) -> String {
