@@ -21,7 +21,7 @@ use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, Star
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::server::RedisServer;
-use tidings_bench::{macro_cost, raw};
+use tidings_bench::{ceiling, macro_cost, raw};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -159,6 +159,8 @@ async fn run(config: Config) -> Result<(), BoxError> {
     if config.wants("consume") {
         figures.extend(consume_figures(&config, &url, &client).await?);
     }
+    let ceilings = ceiling_figures(&config, server.port(), &figures)?;
+    figures.extend(ceilings);
     if config.wants("latency") {
         figures.extend(latency_figures(&config, &url, &client).await?);
     }
@@ -499,6 +501,59 @@ async fn consume_figures(
             b,
         ),
     ])
+}
+
+// ---------------------------------------------------------------- ceiling
+
+/// `redis-benchmark` on the same entry, beside the tidings figure of this
+/// run that it bounds: for each tidings figure measured, the figures of
+/// Redis's own C client doing the same (or less) through the same server.
+fn ceiling_figures(
+    config: &Config,
+    port: u16,
+    measured: &[Figure],
+) -> Result<Vec<Figure>, BoxError> {
+    let runs = config.runs.min(3);
+    let tidings_runs = |name: &str| {
+        measured
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.tidings_runs.clone())
+    };
+    let mut out = Vec::new();
+    let mut figure = |name: &str, of: &str, measure: &dyn Fn() -> Result<f64, BoxError>| {
+        let Some(t) = tidings_runs(of) else {
+            return Ok::<(), BoxError>(());
+        };
+        let b = (0..runs)
+            .map(|_| measure())
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(Figure::from_runs(name, "events/s", Better::Higher, t, b));
+        Ok(())
+    };
+    let key = "tidings:{bench}:ceiling";
+    if tidings_runs("publish_awaited").is_some() || tidings_runs("publish_batch_100").is_some() {
+        progress("redis-benchmark: XADD of the same entry");
+    }
+    figure("redis_benchmark_xadd", "publish_awaited", &|| {
+        ceiling::xadd(port, key, 1, 1, config.awaited)
+    })?;
+    figure("redis_benchmark_xadd_p100", "publish_batch_100", &|| {
+        ceiling::xadd(port, key, 1, 100, config.batched)
+    })?;
+    figure("redis_benchmark_xadd_p100_c4", "publish_batch_100", &|| {
+        ceiling::xadd(port, key, 4, 100, config.batched)
+    })?;
+    if tidings_runs("consume_ack").is_some() {
+        progress("redis-benchmark: XREADGROUP COUNT 100 of the same entry");
+    }
+    figure("redis_benchmark_xreadgroup_100", "consume_ack", &|| {
+        ceiling::xreadgroup_100(port, key, 1, config.consume)
+    })?;
+    figure("redis_benchmark_xreadgroup_100_c4", "consume_ack", &|| {
+        ceiling::xreadgroup_100(port, key, 4, config.consume)
+    })?;
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- latency

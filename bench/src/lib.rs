@@ -1,7 +1,9 @@
 //! Support of the tidings benchmark (`cargo bench -p tidings-bench`): a
 //! private Redis server, the benchmark's events, the plain redis-rs
-//! baselines, the macro build-cost crates, and the report.
+//! baselines, Redis's own ceiling (`redis-benchmark`), the macro build-cost
+//! crates, and the report.
 
+pub mod ceiling;
 pub mod events;
 pub mod macro_cost;
 pub mod raw;

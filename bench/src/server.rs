@@ -38,6 +38,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Process id of the server.
     pub fn pid(&self) -> u32 {
         self.child.id()
