@@ -437,13 +437,18 @@ async fn run_group<T: Transport>(
     let mut backoff = opts.min_backoff;
     let mut failing = false;
     let mut next_claim = tokio::time::Instant::now();
+    // Entries read and not yet dispatched, each with its prefetch permit and
+    // its place in the held set. Each turn of the loop reads the next batch
+    // while it dispatches this one, so that Redis prepares the next reply
+    // while handlers run.
+    let mut batch: Vec<(Entry, (OwnedSemaphorePermit, Held))> = Vec::new();
 
     while !stopped(&stop) {
         while let Some(done) = inflight.try_join_next() {
             log_task_end(&spec, done);
         }
         let free = prefetch.available_permits();
-        if free == 0 {
+        if free == 0 && batch.is_empty() {
             // Wait for one delivery to finish, or for the stop.
             tokio::select! {
                 permit = prefetch.clone().acquire_owned() => drop(permit),
@@ -453,28 +458,46 @@ async fn run_group<T: Transport>(
         }
         let count = opts.count.min(free);
         let request = ReadRequest::new(&spec.key, spec.group, &spec.consumer, count, opts.block);
-
-        let mut result: Result<Vec<Entry>, TransportError> = Ok(Vec::new());
-        if let Some(min_idle) = opts.claim_idle {
-            if tokio::time::Instant::now() >= next_claim {
-                next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
-                result = transport.claim_idle(&mut reader, request, min_idle).await;
+        let entry_stop = stop.clone();
+        let read = async {
+            if count == 0 {
+                return None;
             }
-        }
-        if matches!(&result, Ok(v) if v.is_empty()) {
-            let read = transport.read_group(&mut reader, request);
-            result = if transport.read_is_cancel_safe() {
-                tokio::select! {
-                    r = read => r,
-                    _ = stop.changed() => Ok(Vec::new()),
+            let mut result: Result<Vec<Entry>, TransportError> = Ok(Vec::new());
+            if let Some(min_idle) = opts.claim_idle {
+                if tokio::time::Instant::now() >= next_claim {
+                    next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
+                    result = transport.claim_idle(&mut reader, request, min_idle).await;
                 }
-            } else {
-                read.await
-            };
-        }
+            }
+            if matches!(&result, Ok(v) if v.is_empty()) {
+                // A read waiting for new entries ends at the stop, unless it
+                // cannot be cancelled without losing what it read.
+                let read = transport.read_group(&mut reader, request);
+                result = if transport.read_is_cancel_safe() {
+                    tokio::select! {
+                        r = read => r,
+                        _ = stop.changed() => Ok(Vec::new()),
+                    }
+                } else {
+                    read.await
+                };
+            }
+            Some(result)
+        };
+        let dispatching = dispatch(
+            &transport,
+            &spec,
+            std::mem::take(&mut batch),
+            &ack_tx,
+            &entry_stop,
+            &mut inflight,
+        );
+        let (result, ()) = futures::future::join(read, dispatching).await;
 
         match result {
-            Ok(entries) => {
+            None => {}
+            Some(Ok(entries)) => {
                 if failing {
                     failing = false;
                     tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
@@ -491,55 +514,17 @@ async fn run_group<T: Transport>(
                             Err(_) => break,
                         },
                     };
-                    // Handler slots are taken here, in stream order, so that a
-                    // handler with concurrency 1 sees entries in the order of
-                    // the stream, and a busy handler slows reading down.
-                    let mut slots = Vec::new();
-                    if let Ok(env) = &entry.envelope {
-                        for (i, slot) in spec.handlers.iter().enumerate() {
-                            if slot.handler.type_name() == env.type_name {
-                                if let Ok(p) = slot.limit.clone().acquire_owned().await {
-                                    slots.push((i, p));
-                                }
-                            }
-                        }
-                    }
+                    // Held from now on: the heartbeat keeps an entry that
+                    // waits for its handler's slot from looking idle too.
                     spec.held().insert(entry.id.clone());
                     let held = Held {
                         spec: spec.clone(),
                         id: entry.id.clone(),
                     };
-                    // Handlers that take one entry at a time run here, in
-                    // the reading task: the loop would only wait for their
-                    // slot before the next entry anyway, and a task per
-                    // entry (spawn, wake the reader, join) would cost more
-                    // than a short handler. A retry still waits in a task of
-                    // its own, so that it holds neither the loop nor the slot.
-                    let one_at_a_time = !slots.is_empty()
-                        && slots
-                            .iter()
-                            .all(|(i, _)| spec.handlers[*i].concurrency == 1);
-                    let delivery = Delivery {
-                        transport: transport.clone(),
-                        spec: spec.clone(),
-                        ack: ack_tx.clone(),
-                        _held: (permit, held),
-                        stop: stop.clone(),
-                    };
-                    if one_at_a_time {
-                        if let Some(retry) = process(delivery, entry, slots).await {
-                            inflight.spawn(retry.run());
-                        }
-                    } else {
-                        inflight.spawn(async move {
-                            if let Some(retry) = process(delivery, entry, slots).await {
-                                retry.run().await;
-                            }
-                        });
-                    }
+                    batch.push((entry, (permit, held)));
                 }
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 if e.is_no_group() {
                     // A server restarted without persistence lost the group
                     // (and maybe the stream): make it again and go on.
@@ -566,6 +551,9 @@ async fn run_group<T: Transport>(
             }
         }
     }
+    // What was read is handled, as if the stop had come before the read.
+    let entry_stop = stop.clone();
+    dispatch(&transport, &spec, batch, &ack_tx, &entry_stop, &mut inflight).await;
 
     while let Some(done) = inflight.join_next().await {
         log_task_end(&spec, done);
@@ -573,6 +561,58 @@ async fn run_group<T: Transport>(
     drop(ack_tx);
     if let Err(e) = acker.join().await {
         tracing::error!(stream = %spec.key, group = spec.group, error = %e, "acknowledging task failed");
+    }
+}
+
+/// Starts the handling of read entries, in stream order: takes each
+/// entry's handler slots (so that a handler with concurrency 1 sees the
+/// stream's order, and a busy handler slows reading down), then runs it.
+async fn dispatch<T: Transport>(
+    transport: &T,
+    spec: &Arc<GroupSpec>,
+    batch: Vec<(Entry, (OwnedSemaphorePermit, Held))>,
+    ack: &mpsc::UnboundedSender<Done>,
+    stop: &watch::Receiver<bool>,
+    inflight: &mut JoinSet<()>,
+) {
+    for (entry, held) in batch {
+        let mut slots = Vec::new();
+        if let Ok(env) = &entry.envelope {
+            for (i, slot) in spec.handlers.iter().enumerate() {
+                if slot.handler.type_name() == env.type_name {
+                    if let Ok(p) = slot.limit.clone().acquire_owned().await {
+                        slots.push((i, p));
+                    }
+                }
+            }
+        }
+        // Handlers that take one entry at a time run here, in the reading
+        // task: the loop would only wait for their slot before the next
+        // entry anyway, and a task per entry (spawn, wake the reader, join)
+        // would cost more than a short handler. A retry still waits in a
+        // task of its own, so that it holds neither the loop nor the slot.
+        let one_at_a_time = !slots.is_empty()
+            && slots
+                .iter()
+                .all(|(i, _)| spec.handlers[*i].concurrency == 1);
+        let delivery = Delivery {
+            transport: transport.clone(),
+            spec: spec.clone(),
+            ack: ack.clone(),
+            _held: held,
+            stop: stop.clone(),
+        };
+        if one_at_a_time {
+            if let Some(retry) = process(delivery, entry, slots).await {
+                inflight.spawn(retry.run());
+            }
+        } else {
+            inflight.spawn(async move {
+                if let Some(retry) = process(delivery, entry, slots).await {
+                    retry.run().await;
+                }
+            });
+        }
     }
 }
 
