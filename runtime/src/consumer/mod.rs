@@ -553,7 +553,15 @@ async fn run_group<T: Transport>(
     }
     // What was read is handled, as if the stop had come before the read.
     let entry_stop = stop.clone();
-    dispatch(&transport, &spec, batch, &ack_tx, &entry_stop, &mut inflight).await;
+    dispatch(
+        &transport,
+        &spec,
+        batch,
+        &ack_tx,
+        &entry_stop,
+        &mut inflight,
+    )
+    .await;
 
     while let Some(done) = inflight.join_next().await {
         log_task_end(&spec, done);

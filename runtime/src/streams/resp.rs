@@ -192,19 +192,33 @@ fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
 }
 
 /// A RESP length or integer: an optional `-` and at most 18 digits.
+///
+/// One pass over the digits: it runs for every header of a reply, twice
+/// (the completeness check, then the read).
+#[inline]
 fn integer(digits: &[u8]) -> Result<i64, String> {
     let (negative, body) = match digits.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, digits),
     };
-    if body.is_empty() || body.len() > 18 || !body.iter().all(u8::is_ascii_digit) {
-        return Err(format!(
-            "RESP: bad length {:?}",
-            String::from_utf8_lossy(digits)
-        ));
+    if body.is_empty() || body.len() > 18 {
+        return Err(bad_integer(digits));
     }
-    let n = body.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+    let mut n = 0i64;
+    for &d in body {
+        let digit = d.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(bad_integer(digits));
+        }
+        n = n * 10 + i64::from(digit);
+    }
     Ok(if negative { -n } else { n })
+}
+
+#[cold]
+#[inline(never)]
+fn bad_integer(digits: &[u8]) -> String {
+    format!("RESP: bad length {:?}", String::from_utf8_lossy(digits))
 }
 
 /// How far a reply has been checked: a reply that arrives in several reads
@@ -552,6 +566,13 @@ mod tests {
         assert!(complete(b"*1\r\n-ERR x\r\n").is_err());
         assert!(complete(b":\r\n").is_err());
         assert!(complete(b":1234567890123456789\r\n").is_err());
+        assert!(complete(b"$1a\r\n").is_err());
+        assert!(complete(b"$-\r\n").is_err());
+        assert!(complete(b":1/\r\n").is_err());
+        assert_eq!(integer(b"-17"), Ok(-17));
+        assert_eq!(integer(b"123456789012345678"), Ok(123_456_789_012_345_678));
+        assert_eq!(integer(b"0"), Ok(0));
+        assert_eq!(integer(b"+1"), Err("RESP: bad length \"+1\"".to_owned()));
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1) + ":1\r\n";
         assert!(complete(deep.as_bytes()).is_err());
     }
