@@ -368,21 +368,39 @@ impl<'a> RawAttributes<'a> {
         let optional = |field: &'static str, v: Option<std::borrow::Cow<'a, [u8]>>| {
             v.map(|v| text(field, v)).transpose()
         };
+        // The attributes that are parsed, not kept, are read where they lie.
+        fn parsed<'v>(
+            field: &'static str,
+            v: &'v Option<std::borrow::Cow<'_, [u8]>>,
+            at: &str,
+        ) -> Result<&'v str, EnvelopeError> {
+            match v {
+                Some(v) => std::str::from_utf8(v).map_err(|_| EnvelopeError::Malformed {
+                    field,
+                    at: at.to_owned(),
+                    reason: "not valid UTF-8".to_owned(),
+                }),
+                None => Err(EnvelopeError::Missing {
+                    field,
+                    at: at.to_owned(),
+                }),
+            }
+        }
 
-        let specversion = required(field::SPECVERSION, self.specversion)?;
+        let specversion = parsed(field::SPECVERSION, &self.specversion, at)?;
         if specversion != SPECVERSION {
             return Err(malformed(
                 field::SPECVERSION,
                 format!("expected `{SPECVERSION}`, found `{specversion}`"),
             ));
         }
-        let id = required(field::ID, self.id)?;
-        let id = Ulid::from_string(&id)
+        let id = parsed(field::ID, &self.id, at)?;
+        let id = Ulid::from_string(id)
             .map_err(|e| malformed(field::ID, format!("`{id}` is not a ULID: {e}")))?;
-        let time = required(field::TIME, self.time)?;
-        let time = OffsetDateTime::parse(&time, &time::format_description::well_known::Rfc3339)
+        let time = parsed(field::TIME, &self.time, at)?;
+        let time = OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
             .map_err(|e| malformed(field::TIME, format!("`{time}` is not RFC 3339: {e}")))?;
-        let dataversion = required(field::DATAVERSION, self.dataversion)?;
+        let dataversion = parsed(field::DATAVERSION, &self.dataversion, at)?;
         let dataversion = match dataversion.parse::<u32>() {
             Ok(v) if v >= 1 => v,
             _ => {
