@@ -17,7 +17,7 @@ use crate::{DecodeError, Event};
 /// Plain `serde_json::from_slice`, so a valid payload costs exactly what
 /// serde costs. A failing payload is not read again: serde_json's error
 /// already says what failed and where (line and column), and the field path
-/// is found from that position by [`json_path_at`], which is compiled once,
+/// is found from that position by `json_path_at`, which is compiled once,
 /// not once per event type as a second deserializer (such as
 /// `serde_path_to_error`'s) would be in every crate that declares events.
 #[inline]
@@ -191,7 +191,7 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 /// `dataschema` and a closed content model.
 ///
 /// Only `E`'s own `JsonSchema` functions are taken here: the root schema is
-/// built by [`root_schema`], which is compiled once, not once per event.
+/// built by `root_schema`, which is compiled once, not once per event.
 pub fn payload_schema<E: Event>() -> serde_json::Value {
     let root = RootSchema {
         name: E::schema_name,

@@ -3,7 +3,7 @@
 //!
 //! A committed version is frozen, since other services decode it. Removing,
 //! renaming, or adding a required field without a version bump would change
-//! what v<N> means; the guard turns that into a compile error on the field,
+//! what `v<N>` means; the guard turns that into a compile error on the field,
 //! long before the schema check in the test suite or CI would catch it.
 //! Only what can be read from the struct's tokens is compared: serialized
 //! field names (after `rename` and `rename_all`) and whether each field is

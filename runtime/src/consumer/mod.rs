@@ -1,16 +1,17 @@
 //! Consumers: handlers grouped by stream and consumer group, run by workers
 //! that read, decode, dispatch with bounded concurrency and acknowledge.
 //!
-//! One reading task per (stream, group) reads with `XREADGROUP`, runs each
-//! entry's first attempt (in a task per entry for handlers with a
-//! concurrency above 1, in the reading task itself for handlers that take
-//! one entry at a time), and never sleeps on behalf of a handler; finished
-//! entries go to an acknowledging task that batches their ids into as few
-//! `XACK`s as possible. Per-entry policy (retries with backoff, dead letters,
-//! the inbox mark) lives in [`process`] and [`attempt`]; a retry waits in a
-//! task of its own ([`Retry::run`]), holding neither the reading loop nor the
-//! handler's concurrency slot. A heartbeat task keeps the entries a worker holds from
-//! looking idle to the `XAUTOCLAIM` of other workers.
+//! One reading task per (stream, group) reads with `XREADGROUP`, sending the
+//! next read while it hands out the entries of the last one. It runs each
+//! entry's first attempt itself for handlers that take one entry at a time,
+//! and in a task per entry for handlers with a higher concurrency; it never
+//! sleeps on behalf of a handler. Finished entries go to an acknowledging
+//! task that batches their ids into as few `XACK`s as possible. Per-entry
+//! policy (retries with backoff, dead letters, the inbox mark) lives in
+//! `process` and `attempt`; a retry waits in a task of its own (`Retry::run`),
+//! holding neither the reading loop nor the handler's concurrency slot. A
+//! heartbeat task keeps the entries a worker holds from looking idle to the
+//! `XAUTOCLAIM` of other workers.
 
 mod options;
 mod retry;
