@@ -514,6 +514,10 @@ fn ceiling_figures(
     measured: &[Figure],
 ) -> Result<Vec<Figure>, BoxError> {
     let runs = config.runs.min(3);
+    if !ceiling::available() {
+        eprintln!("  redis-benchmark or redis-cli is not on PATH: no redis_benchmark_* figures");
+        return Ok(Vec::new());
+    }
     let tidings_runs = |name: &str| {
         measured
             .iter()

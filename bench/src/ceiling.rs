@@ -45,6 +45,17 @@ fn xadd_args() -> Vec<String> {
     .collect()
 }
 
+/// Whether `redis-benchmark` and `redis-cli` are on PATH (they come with
+/// redis-server in most packages, but not in all).
+pub fn available() -> bool {
+    ["redis-benchmark", "redis-cli"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// Requests per second of one `redis-benchmark` run: `clients` connections,
 /// `pipeline` requests in flight on each, `requests` in all.
 fn redis_benchmark(
