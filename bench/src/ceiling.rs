@@ -109,12 +109,19 @@ fn cli(port: u16, args: &[&str]) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `key` deleted, then `n` of the benchmark's entries appended to it.
-fn fill(port: u16, key: &str, n: usize) -> Result<(), BoxError> {
+/// `key` deleted, then `n` of the benchmark's entries appended to it by
+/// `redis-benchmark`; returns its requests per second.
+fn append(
+    port: u16,
+    key: &str,
+    clients: usize,
+    pipeline: usize,
+    n: usize,
+) -> Result<f64, BoxError> {
     cli(port, &["DEL", key])?;
     let mut command = vec!["XADD".to_owned(), key.to_owned()];
     command.extend(xadd_args());
-    redis_benchmark(port, 4, 100, n, &command).map(drop)
+    redis_benchmark(port, clients, pipeline, n, &command)
 }
 
 /// Entries appended per second by `XADD` of the benchmark's entry to an
@@ -126,10 +133,7 @@ pub fn xadd(
     pipeline: usize,
     n: usize,
 ) -> Result<f64, BoxError> {
-    cli(port, &["DEL", key])?;
-    let mut command = vec!["XADD".to_owned(), key.to_owned()];
-    command.extend(xadd_args());
-    let rps = redis_benchmark(port, clients, pipeline, n, &command)?;
+    let rps = append(port, key, clients, pipeline, n)?;
     cli(port, &["DEL", key])?;
     Ok(rps)
 }
@@ -139,7 +143,7 @@ pub fn xadd(
 /// nothing is acknowledged, so this is less work than consume + ack.
 pub fn xreadgroup_100(port: u16, key: &str, clients: usize, n: usize) -> Result<f64, BoxError> {
     let group = "ceiling";
-    fill(port, key, n)?;
+    append(port, key, 4, 100, n)?;
     cli(port, &["XGROUP", "CREATE", key, group, "0"])?;
     let command: Vec<String> = ["XREADGROUP", "GROUP", group, "reader", "COUNT", "100"]
         .iter()
