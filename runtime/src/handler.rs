@@ -150,7 +150,7 @@ impl<E: Event> IntoOutcome for Option<E> {
 
 impl<E: Event> IntoOutcome for Vec<E> {
     fn into_outcome(self) -> Result<Outcome, HandlerError> {
-        let events = self.iter().map(Draft::of).collect::<Result<_, _>>()?;
+        let events = Draft::all(&self)?;
         Ok(Outcome { events })
     }
 }

@@ -278,10 +278,32 @@ pub(crate) struct Draft {
 
 impl Draft {
     pub(crate) fn of<E: Event>(e: &E) -> Result<Draft, Error> {
+        Draft::sized(e, 128)
+    }
+
+    /// The drafts of a batch, in order: each payload is written into a
+    /// buffer sized after the one before, which spares the reallocations
+    /// of growing every payload from empty (about 500 instructions each).
+    pub(crate) fn all<'e, E: Event + 'e>(
+        events: impl IntoIterator<Item = &'e E>,
+    ) -> Result<Vec<Draft>, Error> {
+        let events = events.into_iter();
+        let mut drafts = Vec::with_capacity(events.size_hint().0);
+        let mut capacity = 128;
+        for e in events {
+            let draft = Draft::sized(e, capacity)?;
+            capacity = draft.data.len() + draft.data.len() / 8 + 16;
+            drafts.push(draft);
+        }
+        Ok(drafts)
+    }
+
+    fn sized<E: Event>(e: &E, capacity: usize) -> Result<Draft, Error> {
         if E::STREAM.is_none() && E::CHANNEL.is_none() {
             return Err(Error::NoDestination { type_name: E::TYPE });
         }
-        let data = serde_json::to_vec(e).map_err(|source| Error::Encode {
+        let mut data = Vec::with_capacity(capacity);
+        serde_json::to_writer(&mut data, e).map_err(|source| Error::Encode {
             type_name: E::TYPE,
             source,
         })?;
@@ -435,10 +457,7 @@ impl Bus {
     /// Publishes many events in one round trip (one pipeline of `XADD`s,
     /// one of `PUBLISH`es); returns one [`Published`] per event, in order.
     pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<Published>, Error> {
-        let drafts = events
-            .iter()
-            .map(Draft::of)
-            .collect::<Result<Vec<_>, _>>()?;
+        let drafts = Draft::all(events)?;
         self.send_drafts(&drafts, &Meta::default()).await
     }
 

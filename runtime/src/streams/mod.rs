@@ -4,6 +4,7 @@ mod info;
 mod reply;
 mod resp;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -20,13 +21,18 @@ use crate::transport::{
 /// Publishing goes through one shared [`ConnectionManager`]: it multiplexes,
 /// so concurrent `publish` calls from many tasks are written to the socket
 /// back to back and answered in order (pipelined without waiting for one
-/// another). Each reading consumer gets connections of its own
-/// ([`StreamsReader`]), because a blocking `XREADGROUP` holds its
-/// connection until it returns.
+/// another). A batch of events goes through a connection of its own when
+/// the server is reached over plain TCP and no other batch is using it:
+/// the commands are encoded by hand and sent from the publishing task,
+/// which costs a fraction of a redis-rs pipeline per event. Each reading
+/// consumer gets connections of its own ([`StreamsReader`]), because a
+/// blocking `XREADGROUP` holds its connection until it returns.
 #[derive(Clone)]
 pub struct StreamsTransport {
     client: Client,
     conn: ConnectionManager,
+    batches: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
+    response_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for StreamsTransport {
@@ -45,7 +51,14 @@ impl StreamsTransport {
     ) -> Result<Self, TransportError> {
         let config = ConnectionManagerConfig::new().set_response_timeout(response_timeout);
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        Ok(StreamsTransport { client, conn })
+        let batches = resp::RespConnection::for_info(client.get_connection_info())
+            .map(|c| Arc::new(tokio::sync::Mutex::new(c)));
+        Ok(StreamsTransport {
+            client,
+            conn,
+            batches,
+            response_timeout,
+        })
     }
 
     /// The shared publishing connection.
@@ -117,6 +130,16 @@ fn write_xadd(cmd: &mut Cmd, key: &str, o: &Outgoing<'_>) {
     cmd.arg(field::DATA).arg(o.data);
 }
 
+/// The error of a command that had no reply within the response timeout,
+/// as redis-rs reports it.
+fn timed_out(command: &str, limit: Duration) -> TransportError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no reply to {command} within {limit:?}"),
+    ))
+    .into()
+}
+
 /// The connections of one reading consumer: `XREADGROUP` goes through a
 /// connection of its own with a cheaper reply parser when the server is
 /// reached over plain TCP, everything else through redis-rs.
@@ -149,6 +172,16 @@ impl Transport for StreamsTransport {
                 Ok(vec![id])
             }
             _ => {
+                // A batch already on the batch connection is not waited
+                // for: the shared connection takes this one alongside.
+                if let Some(mut fast) = self.batches.as_ref().and_then(|b| b.try_lock().ok()) {
+                    return match self.response_timeout {
+                        None => fast.append(batch).await,
+                        Some(limit) => tokio::time::timeout(limit, fast.append(batch))
+                            .await
+                            .unwrap_or_else(|_| Err(timed_out("XADD", limit))),
+                    };
+                }
                 let mut pipe = Pipeline::with_capacity(batch.len());
                 for (key, o) in batch {
                     pipe.add_command(xadd(key, o));
