@@ -550,6 +550,55 @@ async fn one_at_a_time_handler_sees_the_stream_in_order(h: Harness) {
     assert_eq!(rec.seen().len(), 250);
 }
 
+async fn worker_stopped_in_a_backlog_handles_everything_it_read(h: Harness) {
+    let events: Vec<FileUploaded> = (0..400)
+        .map(|i| FileUploaded::new(format!("f{i}")))
+        .collect();
+    for chunk in events.chunks(100) {
+        h.bus.publish_batch(chunk).await.unwrap();
+    }
+    let sent: Vec<String> = events.into_iter().map(|e| e.file_id).collect();
+    let rec = Recorder::default();
+    let start = |name: &'static str| {
+        h.bus
+            .consumer()
+            .state(rec.clone())
+            .options(
+                fast()
+                    .name(name)
+                    .count(10)
+                    .prefetch(100)
+                    .start_from(StartFrom::Beginning),
+            )
+            .handler(ordered)
+            .start()
+    };
+    // Small reads on a long backlog, with room in the prefetch: the next
+    // read is on its way when the stop comes, and what it reads must be
+    // handled too.
+    let first = start("first").await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || rec.seen().len() >= 50).await);
+    first.shutdown().await.unwrap();
+    let handled: Vec<String> = rec.seen().into_iter().map(|s| s.file_id).collect();
+    assert!(
+        handled.len() < sent.len(),
+        "stopped before the end of the backlog"
+    );
+    assert_eq!(handled, sent[..handled.len()], "in order, without a gap");
+    let key = h.bus.stream_key("contextual");
+    assert_eq!(
+        h.pending(&key, "ordered").await,
+        0,
+        "entries read by the stopped worker were left pending"
+    );
+
+    let second = start("second").await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || rec.seen().len() >= 400).await);
+    second.shutdown().await.unwrap();
+    let all: Vec<String> = rec.seen().into_iter().map(|s| s.file_id).collect();
+    assert_eq!(all, sent, "each event once, in order");
+}
+
 async fn batch_returns_one_entry_id_per_event_in_order(h: Harness) {
     let events: Vec<_> = (0..10)
         .map(|i| FileUploaded::new(format!("b{i}")))
@@ -1092,6 +1141,7 @@ transport_suite!(
     event_with_stream_and_channel_goes_to_both,
     batch_returns_one_entry_id_per_event_in_order,
     one_at_a_time_handler_sees_the_stream_in_order,
+    worker_stopped_in_a_backlog_handles_everything_it_read,
     missing_state_fails_at_start,
 );
 

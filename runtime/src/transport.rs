@@ -205,6 +205,21 @@ pub struct ReadRequest<'a> {
     pub count: usize,
     /// Longest time to wait for one entry.
     pub block: Duration,
+    /// Whether, and how much, to read ahead: see [`ReadRequest::read_ahead`].
+    pub ahead: Option<ReadAhead<'a>>,
+}
+
+/// Asked when a read's reply has arrived, with the number of entries in
+/// it: how many entries a transport may ask for right away, so that the
+/// server prepares the next batch while the caller handles this one (0 for
+/// none). The caller answers for what it can take on top of this reply.
+#[derive(Clone, Copy)]
+pub struct ReadAhead<'a>(pub &'a (dyn Fn(usize) -> usize + Sync));
+
+impl fmt::Debug for ReadAhead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadAhead(..)")
+    }
 }
 
 impl<'a> ReadRequest<'a> {
@@ -222,7 +237,18 @@ impl<'a> ReadRequest<'a> {
             consumer,
             count,
             block,
+            ahead: None,
         }
+    }
+
+    /// Lets the transport send the next read as soon as this one's reply
+    /// arrives, without waiting (no `BLOCK`), if `ahead` allows it. The
+    /// entries it reads are returned by the next [`Transport::read_group`]
+    /// call on the same reader, or by [`Transport::read_ahead_rest`] when
+    /// there is none. A transport may ignore it.
+    pub fn read_ahead(mut self, ahead: &'a (dyn Fn(usize) -> usize + Sync)) -> Self {
+        self.ahead = Some(ReadAhead(ahead));
+        self
     }
 }
 
@@ -431,6 +457,18 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send {
         let _ = (reader, request);
         async { unsupported(self.name(), "consumer groups") }
+    }
+
+    /// The entries of a read sent ahead ([`ReadRequest::read_ahead`]) that
+    /// no call to [`Transport::read_group`] has returned yet. The server
+    /// delivered them to this consumer: a reader that stops reading takes
+    /// them here, so that they are handled instead of waiting to be claimed.
+    fn read_ahead_rest(
+        &self,
+        reader: &mut Self::Reader,
+    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send {
+        let _ = reader;
+        async { Ok(Vec::new()) }
     }
 
     /// Takes over entries delivered to any consumer of the group and not

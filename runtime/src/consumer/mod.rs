@@ -443,6 +443,17 @@ async fn run_group<T: Transport>(
     // while it dispatches this one, so that Redis prepares the next reply
     // while handlers run.
     let mut batch: Vec<(Entry, (OwnedSemaphorePermit, Held))> = Vec::new();
+    // A full batch while the prefetch can take another one: the transport
+    // may ask for it before this one is read out of the reply, so that Redis
+    // prepares it meanwhile. Only this loop takes permits, so what is free
+    // now is free when the next read returns that batch.
+    let read_ahead = |got: usize| -> usize {
+        if got >= opts.count && prefetch.available_permits() >= got + opts.count {
+            opts.count
+        } else {
+            0
+        }
+    };
 
     while !stopped(&stop) {
         while let Some(done) = inflight.try_join_next() {
@@ -458,7 +469,8 @@ async fn run_group<T: Transport>(
             continue;
         }
         let count = opts.count.min(free);
-        let request = ReadRequest::new(&spec.key, spec.group, &spec.consumer, count, opts.block);
+        let request = ReadRequest::new(&spec.key, spec.group, &spec.consumer, count, opts.block)
+            .read_ahead(&read_ahead);
         let entry_stop = stop.clone();
         let read = async {
             if count == 0 {
@@ -504,26 +516,7 @@ async fn run_group<T: Transport>(
                     tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
                 }
                 backoff = opts.min_backoff;
-                let entries = skip_marked(&transport, &spec, entries, &ack_tx).await;
-                for entry in entries {
-                    let permit = match prefetch.clone().try_acquire_owned() {
-                        Ok(p) => p,
-                        // Cannot happen: `count` never exceeds the free permits
-                        // and only this loop takes them; waiting is still correct.
-                        Err(_) => match prefetch.clone().acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => break,
-                        },
-                    };
-                    // Held from now on: the heartbeat keeps an entry that
-                    // waits for its handler's slot from looking idle too.
-                    spec.held().insert(entry.id.clone());
-                    let held = Held {
-                        spec: spec.clone(),
-                        id: entry.id.clone(),
-                    };
-                    batch.push((entry, (permit, held)));
-                }
+                admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut batch).await;
             }
             Some(Err(e)) => {
                 if e.is_no_group() {
@@ -552,7 +545,13 @@ async fn run_group<T: Transport>(
             }
         }
     }
-    // What was read is handled, as if the stop had come before the read.
+    // What was read is handled, as if the stop had come before the read:
+    // a read sent ahead too, as Redis delivered its entries to this consumer.
+    match transport.read_ahead_rest(&mut reader).await {
+        Ok(entries) => admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut batch).await,
+        Err(e) => tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+            "reading the last batch read ahead failed; its entries stay pending until claimed"),
+    }
     let entry_stop = stop.clone();
     dispatch(
         &transport,
@@ -570,6 +569,39 @@ async fn run_group<T: Transport>(
     drop(ack_tx);
     if let Err(e) = acker.join().await {
         tracing::error!(stream = %spec.key, group = spec.group, error = %e, "acknowledging task failed");
+    }
+}
+
+/// Takes read entries into `batch`, each with its prefetch permit and its
+/// place in the held set; with an inbox, those already handled are
+/// acknowledged instead.
+async fn admit<T: Transport>(
+    transport: &T,
+    spec: &Arc<GroupSpec>,
+    prefetch: &Arc<Semaphore>,
+    entries: Vec<Entry>,
+    ack: &mpsc::UnboundedSender<Done>,
+    batch: &mut Vec<(Entry, (OwnedSemaphorePermit, Held))>,
+) {
+    let entries = skip_marked(transport, spec, entries, ack).await;
+    for entry in entries {
+        let permit = match prefetch.clone().try_acquire_owned() {
+            Ok(p) => p,
+            // Rare: reads never ask for more than the free permits and
+            // only the reading loop takes them; waiting is still correct.
+            Err(_) => match prefetch.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        // Held from now on: the heartbeat keeps an entry that waits for its
+        // handler's slot from looking idle too.
+        spec.held().insert(entry.id.clone());
+        let held = Held {
+            spec: spec.clone(),
+            id: entry.id.clone(),
+        };
+        batch.push((entry, (permit, held)));
     }
 }
 

@@ -130,6 +130,21 @@ fn write_xadd(cmd: &mut Cmd, key: &str, o: &Outgoing<'_>) {
     cmd.arg(field::DATA).arg(o.data);
 }
 
+/// `XREADGROUP GROUP <group> <consumer> COUNT <count> [BLOCK <ms>] STREAMS <key> >`.
+fn xreadgroup(r: &ReadRequest<'_>, count: usize, block: Option<Duration>) -> Cmd {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(r.group)
+        .arg(r.consumer)
+        .arg("COUNT")
+        .arg(count.max(1));
+    if let Some(block) = block {
+        cmd.arg("BLOCK").arg(block.as_millis() as u64);
+    }
+    cmd.arg("STREAMS").arg(r.key).arg(">");
+    cmd
+}
+
 /// The error of a command that had no reply within the response timeout,
 /// as redis-rs reports it.
 fn timed_out(command: &str, limit: Duration) -> TransportError {
@@ -230,20 +245,22 @@ impl Transport for StreamsTransport {
         reader: &mut StreamsReader,
         r: ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(r.group)
-            .arg(r.consumer)
-            .arg("COUNT")
-            .arg(r.count.max(1))
-            .arg("BLOCK")
-            .arg(r.block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(r.key)
-            .arg(">");
         match &mut reader.fast {
-            Some(conn) => conn.read_group(&cmd).await,
-            None => reply::read_group(cmd.query_async(&mut reader.managed).await?),
+            Some(conn) => conn.read_group(&r).await,
+            None => {
+                let cmd = xreadgroup(&r, r.count, Some(r.block));
+                reply::read_group(cmd.query_async(&mut reader.managed).await?)
+            }
+        }
+    }
+
+    async fn read_ahead_rest(
+        &self,
+        reader: &mut StreamsReader,
+    ) -> Result<Vec<Entry>, TransportError> {
+        match &mut reader.fast {
+            Some(conn) => conn.read_ahead_rest().await,
+            None => Ok(Vec::new()),
         }
     }
 

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use std::sync::Arc;
 
 use crate::envelope::Envelope;
-use crate::transport::{Entry, Outgoing, TransportError};
+use crate::transport::{Entry, Outgoing, ReadRequest, TransportError};
 
 /// Nesting deeper than any reply of the commands sent here.
 const MAX_DEPTH: usize = 8;
@@ -58,6 +58,8 @@ pub(super) struct RespConnection {
     conn: Option<(TcpStream, Vec<u8>)>,
     /// Encoded commands on their way out, kept between batches.
     out: Vec<u8>,
+    /// Whether a read was sent ahead on `conn` and its reply not read yet.
+    ahead: bool,
 }
 
 impl RespConnection {
@@ -75,6 +77,7 @@ impl RespConnection {
             db: settings.db(),
             conn: None,
             out: Vec::new(),
+            ahead: false,
         })
     }
 
@@ -111,21 +114,68 @@ impl RespConnection {
         Ok((stream, buf))
     }
 
-    /// Sends `XREADGROUP` and returns the entries of its reply.
+    /// Sends `XREADGROUP` and returns the entries of its reply; with
+    /// [`ReadRequest::read_ahead`], the next read may already be on its way
+    /// when this returns, and the next call starts with its reply.
+    ///
+    /// The connection is taken out while a read is on it, so that a read
+    /// dropped half-way also drops the connection. A server error (`NOGROUP`)
+    /// leaves it in step, and is returned.
     pub(super) async fn read_group(
         &mut self,
-        cmd: &redis::Cmd,
+        r: &ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
-        let (stream, buf) = match &mut self.conn {
+        let (mut stream, mut buf) = match self.conn.take() {
             Some(c) => c,
-            None => self.conn.insert(self.open().await?),
+            None => self.open().await?,
         };
-        let result = roundtrip(stream, buf, cmd, "XREADGROUP", read_group_reply).await;
-        if let Err(e) = &result {
-            if !matches!(e, TransportError::Protocol { reason, .. } if is_server_error(reason)) {
-                // The stream may be anywhere in a reply: start afresh.
-                self.conn = None;
-            }
+        let sent_ahead = std::mem::take(&mut self.ahead);
+        let mut keep = true;
+        let mut result = Ok(Vec::new());
+        if sent_ahead {
+            result = receive_entries(&mut stream, &mut buf, r, &mut self.ahead, &mut keep).await;
+        }
+        if matches!(&result, Ok(entries) if entries.is_empty()) {
+            let cmd = super::xreadgroup(r, r.count, Some(r.block));
+            result = match write(&mut stream, &cmd.get_packed_command()).await {
+                Ok(()) => {
+                    receive_entries(&mut stream, &mut buf, r, &mut self.ahead, &mut keep).await
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let in_step = match &result {
+            Ok(_) => keep,
+            Err(TransportError::Protocol { reason, .. }) => is_server_error(reason),
+            Err(_) => false,
+        };
+        if in_step {
+            self.conn = Some((stream, buf));
+        } else {
+            // The stream may be anywhere in a reply: start afresh.
+            self.ahead = false;
+        }
+        result
+    }
+
+    /// Reads the reply of a read sent ahead, if one was: its entries were
+    /// delivered to this consumer, and are to be handled.
+    pub(super) async fn read_ahead_rest(&mut self) -> Result<Vec<Entry>, TransportError> {
+        if !self.ahead {
+            return Ok(Vec::new());
+        }
+        self.ahead = false;
+        let Some((mut stream, mut buf)) = self.conn.take() else {
+            return Ok(Vec::new());
+        };
+        let result = reply(&mut stream, &mut buf, "XREADGROUP").await;
+        let result = result.and_then(|len| {
+            let entries = read_group_reply(&buf[..len]);
+            buf.drain(..len);
+            entries
+        });
+        if result.is_ok() {
+            self.conn = Some((stream, buf));
         }
         result
     }
@@ -347,20 +397,79 @@ async fn roundtrip<T>(
     decode: impl FnOnce(&[u8]) -> Result<T, TransportError>,
 ) -> Result<T, TransportError> {
     write(stream, &cmd.get_packed_command()).await?;
+    let len = reply(stream, buf, command).await?;
+    let result = decode(&buf[..len]);
+    buf.drain(..len);
+    result
+}
+
+/// Waits for the whole reply at the start of `buf` and returns its length;
+/// a server error is consumed and returned as an `Err`.
+async fn reply(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    command: &'static str,
+) -> Result<usize, TransportError> {
     let mut scan = Scan::default();
     loop {
         if let Some(len) = scan.advance(buf).map_err(|r| protocol(command, r))? {
-            let result = if buf[0] == b'-' {
+            if buf[0] == b'-' {
                 let text = String::from_utf8_lossy(&buf[1..len - 2]).into_owned();
-                Err(protocol(command, text))
-            } else {
-                decode(&buf[..len])
-            };
-            buf.drain(..len);
-            return result;
+                buf.drain(..len);
+                return Err(protocol(command, text));
+            }
+            return Ok(len);
         }
         fill(stream, buf).await?;
     }
+}
+
+/// Reads an `XREADGROUP` reply. Once it is whole, and before reading its
+/// entries, sends the read ahead that `r` allows for that many entries
+/// (setting `ahead`), so that the server works on it meanwhile. A read
+/// ahead that cannot be sent clears `keep`: the entries are still returned,
+/// and the connection is dropped after.
+async fn receive_entries(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    r: &ReadRequest<'_>,
+    ahead: &mut bool,
+    keep: &mut bool,
+) -> Result<Vec<Entry>, TransportError> {
+    let len = reply(stream, buf, "XREADGROUP").await?;
+    if let Some(gate) = r.ahead {
+        let got = entries_in(&buf[..len]);
+        let more = if got > 0 { (gate.0)(got) } else { 0 };
+        if more > 0 {
+            let cmd = super::xreadgroup(r, more, None);
+            if write(stream, &cmd.get_packed_command()).await.is_ok() {
+                *ahead = true;
+            } else {
+                *keep = false;
+            }
+        }
+    }
+    let entries = read_group_reply(&buf[..len]);
+    buf.drain(..len);
+    entries
+}
+
+/// The number of entries in an `XREADGROUP` reply of one stream, from its
+/// headers alone: `*1 *2 $<key> *<n>`; 0 for anything else.
+fn entries_in(reply: &[u8]) -> usize {
+    let mut c = Cursor {
+        buf: reply,
+        pos: 0,
+        command: "XREADGROUP",
+    };
+    let n = (|| {
+        if c.array("streams")? != Some(1) || c.array("[key, entries]")? != Some(2) {
+            return Ok(None);
+        }
+        c.bulk("stream key")?;
+        c.array("entries")
+    })();
+    n.ok().flatten().unwrap_or(0)
 }
 
 /// The line at `at` (without its CRLF) and where the next item starts.
@@ -766,6 +875,7 @@ mod tests {
             db: 0,
             conn: None,
             out: Vec::new(),
+            ahead: false,
         }
     }
 
@@ -840,6 +950,16 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_counted_from_the_headers_of_a_reply() {
+        let reply = b"*1\r\n*2\r\n$1\r\nk\r\n*3\r\n";
+        assert_eq!(entries_in(reply), 3);
+        assert_eq!(entries_in(b"*-1\r\n"), 0);
+        assert_eq!(entries_in(b"*1\r\n*2\r\n$1\r\nk\r\n*0\r\n"), 0);
+        assert_eq!(entries_in(b"*2\r\n*2\r\n$1\r\nk\r\n*3\r\n"), 0);
+        assert_eq!(entries_in(b":1\r\n"), 0);
+    }
+
+    #[test]
     fn a_reply_that_is_not_xreadgroup_shaped_is_an_error() {
         assert!(read_group_reply(b":1\r\n").is_err());
         assert!(read_group_reply(b"*1\r\n*1\r\n$1\r\nk\r\n").is_err());
@@ -864,9 +984,11 @@ mod tests {
             db: 0,
             conn: None,
             out: Vec::new(),
+            ahead: false,
         };
         let started = std::time::Instant::now();
-        let result = conn.read_group(&redis::cmd("XREADGROUP")).await;
+        let request = ReadRequest::new("k", "g", "c", 1, std::time::Duration::ZERO);
+        let result = conn.read_group(&request).await;
         let took = started.elapsed();
         silent.abort();
         let err = result.expect_err("a silent server cannot answer");
