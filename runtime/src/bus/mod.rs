@@ -318,6 +318,15 @@ impl Draft {
     }
 }
 
+/// Where the events of one type in a batch go, with their keys.
+struct Destination {
+    stream: Option<&'static str>,
+    channel: Option<&'static str>,
+    type_name: &'static str,
+    stream_key: Option<String>,
+    channel_key: Option<String>,
+}
+
 /// The attributes of one event being sent, owned on the stack.
 struct Stamp {
     id: Ulid,
@@ -540,23 +549,39 @@ impl Bus {
         let ns = &self.shared.namespace;
         let time = Rfc3339Millis::from_millis(crate::envelope::now_millis());
         let stamps: Vec<Stamp> = drafts.iter().map(|_| Stamp::new()).collect();
-        let keys: Vec<(Option<String>, Option<String>)> = drafts
+        // The keys of each destination, built once per batch: a batch is
+        // mostly one event type, and a key per event was an allocation each.
+        let mut destinations: Vec<Destination> = Vec::new();
+        let at: Vec<usize> = drafts
             .iter()
             .map(|d| {
-                (
-                    d.stream.map(|s| stream_key(ns, tenant, s)),
-                    d.channel.map(|c| channel_key(ns, tenant, c, d.type_name)),
-                )
+                let same = |k: &Destination| {
+                    k.stream == d.stream && k.channel == d.channel && k.type_name == d.type_name
+                };
+                match destinations.iter().rposition(same) {
+                    Some(i) => i,
+                    None => {
+                        destinations.push(Destination {
+                            stream: d.stream,
+                            channel: d.channel,
+                            type_name: d.type_name,
+                            stream_key: d.stream.map(|s| stream_key(ns, tenant, s)),
+                            channel_key: d.channel.map(|c| channel_key(ns, tenant, c, d.type_name)),
+                        });
+                        destinations.len() - 1
+                    }
+                }
             })
             .collect();
         let mut appends = Vec::with_capacity(drafts.len());
         let mut broadcasts = Vec::new();
-        for ((draft, stamp), (sk, ck)) in drafts.iter().zip(&stamps).zip(&keys) {
+        for ((draft, stamp), &i) in drafts.iter().zip(&stamps).zip(&at) {
             let out = self.outgoing(stamp, time.as_str(), draft, Some(meta), tenant);
-            if let Some(k) = sk {
+            let d = &destinations[i];
+            if let Some(k) = &d.stream_key {
                 appends.push((k.as_str(), out));
             }
-            if let Some(k) = ck {
+            if let Some(k) = &d.channel_key {
                 broadcasts.push((k.as_str(), out));
             }
         }

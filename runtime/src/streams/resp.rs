@@ -328,6 +328,12 @@ async fn read_xadd_replies(
     let mut replies = Vec::with_capacity(n);
     let mut start = 0;
     while replies.len() < n {
+        // The reply of nearly every XADD: `$<len>\r\n<id>\r\n`.
+        if let Some((id, end)) = entry_id_at(buf, start) {
+            replies.push(Ok(id));
+            start = end;
+            continue;
+        }
         let mut scan = Scan {
             pos: start,
             ..Scan::default()
@@ -343,6 +349,23 @@ async fn read_xadd_replies(
     }
     buf.drain(..start);
     Ok(replies)
+}
+
+/// The entry id of a whole `XADD` reply at `at` and where the next reply
+/// starts; `None` for anything else (an error, a reply not whole yet),
+/// which [`xadd_reply`] then reads.
+#[inline]
+fn entry_id_at(buf: &[u8], at: usize) -> Option<(String, usize)> {
+    if buf.get(at) != Some(&b'$') {
+        return None;
+    }
+    let (len, next) = number(buf, at + 1).ok()??;
+    let end = next.checked_add(usize::try_from(len).ok()?)?;
+    if buf.get(end..end + 2)? != b"\r\n" {
+        return None;
+    }
+    let id = std::str::from_utf8(&buf[next..end]).ok()?;
+    Some((id.to_owned(), end + 2))
 }
 
 /// One `XADD` reply, which [`Scan::advance`] found complete: the entry id,
