@@ -654,7 +654,12 @@ async fn latency_figures(
         // tidings: publish on one bus, a worker on another connection.
         let bus = connect(url, "latency").await?;
         let key = bus.stream_key("bench");
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        // No response timeout: a baseline that falls behind the pace shows
+        // it in its latencies, instead of failing the run after 500 ms.
+        let patient = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&patient)
+            .await?;
         del(&mut conn, &key).await?;
         let worker = bus
             .consumer()
@@ -672,7 +677,8 @@ async fn latency_figures(
                 Ok(())
             }
         })
-        .await?;
+        .await
+        .map_err(|e| format!("tidings, publishing at {rate}/s: {e}"))?;
         wait_received(sent).await;
         worker.shutdown().await?;
         let t = take_latencies();
@@ -681,7 +687,9 @@ async fn latency_figures(
         // Baseline: raw XADD, and a raw XREADGROUP BLOCK loop.
         let raw_key = "raw-latency:{bench}".to_owned();
         del(&mut conn, &raw_key).await?;
-        let mut reader = client.get_multiplexed_async_connection().await?;
+        let mut reader = client
+            .get_multiplexed_async_connection_with_config(&patient)
+            .await?;
         raw::create_group(&mut reader, &raw_key, "raw-latency").await?;
         RECEIVED.store(0, Ordering::SeqCst);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -703,7 +711,8 @@ async fn latency_figures(
                 Ok(())
             }
         })
-        .await?;
+        .await
+        .map_err(|e| format!("baseline, XADD at {rate}/s: {e}"))?;
         wait_received(sent).await;
         stop.store(true, Ordering::SeqCst);
         consumer.await??;
