@@ -599,6 +599,41 @@ async fn worker_stopped_in_a_backlog_handles_everything_it_read(h: Harness) {
     assert_eq!(all, sent, "each event once, in order");
 }
 
+async fn batch_with_an_event_that_cannot_be_written_publishes_nothing(h: Harness) {
+    let batch: Vec<FragileFileUploaded> = ["a", "b", "poison", "d"]
+        .into_iter()
+        .map(|id| FragileFileUploaded {
+            file_id: id.to_owned(),
+        })
+        .collect();
+    let err = h.bus.publish_batch(&batch).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            tidings::Error::Encode {
+                type_name: "file.uploaded",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("poison cannot be written"),
+        "{err}"
+    );
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    assert_eq!(stats.length, 0, "events before the bad one were published");
+
+    // The batch goes through once the bad event is left out.
+    let good: Vec<_> = batch
+        .into_iter()
+        .filter(|e| e.file_id != "poison")
+        .collect();
+    assert_eq!(h.bus.publish_batch(&good).await.unwrap().len(), 3);
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    assert_eq!(stats.length, 3);
+}
+
 async fn batch_returns_one_entry_id_per_event_in_order(h: Harness) {
     let events: Vec<_> = (0..10)
         .map(|i| FileUploaded::new(format!("b{i}")))
@@ -1140,6 +1175,7 @@ transport_suite!(
     pattern_subscription_receives_matching_types_only,
     event_with_stream_and_channel_goes_to_both,
     batch_returns_one_entry_id_per_event_in_order,
+    batch_with_an_event_that_cannot_be_written_publishes_nothing,
     one_at_a_time_handler_sees_the_stream_in_order,
     worker_stopped_in_a_backlog_handles_everything_it_read,
     missing_state_fails_at_start,

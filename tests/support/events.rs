@@ -86,6 +86,27 @@ pub struct BrokenFileUploaded {
 }
 hand_event!(BrokenFileUploaded, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 2, schema = "schemas/contextual/file.uploaded/v2.json");
 
+/// A `file.uploaded` whose payload cannot be written when its id is
+/// `poison`: serialization fails at run time, as it can for a map with
+/// non-string keys or a hand-written `Serialize`.
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
+pub struct FragileFileUploaded {
+    pub file_id: String,
+}
+hand_event!(FragileFileUploaded, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 1, schema = "schemas/contextual/file.uploaded/v1.json");
+
+impl Serialize for FragileFileUploaded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeStruct};
+        if self.file_id == "poison" {
+            return Err(S::Error::custom("poison cannot be written"));
+        }
+        let mut st = s.serialize_struct("FragileFileUploaded", 1)?;
+        st.serialize_field("file_id", &self.file_id)?;
+        st.end()
+    }
+}
+
 /// `file.indexed`: published by a handler as a consequence.
 #[tidings::event(stream = "indexing", version = 1)]
 #[derive(Debug, Clone, PartialEq)]

@@ -465,6 +465,16 @@ impl Bus {
 
     /// Publishes many events in one round trip (one pipeline of `XADD`s,
     /// one of `PUBLISH`es); returns one [`Published`] per event, in order.
+    ///
+    /// Every event is serialized before anything is sent: an event that
+    /// cannot be serialized fails the call with [`Error::Encode`] and nothing
+    /// is published. Once sent, the batch is as durable as its commands: if
+    /// the connection fails half-way, the batch is sent again (with the same
+    /// event ids) until the publish timeout, so an event may appear twice.
+    ///
+    /// Over plain TCP a batch goes through a connection the bus keeps for
+    /// batches, with the commands encoded by tidings itself; a batch sent
+    /// while another one is on it goes through the shared connection.
     pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<Published>, Error> {
         let drafts = Draft::all(events)?;
         self.send_drafts(&drafts, &Meta::default()).await
