@@ -378,11 +378,7 @@ fn xadd_reply(reply: &[u8]) -> Result<Result<String, TransportError>, TransportE
         };
         return Ok(Err(error.into()));
     }
-    let mut c = Cursor {
-        buf: reply,
-        pos: 0,
-        command: "XADD",
-    };
+    let mut c = Cursor::new(reply, "XADD");
     let id = c.bulk("entry id")?;
     let id = std::str::from_utf8(id).map_err(|_| protocol("XADD", "entry id is not UTF-8"))?;
     Ok(Ok(id.to_owned()))
@@ -459,10 +455,16 @@ async fn receive_entries(
     ahead: &mut bool,
     keep: &mut bool,
 ) -> Result<Vec<Entry>, TransportError> {
-    let len = reply(stream, buf, "XREADGROUP").await?;
-    if let Some(gate) = r.ahead {
-        let got = entries_in(&buf[..len]);
-        let more = if got > 0 { (gate.0)(got) } else { 0 };
+    // The head first: for a full batch the read ahead goes out at once,
+    // while the rest of the reply may still be arriving.
+    let got = loop {
+        match reply_head(buf) {
+            Some(n) => break n,
+            None => fill(stream, buf).await?,
+        }
+    };
+    if let (Some(gate), true) = (r.ahead, got > 0) {
+        let more = (gate.0)(got);
         if more > 0 {
             let cmd = super::xreadgroup(r, more, None);
             if write(stream, &cmd.get_packed_command()).await.is_ok() {
@@ -472,19 +474,26 @@ async fn receive_entries(
             }
         }
     }
+    // The whole reply is usually here by now: read it in one walk. Only a
+    // reply still arriving (or an error) is first followed to its end as it
+    // comes, which spares a second walk over every reply that is whole.
+    if buf.first() == Some(&b'*') {
+        if let Some((entries, len)) = read_group_prefix(buf)? {
+            buf.drain(..len);
+            return Ok(entries);
+        }
+    }
+    let len = reply(stream, buf, "XREADGROUP").await?;
     let entries = read_group_reply(&buf[..len]);
     buf.drain(..len);
     entries
 }
 
 /// The number of entries in an `XREADGROUP` reply of one stream, from its
-/// headers alone: `*1 *2 $<key> *<n>`; 0 for anything else.
-fn entries_in(reply: &[u8]) -> usize {
-    let mut c = Cursor {
-        buf: reply,
-        pos: 0,
-        command: "XREADGROUP",
-    };
+/// head alone (`*1 *2 $<key> *<n>`); 0 for any other reply; `None` until
+/// the head has arrived.
+fn reply_head(reply: &[u8]) -> Option<usize> {
+    let mut c = Cursor::new(reply, "XREADGROUP");
     let n = (|| {
         if c.array("streams")? != Some(1) || c.array("[key, entries]")? != Some(2) {
             return Ok(None);
@@ -492,7 +501,11 @@ fn entries_in(reply: &[u8]) -> usize {
         c.bulk("stream key")?;
         c.array("entries")
     })();
-    n.ok().flatten().unwrap_or(0)
+    match n {
+        Ok(n) => Some(n.unwrap_or(0)),
+        Err(_) if c.short => None,
+        Err(_) => Some(0),
+    }
 }
 
 /// The line at `at` (without its CRLF) and where the next item starts.
@@ -698,13 +711,29 @@ struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
     command: &'static str,
+    /// Whether the reply ended before the walk did: more bytes may make it
+    /// whole, where any other error stays one.
+    short: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8], command: &'static str) -> Self {
+        Cursor {
+            buf,
+            pos: 0,
+            command,
+            short: false,
+        }
+    }
 }
 
 impl<'a> Cursor<'a> {
     #[inline]
     fn header(&mut self, kind: u8, what: &'static str) -> Result<i64, TransportError> {
-        if self.buf.get(self.pos) != Some(&kind) {
-            return Err(self.expected(what));
+        match self.buf.get(self.pos) {
+            Some(&k) if k == kind => {}
+            Some(_) => return Err(self.expected(what)),
+            None => return Err(self.cut_short()),
         }
         match number(self.buf, self.pos + 1) {
             Ok(Some((n, next))) => {
@@ -729,10 +758,14 @@ impl<'a> Cursor<'a> {
         let Ok(n) = usize::try_from(n) else {
             return Err(self.nil(what));
         };
-        let Some(s) = self.buf.get(self.pos..self.pos + n) else {
-            return Err(self.cut_short());
-        };
-        self.pos += n + 2;
+        let end = self.pos + n;
+        match self.buf.get(end..end + 2) {
+            Some(b"\r\n") => {}
+            Some(_) => return Err(protocol(self.command, "bulk string without CRLF")),
+            None => return Err(self.cut_short()),
+        }
+        let s = &self.buf[self.pos..end];
+        self.pos = end + 2;
         Ok(s)
     }
 
@@ -750,7 +783,8 @@ impl<'a> Cursor<'a> {
 
     #[cold]
     #[inline(never)]
-    fn cut_short(&self) -> TransportError {
+    fn cut_short(&mut self) -> TransportError {
+        self.short = true;
         protocol(self.command, "reply cut short")
     }
 }
@@ -760,11 +794,24 @@ impl<'a> Cursor<'a> {
 /// [`Value`]: field names are compared where they lie, and only the
 /// attributes the envelope keeps are copied out.
 fn read_group_reply(frame: &[u8]) -> Result<Vec<Entry>, TransportError> {
-    let mut c = Cursor {
-        buf: frame,
-        pos: 0,
-        command: "XREADGROUP",
-    };
+    match read_group_prefix(frame)? {
+        Some((entries, _)) => Ok(entries),
+        None => Err(protocol("XREADGROUP", "reply cut short")),
+    }
+}
+
+/// [`read_group_reply`] of the reply at the start of `buf`, with its
+/// length; `None` if `buf` ends before the reply does.
+fn read_group_prefix(buf: &[u8]) -> Result<Option<(Vec<Entry>, usize)>, TransportError> {
+    let mut c = Cursor::new(buf, "XREADGROUP");
+    match walk_read_group(&mut c) {
+        Ok(entries) => Ok(Some((entries, c.pos))),
+        Err(_) if c.short => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn walk_read_group(c: &mut Cursor<'_>) -> Result<Vec<Entry>, TransportError> {
     let Some(streams) = c.array("an array of streams")? else {
         return Ok(Vec::new());
     };
@@ -776,7 +823,8 @@ fn read_group_reply(frame: &[u8]) -> Result<Vec<Entry>, TransportError> {
         }
         c.bulk("stream key")?;
         let n = c.array("an array of entries")?.unwrap_or(0);
-        out.reserve(n);
+        // The count comes from the server: an entry takes 20 bytes at least.
+        out.reserve(n.min((c.buf.len() - c.pos) / 20));
         for _ in 0..n {
             if c.array("[id, fields]")? != Some(2) {
                 return Err(protocol("XREADGROUP", "entry is not [id, fields]"));
@@ -1039,13 +1087,46 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_counted_from_the_headers_of_a_reply() {
-        let reply = b"*1\r\n*2\r\n$1\r\nk\r\n*3\r\n";
-        assert_eq!(entries_in(reply), 3);
-        assert_eq!(entries_in(b"*-1\r\n"), 0);
-        assert_eq!(entries_in(b"*1\r\n*2\r\n$1\r\nk\r\n*0\r\n"), 0);
-        assert_eq!(entries_in(b"*2\r\n*2\r\n$1\r\nk\r\n*3\r\n"), 0);
-        assert_eq!(entries_in(b":1\r\n"), 0);
+    fn entries_are_counted_from_the_head_of_a_reply() {
+        let head = b"*1\r\n*2\r\n$1\r\nk\r\n*3\r\n";
+        assert_eq!(reply_head(head), Some(3));
+        for cut in 0..head.len() {
+            assert_eq!(reply_head(&head[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(reply_head(b"*-1\r\n"), Some(0));
+        assert_eq!(reply_head(b"*1\r\n*2\r\n$1\r\nk\r\n*0\r\n"), Some(0));
+        assert_eq!(reply_head(b"*2\r\n*2\r\n$1\r\nk\r\n*3\r\n"), Some(0));
+        assert_eq!(reply_head(b":1\r\n"), Some(0));
+        assert_eq!(reply_head(b"-NOGROUP no such group\r\n"), Some(0));
+    }
+
+    #[test]
+    fn a_reply_read_before_it_is_whole_asks_for_more_at_every_cut() {
+        let mut reply = b"*1\r\n*2\r\n".to_vec();
+        reply.extend(bulk(b"k"));
+        reply.extend_from_slice(b"*1\r\n*2\r\n");
+        reply.extend(bulk(b"1-0"));
+        reply.extend_from_slice(b"*2\r\n");
+        reply.extend(bulk(b"type"));
+        reply.extend(bulk(b"x"));
+        for cut in 0..reply.len() {
+            assert!(
+                read_group_prefix(&reply[..cut]).unwrap().is_none(),
+                "cut at {cut}"
+            );
+        }
+        let mut more = reply.clone();
+        more.extend_from_slice(b"*-1\r\n");
+        let (entries, len) = read_group_prefix(&more).unwrap().unwrap();
+        assert_eq!((entries.len(), len), (1, reply.len()));
+        // A bulk string must end where its length says.
+        let mut bad = reply.clone();
+        let at = bad.len() - 2;
+        bad[at] = b'y';
+        assert!(read_group_prefix(&bad).is_err());
+        // A count no reply could hold reserves nothing up front.
+        let huge = b"*1\r\n*2\r\n$1\r\nk\r\n*999999999999\r\n";
+        assert!(read_group_prefix(huge).unwrap().is_none());
     }
 
     #[test]
