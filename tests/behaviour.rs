@@ -599,6 +599,32 @@ async fn worker_stopped_in_a_backlog_handles_everything_it_read(h: Harness) {
     assert_eq!(all, sent, "each event once, in order");
 }
 
+async fn large_batch_returns_every_entry_id_in_order(h: Harness) {
+    // About 1 MiB of commands: sent in many pieces while the replies of
+    // the first ones already come back.
+    let events: Vec<_> = (0..3000)
+        .map(|i| {
+            let mut e = FileUploaded::new(format!("l{i}"));
+            e.filename = "x".repeat(300);
+            e
+        })
+        .collect();
+    let published = h.bus.publish_batch(&events).await.unwrap();
+    assert_eq!(published.len(), 3000);
+    let entry_ids: Vec<String> = published
+        .iter()
+        .map(|p| p.entry_id.clone().unwrap())
+        .collect();
+    let key = |id: &String| {
+        let (ms, seq) = id.split_once('-').unwrap();
+        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
+    };
+    assert!(entry_ids.windows(2).all(|w| key(&w[0]) < key(&w[1])));
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    assert_eq!(stats.length, 3000);
+    assert_eq!(stats.last_entry_id.as_ref(), entry_ids.last());
+}
+
 async fn batch_with_an_event_that_cannot_be_written_publishes_nothing(h: Harness) {
     let batch: Vec<FragileFileUploaded> = ["a", "b", "poison", "d"]
         .into_iter()
@@ -1176,6 +1202,7 @@ transport_suite!(
     event_with_stream_and_channel_goes_to_both,
     batch_returns_one_entry_id_per_event_in_order,
     batch_with_an_event_that_cannot_be_written_publishes_nothing,
+    large_batch_returns_every_entry_id_in_order,
     one_at_a_time_handler_sees_the_stream_in_order,
     worker_stopped_in_a_backlog_handles_everything_it_read,
     missing_state_fails_at_start,
