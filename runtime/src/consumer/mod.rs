@@ -334,9 +334,8 @@ struct GroupSpec {
 }
 
 /// An entry id in the held set: `<ms>-<seq>` as two numbers, which hash and
-/// compare without the allocation and the string hashing of the id's text
-/// (together about a thousand instructions per entry). Any other id (never
-/// one of Redis's) is kept as its text.
+/// compare without an allocation and without hashing the id's text. Any
+/// other id (never one of Redis's) is kept as its text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum HeldId {
     Parsed(u64, u64),
