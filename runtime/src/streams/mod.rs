@@ -145,14 +145,10 @@ fn xreadgroup(r: &ReadRequest<'_>, count: usize, block: Option<Duration>) -> Cmd
     cmd
 }
 
-/// The error of a command that had no reply within the response timeout,
-/// as redis-rs reports it.
-fn timed_out(command: &str, limit: Duration) -> TransportError {
-    redis::RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("no reply to {command} within {limit:?}"),
-    ))
-    .into()
+/// A time limit passed, as redis-rs reports it (an I/O `TimedOut`, which
+/// [`TransportError::is_transient`] counts as worth a retry).
+fn timed_out(message: String) -> TransportError {
+    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, message)).into()
 }
 
 /// The connections of one reading consumer: `XREADGROUP` goes through a
@@ -194,7 +190,9 @@ impl Transport for StreamsTransport {
                         None => fast.append(batch).await,
                         Some(limit) => tokio::time::timeout(limit, fast.append(batch))
                             .await
-                            .unwrap_or_else(|_| Err(timed_out("XADD", limit))),
+                            .unwrap_or_else(|_| {
+                                Err(timed_out(format!("no reply to XADD within {limit:?}")))
+                            }),
                     };
                 }
                 let mut pipe = Pipeline::with_capacity(batch.len());

@@ -84,11 +84,10 @@ impl RespConnection {
     async fn open(&self) -> Result<(TcpStream, Vec<u8>), TransportError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(result) => result,
-            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connecting to {}:{} timed out", self.host, self.port),
-            ))
-            .into()),
+            Err(_) => Err(super::timed_out(format!(
+                "connecting to {}:{} timed out",
+                self.host, self.port
+            ))),
         }
     }
 
@@ -168,12 +167,7 @@ impl RespConnection {
         let Some((mut stream, mut buf)) = self.conn.take() else {
             return Ok(Vec::new());
         };
-        let result = reply(&mut stream, &mut buf, "XREADGROUP").await;
-        let result = result.and_then(|len| {
-            let entries = read_group_reply(&buf[..len]);
-            buf.drain(..len);
-            entries
-        });
+        let result = entries(&mut stream, &mut buf).await;
         if result.is_ok() {
             self.conn = Some((stream, buf));
         }
@@ -356,16 +350,9 @@ async fn read_xadd_replies(
 /// which [`xadd_reply`] then reads.
 #[inline]
 fn entry_id_at(buf: &[u8], at: usize) -> Option<(String, usize)> {
-    if buf.get(at) != Some(&b'$') {
-        return None;
-    }
-    let (len, next) = number(buf, at + 1).ok()??;
-    let end = next.checked_add(usize::try_from(len).ok()?)?;
-    if buf.get(end..end + 2)? != b"\r\n" {
-        return None;
-    }
-    let id = std::str::from_utf8(&buf[next..end]).ok()?;
-    Some((id.to_owned(), end + 2))
+    let mut c = Cursor::new(buf.get(at..)?, "XADD");
+    let id = std::str::from_utf8(c.bulk("entry id").ok()?).ok()?;
+    Some((id.to_owned(), at + c.pos))
 }
 
 /// One `XADD` reply, which [`Scan::advance`] found complete: the entry id,
@@ -474,9 +461,15 @@ async fn receive_entries(
             }
         }
     }
-    // The whole reply is usually here by now: read it in one walk. Only a
-    // reply still arriving (or an error) is first followed to its end as it
-    // comes, which spares a second walk over every reply that is whole.
+    entries(stream, buf).await
+}
+
+/// The entries of the `XREADGROUP` reply at the start of `buf`, read from
+/// `stream` as far as needed. The whole reply is usually there already:
+/// it is read in one walk. Only a reply still arriving (or an error) is
+/// first followed to its end as it comes, which spares a second walk over
+/// every reply that is whole.
+async fn entries(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<Entry>, TransportError> {
     if buf.first() == Some(&b'*') {
         if let Some((entries, len)) = read_group_prefix(buf)? {
             buf.drain(..len);
