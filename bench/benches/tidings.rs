@@ -304,11 +304,68 @@ async fn publish_figures(
         );
     }
 
+    progress("batched publish from 4 tasks (100 per batch)");
+    let (mut t, mut b) = (Vec::new(), Vec::new());
+    let batch_tasks = 4;
+    let per_task = config.batched / batch_tasks;
+    let n = per_task * batch_tasks;
+    let shared = std::sync::Arc::new(events);
+    let batch_runs = if config.wants("publish_batch_100_c4") {
+        config.runs
+    } else {
+        0
+    };
+    for _ in 0..batch_runs {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..batch_tasks)
+            .map(|k| {
+                let bus = bus.clone();
+                let events = shared.clone();
+                tokio::spawn(async move {
+                    for chunk in events[k * per_task..(k + 1) * per_task].chunks(100) {
+                        bus.publish_batch(chunk).await?;
+                    }
+                    Ok::<_, tidings::Error>(())
+                })
+            })
+            .collect();
+        for r in join_all(tasks).await {
+            r??;
+        }
+        t.push(per_second(n, start.elapsed()));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..batch_tasks)
+            .map(|k| {
+                let mut conn = conn.clone();
+                let events = shared.clone();
+                let key = raw_key.clone();
+                tokio::spawn(async move {
+                    for chunk in events[k * per_task..(k + 1) * per_task].chunks(100) {
+                        raw::xadd_pipeline(&mut conn, &key, chunk).await?;
+                    }
+                    Ok::<_, redis::RedisError>(())
+                })
+            })
+            .collect();
+        for r in join_all(tasks).await {
+            r??;
+        }
+        b.push(per_second(n, start.elapsed()));
+        del(&mut conn, &key).await?;
+        del(&mut conn, &raw_key).await?;
+    }
+    if !t.is_empty() {
+        out.push(
+            Figure::from_runs("publish_batch_100_c4", "events/s", Better::Higher, t, b)
+                .target(Target::RatioAtLeast(0.8))
+                .target(Target::AtLeast(300_000.0)),
+        );
+    }
+
     progress(&format!("concurrent publish ({} tasks)", config.tasks));
     let (mut t, mut b) = (Vec::new(), Vec::new());
     let per_task = config.concurrent / config.tasks;
     let n = per_task * config.tasks;
-    let shared = std::sync::Arc::new(events);
     let concurrent_runs = if config.wants("publish_concurrent") {
         config.runs
     } else {
@@ -536,7 +593,14 @@ fn ceiling_figures(
         Ok(())
     };
     let key = "tidings:{bench}:ceiling";
-    if tidings_runs("publish_awaited").is_some() || tidings_runs("publish_batch_100").is_some() {
+    if [
+        "publish_awaited",
+        "publish_batch_100",
+        "publish_batch_100_c4",
+    ]
+    .iter()
+    .any(|f| tidings_runs(f).is_some())
+    {
         progress("redis-benchmark: XADD of the same entry");
     }
     figure("redis_benchmark_xadd", "publish_awaited", &|| {
@@ -545,9 +609,11 @@ fn ceiling_figures(
     figure("redis_benchmark_xadd_p100", "publish_batch_100", &|| {
         ceiling::xadd(port, key, 1, 100, config.batched)
     })?;
-    figure("redis_benchmark_xadd_p100_c4", "publish_batch_100", &|| {
-        ceiling::xadd(port, key, 4, 100, config.batched)
-    })?;
+    figure(
+        "redis_benchmark_xadd_p100_c4",
+        "publish_batch_100_c4",
+        &|| ceiling::xadd(port, key, 4, 100, config.batched),
+    )?;
     if tidings_runs("consume_ack").is_some() {
         progress("redis-benchmark: XREADGROUP COUNT 100 of the same entry");
     }
