@@ -1242,3 +1242,57 @@ fn redis_harness_restarts_on_the_same_port() {
     let pong: String = ::redis::cmd("PING").query(&mut conn).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+/// Redis only: a key of another type is a server error, returned as it
+/// came (not retried as an outage), for one event and for a batch; the
+/// connections it came back on stay in step, so the next publishes work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_onto_a_key_that_is_not_a_stream_fails_and_the_bus_goes_on() {
+    let h = Harness::redis().await;
+    let key = h.bus.stream_key("contextual");
+    let client = ::redis::Client::open(h.server.as_ref().unwrap().url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = ::redis::cmd("SET")
+        .arg(&key)
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let wrong_type = |e: &tidings::Error| matches!(e, tidings::Error::Transport(t) if t.to_string().contains("WRONGTYPE"));
+    let one = h.bus.publish(&FileUploaded::new("w1")).await.unwrap_err();
+    assert!(wrong_type(&one), "{one}");
+    let batch = [FileUploaded::new("w2"), FileUploaded::new("w3")];
+    let many = h.bus.publish_batch(&batch).await.unwrap_err();
+    assert!(wrong_type(&many), "{many}");
+    // Both at once: whichever finds the own connection busy takes the
+    // shared one, and both report the same error.
+    let w4 = FileUploaded::new("w4");
+    let (a, b) = tokio::join!(h.bus.publish(&w4), h.bus.publish_batch(&batch));
+    assert!(wrong_type(&a.unwrap_err()));
+    assert!(wrong_type(&b.unwrap_err()));
+
+    let () = ::redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let first = h.bus.publish(&FileUploaded::new("r1")).await.unwrap();
+    let rest = h.bus.publish_batch(&batch).await.unwrap();
+    let ids: Vec<String> = std::iter::once(&first)
+        .chain(&rest)
+        .map(|p| p.entry_id.clone().unwrap())
+        .collect();
+    let stored: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let stored: Vec<String> = stored.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(
+        stored, ids,
+        "only the publishes after the DEL are in the stream"
+    );
+}

@@ -449,7 +449,9 @@ impl Bus {
     /// PUBLISH ns:channel:type <cloudevents json>
     /// ```
     ///
-    /// The payload is serialized once; concurrent calls share the multiplexed
+    /// The payload is serialized once. Over plain TCP the `XADD` goes out on
+    /// a connection the bus keeps for publishing, written and answered in
+    /// the calling task; calls made while it is busy share the multiplexed
     /// connection and are pipelined on it.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Published, Error> {
         let draft = Draft::of(event)?;
@@ -473,8 +475,8 @@ impl Bus {
     /// event ids) until the publish timeout, so an event may appear twice.
     ///
     /// Over plain TCP a batch goes through a connection the bus keeps for
-    /// batches, with the commands encoded by tidings itself; a batch sent
-    /// while another one is on it goes through the shared connection.
+    /// publishing, with the commands encoded by tidings itself; a batch sent
+    /// while another publish is on it goes through the shared connection.
     pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<Published>, Error> {
         let drafts = Draft::all(events)?;
         self.send_drafts(&drafts, &Meta::default()).await

@@ -18,20 +18,23 @@ use crate::transport::{
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
 ///
-/// Publishing goes through one shared [`ConnectionManager`]: it multiplexes,
-/// so concurrent `publish` calls from many tasks are written to the socket
-/// back to back and answered in order (pipelined without waiting for one
-/// another). A batch of events goes through a connection of its own when
-/// the server is reached over plain TCP and no other batch is using it:
-/// the commands are encoded by hand and sent from the publishing task,
-/// which costs a fraction of a redis-rs pipeline per event. Each reading
+/// Publishing over plain TCP goes through a connection the transport keeps
+/// for `XADD`s: the commands are encoded by hand and written from the
+/// publishing task, and the reply is read there too, which spares the hop
+/// through redis-rs's connection task on every awaited publish and costs a
+/// fraction of a redis-rs pipeline per event of a batch. Whoever finds that
+/// connection busy (another publish is waiting for its reply) goes through
+/// one shared [`ConnectionManager`] instead: it multiplexes, so concurrent
+/// `publish` calls from many tasks are written to the socket back to back
+/// and answered in order (pipelined without waiting for one another). TLS
+/// and Unix addresses always take the shared connection. Each reading
 /// consumer gets connections of its own ([`StreamsReader`]), because a
 /// blocking `XREADGROUP` holds its connection until it returns.
 #[derive(Clone)]
 pub struct StreamsTransport {
     client: Client,
     conn: ConnectionManager,
-    batches: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
+    own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
     response_timeout: Option<Duration>,
 }
 
@@ -51,12 +54,12 @@ impl StreamsTransport {
     ) -> Result<Self, TransportError> {
         let config = ConnectionManagerConfig::new().set_response_timeout(response_timeout);
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        let batches = resp::RespConnection::for_info(client.get_connection_info())
+        let own = resp::RespConnection::for_info(client.get_connection_info())
             .map(|c| Arc::new(tokio::sync::Mutex::new(c)));
         Ok(StreamsTransport {
             client,
             conn,
-            batches,
+            own,
             response_timeout,
         })
     }
@@ -176,33 +179,31 @@ impl Transport for StreamsTransport {
 
     async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, TransportError> {
         let mut conn = self.conn.clone();
-        match batch {
-            [] => Ok(Vec::new()),
-            [(key, o)] => {
-                let id: String = xadd(key, o).query_async(&mut conn).await?;
-                Ok(vec![id])
-            }
-            _ => {
-                // A batch already on the batch connection is not waited
-                // for: the shared connection takes this one alongside.
-                if let Some(mut fast) = self.batches.as_ref().and_then(|b| b.try_lock().ok()) {
-                    return match self.response_timeout {
-                        None => fast.append(batch).await,
-                        Some(limit) => tokio::time::timeout(limit, fast.append(batch))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(timed_out(format!("no reply to XADD within {limit:?}")))
-                            }),
-                    };
-                }
-                let mut pipe = Pipeline::with_capacity(batch.len());
-                for (key, o) in batch {
-                    pipe.add_command(xadd(key, o));
-                }
-                let ids: Vec<String> = pipe.query_async(&mut conn).await?;
-                Ok(ids)
-            }
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
+        // A publish that finds the own connection busy does not wait for
+        // it: the shared connection takes this one alongside.
+        if let Some(mut fast) = self.own.as_ref().and_then(|b| b.try_lock().ok()) {
+            return match self.response_timeout {
+                None => fast.append(batch).await,
+                Some(limit) => tokio::time::timeout(limit, fast.append(batch))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(timed_out(format!("no reply to XADD within {limit:?}")))
+                    }),
+            };
+        }
+        if let [(key, o)] = batch {
+            let id: String = xadd(key, o).query_async(&mut conn).await?;
+            return Ok(vec![id]);
+        }
+        let mut pipe = Pipeline::with_capacity(batch.len());
+        for (key, o) in batch {
+            pipe.add_command(xadd(key, o));
+        }
+        let ids: Vec<String> = pipe.query_async(&mut conn).await?;
+        Ok(ids)
     }
 
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
