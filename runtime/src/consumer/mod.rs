@@ -2,7 +2,8 @@
 //! that read, decode, dispatch with bounded concurrency and acknowledge.
 //!
 //! One reading task per (stream, group) reads with `XREADGROUP`, sending the
-//! next read while it hands out the entries of the last one. It runs each
+//! next read while it hands out the entries of the last one (on a backlog,
+//! before them; caught up, once they are handed out). It runs each
 //! entry's first attempt itself for handlers that take one entry at a time,
 //! and in a task per entry for handlers with a higher concurrency; it never
 //! sleeps on behalf of a handler. Finished entries go to an acknowledging
@@ -488,8 +489,7 @@ async fn run_group<T: Transport>(
     let mut next_claim = tokio::time::Instant::now();
     // Entries read and not yet dispatched, each with its prefetch permit and
     // its place in the held set. Each turn of the loop reads the next batch
-    // while it dispatches this one, so that Redis prepares the next reply
-    // while handlers run.
+    // while it dispatches this one.
     let mut batch: Vec<(Entry, (OwnedSemaphorePermit, Held))> = Vec::new();
     // A full batch while the prefetch can take another one: the transport
     // may ask for it before this one is read out of the reply, so that Redis
@@ -546,6 +546,13 @@ async fn run_group<T: Transport>(
             }
             Some(result)
         };
+        // On a backlog (a full batch) the next read goes out first, so that
+        // Redis prepares it while this batch is handled. Caught up, the
+        // batch is handled first: the read would mostly wait for new
+        // entries, and sending it first put a write on the way of every
+        // event to its handler (about 15 us of p50 at 1k-5k events/s here).
+        // A handler that waits (I/O) lets the read go out at its first await.
+        let backlog = batch.len() >= opts.count;
         let dispatching = dispatch(
             &transport,
             &spec,
@@ -554,7 +561,11 @@ async fn run_group<T: Transport>(
             &entry_stop,
             &mut inflight,
         );
-        let (result, ()) = futures::future::join(read, dispatching).await;
+        let result = if backlog {
+            futures::future::join(read, dispatching).await.0
+        } else {
+            futures::future::join(dispatching, read).await.1
+        };
 
         match result {
             None => {}
