@@ -453,6 +453,13 @@ impl Bus {
     /// a connection the bus keeps for publishing, written and answered in
     /// the calling task; calls made while it is busy share the multiplexed
     /// connection and are pipelined on it.
+    ///
+    /// Order: publishes awaited one after the other reach the stream in that
+    /// order. Publishes in flight at the same time (joined futures, several
+    /// tasks) may go out on different connections and have no order among
+    /// them; events that must stay in order go in one
+    /// [`publish_batch`](Bus::publish_batch), whose entries are appended in
+    /// the order given.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Published, Error> {
         let draft = Draft::of(event)?;
         self.send_one(&draft, None).await
