@@ -423,8 +423,9 @@ impl Context {
             return Ok(());
         }
         match &self.inner.bus {
-            Some(bus) => bus
-                .send_drafts(&outcome.events, &self.meta())
+            // Boxed: the publishing future is large, and would otherwise
+            // be part of every delivery's future, events to publish or not.
+            Some(bus) => Box::pin(bus.send_drafts(&outcome.events, &self.meta()))
                 .await
                 .map(|_| ()),
             None => Err(Error::Detached),

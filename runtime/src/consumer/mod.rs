@@ -708,11 +708,17 @@ async fn dispatch<T: Transport>(
                 inflight.spawn(retry.run());
             }
         } else {
-            inflight.spawn(async move {
+            // Boxed before it is spawned, so that the task is built around
+            // a pointer rather than moved through `spawn` by value (about
+            // 2,000 instructions per entry less); the cold paths inside
+            // (retries, dead letters, publishing what a handler returns)
+            // are boxed where they are taken, so that they do not size
+            // every delivery's future.
+            inflight.spawn(Box::pin(async move {
                 if let Some(retry) = process(delivery, entry, slots).await {
-                    retry.run().await;
+                    Box::pin(retry.run()).await;
                 }
-            });
+            }));
         }
     }
 }
@@ -878,7 +884,10 @@ async fn process<T: Transport>(
         Err(e) => {
             let now = now_millis();
             let error = format!("entry is not a CloudEvents envelope: {e}");
-            bury(transport, spec, &id, None, &error, deliveries, now, now).await;
+            Box::pin(bury(
+                transport, spec, &id, None, &error, deliveries, now, now,
+            ))
+            .await;
             return None;
         }
     };
@@ -902,7 +911,7 @@ async fn process<T: Transport>(
              earlier consumers stopped while handling it"
         );
         let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
-        bury(
+        Box::pin(bury(
             transport,
             spec,
             &id,
@@ -911,7 +920,7 @@ async fn process<T: Transport>(
             deliveries,
             now,
             now,
-        )
+        ))
         .await;
         return None;
     }
@@ -994,7 +1003,7 @@ async fn attempt<T: Transport>(
         .join("; ");
     if give_up {
         let names = handler_names(spec, failures.iter().map(|f| f.index));
-        bury(
+        Box::pin(bury(
             transport,
             spec,
             &id,
@@ -1003,7 +1012,7 @@ async fn attempt<T: Transport>(
             attempt,
             first,
             now,
-        )
+        ))
         .await;
         return None;
     }
@@ -1016,9 +1025,9 @@ async fn attempt<T: Transport>(
         retry_in = ?delay, error = %error, "handler failed; will retry");
     // Counted in the entry's delivery counter, so that a worker that
     // claims it after this one stopped goes on from here.
-    if let Err(e) = transport
-        .record_attempts(&spec.key, spec.group, &spec.consumer, &id, attempt)
-        .await
+    if let Err(e) =
+        Box::pin(transport.record_attempts(&spec.key, spec.group, &spec.consumer, &id, attempt))
+            .await
     {
         tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
             "recording the attempt failed");
