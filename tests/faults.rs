@@ -549,8 +549,8 @@ async fn publish_fails_after_the_timeout_while_redis_is_down_and_recovers() {
 }
 
 /// Redis only: a worker reads through a server that wants a password, in a
-/// database other than 0 (the reader authenticates and selects it on every
-/// connection it opens).
+/// database other than 0 (the reader and the publishing connection
+/// authenticate and select it on every connection they open).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_on_a_password_protected_server_in_database_3_handles_every_event() {
     let server = support::redis::RedisServer::start();
@@ -583,7 +583,9 @@ async fn worker_on_a_password_protected_server_in_database_3_handles_every_event
         .map(|i| FileUploaded::new(format!("p{i}")))
         .collect();
     bus.publish_batch(&events).await.unwrap();
-    let expected: HashSet<String> = (0..20).map(|i| format!("p{i}")).collect();
+    // One alone too: an awaited publish takes the same own connection.
+    bus.publish(&FileUploaded::new("p20")).await.unwrap();
+    let expected: HashSet<String> = (0..21).map(|i| format!("p{i}")).collect();
     assert!(
         eventually(Duration::from_secs(10), || tally(&expected, &p, 0).missing
             == 0)
@@ -601,7 +603,7 @@ async fn worker_on_a_password_protected_server_in_database_3_handles_every_event
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(len, 20, "the events are in database 3");
+    assert_eq!(len, 21, "the events are in database 3");
     let pending: (i64,) = ::redis::cmd("XPENDING")
         .arg(&key)
         .arg("steady")
