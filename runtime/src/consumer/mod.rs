@@ -550,7 +550,8 @@ async fn run_group<T: Transport>(
         // Redis prepares it while this batch is handled. Caught up, the
         // batch is handled first: the read would mostly wait for new
         // entries, and sending it first put a write on the way of every
-        // event to its handler (about 15 us of p50 at 1k-5k events/s here).
+        // event to its handler (about 15 us of p50 at 1k-5k events/s in the
+        // benchmark, `bench/README.md`).
         // A handler that waits (I/O) lets the read go out at its first await.
         let backlog = batch.len() >= opts.count;
         let dispatching = dispatch(
