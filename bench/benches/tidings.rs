@@ -221,6 +221,29 @@ fn per_second(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
 
+/// Events per second of `tasks` tasks run at once, task `k` publishing
+/// `events[k * per_task..(k + 1) * per_task]` with `job`.
+async fn from_tasks<F, Fut, E>(
+    tasks: usize,
+    per_task: usize,
+    events: &std::sync::Arc<Vec<FileUploaded>>,
+    job: F,
+) -> Result<f64, BoxError>
+where
+    F: Fn(std::sync::Arc<Vec<FileUploaded>>, std::ops::Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError> + Send + 'static,
+{
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|k| tokio::spawn(job(events.clone(), k * per_task..(k + 1) * per_task)))
+        .collect();
+    for r in join_all(handles).await {
+        r?.map_err(Into::into)?;
+    }
+    Ok(per_second(tasks * per_task, start.elapsed()))
+}
+
 async fn del(conn: &mut MultiplexedConnection, key: &str) -> Result<(), BoxError> {
     let _: i64 = redis::cmd("DEL").arg(key).query_async(conn).await?;
     Ok(())
@@ -308,7 +331,6 @@ async fn publish_figures(
     let (mut t, mut b) = (Vec::new(), Vec::new());
     let batch_tasks = 4;
     let per_task = config.batched / batch_tasks;
-    let n = per_task * batch_tasks;
     let shared = std::sync::Arc::new(events);
     let batch_runs = if config.wants("publish_batch_100_c4") {
         config.runs
@@ -316,41 +338,26 @@ async fn publish_figures(
         0
     };
     for _ in 0..batch_runs {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..batch_tasks)
-            .map(|k| {
-                let bus = bus.clone();
-                let events = shared.clone();
-                tokio::spawn(async move {
-                    for chunk in events[k * per_task..(k + 1) * per_task].chunks(100) {
-                        bus.publish_batch(chunk).await?;
-                    }
-                    Ok::<_, tidings::Error>(())
-                })
-            })
-            .collect();
-        for r in join_all(tasks).await {
-            r??;
-        }
-        t.push(per_second(n, start.elapsed()));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..batch_tasks)
-            .map(|k| {
-                let mut conn = conn.clone();
-                let events = shared.clone();
-                let key = raw_key.clone();
-                tokio::spawn(async move {
-                    for chunk in events[k * per_task..(k + 1) * per_task].chunks(100) {
-                        raw::xadd_pipeline(&mut conn, &key, chunk).await?;
-                    }
-                    Ok::<_, redis::RedisError>(())
-                })
-            })
-            .collect();
-        for r in join_all(tasks).await {
-            r??;
-        }
-        b.push(per_second(n, start.elapsed()));
+        let job = |events: std::sync::Arc<Vec<FileUploaded>>, part: std::ops::Range<usize>| {
+            let bus = bus.clone();
+            async move {
+                for chunk in events[part].chunks(100) {
+                    bus.publish_batch(chunk).await?;
+                }
+                Ok::<_, tidings::Error>(())
+            }
+        };
+        t.push(from_tasks(batch_tasks, per_task, &shared, job).await?);
+        let job = |events: std::sync::Arc<Vec<FileUploaded>>, part: std::ops::Range<usize>| {
+            let (mut conn, key) = (conn.clone(), raw_key.clone());
+            async move {
+                for chunk in events[part].chunks(100) {
+                    raw::xadd_pipeline(&mut conn, &key, chunk).await?;
+                }
+                Ok::<_, redis::RedisError>(())
+            }
+        };
+        b.push(from_tasks(batch_tasks, per_task, &shared, job).await?);
         del(&mut conn, &key).await?;
         del(&mut conn, &raw_key).await?;
     }
@@ -365,48 +372,32 @@ async fn publish_figures(
     progress(&format!("concurrent publish ({} tasks)", config.tasks));
     let (mut t, mut b) = (Vec::new(), Vec::new());
     let per_task = config.concurrent / config.tasks;
-    let n = per_task * config.tasks;
     let concurrent_runs = if config.wants("publish_concurrent") {
         config.runs
     } else {
         0
     };
     for _ in 0..concurrent_runs {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..config.tasks)
-            .map(|k| {
-                let bus = bus.clone();
-                let events = shared.clone();
-                tokio::spawn(async move {
-                    for e in &events[k * per_task..(k + 1) * per_task] {
-                        bus.publish(e).await?;
-                    }
-                    Ok::<_, tidings::Error>(())
-                })
-            })
-            .collect();
-        for r in join_all(tasks).await {
-            r??;
-        }
-        t.push(per_second(n, start.elapsed()));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..config.tasks)
-            .map(|k| {
-                let mut conn = conn.clone();
-                let events = shared.clone();
-                let key = raw_key.clone();
-                tokio::spawn(async move {
-                    for e in &events[k * per_task..(k + 1) * per_task] {
-                        raw::xadd(&mut conn, &key, e).await?;
-                    }
-                    Ok::<_, redis::RedisError>(())
-                })
-            })
-            .collect();
-        for r in join_all(tasks).await {
-            r??;
-        }
-        b.push(per_second(n, start.elapsed()));
+        let job = |events: std::sync::Arc<Vec<FileUploaded>>, part: std::ops::Range<usize>| {
+            let bus = bus.clone();
+            async move {
+                for e in &events[part] {
+                    bus.publish(e).await?;
+                }
+                Ok::<_, tidings::Error>(())
+            }
+        };
+        t.push(from_tasks(config.tasks, per_task, &shared, job).await?);
+        let job = |events: std::sync::Arc<Vec<FileUploaded>>, part: std::ops::Range<usize>| {
+            let (mut conn, key) = (conn.clone(), raw_key.clone());
+            async move {
+                for e in &events[part] {
+                    raw::xadd(&mut conn, &key, e).await?;
+                }
+                Ok::<_, redis::RedisError>(())
+            }
+        };
+        b.push(from_tasks(config.tasks, per_task, &shared, job).await?);
         del(&mut conn, &key).await?;
         del(&mut conn, &raw_key).await?;
     }
