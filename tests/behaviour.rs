@@ -599,6 +599,20 @@ async fn worker_stopped_in_a_backlog_handles_everything_it_read(h: Harness) {
     assert_eq!(all, sent, "each event once, in order");
 }
 
+/// The stream entry ids of what was published, in the order returned.
+fn entry_ids(published: &[tidings::Published]) -> Vec<String> {
+    published
+        .iter()
+        .map(|p| p.entry_id.clone().expect("published to a stream"))
+        .collect()
+}
+
+/// An entry id (`<ms>-<seq>`) as the pair Redis orders entries by.
+fn entry_order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap();
+    (ms.parse().unwrap(), seq.parse().unwrap())
+}
+
 async fn large_batch_returns_every_entry_id_in_order(h: Harness) {
     // About 1 MiB of commands: sent in many pieces while the replies of
     // the first ones already come back.
@@ -611,15 +625,10 @@ async fn large_batch_returns_every_entry_id_in_order(h: Harness) {
         .collect();
     let published = h.bus.publish_batch(&events).await.unwrap();
     assert_eq!(published.len(), 3000);
-    let entry_ids: Vec<String> = published
-        .iter()
-        .map(|p| p.entry_id.clone().unwrap())
-        .collect();
-    let key = |id: &String| {
-        let (ms, seq) = id.split_once('-').unwrap();
-        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
-    };
-    assert!(entry_ids.windows(2).all(|w| key(&w[0]) < key(&w[1])));
+    let entry_ids = entry_ids(&published);
+    assert!(entry_ids
+        .windows(2)
+        .all(|w| entry_order(&w[0]) < entry_order(&w[1])));
     let stats = h.bus.stream_stats("contextual").await.unwrap();
     assert_eq!(stats.length, 3000);
     assert_eq!(stats.last_entry_id.as_ref(), entry_ids.last());
@@ -666,15 +675,9 @@ async fn batch_returns_one_entry_id_per_event_in_order(h: Harness) {
         .collect();
     let published = h.bus.publish_batch(&events).await.unwrap();
     assert_eq!(published.len(), 10);
-    let ids: Vec<_> = published
-        .iter()
-        .map(|p| p.entry_id.clone().unwrap())
-        .collect();
+    let ids = entry_ids(&published);
     let mut sorted = ids.clone();
-    sorted.sort_by_key(|id| {
-        let (ms, seq) = id.split_once('-').unwrap();
-        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
-    });
+    sorted.sort_by_key(|id| entry_order(id));
     assert_eq!(ids, sorted);
     let mut event_ids: Vec<_> = published.iter().map(|p| p.event_id).collect();
     event_ids.dedup();
@@ -1279,10 +1282,8 @@ async fn publish_onto_a_key_that_is_not_a_stream_fails_and_the_bus_goes_on() {
         .unwrap();
     let first = h.bus.publish(&FileUploaded::new("r1")).await.unwrap();
     let rest = h.bus.publish_batch(&batch).await.unwrap();
-    let ids: Vec<String> = std::iter::once(&first)
-        .chain(&rest)
-        .map(|p| p.entry_id.clone().unwrap())
-        .collect();
+    let mut ids = entry_ids(std::slice::from_ref(&first));
+    ids.extend(entry_ids(&rest));
     let stored: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
         .arg(&key)
         .arg("-")

@@ -178,7 +178,6 @@ impl Transport for StreamsTransport {
     }
 
     async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, TransportError> {
-        let mut conn = self.conn.clone();
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -194,6 +193,7 @@ impl Transport for StreamsTransport {
                     }),
             };
         }
+        let mut conn = self.conn.clone();
         if let [(key, o)] = batch {
             let id: String = xadd(key, o).query_async(&mut conn).await?;
             return Ok(vec![id]);
