@@ -21,7 +21,7 @@ use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, Star
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::server::RedisServer;
-use tidings_bench::{ceiling, macro_cost, raw};
+use tidings_bench::{bare, ceiling, macro_cost, raw};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -298,12 +298,17 @@ async fn publish_figures(
     }
 
     progress("batched publish (100 per batch)");
-    let (mut t, mut b) = (Vec::new(), Vec::new());
+    let (mut t, mut b, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     let batched_runs = if config.wants("publish_batch") {
         config.runs
     } else {
         0
     };
+    let port = match client.get_connection_info().addr() {
+        redis::ConnectionAddr::Tcp(_, port) => *port,
+        other => return Err(format!("the benchmark's server is not on TCP: {other}").into()),
+    };
+    let batch_events = std::sync::Arc::new(events[..config.batched].to_vec());
     for _ in 0..batched_runs {
         let n = config.batched;
         let start = Instant::now();
@@ -318,13 +323,34 @@ async fn publish_figures(
         b.push(per_second(n, start.elapsed()));
         del(&mut conn, &key).await?;
         del(&mut conn, &raw_key).await?;
+        // The same batches from the bare blocking client, on a thread of
+        // its own so that it blocks no runtime worker.
+        let (events, key) = (batch_events.clone(), raw_key.clone());
+        bare.push(
+            tokio::task::spawn_blocking(move || bare::xadd_batches(port, &key, &events, 100))
+                .await??,
+        );
+        del(&mut conn, &raw_key).await?;
     }
     if !t.is_empty() {
         out.push(
-            Figure::from_runs("publish_batch_100", "events/s", Better::Higher, t, b)
-                .target(Target::RatioAtLeast(0.8))
-                .target(Target::AtLeast(300_000.0)),
+            Figure::from_runs(
+                "publish_batch_100",
+                "events/s",
+                Better::Higher,
+                t.clone(),
+                b,
+            )
+            .target(Target::RatioAtLeast(0.8))
+            .target(Target::AtLeast(300_000.0)),
         );
+        out.push(Figure::from_runs(
+            "bare_client_xadd_p100",
+            "events/s",
+            Better::Higher,
+            t,
+            bare,
+        ));
     }
 
     progress("batched publish from 4 tasks (100 per batch)");

@@ -3,6 +3,7 @@
 //! baselines, Redis's own ceiling (`redis-benchmark`), the macro build-cost
 //! crates, and the report.
 
+pub mod bare;
 pub mod ceiling;
 pub mod events;
 pub mod macro_cost;
