@@ -147,3 +147,27 @@ fn next_reply(buf: &[u8]) -> Result<Option<usize>, BoxError> {
         .into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_whole_only_when_all_of_it_has_arrived() {
+        let reply = b"$15\r\n1732442400000-7\r\n";
+        assert_eq!(next_reply(reply).unwrap(), Some(reply.len()));
+        for cut in 0..reply.len() {
+            assert_eq!(next_reply(&reply[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        let two = b"$3\r\n1-0\r\n$3\r\n1-1\r\n";
+        assert_eq!(next_reply(two).unwrap(), Some(9));
+    }
+
+    #[test]
+    fn an_error_or_another_reply_fails_the_measurement() {
+        let err = next_reply(b"-WRONGTYPE Operation against a key\r\n").unwrap_err();
+        assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+        assert!(next_reply(b":1\r\n").is_err());
+        assert!(next_reply(b"$x\r\n").is_err());
+    }
+}
