@@ -667,6 +667,26 @@ async fn batch_with_an_event_that_cannot_be_written_publishes_nothing(h: Harness
     assert_eq!(h.bus.publish_batch(&good).await.unwrap().len(), 3);
     let stats = h.bus.stream_stats("contextual").await.unwrap();
     assert_eq!(stats.length, 3);
+
+    // A bad event far into a large batch, after more than a hundred
+    // kilobytes of the commands before it could have been sent.
+    let mut large: Vec<FragileFileUploaded> = (0..400)
+        .map(|i| FragileFileUploaded {
+            file_id: format!("{i:0>300}"),
+        })
+        .collect();
+    large[390].file_id = "poison".to_owned();
+    let err = h.bus.publish_batch(&large).await.unwrap_err();
+    assert!(matches!(&err, tidings::Error::Encode { .. }), "{err}");
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    assert_eq!(
+        stats.length, 3,
+        "events of the large batch before the bad one were published"
+    );
+    large[390].file_id = "390".to_owned();
+    assert_eq!(h.bus.publish_batch(&large).await.unwrap().len(), 400);
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    assert_eq!(stats.length, 403);
 }
 
 async fn batch_returns_one_entry_id_per_event_in_order(h: Harness) {

@@ -484,9 +484,109 @@ impl Bus {
     /// Over plain TCP a batch goes through a connection the bus keeps for
     /// publishing, with the commands encoded by tidings itself; a batch sent
     /// while another publish is on it goes through the shared connection.
+    /// On the bus's own connection, a batch of events bound for one stream
+    /// (and no channel) is streamed out while it is serialized, inside
+    /// `MULTI`/`EXEC`, so that Redis starts on it early and still appends
+    /// nothing if a later event cannot be serialized:
+    ///
+    /// ```text
+    /// MULTI
+    /// XADD ns:{stream} * specversion 1.0 id <ulid> … data <json>    (one per event)
+    /// EXEC
+    /// ```
     pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<Published>, Error> {
+        if let Some(published) = self.publish_streamed(events).await {
+            return published;
+        }
         let drafts = Draft::all(events)?;
         self.send_drafts(&drafts, &Meta::default()).await
+    }
+
+    /// [`Bus::publish_batch`] of events bound for one stream and no
+    /// channel, on the Redis transport's own connection when it is free:
+    /// each payload is serialized just before its `XADD` is encoded, and
+    /// the commands go out in pieces inside `MULTI`/`EXEC`, so that Redis
+    /// is already queueing the first ones while the client serializes the
+    /// rest (with everything serialized first, Redis waited for the whole
+    /// batch to be serialized and encoded). A payload that cannot be
+    /// serialized aborts the transaction: nothing is appended, as on the
+    /// other path. `None`, with nothing sent, where that path applies.
+    async fn publish_streamed<E: Event>(
+        &self,
+        events: &[E],
+    ) -> Option<Result<Vec<Published>, Error>> {
+        let (Backend::Redis { streams, .. }, Some(stream), None) =
+            (&self.shared.backend, E::STREAM, E::CHANNEL)
+        else {
+            return None;
+        };
+        if events.len() < 2 {
+            return None;
+        }
+        let tenant = self.tenant.as_deref();
+        let key = stream_key(&self.shared.namespace, tenant, stream);
+        let time = Rfc3339Millis::from_millis(crate::envelope::now_millis());
+        let stamps: Vec<Stamp> = events.iter().map(|_| Stamp::new()).collect();
+        let attributes: Vec<Outgoing<'_>> = stamps
+            .iter()
+            .map(|stamp| Outgoing {
+                id: stamp.id(),
+                source: &self.shared.source,
+                type_name: E::TYPE,
+                time: time.as_str(),
+                dataschema: E::DATASCHEMA,
+                dataversion: E::VERSION,
+                correlation_id: None,
+                causation_id: None,
+                tenant_id: tenant,
+                traceparent: None,
+                subject: None,
+                data: &[],
+            })
+            .collect();
+        let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
+            Some(e) => serde_json::to_writer(buf, e),
+            None => Ok(()),
+        };
+        // The first attempt only if the connection is free: a batch that
+        // finds it busy takes the shared connection instead, as before.
+        let sent = match streams
+            .append_streamed(&key, &attributes, payload, false)
+            .await?
+        {
+            // Sent again with the same event ids, as the other path does.
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "streamed batch failed; sending it again");
+                self.patiently("XADD", || async {
+                    // Waiting for the connection, which the first attempt
+                    // found free, is always possible: `None` cannot come.
+                    streams
+                        .append_streamed(&key, &attributes, payload, true)
+                        .await
+                        .unwrap_or(Err(crate::transport::TransportError::Unsupported {
+                            transport: "redis-streams",
+                            operation: "streamed batches",
+                        }))
+                })
+                .await
+            }
+            other => other.map_err(Error::from),
+        };
+        Some(match sent {
+            Ok(Ok(ids)) => Ok(ids
+                .into_iter()
+                .zip(&stamps)
+                .map(|(id, stamp)| Published {
+                    entry_id: Some(id),
+                    event_id: stamp.id,
+                })
+                .collect()),
+            Ok(Err((_, source))) => Err(Error::Encode {
+                type_name: E::TYPE,
+                source,
+            }),
+            Err(e) => Err(e),
+        })
     }
 
     fn effective_tenant<'a>(&'a self, meta: Option<&'a Meta>) -> Result<Option<&'a str>, Error> {

@@ -22,7 +22,9 @@ use crate::transport::{
 /// for `XADD`s: the commands are encoded by hand and written from the
 /// publishing task, and the reply is read there too, which spares the hop
 /// through redis-rs's connection task on every awaited publish and costs a
-/// fraction of a redis-rs pipeline per event of a batch. Whoever finds that
+/// fraction of a redis-rs pipeline per event of a batch (a batch bound for
+/// one stream is streamed out inside `MULTI`/`EXEC` as its payloads are
+/// serialized, see [`Bus::publish_batch`](crate::Bus::publish_batch)). Whoever finds that
 /// connection busy (another publish is waiting for its reply) goes through
 /// one shared [`ConnectionManager`] instead: it multiplexes, so concurrent
 /// `publish` calls from many tasks are written to the socket back to back
@@ -72,6 +74,38 @@ impl StreamsTransport {
     /// The client the transport was built from.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// A batch to one stream, streamed out on the transport's own
+    /// connection as its payloads are serialized, inside `MULTI`/`EXEC`
+    /// (see [`resp::RespConnection::append_streamed`]): the entry ids, or
+    /// the event whose payload could not be serialized, with nothing
+    /// appended. `None`, with nothing done, when the server is not reached
+    /// over plain TCP, or when the connection is busy and `wait` is false.
+    pub(crate) async fn append_streamed(
+        &self,
+        key: &str,
+        events: &[Outgoing<'_>],
+        payload: impl FnMut(usize, &mut Vec<u8>) -> Result<(), serde_json::Error>,
+        wait: bool,
+    ) -> Option<Result<Result<Vec<String>, resp::Unwritable>, TransportError>> {
+        let own = self.own.as_ref()?;
+        let mut conn = match own.try_lock() {
+            Ok(conn) => conn,
+            Err(_) if wait => own.lock().await,
+            Err(_) => return None,
+        };
+        let sent = conn.append_streamed(key, events, payload);
+        let result = match self.response_timeout {
+            None => sent.await,
+            Some(limit) => tokio::time::timeout(limit, sent)
+                .await
+                .unwrap_or_else(|_| Err(timed_out(format!("no reply to EXEC within {limit:?}")))),
+        };
+        Some(result.and_then(|r| match r {
+            Ok(replies) => replies.into_iter().collect::<Result<Vec<_>, _>>().map(Ok),
+            Err(unwritable) => Ok(Err(unwritable)),
+        }))
     }
 }
 

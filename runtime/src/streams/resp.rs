@@ -58,6 +58,9 @@ pub(super) struct RespConnection {
     conn: Option<(TcpStream, Vec<u8>)>,
     /// Encoded commands on their way out, kept between batches.
     out: Vec<u8>,
+    /// The payload being serialized, in a batch streamed out as it is
+    /// serialized.
+    payload: Vec<u8>,
     /// Whether a read was sent ahead on `conn` and its reply not read yet.
     ahead: bool,
 }
@@ -77,6 +80,7 @@ impl RespConnection {
             db: settings.db(),
             conn: None,
             out: Vec::new(),
+            payload: Vec::new(),
             ahead: false,
         })
     }
@@ -206,6 +210,161 @@ impl RespConnection {
         let ids = read_xadd_replies(&mut stream, &mut buf, batch.len()).await?;
         self.conn = Some((stream, buf));
         ids.into_iter().collect()
+    }
+}
+
+/// A streamed batch is written out in pieces of about this size: Redis
+/// queues the first commands while the next payloads are serialized.
+const STREAM_CHUNK: usize = 16 * 1024;
+
+/// The event of a streamed batch whose payload could not be serialized
+/// (its index), and serde's reason.
+pub(crate) type Unwritable = (usize, serde_json::Error);
+
+impl RespConnection {
+    /// Appends one entry per element of `events` to `key`, in one
+    /// `MULTI` … `EXEC`, each payload serialized by `payload` just before
+    /// its command is encoded, and the commands sent in pieces as they are
+    /// ready, so that Redis queues the first ones while the client is still
+    /// serializing the rest. The `data` of `events` is not read.
+    ///
+    /// ```text
+    /// MULTI
+    /// XADD <key> * specversion 1.0 id <ulid> … data <json>     (one per event)
+    /// EXEC
+    /// ```
+    ///
+    /// A payload that cannot be serialized ends the call before `EXEC`,
+    /// with the connection dropped: Redis discards the transaction of a
+    /// client that goes away, so nothing of the batch is appended. Returns
+    /// one reply per event otherwise, as [`RespConnection::append`] does;
+    /// a command Redis refused to queue fails the whole batch with its
+    /// error, as Redis then runs none of it.
+    pub(super) async fn append_streamed(
+        &mut self,
+        key: &str,
+        events: &[Outgoing<'_>],
+        mut payload: impl FnMut(usize, &mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<Result<Vec<Result<String, TransportError>>, Unwritable>, TransportError> {
+        let (mut stream, mut buf) = match self.conn.take() {
+            Some(c) => c,
+            None => self.open().await?,
+        };
+        self.out.clear();
+        self.out.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        let mut data = std::mem::take(&mut self.payload);
+        for (i, attributes) in events.iter().enumerate() {
+            data.clear();
+            if let Err(e) = payload(i, &mut data) {
+                // `stream` is dropped here, and the transaction with it.
+                self.payload = data;
+                return Ok(Err((i, e)));
+            }
+            let o = Outgoing {
+                data: &data,
+                ..*attributes
+            };
+            encode_xadd(&mut self.out, key, &o);
+            if self.out.len() >= STREAM_CHUNK {
+                write(&mut stream, &self.out).await?;
+                self.out.clear();
+            }
+        }
+        self.payload = data;
+        self.out.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        write(&mut stream, &self.out).await?;
+        if self.out.capacity() > 4 * WRITE_CHUNK {
+            self.out = Vec::new();
+        }
+        let replies = read_exec_replies(&mut stream, &mut buf, events.len()).await?;
+        self.conn = Some((stream, buf));
+        Ok(Ok(replies))
+    }
+}
+
+/// Reads the replies of `MULTI`, `n` queued commands and `EXEC`: `+OK`,
+/// `+QUEUED` (or the error that refused a command) each, then `EXEC`'s
+/// array of `n` replies, or its error when a command was refused.
+async fn read_exec_replies(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    n: usize,
+) -> Result<Vec<Result<String, TransportError>>, TransportError> {
+    let mut start = 0;
+    let mut refused = None;
+    for _ in 0..=n {
+        let end = whole_item(stream, buf, start, "MULTI").await?;
+        let reply = &buf[start..end];
+        if reply.first() == Some(&b'-') {
+            if refused.is_none() {
+                refused = Some(server_error(reply, "MULTI")?);
+            }
+        } else if reply != b"+OK\r\n" && reply != b"+QUEUED\r\n" {
+            return Err(protocol("MULTI", "expected +OK or +QUEUED"));
+        }
+        start = end;
+    }
+    if buf.get(start) == Some(&b'-') {
+        let end = whole_item(stream, buf, start, "EXEC").await?;
+        let error = server_error(&buf[start..end], "EXEC")?;
+        buf.drain(..end);
+        // EXECABORT: the refusal of the command says more than the abort.
+        return Err(refused.unwrap_or(error));
+    }
+    let (count, mut at) = loop {
+        match buf.get(start) {
+            Some(b'*') => {}
+            Some(_) => return Err(protocol("EXEC", "expected an array")),
+            None => {
+                fill(stream, buf).await?;
+                continue;
+            }
+        }
+        match number(buf, start + 1).map_err(|r| protocol("EXEC", r))? {
+            Some(header) => break header,
+            None => fill(stream, buf).await?,
+        }
+    };
+    if usize::try_from(count).ok() != Some(n) {
+        return Err(protocol(
+            "EXEC",
+            format!("{count} replies for {n} queued commands"),
+        ));
+    }
+    let mut replies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let end = whole_item(stream, buf, at, "EXEC").await?;
+        replies.push(xadd_reply(&buf[at..end])?);
+        at = end;
+    }
+    buf.drain(..at);
+    Ok(replies)
+}
+
+/// Reads until the RESP item at `start` of `buf` is whole; returns its end.
+async fn whole_item(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    start: usize,
+    command: &'static str,
+) -> Result<usize, TransportError> {
+    loop {
+        let mut scan = Scan {
+            pos: start,
+            ..Scan::default()
+        };
+        if let Some(end) = scan.advance(buf).map_err(|r| protocol(command, r))? {
+            return Ok(end);
+        }
+        fill(stream, buf).await?;
+    }
+}
+
+/// A server error reply (`-<CODE> <message>`), as redis-rs reports it.
+fn server_error(reply: &[u8], command: &'static str) -> Result<TransportError, TransportError> {
+    match redis::parse_redis_value(reply).and_then(Value::extract_error) {
+        Err(e) => Ok(e.into()),
+        Ok(_) => Err(protocol(command, "unreadable error reply")),
     }
 }
 
@@ -1005,6 +1164,7 @@ mod tests {
             db: 0,
             conn: None,
             out: Vec::new(),
+            payload: Vec::new(),
             ahead: false,
         }
     }
@@ -1023,6 +1183,80 @@ mod tests {
         encode_xadd(&mut expected, "k", &o);
         encode_xadd(&mut expected, "k", &o);
         assert_eq!(sent, expected);
+    }
+
+    fn payloads(i: usize, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        serde_json::to_writer(buf, &serde_json::json!({ "i": i }))
+    }
+
+    #[tokio::test]
+    async fn a_streamed_batch_is_one_transaction_and_returns_every_id() {
+        let (port, server) = one_reply_server(
+            b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n$3\r\n1-0\r\n-WRONGTYPE not a stream\r\n",
+        )
+        .await;
+        let mut conn = connection(port);
+        let o = outgoing(b"", None);
+        let replies = conn
+            .append_streamed("k", &[o, o], payloads)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(replies.len(), 2);
+        assert_eq!(replies[0].as_ref().unwrap(), "1-0");
+        assert!(
+            matches!(&replies[1], Err(TransportError::Redis(e)) if e.code() == Some("WRONGTYPE"))
+        );
+        assert!(conn.conn.is_some(), "every reply was read");
+        drop(conn);
+        let sent = server.await.unwrap();
+        let mut expected = b"*1\r\n$5\r\nMULTI\r\n".to_vec();
+        for i in 0..2 {
+            let data = format!("{{\"i\":{i}}}");
+            encode_xadd(&mut expected, "k", &outgoing(data.as_bytes(), None));
+        }
+        expected.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        assert_eq!(sent, expected);
+    }
+
+    #[tokio::test]
+    async fn a_command_refused_in_a_transaction_fails_the_batch_with_its_error() {
+        let (port, _server) = one_reply_server(
+            b"+OK\r\n-OOM command not allowed\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n",
+        )
+        .await;
+        let mut conn = connection(port);
+        let o = outgoing(b"", None);
+        let err = conn
+            .append_streamed("k", &[o, o], payloads)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Redis(e) if e.code() == Some("OOM")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_payload_that_cannot_be_written_drops_the_transaction() {
+        let (port, _server) = one_reply_server(b"").await;
+        let mut conn = connection(port);
+        let o = outgoing(b"", None);
+        let unwritable = conn
+            .append_streamed("k", &[o, o, o], |i, buf| {
+                if i == 1 {
+                    return Err(serde::ser::Error::custom("cannot be written"));
+                }
+                payloads(i, buf)
+            })
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(unwritable.0, 1);
+        assert!(
+            conn.conn.is_none(),
+            "the connection, and the transaction on it, is dropped"
+        );
     }
 
     #[tokio::test]
@@ -1147,6 +1381,7 @@ mod tests {
             db: 0,
             conn: None,
             out: Vec::new(),
+            payload: Vec::new(),
             ahead: false,
         };
         let started = std::time::Instant::now();
