@@ -527,6 +527,16 @@ async fn publish_fails_after_the_timeout_while_redis_is_down_and_recovers() {
     let took = started.elapsed();
     assert!(matches!(err, tidings::Error::Unavailable { .. }), "{err}");
     assert!(took < Duration::from_secs(3), "publish hung for {took:?}");
+    // A batch too: it is tried again, with the same event ids, until the
+    // timeout.
+    let lost: Vec<_> = (0..3)
+        .map(|i| FileUploaded::new(format!("lost-{i}")))
+        .collect();
+    let started = std::time::Instant::now();
+    let err = h.bus.publish_batch(&lost).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, tidings::Error::Unavailable { .. }), "{err}");
+    assert!(took < Duration::from_secs(3), "batch hung for {took:?}");
     let mut server = h.server.take().unwrap();
     tokio::task::spawn_blocking(move || {
         server.restart();
@@ -546,6 +556,12 @@ async fn publish_fails_after_the_timeout_while_redis_is_down_and_recovers() {
         published.is_some(),
         "publish did not recover after the restart"
     );
+    let after: Vec<_> = (0..3)
+        .map(|i| FileUploaded::new(format!("after-{i}")))
+        .collect();
+    let published = h.bus.publish_batch(&after).await.unwrap();
+    assert_eq!(published.len(), 3);
+    assert!(published.iter().all(|p| p.entry_id.is_some()));
 }
 
 /// Redis only: a worker reads through a server that wants a password, in a

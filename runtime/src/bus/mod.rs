@@ -549,11 +549,26 @@ impl Bus {
             None => Ok(()),
         };
         // The first attempt only if the connection is free: a batch that
-        // finds it busy takes the shared connection instead, as before.
-        let sent = match streams
-            .append_streamed(&key, &attributes, payload, false)
-            .await?
-        {
+        // finds it busy takes the shared connection instead, as before. It
+        // is held to the publish timeout, as every attempt after it is.
+        let timeout = self.shared.publish_timeout;
+        let first = tokio::time::timeout(
+            timeout,
+            streams.append_streamed(&key, &attributes, payload, false),
+        )
+        .await;
+        let first = match first {
+            Ok(first) => first?,
+            Err(_) => {
+                return Some(Err(Error::Unavailable {
+                    command: "XADD",
+                    after: timeout,
+                    attempts: 1,
+                    last_error: "no reply in time".to_owned(),
+                }))
+            }
+        };
+        let sent = match first {
             // Sent again with the same event ids, as the other path does.
             Err(e) if e.is_transient() => {
                 tracing::debug!(error = %e, "streamed batch failed; sending it again");
