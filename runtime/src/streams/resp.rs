@@ -216,6 +216,11 @@ impl RespConnection {
 /// A streamed batch is written out in pieces of about this size: Redis
 /// queues the first commands while the next payloads are serialized.
 const STREAM_CHUNK: usize = 16 * 1024;
+/// The first piece is smaller, so that Redis starts sooner. Measured on
+/// batches of 100 entries of about 600 bytes (`--only publish_batch_100`,
+/// three alternating rounds): 16 kB pieces throughout 302k–316k /s,
+/// 8 kB 315k–322k, 32 kB 307k–309k, 4 kB then 16 kB 322k–324k.
+const FIRST_STREAM_CHUNK: usize = 4 * 1024;
 
 /// The event of a streamed batch whose payload could not be serialized
 /// (its index), and serde's reason.
@@ -253,6 +258,7 @@ impl RespConnection {
         self.out.clear();
         self.out.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
         let mut data = std::mem::take(&mut self.payload);
+        let mut piece = FIRST_STREAM_CHUNK;
         for (i, attributes) in events.iter().enumerate() {
             data.clear();
             if let Err(e) = payload(i, &mut data) {
@@ -265,9 +271,10 @@ impl RespConnection {
                 ..*attributes
             };
             encode_xadd(&mut self.out, key, &o);
-            if self.out.len() >= STREAM_CHUNK {
+            if self.out.len() >= piece {
                 write(&mut stream, &self.out).await?;
                 self.out.clear();
+                piece = STREAM_CHUNK;
             }
         }
         self.payload = data;
