@@ -525,11 +525,7 @@ fn entry_id_at(buf: &[u8], at: usize) -> Option<(String, usize)> {
 /// or the server's error as redis-rs would report it.
 fn xadd_reply(reply: &[u8]) -> Result<Result<String, TransportError>, TransportError> {
     if reply.first() == Some(&b'-') {
-        let error = match redis::parse_redis_value(reply).and_then(Value::extract_error) {
-            Err(e) => e,
-            Ok(_) => return Err(protocol("XADD", "unreadable error reply")),
-        };
-        return Ok(Err(error.into()));
+        return server_error(reply, "XADD").map(Err);
     }
     let mut c = Cursor::new(reply, "XADD");
     let id = c.bulk("entry id")?;
