@@ -36,6 +36,7 @@ struct Config {
     tasks: usize,
     consume: usize,
     latency_secs: f64,
+    latency_rounds: usize,
     rates: Vec<u64>,
     decode_iters: usize,
     decode_runs: usize,
@@ -72,6 +73,7 @@ impl Config {
                 tasks: 256,
                 consume: 20_000,
                 latency_secs: 0.6,
+                latency_rounds: 2,
                 rates: vec![1_000, 5_000, 10_000, 50_000],
                 decode_iters: 50_000,
                 decode_runs: 3,
@@ -90,6 +92,7 @@ impl Config {
                 tasks: 256,
                 consume: 200_000,
                 latency_secs: 4.0,
+                latency_rounds: 8,
                 rates: vec![1_000, 5_000, 10_000, 50_000],
                 decode_iters: 300_000,
                 decode_runs: 7,
@@ -186,8 +189,27 @@ async fn run(config: Config) -> Result<(), BoxError> {
         figures.push(macro_cost::figure(config.build_events, config.build_runs)?);
     }
 
+    report::note_floors_above_the_ceiling(
+        &mut figures,
+        &[
+            (
+                "publish_batch_100",
+                &["redis_benchmark_xadd_p100", "redis_benchmark_xadd_p100_c4"],
+            ),
+            ("publish_batch_100_c4", &["redis_benchmark_xadd_p100_c4"]),
+            (
+                "consume_ack",
+                &[
+                    "redis_benchmark_xreadgroup_100",
+                    "redis_benchmark_xreadgroup_100_c4",
+                ],
+            ),
+        ],
+    );
+    report::note_bounds_the_baseline_misses(&mut figures);
     println!();
     print!("{}", report::table(&figures));
+    print!("{}", report::notes(&figures));
     println!();
     for f in &figures {
         println!("{}", f.json());
@@ -731,76 +753,28 @@ async fn latency_figures(
     client: &redis::Client,
 ) -> Result<Vec<Figure>, BoxError> {
     let mut out = Vec::new();
-    let warmup = Duration::from_millis(if config.quick { 100 } else { 300 });
+    let warmup = Duration::from_millis(100);
+    let rounds = config.latency_rounds.max(1);
+    let secs = config.latency_secs / rounds as f64;
     for &rate in &config.rates {
-        progress(&format!("end-to-end latency at {rate} events/s"));
-        // tidings: publish on one bus, a worker on another connection.
-        let bus = connect(url, "latency").await?;
-        let key = bus.stream_key("bench");
-        // No response timeout: a baseline that falls behind the pace shows
-        // it in its latencies, instead of failing the run after 500 ms.
-        let patient = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&patient)
-            .await?;
-        del(&mut conn, &key).await?;
-        let worker = bus
-            .consumer()
-            .options(ConsumerOptions::default().block(Duration::from_millis(200)))
-            .handler(latency_probe)
-            .start()
-            .await?;
-        RECEIVED.store(0, Ordering::SeqCst);
-        RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
-        let publisher = bus.clone();
-        let sent = paced(rate, config.latency_secs, move |e| {
-            let bus = publisher.clone();
-            async move {
-                bus.publish(&e).await?;
-                Ok(())
+        progress(&format!(
+            "end-to-end latency at {rate} events/s ({rounds} rounds of {secs:.1} s a side)"
+        ));
+        // The sides take turns, the first of each round swapped, so that a
+        // stretch of the host's noise falls on both; the samples of every
+        // round are pooled.
+        let (mut t, mut b) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            for side in [round % 2, 1 - round % 2] {
+                if side == 0 {
+                    t.extend(tidings_latency(url, client, rate, secs, warmup).await?);
+                } else {
+                    b.extend(raw_latency(client, rate, secs, warmup).await?);
+                }
             }
-        })
-        .await
-        .map_err(|e| format!("tidings, publishing at {rate}/s: {e}"))?;
-        wait_received(sent).await;
-        worker.shutdown().await?;
-        let t = take_latencies();
-        del(&mut conn, &key).await?;
-
-        // Baseline: raw XADD, and a raw XREADGROUP BLOCK loop.
-        let raw_key = "raw-latency:{bench}".to_owned();
-        del(&mut conn, &raw_key).await?;
-        let mut reader = client
-            .get_multiplexed_async_connection_with_config(&patient)
-            .await?;
-        raw::create_group(&mut reader, &raw_key, "raw-latency").await?;
-        RECEIVED.store(0, Ordering::SeqCst);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let loop_key = raw_key.clone();
-        let loop_stop = stop.clone();
-        let consumer = tokio::spawn(async move {
-            raw::consume_until(&mut reader, &loop_key, "raw-latency", &loop_stop, |e| {
-                record(e.sent_ns)
-            })
-            .await
-        });
-        RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
-        let (publisher, publish_key) = (conn.clone(), raw_key.clone());
-        let sent = paced(rate, config.latency_secs, move |e| {
-            let mut conn = publisher.clone();
-            let key = publish_key.clone();
-            async move {
-                raw::xadd(&mut conn, &key, &e).await?;
-                Ok(())
-            }
-        })
-        .await
-        .map_err(|e| format!("baseline, XADD at {rate}/s: {e}"))?;
-        wait_received(sent).await;
-        stop.store(true, Ordering::SeqCst);
-        consumer.await??;
-        let b = take_latencies();
-        del(&mut conn, &raw_key).await?;
+        }
+        t.sort_unstable();
+        b.sort_unstable();
 
         let label = if rate >= 1000 {
             format!("{}k", rate / 1000)
@@ -826,6 +800,99 @@ async fn latency_figures(
         eprintln!("    {} samples (tidings), {} (baseline)", t.len(), b.len());
     }
     Ok(out)
+}
+
+/// No response timeout: a baseline that falls behind the pace shows it in
+/// its latencies, instead of failing the run after 500 ms.
+async fn patient_connection(
+    client: &redis::Client,
+) -> Result<redis::aio::MultiplexedConnection, BoxError> {
+    let patient = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&patient)
+        .await?)
+}
+
+/// Latencies of one stretch of tidings: `bus.publish` at `rate` for `secs`,
+/// a worker on the bus's own connections; the samples of the first
+/// `warmup` left out.
+async fn tidings_latency(
+    url: &str,
+    client: &redis::Client,
+    rate: u64,
+    secs: f64,
+    warmup: Duration,
+) -> Result<Vec<u64>, BoxError> {
+    let bus = connect(url, "latency").await?;
+    let key = bus.stream_key("bench");
+    let mut conn = patient_connection(client).await?;
+    del(&mut conn, &key).await?;
+    let worker = bus
+        .consumer()
+        .options(ConsumerOptions::default().block(Duration::from_millis(200)))
+        .handler(latency_probe)
+        .start()
+        .await?;
+    RECEIVED.store(0, Ordering::SeqCst);
+    RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
+    let publisher = bus.clone();
+    let sent = paced(rate, secs, move |e| {
+        let bus = publisher.clone();
+        async move {
+            bus.publish(&e).await?;
+            Ok(())
+        }
+    })
+    .await
+    .map_err(|e| format!("tidings, publishing at {rate}/s: {e}"))?;
+    wait_received(sent).await;
+    worker.shutdown().await?;
+    let t = take_latencies();
+    del(&mut conn, &key).await?;
+    Ok(t)
+}
+
+/// Latencies of one stretch of the baseline: raw `XADD` at `rate` for
+/// `secs`, a raw `XREADGROUP BLOCK` loop on a connection of its own.
+async fn raw_latency(
+    client: &redis::Client,
+    rate: u64,
+    secs: f64,
+    warmup: Duration,
+) -> Result<Vec<u64>, BoxError> {
+    let mut conn = patient_connection(client).await?;
+    let raw_key = "raw-latency:{bench}".to_owned();
+    del(&mut conn, &raw_key).await?;
+    let mut reader = patient_connection(client).await?;
+    raw::create_group(&mut reader, &raw_key, "raw-latency").await?;
+    RECEIVED.store(0, Ordering::SeqCst);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loop_key = raw_key.clone();
+    let loop_stop = stop.clone();
+    let consumer = tokio::spawn(async move {
+        raw::consume_until(&mut reader, &loop_key, "raw-latency", &loop_stop, |e| {
+            record(e.sent_ns)
+        })
+        .await
+    });
+    RECORD_FROM.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
+    let (publisher, publish_key) = (conn.clone(), raw_key.clone());
+    let sent = paced(rate, secs, move |e| {
+        let mut conn = publisher.clone();
+        let key = publish_key.clone();
+        async move {
+            raw::xadd(&mut conn, &key, &e).await?;
+            Ok(())
+        }
+    })
+    .await
+    .map_err(|e| format!("baseline, XADD at {rate}/s: {e}"))?;
+    wait_received(sent).await;
+    stop.store(true, Ordering::SeqCst);
+    consumer.await??;
+    let b = take_latencies();
+    del(&mut conn, &raw_key).await?;
+    Ok(b)
 }
 
 // ---------------------------------------------------------------- decode

@@ -64,6 +64,9 @@ pub struct Figure {
     pub tidings_runs: Vec<f64>,
     /// Every baseline run.
     pub baseline_runs: Vec<f64>,
+    /// What a reader of the figure should know about this run, such as a
+    /// floor that Redis's own client did not reach either.
+    pub notes: Vec<String>,
 }
 
 impl Figure {
@@ -84,6 +87,7 @@ impl Figure {
             targets: Vec::new(),
             tidings_runs,
             baseline_runs,
+            notes: Vec::new(),
         }
     }
 
@@ -116,6 +120,17 @@ impl Figure {
     pub fn target(mut self, t: Target) -> Self {
         self.targets.push(t);
         self
+    }
+
+    /// The highest floor among the targets (`Target::AtLeast`), if any.
+    pub fn floor(&self) -> Option<f64> {
+        self.targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::AtLeast(v) => Some(*v),
+                _ => None,
+            })
+            .reduce(f64::max)
     }
 
     /// `tidings / baseline`.
@@ -155,6 +170,7 @@ impl Figure {
             "status": self.status(),
             "tidings_runs": self.tidings_runs.iter().map(|v| round(*v)).collect::<Vec<_>>(),
             "baseline_runs": self.baseline_runs.iter().map(|v| round(*v)).collect::<Vec<_>>(),
+            "notes": self.notes,
         })
         .to_string()
     }
@@ -251,6 +267,80 @@ pub fn table(figures: &[Figure]) -> String {
     out
 }
 
+/// Notes each figure whose floor (`Target::AtLeast`) lies above every
+/// measurement of Redis's own client on the same work in the same run.
+///
+/// `ceilings` pairs a figure's name with the names of the figures whose
+/// baseline is `redis-benchmark` doing that work (`redis_benchmark_*`).
+/// When even the best of those stays below the floor, the machine could not
+/// reach the floor with any client at the time of the run: the figure keeps
+/// its status, and the note says so, so that a `MISS` of the machine is told
+/// apart from a `MISS` of tidings.
+pub fn note_floors_above_the_ceiling(figures: &mut [Figure], ceilings: &[(&str, &[&str])]) {
+    for (name, of) in ceilings {
+        let best = of
+            .iter()
+            .filter_map(|c| figures.iter().find(|f| f.name == *c))
+            .filter(|c| c.baseline.is_finite())
+            .map(|c| (c.baseline, c.name.clone()))
+            .reduce(|a, b| if b.0 > a.0 { b } else { a });
+        let Some((ceiling, ceiling_name)) = best else {
+            continue;
+        };
+        let Some(f) = figures.iter_mut().find(|f| f.name == *name) else {
+            continue;
+        };
+        let Some(floor) = f.floor() else {
+            continue;
+        };
+        if ceiling < floor {
+            f.notes.push(format!(
+                "the floor of {} {unit} is above the best of Redis's own client \
+                 doing the same work or less in this run ({} {unit}, {ceiling_name}): \
+                 on this machine at this time the floor cannot tell about tidings, \
+                 the ratio targets can",
+                human(floor),
+                human(ceiling),
+                unit = f.unit,
+            ));
+        }
+    }
+}
+
+/// Notes each figure that misses an absolute bound (`Target::AtLeast`,
+/// `Target::AtMost`) which its own baseline, measured in the same run,
+/// misses too: a bound that plain redis-rs misses on the same machine at
+/// the same time speaks of the machine as much as of tidings.
+pub fn note_bounds_the_baseline_misses(figures: &mut [Figure]) {
+    for f in figures.iter_mut() {
+        let missed: Vec<String> = f
+            .targets
+            .iter()
+            .filter(|t| matches!(t, Target::AtLeast(_) | Target::AtMost(_)))
+            .filter(|t| !t.holds(f.tidings, f.ratio()) && !t.holds(f.baseline, 1.0))
+            .map(|t| t.describe(f.unit))
+            .collect();
+        for bound in missed {
+            f.notes.push(format!(
+                "the baseline misses {bound} too in this run ({} {})",
+                human(f.baseline),
+                f.unit
+            ));
+        }
+    }
+}
+
+/// The notes of the figures, one line each, or nothing when there are none.
+pub fn notes(figures: &[Figure]) -> String {
+    let mut out = String::new();
+    for f in figures {
+        for n in &f.notes {
+            let _ = writeln!(out, "note: {}: {n}", f.name);
+        }
+    }
+    out
+}
+
 /// `min..max` of the runs, or the single value.
 fn spread(runs: &[f64]) -> String {
     let min = runs.iter().copied().fold(f64::INFINITY, f64::min);
@@ -342,6 +432,103 @@ mod tests {
         assert_eq!((f.tidings, f.baseline), (3.0, 4.0));
         let f = Figure::best_of_runs("p", "ev/s", Better::Higher, vec![5.0, 3.0], vec![4.0, 6.0]);
         assert_eq!((f.tidings, f.baseline), (5.0, 6.0));
+    }
+
+    fn throughput(name: &str, tidings: f64, baseline: f64) -> Figure {
+        Figure::from_runs(
+            name,
+            "events/s",
+            Better::Higher,
+            vec![tidings],
+            vec![baseline],
+        )
+    }
+
+    #[test]
+    fn a_floor_above_redis_own_client_is_noted_and_still_missed() {
+        let mut figures = vec![
+            throughput("publish_batch_100", 90_000.0, 60_000.0)
+                .target(Target::RatioAtLeast(0.8))
+                .target(Target::AtLeast(300_000.0)),
+            throughput("redis_benchmark_xadd_p100", 90_000.0, 147_000.0),
+            throughput("redis_benchmark_xadd_p100_c4", 90_000.0, 175_000.0),
+        ];
+        note_floors_above_the_ceiling(
+            &mut figures,
+            &[(
+                "publish_batch_100",
+                &["redis_benchmark_xadd_p100", "redis_benchmark_xadd_p100_c4"],
+            )],
+        );
+        assert_eq!(figures[0].status(), "MISS");
+        assert_eq!(figures[0].notes.len(), 1, "{:?}", figures[0].notes);
+        let note = &figures[0].notes[0];
+        assert!(
+            note.contains("300,000")
+                && note.contains("175,000 events/s, redis_benchmark_xadd_p100_c4"),
+            "the best ceiling is named: {note}"
+        );
+        let line: serde_json::Value = serde_json::from_str(&figures[0].json()).unwrap();
+        assert_eq!(line["notes"][0], note.as_str());
+        assert!(notes(&figures).starts_with("note: publish_batch_100: the floor"));
+        assert!(figures[1].notes.is_empty());
+    }
+
+    #[test]
+    fn a_floor_redis_own_client_reaches_gets_no_note() {
+        let mut figures = vec![
+            throughput("publish_batch_100", 290_000.0, 240_000.0)
+                .target(Target::AtLeast(300_000.0)),
+            throughput("redis_benchmark_xadd_p100", 290_000.0, 299_000.0),
+            throughput("redis_benchmark_xadd_p100_c4", 290_000.0, 420_000.0),
+            throughput("consume_ack", 300_000.0, 100_000.0).target(Target::RatioAtLeast(0.8)),
+            throughput("redis_benchmark_xreadgroup_100", 300_000.0, 100_000.0),
+        ];
+        note_floors_above_the_ceiling(
+            &mut figures,
+            &[
+                (
+                    "publish_batch_100",
+                    &["redis_benchmark_xadd_p100", "redis_benchmark_xadd_p100_c4"],
+                ),
+                // No floor on this one, and a ceiling figure that is absent.
+                (
+                    "consume_ack",
+                    &["redis_benchmark_xreadgroup_100", "redis_benchmark_missing"],
+                ),
+                // A figure that was not measured.
+                ("publish_awaited", &["redis_benchmark_xadd"]),
+            ],
+        );
+        assert!(figures.iter().all(|f| f.notes.is_empty()));
+        assert_eq!(notes(&figures), "");
+        assert_eq!(figures[0].status(), "MISS");
+        let line: serde_json::Value = serde_json::from_str(&figures[0].json()).unwrap();
+        assert_eq!(line["notes"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_bound_the_baseline_misses_too_is_noted() {
+        let latency = |t: f64, b: f64| {
+            Figure::from_runs("latency_5k_p99", "ms", Better::Lower, vec![t], vec![b])
+                .target(Target::AtMost(0.5))
+        };
+        let mut figures = vec![
+            latency(0.525, 0.550),
+            // tidings misses alone: no note.
+            latency(0.525, 0.450),
+            // tidings meets it: no note, whatever the baseline.
+            latency(0.450, 0.550),
+            // Ratio targets are not absolute bounds.
+            throughput("publish_awaited", 80.0, 100.0).target(Target::RatioAtLeast(0.9)),
+        ];
+        note_bounds_the_baseline_misses(&mut figures);
+        assert_eq!(
+            figures[0].notes,
+            ["the baseline misses <= 0.500 ms too in this run (0.550 ms)"]
+        );
+        assert_eq!(figures[0].status(), "MISS");
+        assert!(figures[1..].iter().all(|f| f.notes.is_empty()));
     }
 
     #[test]
