@@ -21,7 +21,7 @@ use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, Star
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::server::RedisServer;
-use tidings_bench::{bare, ceiling, macro_cost, raw};
+use tidings_bench::{bare, ceiling, instructions, macro_cost, raw};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -126,6 +126,9 @@ fn now_ns() -> u64 {
 
 fn main() {
     if let Ok(role) = std::env::var(CHILD_ROLE_ENV) {
+        if let Some(side) = role.strip_prefix("decode-") {
+            std::process::exit(decode_child(side));
+        }
         std::process::exit(child_main(&role));
     }
     let config = Config::from_env_and_args();
@@ -207,6 +210,10 @@ async fn run(config: Config) -> Result<(), BoxError> {
         ],
     );
     report::note_bounds_the_baseline_misses(&mut figures);
+    report::note_times_against_instructions(
+        &mut figures,
+        &[("decode_current", "decode_current_instructions")],
+    );
     println!();
     print!("{}", report::table(&figures));
     print!("{}", report::notes(&figures));
@@ -912,27 +919,107 @@ fn decode_figures(config: &Config) -> Vec<Figure> {
     let v1 = serde_json::to_vec(&FileUploadedV1::sample(42)).unwrap_or_default();
     let iters = config.decode_iters;
     let (mut t, mut b, mut tu, mut bu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..config.decode_runs {
-        b.push(time_per_op(iters, || {
-            serde_json::from_slice::<FileUploaded>(std::hint::black_box(&current)).ok()
-        }));
-        t.push(time_per_op(iters, || {
-            FileUploaded::decode(std::hint::black_box(3), std::hint::black_box(&current)).ok()
-        }));
-        bu.push(time_per_op(iters, || {
-            serde_json::from_slice::<FileUploadedV1>(std::hint::black_box(&v1))
-                .ok()
-                .map(|e| FileUploaded::from(FileUploadedV2::from(e)))
-        }));
-        tu.push(time_per_op(iters, || {
-            FileUploaded::decode(std::hint::black_box(1), std::hint::black_box(&v1)).ok()
-        }));
+    for run in 0..config.decode_runs {
+        // The side going first swapped each run.
+        for side in [run % 2, 1 - run % 2] {
+            if side == 0 {
+                b.push(time_per_op(iters, || decode_serde(&current)));
+                bu.push(time_per_op(iters, || upcast_serde(&v1)));
+            } else {
+                t.push(time_per_op(iters, || decode_tidings(3, &current)));
+                tu.push(time_per_op(iters, || decode_tidings(1, &v1)));
+            }
+        }
     }
-    vec![
+    let mut out = vec![
         Figure::best_of_runs("decode_current", "ns/event", Better::Lower, t, b)
             .target(Target::RatioAtMost(1.05)),
         Figure::best_of_runs("decode_v1_upcast_to_v3", "ns/event", Better::Lower, tu, bu),
-    ]
+    ];
+    match decode_instructions(config) {
+        Ok(Some(f)) => out.push(f),
+        Ok(None) => eprintln!("  valgrind is not on PATH: no decode_current_instructions figure"),
+        Err(e) => eprintln!("  decode_current_instructions not measured: {e}"),
+    }
+    out
+}
+
+fn decode_serde(data: &[u8]) -> Option<FileUploaded> {
+    serde_json::from_slice::<FileUploaded>(std::hint::black_box(data)).ok()
+}
+
+fn upcast_serde(data: &[u8]) -> Option<FileUploaded> {
+    serde_json::from_slice::<FileUploadedV1>(std::hint::black_box(data))
+        .ok()
+        .map(|e| FileUploaded::from(FileUploadedV2::from(e)))
+}
+
+fn decode_tidings(version: u32, data: &[u8]) -> Option<FileUploaded> {
+    FileUploaded::decode(std::hint::black_box(version), std::hint::black_box(data)).ok()
+}
+
+/// Instructions per decode of the current version, each side counted by
+/// callgrind in a child process of its own: what the time figure measures,
+/// without the noise of the machine or of code placement.
+fn decode_instructions(config: &Config) -> Result<Option<Figure>, BoxError> {
+    if !instructions::available() {
+        return Ok(None);
+    }
+    progress("decode, instructions per event under callgrind");
+    let exe = std::env::current_exe()?;
+    let n = if config.quick { 5_000 } else { 20_000 };
+    let per_event = |side: &str| -> Result<f64, BoxError> {
+        let run = |n: u64| {
+            instructions::count(
+                &exe,
+                &[
+                    (CHILD_ROLE_ENV, format!("decode-{side}")),
+                    ("TIDINGS_BENCH_N", n.to_string()),
+                ],
+            )
+        };
+        Ok(instructions::per_call(run(n)?, run(0)?, n))
+    };
+    let tidings = per_event("tidings")?;
+    let baseline = per_event("serde")?;
+    Ok(Some(
+        Figure::from_runs(
+            "decode_current_instructions",
+            "instr/event",
+            Better::Lower,
+            vec![tidings],
+            vec![baseline],
+        )
+        .target(Target::RatioAtMost(1.05)),
+    ))
+}
+
+/// A child process decoding the current version `TIDINGS_BENCH_N` times,
+/// through tidings (`side` = `tidings`) or serde_json (`serde`).
+fn decode_child(side: &str) -> i32 {
+    let Some(n) = std::env::var("TIDINGS_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        eprintln!("decode child: TIDINGS_BENCH_N is not a number");
+        return 2;
+    };
+    let current = serde_json::to_vec(&FileUploaded::sample(42, 1_234_567)).unwrap_or_default();
+    let decode: fn(&[u8]) -> Option<FileUploaded> = match side {
+        "tidings" => |d| decode_tidings(3, d),
+        "serde" => decode_serde,
+        other => {
+            eprintln!("decode child: unknown side `{other}`");
+            return 2;
+        }
+    };
+    for _ in 0..n {
+        if std::hint::black_box(decode(&current)).is_none() {
+            eprintln!("decode child: the sample did not decode");
+            return 1;
+        }
+    }
+    0
 }
 
 // ---------------------------------------------------------------- memory

@@ -1,11 +1,12 @@
 //! Support of the tidings benchmark (`cargo bench -p tidings-bench`): a
 //! private Redis server, the benchmark's events, the plain redis-rs
 //! baselines, Redis's own ceiling (`redis-benchmark`), the macro build-cost
-//! crates, and the report.
+//! crates, instruction counts by callgrind, and the report.
 
 pub mod bare;
 pub mod ceiling;
 pub mod events;
+pub mod instructions;
 pub mod macro_cost;
 pub mod raw;
 pub mod report;

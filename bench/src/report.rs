@@ -332,6 +332,33 @@ pub fn note_bounds_the_baseline_misses(figures: &mut [Figure]) {
     }
 }
 
+/// Notes each timed figure that misses its target while the figure counting
+/// the instructions of the same work passes: instruction counts do not move
+/// with the machine's load or with code placement, times do.
+///
+/// `pairs` holds `(timed figure, instruction figure)` names.
+pub fn note_times_against_instructions(figures: &mut [Figure], pairs: &[(&str, &str)]) {
+    for (timed, counted) in pairs {
+        let Some(c) = figures.iter().find(|f| f.name == *counted) else {
+            continue;
+        };
+        if c.status() != "PASS" {
+            continue;
+        }
+        let note = format!(
+            "the instructions of the same work pass at {:.2}x ({counted}): the time \
+             difference is the machine's noise and code placement, not more work",
+            c.ratio()
+        );
+        if let Some(f) = figures
+            .iter_mut()
+            .find(|f| f.name == *timed && f.status() == "MISS")
+        {
+            f.notes.push(note);
+        }
+    }
+}
+
 /// The notes of the figures, one line each, or nothing when there are none.
 pub fn notes(figures: &[Figure]) -> String {
     let mut out = String::new();
@@ -537,6 +564,43 @@ mod tests {
         assert_eq!(figures[0].status(), "MISS");
         assert!(figures[1..4].iter().all(|f| f.notes.is_empty()));
         assert_eq!(figures[4].notes.len(), 1);
+    }
+
+    #[test]
+    fn a_timed_miss_is_set_beside_its_instruction_count() {
+        let decode = |name: &str, t: f64, unit: &'static str| {
+            Figure::from_runs(name, unit, Better::Lower, vec![t], vec![100.0])
+                .target(Target::RatioAtMost(1.05))
+        };
+        let pairs = [("decode_current", "decode_current_instructions")];
+        let mut figures = vec![
+            decode("decode_current", 106.0, "ns/event"),
+            decode("decode_current_instructions", 101.0, "instr/event"),
+        ];
+        note_times_against_instructions(&mut figures, &pairs);
+        assert_eq!(figures[0].notes.len(), 1);
+        assert!(
+            figures[0].notes[0].contains("pass at 1.01x"),
+            "{:?}",
+            figures[0].notes
+        );
+        assert!(figures[1].notes.is_empty());
+
+        // More instructions too: no excuse.
+        let mut figures = vec![
+            decode("decode_current", 106.0, "ns/event"),
+            decode("decode_current_instructions", 106.0, "instr/event"),
+        ];
+        note_times_against_instructions(&mut figures, &pairs);
+        assert!(figures.iter().all(|f| f.notes.is_empty()));
+
+        // A timed figure that passes needs no note.
+        let mut figures = vec![
+            decode("decode_current", 104.0, "ns/event"),
+            decode("decode_current_instructions", 101.0, "instr/event"),
+        ];
+        note_times_against_instructions(&mut figures, &pairs);
+        assert!(figures.iter().all(|f| f.notes.is_empty()));
     }
 
     #[test]
