@@ -293,6 +293,21 @@ impl Harness {
         }
     }
 
+    /// Waits until `group` on `key` has no entry delivered and not yet
+    /// acknowledged; false if some are still pending after `within`.
+    pub async fn all_acked(&self, key: &str, group: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if self.pending(key, group).await == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Entries of `group` on `key` delivered and not acknowledged.
     pub async fn pending(&self, key: &str, group: &str) -> usize {
         match &self.server {

@@ -127,7 +127,10 @@ impl ConsumerOptions {
     /// The mark is `<stream key>:inbox:<group>:<event id>` (in the stream's
     /// Redis Cluster slot), set with `SET … 1 NX PX <ttl>` after the handlers
     /// succeeded, in the same round trip as the `XACK`; each batch read is
-    /// checked with one pipeline of `EXISTS`.
+    /// checked with one pipeline of `EXISTS`. A copy of the event read
+    /// before that round trip (by another worker, or from a retry sent the
+    /// moment the handler returned) is handled again: the inbox narrows
+    /// redeliveries to that window, and handlers stay idempotent.
     pub fn inbox(mut self, ttl: Option<Duration>) -> Self {
         self.inbox = ttl;
         self
