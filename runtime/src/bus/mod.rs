@@ -298,6 +298,19 @@ impl Draft {
         Ok(drafts)
     }
 
+    /// The attributes of `E` with no payload: for a batch whose payloads
+    /// are serialized while it is being sent.
+    fn unwritten<E: Event>() -> Draft {
+        Draft {
+            type_name: E::TYPE,
+            version: E::VERSION,
+            dataschema: E::DATASCHEMA,
+            stream: E::STREAM,
+            channel: E::CHANNEL,
+            data: Vec::new(),
+        }
+    }
+
     fn sized<E: Event>(e: &E, capacity: usize) -> Result<Draft, Error> {
         if E::STREAM.is_none() && E::CHANNEL.is_none() {
             return Err(Error::NoDestination { type_name: E::TYPE });
@@ -527,22 +540,10 @@ impl Bus {
         let key = stream_key(&self.shared.namespace, tenant, stream);
         let time = Rfc3339Millis::from_millis(crate::envelope::now_millis());
         let stamps: Vec<Stamp> = events.iter().map(|_| Stamp::new()).collect();
+        let draft = Draft::unwritten::<E>();
         let attributes: Vec<Outgoing<'_>> = stamps
             .iter()
-            .map(|stamp| Outgoing {
-                id: stamp.id(),
-                source: &self.shared.source,
-                type_name: E::TYPE,
-                time: time.as_str(),
-                dataschema: E::DATASCHEMA,
-                dataversion: E::VERSION,
-                correlation_id: None,
-                causation_id: None,
-                tenant_id: tenant,
-                traceparent: None,
-                subject: None,
-                data: &[],
-            })
+            .map(|stamp| self.outgoing(stamp, time.as_str(), &draft, None, tenant))
             .collect();
         let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
             Some(e) => serde_json::to_writer(buf, e),

@@ -349,17 +349,18 @@ async fn read_exec_replies(
 }
 
 /// Reads until the RESP item at `start` of `buf` is whole; returns its end.
+/// Each read is walked on from where the last one stopped.
 async fn whole_item(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     start: usize,
     command: &'static str,
 ) -> Result<usize, TransportError> {
+    let mut scan = Scan {
+        pos: start,
+        ..Scan::default()
+    };
     loop {
-        let mut scan = Scan {
-            pos: start,
-            ..Scan::default()
-        };
         if let Some(end) = scan.advance(buf).map_err(|r| protocol(command, r))? {
             return Ok(end);
         }
@@ -494,16 +495,7 @@ async fn read_xadd_replies(
             start = end;
             continue;
         }
-        let mut scan = Scan {
-            pos: start,
-            ..Scan::default()
-        };
-        let end = loop {
-            if let Some(end) = scan.advance(buf).map_err(|r| protocol("XADD", r))? {
-                break end;
-            }
-            fill(stream, buf).await?;
-        };
+        let end = whole_item(stream, buf, start, "XADD").await?;
         replies.push(xadd_reply(&buf[start..end])?);
         start = end;
     }
@@ -578,18 +570,13 @@ async fn reply(
     buf: &mut Vec<u8>,
     command: &'static str,
 ) -> Result<usize, TransportError> {
-    let mut scan = Scan::default();
-    loop {
-        if let Some(len) = scan.advance(buf).map_err(|r| protocol(command, r))? {
-            if buf[0] == b'-' {
-                let text = String::from_utf8_lossy(&buf[1..len - 2]).into_owned();
-                buf.drain(..len);
-                return Err(protocol(command, text));
-            }
-            return Ok(len);
-        }
-        fill(stream, buf).await?;
+    let len = whole_item(stream, buf, 0, command).await?;
+    if buf[0] == b'-' {
+        let text = String::from_utf8_lossy(&buf[1..len - 2]).into_owned();
+        buf.drain(..len);
+        return Err(protocol(command, text));
     }
+    Ok(len)
 }
 
 /// Reads an `XREADGROUP` reply. Once it is whole, and before reading its
