@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::events::*;
 use support::{eventually, Harness};
-use tidings::transport::{ReadRequest, Transport};
+use tidings::transport::{ReadRequest, StreamTransport};
 use tidings::{fatal, handler, ConsumerOptions, Context, HandlerResult, Published, StartFrom};
 
 #[handler(group = "doomed", retries = 0)]

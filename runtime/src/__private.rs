@@ -9,8 +9,9 @@ pub use schemars;
 pub use serde;
 pub use serde_json;
 
-pub use crate::registry::EventInfo;
-use crate::{DecodeError, Event};
+use crate::error::DecodeError;
+use crate::event::Event;
+pub use crate::registry::{decode_erased, EventInfo};
 
 /// Decodes the current version of `E`.
 ///
@@ -166,11 +167,6 @@ impl<E: From<P>, P> UpcastFrom<P> for E {
     }
 }
 
-/// [`Event::decode`] without the value, for the registry and the schema check.
-pub fn decode_erased<E: Event>(version: u32, data: &[u8]) -> Result<(), DecodeError> {
-    E::decode(version, data).map(drop)
-}
-
 /// `a == b` in a const context, for the compile-time checks of `upcast_from`.
 pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -268,7 +264,7 @@ fn root_schema(root: RootSchema) -> serde_json::Value {
 fn finish_payload_schema(
     mut value: serde_json::Value,
     dataschema: &str,
-    compat: crate::Compat,
+    compat: crate::compat::Compat,
 ) -> serde_json::Value {
     if let Some(obj) = value.as_object_mut() {
         obj.insert(

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+pub use crate::error::EnvelopeError;
 use crate::Ulid;
 use time::OffsetDateTime;
 
@@ -44,41 +45,6 @@ pub mod field {
     pub const SUBJECT: &str = "subject";
     /// `data`: the payload.
     pub const DATA: &str = "data";
-}
-
-/// A missing or malformed attribute of an envelope read from the wire.
-///
-/// `at` names where the envelope came from: a stream entry id, or a Pub/Sub
-/// channel name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum EnvelopeError {
-    /// A required attribute is absent.
-    #[error("envelope at `{at}` has no `{field}` attribute")]
-    Missing {
-        /// Attribute name.
-        field: &'static str,
-        /// Entry id or channel.
-        at: String,
-    },
-    /// An attribute is present but its value is not what the wire format says.
-    #[error("envelope at `{at}` has a malformed `{field}` attribute: {reason}")]
-    Malformed {
-        /// Attribute name.
-        field: &'static str,
-        /// Entry id or channel.
-        at: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A structured-mode message is not a JSON object.
-    #[error("message at `{at}` is not a CloudEvents JSON object: {reason}")]
-    NotJson {
-        /// Channel.
-        at: String,
-        /// What the JSON parser said.
-        reason: String,
-    },
 }
 
 /// One event as it travels: every CloudEvents attribute and the raw payload.

@@ -1,3 +1,8 @@
+//! Every error type that crosses a floor of the runtime, on the ground
+//! floor so that naming one never ties a module to the floor that raises it.
+//! An error only one module returns (the schema check's, the registry's)
+//! stays beside that module.
+
 use std::fmt;
 
 /// Why the bytes of an event could not be turned into its Rust type.
@@ -66,5 +71,213 @@ impl fmt::Display for Versions<'_> {
             write!(f, "v{v}")?;
         }
         Ok(())
+    }
+}
+
+/// What went wrong building a bus, publishing, subscribing or consuming.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Redis URL does not parse.
+    #[error("invalid Redis URL `{url}`: {source}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What redis-rs said about it.
+        source: redis::RedisError,
+    },
+    /// The transport failed (connection, command error, unexpected reply).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The event does not serialize to JSON.
+    #[error("cannot serialize `{type_name}` to JSON: {source}")]
+    Encode {
+        /// Event type name.
+        type_name: &'static str,
+        /// What serde_json said.
+        source: serde_json::Error,
+    },
+    /// The event has neither `stream` nor `channel`, so it cannot be published.
+    #[error("`{type_name}` has neither a stream nor a channel to be published to")]
+    NoDestination {
+        /// Event type name.
+        type_name: &'static str,
+    },
+    /// `subscribe::<E>()` on an event that has no `channel`.
+    #[error(
+        "`{type_name}` has no channel; give it `#[event(channel = \"…\")]` to subscribe to it"
+    )]
+    NoChannel {
+        /// Event type name.
+        type_name: &'static str,
+    },
+    /// A tenant or namespace that would break a key or a pattern.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// A handler of an event that has no stream (Pub/Sub events have no groups).
+    #[error("handler `{handler}` handles `{type_name}`, which has no stream; subscribe to channel events with `bus.subscribe()`")]
+    NoStream {
+        /// Handler name.
+        handler: &'static str,
+        /// Event type name.
+        type_name: &'static str,
+    },
+    /// A handler takes `State<T>` and the consumer was given no `T`.
+    #[error("handler `{handler}` takes `State<{state}>` but the consumer has none; add `.state(value)` before `.start()`")]
+    MissingState {
+        /// Handler name.
+        handler: &'static str,
+        /// Rust name of the state type.
+        state: &'static str,
+    },
+    /// `start()` on a consumer with no handler.
+    #[error("the consumer has no handler; add one with `.handler(…)`")]
+    NoHandler,
+    /// `Context::publish` on a context made by `Context::detached()`.
+    #[error("this context belongs to no bus (made by `Context::detached`), so it cannot publish")]
+    Detached,
+    /// Redis stayed unreachable for the whole publish timeout
+    /// ([`BusBuilder::publish_timeout`](crate::BusBuilder::publish_timeout)).
+    #[error("Redis unreachable: `{command}` failed {attempts} times in {after:?}; last error: {last_error}")]
+    Unavailable {
+        /// The command that could not be sent.
+        command: &'static str,
+        /// The publish timeout.
+        after: std::time::Duration,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last_error: String,
+    },
+    /// A worker task ended abnormally.
+    #[error("worker task of group `{group}` on `{key}` failed: {reason}")]
+    Worker {
+        /// Stream key.
+        key: String,
+        /// Group.
+        group: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// A tenant or namespace name that cannot be used in a key or a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} `{name}`: {reason}")]
+#[non_exhaustive]
+pub struct NameError {
+    /// `tenant` or `namespace`.
+    pub what: &'static str,
+    /// The name as given.
+    pub name: String,
+    /// Why it is rejected.
+    pub reason: String,
+}
+
+/// Why an item of a subscription is not an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    /// The message is not a valid CloudEvents envelope.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The envelope is fine but its data does not decode as the event.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// A missing or malformed attribute of an envelope read from the wire.
+///
+/// `at` names where the envelope came from: a stream entry id, or a Pub/Sub
+/// channel name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// A required attribute is absent.
+    #[error("envelope at `{at}` has no `{field}` attribute")]
+    Missing {
+        /// Attribute name.
+        field: &'static str,
+        /// Entry id or channel.
+        at: String,
+    },
+    /// An attribute is present but its value is not what the wire format says.
+    #[error("envelope at `{at}` has a malformed `{field}` attribute: {reason}")]
+    Malformed {
+        /// Attribute name.
+        field: &'static str,
+        /// Entry id or channel.
+        at: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A structured-mode message is not a JSON object.
+    #[error("message at `{at}` is not a CloudEvents JSON object: {reason}")]
+    NotJson {
+        /// Channel.
+        at: String,
+        /// What the JSON parser said.
+        reason: String,
+    },
+}
+
+/// What went wrong talking to a transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Redis answered with an error, or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The transport does not offer this operation.
+    #[error("the {transport} transport does not support {operation}")]
+    Unsupported {
+        /// Transport name.
+        transport: &'static str,
+        /// Operation name.
+        operation: &'static str,
+    },
+    /// Redis answered something that is not the documented reply of the command.
+    #[error("unexpected reply to {command}: {reason}")]
+    Protocol {
+        /// The command.
+        command: &'static str,
+        /// What was wrong with the reply.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// Whether the error is the connection going away (worth a reconnect).
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => {
+                e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether trying again later may succeed: the connection went away or
+    /// timed out, or a restarted server is still loading its data (`LOADING`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => {
+                self.is_connection_error()
+                    || e.is_timeout()
+                    || e.code() == Some("LOADING")
+                    || e.code() == Some("TRYAGAIN")
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the consumer group (or its stream) does not exist: a server
+    /// restarted without persistence lost it.
+    pub fn is_no_group(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => e.code() == Some("NOGROUP"),
+            TransportError::Protocol { reason, .. } => reason.starts_with("NOGROUP"),
+            _ => false,
+        }
     }
 }

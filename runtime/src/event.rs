@@ -1,4 +1,7 @@
-use crate::{Compat, DecodeError};
+//! The [`Event`] trait: what `#[event]` implements for a struct.
+
+use crate::compat::Compat;
+use crate::error::DecodeError;
 
 /// A typed, versioned event: what `#[event(...)]` implements for a struct.
 ///

@@ -4,41 +4,64 @@
 //!
 //! Users depend on the `tidings` facade crate, which re-exports this crate and
 //! the `#[event]` and `#[handler]` macros.
+//!
+//! Modules form floors; a module names only modules on its own floor or
+//! below:
+//!
+//! ```text
+//! ground     envelope, id, error, compat, registry, stats, backoff, event
+//! transport  transport (the StreamTransport and ChannelTransport traits)
+//! backends   streams, pubsub, memory
+//! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths)
+//! above bus  handler, dead_letter, consumer, observe
+//! top        schemas, __private (what the macros call)
+//! ```
 
-mod bus;
-pub mod consumer;
-pub mod dead_letter;
+// Ground floor: plain data and the rules about it.
+mod backoff;
+mod compat;
 pub mod envelope;
 mod error;
 mod event;
-mod handler;
 mod id;
-pub mod memory;
-pub mod metrics;
-pub mod pubsub;
 pub mod registry;
-pub mod schemas;
+pub mod stats;
+
+// Transports.
+pub mod memory;
+pub mod pubsub;
 pub mod streams;
 pub mod transport;
+
+// The bus.
+mod bus;
+
+// Above the bus.
+pub mod consumer;
+pub mod dead_letter;
+mod handler;
+mod observe;
+
+// Top.
+pub mod schemas;
 
 #[doc(hidden)]
 pub mod __private;
 
 pub use bus::{
-    AnyEvent, AnyEventStream, Bus, BusBuilder, Error, EventStream, Meta, NameError, Published,
-    ReceiveError, DEFAULT_NAMESPACE,
+    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Published, DEFAULT_NAMESPACE,
 };
+pub use compat::{Compat, UnknownCompat};
 pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
 pub use dead_letter::{DeadLetter, DeadLetters};
-pub use envelope::{Envelope, EnvelopeError};
-pub use error::DecodeError;
+pub use envelope::Envelope;
+pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
 pub use event::Event;
 pub use handler::{
     fatal, is_fatal, retry, BoxFuture, Context, Fatal, Handler, HandlerError, HandlerOptions,
     HandlerResult, IntoOutcome, Outcome, State, StateType,
 };
 pub use id::Ulid;
-pub use metrics::{ConsumerStats, GroupStats, StreamStats};
 pub use registry::EventInfo;
-pub use schemas::Compat;
-pub use transport::{StartFrom, Transport, TransportError};
+pub use stats::{ConsumerStats, GroupStats, StreamStats};
+pub use transport::{ChannelTransport, StartFrom, StreamTransport};

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::Compat;
+use crate::compat::Compat;
+use crate::error::DecodeError;
+use crate::event::Event;
 
 /// What the registry knows about one `#[event]` struct (one version of a type).
 ///
@@ -45,7 +47,12 @@ pub struct EventInfo {
 }
 
 /// Decodes a payload of the given version, keeping only the outcome.
-pub type DecodeFn = fn(u32, &[u8]) -> Result<(), crate::DecodeError>;
+pub type DecodeFn = fn(u32, &[u8]) -> Result<(), DecodeError>;
+
+/// The [`DecodeFn`] of `E`: [`Event::decode`], keeping only the outcome.
+pub fn decode_erased<E: Event>(version: u32, data: &[u8]) -> Result<(), DecodeError> {
+    E::decode(version, data).map(drop)
+}
 
 inventory::collect!(EventInfo);
 

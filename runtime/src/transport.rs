@@ -1,11 +1,10 @@
-//! The one interface every transport implements: Redis Streams
-//! ([`crate::streams`]), Redis Pub/Sub ([`crate::pubsub`]) and in-memory
-//! ([`crate::memory`]).
-//!
-//! A [`crate::Bus`] routes stream operations to its stream transport and
-//! channel operations to its channel transport; an operation a transport does
-//! not offer (Pub/Sub has no consumer groups) fails with
-//! [`TransportError::Unsupported`], which the bus never triggers.
+//! The two interfaces transports implement, and the data they exchange:
+//! [`StreamTransport`] (durable streams and consumer groups: Redis Streams
+//! in [`crate::streams`], in-memory in [`crate::memory`]) and
+//! [`ChannelTransport`] (fire-and-forget channels: Redis Pub/Sub in
+//! [`crate::pubsub`], in-memory). A [`crate::Bus`] routes stream operations
+//! to its stream transport and channel operations to its channel transport,
+//! so no transport carries operations it cannot perform.
 
 use std::fmt;
 use std::future::Future;
@@ -16,7 +15,8 @@ use std::time::Duration;
 use crate::Ulid;
 use futures::Stream;
 
-use crate::envelope::{Envelope, EnvelopeError};
+use crate::envelope::Envelope;
+pub use crate::error::{EnvelopeError, TransportError};
 
 /// An event ready to be written: every attribute borrowed from the publisher,
 /// the payload serialized once.
@@ -243,8 +243,8 @@ impl<'a> ReadRequest<'a> {
 
     /// Lets the transport send the next read as soon as this one's reply
     /// arrives, without waiting (no `BLOCK`), if `ahead` allows it. The
-    /// entries it reads are returned by the next [`Transport::read_group`]
-    /// call on the same reader, or by [`Transport::read_ahead_rest`] when
+    /// entries it reads are returned by the next [`StreamTransport::read_group`]
+    /// call on the same reader, or by [`StreamTransport::read_ahead_rest`] when
     /// there is none. A transport may ignore it.
     pub fn read_ahead(mut self, ahead: &'a (dyn Fn(usize) -> usize + Sync)) -> Self {
         self.ahead = Some(ReadAhead(ahead));
@@ -295,83 +295,12 @@ impl Message {
 /// The messages of one subscription, until it is dropped.
 pub type MessageStream = Pin<Box<dyn Stream<Item = Message> + Send>>;
 
-/// What went wrong talking to a transport.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// Redis answered with an error, or the connection failed.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// The transport does not offer this operation.
-    #[error("the {transport} transport does not support {operation}")]
-    Unsupported {
-        /// Transport name.
-        transport: &'static str,
-        /// Operation name.
-        operation: &'static str,
-    },
-    /// Redis answered something that is not the documented reply of the command.
-    #[error("unexpected reply to {command}: {reason}")]
-    Protocol {
-        /// The command.
-        command: &'static str,
-        /// What was wrong with the reply.
-        reason: String,
-    },
-}
-
-impl TransportError {
-    /// Whether the error is the connection going away (worth a reconnect).
-    pub fn is_connection_error(&self) -> bool {
-        match self {
-            TransportError::Redis(e) => {
-                e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether trying again later may succeed: the connection went away or
-    /// timed out, or a restarted server is still loading its data (`LOADING`).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            TransportError::Redis(e) => {
-                self.is_connection_error()
-                    || e.is_timeout()
-                    || e.code() == Some("LOADING")
-                    || e.code() == Some("TRYAGAIN")
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether the consumer group (or its stream) does not exist: a server
-    /// restarted without persistence lost it.
-    pub fn is_no_group(&self) -> bool {
-        match self {
-            TransportError::Redis(e) => e.code() == Some("NOGROUP"),
-            TransportError::Protocol { reason, .. } => reason.starts_with("NOGROUP"),
-            _ => false,
-        }
-    }
-}
-
-pub(crate) fn unsupported<T>(
-    transport: &'static str,
-    operation: &'static str,
-) -> Result<T, TransportError> {
-    Err(TransportError::Unsupported {
-        transport,
-        operation,
-    })
-}
-
-/// A way to move events: append to streams, read them in consumer groups,
-/// acknowledge them, broadcast and subscribe to channels.
+/// Durable streams: append to them, read them in consumer groups,
+/// acknowledge, claim, dead-letter, inspect.
 ///
 /// Every method names the Redis command it stands for; the in-memory transport
 /// gives each the same meaning.
-pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
+pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
     /// A connection dedicated to one reading consumer (blocking reads must
     /// not hold up the shared publishing connection).
     type Reader: Send + 'static;
@@ -387,39 +316,9 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
     fn append(
         &self,
         batch: &[(&str, Outgoing<'_>)],
-    ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send {
-        let _ = batch;
-        async { unsupported(self.name(), "append") }
-    }
+    ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send;
 
-    /// Broadcasts each event on its channel in structured mode, at most once.
-    ///
-    /// ```text
-    /// PUBLISH <channel> <cloudevents json>
-    /// ```
-    fn broadcast(
-        &self,
-        batch: &[(&str, Outgoing<'_>)],
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
-        let _ = batch;
-        async { unsupported(self.name(), "broadcast") }
-    }
-
-    /// Subscribes to a channel or a pattern; returns once the subscription is
-    /// in place, so that a message published afterwards is received.
-    ///
-    /// ```text
-    /// SUBSCRIBE <channel>   |   PSUBSCRIBE <pattern>
-    /// ```
-    fn subscribe(
-        &self,
-        target: Target,
-    ) -> impl Future<Output = Result<MessageStream, TransportError>> + Send {
-        let _ = target;
-        async { unsupported(self.name(), "subscribe") }
-    }
-
-    /// Whether a pending [`Transport::read_group`] may be dropped without
+    /// Whether a pending [`StreamTransport::read_group`] may be dropped without
     /// losing entries. A Redis read cannot: the server would still hand the
     /// entries to the consumer, which would never see them until they are
     /// claimed; so a worker lets it finish (at most `block`) on shutdown.
@@ -440,10 +339,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         key: &str,
         group: &str,
         start: &StartFrom,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
-        let _ = (key, group, start);
-        async { unsupported(self.name(), "consumer groups") }
-    }
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Reads entries never delivered to the group, waiting up to `block`.
     ///
@@ -454,13 +350,10 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         &self,
         reader: &mut Self::Reader,
         request: ReadRequest<'_>,
-    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send {
-        let _ = (reader, request);
-        async { unsupported(self.name(), "consumer groups") }
-    }
+    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send;
 
     /// The entries of a read sent ahead ([`ReadRequest::read_ahead`]) that
-    /// no call to [`Transport::read_group`] has returned yet. The server
+    /// no call to [`StreamTransport::read_group`] has returned yet. The server
     /// delivered them to this consumer: a reader that stops reading takes
     /// them here, so that they are handled instead of waiting to be claimed.
     fn read_ahead_rest(
@@ -485,10 +378,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         reader: &mut Self::Reader,
         request: ReadRequest<'_>,
         min_idle: Duration,
-    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send {
-        let _ = (reader, request, min_idle);
-        async { unsupported(self.name(), "consumer groups") }
-    }
+    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send;
 
     /// Acknowledges entries of the group, all in one command.
     ///
@@ -500,10 +390,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         key: &str,
         group: &str,
         ids: &[String],
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
-        let _ = (key, group, ids);
-        async { unsupported(self.name(), "consumer groups") }
-    }
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Marks event ids as handled in an inbox, then acknowledges entries, in
     /// one round trip. A mark that exists already is kept as is.
@@ -519,10 +406,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         ids: &[String],
         marks: &[String],
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
-        let _ = (key, group, ids, marks, ttl);
-        async { unsupported(self.name(), "inbox") }
-    }
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Which of the inbox marks exist, in one round trip.
     ///
@@ -532,10 +416,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
     fn marked(
         &self,
         marks: &[String],
-    ) -> impl Future<Output = Result<Vec<bool>, TransportError>> + Send {
-        let _ = marks;
-        async { unsupported(self.name(), "inbox") }
-    }
+    ) -> impl Future<Output = Result<Vec<bool>, TransportError>> + Send;
 
     /// Resets the idle time of entries pending to `consumer` (taking them
     /// back if another consumer claimed them), so that a live worker with a
@@ -551,10 +432,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         group: &str,
         consumer: &str,
         ids: &[String],
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
-        let _ = (key, group, consumer, ids);
-        async { unsupported(self.name(), "consumer groups") }
-    }
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Records that `attempts` attempts at an entry failed, in its delivery
     /// counter, so that a worker that claims it later goes on counting.
@@ -569,10 +447,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         consumer: &str,
         id: &str,
         attempts: u32,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send {
-        let _ = (key, group, consumer, id, attempts);
-        async { unsupported(self.name(), "consumer groups") }
-    }
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Moves a pending entry to the dead-letter stream `dlq`: every original
     /// field plus `extra`, and acknowledges it, in one atomic step. If this
@@ -589,10 +464,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         group: &str,
         id: &str,
         extra: &[(&'static str, String)],
-    ) -> impl Future<Output = Result<DeadLettered, TransportError>> + Send {
-        let _ = (key, dlq, group, id, extra);
-        async { unsupported(self.name(), "dead letters") }
-    }
+    ) -> impl Future<Output = Result<DeadLettered, TransportError>> + Send;
 
     /// Reads dead letters, oldest first, after the entry id `after` (from the
     /// start when `None`).
@@ -605,10 +477,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         dlq: &str,
         after: Option<&str>,
         count: usize,
-    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send {
-        let _ = (dlq, after, count);
-        async { unsupported(self.name(), "dead letters") }
-    }
+    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send;
 
     /// Number of dead letters.
     ///
@@ -618,10 +487,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
     fn dead_letter_count(
         &self,
         dlq: &str,
-    ) -> impl Future<Output = Result<usize, TransportError>> + Send {
-        let _ = dlq;
-        async { unsupported(self.name(), "dead letters") }
-    }
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send;
 
     /// Puts dead letters back into their stream with their original fields
     /// (same event id) and deletes them from `dlq`, atomically; returns the
@@ -636,20 +502,14 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         key: &str,
         dlq: &str,
         ids: &[String],
-    ) -> impl Future<Output = Result<Vec<Option<String>>, TransportError>> + Send {
-        let _ = (key, dlq, ids);
-        async { unsupported(self.name(), "dead letters") }
-    }
+    ) -> impl Future<Output = Result<Vec<Option<String>>, TransportError>> + Send;
 
     /// Deletes every dead letter; returns how many there were.
     ///
     /// ```text
     /// EVAL "local n = XLEN; DEL; return n" 1 <dlq>
     /// ```
-    fn purge(&self, dlq: &str) -> impl Future<Output = Result<usize, TransportError>> + Send {
-        let _ = dlq;
-        async { unsupported(self.name(), "dead letters") }
-    }
+    fn purge(&self, dlq: &str) -> impl Future<Output = Result<usize, TransportError>> + Send;
 
     /// A snapshot of the stream `key` and its dead letters `dlq`; a stream
     /// that does not exist gives `exists: false`, not an error.
@@ -665,10 +525,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         &self,
         key: &str,
         dlq: &str,
-    ) -> impl Future<Output = Result<crate::metrics::StreamStats, TransportError>> + Send {
-        let _ = (key, dlq);
-        async { unsupported(self.name(), "stream metrics") }
-    }
+    ) -> impl Future<Output = Result<crate::stats::StreamStats, TransportError>> + Send;
 
     /// Up to `count` entries from the entry id `from` on (included; `-` for
     /// the oldest), oldest first, without a consumer group.
@@ -681,10 +538,7 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         key: &str,
         from: &str,
         count: usize,
-    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send {
-        let _ = (key, from, count);
-        async { unsupported(self.name(), "ranges") }
-    }
+    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send;
 
     /// The newest `count` entries, oldest first, without a consumer group.
     ///
@@ -695,8 +549,34 @@ pub trait Transport: Clone + fmt::Debug + Send + Sync + 'static {
         &self,
         key: &str,
         count: usize,
-    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send {
-        let _ = (key, count);
-        async { unsupported(self.name(), "ranges") }
-    }
+    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send;
+}
+
+/// Fire-and-forget channels: broadcast to whoever listens, subscribe to a
+/// channel or a pattern. At most once: nothing is kept for a subscriber that
+/// is not there.
+pub trait ChannelTransport: Clone + fmt::Debug + Send + Sync + 'static {
+    /// Short name for logs and errors: `redis-pubsub`, `memory`.
+    fn name(&self) -> &'static str;
+
+    /// Broadcasts each event on its channel in structured mode, at most once.
+    ///
+    /// ```text
+    /// PUBLISH <channel> <cloudevents json>
+    /// ```
+    fn broadcast(
+        &self,
+        batch: &[(&str, Outgoing<'_>)],
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Subscribes to a channel or a pattern; returns once the subscription is
+    /// in place, so that a message published afterwards is received.
+    ///
+    /// ```text
+    /// SUBSCRIBE <channel>   |   PSUBSCRIBE <pattern>
+    /// ```
+    fn subscribe(
+        &self,
+        target: Target,
+    ) -> impl Future<Output = Result<MessageStream, TransportError>> + Send;
 }

@@ -1,3 +1,5 @@
+//! Typed and untyped Pub/Sub subscriptions of a bus.
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -6,9 +8,10 @@ use std::task::{Context as TaskContext, Poll};
 
 use futures::Stream;
 
-use super::{Backend, Bus, Error, ReceiveError};
+use super::{on_channels, Bus};
 use crate::envelope::Envelope;
-use crate::transport::{MessageStream, Target, Transport};
+use crate::error::{Error, ReceiveError};
+use crate::transport::{ChannelTransport, MessageStream, Target};
 use crate::{DecodeError, Event};
 
 /// A typed Pub/Sub subscription: every `E` published on its channel while
@@ -130,10 +133,7 @@ impl Stream for AnyEventStream {
 
 impl Bus {
     async fn open(&self, target: Target) -> Result<MessageStream, Error> {
-        Ok(match self.backend() {
-            Backend::Redis { pubsub, .. } => pubsub.subscribe(target).await?,
-            Backend::Memory(m) => m.subscribe(target).await?,
-        })
+        Ok(on_channels!(self.backend(), t => t.subscribe(target))?)
     }
 
     /// Subscribes to `E`'s channel (`ns:channel:type`, scoped to the tenant

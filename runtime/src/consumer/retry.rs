@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use crate::backoff::Backoff;
+
 /// How often, and how far apart, a failing handler is tried on one entry
 /// before the entry goes to dead letters.
 ///
@@ -95,19 +97,12 @@ impl RetryPolicy {
 
     /// The delay after attempt `failed` (1 for the first) failed.
     pub fn delay_after(&self, failed: u32) -> Duration {
-        let exp = failed.saturating_sub(1).min(31);
-        let full = self
-            .backoff
-            .checked_mul(1u32 << exp)
-            .unwrap_or(self.max_delay)
-            .min(self.max_delay);
-        if !self.jitter || full.is_zero() {
-            return full;
+        Backoff {
+            initial: self.backoff,
+            max: self.max_delay,
+            jitter: self.jitter,
         }
-        // Equal jitter: half fixed, half random. ULIDs carry 80 random bits,
-        // which spares a dependency on a random number generator.
-        let random = (ulid::Ulid::new().random() & 0xFFFF_FFFF) as f64 / u32::MAX as f64;
-        full / 2 + full.mul_f64(random / 2.0)
+        .delay(failed)
     }
 }
 

@@ -17,10 +17,10 @@ use futures::channel::mpsc;
 use tokio::sync::Notify;
 
 use crate::envelope::Envelope;
-use crate::metrics::{ConsumerStats, GroupStats, StreamStats};
+use crate::stats::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::{
-    DeadLettered, Entry, Message, MessageBody, MessageStream, Outgoing, RawEntry, ReadRequest,
-    StartFrom, Target, Transport, TransportError,
+    ChannelTransport, DeadLettered, Entry, Message, MessageBody, MessageStream, Outgoing, RawEntry,
+    ReadRequest, StartFrom, StreamTransport, Target, TransportError,
 };
 
 /// Messages a subscription buffers before it starts missing them.
@@ -215,7 +215,7 @@ impl MemoryTransport {
     }
 }
 
-impl Transport for MemoryTransport {
+impl StreamTransport for MemoryTransport {
     type Reader = ();
 
     fn name(&self) -> &'static str {
@@ -230,38 +230,6 @@ impl Transport for MemoryTransport {
             ids.push(format_id(stream.push(Arc::new(o.to_envelope()))));
         }
         Ok(ids)
-    }
-
-    async fn broadcast(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<(), TransportError> {
-        let mut broker = self.lock();
-        broker.subscribers.retain(|s| !s.tx.is_closed());
-        for (channel, o) in batch {
-            let mut envelope = None;
-            for sub in broker.subscribers.iter_mut() {
-                let hit = match &sub.target {
-                    Target::Channel(c) => c == channel,
-                    Target::Pattern(p) => glob::matches(p.as_bytes(), channel.as_bytes()),
-                };
-                if !hit {
-                    continue;
-                }
-                let env = envelope.get_or_insert_with(|| Arc::new(o.to_envelope()));
-                let msg = Message {
-                    channel: (*channel).to_owned(),
-                    body: MessageBody::Envelope(env.clone()),
-                };
-                if sub.tx.try_send(msg).is_err() {
-                    tracing::warn!(channel = %channel, "in-memory subscriber is full; message dropped (Pub/Sub is at most once)");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn subscribe(&self, target: Target) -> Result<MessageStream, TransportError> {
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        self.lock().subscribers.push(Subscriber { target, tx });
-        Ok(Box::pin(rx))
     }
 
     fn read_is_cancel_safe(&self) -> bool {
@@ -674,6 +642,44 @@ impl Transport for MemoryTransport {
             .collect();
         out.reverse();
         Ok(out)
+    }
+}
+
+impl ChannelTransport for MemoryTransport {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn broadcast(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        broker.subscribers.retain(|s| !s.tx.is_closed());
+        for (channel, o) in batch {
+            let mut envelope = None;
+            for sub in broker.subscribers.iter_mut() {
+                let hit = match &sub.target {
+                    Target::Channel(c) => c == channel,
+                    Target::Pattern(p) => glob::matches(p.as_bytes(), channel.as_bytes()),
+                };
+                if !hit {
+                    continue;
+                }
+                let env = envelope.get_or_insert_with(|| Arc::new(o.to_envelope()));
+                let msg = Message {
+                    channel: (*channel).to_owned(),
+                    body: MessageBody::Envelope(env.clone()),
+                };
+                if sub.tx.try_send(msg).is_err() {
+                    tracing::warn!(channel = %channel, "in-memory subscriber is full; message dropped (Pub/Sub is at most once)");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, target: Target) -> Result<MessageStream, TransportError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        self.lock().subscribers.push(Subscriber { target, tx });
+        Ok(Box::pin(rx))
     }
 }
 

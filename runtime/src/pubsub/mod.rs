@@ -10,7 +10,7 @@ use redis::aio::ConnectionManager;
 use redis::{Client, Pipeline};
 
 use crate::transport::{
-    Message, MessageBody, MessageStream, Outgoing, Target, Transport, TransportError,
+    ChannelTransport, Message, MessageBody, MessageStream, Outgoing, Target, TransportError,
 };
 
 /// Redis Pub/Sub: `PUBLISH` over the shared connection, each subscription
@@ -37,9 +37,7 @@ impl PubSubTransport {
     }
 }
 
-impl Transport for PubSubTransport {
-    type Reader = ();
-
+impl ChannelTransport for PubSubTransport {
     fn name(&self) -> &'static str {
         "redis-pubsub"
     }
@@ -78,9 +76,5 @@ impl Transport for PubSubTransport {
             body: MessageBody::Json(msg.get_payload_bytes().to_vec()),
         });
         Ok(Box::pin(stream))
-    }
-
-    async fn reader(&self) -> Result<(), TransportError> {
-        crate::transport::unsupported(self.name(), "consumer groups")
     }
 }

@@ -8,8 +8,10 @@ use serde_json::Value;
 
 use super::diff::{self, Change};
 use super::export;
+use crate::compat::Compat;
+use crate::error::DecodeError;
+use crate::event::Event;
 use crate::registry::{self, DecodeFn, EventInfo, RegistryError};
-use crate::{Compat, DecodeError, Event};
 
 /// Environment variable that turns the check into a writer:
 /// `TIDINGS_SCHEMAS=overwrite cargo test`.
@@ -131,7 +133,7 @@ impl Check {
     /// ```
     pub fn decoder<E: Event>(mut self) -> Self {
         self.decoders
-            .insert((E::TYPE, E::VERSION), crate::__private::decode_erased::<E>);
+            .insert((E::TYPE, E::VERSION), crate::registry::decode_erased::<E>);
         self
     }
 

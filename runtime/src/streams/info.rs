@@ -1,36 +1,21 @@
-//! Parsing of `XINFO STREAM`, `XINFO GROUPS` and `XINFO CONSUMERS` replies
-//! (RESP2 flat arrays and RESP3 maps) into [`StreamStats`].
+//! `XINFO STREAM`, `XINFO GROUPS` and `XINFO CONSUMERS` replies into
+//! [`StreamStats`]. Groups and consumers go through redis-rs's typed
+//! replies; `XINFO STREAM` is read here, as redis-rs's reply leaves out
+//! `entries-added`.
 
-use redis::Value;
+use redis::streams::{StreamInfoConsumersReply, StreamInfoGroupsReply};
+use redis::{FromRedisValue, Value};
 
-use crate::metrics::{ConsumerStats, GroupStats, StreamStats};
+use super::value::{protocol, text};
+use crate::stats::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::TransportError;
-
-fn protocol(command: &'static str, reason: impl Into<String>) -> TransportError {
-    TransportError::Protocol {
-        command,
-        reason: reason.into(),
-    }
-}
-
-fn text(command: &'static str, v: &Value) -> Result<String, TransportError> {
-    match v {
-        Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Ok(s.clone()),
-        Value::VerbatimString { text, .. } => Ok(text.clone()),
-        other => Err(protocol(
-            command,
-            format!("expected a string, got {other:?}"),
-        )),
-    }
-}
 
 /// An integer field; nil (a count Redis cannot tell) is `None`.
 fn count(command: &'static str, name: &str, v: &Value) -> Result<Option<u64>, TransportError> {
     match v {
         Value::Nil => Ok(None),
         Value::Int(n) => Ok(Some(u64::try_from(*n).unwrap_or(0))),
-        Value::BulkString(_) | Value::SimpleString(_) => text(command, v)?
+        Value::BulkString(_) | Value::SimpleString(_) => text(command, v.clone())?
             .parse()
             .map(Some)
             .map_err(|_| protocol(command, format!("`{name}` is not a number: {v:?}"))),
@@ -46,13 +31,13 @@ fn fields(command: &'static str, v: Value) -> Result<Vec<(String, Value)>, Trans
     match v {
         Value::Map(m) => m
             .into_iter()
-            .map(|(k, v)| Ok((text(command, &k)?, v)))
+            .map(|(k, v)| Ok((text(command, k)?, v)))
             .collect(),
         Value::Array(a) => {
             let mut out = Vec::with_capacity(a.len() / 2);
             let mut it = a.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                out.push((text(command, &k)?, v));
+                out.push((text(command, k)?, v));
             }
             Ok(out)
         }
@@ -63,21 +48,11 @@ fn fields(command: &'static str, v: Value) -> Result<Vec<(String, Value)>, Trans
     }
 }
 
-fn items(command: &'static str, v: Value) -> Result<Vec<Value>, TransportError> {
-    match v {
-        Value::Array(a) | Value::Set(a) => Ok(a),
-        other => Err(protocol(
-            command,
-            format!("expected an array, got {other:?}"),
-        )),
-    }
-}
-
 /// The id of `first-entry` / `last-entry`: `[id, [field, value, …]]`, or nil.
-fn entry_id(command: &'static str, v: &Value) -> Result<Option<String>, TransportError> {
+fn entry_id(command: &'static str, v: Value) -> Result<Option<String>, TransportError> {
     match v {
         Value::Nil => Ok(None),
-        Value::Array(pair) => match pair.first() {
+        Value::Array(pair) => match pair.into_iter().next() {
             Some(id) => text(command, id).map(Some),
             None => Err(protocol(command, "entry is not [id, fields]")),
         },
@@ -94,9 +69,9 @@ pub(super) fn stream(stats: &mut StreamStats, v: Value) -> Result<(), TransportE
     for (name, value) in fields(CMD, v)? {
         match name.as_str() {
             "length" => stats.length = count(CMD, &name, &value)?.unwrap_or(0),
-            "first-entry" => stats.first_entry_id = entry_id(CMD, &value)?,
-            "last-entry" => stats.last_entry_id = entry_id(CMD, &value)?,
-            "last-generated-id" => stats.last_generated_id = Some(text(CMD, &value)?),
+            "first-entry" => stats.first_entry_id = entry_id(CMD, value)?,
+            "last-entry" => stats.last_entry_id = entry_id(CMD, value)?,
+            "last-generated-id" => stats.last_generated_id = Some(text(CMD, value)?),
             "entries-added" => stats.entries_added = count(CMD, &name, &value)?,
             _ => {}
         }
@@ -104,47 +79,45 @@ pub(super) fn stream(stats: &mut StreamStats, v: Value) -> Result<(), TransportE
     Ok(())
 }
 
+/// A typed reply of redis-rs, its parsing error as a protocol error.
+fn typed<T: FromRedisValue>(command: &'static str, v: Value) -> Result<T, TransportError> {
+    T::from_redis_value(v).map_err(|e| protocol(command, e.to_string()))
+}
+
+/// Redis counts in `usize`, stats in `u64`.
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 /// The groups of `XINFO GROUPS <key>`, without their consumers.
 pub(super) fn groups(v: Value) -> Result<Vec<GroupStats>, TransportError> {
     const CMD: &str = "XINFO GROUPS";
-    let mut out = Vec::new();
-    for g in items(CMD, v)? {
-        let mut group = GroupStats::new(String::new());
-        for (name, value) in fields(CMD, g)? {
-            match name.as_str() {
-                "name" => group.name = text(CMD, &value)?,
-                "pending" => group.pending = count(CMD, &name, &value)?.unwrap_or(0),
-                "last-delivered-id" => group.last_delivered_id = text(CMD, &value)?,
-                "entries-read" => group.entries_read = count(CMD, &name, &value)?,
-                "lag" => group.lag = count(CMD, &name, &value)?,
-                _ => {}
+    let reply: StreamInfoGroupsReply = typed(CMD, v)?;
+    reply
+        .groups
+        .into_iter()
+        .map(|g| {
+            if g.name.is_empty() {
+                return Err(protocol(CMD, "a group has no `name`"));
             }
-        }
-        if group.name.is_empty() {
-            return Err(protocol(CMD, "a group has no `name`"));
-        }
-        out.push(group);
-    }
-    Ok(out)
+            let mut group = GroupStats::new(g.name);
+            group.pending = wide(g.pending);
+            group.last_delivered_id = g.last_delivered_id;
+            group.entries_read = g.entries_read.map(wide);
+            group.lag = g.lag.map(wide);
+            Ok(group)
+        })
+        .collect()
 }
 
 /// The consumers of `XINFO CONSUMERS <key> <group>`.
 pub(super) fn consumers(v: Value) -> Result<Vec<ConsumerStats>, TransportError> {
-    const CMD: &str = "XINFO CONSUMERS";
-    let mut out = Vec::new();
-    for c in items(CMD, v)? {
-        let mut consumer = ConsumerStats::new(String::new(), 0, 0);
-        for (name, value) in fields(CMD, c)? {
-            match name.as_str() {
-                "name" => consumer.name = text(CMD, &value)?,
-                "pending" => consumer.pending = count(CMD, &name, &value)?.unwrap_or(0),
-                "idle" => consumer.idle_ms = count(CMD, &name, &value)?.unwrap_or(0),
-                _ => {}
-            }
-        }
-        out.push(consumer);
-    }
-    Ok(out)
+    let reply: StreamInfoConsumersReply = typed("XINFO CONSUMERS", v)?;
+    Ok(reply
+        .consumers
+        .into_iter()
+        .map(|c| ConsumerStats::new(c.name, wide(c.pending), wide(c.idle)))
+        .collect())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod info;
 mod reply;
 mod resp;
+mod value;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Pipeline, Value};
 
 use crate::envelope::{field, SPECVERSION};
-use crate::metrics::StreamStats;
+use crate::stats::StreamStats;
 use crate::transport::{
-    DeadLettered, Entry, Outgoing, RawEntry, ReadRequest, StartFrom, Transport, TransportError,
+    DeadLettered, Entry, Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport,
+    TransportError,
 };
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
@@ -204,7 +206,7 @@ impl std::fmt::Debug for StreamsReader {
     }
 }
 
-impl Transport for StreamsTransport {
+impl StreamTransport for StreamsTransport {
     type Reader = StreamsReader;
 
     fn name(&self) -> &'static str {

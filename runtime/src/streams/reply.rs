@@ -5,38 +5,9 @@ use std::sync::Arc;
 
 use redis::Value;
 
+use super::value::{items, protocol, text};
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::transport::{Entry, RawEntry, TransportError};
-
-fn protocol(command: &'static str, reason: impl Into<String>) -> TransportError {
-    TransportError::Protocol {
-        command,
-        reason: reason.into(),
-    }
-}
-
-fn text(command: &'static str, v: Value) -> Result<String, TransportError> {
-    match v {
-        Value::BulkString(b) => {
-            String::from_utf8(b).map_err(|_| protocol(command, "entry id is not UTF-8"))
-        }
-        Value::SimpleString(s) => Ok(s),
-        other => Err(protocol(
-            command,
-            format!("expected a string, got {other:?}"),
-        )),
-    }
-}
-
-fn items(command: &'static str, v: Value) -> Result<Vec<Value>, TransportError> {
-    match v {
-        Value::Array(a) | Value::Set(a) => Ok(a),
-        other => Err(protocol(
-            command,
-            format!("expected an array, got {other:?}"),
-        )),
-    }
-}
 
 /// `[id, [field, value, …]]` to an entry; `Err(id)` for an entry that was
 /// deleted while pending (Redis before 7.0 returns it with nil fields).

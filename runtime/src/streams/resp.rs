@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 
 use std::sync::Arc;
 
+use super::value::protocol;
 use crate::envelope::Envelope;
 use crate::transport::{Entry, Outgoing, ReadRequest, TransportError};
 
@@ -34,13 +35,6 @@ const READ_CHUNK: usize = 128 * 1024;
 /// server that does not answer must not hold the reading loop (and a
 /// worker's shutdown, which waits for a read) for the system's TCP timeout.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn protocol(command: &'static str, reason: impl Into<String>) -> TransportError {
-    TransportError::Protocol {
-        command,
-        reason: reason.into(),
-    }
-}
 
 /// Commands of a pipeline are written to the socket in pieces of about
 /// this size, so that Redis starts on the first ones while the rest are

@@ -1,23 +1,10 @@
-//! Metrics and inspection of a stream: its length, its consumer groups with
-//! their lag and pending entries, its dead letters, and read-only access to
-//! its entries, for dashboards, alerts and the `tidings` command line.
-//!
-//! ```
-//! # async fn run() -> Result<(), tidings::Error> {
-//! let bus = tidings::Bus::in_memory();
-//! let stats = bus.stream_stats("contextual").await?;
-//! for group in &stats.groups {
-//!     println!("{}: lag {:?}, pending {}", group.name, group.lag, group.pending);
-//! }
-//! # Ok(()) }
-//! ```
+//! Plain data of a stream snapshot: the stream, its consumer groups and
+//! their consumers, as the transports read them and
+//! [`Bus::stream_stats`](crate::Bus::stream_stats) returns them.
 
 use serde::Serialize;
 
-use crate::bus::{Backend, Bus, Error};
-use crate::transport::{RawEntry, Transport};
-
-/// A snapshot of one stream, from [`Bus::stream_stats`].
+/// A snapshot of one stream, from [`Bus::stream_stats`](crate::Bus::stream_stats).
 ///
 /// A stream that does not exist (nothing was ever published to it and no
 /// group created it) is not an error: the snapshot says `exists: false`,
@@ -147,84 +134,5 @@ impl ConsumerStats {
     /// Time since the consumer last read or claimed.
     pub fn idle(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.idle_ms)
-    }
-}
-
-/// Runs one transport call on whichever stream transport the bus has.
-macro_rules! on_transport {
-    ($bus:expr, $t:ident => $call:expr) => {
-        match $bus.backend() {
-            Backend::Redis { streams: $t, .. } => $call.await,
-            Backend::Memory($t) => $call.await,
-        }
-    };
-}
-
-impl Bus {
-    /// A snapshot of a stream (of this bus's tenant): length, first and last
-    /// entry, dead letters, and each consumer group with its consumers,
-    /// pending entries and lag.
-    ///
-    /// ```text
-    /// TYPE <key>
-    /// XLEN <key>:dlq
-    /// XINFO STREAM <key>
-    /// XINFO GROUPS <key>
-    /// XINFO CONSUMERS <key> <group>          (one per group)
-    /// ```
-    ///
-    /// The commands run in three pipelined round trips, not in one
-    /// transaction: under load the numbers may be a few milliseconds apart.
-    /// A stream that does not exist gives `exists: false` (see
-    /// [`StreamStats`]).
-    ///
-    /// ```
-    /// # async fn run() -> Result<(), tidings::Error> {
-    /// let bus = tidings::Bus::in_memory();
-    /// let stats = bus.tenant("acme")?.stream_stats("contextual").await?;
-    /// assert_eq!(stats.key, "tidings:{acme:contextual}");
-    /// assert!(!stats.exists);
-    /// # Ok(()) }
-    /// ```
-    pub async fn stream_stats(&self, stream: &str) -> Result<StreamStats, Error> {
-        let key = self.stream_key(stream);
-        let dlq = self.dead_letter_key(stream);
-        let mut stats = on_transport!(self, t => t.stream_stats(&key, &dlq))?;
-        stats.stream = stream.to_owned();
-        stats.tenant = self.tenant_name().map(str::to_owned);
-        Ok(stats)
-    }
-
-    /// Up to `count` entries of a stream (of this bus's tenant), oldest
-    /// first, from the entry id `from` on (`from` included; `-` for the
-    /// oldest). Read-only: no consumer group is involved, nothing is
-    /// acknowledged. The fields are raw, so an entry that is not an
-    /// envelope is shown too; read one with
-    /// [`Envelope::from_fields`](crate::Envelope::from_fields).
-    ///
-    /// ```text
-    /// XRANGE <key> <from> + COUNT <count>
-    /// ```
-    ///
-    /// An entry id for a point in time is `<unix-ms>-0`.
-    pub async fn range(
-        &self,
-        stream: &str,
-        from: &str,
-        count: usize,
-    ) -> Result<Vec<RawEntry>, Error> {
-        let key = self.stream_key(stream);
-        Ok(on_transport!(self, t => t.range(&key, from, count))?)
-    }
-
-    /// The newest `count` entries of a stream (of this bus's tenant),
-    /// oldest first. Read-only, like [`Bus::range`].
-    ///
-    /// ```text
-    /// XREVRANGE <key> + - COUNT <count>
-    /// ```
-    pub async fn last_entries(&self, stream: &str, count: usize) -> Result<Vec<RawEntry>, Error> {
-        let key = self.stream_key(stream);
-        Ok(on_transport!(self, t => t.last_entries(&key, count))?)
     }
 }

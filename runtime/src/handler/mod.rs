@@ -1,6 +1,8 @@
 //! What `#[handler]` implements: the [`Handler`] trait, the [`Context`] of a
 //! delivery, shared [`State`], and what a handler may return.
 
+pub(crate) mod erase;
+
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
@@ -10,8 +12,9 @@ use std::sync::Arc;
 
 use crate::Ulid;
 
-use crate::bus::{Bus, Draft, Error, Meta, Published};
+use crate::bus::{Bus, Draft, Meta, Published};
 use crate::envelope::Envelope;
+use crate::error::Error;
 use crate::Event;
 
 /// The error of a failed handler: any error type converts into it with `?`.

@@ -1,0 +1,529 @@
+//! The publish paths: an event serialized once into a [`Draft`], stamped
+//! with its id and time, and sent on the bus's transports, with retries
+//! while Redis is unreachable, up to the publish timeout.
+
+use std::time::Duration;
+
+use crate::backoff::Backoff;
+use crate::bus::{channel_key, check_name, stream_key, Backend, Bus};
+use crate::envelope::{now_millis, Rfc3339Millis};
+use crate::error::{Error, TransportError};
+use crate::transport::{ChannelTransport, Outgoing, StreamTransport};
+use crate::{Event, Ulid};
+
+/// Optional attributes of a published event.
+///
+/// ```
+/// let meta = tidings::Meta::default()
+///     .correlation_id("order-42")
+///     .subject("files/7")
+///     .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub struct Meta {
+    /// `correlationid`.
+    pub correlation_id: Option<String>,
+    /// `causationid`.
+    pub causation_id: Option<String>,
+    /// `tenantid`; also scopes the keys, as [`Bus::tenant`] does.
+    pub tenant: Option<String>,
+    /// `subject`.
+    pub subject: Option<String>,
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+}
+
+impl Meta {
+    /// Sets `correlationid`.
+    pub fn correlation_id(mut self, v: impl Into<String>) -> Self {
+        self.correlation_id = Some(v.into());
+        self
+    }
+    /// Sets `causationid`.
+    pub fn causation_id(mut self, v: impl Into<String>) -> Self {
+        self.causation_id = Some(v.into());
+        self
+    }
+    /// Sets `tenantid` and publishes to the tenant's keys.
+    pub fn tenant(mut self, v: impl Into<String>) -> Self {
+        self.tenant = Some(v.into());
+        self
+    }
+    /// Sets `subject`.
+    pub fn subject(mut self, v: impl Into<String>) -> Self {
+        self.subject = Some(v.into());
+        self
+    }
+    /// Sets `traceparent`.
+    pub fn traceparent(mut self, v: impl Into<String>) -> Self {
+        self.traceparent = Some(v.into());
+        self
+    }
+}
+
+/// Where a published event went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Published {
+    /// The stream entry id, if the event has a stream (`None` for a
+    /// channel-only event).
+    pub entry_id: Option<String>,
+    /// The event's `id`.
+    pub event_id: Ulid,
+}
+
+/// An event serialized once, with the constants of its type: what is
+/// published, whether it comes from `publish` or a handler's return value.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    type_name: &'static str,
+    version: u32,
+    dataschema: &'static str,
+    stream: Option<&'static str>,
+    channel: Option<&'static str>,
+    data: Vec<u8>,
+}
+
+impl Draft {
+    pub(crate) fn of<E: Event>(e: &E) -> Result<Draft, Error> {
+        Draft::sized(e, 128)
+    }
+
+    /// The drafts of a batch, in order: each payload is written into a
+    /// buffer sized after the one before, which spares the reallocations
+    /// of growing every payload from empty (about 500 instructions each).
+    pub(crate) fn all<'e, E: Event + 'e>(
+        events: impl IntoIterator<Item = &'e E>,
+    ) -> Result<Vec<Draft>, Error> {
+        let events = events.into_iter();
+        let mut drafts = Vec::with_capacity(events.size_hint().0);
+        let mut capacity = 128;
+        for e in events {
+            let draft = Draft::sized(e, capacity)?;
+            capacity = draft.data.len() + draft.data.len() / 8 + 16;
+            drafts.push(draft);
+        }
+        Ok(drafts)
+    }
+
+    /// The attributes of `E` with no payload: for a batch whose payloads
+    /// are serialized while it is being sent.
+    fn unwritten<E: Event>() -> Draft {
+        Draft {
+            type_name: E::TYPE,
+            version: E::VERSION,
+            dataschema: E::DATASCHEMA,
+            stream: E::STREAM,
+            channel: E::CHANNEL,
+            data: Vec::new(),
+        }
+    }
+
+    fn sized<E: Event>(e: &E, capacity: usize) -> Result<Draft, Error> {
+        if E::STREAM.is_none() && E::CHANNEL.is_none() {
+            return Err(Error::NoDestination { type_name: E::TYPE });
+        }
+        let mut data = Vec::with_capacity(capacity);
+        serde_json::to_writer(&mut data, e).map_err(|source| Error::Encode {
+            type_name: E::TYPE,
+            source,
+        })?;
+        Ok(Draft {
+            type_name: E::TYPE,
+            version: E::VERSION,
+            dataschema: E::DATASCHEMA,
+            stream: E::STREAM,
+            channel: E::CHANNEL,
+            data,
+        })
+    }
+}
+
+/// Where the events of one type in a batch go, with their keys.
+struct Destination {
+    stream: Option<&'static str>,
+    channel: Option<&'static str>,
+    type_name: &'static str,
+    stream_key: Option<String>,
+    channel_key: Option<String>,
+}
+
+/// The attributes of one event being sent, owned on the stack.
+struct Stamp {
+    id: Ulid,
+    id_text: [u8; ulid::ULID_LEN],
+}
+
+impl Stamp {
+    fn new() -> Self {
+        let id = Ulid::new();
+        let mut id_text = [0u8; ulid::ULID_LEN];
+        id.array_to_str(&mut id_text);
+        Stamp { id, id_text }
+    }
+    fn id(&self) -> &str {
+        // Crockford base32 is ASCII.
+        std::str::from_utf8(&self.id_text).unwrap_or("")
+    }
+}
+
+/// Pauses between attempts at a publish while Redis is unreachable: short
+/// at first, as most outages are a reconnect, never longer than half a
+/// second, so that a restarted server is found soon.
+const PUBLISH_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+
+impl Bus {
+    /// Publishes an event to its stream and/or channel.
+    ///
+    /// ```text
+    /// XADD ns:{stream} * specversion 1.0 id <ulid> source <svc> type <type> time <rfc3339>
+    ///      datacontenttype application/json dataschema <uri> dataversion <n> data <json>
+    /// PUBLISH ns:channel:type <cloudevents json>
+    /// ```
+    ///
+    /// The payload is serialized once. Over plain TCP the `XADD` goes out on
+    /// a connection the bus keeps for publishing, written and answered in
+    /// the calling task; calls made while it is busy share the multiplexed
+    /// connection and are pipelined on it.
+    ///
+    /// Order: publishes awaited one after the other reach the stream in that
+    /// order. Publishes in flight at the same time (joined futures, several
+    /// tasks) may go out on different connections and have no order among
+    /// them; events that must stay in order go in one
+    /// [`publish_batch`](Bus::publish_batch), whose entries are appended in
+    /// the order given.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<Published, Error> {
+        let draft = Draft::of(event)?;
+        self.send_one(&draft, None).await
+    }
+
+    /// Publishes an event with correlation id, causation id, tenant, subject
+    /// or traceparent.
+    pub async fn publish_with<E: Event>(&self, event: &E, meta: Meta) -> Result<Published, Error> {
+        let draft = Draft::of(event)?;
+        self.send_one(&draft, Some(&meta)).await
+    }
+
+    /// Publishes many events in one round trip (one pipeline of `XADD`s,
+    /// one of `PUBLISH`es); returns one [`Published`] per event, in order.
+    ///
+    /// Every event is serialized before anything is sent: an event that
+    /// cannot be serialized fails the call with [`Error::Encode`] and nothing
+    /// is published. Once sent, the batch is as durable as its commands: if
+    /// the connection fails half-way, the batch is sent again (with the same
+    /// event ids) until the publish timeout, so an event may appear twice.
+    ///
+    /// Over plain TCP a batch goes through a connection the bus keeps for
+    /// publishing, with the commands encoded by tidings itself; a batch sent
+    /// while another publish is on it goes through the shared connection.
+    /// On the bus's own connection, a batch of events bound for one stream
+    /// (and no channel) is streamed out while it is serialized, inside
+    /// `MULTI`/`EXEC`, so that Redis starts on it early and still appends
+    /// nothing if a later event cannot be serialized:
+    ///
+    /// ```text
+    /// MULTI
+    /// XADD ns:{stream} * specversion 1.0 id <ulid> … data <json>    (one per event)
+    /// EXEC
+    /// ```
+    pub async fn publish_batch<E: Event>(&self, events: &[E]) -> Result<Vec<Published>, Error> {
+        if let Some(published) = self.publish_streamed(events).await {
+            return published;
+        }
+        let drafts = Draft::all(events)?;
+        self.send_drafts(&drafts, &Meta::default()).await
+    }
+
+    /// [`Bus::publish_batch`] of events bound for one stream and no
+    /// channel, on the Redis transport's own connection when it is free:
+    /// each payload is serialized just before its `XADD` is encoded, and
+    /// the commands go out in pieces inside `MULTI`/`EXEC`, so that Redis
+    /// is already queueing the first ones while the client serializes the
+    /// rest (with everything serialized first, Redis waited for the whole
+    /// batch to be serialized and encoded). A payload that cannot be
+    /// serialized aborts the transaction: nothing is appended, as on the
+    /// other path. `None`, with nothing sent, where that path applies.
+    async fn publish_streamed<E: Event>(
+        &self,
+        events: &[E],
+    ) -> Option<Result<Vec<Published>, Error>> {
+        let (Backend::Redis { streams, .. }, Some(stream), None) =
+            (&self.shared.backend, E::STREAM, E::CHANNEL)
+        else {
+            return None;
+        };
+        if events.len() < 2 {
+            return None;
+        }
+        let tenant = self.tenant.as_deref();
+        let key = stream_key(&self.shared.namespace, tenant, stream);
+        let time = Rfc3339Millis::from_millis(now_millis());
+        let stamps: Vec<Stamp> = events.iter().map(|_| Stamp::new()).collect();
+        let draft = Draft::unwritten::<E>();
+        let attributes: Vec<Outgoing<'_>> = stamps
+            .iter()
+            .map(|stamp| self.outgoing(stamp, time.as_str(), &draft, None, tenant))
+            .collect();
+        let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
+            Some(e) => serde_json::to_writer(buf, e),
+            None => Ok(()),
+        };
+        // The first attempt only if the connection is free: a batch that
+        // finds it busy takes the shared connection instead, as before. It
+        // is held to the publish timeout, as every attempt after it is.
+        let timeout = self.shared.publish_timeout;
+        let first = tokio::time::timeout(
+            timeout,
+            streams.append_streamed(&key, &attributes, payload, false),
+        )
+        .await;
+        let first = match first {
+            Ok(first) => first?,
+            Err(_) => {
+                return Some(Err(Error::Unavailable {
+                    command: "XADD",
+                    after: timeout,
+                    attempts: 1,
+                    last_error: "no reply in time".to_owned(),
+                }))
+            }
+        };
+        let sent = match first {
+            // Sent again with the same event ids, as the other path does.
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "streamed batch failed; sending it again");
+                self.patiently("XADD", || async {
+                    // Waiting for the connection, which the first attempt
+                    // found free, is always possible: `None` cannot come.
+                    streams
+                        .append_streamed(&key, &attributes, payload, true)
+                        .await
+                        .unwrap_or(Err(TransportError::Unsupported {
+                            transport: "redis-streams",
+                            operation: "streamed batches",
+                        }))
+                })
+                .await
+            }
+            other => other.map_err(Error::from),
+        };
+        Some(match sent {
+            Ok(Ok(ids)) => Ok(ids
+                .into_iter()
+                .zip(&stamps)
+                .map(|(id, stamp)| Published {
+                    entry_id: Some(id),
+                    event_id: stamp.id,
+                })
+                .collect()),
+            Ok(Err((_, source))) => Err(Error::Encode {
+                type_name: E::TYPE,
+                source,
+            }),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn effective_tenant<'a>(&'a self, meta: Option<&'a Meta>) -> Result<Option<&'a str>, Error> {
+        match meta.and_then(|m| m.tenant.as_deref()) {
+            Some(t) => {
+                check_name("tenant", t)?;
+                Ok(Some(t))
+            }
+            None => Ok(self.tenant.as_deref()),
+        }
+    }
+
+    fn outgoing<'a>(
+        &'a self,
+        stamp: &'a Stamp,
+        time: &'a str,
+        draft: &'a Draft,
+        meta: Option<&'a Meta>,
+        tenant: Option<&'a str>,
+    ) -> Outgoing<'a> {
+        Outgoing {
+            id: stamp.id(),
+            source: &self.shared.source,
+            type_name: draft.type_name,
+            time,
+            dataschema: draft.dataschema,
+            dataversion: draft.version,
+            correlation_id: meta.and_then(|m| m.correlation_id.as_deref()),
+            causation_id: meta.and_then(|m| m.causation_id.as_deref()),
+            tenant_id: tenant,
+            traceparent: meta.and_then(|m| m.traceparent.as_deref()),
+            subject: meta.and_then(|m| m.subject.as_deref()),
+            data: &draft.data,
+        }
+    }
+
+    /// The single-event path: keys and attributes on the stack, one command.
+    async fn send_one(&self, draft: &Draft, meta: Option<&Meta>) -> Result<Published, Error> {
+        let tenant = self.effective_tenant(meta)?;
+        let stamp = Stamp::new();
+        let time = Rfc3339Millis::from_millis(now_millis());
+        let out = self.outgoing(&stamp, time.as_str(), draft, meta, tenant);
+        let ns = &self.shared.namespace;
+        let stream_key = draft.stream.map(|s| stream_key(ns, tenant, s));
+        let channel_key = draft
+            .channel
+            .map(|c| channel_key(ns, tenant, c, draft.type_name));
+        let append = async {
+            match &stream_key {
+                Some(k) => self
+                    .append(&[(k.as_str(), out)])
+                    .await
+                    .map(|mut ids| ids.pop()),
+                None => Ok(None),
+            }
+        };
+        let broadcast = async {
+            match &channel_key {
+                Some(k) => self.broadcast(&[(k.as_str(), out)]).await,
+                None => Ok(()),
+            }
+        };
+        let (entry_id, ()) = futures::future::try_join(append, broadcast).await?;
+        Ok(Published {
+            entry_id,
+            event_id: stamp.id,
+        })
+    }
+
+    pub(crate) async fn send_drafts(
+        &self,
+        drafts: &[Draft],
+        meta: &Meta,
+    ) -> Result<Vec<Published>, Error> {
+        if let [one] = drafts {
+            return Ok(vec![self.send_one(one, Some(meta)).await?]);
+        }
+        let tenant = self.effective_tenant(Some(meta))?;
+        let ns = &self.shared.namespace;
+        let time = Rfc3339Millis::from_millis(now_millis());
+        let stamps: Vec<Stamp> = drafts.iter().map(|_| Stamp::new()).collect();
+        // The keys of each destination, built once per batch: a batch is
+        // mostly one event type, and a key per event was an allocation each.
+        let mut destinations: Vec<Destination> = Vec::new();
+        let at: Vec<usize> = drafts
+            .iter()
+            .map(|d| {
+                let same = |k: &Destination| {
+                    k.stream == d.stream && k.channel == d.channel && k.type_name == d.type_name
+                };
+                match destinations.iter().rposition(same) {
+                    Some(i) => i,
+                    None => {
+                        destinations.push(Destination {
+                            stream: d.stream,
+                            channel: d.channel,
+                            type_name: d.type_name,
+                            stream_key: d.stream.map(|s| stream_key(ns, tenant, s)),
+                            channel_key: d.channel.map(|c| channel_key(ns, tenant, c, d.type_name)),
+                        });
+                        destinations.len() - 1
+                    }
+                }
+            })
+            .collect();
+        let mut appends = Vec::with_capacity(drafts.len());
+        let mut broadcasts = Vec::new();
+        for ((draft, stamp), &i) in drafts.iter().zip(&stamps).zip(&at) {
+            let out = self.outgoing(stamp, time.as_str(), draft, Some(meta), tenant);
+            let d = &destinations[i];
+            if let Some(k) = &d.stream_key {
+                appends.push((k.as_str(), out));
+            }
+            if let Some(k) = &d.channel_key {
+                broadcasts.push((k.as_str(), out));
+            }
+        }
+        let append = async {
+            if appends.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.append(&appends).await
+            }
+        };
+        let broadcast = async {
+            if broadcasts.is_empty() {
+                Ok(())
+            } else {
+                self.broadcast(&broadcasts).await
+            }
+        };
+        let (entry_ids, ()) = futures::future::try_join(append, broadcast).await?;
+        let mut entry_ids = entry_ids.into_iter();
+        Ok(drafts
+            .iter()
+            .zip(&stamps)
+            .map(|(d, s)| Published {
+                entry_id: d.stream.and_then(|_| entry_ids.next()),
+                event_id: s.id,
+            })
+            .collect())
+    }
+
+    async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, Error> {
+        match self.backend() {
+            Backend::Redis { streams, .. } => {
+                self.patiently("XADD", || streams.append(batch)).await
+            }
+            Backend::Memory(m) => Ok(StreamTransport::append(m, batch).await?),
+        }
+    }
+
+    async fn broadcast(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<(), Error> {
+        match self.backend() {
+            Backend::Redis { pubsub, .. } => {
+                self.patiently("PUBLISH", || pubsub.broadcast(batch)).await
+            }
+            Backend::Memory(m) => Ok(ChannelTransport::broadcast(m, batch).await?),
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the publish timeout
+    /// has passed; only a transient failure (dropped connection, timeout, a
+    /// server still loading its data) is tried again, after a backoff.
+    async fn patiently<T, F, Fut>(&self, command: &'static str, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, TransportError>>,
+    {
+        let timeout = self.shared.publish_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let error = match tokio::time::timeout_at(deadline, op()).await {
+                Ok(Ok(v)) => {
+                    if attempts > 1 {
+                        tracing::info!(command, attempts, "Redis is reachable again");
+                    }
+                    return Ok(v);
+                }
+                Ok(Err(e)) if !e.is_transient() => return Err(e.into()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no reply in time".to_owned(),
+            };
+            let backoff = PUBLISH_BACKOFF.delay(attempts);
+            let now = tokio::time::Instant::now();
+            if now + backoff >= deadline {
+                return Err(Error::Unavailable {
+                    command,
+                    after: timeout,
+                    attempts,
+                    last_error: error,
+                });
+            }
+            if attempts == 1 {
+                tracing::warn!(command, error = %error, "Redis is unreachable; retrying until the publish timeout");
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! What a worker is made of (handlers, their retry policies, shared state,
+//! options) and how it starts: one group task per (stream, group).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::read::run_group;
+use super::worker::{GroupTask, Worker};
+use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
+use crate::bus::{on_streams, Bus};
+use crate::error::Error;
+use crate::handler::erase::{Erase, ErasedHandler};
+use crate::handler::{Handler, States};
+use crate::transport::StreamTransport;
+use crate::Event;
+
+impl Bus {
+    /// Builds a consumer: add handlers, then `start()`.
+    ///
+    /// ```text
+    /// let worker = bus.consumer().handler(index_file).start().await?;
+    /// worker.shutdown().await?;
+    /// ```
+    pub fn consumer(&self) -> ConsumerBuilder {
+        ConsumerBuilder::new(self.clone())
+    }
+}
+
+/// Builds a worker: handlers, shared state, options; then [`ConsumerBuilder::start`].
+#[must_use]
+pub struct ConsumerBuilder {
+    bus: Bus,
+    handlers: Vec<(Arc<dyn ErasedHandler>, Option<RetryPolicy>)>,
+    default_retry: Option<RetryPolicy>,
+    states: States,
+    options: ConsumerOptions,
+}
+
+impl fmt::Debug for ConsumerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerBuilder")
+            .field(
+                "handlers",
+                &self.handlers.iter().map(|h| h.0.name()).collect::<Vec<_>>(),
+            )
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerBuilder {
+    fn new(bus: Bus) -> Self {
+        ConsumerBuilder {
+            bus,
+            handlers: Vec::new(),
+            default_retry: None,
+            states: States::default(),
+            options: ConsumerOptions::default(),
+        }
+    }
+
+    /// Adds a handler: the name of a `#[handler]` function.
+    pub fn handler<H>(mut self, handler: H) -> Self
+    where
+        H: Handler,
+        H::Event: Event,
+    {
+        self.handlers.push((Arc::new(Erase(handler)), None));
+        self
+    }
+
+    /// Sets the retry policy of the handler added last; before any handler,
+    /// the policy of every handler that gets none of its own. Without it, a
+    /// handler gets [`RetryPolicy::from_retries`] of its `retries`.
+    ///
+    /// ```text
+    /// bus.consumer()
+    ///     .handler(index_file)
+    ///     .retry(RetryPolicy::default().attempts(5).max_delay(Duration::from_secs(10)))
+    ///     .start().await?;
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        match self.handlers.last_mut() {
+            Some((_, p)) => *p = Some(policy),
+            None => self.default_retry = Some(policy),
+        }
+        self
+    }
+
+    /// Gives handlers a shared value, which they take as `State<T>`.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Sets how entries are read (count, block, start position, consumer name…).
+    pub fn options(mut self, options: ConsumerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Creates every group that is missing and starts reading.
+    ///
+    /// ```text
+    /// XGROUP CREATE ns:{stream} <group> <$|0> MKSTREAM      (BUSYGROUP ignored)
+    /// ```
+    ///
+    /// Fails before reading anything if a handler's event has no stream or a
+    /// handler takes a state the consumer was not given.
+    pub async fn start(self) -> Result<Worker, Error> {
+        if self.handlers.is_empty() {
+            return Err(Error::NoHandler);
+        }
+        // (stream, group) -> handlers; a BTreeMap so that groups start in
+        // a stable order.
+        let mut groups: BTreeMap<(&'static str, &'static str), Vec<HandlerSlot>> = BTreeMap::new();
+        for (h, policy) in &self.handlers {
+            let stream = h.stream().ok_or(Error::NoStream {
+                handler: h.name(),
+                type_name: h.type_name(),
+            })?;
+            if let Some(missing) = h.states().into_iter().find(|s| !self.states.contains(s)) {
+                return Err(Error::MissingState {
+                    handler: h.name(),
+                    state: missing.name,
+                });
+            }
+            let options = h.options();
+            let retry = policy
+                .or(self.default_retry)
+                .unwrap_or_else(|| RetryPolicy::from_retries(options.retries));
+            groups
+                .entry((stream, options.group))
+                .or_default()
+                .push(HandlerSlot {
+                    handler: h.clone(),
+                    limit: Arc::new(Semaphore::new(options.concurrency.max(1))),
+                    concurrency: options.concurrency.max(1),
+                    retry,
+                });
+        }
+
+        let consumer = self
+            .options
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.bus.source(), ulid::Ulid::new()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let states = Arc::new(self.states);
+        let mut tasks = Vec::new();
+        for ((stream, group), handlers) in groups {
+            let key = self.bus.stream_key(stream);
+            let spec = Arc::new(GroupSpec {
+                key: key.clone(),
+                dlq: self.bus.dead_letter_key(stream),
+                group,
+                consumer: consumer.clone(),
+                handlers,
+                bus: self.bus.clone(),
+                states: states.clone(),
+                options: self.options.clone(),
+                held: Mutex::new(HashSet::new()),
+            });
+            let handle = on_streams!(self.bus.backend(), t => start_group(t.clone(), spec, stop_rx.clone()))?;
+            tasks.push(GroupTask { key, group, handle });
+        }
+        Ok(Worker {
+            stop: stop_tx,
+            tasks,
+            consumer,
+        })
+    }
+}
+
+async fn start_group<T: StreamTransport>(
+    transport: T,
+    spec: Arc<GroupSpec>,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, Error> {
+    transport
+        .create_group(&spec.key, spec.group, &spec.options.start)
+        .await?;
+    let reader = transport.reader().await?;
+    Ok(tokio::spawn(run_group(transport, reader, spec, stop)))
+}

@@ -1,0 +1,317 @@
+//! Per-entry policy: run the handlers that take the entry, acknowledge it
+//! when all succeed, retry the failed ones with their backoff in a task of
+//! their own, and move the entry to dead letters when one gives up.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+
+use super::held::Held;
+use super::{pause, Done, GroupSpec, HandlerSlot};
+use crate::dead_letter::Burial;
+use crate::envelope::{now_millis, Envelope};
+use crate::handler::{is_fatal, Context};
+use crate::transport::{DeadLettered, Entry, StreamTransport};
+
+/// Why one handler failed on one attempt.
+pub(super) struct Failure {
+    pub(super) index: usize,
+    pub(super) error: String,
+    pub(super) fatal: bool,
+}
+
+/// What the handling of one delivered entry holds until it ends: how to
+/// acknowledge it, its prefetch permit and its place in the held set.
+pub(super) struct Delivery<T> {
+    pub(super) transport: T,
+    pub(super) spec: Arc<GroupSpec>,
+    pub(super) ack: mpsc::UnboundedSender<Done>,
+    pub(super) _held: (OwnedSemaphorePermit, Held),
+    pub(super) stop: watch::Receiver<bool>,
+}
+
+/// An entry whose handlers failed and will be retried after `delay`.
+pub(super) struct Retry<T> {
+    pub(super) delivery: Delivery<T>,
+    pub(super) id: String,
+    pub(super) envelope: Arc<Envelope>,
+    pub(super) attempt: u32,
+    pub(super) first_failure: i64,
+    pub(super) delay: Duration,
+    /// The handlers to run again.
+    pub(super) todo: Vec<usize>,
+}
+
+/// Runs every handler of the group that takes the entry's type once (the
+/// first attempt of this delivery); acknowledges the entry when all
+/// succeeded (and their returned events are published), moves it to dead
+/// letters when one gives up, and returns the retry otherwise.
+pub(super) async fn process<T: StreamTransport>(
+    delivery: Delivery<T>,
+    entry: Entry,
+    slots: Vec<(usize, OwnedSemaphorePermit)>,
+) -> Option<Retry<T>> {
+    let Entry {
+        id,
+        envelope,
+        deliveries,
+    } = entry;
+    let (transport, spec) = (&delivery.transport, &delivery.spec);
+    let envelope = match envelope {
+        Ok(e) => e,
+        Err(e) => {
+            let now = now_millis();
+            let error = format!("entry is not a CloudEvents envelope: {e}");
+            Box::pin(bury(
+                transport, spec, &id, None, &error, deliveries, now, now,
+            ))
+            .await;
+            return None;
+        }
+    };
+    if slots.is_empty() {
+        tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
+            "no handler of this group takes this type; acknowledged");
+        let _ = delivery.ack.send(Done { id, mark: None });
+        return None;
+    }
+    let allowed = slots
+        .iter()
+        .map(|(i, _)| spec.handlers[*i].retry.attempts)
+        .max()
+        .unwrap_or(1);
+    if deliveries > allowed {
+        // Earlier consumers took it this often and never finished: a worker
+        // that keeps dying on it, or a dead-letter write that failed.
+        let now = now_millis();
+        let error = format!(
+            "delivered {deliveries} times, more than the {allowed} attempts its handlers allow; \
+             earlier consumers stopped while handling it"
+        );
+        let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
+        Box::pin(bury(
+            transport,
+            spec,
+            &id,
+            Some(names),
+            &error,
+            deliveries,
+            now,
+            now,
+        ))
+        .await;
+        return None;
+    }
+    let todo = slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
+    attempt(delivery, id, envelope, deliveries, None, todo).await
+}
+
+impl<T: StreamTransport> Retry<T> {
+    /// Waits out each backoff and runs the failed handlers again, until they
+    /// succeed or give up.
+    pub(super) async fn run(mut self) {
+        loop {
+            if pause(self.delay, &mut self.delivery.stop).await {
+                tracing::info!(stream = %self.delivery.spec.key, group = self.delivery.spec.group,
+                    entry = %self.id, "worker stopping during a retry wait; entry left pending for another worker");
+                return;
+            }
+            let todo = self.todo.iter().map(|&i| (i, None)).collect();
+            match attempt(
+                self.delivery,
+                self.id,
+                self.envelope,
+                self.attempt + 1,
+                Some(self.first_failure),
+                todo,
+            )
+            .await
+            {
+                Some(next) => self = next,
+                None => return,
+            }
+        }
+    }
+}
+
+/// One attempt of the handlers in `todo` (each with its concurrency slot,
+/// taken here when not given): acknowledges, buries, or returns the retry.
+pub(super) async fn attempt<T: StreamTransport>(
+    delivery: Delivery<T>,
+    id: String,
+    envelope: Arc<Envelope>,
+    attempt: u32,
+    first_failure: Option<i64>,
+    todo: Vec<(usize, Option<OwnedSemaphorePermit>)>,
+) -> Option<Retry<T>> {
+    let (transport, spec) = (&delivery.transport, &delivery.spec);
+    let mut failures = Vec::new();
+    for (index, permit) in todo {
+        let slot = &spec.handlers[index];
+        let _running = match permit {
+            Some(p) => p,
+            None => match slot.limit.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => return None,
+            },
+        };
+        if let Err((error, fatal)) = run_handler(spec, slot, &envelope, &id).await {
+            failures.push(Failure {
+                index,
+                error,
+                fatal,
+            });
+        }
+    }
+    if failures.is_empty() {
+        let mark = spec.options.inbox.map(|_| spec.mark(&envelope.id));
+        let _ = delivery.ack.send(Done { id, mark });
+        return None;
+    }
+
+    let now = now_millis();
+    let first = first_failure.unwrap_or(now);
+    let give_up = failures
+        .iter()
+        .any(|f| f.fatal || attempt >= spec.handlers[f.index].retry.attempts);
+    let error = failures
+        .iter()
+        .map(|f| format!("{}: {}", spec.handlers[f.index].handler.name(), f.error))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if give_up {
+        let names = handler_names(spec, failures.iter().map(|f| f.index));
+        Box::pin(bury(
+            transport,
+            spec,
+            &id,
+            Some(names),
+            &error,
+            attempt,
+            first,
+            now,
+        ))
+        .await;
+        return None;
+    }
+    let delay = failures
+        .iter()
+        .map(|f| spec.handlers[f.index].retry.delay_after(attempt))
+        .max()
+        .unwrap_or_default();
+    tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, attempt,
+        retry_in = ?delay, error = %error, "handler failed; will retry");
+    // Counted in the entry's delivery counter, so that a worker that
+    // claims it after this one stopped goes on from here.
+    if let Err(e) =
+        Box::pin(transport.record_attempts(&spec.key, spec.group, &spec.consumer, &id, attempt))
+            .await
+    {
+        tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
+            "recording the attempt failed");
+    }
+    Some(Retry {
+        delivery,
+        id,
+        envelope,
+        attempt,
+        first_failure: first,
+        delay,
+        todo: failures.into_iter().map(|f| f.index).collect(),
+    })
+}
+
+pub(super) fn handler_names(spec: &GroupSpec, indexes: impl Iterator<Item = usize>) -> String {
+    indexes
+        .map(|i| spec.handlers[i].handler.name())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs one handler once; a decode error and a [`fatal`](crate::fatal)
+/// error say not to retry, and a panic counts as a retryable error.
+pub(super) async fn run_handler(
+    spec: &GroupSpec,
+    slot: &HandlerSlot,
+    envelope: &Arc<Envelope>,
+    id: &str,
+) -> Result<(), (String, bool)> {
+    let ctx = Context::delivery(
+        envelope.clone(),
+        id.to_owned(),
+        spec.group,
+        spec.bus.clone(),
+        spec.states.clone(),
+    );
+    let future = slot
+        .handler
+        .dispatch(envelope, ctx.clone())
+        .map_err(|e| (e.to_string(), true))?;
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(Ok(outcome)) => ctx.publish_outcome(&outcome).await.map_err(|e| {
+            (
+                format!("publishing the handler's events failed: {e}"),
+                false,
+            )
+        }),
+        Ok(Err(e)) => Err((e.to_string(), is_fatal(&e))),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".to_owned());
+            Err((format!("handler panicked: {message}"), false))
+        }
+    }
+}
+
+/// Moves an entry to dead letters and acknowledges it, in one atomic step;
+/// if that fails the entry stays pending and is claimed again later.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn bury<T: StreamTransport>(
+    transport: &T,
+    spec: &GroupSpec,
+    id: &str,
+    handler: Option<String>,
+    error: &str,
+    attempts: u32,
+    first_failure: i64,
+    last_failure: i64,
+) {
+    let extra = Burial {
+        group: spec.group,
+        handler,
+        error,
+        attempts,
+        first_failure,
+        last_failure,
+        entry_id: id,
+        consumer: &spec.consumer,
+    }
+    .fields();
+    match transport
+        .dead_letter(&spec.key, &spec.dlq, spec.group, id, &extra)
+        .await
+    {
+        Ok(DeadLettered::Written) => {
+            tracing::error!(stream = %spec.key, group = spec.group, entry = %id, attempts,
+                error, dead_letters = %spec.dlq, "entry moved to dead letters")
+        }
+        Ok(DeadLettered::Gone) => {
+            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                "entry was deleted from the stream meanwhile; forgotten")
+        }
+        Ok(DeadLettered::NotPending) => {
+            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                "entry was acknowledged by another consumer meanwhile")
+        }
+        Err(e) => {
+            tracing::error!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
+                "writing the dead letter failed; entry left pending, to be claimed again")
+        }
+    }
+}

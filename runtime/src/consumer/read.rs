@@ -1,0 +1,331 @@
+//! The reading loop of one (stream, group): reads (and claims) entries,
+//! admits them under the prefetch bound, skips those the inbox has seen,
+//! and hands them to the handlers, reconnecting with a backoff when Redis
+//! goes away.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::ack::{ack_loop, heartbeat_loop};
+use super::held::{Held, HeldId};
+use super::process::{process, Delivery};
+use super::worker::AbortOnDrop;
+use super::{pause, stopped, Done, GroupSpec};
+use crate::backoff::Backoff;
+use crate::transport::{Entry, ReadRequest, StreamTransport, TransportError};
+
+pub(super) async fn run_group<T: StreamTransport>(
+    transport: T,
+    mut reader: T::Reader,
+    spec: Arc<GroupSpec>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let opts = &spec.options;
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Done>();
+    let acker = AbortOnDrop(Some(tokio::spawn(ack_loop(
+        transport.clone(),
+        spec.clone(),
+        ack_rx,
+    ))));
+    let _heartbeat = AbortOnDrop(Some(tokio::spawn(heartbeat_loop(
+        transport.clone(),
+        spec.clone(),
+    ))));
+    // Bounds the entries read and not yet finished, so that a slow handler
+    // slows reading down instead of piling deliveries up in memory.
+    let prefetch = Arc::new(Semaphore::new(opts.prefetch_or_default()));
+    let mut inflight = JoinSet::new();
+    let backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
+    // Reads failed in a row: what the reconnect backoff grows with.
+    let mut failed = 0u32;
+    let mut failing = false;
+    let mut next_claim = tokio::time::Instant::now();
+    // Entries read and not yet dispatched, each with its prefetch permit and
+    // its place in the held set. Each turn of the loop reads the next batch
+    // while it dispatches this one.
+    let mut batch: Vec<(Entry, (OwnedSemaphorePermit, Held))> = Vec::new();
+    // A full batch while the prefetch can take another one: the transport
+    // may ask for it before this one is read out of the reply, so that Redis
+    // prepares it meanwhile. Only this loop takes permits, so what is free
+    // now is free when the next read returns that batch.
+    let read_ahead = |got: usize| -> usize {
+        if got >= opts.count && prefetch.available_permits() >= got + opts.count {
+            opts.count
+        } else {
+            0
+        }
+    };
+
+    while !stopped(&stop) {
+        while let Some(done) = inflight.try_join_next() {
+            log_task_end(&spec, done);
+        }
+        let free = prefetch.available_permits();
+        if free == 0 && batch.is_empty() {
+            // Wait for one delivery to finish, or for the stop.
+            tokio::select! {
+                permit = prefetch.clone().acquire_owned() => drop(permit),
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let count = opts.count.min(free);
+        let request = ReadRequest::new(&spec.key, spec.group, &spec.consumer, count, opts.block)
+            .read_ahead(&read_ahead);
+        let entry_stop = stop.clone();
+        let read = async {
+            if count == 0 {
+                return None;
+            }
+            let mut result: Result<Vec<Entry>, TransportError> = Ok(Vec::new());
+            if let Some(min_idle) = opts.claim_idle {
+                if tokio::time::Instant::now() >= next_claim {
+                    next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
+                    result = transport.claim_idle(&mut reader, request, min_idle).await;
+                }
+            }
+            if matches!(&result, Ok(v) if v.is_empty()) {
+                // A read waiting for new entries ends at the stop, unless it
+                // cannot be cancelled without losing what it read.
+                let read = transport.read_group(&mut reader, request);
+                result = if transport.read_is_cancel_safe() {
+                    tokio::select! {
+                        r = read => r,
+                        _ = stop.changed() => Ok(Vec::new()),
+                    }
+                } else {
+                    read.await
+                };
+            }
+            Some(result)
+        };
+        // On a backlog (a full batch) the next read goes out first, so that
+        // Redis prepares it while this batch is handled. Caught up, the
+        // batch is handled first: the read would mostly wait for new
+        // entries, and sending it first put a write on the way of every
+        // event to its handler (about 15 us of p50 at 1k-5k events/s in the
+        // benchmark, `bench/README.md`).
+        // A handler that waits (I/O) lets the read go out at its first await.
+        let backlog = batch.len() >= opts.count;
+        let dispatching = dispatch(
+            &transport,
+            &spec,
+            std::mem::take(&mut batch),
+            &ack_tx,
+            &entry_stop,
+            &mut inflight,
+        );
+        let result = if backlog {
+            futures::future::join(read, dispatching).await.0
+        } else {
+            futures::future::join(dispatching, read).await.1
+        };
+
+        match result {
+            None => {}
+            Some(Ok(entries)) => {
+                if failing {
+                    failing = false;
+                    tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
+                }
+                failed = 0;
+                admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut batch).await;
+            }
+            Some(Err(e)) => {
+                if e.is_no_group() {
+                    // A server restarted without persistence lost the group
+                    // (and maybe the stream): make it again and go on.
+                    tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                        "consumer group is gone; creating it again");
+                    if let Err(e) = transport
+                        .create_group(&spec.key, spec.group, &opts.start)
+                        .await
+                    {
+                        tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                            "creating the consumer group failed");
+                    }
+                } else {
+                    tracing::warn!(
+                        stream = %spec.key, group = spec.group, error = %e,
+                        retry_in = ?backoff.delay(failed + 1), "reading the stream failed; reconnecting"
+                    );
+                }
+                failing = true;
+                failed = failed.saturating_add(1);
+                if pause(backoff.delay(failed), &mut stop).await {
+                    break;
+                }
+            }
+        }
+    }
+    // What was read is handled, as if the stop had come before the read:
+    // a read sent ahead too, as Redis delivered its entries to this consumer.
+    match transport.read_ahead_rest(&mut reader).await {
+        Ok(entries) => admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut batch).await,
+        Err(e) => tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+            "reading the last batch read ahead failed; its entries stay pending until claimed"),
+    }
+    let entry_stop = stop.clone();
+    dispatch(
+        &transport,
+        &spec,
+        batch,
+        &ack_tx,
+        &entry_stop,
+        &mut inflight,
+    )
+    .await;
+
+    while let Some(done) = inflight.join_next().await {
+        log_task_end(&spec, done);
+    }
+    drop(ack_tx);
+    if let Err(e) = acker.join().await {
+        tracing::error!(stream = %spec.key, group = spec.group, error = %e, "acknowledging task failed");
+    }
+}
+
+/// Takes read entries into `batch`, each with its prefetch permit and its
+/// place in the held set; with an inbox, those already handled are
+/// acknowledged instead.
+pub(super) async fn admit<T: StreamTransport>(
+    transport: &T,
+    spec: &Arc<GroupSpec>,
+    prefetch: &Arc<Semaphore>,
+    entries: Vec<Entry>,
+    ack: &mpsc::UnboundedSender<Done>,
+    batch: &mut Vec<(Entry, (OwnedSemaphorePermit, Held))>,
+) {
+    let entries = skip_marked(transport, spec, entries, ack).await;
+    for entry in entries {
+        let permit = match prefetch.clone().try_acquire_owned() {
+            Ok(p) => p,
+            // Rare: reads never ask for more than the free permits and
+            // only the reading loop takes them; waiting is still correct.
+            Err(_) => match prefetch.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        // Held from now on: the heartbeat keeps an entry that waits for its
+        // handler's slot from looking idle too.
+        let id = HeldId::of(&entry.id);
+        spec.held().insert(id.clone());
+        let held = Held {
+            spec: spec.clone(),
+            id,
+        };
+        batch.push((entry, (permit, held)));
+    }
+}
+
+/// Starts the handling of read entries, in stream order: takes each
+/// entry's handler slots (so that a handler with concurrency 1 sees the
+/// stream's order, and a busy handler slows reading down), then runs it.
+pub(super) async fn dispatch<T: StreamTransport>(
+    transport: &T,
+    spec: &Arc<GroupSpec>,
+    batch: Vec<(Entry, (OwnedSemaphorePermit, Held))>,
+    ack: &mpsc::UnboundedSender<Done>,
+    stop: &watch::Receiver<bool>,
+    inflight: &mut JoinSet<()>,
+) {
+    for (entry, held) in batch {
+        let mut slots = Vec::new();
+        if let Ok(env) = &entry.envelope {
+            for (i, slot) in spec.handlers.iter().enumerate() {
+                if slot.handler.type_name() == env.type_name {
+                    if let Ok(p) = slot.limit.clone().acquire_owned().await {
+                        slots.push((i, p));
+                    }
+                }
+            }
+        }
+        // Handlers that take one entry at a time run here, in the reading
+        // task: the loop would only wait for their slot before the next
+        // entry anyway, and a task per entry (spawn, wake the reader, join)
+        // would cost more than a short handler. A retry still waits in a
+        // task of its own, so that it holds neither the loop nor the slot.
+        let one_at_a_time = !slots.is_empty()
+            && slots
+                .iter()
+                .all(|(i, _)| spec.handlers[*i].concurrency == 1);
+        let delivery = Delivery {
+            transport: transport.clone(),
+            spec: spec.clone(),
+            ack: ack.clone(),
+            _held: held,
+            stop: stop.clone(),
+        };
+        if one_at_a_time {
+            if let Some(retry) = process(delivery, entry, slots).await {
+                inflight.spawn(retry.run());
+            }
+        } else {
+            // Boxed before it is spawned, so that the task is built around
+            // a pointer rather than moved through `spawn` by value (about
+            // 2,000 instructions per entry less); the cold paths inside
+            // (retries, dead letters, publishing what a handler returns)
+            // are boxed where they are taken, so that they do not size
+            // every delivery's future.
+            inflight.spawn(Box::pin(async move {
+                if let Some(retry) = process(delivery, entry, slots).await {
+                    Box::pin(retry.run()).await;
+                }
+            }));
+        }
+    }
+}
+
+pub(super) fn log_task_end(spec: &GroupSpec, done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if !e.is_cancelled() {
+            tracing::error!(stream = %spec.key, group = spec.group, error = %e,
+                "entry task failed; entry left pending");
+        }
+    }
+}
+
+/// With an inbox, acknowledges the entries whose event the group already
+/// handled and returns the others; one pipelined round trip per batch.
+pub(super) async fn skip_marked<T: StreamTransport>(
+    transport: &T,
+    spec: &GroupSpec,
+    entries: Vec<Entry>,
+    ack: &mpsc::UnboundedSender<Done>,
+) -> Vec<Entry> {
+    if spec.options.inbox.is_none() || entries.is_empty() {
+        return entries;
+    }
+    let marks: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.envelope.as_ref().ok().map(|env| spec.mark(&env.id)))
+        .collect();
+    let found = match transport.marked(&marks).await {
+        Ok(found) => found,
+        Err(e) => {
+            // At least once: without the inbox's answer, handle them.
+            tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                "reading the inbox failed; handling the batch anyway");
+            return entries;
+        }
+    };
+    let mut found = found.into_iter();
+    entries
+        .into_iter()
+        .filter(|e| {
+            let seen = e.envelope.is_ok() && found.next().unwrap_or(false);
+            if seen {
+                tracing::debug!(stream = %spec.key, group = spec.group, entry = %e.id,
+                    "event already handled by this group (inbox); acknowledged");
+                let _ = ack.send(Done {
+                    id: e.id.clone(),
+                    mark: None,
+                });
+            }
+            !seen
+        })
+        .collect()
+}

@@ -1,0 +1,106 @@
+//! A running worker: how it stops (draining, or at once), and the tasks it
+//! owns.
+
+use std::fmt;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+
+pub(super) struct GroupTask {
+    pub(super) key: String,
+    pub(super) group: &'static str,
+    pub(super) handle: JoinHandle<()>,
+}
+
+/// A running consumer. Stop it with [`Worker::shutdown`]; dropping it stops
+/// reading too, without waiting for in-flight handlers.
+pub struct Worker {
+    pub(super) stop: watch::Sender<bool>,
+    pub(super) tasks: Vec<GroupTask>,
+    pub(super) consumer: String,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("consumer", &self.consumer)
+            .field(
+                "groups",
+                &self
+                    .tasks
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.group))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Worker {
+    /// The consumer name this worker reads as, in every group.
+    pub fn consumer_name(&self) -> &str {
+        &self.consumer
+    }
+
+    /// Stops reading, waits for in-flight handlers, acknowledges what they
+    /// finished, and returns. A read in progress is let finish (at most the
+    /// `block` time) so that no entry is handed to this consumer unseen. An
+    /// entry waiting for a retry is left pending, for another worker to claim
+    /// once it is idle.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        for t in std::mem::take(&mut self.tasks) {
+            if let Err(e) = t.handle.await {
+                first_error.get_or_insert(Error::Worker {
+                    key: t.key,
+                    group: t.group.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops at once, as a crash would: handlers are cancelled where they
+    /// are, nothing more is acknowledged, and the entries the worker held
+    /// stay pending until a live worker of the group claims them (after its
+    /// `claim_idle`).
+    pub fn abort(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            t.handle.abort();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A task aborted when dropped, so that aborting a worker's group task also
+/// stops the tasks it started.
+pub(super) struct AbortOnDrop(pub(super) Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    pub(super) async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+        match self.0.take() {
+            Some(h) => h.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
