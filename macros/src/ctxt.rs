@@ -27,6 +27,14 @@ impl Ctxt {
         self.syn_error(syn::Error::new_spanned(obj.into_token_stream(), msg));
     }
 
+    /// Records an error under the first two tokens of `item` (`fn name`,
+    /// `pub struct`), for a macro put on an item of the wrong kind: the whole
+    /// item would bury the message under its body.
+    pub(crate) fn error_on_item_head<T: Display>(&self, item: &syn::Item, msg: T) {
+        let head: proc_macro2::TokenStream = item.to_token_stream().into_iter().take(2).collect();
+        self.error_spanned_by(head, msg);
+    }
+
     /// Records an error at `span`.
     pub(crate) fn error_at<T: Display>(&self, span: proc_macro2::Span, msg: T) {
         self.syn_error(syn::Error::new(span, msg));

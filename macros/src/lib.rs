@@ -2,6 +2,7 @@
 
 use proc_macro::TokenStream;
 
+mod args;
 mod ctxt;
 mod event;
 mod handler;

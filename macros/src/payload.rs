@@ -4,52 +4,41 @@
 
 use proc_macro2::TokenStream;
 use quote::quote;
-use syn::parse::Parser;
-use syn::{Item, LitStr, Path};
+use syn::Item;
 
+use crate::args;
+use crate::ctxt::Ctxt;
 use crate::event::expand::derive_attrs;
+use crate::symbol::{CRATE, PAYLOAD_KEYS};
 
 /// Expands `#[payload]` / `#[payload(crate = "…")]` on a struct or an enum.
+///
+/// Every mistake is reported at once, and the item is emitted next to the
+/// errors, with its derives when it is a struct or an enum: without it, each
+/// use of the type (a field of an event, a `match`) would add a "cannot find
+/// type" or "trait bound not satisfied" error and bury the real one.
 pub(crate) fn expand(args: TokenStream, item: Item) -> syn::Result<TokenStream> {
-    let mut krate: Option<Path> = None;
-    let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("crate") {
-            if krate.is_some() {
-                return Err(meta.error("duplicate payload attribute `crate`"));
-            }
-            let lit: LitStr = meta.value()?.parse()?;
-            krate = Some(lit.parse().map_err(|_| {
-                syn::Error::new(
-                    lit.span(),
-                    "`crate` is the path tidings is re-exported at, like `crate = \"::my_crate::tidings\"`",
-                )
-            })?);
-            Ok(())
-        } else {
-            Err(meta.error(
-                "unknown payload attribute; the only key is `crate` (versions, streams and channels belong on `#[event]`)",
-            ))
+    let cx = Ctxt::new();
+    let mut krate = None;
+    args::parse(&cx, args, "payload", PAYLOAD_KEYS, |key, expr| {
+        if key == CRATE {
+            krate = args::crate_value(&cx, &expr);
         }
     });
-    parser.parse2(args)?;
-    let krate = krate.unwrap_or_else(|| syn::parse_quote!(::tidings));
-    match &item {
-        Item::Struct(_) | Item::Enum(_) => {}
-        other => {
-            return Err(syn::Error::new_spanned(
-                item_keyword(other),
-                "#[payload] goes on a struct or an enum used inside an event",
-            ))
+    let derives = match &item {
+        Item::Struct(_) | Item::Enum(_) => {
+            Some(derive_attrs(&args::crate_or_default(krate.as_ref())))
         }
-    }
-    let derives = derive_attrs(&krate);
-    Ok(quote! { #derives #item })
-}
-
-/// The tokens to underline for an item of the wrong kind: its first tokens.
-fn item_keyword(item: &Item) -> TokenStream {
-    let tokens = quote!(#item);
-    tokens.into_iter().take(2).collect()
+        other => {
+            cx.error_on_item_head(
+                other,
+                "#[payload] goes on a struct or an enum used inside an event",
+            );
+            None
+        }
+    };
+    let errors = cx.check().err().map(syn::Error::into_compile_error);
+    Ok(quote! { #errors #derives #item })
 }
 
 #[cfg(test)]
@@ -95,22 +84,37 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_keys_and_other_items() {
-        let err = expand(
-            quote!(version = 1),
+    fn reports_every_mistake_next_to_the_item() {
+        let out = expand(
+            quote!(version = 1, crate = "not a path", crat = "::t"),
             syn::parse_quote!(
                 struct S;
             ),
         )
-        .unwrap_err();
-        assert!(err.to_string().starts_with("unknown payload attribute"));
-        let err = expand(
+        .unwrap()
+        .to_string();
+        for needle in [
+            "unknown payload attribute `version`",
+            "belongs on `#[event]`",
+            "`crate` is the path tidings is re-exported at",
+            "unknown payload attribute `crat`",
+            "did you mean `crate`?",
+            // The struct and its derives are still there.
+            "struct S ;",
+            ":: tidings :: __private :: serde :: Serialize",
+        ] {
+            assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+        }
+        let out = expand(
             quote!(),
             syn::parse_quote!(
                 fn f() {}
             ),
         )
-        .unwrap_err();
-        assert!(err.to_string().contains("struct or an enum"));
+        .unwrap()
+        .to_string();
+        assert!(out.contains("struct or an enum"), "{out}");
+        assert!(out.contains("fn f () { }"), "{out}");
+        assert!(!out.contains("Serialize"), "{out}");
     }
 }

@@ -134,10 +134,7 @@ impl<'a> Input<'a> {
 
 /// Path the generated code reaches the facade by.
 pub(crate) fn krate(attrs: &Attrs) -> Path {
-    attrs
-        .krate
-        .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::tidings))
+    crate::args::crate_or_default(attrs.krate.as_ref())
 }
 
 /// The type name of a struct: drop a trailing `V<digits>`, split CamelCase,

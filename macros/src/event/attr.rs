@@ -4,11 +4,9 @@
 //! together; a value of the wrong kind is reported on the value itself.
 
 use proc_macro2::TokenStream;
-use quote::ToTokens;
-use syn::meta::ParseNestedMeta;
-use syn::parse::Parser;
-use syn::{Expr, Lit, LitInt, LitStr, Path, Token};
+use syn::{Expr, Lit, LitInt, LitStr, Path};
 
+use crate::args::{self, crate_value, lit, near_miss, one_of, path_to_string, string_value, Seen};
 use crate::ctxt::Ctxt;
 use crate::symbol::{
     Symbol, CHANNEL, COMPAT, CRATE, EVENT_KEYS, NAME, STREAM, UPCAST_FROM, VERSION,
@@ -38,9 +36,8 @@ pub(crate) struct Attrs {
     pub(crate) compat: Option<CompatMode>,
     pub(crate) krate: Option<Path>,
     /// Keys written, even with a value that was rejected, and the keys an
-    /// unknown key is a near miss of: a missing key is not reported on top
-    /// of the error that already explains it.
-    pub(crate) mentioned: Vec<Symbol>,
+    /// unknown key is a near miss of.
+    pub(crate) seen: Seen,
 }
 
 /// `version = N`: the value and its literal, for spans.
@@ -55,166 +52,32 @@ pub(crate) struct CompatMode {
 }
 
 impl Attrs {
-    /// Whether `key` was written (or nearly written) by the user.
+    /// Whether `key` was written (or nearly written) by the user: a missing
+    /// key is not reported on top of the error that already explains it.
     pub(crate) fn mentions(&self, key: Symbol) -> bool {
-        self.mentioned.contains(&key)
+        self.seen.mentioned(key)
     }
 
     /// Parses the arguments, recording every mistake in `cx`.
     pub(crate) fn from_args(cx: &Ctxt, args: TokenStream) -> Attrs {
         let mut attrs = Attrs::default();
-        let parser = syn::meta::parser(|meta| attrs.parse_key(cx, meta));
-        // A syntax error (a missing comma, say) stops the parser; what was read
-        // before it is kept, so the checks that follow still run.
-        if let Err(err) = parser.parse2(args) {
-            cx.syn_error(err);
-        }
+        attrs.seen = args::parse(cx, args, "event", EVENT_KEYS, |key, expr| {
+            attrs.set(cx, key, &expr)
+        });
         attrs
     }
 
-    fn parse_key(&mut self, cx: &Ctxt, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
-        let path = meta.path.clone();
-        let key = EVENT_KEYS.iter().copied().find(|k| path == *k);
-        let Some(key) = key else {
-            let (message, hint) = unknown_key_message(&path);
-            cx.error_spanned_by(&path, message);
-            self.mentioned.extend(hint);
-            return skip_value(&meta);
-        };
-        self.mentioned.push(key);
-        let Some(expr) = value_expr(cx, &meta, key)? else {
-            return Ok(());
-        };
-        let duplicate = match key {
-            STREAM => set(&mut self.stream, string_value(cx, &expr, key)),
-            CHANNEL => set(&mut self.channel, string_value(cx, &expr, key)),
-            NAME => set(&mut self.name, string_value(cx, &expr, key)),
-            VERSION => set(&mut self.version, version_value(cx, &expr)),
-            UPCAST_FROM => set(&mut self.upcast_from, upcast_from_value(cx, &expr)),
-            COMPAT => set(&mut self.compat, compat_value(cx, &expr)),
-            CRATE => set(&mut self.krate, crate_value(cx, &expr)),
-            _ => false,
-        };
-        if duplicate {
-            // Reported on the second occurrence: the first one is the one kept.
-            cx.error_spanned_by(&path, format!("duplicate event attribute `{key}`"));
-        }
-        Ok(())
-    }
-}
-
-/// Stores `value` unless the key was already given; says whether it was.
-fn set<T>(slot: &mut Option<T>, value: Option<T>) -> bool {
-    if slot.is_some() {
-        return true;
-    }
-    *slot = value;
-    false
-}
-
-fn path_to_string(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
-}
-
-fn backticked(keys: impl IntoIterator<Item = &'static str>) -> String {
-    keys.into_iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The candidate closest to `word`, if it is close enough to be a typo.
-pub(crate) fn near_miss(word: &str, candidates: &[&'static str]) -> Option<&'static str> {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(word, c), *c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
-fn unknown_key_message(path: &Path) -> (String, Option<Symbol>) {
-    let word = path_to_string(path);
-    let keys: Vec<&'static str> = EVENT_KEYS.iter().map(|k| k.as_str()).collect();
-    let mut msg = format!(
-        "unknown event attribute `{word}`; expected one of {}",
-        backticked(keys.iter().copied())
-    );
-    let hint = near_miss(&word, &keys);
-    if let Some(hint) = hint {
-        msg.push_str(&format!("\nhelp: did you mean `{hint}`?"));
-    }
-    (
-        msg,
-        EVENT_KEYS
-            .iter()
-            .copied()
-            .find(|k| Some(k.as_str()) == hint),
-    )
-}
-
-/// Consumes the value of a key that is reported anyway (`key = …` or
-/// `key(…)`), so the keys after it are still read.
-fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
-    if meta.input.peek(Token![=]) {
-        meta.value()?.parse::<Expr>()?;
-    } else if meta.input.peek(syn::token::Paren) {
-        meta.parse_nested_meta(|inner| skip_value(&inner))?;
-    }
-    Ok(())
-}
-
-/// The expression after `key =`, or `None` (with the error recorded) when
-/// the key has no value.
-fn value_expr(cx: &Ctxt, meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result<Option<Expr>> {
-    if meta.input.peek(Token![=]) {
-        return Ok(Some(meta.value()?.parse()?));
-    }
-    cx.error_spanned_by(
-        &meta.path,
-        format!(
-            "event attribute `{key}` needs a value: `{key} = {}`",
-            example(key)
-        ),
-    );
-    skip_value(meta)?;
-    Ok(None)
-}
-
-fn example(key: Symbol) -> &'static str {
-    match key {
-        STREAM => "\"orders\"",
-        CHANNEL => "\"notifications\"",
-        VERSION => "1",
-        NAME => "\"order.placed\"",
-        UPCAST_FROM => "OrderPlacedV1",
-        COMPAT => "\"backward\"",
-        _ => "\"::my_crate::tidings\"",
-    }
-}
-
-fn lit(expr: &Expr) -> Option<&Lit> {
-    match expr {
-        Expr::Lit(e) => Some(&e.lit),
-        // `version = (2)` or a value coming out of a `macro_rules!` fragment.
-        Expr::Group(g) => lit(&g.expr),
-        Expr::Paren(p) => lit(&p.expr),
-        _ => None,
-    }
-}
-
-fn string_value(cx: &Ctxt, expr: &Expr, key: Symbol) -> Option<LitStr> {
-    match lit(expr) {
-        Some(Lit::Str(s)) => Some(s.clone()),
-        _ => {
-            cx.error_spanned_by(
-                expr,
-                format!(
-                    "expected a string literal for `{key}`, like `{key} = {}`",
-                    example(key)
-                ),
-            );
-            None
+    /// Stores the value of the first occurrence of `key`.
+    fn set(&mut self, cx: &Ctxt, key: Symbol, expr: &Expr) {
+        match key {
+            STREAM => self.stream = string_value(cx, expr, key),
+            CHANNEL => self.channel = string_value(cx, expr, key),
+            NAME => self.name = string_value(cx, expr, key),
+            VERSION => self.version = version_value(cx, expr),
+            UPCAST_FROM => self.upcast_from = upcast_from_value(cx, expr),
+            COMPAT => self.compat = compat_value(cx, expr),
+            CRATE => self.krate = crate_value(cx, expr),
+            _ => {}
         }
     }
 }
@@ -295,29 +158,12 @@ fn compat_value(cx: &Ctxt, expr: &Expr) -> Option<CompatMode> {
         return Some(CompatMode { variant });
     }
     let names: Vec<&'static str> = COMPAT_MODES.iter().map(|(n, _)| *n).collect();
-    let mut msg = format!(
-        "unknown compat mode `{value}`; expected one of {}",
-        backticked(names.iter().copied())
-    );
+    let mut msg = format!("unknown compat mode `{value}`; expected {}", one_of(&names));
     if let Some(hint) = near_miss(&value.to_ascii_lowercase().replace('-', "_"), &names) {
         msg.push_str(&format!("\nhelp: did you mean `{hint}`?"));
     }
     cx.error_spanned_by(&lit, msg);
     None
-}
-
-fn crate_value(cx: &Ctxt, expr: &Expr) -> Option<Path> {
-    let lit = string_value(cx, expr, CRATE)?;
-    match lit.parse::<Path>() {
-        Ok(path) => Some(path),
-        Err(_) => {
-            cx.error_spanned_by(
-                &lit,
-                "`crate` is the path tidings is re-exported at, like `crate = \"::my_crate::tidings\"`",
-            );
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@
 use std::path::Path as FsPath;
 
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Item, ItemStruct, LitStr, Path};
 
 use super::ast::{krate, Input, Shape};
 use super::attr::Attrs;
 use super::guard::SCHEMA_DIR_ENV;
+use crate::args::path_to_string;
 
 /// The full expansion of a valid event.
 pub(crate) fn event(input: &Input<'_>, schema_file: Option<&FsPath>) -> TokenStream {
@@ -83,19 +84,15 @@ pub(crate) fn fallback(
     }
 }
 
-fn path_string(path: &Path) -> String {
-    path.to_token_stream().to_string().replace(' ', "")
-}
-
 /// `#[derive(Serialize, Deserialize, JsonSchema)]` through the facade, and a
 /// closed schema.
 pub(crate) fn derive_attrs(krate: &Path) -> TokenStream {
     let serde_crate = LitStr::new(
-        &format!("{}::__private::serde", path_string(krate)),
+        &format!("{}::__private::serde", path_to_string(krate)),
         Span::call_site(),
     );
     let schemars_crate = LitStr::new(
-        &format!("{}::__private::schemars", path_string(krate)),
+        &format!("{}::__private::schemars", path_to_string(krate)),
         Span::call_site(),
     );
     quote! {
@@ -342,7 +339,7 @@ fn upcast_checks(input: &Input<'_>, krate: &Path) -> TokenStream {
         return TokenStream::new();
     };
     let ident = input.ident();
-    let prev_name = path_string(prev);
+    let prev_name = path_to_string(prev);
     let type_name = &input.type_name;
     let version = input.version();
     let version_lit = Literal::u32_unsuffixed(version);

@@ -16,6 +16,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Field, LitStr};
 
 use super::ast::{Input, Shape};
+use crate::args::skip_value;
 use crate::ctxt::Ctxt;
 
 /// Environment variable naming the schema directory (absolute), read before
@@ -332,15 +333,6 @@ fn deserialize_name(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Option
         })?;
     }
     Ok(name)
-}
-
-fn skip_value(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
-    if meta.input.peek(syn::Token![=]) {
-        meta.value()?.parse::<syn::Expr>()?;
-    } else if meta.input.peek(syn::token::Paren) {
-        meta.parse_nested_meta(|inner| skip_value(&inner))?;
-    }
-    Ok(())
 }
 
 /// serde's `rename_all` applied to a snake_case field name.

@@ -3,7 +3,7 @@
 use syn::{FnArg, Ident, ItemFn, LitInt, LitStr, Path, ReturnType, Type};
 
 use super::attr::Attrs;
-use super::Ctxt;
+use crate::ctxt::Ctxt;
 
 /// A handler: its settings and the parts of its signature the expansion uses.
 pub(super) struct HandlerFn<'a> {
@@ -49,7 +49,7 @@ impl<'a> HandlerFn<'a> {
             group: attrs.group,
             retries: attrs.retries,
             concurrency: attrs.concurrency,
-            krate: attrs.krate.unwrap_or_else(|| syn::parse_quote!(::tidings)),
+            krate: crate::args::crate_or_default(attrs.krate.as_ref()),
             args,
             output,
         }

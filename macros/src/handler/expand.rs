@@ -128,10 +128,11 @@ pub(super) fn expand(h: &HandlerFn<'_>) -> TokenStream {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ast::HandlerFn, attr::Attrs, Ctxt};
+    use super::super::{ast::HandlerFn, attr::Attrs};
+    use crate::ctxt::Ctxt;
 
     fn model_errors(args: proc_macro2::TokenStream, item: syn::ItemFn) -> Vec<String> {
-        let cx = Ctxt::default();
+        let cx = Ctxt::new();
         let attrs = Attrs::parse(&cx, args);
         HandlerFn::from_syn(&cx, attrs, &item).validate(&cx);
         match cx.check() {

@@ -6,10 +6,10 @@ mod attr;
 mod expand;
 mod valid;
 
-use std::cell::RefCell;
-
 use proc_macro2::TokenStream;
 use quote::ToTokens;
+
+use crate::ctxt::Ctxt;
 
 /// Expands `#[handler(args)] input`.
 ///
@@ -17,9 +17,22 @@ use quote::ToTokens;
 /// unchanged next to the errors, so that the user sees the real mistakes and
 /// not a cascade of "cannot find function" errors where it is called.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<TokenStream> {
-    let item: syn::ItemFn = syn::parse2(input)?;
-    let cx = Ctxt::default();
+    let cx = Ctxt::new();
     let attrs = attr::Attrs::parse(&cx, args);
+    let item = match syn::parse2::<syn::Item>(input)? {
+        syn::Item::Fn(item) => item,
+        other => {
+            // Not a function: the arguments are still checked, and the item
+            // is kept so that its uses do not fail too.
+            cx.error_on_item_head(
+                &other,
+                "#[handler] goes on an `async fn(event: E, ctx: Context) -> HandlerResult`",
+            );
+            let mut out = cx.check().unwrap_err().to_compile_error();
+            other.to_tokens(&mut out);
+            return Ok(out);
+        }
+    };
     let model = ast::HandlerFn::from_syn(&cx, attrs, &item);
     model.validate(&cx);
     match cx.check() {
@@ -29,37 +42,5 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> syn::Result<Token
             item.to_tokens(&mut out);
             Ok(out)
         }
-    }
-}
-
-/// Collects every error of one expansion, so that all are reported at once.
-#[derive(Default)]
-pub(crate) struct Ctxt {
-    errors: RefCell<Vec<syn::Error>>,
-}
-
-impl Ctxt {
-    /// Records an error on the given tokens.
-    pub(crate) fn error_spanned_by<T: ToTokens, M: std::fmt::Display>(&self, tokens: T, msg: M) {
-        self.errors
-            .borrow_mut()
-            .push(syn::Error::new_spanned(tokens.into_token_stream(), msg));
-    }
-
-    /// Records an error.
-    pub(crate) fn push(&self, err: syn::Error) {
-        self.errors.borrow_mut().push(err);
-    }
-
-    /// All errors combined into one, if any.
-    pub(crate) fn check(self) -> syn::Result<()> {
-        let mut errors = self.errors.into_inner().into_iter();
-        let Some(mut first) = errors.next() else {
-            return Ok(());
-        };
-        for e in errors {
-            first.combine(e);
-        }
-        Err(first)
     }
 }

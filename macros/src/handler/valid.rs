@@ -6,7 +6,7 @@
 use quote::ToTokens;
 
 use super::ast::HandlerFn;
-use super::Ctxt;
+use crate::ctxt::Ctxt;
 
 impl HandlerFn<'_> {
     pub(super) fn validate(&self, cx: &Ctxt) {
@@ -44,13 +44,13 @@ impl HandlerFn<'_> {
                 if n == 1 { "" } else { "s" }
             );
             if n == 0 {
-                cx.push(syn::Error::new(sig.paren_token.span.join(), msg));
+                cx.syn_error(syn::Error::new(sig.paren_token.span.join(), msg));
             } else {
                 cx.error_spanned_by(&sig.inputs, msg);
             }
         }
         if self.output.is_none() {
-            cx.push(syn::Error::new(
+            cx.syn_error(syn::Error::new(
                 sig.paren_token.span.close(),
                 format!(
                     "a handler must return `HandlerResult`: add `-> tidings::HandlerResult` to `{}`",

@@ -1,0 +1,6 @@
+#[tidings::payload(crat = "::tidings")]
+pub struct Checksum {
+    pub hex: String,
+}
+
+fn main() {}
