@@ -68,6 +68,7 @@ impl RedisServer {
     ///
     /// When the server cannot start, and first of all when `redis-server`
     /// is not on `PATH` (the message says so: a test must not skip).
+    #[track_caller]
     pub fn start() -> Self {
         Self::with_options(RedisOptions::default())
     }
@@ -78,6 +79,7 @@ impl RedisServer {
     /// # Panics
     ///
     /// As [`RedisServer::start`].
+    #[track_caller]
     pub fn durable() -> Self {
         Self::with_options(RedisOptions::default().appendonly("always"))
     }
@@ -87,8 +89,12 @@ impl RedisServer {
     /// # Panics
     ///
     /// As [`RedisServer::start`].
+    #[track_caller]
     pub fn with_options(options: RedisOptions) -> Self {
-        Self::try_with_options(options).unwrap_or_else(|e| panic!("{e}"))
+        match Self::try_with_options(options) {
+            Ok(server) => server,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Starts a server with no persistence, or says why it could not, for a
@@ -190,6 +196,7 @@ impl RedisServer {
     /// # Panics
     ///
     /// When the server does not come back.
+    #[track_caller]
     pub fn restart(&mut self) {
         self.stop();
         if let Err(e) = self.spawn() {

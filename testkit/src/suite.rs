@@ -11,7 +11,15 @@
 /// evaluated first and kept for the test's whole run: a lock that makes the
 /// tests of a file run one at a time, for instance.
 ///
-/// ```ignore
+/// ```
+/// # struct Harness;
+/// # impl Harness {
+/// #     fn memory() -> Self { Harness }
+/// #     async fn redis() -> Self { Harness }
+/// # }
+/// # async fn serial() {}
+/// # async fn unacked_event_is_redelivered_to_another_consumer(_h: Harness) {}
+/// # async fn fatal_error_goes_to_dead_letters_without_a_retry(_h: Harness) {}
 /// tidings_testkit::transport_suite! {
 ///     hold: serial().await,
 ///     transports: {
@@ -23,6 +31,7 @@
 ///         fatal_error_goes_to_dead_letters_without_a_retry,
 ///     ],
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// expands to `mod memory { … async fn unacked_event_is_redelivered_to_another_consumer() … }`
