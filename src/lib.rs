@@ -1,4 +1,44 @@
+// Rustdoc takes the first definition of a link label (CommonMark), so these,
+// placed before the README, send its links to `docs/*.md` to the modules of
+// `docs` below, while on GitHub the README's own definitions, at its end,
+// point at the files.
+#![doc = "[docs/delivery.md]: crate::docs::delivery"]
+#![doc = "[docs/operations.md]: crate::docs::operations"]
+#![doc = "[docs/schema-guard.md]: crate::docs::schema_guard"]
+#![doc = "[docs/compatibility.md]: crate::docs::compatibility"]
+#![doc = "[docs/schemas.md]: crate::docs::schemas"]
+#![doc = "[`docs/`]: crate::docs"]
+#![doc = ""]
 #![doc = include_str!("../README.md")]
 
 pub use tidings_macros::{event, handler, payload};
 pub use tidings_runtime::*;
+
+/// The guides of `docs/`, one module each, so docs.rs shows them beside the
+/// API and `cargo test` compiles (and, where no Redis is needed, runs) every
+/// Rust example in them.
+///
+/// Links between guides are written for GitHub (`delivery.md#dead-letters`);
+/// the definitions placed before each guide take precedence in rustdoc and
+/// send them to the modules here.
+pub mod docs {
+    #[doc = include_str!("../docs/compatibility.md")]
+    pub mod compatibility {}
+
+    #[doc = include_str!("../docs/delivery.md")]
+    pub mod delivery {}
+
+    #[doc = "[delivery]: crate::docs::delivery#dead-letters"]
+    #[doc = ""]
+    #[doc = include_str!("../docs/operations.md")]
+    pub mod operations {}
+
+    #[doc = include_str!("../docs/schema-guard.md")]
+    pub mod schema_guard {}
+
+    #[doc = "[schema-guard.md]: crate::docs::schema_guard"]
+    #[doc = "[compatibility.md]: crate::docs::compatibility"]
+    #[doc = ""]
+    #[doc = include_str!("../docs/schemas.md")]
+    pub mod schemas {}
+}

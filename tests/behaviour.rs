@@ -2,7 +2,6 @@
 //! test below runs in `memory::` (in-process broker) and in `redis::` (a
 //! private `redis-server` per test).
 
-#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -1204,35 +1203,41 @@ async fn slow_handler_bounds_the_entries_read_to_the_prefetch(h: Harness) {
     assert_eq!(h.pending(&key, "blocked").await, 0);
 }
 
-transport_suite!(
-    fan_out_to_two_groups_each_sees_every_event,
-    one_group_shared_by_two_workers_handles_each_event_once,
-    new_group_starts_at_new_events_unless_told_to_start_from_the_beginning,
-    shutdown_waits_for_in_flight_handlers_and_acks_them,
-    unacked_event_is_redelivered_to_another_consumer,
-    decode_error_goes_to_dead_letters_and_the_worker_goes_on,
-    failing_handler_is_retried_until_it_succeeds,
-    handler_that_keeps_failing_goes_to_dead_letters_after_the_last_attempt,
-    fatal_error_goes_to_dead_letters_without_a_retry,
-    panicking_handler_counts_as_an_error_and_the_worker_survives,
-    waiting_for_a_retry_does_not_hold_up_other_events,
-    attempts_made_by_a_stopped_worker_count_toward_the_policy,
-    dead_letters_are_listed_retried_with_the_same_event_id_and_purged,
-    inbox_skips_an_event_the_group_already_handled,
-    live_slow_handler_keeps_its_entry_from_other_workers,
-    slow_handler_bounds_the_entries_read_to_the_prefetch,
-    old_version_is_upcast_before_the_handler_sees_it,
-    returned_event_is_published_with_causation_and_correlation,
-    tenants_are_isolated_on_streams_and_channels,
-    pattern_subscription_receives_matching_types_only,
-    event_with_stream_and_channel_goes_to_both,
-    batch_returns_one_entry_id_per_event_in_order,
-    batch_with_an_event_that_cannot_be_written_publishes_nothing,
-    large_batch_returns_every_entry_id_in_order,
-    one_at_a_time_handler_sees_the_stream_in_order,
-    worker_stopped_in_a_backlog_handles_everything_it_read,
-    missing_state_fails_at_start,
-);
+tidings_testkit::transport_suite! {
+    transports: {
+        memory => Harness::memory(),
+        redis => Harness::redis().await,
+    },
+    tests: [
+        fan_out_to_two_groups_each_sees_every_event,
+        one_group_shared_by_two_workers_handles_each_event_once,
+        new_group_starts_at_new_events_unless_told_to_start_from_the_beginning,
+        shutdown_waits_for_in_flight_handlers_and_acks_them,
+        unacked_event_is_redelivered_to_another_consumer,
+        decode_error_goes_to_dead_letters_and_the_worker_goes_on,
+        failing_handler_is_retried_until_it_succeeds,
+        handler_that_keeps_failing_goes_to_dead_letters_after_the_last_attempt,
+        fatal_error_goes_to_dead_letters_without_a_retry,
+        panicking_handler_counts_as_an_error_and_the_worker_survives,
+        waiting_for_a_retry_does_not_hold_up_other_events,
+        attempts_made_by_a_stopped_worker_count_toward_the_policy,
+        dead_letters_are_listed_retried_with_the_same_event_id_and_purged,
+        inbox_skips_an_event_the_group_already_handled,
+        live_slow_handler_keeps_its_entry_from_other_workers,
+        slow_handler_bounds_the_entries_read_to_the_prefetch,
+        old_version_is_upcast_before_the_handler_sees_it,
+        returned_event_is_published_with_causation_and_correlation,
+        tenants_are_isolated_on_streams_and_channels,
+        pattern_subscription_receives_matching_types_only,
+        event_with_stream_and_channel_goes_to_both,
+        batch_returns_one_entry_id_per_event_in_order,
+        batch_with_an_event_that_cannot_be_written_publishes_nothing,
+        large_batch_returns_every_entry_id_in_order,
+        one_at_a_time_handler_sees_the_stream_in_order,
+        worker_stopped_in_a_backlog_handles_everything_it_read,
+        missing_state_fails_at_start,
+    ],
+}
 
 #[tokio::test]
 async fn handler_is_callable_directly_in_a_unit_test() {
@@ -1258,7 +1263,7 @@ async fn handler_is_callable_directly_in_a_unit_test() {
 
 #[test]
 fn redis_harness_restarts_on_the_same_port() {
-    let mut server = support::redis::RedisServer::start();
+    let mut server = tidings_testkit::RedisServer::start();
     let port = server.port();
     assert_ne!(port, 6379);
     server.restart();
@@ -1276,8 +1281,7 @@ fn redis_harness_restarts_on_the_same_port() {
 async fn publish_onto_a_key_that_is_not_a_stream_fails_and_the_bus_goes_on() {
     let h = Harness::redis().await;
     let key = h.bus.stream_key("contextual");
-    let client = ::redis::Client::open(h.server.as_ref().unwrap().url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = h.server.as_ref().unwrap().connection().await;
     let () = ::redis::cmd("SET")
         .arg(&key)
         .arg("not a stream")

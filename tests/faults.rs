@@ -211,8 +211,7 @@ async fn poison_unknown_version_and_panics_go_to_dead_letters_and_the_worker_goe
             bad += 2;
             if let Some(server) = &h.server {
                 // Written by something that is not tidings: no envelope.
-                let client = ::redis::Client::open(server.url()).unwrap();
-                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let mut conn = server.connection().await;
                 let _: String = ::redis::cmd("XADD")
                     .arg(&key)
                     .arg("*")
@@ -345,35 +344,20 @@ async fn consumer_cancelled_right_after_starting_loses_nothing(h: Harness) {
     );
 }
 
-macro_rules! fault_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let _serial = super::serial().await;
-                    super::$name(super::Harness::memory()).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let _serial = super::serial().await;
-                    super::$name(super::Harness::redis_durable(super::PATIENT).await).await
-                }
-            )*
-        }
-    };
+// One at a time (`serial`), each on a durable server on Redis.
+tidings_testkit::transport_suite! {
+    hold: serial().await,
+    transports: {
+        memory => Harness::memory(),
+        redis => Harness::redis_durable(PATIENT).await,
+    },
+    tests: [
+        worker_killed_mid_batch_leaves_every_taken_event_to_another_worker,
+        poison_unknown_version_and_panics_go_to_dead_letters_and_the_worker_goes_on,
+        four_workers_two_groups_handle_each_event_exactly_once,
+        consumer_cancelled_right_after_starting_loses_nothing,
+    ],
 }
-
-fault_suite!(
-    worker_killed_mid_batch_leaves_every_taken_event_to_another_worker,
-    poison_unknown_version_and_panics_go_to_dead_letters_and_the_worker_goes_on,
-    four_workers_two_groups_handle_each_event_exactly_once,
-    consumer_cancelled_right_after_starting_loses_nothing,
-);
 
 /// Redis only: the in-memory transport has no outage to survive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,8 +458,7 @@ async fn entry_deleted_while_pending_is_dropped_without_error() {
     let published = h.bus.publish_batch(&events).await.unwrap();
     assert!(eventually(Duration::from_secs(10), || victim.started() == 6).await);
     a.abort();
-    let client = ::redis::Client::open(h.server.as_ref().unwrap().url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = h.server.as_ref().unwrap().connection().await;
     let deleted: Vec<String> = published[..2]
         .iter()
         .map(|p| p.entry_id.clone().unwrap())
@@ -569,10 +552,9 @@ async fn publish_fails_after_the_timeout_while_redis_is_down_and_recovers() {
 /// authenticate and select it on every connection they open).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_on_a_password_protected_server_in_database_3_handles_every_event() {
-    let server = support::redis::RedisServer::start();
+    let server = tidings_testkit::RedisServer::start();
     // Set after the start: the harness checks the server with a bare PING.
-    let open = ::redis::Client::open(server.url()).unwrap();
-    let mut admin = open.get_multiplexed_async_connection().await.unwrap();
+    let mut admin = server.connection().await;
     let _: () = ::redis::cmd("CONFIG")
         .arg("SET")
         .arg("requirepass")

@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::events::FileUploaded;
-use support::redis::RedisServer;
 use support::Recorder;
 use tidings::{handler, Bus, ConsumerOptions, Context, HandlerResult, Meta, State};
+use tidings_testkit::RedisServer;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,6 @@
 //! transport: each test below runs in `memory::` and in `redis::` (a private
 //! `redis-server` per test).
 
-#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -54,7 +53,7 @@ async fn read_without_ack(h: &Harness, group: &str, consumer: &str, n: usize) {
             assert_eq!(got.len(), n);
         }
         Some(server) => {
-            let mut conn = connection(server).await;
+            let mut conn = server.connection().await;
             let _: () = ::redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(&key)
@@ -77,14 +76,6 @@ async fn read_without_ack(h: &Harness, group: &str, consumer: &str, n: usize) {
                 .unwrap();
         }
     }
-}
-
-async fn connection(server: &support::redis::RedisServer) -> ::redis::aio::MultiplexedConnection {
-    ::redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
 }
 
 async fn length_and_first_and_last_ids_match_what_was_published(h: Harness) {
@@ -140,7 +131,7 @@ async fn entries_read_and_not_acked_are_pending_for_group_and_consumer(h: Harnes
     match &h.server {
         None => h.bus.memory().unwrap().ack(&key, "reader", &acked).await,
         Some(server) => {
-            let mut conn = connection(server).await;
+            let mut conn = server.connection().await;
             let _: i64 = ::redis::cmd("XACK")
                 .arg(&key)
                 .arg("reader")
@@ -247,16 +238,22 @@ async fn stats_serialize_to_json_with_unknown_lag_as_null(h: Harness) {
     assert_eq!(json["groups"][0]["consumers"][0]["pending"], 1);
 }
 
-transport_suite!(
-    length_and_first_and_last_ids_match_what_was_published,
-    missing_stream_is_reported_as_not_existing,
-    lag_counts_entries_the_group_has_not_read_yet,
-    entries_read_and_not_acked_are_pending_for_group_and_consumer,
-    dead_letters_are_counted_and_the_group_is_caught_up,
-    tenant_stats_read_the_tenant_key_only,
-    range_and_last_entries_read_without_a_group,
-    stats_serialize_to_json_with_unknown_lag_as_null,
-);
+tidings_testkit::transport_suite! {
+    transports: {
+        memory => Harness::memory(),
+        redis => Harness::redis().await,
+    },
+    tests: [
+        length_and_first_and_last_ids_match_what_was_published,
+        missing_stream_is_reported_as_not_existing,
+        lag_counts_entries_the_group_has_not_read_yet,
+        entries_read_and_not_acked_are_pending_for_group_and_consumer,
+        dead_letters_are_counted_and_the_group_is_caught_up,
+        tenant_stats_read_the_tenant_key_only,
+        range_and_last_entries_read_without_a_group,
+        stats_serialize_to_json_with_unknown_lag_as_null,
+    ],
+}
 
 /// Redis 7 cannot count the lag of a group that starts at an arbitrary id
 /// when entries after it were deleted; the snapshot says so instead of
@@ -266,7 +263,7 @@ async fn redis_lag_is_unknown_rather_than_guessed_after_deletions() {
     let h = Harness::redis().await;
     let published = publish(&h, 3).await;
     let key = h.bus.stream_key("contextual");
-    let mut conn = connection(h.server.as_ref().unwrap()).await;
+    let mut conn = h.server.as_ref().unwrap().connection().await;
     let _: i64 = ::redis::cmd("XDEL")
         .arg(&key)
         .arg(entry_id(&published[1]))
@@ -291,7 +288,7 @@ async fn redis_lag_is_unknown_rather_than_guessed_after_deletions() {
 #[tokio::test]
 async fn redis_key_of_another_type_is_a_clear_error() {
     let h = Harness::redis().await;
-    let mut conn = connection(h.server.as_ref().unwrap()).await;
+    let mut conn = h.server.as_ref().unwrap().connection().await;
     let _: () = ::redis::cmd("SET")
         .arg(h.bus.stream_key("contextual"))
         .arg("x")

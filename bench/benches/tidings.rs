@@ -20,8 +20,8 @@ use redis::aio::MultiplexedConnection;
 use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
 use tidings_bench::report::{self, Better, Figure, Target};
-use tidings_bench::server::RedisServer;
 use tidings_bench::{bare, ceiling, instructions, macro_cost, raw};
+use tidings_testkit::RedisServer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -146,7 +146,7 @@ fn main() {
 }
 
 async fn run(config: Config) -> Result<(), BoxError> {
-    let server = RedisServer::start()?;
+    let server = RedisServer::try_start()?;
     let url = server.url();
     eprintln!(
         "tidings-bench: {} run on redis-server {} (pid {}), {} cores",

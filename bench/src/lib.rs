@@ -1,7 +1,8 @@
-//! Support of the tidings benchmark (`cargo bench -p tidings-bench`): a
-//! private Redis server, the benchmark's events, the plain redis-rs
-//! baselines, Redis's own ceiling (`redis-benchmark`), the macro build-cost
-//! crates, instruction counts by callgrind, and the report.
+//! Support of the tidings benchmark (`cargo bench -p tidings-bench`): the
+//! benchmark's events, the plain redis-rs baselines, Redis's own ceiling
+//! (`redis-benchmark`), the macro build-cost crates, instruction counts by
+//! callgrind, and the report. Its private Redis server is the tests' own,
+//! from `tidings-testkit`.
 
 pub mod bare;
 pub mod ceiling;
@@ -10,4 +11,3 @@ pub mod instructions;
 pub mod macro_cost;
 pub mod raw;
 pub mod report;
-pub mod server;

@@ -2,16 +2,12 @@
 //! stats`, `dlq list|retry|purge` and `tail`, their output and their exit
 //! status (0 ok, 1 Redis failure, 2 usage).
 
-mod support {
-    pub(crate) mod redis;
-}
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::redis::RedisServer;
 use tidings::{fatal, handler, Bus, ConsumerOptions, Context, HandlerResult, Published, Worker};
+use tidings_testkit::RedisServer;
 
 /// `file.uploaded` v2, as the services publish it.
 #[tidings::event(stream = "contextual", version = 2)]
@@ -80,17 +76,9 @@ async fn publish(bus: &Bus, ids: &[&str]) -> Vec<Published> {
     out
 }
 
-async fn redis(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 /// A group `reader` that read `n` entries as consumer `c1` and acknowledged none.
 async fn read_without_ack(server: &RedisServer, n: usize) {
-    let mut conn = redis(server).await;
+    let mut conn = server.connection().await;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg("tidings:{contextual}")

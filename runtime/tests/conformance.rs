@@ -5,55 +5,12 @@
 //! as sets of `<CHANGE_TYPE> <pointer>` lines, since Confluent's order
 //! comes from hash sets.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use tidings_runtime::schemas::diff::{check_pair, diff};
 use tidings_runtime::schemas::Compat;
 
-const FILES: [&str; 4] = [
-    "confluent-json-diff-examples.json",
-    "confluent-json-diff-combined-examples.json",
-    "confluent-json-diff-examples-2020-12.json",
-    "confluent-json-diff-combined-examples-2020-12.json",
-];
-
 /// Cases whose change list matches Confluent's exactly; it may only grow.
 const EXACT_CHANGE_LISTS_AT_LEAST: usize = 260;
-
-fn conformance_dir() -> PathBuf {
-    let dir = std::env::var_os("TIDINGS_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/conformance/confluent-json-diff")
-        });
-    assert!(
-        dir.is_dir(),
-        "the Confluent conformance cases are not at {}: set TIDINGS_CONFORMANCE_DIR to the folder \
-         holding {}",
-        dir.display(),
-        FILES.join(", ")
-    );
-    dir
-}
-
-/// Drops a `,` that only whitespace separates from a closing `}` or `]`
-/// (one upstream file has trailing commas; none sits inside a string).
-fn strip_trailing_commas(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    for (i, c) in chars.iter().enumerate() {
-        if *c == ',' {
-            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
-            if matches!(next, Some('}') | Some(']')) {
-                continue;
-            }
-        }
-        out.push(*c);
-    }
-    out
-}
 
 struct Case {
     name: String,
@@ -64,14 +21,8 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let dir = conformance_dir();
     let mut all = Vec::new();
-    for file in FILES {
-        let path = dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let list: Vec<Value> = serde_json::from_str(&strip_trailing_commas(&text))
-            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    for (file, list) in tidings_testkit::conformance::confluent_json_diff() {
         for (i, case) in list.into_iter().enumerate() {
             let changes = case["changes"]
                 .as_array()

@@ -1,33 +1,9 @@
-//! Shared test support: a private Redis server, test events, and a recorder
-//! of what handlers saw.
-#![allow(dead_code, unreachable_pub, missing_docs, unused_macros)]
-
-/// Instantiates each test `async fn name(h: Harness)` of the calling file
-/// twice, as `memory::name` and `redis::name` (a private redis-server): one
-/// behaviour, written once, proven on every transport.
-macro_rules! transport_suite {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Harness::memory()).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Harness::redis().await).await
-                }
-            )*
-        }
-    };
-}
+//! Shared test support of the facade: test events, a recorder of what
+//! handlers saw, and the harness of a bus on each transport. The private
+//! Redis server and the suite macro come from `tidings-testkit`.
+#![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod events;
-pub mod redis;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -36,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidings::{Bus, Context};
+use tidings_testkit::RedisServer;
 
 /// What one handler call saw.
 #[derive(Debug, Clone)]
@@ -225,7 +202,7 @@ pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> boo
 /// A bus on one transport, with the server it needs kept alive.
 pub struct Harness {
     pub bus: Bus,
-    pub server: Option<redis::RedisServer>,
+    pub server: Option<RedisServer>,
 }
 
 impl Harness {
@@ -237,7 +214,7 @@ impl Harness {
     }
 
     pub async fn redis() -> Self {
-        let server = redis::RedisServer::start();
+        let server = RedisServer::start();
         let bus = Bus::builder()
             .source("behaviour")
             .connect(&server.url())
@@ -252,7 +229,7 @@ impl Harness {
     /// A bus on a durable private server (AOF, `appendfsync always`), for
     /// the tests that restart it and count on no acknowledged write being lost.
     pub async fn redis_durable(publish_timeout: Duration) -> Self {
-        let server = redis::RedisServer::durable();
+        let server = RedisServer::durable();
         let bus = Bus::builder()
             .source("faults")
             .publish_timeout(publish_timeout)
@@ -277,8 +254,7 @@ impl Harness {
                 .map(|(_, n)| n)
                 .collect(),
             Some(server) => {
-                let client = ::redis::Client::open(server.url()).unwrap();
-                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let mut conn = server.connection().await;
                 let rows: Vec<(String, String, u64, u32)> = ::redis::cmd("XPENDING")
                     .arg(key)
                     .arg(group)
@@ -313,8 +289,7 @@ impl Harness {
         match &self.server {
             None => self.bus.memory().unwrap().pending_len(key, group),
             Some(server) => {
-                let client = ::redis::Client::open(server.url()).unwrap();
-                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let mut conn = server.connection().await;
                 let reply: ::redis::Value = ::redis::cmd("XPENDING")
                     .arg(key)
                     .arg(group)

@@ -1,0 +1,28 @@
+//! The private test kit of tidings: servers that each test starts for itself,
+//! and the macro that runs one behaviour suite on every transport.
+//!
+//! Every crate's tests and the benchmark use it, so there is one harness to
+//! fix and to trust:
+//!
+//! - [`redis`]: a private `redis-server` per test on a free port, killed on
+//!   drop, restartable on the same port for fault tests.
+//! - [`transport_suite!`]: each test written once as
+//!   `async fn name(h: Harness)`, instantiated in one module per transport.
+//! - [`conformance`]: the upstream conformance cases kept beside the
+//!   repository.
+//!
+//! Servers are found on `PATH`; when one is missing, the test that needs it
+//! fails and names it (tests never skip silently).
+//!
+//! More servers come as their modules beside [`redis`], each built on the
+//! same private process helpers (free port, readiness, kill on drop):
+//! `postgres` (a private PostgreSQL, for the outbox and inbox of
+//! tidings-postgres) and `cluster` (a local Redis Cluster of several
+//! `redis-server`s).
+
+pub mod conformance;
+mod process;
+pub mod redis;
+mod suite;
+
+pub use redis::{RedisOptions, RedisServer};
