@@ -35,7 +35,7 @@ pub struct EventInfo {
     /// JSON Schema (2020-12) of the payload of this version.
     pub schema: fn() -> serde_json::Value,
     /// Decodes a payload of any version this struct reads (as
-    /// [`Event::decode`](crate::Event::decode)), keeping only the outcome.
+    /// [`Event::decode`]), keeping only the outcome.
     ///
     /// Present in test builds (`cfg(test)`) of the crate that declares the
     /// event, absent from every other build: a decoder is a serde
@@ -83,7 +83,7 @@ impl EventInfo {
     }
 
     /// Every version this struct decodes, ascending: its own and those of its
-    /// `upcast_from` chain (as [`Event::versions`](crate::Event::versions)).
+    /// `upcast_from` chain (as [`Event::versions`]).
     pub fn versions(&self) -> Vec<u32> {
         let mut out = vec![self.version];
         let mut next = self.upcast_from;

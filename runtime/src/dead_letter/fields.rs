@@ -37,7 +37,7 @@ pub mod field {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DeadLetter {
-    /// Entry id in the dead-letter stream: what [`DeadLetters::retry`] takes.
+    /// Entry id in the dead-letter stream: what [`DeadLetters::retry`](super::DeadLetters::retry) takes.
     pub id: String,
     /// Entry id in the original stream.
     pub entry_id: String,
