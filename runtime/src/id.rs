@@ -1,3 +1,5 @@
+//! The id of an event: a ULID that also describes itself in JSON Schema.
+
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;

@@ -13,6 +13,11 @@
 //! holding neither the reading loop nor the handler's concurrency slot. A
 //! heartbeat task keeps the entries a worker holds from looking idle to the
 //! `XAUTOCLAIM` of other workers.
+//!
+//! Files: `builder` (handlers, options, start), `worker` (stop and abort),
+//! `read` (the reading loop), `process` (per-entry policy), `ack` (the
+//! acknowledging and heartbeat tasks), `held` (the held set), `options` and
+//! `retry` (what users configure).
 
 mod ack;
 mod builder;

@@ -1,3 +1,6 @@
+//! How a worker reads: batch size, block time, start position, claims,
+//! prefetch, inbox, consumer name.
+
 use std::time::Duration;
 
 use crate::transport::StartFrom;

@@ -1,3 +1,5 @@
+//! How often, and how far apart, a failing handler is tried again.
+
 use std::time::Duration;
 
 use crate::backoff::Backoff;
