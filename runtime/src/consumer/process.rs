@@ -59,16 +59,13 @@ pub(super) async fn process<T: StreamTransport>(
         envelope,
         deliveries,
     } = entry;
-    let (transport, spec) = (&delivery.transport, &delivery.spec);
+    let spec = &delivery.spec;
     let envelope = match envelope {
         Ok(e) => e,
         Err(e) => {
             let now = now_millis();
             let error = format!("entry is not a CloudEvents envelope: {e}");
-            Box::pin(bury(
-                transport, spec, &id, None, &error, deliveries, now, now,
-            ))
-            .await;
+            Box::pin(delivery.bury(&id, None, &error, deliveries, now, now)).await;
             return None;
         }
     };
@@ -92,17 +89,7 @@ pub(super) async fn process<T: StreamTransport>(
              earlier consumers stopped while handling it"
         );
         let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
-        Box::pin(bury(
-            transport,
-            spec,
-            &id,
-            Some(names),
-            &error,
-            deliveries,
-            now,
-            now,
-        ))
-        .await;
+        Box::pin(delivery.bury(&id, Some(names), &error, deliveries, now, now)).await;
         return None;
     }
     let todo = slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
@@ -184,17 +171,7 @@ pub(super) async fn attempt<T: StreamTransport>(
         .join("; ");
     if give_up {
         let names = handler_names(spec, failures.iter().map(|f| f.index));
-        Box::pin(bury(
-            transport,
-            spec,
-            &id,
-            Some(names),
-            &error,
-            attempt,
-            first,
-            now,
-        ))
-        .await;
+        Box::pin(delivery.bury(&id, Some(names), &error, attempt, first, now)).await;
         return None;
     }
     let delay = failures
@@ -269,49 +246,51 @@ pub(super) async fn run_handler(
     }
 }
 
-/// Moves an entry to dead letters and acknowledges it, in one atomic step;
-/// if that fails the entry stays pending and is claimed again later.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn bury<T: StreamTransport>(
-    transport: &T,
-    spec: &GroupSpec,
-    id: &str,
-    handler: Option<String>,
-    error: &str,
-    attempts: u32,
-    first_failure: i64,
-    last_failure: i64,
-) {
-    let extra = Burial {
-        group: spec.group,
-        handler,
-        error,
-        attempts,
-        first_failure,
-        last_failure,
-        entry_id: id,
-        consumer: &spec.consumer,
-    }
-    .fields();
-    match transport
-        .dead_letter(&spec.key, &spec.dlq, spec.group, id, &extra)
-        .await
-    {
-        Ok(DeadLettered::Written) => {
-            tracing::error!(stream = %spec.key, group = spec.group, entry = %id, attempts,
-                error, dead_letters = %spec.dlq, "entry moved to dead letters")
+impl<T: StreamTransport> Delivery<T> {
+    /// Moves an entry to dead letters and acknowledges it, in one atomic step;
+    /// if that fails the entry stays pending and is claimed again later.
+    #[allow(clippy::too_many_arguments)]
+    async fn bury(
+        &self,
+        id: &str,
+        handler: Option<String>,
+        error: &str,
+        attempts: u32,
+        first_failure: i64,
+        last_failure: i64,
+    ) {
+        let (transport, spec) = (&self.transport, &self.spec);
+        let extra = Burial {
+            group: spec.group,
+            handler,
+            error,
+            attempts,
+            first_failure,
+            last_failure,
+            entry_id: id,
+            consumer: &spec.consumer,
         }
-        Ok(DeadLettered::Gone) => {
-            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
-                "entry was deleted from the stream meanwhile; forgotten")
-        }
-        Ok(DeadLettered::NotPending) => {
-            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
-                "entry was acknowledged by another consumer meanwhile")
-        }
-        Err(e) => {
-            tracing::error!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
-                "writing the dead letter failed; entry left pending, to be claimed again")
+        .fields();
+        match transport
+            .dead_letter(&spec.key, &spec.dlq, spec.group, id, &extra)
+            .await
+        {
+            Ok(DeadLettered::Written) => {
+                tracing::error!(stream = %spec.key, group = spec.group, entry = %id, attempts,
+                    error, dead_letters = %spec.dlq, "entry moved to dead letters")
+            }
+            Ok(DeadLettered::Gone) => {
+                tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                    "entry was deleted from the stream meanwhile; forgotten")
+            }
+            Ok(DeadLettered::NotPending) => {
+                tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                    "entry was acknowledged by another consumer meanwhile")
+            }
+            Err(e) => {
+                tracing::error!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
+                    "writing the dead letter failed; entry left pending, to be claimed again")
+            }
         }
     }
 }

@@ -139,6 +139,21 @@ fn parse_id(s: &str) -> Option<Id> {
     }
 }
 
+/// The group a consumer reads or claims in, which now sees the consumer as
+/// active, with the time it did.
+fn reading<'g>(
+    groups: &'g mut HashMap<String, Group>,
+    command: &'static str,
+    r: &ReadRequest<'_>,
+) -> Result<(&'g mut Group, Instant), TransportError> {
+    let group = groups
+        .get_mut(r.group)
+        .ok_or_else(|| no_group(command, r.key, r.group))?;
+    let now = Instant::now();
+    group.seen(r.consumer, now);
+    Ok((group, now))
+}
+
 fn no_group(command: &'static str, key: &str, group: &str) -> TransportError {
     TransportError::Protocol {
         command,
@@ -187,13 +202,34 @@ impl MemoryTransport {
             })
     }
 
-    fn take_new(stream: &mut MemStream, r: &ReadRequest<'_>) -> Result<Vec<Entry>, TransportError> {
-        let group = stream
-            .groups
-            .get_mut(r.group)
-            .ok_or_else(|| no_group("XREADGROUP", r.key, r.group))?;
+    /// `XCLAIM … 0 <ids> …`: the pending entries among `ids` go to
+    /// `consumer`, idle from now, with `also` applied to each.
+    fn claim<'i>(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: impl IntoIterator<Item = &'i str>,
+        also: impl Fn(&mut Pending),
+    ) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        let Some(g) = broker.group_mut(key, group) else {
+            return Err(no_group("XCLAIM", key, group));
+        };
         let now = Instant::now();
-        group.seen(r.consumer, now);
+        g.seen(consumer, now);
+        for id in ids.into_iter().filter_map(parse_id) {
+            if let Some(p) = g.pending.get_mut(&id) {
+                p.consumer = consumer.to_owned();
+                p.since = now;
+                also(p);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_new(stream: &mut MemStream, r: &ReadRequest<'_>) -> Result<Vec<Entry>, TransportError> {
+        let (group, now) = reading(&mut stream.groups, "XREADGROUP", r)?;
         let mut out = Vec::new();
         let after = (
             std::ops::Bound::Excluded(group.last_delivered),
@@ -319,12 +355,7 @@ impl StreamTransport for MemoryTransport {
             .streams
             .get_mut(r.key)
             .ok_or_else(|| no_group("XAUTOCLAIM", r.key, r.group))?;
-        let group = stream
-            .groups
-            .get_mut(r.group)
-            .ok_or_else(|| no_group("XAUTOCLAIM", r.key, r.group))?;
-        let now = Instant::now();
-        group.seen(r.consumer, now);
+        let (group, now) = reading(&mut stream.groups, "XAUTOCLAIM", &r)?;
         let mut out = Vec::new();
         for (id, p) in group.pending.iter_mut() {
             if out.len() >= r.count.max(1) {
@@ -398,19 +429,7 @@ impl StreamTransport for MemoryTransport {
         consumer: &str,
         ids: &[String],
     ) -> Result<(), TransportError> {
-        let mut broker = self.lock();
-        let Some(g) = broker.group_mut(key, group) else {
-            return Err(no_group("XCLAIM", key, group));
-        };
-        let now = Instant::now();
-        g.seen(consumer, now);
-        for id in ids.iter().filter_map(|id| parse_id(id)) {
-            if let Some(p) = g.pending.get_mut(&id) {
-                p.consumer = consumer.to_owned();
-                p.since = now;
-            }
-        }
-        Ok(())
+        self.claim(key, group, consumer, ids.iter().map(String::as_str), |_| {})
     }
 
     async fn record_attempts(
@@ -421,18 +440,7 @@ impl StreamTransport for MemoryTransport {
         id: &str,
         attempts: u32,
     ) -> Result<(), TransportError> {
-        let mut broker = self.lock();
-        let Some(g) = broker.group_mut(key, group) else {
-            return Err(no_group("XCLAIM", key, group));
-        };
-        let now = Instant::now();
-        g.seen(consumer, now);
-        if let Some(p) = parse_id(id).and_then(|id| g.pending.get_mut(&id)) {
-            p.consumer = consumer.to_owned();
-            p.since = now;
-            p.deliveries = attempts;
-        }
-        Ok(())
+        self.claim(key, group, consumer, [id], |p| p.deliveries = attempts)
     }
 
     async fn dead_letter(
