@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use redis::Value;
+use redis::streams::StreamPendingCountReply;
+use redis::{FromRedisValue, Value};
 
 use super::value::{items, protocol, text};
 use crate::envelope::{Envelope, EnvelopeError};
@@ -61,27 +62,15 @@ pub(super) fn raw_entries(v: Value) -> Result<Vec<RawEntry>, TransportError> {
 }
 
 /// Extended `XPENDING` reply: `[[id, consumer, idle-ms, deliveries], …]`,
-/// as `(id, deliveries)`.
+/// read through redis-rs's typed reply, as `(id, deliveries)`.
 pub(super) fn pending_counts(v: Value) -> Result<Vec<(String, u32)>, TransportError> {
-    const CMD: &str = "XPENDING";
-    let mut out = Vec::new();
-    for p in items(CMD, v)? {
-        let mut it = items(CMD, p)?.into_iter();
-        let (Some(id), Some(_), Some(_), Some(count)) =
-            (it.next(), it.next(), it.next(), it.next())
-        else {
-            return Err(protocol(
-                CMD,
-                "pending entry is not [id, consumer, idle, count]",
-            ));
-        };
-        let count = match count {
-            Value::Int(n) => u32::try_from(n).unwrap_or(u32::MAX),
-            other => return Err(protocol(CMD, format!("expected an integer, got {other:?}"))),
-        };
-        out.push((text(CMD, id)?, count));
-    }
-    Ok(out)
+    let reply = StreamPendingCountReply::from_redis_value(v)
+        .map_err(|e| protocol("XPENDING", e.to_string()))?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .map(|p| (p.id, u32::try_from(p.times_delivered).unwrap_or(u32::MAX)))
+        .collect())
 }
 
 fn envelope_from_owned(
@@ -146,4 +135,33 @@ pub(super) fn auto_claim(v: Value) -> Result<(Vec<Entry>, Vec<String>), Transpor
         }
     }
     Ok((live, deleted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> Value {
+        Value::BulkString(x.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn pending_counts_are_read_and_a_short_entry_is_a_protocol_error() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![s("1-0"), s("w1"), Value::Int(5), Value::Int(3)]),
+            Value::Array(vec![s("2-0"), s("w1"), Value::Int(7), Value::Int(1)]),
+        ]);
+        assert_eq!(
+            pending_counts(reply).unwrap(),
+            [("1-0".to_owned(), 3), ("2-0".to_owned(), 1)]
+        );
+        let short = Value::Array(vec![Value::Array(vec![s("1-0"), s("w1")])]);
+        assert!(matches!(
+            pending_counts(short),
+            Err(TransportError::Protocol {
+                command: "XPENDING",
+                ..
+            })
+        ));
+    }
 }
