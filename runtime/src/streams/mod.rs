@@ -51,6 +51,14 @@ impl std::fmt::Debug for StreamsTransport {
 }
 
 impl StreamsTransport {
+    /// Runs a command on the shared connection whose reply says nothing
+    /// more than that it succeeded.
+    async fn run(&self, cmd: &mut Cmd) -> Result<(), TransportError> {
+        let mut conn = self.conn.clone();
+        let _: Value = cmd.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// Connects the shared publishing connection.
     pub async fn connect(
         client: Client,
@@ -352,14 +360,8 @@ impl StreamTransport for StreamsTransport {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn.clone();
-        let _: i64 = redis::cmd("XACK")
-            .arg(key)
-            .arg(group)
-            .arg(ids)
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        self.run(redis::cmd("XACK").arg(key).arg(group).arg(ids))
+            .await
     }
 
     async fn ack_marking(
@@ -411,17 +413,8 @@ impl StreamTransport for StreamsTransport {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn.clone();
-        let _: Value = redis::cmd("XCLAIM")
-            .arg(key)
-            .arg(group)
-            .arg(consumer)
-            .arg(0)
-            .arg(ids)
-            .arg("JUSTID")
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        self.run(xclaim(key, group, consumer).arg(ids).arg("JUSTID"))
+            .await
     }
 
     async fn record_attempts(
@@ -432,19 +425,9 @@ impl StreamTransport for StreamsTransport {
         id: &str,
         attempts: u32,
     ) -> Result<(), TransportError> {
-        let mut conn = self.conn.clone();
-        let _: Value = redis::cmd("XCLAIM")
-            .arg(key)
-            .arg(group)
-            .arg(consumer)
-            .arg(0)
-            .arg(id)
-            .arg("RETRYCOUNT")
-            .arg(attempts)
-            .arg("JUSTID")
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        let mut cmd = xclaim(key, group, consumer);
+        cmd.arg(id).arg("RETRYCOUNT").arg(attempts).arg("JUSTID");
+        self.run(&mut cmd).await
     }
 
     async fn dead_letter(
@@ -605,6 +588,13 @@ impl StreamTransport for StreamsTransport {
         entries.reverse();
         Ok(entries)
     }
+}
+
+/// `XCLAIM <key> <group> <consumer> 0`: the ids and options follow.
+fn xclaim(key: &str, group: &str, consumer: &str) -> Cmd {
+    let mut cmd = redis::cmd("XCLAIM");
+    cmd.arg(key).arg(group).arg(consumer).arg(0);
+    cmd
 }
 
 /// The Lua scripts of the steps that must be atomic. Each touches one stream
