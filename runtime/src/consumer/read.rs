@@ -40,7 +40,6 @@ pub(super) async fn run_group<T: StreamTransport>(
     let backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
     // Reads failed in a row: what the reconnect backoff grows with.
     let mut failed = 0u32;
-    let mut failing = false;
     let mut next_claim = tokio::time::Instant::now();
     // Entries read and not yet dispatched, each with its prefetch permit and
     // its place in the held set. Each turn of the loop reads the next batch
@@ -126,8 +125,7 @@ pub(super) async fn run_group<T: StreamTransport>(
         match result {
             None => {}
             Some(Ok(entries)) => {
-                if failing {
-                    failing = false;
+                if failed > 0 {
                     tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
                 }
                 failed = 0;
@@ -152,7 +150,6 @@ pub(super) async fn run_group<T: StreamTransport>(
                         retry_in = ?backoff.delay(failed + 1), "reading the stream failed; reconnecting"
                     );
                 }
-                failing = true;
                 failed = failed.saturating_add(1);
                 if pause(backoff.delay(failed), &mut stop).await {
                     break;

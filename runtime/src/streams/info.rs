@@ -10,22 +10,6 @@ use super::value::{protocol, text};
 use crate::stats::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::TransportError;
 
-/// An integer field; nil (a count Redis cannot tell) is `None`.
-fn count(command: &'static str, name: &str, v: &Value) -> Result<Option<u64>, TransportError> {
-    match v {
-        Value::Nil => Ok(None),
-        Value::Int(n) => Ok(Some(u64::try_from(*n).unwrap_or(0))),
-        Value::BulkString(_) | Value::SimpleString(_) => text(command, v.clone())?
-            .parse()
-            .map(Some)
-            .map_err(|_| protocol(command, format!("`{name}` is not a number: {v:?}"))),
-        other => Err(protocol(
-            command,
-            format!("`{name}` is not a number: {other:?}"),
-        )),
-    }
-}
-
 /// A reply of named fields: a RESP3 map, or a RESP2 array `name, value, …`.
 fn fields(command: &'static str, v: Value) -> Result<Vec<(String, Value)>, TransportError> {
     match v {
@@ -68,11 +52,12 @@ pub(super) fn stream(stats: &mut StreamStats, v: Value) -> Result<(), TransportE
     const CMD: &str = "XINFO STREAM";
     for (name, value) in fields(CMD, v)? {
         match name.as_str() {
-            "length" => stats.length = count(CMD, &name, &value)?.unwrap_or(0),
+            "length" => stats.length = typed::<Option<u64>>(CMD, value)?.unwrap_or(0),
             "first-entry" => stats.first_entry_id = entry_id(CMD, value)?,
             "last-entry" => stats.last_entry_id = entry_id(CMD, value)?,
             "last-generated-id" => stats.last_generated_id = Some(text(CMD, value)?),
-            "entries-added" => stats.entries_added = count(CMD, &name, &value)?,
+            // Nil (a count Redis cannot tell) is `None`.
+            "entries-added" => stats.entries_added = typed(CMD, value)?,
             _ => {}
         }
     }
