@@ -93,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .source("dead_letters")
         .from_env()
         .await?;
-    let dlq = bus.dead_letters("contextual");
+    let dlq = bus.dead_letters("contextual")?;
     dlq.purge().await?;
 
     let worker = bus
@@ -138,7 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let moved = dlq.retry_all().await?;
     println!(
         "{moved} events put back into {}",
-        bus.stream_key("contextual")
+        bus.stream_key("contextual")?
     );
     wait_until("3 thumbnails", async || HANDLED.load(Ordering::SeqCst) >= 3).await?;
 

@@ -56,11 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut acme_opened = acme.subscribe::<GateOpened>().await?;
     println!(
         "psychotest listens on {}",
-        psychotest.channel_key("notifications", "gate.*")
+        psychotest.channel_key("notifications", "gate.*")?
     );
     println!(
         "acme listens on {}",
-        acme.channel_key("notifications", "gate.opened")
+        acme.channel_key("notifications", "gate.opened")?
     );
 
     psychotest

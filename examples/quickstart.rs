@@ -103,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "worker `{}` reads {}",
         worker.consumer_name(),
-        bus.stream_key("contextual")
+        bus.stream_key("contextual")?
     );
 
     let published = bus

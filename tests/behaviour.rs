@@ -215,7 +215,7 @@ async fn shutdown_waits_for_in_flight_handlers_and_acks_them(h: Harness) {
         3,
         "shutdown returned before handlers finished"
     );
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     assert_eq!(
         h.pending(&key, "slow").await,
         0,
@@ -225,7 +225,7 @@ async fn shutdown_waits_for_in_flight_handlers_and_acks_them(h: Harness) {
 
 async fn unacked_event_is_redelivered_to_another_consumer(h: Harness) {
     let rec = Recorder::default();
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let a = h
         .bus
         .consumer()
@@ -268,7 +268,7 @@ async fn unacked_event_is_redelivered_to_another_consumer(h: Harness) {
 
 async fn decode_error_goes_to_dead_letters_and_the_worker_goes_on(h: Harness) {
     let rec = Recorder::default();
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let worker = h
         .bus
         .consumer()
@@ -294,7 +294,7 @@ async fn decode_error_goes_to_dead_letters_and_the_worker_goes_on(h: Harness) {
         .unwrap();
     h.bus.publish(&FileUploaded::new("fine")).await.unwrap();
     rec.wait_for("index", 1).await;
-    let dlq = h.bus.dead_letters("contextual");
+    let dlq = h.bus.dead_letters("contextual").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while dlq.len().await.unwrap() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -454,6 +454,122 @@ async fn tenants_are_isolated_on_streams_and_channels(h: Harness) {
     worker.shutdown().await.unwrap();
 }
 
+async fn no_name_or_pattern_reaches_another_tenant(h: Harness) {
+    use tidings::{Error, Meta};
+    let acme = h.bus.tenant("acme").unwrap();
+    let globex = h.bus.tenant("globex").unwrap();
+
+    // Names and patterns that would reach past their scope are refused.
+    for (channel, pattern) in [
+        ("*", "*"),
+        ("acme:notifications", "*"),
+        ("{acme}", "*"),
+        ("{acme}:notifications", "*"),
+        ("notif*", "*"),
+        ("notifications", "*:*"),
+        ("notifications", "*}:notifications:*"),
+        ("notifications", "\\*"),
+        ("notifications", "gate opened"),
+        ("a b", "*"),
+        ("", "*"),
+        ("notifications", ""),
+    ] {
+        for bus in [&h.bus, &acme] {
+            match bus.subscribe_pattern(channel, pattern).await {
+                Err(Error::InvalidName(_)) => {}
+                other => panic!("({channel:?}, {pattern:?}) was not refused: {other:?}"),
+            }
+        }
+    }
+    for stream in [
+        "x*",
+        "a b",
+        "a}b{",
+        "acme:contextual",
+        "{acme:contextual}",
+        "",
+    ] {
+        for bus in [&h.bus, &acme] {
+            assert!(
+                matches!(bus.stream_stats(stream).await, Err(Error::InvalidName(_))),
+                "stream_stats({stream:?})"
+            );
+            assert!(
+                bus.dead_letters(stream).is_err(),
+                "dead_letters({stream:?})"
+            );
+            assert!(
+                bus.range(stream, "-", 10).await.is_err(),
+                "range({stream:?})"
+            );
+            assert!(
+                bus.last_entries(stream, 10).await.is_err(),
+                "last_entries({stream:?})"
+            );
+        }
+    }
+    assert!(matches!(
+        h.bus.tenant(&"t".repeat(65)),
+        Err(Error::InvalidName(_))
+    ));
+    assert!(h.bus.tenant(&"t".repeat(64)).is_ok());
+    match acme
+        .publish_with(
+            &GateOpened { gate: "x".into() },
+            Meta::default().tenant("globex"),
+        )
+        .await
+    {
+        Err(Error::OtherTenant { bus, requested }) => {
+            assert_eq!((bus.as_str(), requested.as_str()), ("acme", "globex"));
+        }
+        other => panic!("a tenant bus published for another tenant: {other:?}"),
+    }
+    for name in ["a:b", "w*", "a b"] {
+        let started = h
+            .bus
+            .consumer()
+            .state(Recorder::default())
+            .handler(index)
+            .options(fast().name(name))
+            .start()
+            .await;
+        assert!(
+            matches!(started, Err(Error::InvalidName(_))),
+            "consumer name {name:?} was accepted"
+        );
+    }
+
+    // The widest patterns each scope may hold see only their own scope.
+    let mut root_named_like_tenant = h.bus.subscribe_pattern("acme", "*").await.unwrap();
+    let mut root_all = h.bus.subscribe_pattern("notifications", "*").await.unwrap();
+    let mut globex_all = globex
+        .subscribe_pattern("notifications", "*")
+        .await
+        .unwrap();
+    let mut acme_all = acme.subscribe_pattern("notifications", "*").await.unwrap();
+    acme.publish(&GateOpened {
+        gate: "acme".into(),
+    })
+    .await
+    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), acme_all.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.channel(), "tidings:{acme}:notifications:gate.opened");
+    for (who, sub) in [
+        ("root `acme:*`", &mut root_named_like_tenant),
+        ("root `notifications:*`", &mut root_all),
+        ("globex `notifications:*`", &mut globex_all),
+    ] {
+        if let Ok(got) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            panic!("{who} received acme's event: {got:?}");
+        }
+    }
+}
+
 async fn pattern_subscription_receives_matching_types_only(h: Harness) {
     let mut gates = h
         .bus
@@ -584,7 +700,7 @@ async fn worker_stopped_in_a_backlog_handles_everything_it_read(h: Harness) {
         "stopped before the end of the backlog"
     );
     assert_eq!(handled, sent[..handled.len()], "in order, without a gap");
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     assert_eq!(
         h.pending(&key, "ordered").await,
         0,
@@ -797,7 +913,7 @@ fn quick_retries(attempts: u32) -> RetryPolicy {
 }
 
 async fn wait_dead_letters(h: &Harness, n: usize) -> Vec<tidings::DeadLetter> {
-    let dlq = h.bus.dead_letters("contextual");
+    let dlq = h.bus.dead_letters("contextual").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let letters = dlq.list(100).await.unwrap();
@@ -827,10 +943,19 @@ async fn failing_handler_is_retried_until_it_succeeds(h: Harness) {
     assert_eq!(p.attempts("r1"), 3);
     assert_eq!(p.handled_count("r1"), 1);
     assert_eq!(
-        h.pending(&h.bus.stream_key("contextual"), "retrying").await,
+        h.pending(&h.bus.stream_key("contextual").unwrap(), "retrying")
+            .await,
         0
     );
-    assert_eq!(h.bus.dead_letters("contextual").len().await.unwrap(), 0);
+    assert_eq!(
+        h.bus
+            .dead_letters("contextual")
+            .unwrap()
+            .len()
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 async fn handler_that_keeps_failing_goes_to_dead_letters_after_the_last_attempt(h: Harness) {
@@ -871,7 +996,8 @@ async fn handler_that_keeps_failing_goes_to_dead_letters_after_the_last_attempt(
     assert_eq!(env.correlation_id.as_deref(), Some("order-9"));
     assert!(l.fields.iter().any(|(k, _)| k == "data"));
     assert_eq!(
-        h.pending(&h.bus.stream_key("contextual"), "doomed").await,
+        h.pending(&h.bus.stream_key("contextual").unwrap(), "doomed")
+            .await,
         0
     );
 }
@@ -922,7 +1048,8 @@ async fn panicking_handler_counts_as_an_error_and_the_worker_survives(h: Harness
     worker.shutdown().await.unwrap();
     assert_eq!(p.attempts("p1"), 2);
     assert_eq!(
-        h.pending(&h.bus.stream_key("contextual"), "panicky").await,
+        h.pending(&h.bus.stream_key("contextual").unwrap(), "panicky")
+            .await,
         0
     );
 }
@@ -970,7 +1097,7 @@ async fn waiting_for_a_retry_does_not_hold_up_other_events(h: Harness) {
 
 async fn attempts_made_by_a_stopped_worker_count_toward_the_policy(h: Harness) {
     let p = Probe::default();
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let a = h
         .bus
         .consumer()
@@ -1037,7 +1164,7 @@ async fn dead_letters_are_listed_retried_with_the_same_event_id_and_purged(h: Ha
                 .unwrap(),
         );
     }
-    let dlq = h.bus.dead_letters("contextual");
+    let dlq = h.bus.dead_letters("contextual").unwrap();
     let letters = wait_dead_letters(&h, 4).await;
     assert_eq!(letters.len(), 4);
     assert!(p.handled().is_empty());
@@ -1102,12 +1229,17 @@ async fn inbox_skips_an_event_the_group_already_handled(h: Harness) {
     assert!(eventually(Duration::from_secs(10), || p.handled_count("i1") == 1).await);
     // The mark is written with the acknowledgement, after the handler
     // returned: a copy read before that would be handled again.
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     assert!(h.all_acked(&key, "deduped", Duration::from_secs(10)).await);
     p.fix();
     // The retried event goes back to the stream, so both groups see it again.
     assert_eq!(
-        h.bus.dead_letters("contextual").retry_all().await.unwrap(),
+        h.bus
+            .dead_letters("contextual")
+            .unwrap()
+            .retry_all()
+            .await
+            .unwrap(),
         1
     );
     assert!(eventually(Duration::from_secs(10), || p.handled_count("i1") >= 2).await);
@@ -1174,7 +1306,7 @@ async fn live_slow_handler_keeps_its_entry_from_other_workers(h: Harness) {
 async fn slow_handler_bounds_the_entries_read_to_the_prefetch(h: Harness) {
     const PREFETCH: usize = 5;
     let p = Probe::default();
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let worker = h
         .bus
         .consumer()
@@ -1228,6 +1360,7 @@ tidings_testkit::transport_suite! {
         old_version_is_upcast_before_the_handler_sees_it,
         returned_event_is_published_with_causation_and_correlation,
         tenants_are_isolated_on_streams_and_channels,
+        no_name_or_pattern_reaches_another_tenant,
         pattern_subscription_receives_matching_types_only,
         event_with_stream_and_channel_goes_to_both,
         batch_returns_one_entry_id_per_event_in_order,
@@ -1280,7 +1413,7 @@ fn redis_harness_restarts_on_the_same_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_onto_a_key_that_is_not_a_stream_fails_and_the_bus_goes_on() {
     let h = Harness::redis().await;
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let mut conn = h.server.as_ref().unwrap().connection().await;
     let () = ::redis::cmd("SET")
         .arg(&key)

@@ -134,7 +134,7 @@ fn tally(published: &HashSet<String>, p: &Probe, dead_lettered: usize) -> Tally 
 
 async fn worker_killed_mid_batch_leaves_every_taken_event_to_another_worker(h: Harness) {
     const EVENTS: usize = 50;
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let victim = Probe::default();
     let a = h
         .bus
@@ -181,7 +181,7 @@ async fn worker_killed_mid_batch_leaves_every_taken_event_to_another_worker(h: H
 
 async fn poison_unknown_version_and_panics_go_to_dead_letters_and_the_worker_goes_on(h: Harness) {
     const GOOD: usize = 20;
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let p = Probe::default();
     let worker = h
         .bus
@@ -227,7 +227,7 @@ async fn poison_unknown_version_and_panics_go_to_dead_letters_and_the_worker_goe
         h.bus.publish(&FileUploaded::new(id.clone())).await.unwrap();
         published.insert(id);
     }
-    let dlq = h.bus.dead_letters("contextual");
+    let dlq = h.bus.dead_letters("contextual").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while dlq.len().await.unwrap() < bad && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -339,7 +339,8 @@ async fn consumer_cancelled_right_after_starting_loses_nothing(h: Harness) {
     println!("{t:?}");
     assert_eq!(t.missing, 0, "{t:?}");
     assert_eq!(
-        h.pending(&h.bus.stream_key("contextual"), "steady").await,
+        h.pending(&h.bus.stream_key("contextual").unwrap(), "steady")
+            .await,
         0
     );
 }
@@ -443,7 +444,7 @@ async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_hand
 async fn entry_deleted_while_pending_is_dropped_without_error() {
     let _serial = serial().await;
     let h = Harness::redis_durable(PATIENT).await;
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let victim = Probe::default();
     let a = h
         .bus
@@ -488,7 +489,13 @@ async fn entry_deleted_while_pending_is_dropped_without_error() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     b.shutdown().await.unwrap();
-    let dead = h.bus.dead_letters("contextual").len().await.unwrap();
+    let dead = h
+        .bus
+        .dead_letters("contextual")
+        .unwrap()
+        .len()
+        .await
+        .unwrap();
     let t = tally(&expected, &rescuer, dead);
     println!("{t:?}");
     assert_eq!(t.missing, 0, "{t:?}");
@@ -595,7 +602,7 @@ async fn worker_on_a_password_protected_server_in_database_3_handles_every_event
 
     let client = ::redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let key = bus.stream_key("contextual");
+    let key = bus.stream_key("contextual").unwrap();
     let len: usize = ::redis::cmd("XLEN")
         .arg(&key)
         .query_async(&mut conn)

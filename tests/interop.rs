@@ -63,7 +63,7 @@ async fn python_v1_event_is_decoded_and_upcast_by_the_rust_worker() {
         .start()
         .await
         .unwrap();
-    let key = bus.stream_key("contextual");
+    let key = bus.stream_key("contextual").unwrap();
     let url = server.url();
     tokio::task::spawn_blocking(move || run_script(&["publish", &url, &key]))
         .await
@@ -98,7 +98,7 @@ async fn python_reads_every_cloudevents_field_the_rust_side_wrote() {
     )
     .await
     .unwrap();
-    let key = bus.stream_key("contextual");
+    let key = bus.stream_key("contextual").unwrap();
     let url = server.url();
     let out = tokio::task::spawn_blocking(move || run_script(&["check", &url, &key]))
         .await

@@ -36,7 +36,7 @@ fn entry_id(p: &Published) -> String {
 /// Creates `group` at the start of the stream and reads `n` entries as
 /// `consumer`, acknowledging none.
 async fn read_without_ack(h: &Harness, group: &str, consumer: &str, n: usize) {
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     match &h.server {
         None => {
             let m = h.bus.memory().unwrap();
@@ -126,7 +126,7 @@ async fn entries_read_and_not_acked_are_pending_for_group_and_consumer(h: Harnes
     assert_eq!(c1.pending, 3);
     assert!(c1.idle() < Duration::from_secs(10), "idle {:?}", c1.idle());
 
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let acked = [entry_id(&published[0])];
     match &h.server {
         None => h.bus.memory().unwrap().ack(&key, "reader", &acked).await,
@@ -170,7 +170,7 @@ async fn dead_letters_are_counted_and_the_group_is_caught_up(h: Harness) {
         .await
         .unwrap();
     publish(&h, 2).await;
-    let dlq = h.bus.dead_letters("contextual");
+    let dlq = h.bus.dead_letters("contextual").unwrap();
     let mut count = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while count < 2 && tokio::time::Instant::now() < deadline {
@@ -262,7 +262,7 @@ tidings_testkit::transport_suite! {
 async fn redis_lag_is_unknown_rather_than_guessed_after_deletions() {
     let h = Harness::redis().await;
     let published = publish(&h, 3).await;
-    let key = h.bus.stream_key("contextual");
+    let key = h.bus.stream_key("contextual").unwrap();
     let mut conn = h.server.as_ref().unwrap().connection().await;
     let _: i64 = ::redis::cmd("XDEL")
         .arg(&key)
@@ -290,7 +290,7 @@ async fn redis_key_of_another_type_is_a_clear_error() {
     let h = Harness::redis().await;
     let mut conn = h.server.as_ref().unwrap().connection().await;
     let _: () = ::redis::cmd("SET")
-        .arg(h.bus.stream_key("contextual"))
+        .arg(h.bus.stream_key("contextual").unwrap())
         .arg("x")
         .query_async(&mut conn)
         .await

@@ -286,7 +286,7 @@ async fn publish_figures(
     client: &redis::Client,
 ) -> Result<Vec<Figure>, BoxError> {
     let bus = connect(url, "pub").await?;
-    let key = bus.stream_key("bench");
+    let key = bus.stream_key("bench").unwrap();
     let raw_key = "raw:{bench}".to_owned();
     let mut conn = client.get_multiplexed_async_connection().await?;
     let events = samples(config.awaited.max(config.batched).max(config.concurrent));
@@ -505,7 +505,7 @@ where
     H: tidings::Handler,
     H::Event: Event,
 {
-    let key = bus.stream_key("bench");
+    let key = bus.stream_key("bench").unwrap();
     destroy_group(conn, &key, group).await?;
     CONSUMED.store(0, Ordering::SeqCst);
     let options = ConsumerOptions::default()
@@ -563,7 +563,7 @@ async fn consume_figures(
 ) -> Result<Vec<Figure>, BoxError> {
     progress(&format!("consume + ack ({} events)", config.consume));
     let bus = connect(url, "consume").await?;
-    let key = bus.stream_key("bench");
+    let key = bus.stream_key("bench").unwrap();
     let mut conn = client.get_multiplexed_async_connection().await?;
     let n = config.consume;
     prefill(&bus, n).await?;
@@ -831,7 +831,7 @@ async fn tidings_latency(
     warmup: Duration,
 ) -> Result<Vec<u64>, BoxError> {
     let bus = connect(url, "latency").await?;
-    let key = bus.stream_key("bench");
+    let key = bus.stream_key("bench").unwrap();
     let mut conn = patient_connection(client).await?;
     del(&mut conn, &key).await?;
     let worker = bus
@@ -1043,7 +1043,7 @@ async fn rss_figure(
     let n = config.rss_events;
     progress(&format!("worker peak RSS with a backlog of {n} events"));
     let bus = connect(url, "rss").await?;
-    let key = bus.stream_key("bench");
+    let key = bus.stream_key("bench").unwrap();
     prefill(&bus, n).await?;
     let tidings = child_rss("rss-tidings", url, n)?;
     let baseline = child_rss("rss-raw", url, n)?;
@@ -1114,7 +1114,7 @@ async fn child(role: &str) -> Result<(), BoxError> {
     let url = std::env::var("TIDINGS_BENCH_URL")?;
     let n: usize = std::env::var("TIDINGS_BENCH_N")?.parse()?;
     let bus = connect(&url, "rss").await?;
-    let key = bus.stream_key("bench");
+    let key = bus.stream_key("bench").unwrap();
     let client = redis::Client::open(url.as_str())?;
     let start = Instant::now();
     match role {

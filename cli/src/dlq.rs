@@ -61,7 +61,9 @@ pub(crate) fn run(command: DlqCommand) -> Result<(), Failure> {
 
 async fn list(args: ListArgs) -> Result<(), Failure> {
     let bus = args.connection.bus().await?;
-    let dlq = bus.dead_letters(&args.stream);
+    let dlq = bus
+        .dead_letters(&args.stream)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let letters = dlq
         .list(args.count)
         .await
@@ -142,17 +144,16 @@ fn to_json(l: &DeadLetter) -> Value {
 
 async fn retry(args: RetryArgs) -> Result<(), Failure> {
     let bus = args.connection.bus().await?;
-    let dlq = bus.dead_letters(&args.stream);
+    let dlq = bus
+        .dead_letters(&args.stream)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     match &args.id {
         Some(id) => match dlq
             .retry(id)
             .await
             .map_err(|e| args.connection.failed("EVAL (retry)", e))?
         {
-            Some(entry) => println!(
-                "retried {id} as entry {entry} of {}",
-                bus.stream_key(&args.stream)
-            ),
+            Some(entry) => println!("retried {id} as entry {entry} of {}", dlq.stream_key()),
             None => {
                 return Err(Failure::Operational(format!(
                     "`{id}` is not a dead letter in {}",
@@ -165,10 +166,7 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
                 .retry_all()
                 .await
                 .map_err(|e| args.connection.failed("EVAL (retry)", e))?;
-            println!(
-                "retried {n} dead letters into {}",
-                bus.stream_key(&args.stream)
-            );
+            println!("retried {n} dead letters into {}", dlq.stream_key());
         }
     }
     Ok(())
@@ -176,7 +174,9 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
 
 async fn purge(args: PurgeArgs) -> Result<(), Failure> {
     let bus = args.connection.bus().await?;
-    let dlq = bus.dead_letters(&args.stream);
+    let dlq = bus
+        .dead_letters(&args.stream)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let n = dlq
         .purge()
         .await

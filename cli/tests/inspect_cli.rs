@@ -115,7 +115,7 @@ async fn doomed_worker(bus: &Bus) -> Worker {
 }
 
 async fn wait_dead_letters(bus: &Bus, n: usize) {
-    let dlq = bus.dead_letters("contextual");
+    let dlq = bus.dead_letters("contextual").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while dlq.len().await.unwrap() < n {
         assert!(
@@ -263,7 +263,10 @@ async fn dead_letters_are_listed_retried_and_purged() {
         out.starts_with(&format!("retried {first} as entry ")),
         "{out}"
     );
-    assert_eq!(bus.dead_letters("contextual").len().await.unwrap(), 2);
+    assert_eq!(
+        bus.dead_letters("contextual").unwrap().len().await.unwrap(),
+        2
+    );
 
     let url = server.url();
     let again = tidings(&["dlq", "retry", "contextual", first, "--redis-url", &url]);
@@ -276,7 +279,10 @@ async fn dead_letters_are_listed_retried_and_purged() {
 
     let out = ok(&server, &["dlq", "retry", "contextual", "--all"]);
     assert!(out.starts_with("retried 2 dead letters"), "{out}");
-    assert_eq!(bus.dead_letters("contextual").len().await.unwrap(), 0);
+    assert_eq!(
+        bus.dead_letters("contextual").unwrap().len().await.unwrap(),
+        0
+    );
     let stats = bus.stream_stats("contextual").await.unwrap();
     assert_eq!(stats.length, 6, "3 published and 3 retried");
 
@@ -285,7 +291,10 @@ async fn dead_letters_are_listed_retried_and_purged() {
     worker.shutdown().await.unwrap();
     let out = ok(&server, &["dlq", "purge", "contextual"]);
     assert_eq!(out, "purged 3 dead letters from tidings:{contextual}:dlq\n");
-    assert_eq!(bus.dead_letters("contextual").len().await.unwrap(), 0);
+    assert_eq!(
+        bus.dead_letters("contextual").unwrap().len().await.unwrap(),
+        0
+    );
     let text = ok(&server, &["dlq", "list", "contextual"]);
     assert!(text.starts_with("no dead letters"), "{text}");
 }

@@ -6,6 +6,7 @@ mod args;
 mod ctxt;
 mod event;
 mod handler;
+mod names;
 mod payload;
 mod symbol;
 

@@ -111,9 +111,20 @@ pub enum Error {
         /// Event type name.
         type_name: &'static str,
     },
-    /// A tenant or namespace that would break a key or a pattern.
+    /// A name (tenant, namespace, stream, channel, type pattern, group,
+    /// consumer) that would break a key or a pattern, or reach another
+    /// tenant's.
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    /// [`Meta::tenant`](crate::Meta::tenant) names another tenant than the
+    /// tenant bus it is published on.
+    #[error("the bus of tenant `{bus}` cannot publish for tenant `{requested}`; publish on `bus.tenant(\"{requested}\")` from the root bus instead")]
+    OtherTenant {
+        /// The bus's tenant.
+        bus: String,
+        /// The tenant of the `Meta`.
+        requested: String,
+    },
     /// A handler of an event that has no stream (Pub/Sub events have no groups).
     #[error("handler `{handler}` handles `{type_name}`, which has no stream; subscribe to channel events with `bus.subscribe()`")]
     NoStream {
@@ -161,12 +172,14 @@ pub enum Error {
     },
 }
 
-/// A tenant or namespace name that cannot be used in a key or a pattern.
+/// A name given at run time (tenant, namespace, stream, channel, type
+/// pattern, group, consumer) that cannot be used in a key or a pattern.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} `{name}`: {reason}")]
 #[non_exhaustive]
 pub struct NameError {
-    /// `tenant` or `namespace`.
+    /// What the name is: `tenant`, `namespace`, `stream`, `channel`, `type`,
+    /// `type pattern`, `group` or `consumer`.
     pub what: &'static str,
     /// The name as given.
     pub name: String,

@@ -45,8 +45,8 @@ impl Bus {
     /// # Ok(()) }
     /// ```
     pub async fn stream_stats(&self, stream: &str) -> Result<StreamStats, Error> {
-        let key = self.stream_key(stream);
-        let dlq = self.dead_letter_key(stream);
+        let key = self.stream_key(stream)?;
+        let dlq = self.dead_letter_key(stream)?;
         let mut stats = on_streams!(self.backend(), t => t.stream_stats(&key, &dlq))?;
         stats.stream = stream.to_owned();
         stats.tenant = self.tenant_name().map(str::to_owned);
@@ -71,7 +71,7 @@ impl Bus {
         from: &str,
         count: usize,
     ) -> Result<Vec<RawEntry>, Error> {
-        let key = self.stream_key(stream);
+        let key = self.stream_key(stream)?;
         Ok(on_streams!(self.backend(), t => t.range(&key, from, count))?)
     }
 
@@ -82,7 +82,7 @@ impl Bus {
     /// XREVRANGE <key> + - COUNT <count>
     /// ```
     pub async fn last_entries(&self, stream: &str, count: usize) -> Result<Vec<RawEntry>, Error> {
-        let key = self.stream_key(stream);
+        let key = self.stream_key(stream)?;
         Ok(on_streams!(self.backend(), t => t.last_entries(&key, count))?)
     }
 }

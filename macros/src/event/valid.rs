@@ -8,12 +8,8 @@ use super::ast::{is_valid_type_name, Input};
 use super::attr::Attrs;
 use super::expand::PROVIDED_TRAITS;
 use crate::ctxt::Ctxt;
+use crate::names::topic_problem;
 use crate::symbol::{CHANNEL, STREAM, VERSION};
-
-/// Characters a stream or channel name may not hold: Redis glob
-/// metacharacters (`PSUBSCRIBE ns:channel:*` must mean what it says), the
-/// `:` that separates the parts of a key, and the braces of a hash tag.
-const FORBIDDEN_IN_TOPIC: &[char] = &['*', '?', '[', ']', '{', '}', ':', '\\'];
 
 /// Records every problem of the arguments in `cx`; runs whatever the item
 /// is, so that a misplaced attribute still has its arguments checked.
@@ -125,24 +121,6 @@ fn report_topic(cx: &Ctxt, key: &str, lit: &LitStr, problem: &str) {
         lit,
         format!("invalid {key} name `{}`: {problem}", lit.value()),
     );
-}
-
-/// Why `name` cannot be a stream or channel name, if it cannot.
-pub(crate) fn topic_problem(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some("it is empty".to_owned());
-    }
-    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Some(format!(
-            "it contains whitespace ({c:?}); use `-`, `_` or `.` between words"
-        ));
-    }
-    if let Some(c) = name.chars().find(|c| FORBIDDEN_IN_TOPIC.contains(c)) {
-        return Some(format!(
-            "it contains `{c}`, which breaks Redis keys and patterns (`*`, `?`, `[`, `]`, `{{`, `}}`, `:` and `\\` are not allowed)"
-        ));
-    }
-    None
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use syn::{Expr, Lit, LitInt, LitStr, Path};
 
 use crate::args::{self, crate_value, lit, string_value};
 use crate::ctxt::Ctxt;
+use crate::names::topic_problem;
 use crate::symbol::{Symbol, CONCURRENCY, CRATE, GROUP, HANDLER_KEYS, RETRIES};
 
 /// The attribute's arguments; each `None` when absent or invalid (the error
@@ -47,12 +48,17 @@ impl Attrs {
     /// Stores the value of the first occurrence of `key`.
     fn set(&mut self, cx: &Ctxt, key: Symbol, expr: &Expr) {
         match key {
-            GROUP => match string_value(cx, expr, key) {
-                Some(s) if s.value().trim().is_empty() => {
-                    cx.error_spanned_by(&s, "handler `group` cannot be empty")
+            GROUP => {
+                if let Some(s) = string_value(cx, expr, key) {
+                    match topic_problem(&s.value()) {
+                        Some(problem) => cx.error_spanned_by(
+                            &s,
+                            format!("invalid group name `{}`: {problem}", s.value()),
+                        ),
+                        None => self.group = Some(s),
+                    }
                 }
-                group => self.group = group,
-            },
+            }
             RETRIES => self.retries = count(cx, expr, key),
             CONCURRENCY => self.concurrency = count(cx, expr, key),
             CRATE => self.krate = crate_value(cx, expr),

@@ -3,30 +3,71 @@
 
 use crate::error::NameError;
 
+/// Longest tenant name: it is part of every key and channel of the tenant.
+pub(crate) const MAX_TENANT_LEN: usize = 64;
+
+/// Longest stream, channel, group, consumer or namespace name.
+pub(crate) const MAX_NAME_LEN: usize = 128;
+
 /// Checks a name that becomes part of Redis keys and `PSUBSCRIBE` patterns.
 ///
 /// Glob characters would make a subscription of one tenant match another's
 /// channels, braces would move the Redis Cluster hash tag, and `:` would make
-/// `ns:tenant:channel:type` ambiguous.
+/// `ns:{tenant:stream}` and `ns:{stream}` ambiguous.
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
-    let err = |reason: String| NameError {
+    let max = if what == "tenant" {
+        MAX_TENANT_LEN
+    } else {
+        MAX_NAME_LEN
+    };
+    check_chars(
+        what,
+        name,
+        max,
+        |c| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ':' | '\\'),
+        "glob characters (* ? [ ]), braces, `:`, `\\` and whitespace are not allowed",
+    )
+}
+
+/// Checks the type pattern of [`Bus::subscribe_pattern`](crate::Bus::subscribe_pattern):
+/// a glob over type names (`gate.*`, `file.[a-z]*`), so `*`, `?`, `[`, `]`
+/// and `^` are allowed, but not a `:`, a brace or a `\`: the pattern follows
+/// the literal `ns:channel:` (or `ns:{tenant}:channel:`), so whatever it
+/// matches stays inside that channel.
+pub(crate) fn check_type_pattern(pattern: &str) -> Result<(), NameError> {
+    check_chars(
+        "type pattern",
+        pattern,
+        MAX_NAME_LEN,
+        |c| matches!(c, '{' | '}' | ':' | '\\'),
+        "braces, `:`, `\\` and whitespace are not allowed in a type pattern",
+    )
+}
+
+fn check_chars(
+    what: &'static str,
+    name: &str,
+    max: usize,
+    forbidden: impl Fn(char) -> bool,
+    rule: &str,
+) -> Result<(), NameError> {
+    let reason = if name.is_empty() {
+        "it is empty".to_owned()
+    } else if name.len() > max {
+        format!("it is {} bytes long; at most {max} are allowed", name.len())
+    } else if let Some(c) = name
+        .chars()
+        .find(|&c| forbidden(c) || c.is_whitespace() || c.is_control())
+    {
+        format!("it contains {c:?}; {rule}")
+    } else {
+        return Ok(());
+    };
+    Err(NameError {
         what,
         name: name.to_owned(),
         reason,
-    };
-    if name.is_empty() {
-        return Err(err("it is empty".to_owned()));
-    }
-    if let Some(c) = name.chars().find(|c| {
-        matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ':' | '\\')
-            || c.is_whitespace()
-            || c.is_control()
-    }) {
-        return Err(err(format!(
-            "it contains {c:?}; glob characters (* ? [ ]), braces, `:`, `\\` and whitespace are not allowed"
-        )));
-    }
-    Ok(())
+    })
 }
 
 /// Key of a stream: `ns:{stream}`, or `ns:{tenant:stream}` for a tenant.
@@ -43,6 +84,11 @@ pub(crate) fn stream_key(ns: &str, tenant: Option<&str>, stream: &str) -> String
     k
 }
 
+/// Channel of an event type: `ns:channel:type`, or `ns:{tenant}:channel:type`
+/// for a tenant. A root channel name cannot start with `{`, and a tenant name
+/// cannot hold `}`, so no pattern of the root bus or of another tenant,
+/// whose literal prefix is `ns:channel:` or `ns:{other}:`, matches a
+/// tenant's channels.
 pub(crate) fn channel_key(
     ns: &str,
     tenant: Option<&str>,
@@ -50,13 +96,14 @@ pub(crate) fn channel_key(
     type_name: &str,
 ) -> String {
     let mut k = String::with_capacity(
-        ns.len() + channel.len() + type_name.len() + 3 + tenant.map_or(0, str::len),
+        ns.len() + channel.len() + type_name.len() + 5 + tenant.map_or(0, str::len),
     );
     k.push_str(ns);
     k.push(':');
     if let Some(t) = tenant {
+        k.push('{');
         k.push_str(t);
-        k.push(':');
+        k.push_str("}:");
     }
     k.push_str(channel);
     k.push(':');
@@ -91,11 +138,11 @@ mod tests {
                 "notifications",
                 "gate.opened"
             ),
-            "tidings:psychotest:notifications:gate.opened"
+            "tidings:{psychotest}:notifications:gate.opened"
         );
         let bus = Bus::in_memory();
         assert_eq!(
-            bus.dead_letter_key("contextual"),
+            bus.dead_letter_key("contextual").unwrap(),
             "tidings:{contextual}:dlq"
         );
     }

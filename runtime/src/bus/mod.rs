@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 pub(crate) use backend::{on_channels, on_streams, Backend};
-pub(crate) use keys::check_name;
+pub(crate) use keys::{check_name, MAX_NAME_LEN};
 pub(crate) use publish::Draft;
 pub use publish::{Meta, Published};
 pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
@@ -42,7 +42,7 @@ struct Shared {
 /// # async fn run() -> Result<(), tidings::Error> {
 /// let bus = tidings::Bus::in_memory();
 /// let acme = bus.tenant("acme")?;           // keys and channels scoped to `acme`
-/// assert_eq!(acme.stream_key("contextual"), "tidings:{acme:contextual}");
+/// assert_eq!(acme.stream_key("contextual")?, "tidings:{acme:contextual}");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -66,7 +66,8 @@ impl fmt::Debug for Bus {
 ///
 /// ```
 /// let bus = tidings::Bus::builder().namespace("app").source("billing").in_memory().unwrap();
-/// assert_eq!(bus.stream_key("invoices"), "app:{invoices}");
+/// assert_eq!(bus.stream_key("invoices")?, "app:{invoices}");
+/// # Ok::<(), tidings::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -215,11 +216,16 @@ impl Bus {
     }
 
     /// The same bus, scoped to a tenant: its streams are `ns:{tenant:stream}`
-    /// and its channels `ns:tenant:channel:type`, for publishing, subscribing
-    /// and consuming alike, and its events carry `tenantid`.
+    /// and its channels `ns:{tenant}:channel:type`, for publishing,
+    /// subscribing and consuming alike, and its events carry `tenantid`.
+    /// Nothing done through it reaches the keys or channels of the root bus
+    /// or of another tenant, whatever names or patterns it is given.
     ///
-    /// A name that would break a key or a pattern (empty, whitespace, `*`,
-    /// `?`, `[`, `]`, `{`, `}`, `:`) is rejected.
+    /// A name that would break a key or a pattern (empty, longer than 64
+    /// bytes, whitespace or control characters, `*`, `?`, `[`, `]`, `{`,
+    /// `}`, `:`, `\`) is rejected. The same rule, with at most 128 bytes,
+    /// holds for every stream, channel, group, consumer and namespace name
+    /// given at run time.
     pub fn tenant(&self, tenant: &str) -> Result<Bus, Error> {
         check_name("tenant", tenant)?;
         Ok(Bus {
@@ -256,25 +262,63 @@ impl Bus {
     }
 
     /// Key of a stream: `ns:{stream}`, or `ns:{tenant:stream}` for a tenant.
-    pub fn stream_key(&self, stream: &str) -> String {
-        stream_key(&self.shared.namespace, self.tenant.as_deref(), stream)
+    ///
+    /// Fails on a stream name that could reach another stream's or another
+    /// tenant's keys (see [`Bus::tenant`] for the rule).
+    ///
+    /// ```
+    /// let bus = tidings::Bus::in_memory();
+    /// assert_eq!(bus.stream_key("contextual")?, "tidings:{contextual}");
+    /// assert!(bus.stream_key("acme:contextual").is_err());
+    /// # Ok::<(), tidings::Error>(())
+    /// ```
+    pub fn stream_key(&self, stream: &str) -> Result<String, Error> {
+        check_name("stream", stream)?;
+        Ok(stream_key(
+            &self.shared.namespace,
+            self.tenant.as_deref(),
+            stream,
+        ))
     }
 
     /// Key of a stream's dead letters: `ns:{stream}:dlq`.
-    pub fn dead_letter_key(&self, stream: &str) -> String {
-        let mut k = self.stream_key(stream);
+    pub fn dead_letter_key(&self, stream: &str) -> Result<String, Error> {
+        let mut k = self.stream_key(stream)?;
         k.push_str(":dlq");
-        k
+        Ok(k)
     }
 
-    /// Channel of an event type: `ns:channel:type`, or `ns:tenant:channel:type`.
-    pub fn channel_key(&self, channel: &str, type_name: &str) -> String {
-        channel_key(
+    /// Channel of an event type: `ns:channel:type`, or
+    /// `ns:{tenant}:channel:type` for a tenant.
+    ///
+    /// ```
+    /// let bus = tidings::Bus::in_memory();
+    /// let acme = bus.tenant("acme")?;
+    /// assert_eq!(acme.channel_key("gates", "gate.opened")?, "tidings:{acme}:gates:gate.opened");
+    /// # Ok::<(), tidings::Error>(())
+    /// ```
+    pub fn channel_key(&self, channel: &str, type_name: &str) -> Result<String, Error> {
+        check_name("channel", channel)?;
+        check_name("type", type_name)?;
+        Ok(channel_key(
             &self.shared.namespace,
             self.tenant.as_deref(),
             channel,
             type_name,
-        )
+        ))
+    }
+
+    /// The literal channel of a type pattern: the key with the pattern in
+    /// the type's place, checked so that it only matches inside `channel`.
+    pub(crate) fn channel_pattern(&self, channel: &str, pattern: &str) -> Result<String, Error> {
+        check_name("channel", channel)?;
+        keys::check_type_pattern(pattern)?;
+        Ok(channel_key(
+            &self.shared.namespace,
+            self.tenant.as_deref(),
+            channel,
+            pattern,
+        ))
     }
 }
 

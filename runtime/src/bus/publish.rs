@@ -27,7 +27,9 @@ pub struct Meta {
     pub correlation_id: Option<String>,
     /// `causationid`.
     pub causation_id: Option<String>,
-    /// `tenantid`; also scopes the keys, as [`Bus::tenant`] does.
+    /// `tenantid`; also scopes the keys, as [`Bus::tenant`] does. On a
+    /// tenant's bus it must be that tenant ([`Error::OtherTenant`]
+    /// otherwise).
     pub tenant: Option<String>,
     /// `subject`.
     pub subject: Option<String>,
@@ -328,12 +330,19 @@ impl Bus {
     }
 
     fn effective_tenant<'a>(&'a self, meta: Option<&'a Meta>) -> Result<Option<&'a str>, Error> {
-        match meta.and_then(|m| m.tenant.as_deref()) {
-            Some(t) => {
+        match (
+            meta.and_then(|m| m.tenant.as_deref()),
+            self.tenant.as_deref(),
+        ) {
+            (Some(t), Some(own)) if t != own => Err(Error::OtherTenant {
+                bus: own.to_owned(),
+                requested: t.to_owned(),
+            }),
+            (Some(t), None) => {
                 check_name("tenant", t)?;
                 Ok(Some(t))
             }
-            None => Ok(self.tenant.as_deref()),
+            (_, own) => Ok(own),
         }
     }
 

@@ -8,6 +8,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use futures::Stream;
 
+use super::keys::channel_key;
 use super::{on_channels, Bus};
 use crate::envelope::Envelope;
 use crate::error::{Error, ReceiveError};
@@ -146,7 +147,12 @@ impl Bus {
     /// At most once: see [`EventStream`].
     pub async fn subscribe<E: Event>(&self) -> Result<EventStream<E>, Error> {
         let channel = E::CHANNEL.ok_or(Error::NoChannel { type_name: E::TYPE })?;
-        let key = self.channel_key(channel, E::TYPE);
+        let key = channel_key(
+            &self.shared.namespace,
+            self.tenant.as_deref(),
+            channel,
+            E::TYPE,
+        );
         Ok(EventStream {
             inner: self.open(Target::Channel(key)).await?,
             _event: PhantomData,
@@ -157,14 +163,29 @@ impl Bus {
     /// `pattern` (`gate.*`), scoped to the tenant if any.
     ///
     /// ```text
-    /// PSUBSCRIBE ns:channel:pattern
+    /// PSUBSCRIBE ns:channel:pattern          (ns:{tenant}:channel:pattern)
+    /// ```
+    ///
+    /// `channel` follows the rule of [`Bus::tenant`]; `pattern` may hold the
+    /// glob characters `*`, `?`, `[`, `]` but not `:`, braces, `\` or
+    /// whitespace. Together they match only the types of `channel` on this
+    /// bus's own scope: never another tenant's channels, nor (from a
+    /// tenant's bus) the root bus's.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), tidings::Error> {
+    /// let bus = tidings::Bus::in_memory();
+    /// assert!(bus.subscribe_pattern("gates", "gate.*").await.is_ok());
+    /// assert!(bus.subscribe_pattern("acme:gates", "*").await.is_err());
+    /// assert!(bus.subscribe_pattern("gates", "*:*").await.is_err());
+    /// # Ok(()) }
     /// ```
     pub async fn subscribe_pattern(
         &self,
         channel: &str,
         pattern: &str,
     ) -> Result<AnyEventStream, Error> {
-        let key = self.channel_key(channel, pattern);
+        let key = self.channel_pattern(channel, pattern)?;
         Ok(AnyEventStream {
             inner: self.open(Target::Pattern(key)).await?,
         })

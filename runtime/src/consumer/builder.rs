@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::read::run_group;
 use super::worker::{GroupTask, Worker};
 use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
-use crate::bus::{on_streams, Bus};
+use crate::bus::{check_name, on_streams, Bus, MAX_NAME_LEN};
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
 use crate::handler::{Handler, States};
@@ -144,19 +144,24 @@ impl ConsumerBuilder {
                 });
         }
 
-        let consumer = self
-            .options
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}", self.bus.source(), ulid::Ulid::new()));
+        let consumer = match &self.options.name {
+            Some(name) => {
+                check_name("consumer", name)?;
+                name.clone()
+            }
+            None => default_consumer_name(self.bus.source()),
+        };
+        for (_, group) in groups.keys() {
+            check_name("group", group)?;
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let states = Arc::new(self.states);
         let mut tasks = Vec::new();
         for ((stream, group), handlers) in groups {
-            let key = self.bus.stream_key(stream);
+            let key = self.bus.stream_key(stream)?;
             let spec = Arc::new(GroupSpec {
                 key: key.clone(),
-                dlq: self.bus.dead_letter_key(stream),
+                dlq: self.bus.dead_letter_key(stream)?,
                 group,
                 consumer: consumer.clone(),
                 handlers,
@@ -174,6 +179,25 @@ impl ConsumerBuilder {
             consumer,
         })
     }
+}
+
+/// `<source>-<ulid>`, with every character a name may not hold (`source` is
+/// free text, a URI reference in CloudEvents) replaced by `-`.
+fn default_consumer_name(source: &str) -> String {
+    let mut name = String::with_capacity(MAX_NAME_LEN);
+    for c in source.chars() {
+        let c = match c {
+            '*' | '?' | '[' | ']' | '{' | '}' | ':' | '\\' => '-',
+            c if c.is_whitespace() || c.is_control() => '-',
+            c => c,
+        };
+        // Room for `-` and a ULID's 26 characters.
+        if name.len() + c.len_utf8() > MAX_NAME_LEN - 27 {
+            break;
+        }
+        name.push(c);
+    }
+    format!("{name}-{}", ulid::Ulid::new())
 }
 
 async fn start_group<T: StreamTransport>(

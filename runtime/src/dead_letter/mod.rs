@@ -18,7 +18,7 @@ use crate::transport::{RawEntry, StreamTransport};
 /// ```
 /// # async fn run() -> Result<(), tidings::Error> {
 /// let bus = tidings::Bus::in_memory();
-/// let dlq = bus.dead_letters("contextual");
+/// let dlq = bus.dead_letters("contextual")?;
 /// for letter in dlq.list(10).await? {
 ///     println!("{} failed in {}: {}", letter.entry_id, letter.group, letter.error);
 /// }
@@ -46,12 +46,17 @@ impl fmt::Debug for DeadLetters {
 const RETRY_PAGE: usize = 100;
 
 impl DeadLetters {
-    fn new(bus: Bus, stream: &str) -> Self {
-        DeadLetters {
-            stream_key: bus.stream_key(stream),
-            dlq_key: bus.dead_letter_key(stream),
+    fn new(bus: Bus, stream: &str) -> Result<Self, Error> {
+        Ok(DeadLetters {
+            stream_key: bus.stream_key(stream)?,
+            dlq_key: bus.dead_letter_key(stream)?,
             bus,
-        }
+        })
+    }
+
+    /// The key of the stream whose dead letters these are: `ns:{stream}`.
+    pub fn stream_key(&self) -> &str {
+        &self.stream_key
     }
 
     /// The key of the dead-letter stream: `ns:{stream}:dlq`.
@@ -135,11 +140,16 @@ impl DeadLetters {
 impl Bus {
     /// The dead letters of a stream (of this bus's tenant): list, retry, purge.
     ///
+    /// Fails on a stream name that could reach another stream's or another
+    /// tenant's keys (see [`Bus::tenant`] for the rule).
+    ///
     /// ```
     /// let bus = tidings::Bus::in_memory();
-    /// assert_eq!(bus.dead_letters("contextual").key(), "tidings:{contextual}:dlq");
+    /// assert_eq!(bus.dead_letters("contextual")?.key(), "tidings:{contextual}:dlq");
+    /// assert!(bus.dead_letters("acme:contextual").is_err());
+    /// # Ok::<(), tidings::Error>(())
     /// ```
-    pub fn dead_letters(&self, stream: &str) -> DeadLetters {
+    pub fn dead_letters(&self, stream: &str) -> Result<DeadLetters, Error> {
         DeadLetters::new(self.clone(), stream)
     }
 }
