@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut acme_opened = acme.subscribe::<GateOpened>().await?;
     println!(
         "psychotest listens on {}",
-        psychotest.channel_key("notifications", "gate.*")?
+        psychotest.channel_pattern("notifications", "gate.*")?
     );
     println!(
         "acme listens on {}",

@@ -308,9 +308,16 @@ impl Bus {
         ))
     }
 
-    /// The literal channel of a type pattern: the key with the pattern in
-    /// the type's place, checked so that it only matches inside `channel`.
-    pub(crate) fn channel_pattern(&self, channel: &str, pattern: &str) -> Result<String, Error> {
+    /// The `PSUBSCRIBE` pattern of [`Bus::subscribe_pattern`]: the channel
+    /// key with a type pattern in the type's place, checked so that it only
+    /// matches inside `channel` on this bus's scope.
+    ///
+    /// ```
+    /// let acme = tidings::Bus::in_memory().tenant("acme")?;
+    /// assert_eq!(acme.channel_pattern("gates", "gate.*")?, "tidings:{acme}:gates:gate.*");
+    /// # Ok::<(), tidings::Error>(())
+    /// ```
+    pub fn channel_pattern(&self, channel: &str, pattern: &str) -> Result<String, Error> {
         check_name("channel", channel)?;
         keys::check_type_pattern(pattern)?;
         Ok(channel_key(
