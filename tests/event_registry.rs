@@ -106,7 +106,16 @@ fn registry_entry_carries_the_event_constants() {
     assert_eq!(info.stream, Some("test-orders"));
     assert_eq!(info.channel, None);
     assert_eq!(info.compat, Compat::FullTransitive);
-    assert_eq!(info.dataschema, "schemas/test-orders/order.placed/v2.json");
+    assert_eq!(
+        info.dataschema,
+        "https://tidings.invalid/schemas/test-orders/order.placed/v2.json"
+    );
+    assert_eq!(
+        info.dataschema,
+        format!("{}{}", tidings::DEFAULT_SCHEMA_BASE, info.schema_path),
+        "the macro's default base is the runtime's"
+    );
+    assert_eq!(info.schema_path, "test-orders/order.placed/v2.json");
     assert_eq!(info.upcast_from, Some(1));
     assert_eq!(info.topic(), "test-orders");
 
@@ -115,13 +124,13 @@ fn registry_entry_carries_the_event_constants() {
     assert_eq!(gate.stream, Some("test-gates"));
     assert_eq!(gate.channel, Some("gate-notifications"));
     assert_eq!(gate.compat, Compat::Backward);
-    assert_eq!(gate.dataschema, "schemas/test-gates/gate.opened/v1.json");
+    assert_eq!(gate.schema_path, "test-gates/gate.opened/v1.json");
 
     let seen = registry::find("user.seen", 1).unwrap();
     assert_eq!(seen.stream, None);
     assert_eq!(seen.channel, Some("test-presence"));
     assert_eq!(seen.topic(), "test-presence");
-    assert_eq!(seen.dataschema, "schemas/test-presence/user.seen/v1.json");
+    assert_eq!(seen.schema_path, "test-presence/user.seen/v1.json");
 
     let http = registry::find("http.request.sent", 1).unwrap();
     assert_eq!(http.rust_name, "event_registry::nested::HTTPRequestSent");
@@ -130,7 +139,10 @@ fn registry_entry_carries_the_event_constants() {
 #[test]
 fn registry_entry_schema_is_the_payload_schema() {
     let schema = (registry::find("order.placed", 3).unwrap().schema)();
-    assert_eq!(schema["$id"], "schemas/test-orders/order.placed/v3.json");
+    assert_eq!(
+        schema["$id"],
+        "https://tidings.invalid/schemas/test-orders/order.placed/v3.json"
+    );
     assert_eq!(schema["properties"]["total"]["type"], "integer");
     assert_eq!(schema["required"], serde_json::json!(["id", "total"]));
     assert_eq!(schema["additionalProperties"], false);
@@ -198,7 +210,8 @@ const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -
         stream: Some("test-orders"),
         channel: None,
         compat: Compat::Backward,
-        dataschema: "schemas/test-orders/order.placed/v1.json",
+        dataschema: "https://tidings.invalid/schemas/test-orders/order.placed/v1.json",
+        schema_path: "test-orders/order.placed/v1.json",
         upcast_from,
         schema: no_schema,
         decode: None,

@@ -51,7 +51,7 @@ fn schema_has_id_draft_and_is_closed() {
     assert_eq!(schema["$id"], UserSignedUp::DATASCHEMA);
     assert_eq!(
         schema["$id"],
-        "schemas/test-accounts/user.signed.up/v1.json"
+        "https://tidings.invalid/schemas/test-accounts/user.signed.up/v1.json"
     );
     assert_eq!(schema["type"], "object");
     assert_eq!(schema["additionalProperties"], false);
@@ -114,7 +114,7 @@ fn unit_event_schema_is_a_closed_empty_object_with_its_docs() {
         schema,
         json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": "schemas/test-pings/ping/v2.json",
+            "$id": "https://tidings.invalid/schemas/test-pings/ping/v2.json",
             "title": "Ping",
             "description": "Nothing but a name.",
             "type": "object",

@@ -209,7 +209,7 @@ async fn range_and_last_entries_read_without_a_group(h: Harness) {
         got[0].fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])),
     )
     .unwrap();
-    assert_eq!(env.id, published[2].event_id);
+    assert_eq!(env.id, published[2].event_id.to_string());
     assert_eq!(env.type_name, "file.uploaded");
 
     let all = h.bus.range("contextual", "-", 2).await.unwrap();

@@ -100,7 +100,7 @@ fn to_text(entry: &RawEntry) -> String {
         Ok(e) => format!(
             "{}  {}  {} v{}  {}  {}",
             entry.id,
-            e.time_rfc3339(),
+            e.time_rfc3339().as_deref().unwrap_or("-"),
             e.type_name,
             e.dataversion,
             e.id,

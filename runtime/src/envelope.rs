@@ -19,7 +19,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 pub mod field {
     /// `specversion`: always `1.0`.
     pub const SPECVERSION: &str = "specversion";
-    /// `id`: the ULID of the event.
+    /// `id`: the ULID of the event (any non-empty string on read).
     pub const ID: &str = "id";
     /// `source`: the publishing service.
     pub const SOURCE: &str = "source";
@@ -29,7 +29,8 @@ pub mod field {
     pub const TIME: &str = "time";
     /// `datacontenttype`: `application/json`.
     pub const DATACONTENTTYPE: &str = "datacontenttype";
-    /// `dataschema`: such as `schemas/contextual/file.uploaded/v2.json`.
+    /// `dataschema`: such as
+    /// `https://tidings.invalid/schemas/contextual/file.uploaded/v2.json`.
     pub const DATASCHEMA: &str = "dataschema";
     /// `dataversion`: the schema version (extension attribute).
     pub const DATAVERSION: &str = "dataversion";
@@ -49,10 +50,17 @@ pub mod field {
 
 /// One event as it travels: every CloudEvents attribute and the raw payload.
 ///
+/// Reading accepts every event CloudEvents 1.0 accepts: only `specversion`,
+/// `id`, `source` and `type` are required. Without `dataversion`, the
+/// version is the `v<N>` that `dataschema` ends in, and without either it
+/// (or when `dataschema` is not one that ends in `v<N>.json`) it is 1;
+/// without `data`, the payload is JSON `null`. Unknown extension
+/// attributes are ignored.
+///
 /// ```
 /// use tidings::Envelope;
 ///
-/// let env = Envelope::new("billing", "invoice.paid", 1, "schemas/billing/invoice.paid/v1.json", br#"{"n":1}"#.to_vec());
+/// let env = Envelope::new("billing", "invoice.paid", 1, "https://schemas.example.com/billing/invoice.paid/v1.json", br#"{"n":1}"#.to_vec());
 /// let fields = env.to_fields();
 /// let back = Envelope::from_fields("1-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..]))).unwrap();
 /// assert_eq!(back, env);
@@ -60,19 +68,21 @@ pub mod field {
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Envelope {
-    /// `id`: the ULID of the event, also its idempotency key.
-    pub id: Ulid,
+    /// `id`: the ULID of an event tidings wrote (another producer may use
+    /// any non-empty string), also its idempotency key.
+    pub id: String,
     /// `source`: the publishing service.
     pub source: String,
     /// `type`: the event type name.
     pub type_name: String,
-    /// `time`: when the event was published (UTC).
-    pub time: OffsetDateTime,
+    /// `time`: when the event was published (UTC), if the producer said.
+    pub time: Option<OffsetDateTime>,
     /// `datacontenttype`.
     pub datacontenttype: String,
-    /// `dataschema`.
-    pub dataschema: String,
-    /// `dataversion`: schema version of `data`.
+    /// `dataschema`, if the producer wrote one.
+    pub dataschema: Option<String>,
+    /// `dataversion`: schema version of `data` (read from `dataschema`, or
+    /// 1, when the producer did not write it).
     pub dataversion: u32,
     /// `correlationid`.
     pub correlation_id: Option<String>,
@@ -94,7 +104,7 @@ impl fmt::Debug for Envelope {
             .field("id", &self.id)
             .field("source", &self.source)
             .field("type", &self.type_name)
-            .field("time", &Rfc3339Millis::from_datetime(self.time).as_str())
+            .field("time", &self.time_rfc3339())
             .field("dataschema", &self.dataschema)
             .field("dataversion", &self.dataversion)
             .field("correlation_id", &self.correlation_id)
@@ -117,12 +127,12 @@ impl Envelope {
     ) -> Self {
         let now = now_millis();
         Envelope {
-            id: Ulid::new(),
+            id: Ulid::new().to_string(),
             source: source.into(),
             type_name: type_name.into(),
-            time: datetime_from_millis(now),
+            time: Some(datetime_from_millis(now)),
             datacontenttype: JSON_CONTENT_TYPE.to_owned(),
-            dataschema: dataschema.into(),
+            dataschema: Some(dataschema.into()),
             dataversion,
             correlation_id: None,
             causation_id: None,
@@ -133,32 +143,40 @@ impl Envelope {
         }
     }
 
-    /// The `time` attribute as written on the wire: `2026-11-24T10:00:00.123Z`.
-    pub fn time_rfc3339(&self) -> String {
-        Rfc3339Millis::from_datetime(self.time).as_str().to_owned()
+    /// The `time` attribute as tidings writes it: `2026-11-24T10:00:00.123Z`.
+    pub fn time_rfc3339(&self) -> Option<String> {
+        self.time
+            .map(|t| Rfc3339Millis::from_datetime(t).as_str().to_owned())
+    }
+
+    /// The id as a ULID, if it is one (every event tidings writes).
+    pub fn ulid(&self) -> Option<Ulid> {
+        Ulid::from_string(&self.id).ok()
     }
 
     /// The fields of a stream entry (binary mode), in wire order; optional
     /// attributes that are unset are left out.
     pub fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let mut id = [0u8; ulid::ULID_LEN];
-        let id = self.id.array_to_str(&mut id).as_bytes().to_vec();
         let mut out = vec![
             (field::SPECVERSION, SPECVERSION.as_bytes().to_vec()),
-            (field::ID, id),
+            (field::ID, self.id.as_bytes().to_vec()),
             (field::SOURCE, self.source.as_bytes().to_vec()),
             (field::TYPE, self.type_name.as_bytes().to_vec()),
-            (field::TIME, self.time_rfc3339().into_bytes()),
-            (
-                field::DATACONTENTTYPE,
-                self.datacontenttype.as_bytes().to_vec(),
-            ),
-            (field::DATASCHEMA, self.dataschema.as_bytes().to_vec()),
-            (
-                field::DATAVERSION,
-                self.dataversion.to_string().into_bytes(),
-            ),
         ];
+        if let Some(time) = self.time_rfc3339() {
+            out.push((field::TIME, time.into_bytes()));
+        }
+        out.push((
+            field::DATACONTENTTYPE,
+            self.datacontenttype.as_bytes().to_vec(),
+        ));
+        if let Some(schema) = &self.dataschema {
+            out.push((field::DATASCHEMA, schema.as_bytes().to_vec()));
+        }
+        out.push((
+            field::DATAVERSION,
+            self.dataversion.to_string().into_bytes(),
+        ));
         for (name, value) in self.optional_attributes() {
             if let Some(v) = value {
                 out.push((name, v.as_bytes().to_vec()));
@@ -211,18 +229,16 @@ impl Envelope {
     /// inline. The payload is copied as is, so it must be JSON, which every
     /// payload tidings writes is.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut id = [0u8; ulid::ULID_LEN];
-        let id = self.id.array_to_str(&mut id);
-        let time = Rfc3339Millis::from_datetime(self.time);
+        let time = self.time.map(Rfc3339Millis::from_datetime);
         let opts = self.optional_attributes();
         write_json(
             &JsonParts {
-                id,
+                id: &self.id,
                 source: &self.source,
                 type_name: &self.type_name,
-                time: time.as_str(),
+                time: time.as_ref().map(Rfc3339Millis::as_str),
                 datacontenttype: &self.datacontenttype,
-                dataschema: &self.dataschema,
+                dataschema: self.dataschema.as_deref(),
                 dataversion: self.dataversion,
                 optional: &opts.map(|(n, v)| (n, v.map(String::as_str))),
             },
@@ -244,6 +260,13 @@ impl Envelope {
             if name == field::DATA {
                 data = Some(serde_json::to_vec(value).unwrap_or_default());
                 continue;
+            }
+            if name == "data_base64" {
+                return Err(EnvelopeError::Malformed {
+                    field: field::DATA,
+                    at: at.to_owned(),
+                    reason: "the event carries binary data (`data_base64`); a tidings payload is JSON in `data`".to_owned(),
+                });
             }
             match value {
                 serde_json::Value::String(s) => raw.set(name.as_bytes(), s.as_bytes()),
@@ -360,39 +383,75 @@ impl<'a> RawAttributes<'a> {
                 format!("expected `{SPECVERSION}`, found `{specversion}`"),
             ));
         }
-        let id = parsed(field::ID, &self.id, at)?;
-        let id = Ulid::from_string(id)
-            .map_err(|e| malformed(field::ID, format!("`{id}` is not a ULID: {e}")))?;
-        let time = parsed(field::TIME, &self.time, at)?;
-        let time = OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| malformed(field::TIME, format!("`{time}` is not RFC 3339: {e}")))?;
-        let dataversion = parsed(field::DATAVERSION, &self.dataversion, at)?;
-        let dataversion = match dataversion.parse::<u32>() {
-            Ok(v) if v >= 1 => v,
-            _ => {
-                return Err(malformed(
-                    field::DATAVERSION,
-                    format!("`{dataversion}` is not a version (an integer, 1 or more)"),
-                ))
+        let non_empty = |field: &'static str, v: String| {
+            if v.is_empty() {
+                Err(malformed(field, "it is empty".to_owned()))
+            } else {
+                Ok(v)
             }
+        };
+        let id = non_empty(field::ID, required(field::ID, self.id)?)?;
+        let time = match &self.time {
+            None => None,
+            Some(_) => {
+                let time = parsed(field::TIME, &self.time, at)?;
+                Some(
+                    OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+                        .map_err(|e| {
+                            malformed(field::TIME, format!("`{time}` is not RFC 3339: {e}"))
+                        })?,
+                )
+            }
+        };
+        let dataschema = optional(field::DATASCHEMA, self.dataschema)?;
+        let dataversion = match &self.dataversion {
+            Some(_) => {
+                let v = parsed(field::DATAVERSION, &self.dataversion, at)?;
+                match v.parse::<u32>() {
+                    Ok(v) if v >= 1 => v,
+                    _ => {
+                        return Err(malformed(
+                            field::DATAVERSION,
+                            format!("`{v}` is not a version (an integer, 1 or more)"),
+                        ))
+                    }
+                }
+            }
+            // A producer that names no version at all wrote the first.
+            None => dataschema
+                .as_deref()
+                .and_then(version_of_schema)
+                .unwrap_or(1),
         };
         let datacontenttype = optional(field::DATACONTENTTYPE, self.datacontenttype)?
             .unwrap_or_else(|| JSON_CONTENT_TYPE.to_owned());
         Ok(Envelope {
             id,
-            source: required(field::SOURCE, self.source)?,
-            type_name: required(field::TYPE, self.type_name)?,
+            source: non_empty(field::SOURCE, required(field::SOURCE, self.source)?)?,
+            type_name: non_empty(field::TYPE, required(field::TYPE, self.type_name)?)?,
             time,
             datacontenttype,
-            dataschema: required(field::DATASCHEMA, self.dataschema)?,
+            dataschema,
             dataversion,
             correlation_id: optional(field::CORRELATIONID, self.correlation_id)?,
             causation_id: optional(field::CAUSATIONID, self.causation_id)?,
             tenant_id: optional(field::TENANTID, self.tenant_id)?,
             traceparent: optional(field::TRACEPARENT, self.traceparent)?,
             subject: optional(field::SUBJECT, self.subject)?,
-            data: self.data.ok_or_else(|| missing(field::DATA))?.into_owned(),
+            data: self
+                .data
+                .map_or_else(|| b"null".to_vec(), std::borrow::Cow::into_owned),
         })
+    }
+}
+
+/// The `N` of a `dataschema` that ends in `v<N>.json`, as tidings writes it.
+fn version_of_schema(uri: &str) -> Option<u32> {
+    let file = uri.rsplit('/').next()?;
+    let n = file.strip_prefix('v')?.strip_suffix(".json")?;
+    match n.parse::<u32>() {
+        Ok(v) if v >= 1 && !n.starts_with('+') => Some(v),
+        _ => None,
     }
 }
 
@@ -402,9 +461,9 @@ pub(crate) struct JsonParts<'a> {
     pub(crate) id: &'a str,
     pub(crate) source: &'a str,
     pub(crate) type_name: &'a str,
-    pub(crate) time: &'a str,
+    pub(crate) time: Option<&'a str>,
     pub(crate) datacontenttype: &'a str,
-    pub(crate) dataschema: &'a str,
+    pub(crate) dataschema: Option<&'a str>,
     pub(crate) dataversion: u32,
     pub(crate) optional: &'a [(&'static str, Option<&'a str>)],
 }
@@ -428,9 +487,13 @@ pub(crate) fn write_json(parts: &JsonParts<'_>, data: &[u8]) -> Vec<u8> {
     put(&mut out, field::ID, parts.id);
     put(&mut out, field::SOURCE, parts.source);
     put(&mut out, field::TYPE, parts.type_name);
-    put(&mut out, field::TIME, parts.time);
+    if let Some(time) = parts.time {
+        put(&mut out, field::TIME, time);
+    }
     put(&mut out, field::DATACONTENTTYPE, parts.datacontenttype);
-    put(&mut out, field::DATASCHEMA, parts.dataschema);
+    if let Some(schema) = parts.dataschema {
+        put(&mut out, field::DATASCHEMA, schema);
+    }
     let version = itoa_u32(parts.dataversion);
     put(&mut out, field::DATAVERSION, version.as_str());
     for (name, value) in parts.optional {
@@ -581,7 +644,7 @@ mod tests {
             "svc",
             "file.uploaded",
             2,
-            "schemas/contextual/file.uploaded/v2.json",
+            "https://tidings.invalid/schemas/contextual/file.uploaded/v2.json",
             br#"{"filename":"a \"b\".pdf"}"#.to_vec(),
         );
         e.correlation_id = Some("corr".into());
@@ -610,30 +673,87 @@ mod tests {
         assert_eq!(back, e);
     }
 
-    #[test]
-    fn missing_attribute_names_the_field_and_entry() {
-        let e = sample();
+    fn without(e: &Envelope, names: &[&str]) -> Result<Envelope, EnvelopeError> {
         let fields: Vec<_> = e
             .to_fields()
             .into_iter()
-            .filter(|(k, _)| *k != field::DATASCHEMA)
+            .filter(|(k, _)| !names.contains(k))
             .collect();
-        let err = Envelope::from_fields("7-1", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
-            .unwrap_err();
+        Envelope::from_fields("7-1", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
+    }
+
+    #[test]
+    fn missing_required_attribute_names_the_field_and_entry() {
+        let e = sample();
+        for name in [field::SPECVERSION, field::ID, field::SOURCE, field::TYPE] {
+            assert_eq!(
+                without(&e, &[name]).unwrap_err(),
+                EnvelopeError::Missing {
+                    field: name,
+                    at: "7-1".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_four_required_attributes_make_an_event() {
+        let e = sample();
+        // Another language's producer may leave every optional attribute out.
+        let bare = without(
+            &e,
+            &[
+                field::TIME,
+                field::DATACONTENTTYPE,
+                field::DATASCHEMA,
+                field::DATAVERSION,
+                field::CORRELATIONID,
+                field::SUBJECT,
+                field::DATA,
+            ],
+        )
+        .unwrap();
+        assert_eq!(bare.id, e.id);
+        assert_eq!(bare.time, None);
+        assert_eq!(bare.dataschema, None);
+        assert_eq!(bare.dataversion, 1, "no version at all reads as version 1");
+        assert_eq!(bare.data, b"null");
+        assert_eq!(bare.datacontenttype, JSON_CONTENT_TYPE);
+
+        // Without `dataversion`, the version is the `v<N>` of `dataschema`…
+        let by_schema = without(&e, &[field::DATAVERSION]).unwrap();
+        assert_eq!(by_schema.dataversion, 2);
+        // …and without `dataschema`, `dataversion` alone says it.
+        let by_version = without(&e, &[field::DATASCHEMA]).unwrap();
+        assert_eq!(by_version.dataversion, 2);
+        assert_eq!(by_version.dataschema, None);
+
+        // A `dataschema` of another registry names no version: the first.
+        let mut other = e.clone();
+        other.dataschema = Some("https://registry.example.com/ids/42".into());
         assert_eq!(
-            err,
-            EnvelopeError::Missing {
-                field: "dataschema",
-                at: "7-1".into()
-            }
+            without(&other, &[field::DATAVERSION]).unwrap().dataversion,
+            1
         );
+    }
+
+    #[test]
+    fn ids_of_other_producers_are_kept_as_they_are() {
+        let mut e = sample();
+        e.id = "5b3f6c1e-7c8e-4b2a-9f3e-2a1d0c9b8a7f".into();
+        let back = without(&e, &[]).unwrap();
+        assert_eq!(back.id, e.id);
+        assert_eq!(back.ulid(), None);
+        assert!(sample().ulid().is_some());
     }
 
     #[test]
     fn malformed_attributes_are_typed_errors() {
         let e = sample();
         for (name, bad) in [
-            (field::ID, &b"not-a-ulid"[..]),
+            (field::ID, &b""[..]),
+            (field::SOURCE, b""),
+            (field::TYPE, b""),
             (field::TIME, b"yesterday"),
             (field::DATAVERSION, b"two"),
             (field::DATAVERSION, b"0"),
@@ -672,6 +792,22 @@ mod tests {
         .unwrap();
         assert_eq!(owned, borrowed);
         assert_eq!(owned, e);
+    }
+
+    #[test]
+    fn structured_mode_reads_a_minimal_event_and_refuses_binary_data() {
+        let minimal = br#"{"specversion":"1.0","id":"a-1","source":"/py","type":"gate.opened","data":{"gate":"n"}}"#;
+        let e = Envelope::from_json("c", minimal).unwrap();
+        assert_eq!((e.id.as_str(), e.dataversion), ("a-1", 1));
+        assert_eq!(e.data, br#"{"gate":"n"}"#);
+        let with_version = br#"{"specversion":"1.0","id":"a-2","source":"/py","type":"gate.opened","dataversion":3}"#;
+        let e = Envelope::from_json("c", with_version).unwrap();
+        assert_eq!((e.dataversion, &e.data[..]), (3, &b"null"[..]));
+        let binary = br#"{"specversion":"1.0","id":"a-3","source":"/py","type":"gate.opened","data_base64":"AAEC"}"#;
+        assert!(matches!(
+            Envelope::from_json("c", binary),
+            Err(EnvelopeError::Malformed { field: "data", .. })
+        ));
     }
 
     #[test]

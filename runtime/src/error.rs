@@ -116,6 +116,15 @@ pub enum Error {
     /// tenant's.
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    /// [`BusBuilder::schema_base`](crate::BusBuilder::schema_base) is not an
+    /// absolute URI.
+    #[error("invalid schema base `{base}`: {reason}")]
+    InvalidSchemaBase {
+        /// The base as given.
+        base: String,
+        /// Why it is rejected.
+        reason: String,
+    },
     /// [`Meta::tenant`](crate::Meta::tenant) names another tenant than the
     /// tenant bus it is published on.
     #[error("the bus of tenant `{bus}` cannot publish for tenant `{requested}`; publish on `bus.tenant(\"{requested}\")` from the root bus instead")]

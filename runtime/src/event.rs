@@ -3,6 +3,49 @@
 use crate::compat::Compat;
 use crate::error::DecodeError;
 
+/// The base of `dataschema` and of every schema's `$id` unless configured:
+/// an absolute URI, as CloudEvents requires, in the `.invalid` domain that
+/// never resolves, so that nothing is fetched from it by mistake. Set a base
+/// of your own where the `schemas/` folder is published.
+pub const DEFAULT_SCHEMA_BASE: &str = "https://tidings.invalid/schemas/";
+
+/// The schema base as it is used: `base` checked to be an absolute URI
+/// (`scheme:` then more, no whitespace, quotes, `#` or `?`) and ending in
+/// `/` or `:` (a `/` is added otherwise), or why it cannot be one.
+pub(crate) fn schema_base(base: &str) -> Result<String, String> {
+    let scheme_end = base.find(':').ok_or_else(|| {
+        "it is not an absolute URI: it has no scheme (such as `https:` or `urn:`)".to_owned()
+    })?;
+    let scheme = &base[..scheme_end];
+    let valid_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !valid_scheme {
+        return Err(format!(
+            "`{scheme}` is not a URI scheme: it starts with a letter and holds letters, digits, `+`, `-` and `.`"
+        ));
+    }
+    if base.len() == scheme_end + 1 {
+        return Err("it has nothing after the scheme".to_owned());
+    }
+    if let Some(c) = base.chars().find(|&c| {
+        c.is_whitespace() || c.is_control() || matches!(c, '"' | '<' | '>' | '\\' | '#' | '?')
+    }) {
+        return Err(format!(
+            "it contains {c:?}; a base holds no whitespace, quotes, angle brackets, `\\`, `#` or `?`"
+        ));
+    }
+    let mut out = base.to_owned();
+    if !out.ends_with(['/', ':']) {
+        out.push('/');
+    }
+    Ok(out)
+}
+
 /// A typed, versioned event: what `#[event(...)]` implements for a struct.
 ///
 /// Implement it with the attribute, never by hand: the macro also derives
@@ -39,7 +82,14 @@ pub trait Event:
     const VERSION: u32;
     /// Compatibility mode a new version must keep with the older ones.
     const COMPAT: Compat;
-    /// The `dataschema` attribute: `schemas/<stream or channel>/<type>/v<N>.json`.
+    /// Where the payload schema of this version lives under a schema base:
+    /// `<stream or channel>/<type>/v<N>.json`, also its path in `schemas/`.
+    const SCHEMA_PATH: &'static str;
+    /// The `dataschema` attribute and the schema's `$id` under the default
+    /// base: [`DEFAULT_SCHEMA_BASE`] followed by [`Event::SCHEMA_PATH`]. A bus
+    /// or a schema check with another base
+    /// ([`BusBuilder::schema_base`](crate::BusBuilder::schema_base)) puts
+    /// its own base in front of the path instead.
     const DATASCHEMA: &'static str;
 
     /// Reads a payload of any version this type knows: the current one

@@ -56,7 +56,7 @@ pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
-pub use event::Event;
+pub use event::{Event, DEFAULT_SCHEMA_BASE};
 pub use handler::{
     fatal, is_fatal, retry, BoxFuture, Context, Fatal, Handler, HandlerError, HandlerOptions,
     HandlerResult, IntoOutcome, Outcome, State, StateType,

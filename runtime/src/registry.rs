@@ -28,8 +28,11 @@ pub struct EventInfo {
     pub channel: Option<&'static str>,
     /// Compatibility mode of the type.
     pub compat: Compat,
-    /// The `dataschema` attribute of this version.
+    /// The `dataschema` attribute of this version under the default schema
+    /// base ([`Event::DATASCHEMA`]).
     pub dataschema: &'static str,
+    /// Where its schema lives under a schema base ([`Event::SCHEMA_PATH`]).
+    pub schema_path: &'static str,
     /// Version of the `upcast_from` struct, if any.
     pub upcast_from: Option<u32>,
     /// JSON Schema (2020-12) of the payload of this version.
@@ -66,6 +69,7 @@ impl fmt::Debug for EventInfo {
             .field("channel", &self.channel)
             .field("compat", &self.compat)
             .field("dataschema", &self.dataschema)
+            .field("schema_path", &self.schema_path)
             .field("upcast_from", &self.upcast_from)
             .finish_non_exhaustive()
     }

@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Ulid;
 use futures::Stream;
 
 use crate::envelope::Envelope;
@@ -70,9 +69,9 @@ impl Outgoing<'_> {
                 id: self.id,
                 source: self.source,
                 type_name: self.type_name,
-                time: self.time,
+                time: Some(self.time),
                 datacontenttype: crate::envelope::JSON_CONTENT_TYPE,
-                dataschema: self.dataschema,
+                dataschema: Some(self.dataschema),
                 dataversion: self.dataversion,
                 optional: &optional,
             },
@@ -84,16 +83,16 @@ impl Outgoing<'_> {
     pub fn to_envelope(&self) -> Envelope {
         let own = |s: Option<&str>| s.map(str::to_owned);
         Envelope {
-            id: Ulid::from_string(self.id).unwrap_or_default(),
+            id: self.id.to_owned(),
             source: self.source.to_owned(),
             type_name: self.type_name.to_owned(),
             time: time::OffsetDateTime::parse(
                 self.time,
                 &time::format_description::well_known::Rfc3339,
             )
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            .ok(),
             datacontenttype: crate::envelope::JSON_CONTENT_TYPE.to_owned(),
-            dataschema: self.dataschema.to_owned(),
+            dataschema: Some(self.dataschema.to_owned()),
             dataversion: self.dataversion,
             correlation_id: own(self.correlation_id),
             causation_id: own(self.causation_id),

@@ -13,7 +13,8 @@ macro_rules! hand_event {
             const TYPE: &'static str = $name;
             const VERSION: u32 = $v;
             const COMPAT: Compat = Compat::Backward;
-            const DATASCHEMA: &'static str = $schema;
+            const SCHEMA_PATH: &'static str = $schema;
+            const DATASCHEMA: &'static str = concat!("https://tidings.invalid/schemas/", $schema);
 
             fn decode(version: u32, data: &[u8]) -> Result<Self, DecodeError> {
                 if version == $v {
@@ -76,7 +77,7 @@ impl FileUploaded {
 pub struct FileUploadedV9 {
     pub file_id: String,
 }
-hand_event!(FileUploadedV9, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 9, schema = "schemas/contextual/file.uploaded/v9.json");
+hand_event!(FileUploadedV9, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 9, schema = "contextual/file.uploaded/v9.json");
 
 /// A `file.uploaded` v2 whose `filename` has the wrong type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -84,7 +85,7 @@ pub struct BrokenFileUploaded {
     pub file_id: String,
     pub filename: u64,
 }
-hand_event!(BrokenFileUploaded, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 2, schema = "schemas/contextual/file.uploaded/v2.json");
+hand_event!(BrokenFileUploaded, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 2, schema = "contextual/file.uploaded/v2.json");
 
 /// A `file.uploaded` whose payload cannot be written when its id is
 /// `poison`: serialization fails at run time, as it can for a map with
@@ -93,7 +94,7 @@ hand_event!(BrokenFileUploaded, stream = Some("contextual"), channel = None, typ
 pub struct FragileFileUploaded {
     pub file_id: String,
 }
-hand_event!(FragileFileUploaded, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 1, schema = "schemas/contextual/file.uploaded/v1.json");
+hand_event!(FragileFileUploaded, stream = Some("contextual"), channel = None, type = "file.uploaded", version = 1, schema = "contextual/file.uploaded/v1.json");
 
 impl Serialize for FragileFileUploaded {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

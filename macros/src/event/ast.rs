@@ -7,6 +7,10 @@ use syn::{Fields, FieldsNamed, Ident, Item, ItemStruct, Path};
 use super::attr::Attrs;
 use crate::ctxt::Ctxt;
 
+/// The runtime's `DEFAULT_SCHEMA_BASE`, spelled out so that `DATASCHEMA` is a
+/// literal; a test of the runtime checks that the two agree.
+const DEFAULT_SCHEMA_BASE: &str = "https://tidings.invalid/schemas/";
+
 /// An `#[event]` struct that has the shape an event needs.
 pub(crate) struct Input<'a> {
     pub(crate) item: &'a ItemStruct,
@@ -110,14 +114,15 @@ impl<'a> Input<'a> {
             .map(|l| l.value())
     }
 
-    /// The `dataschema` of this version.
-    pub(crate) fn dataschema(&self) -> String {
+    /// Where the schema of this version lives under a schema base.
+    pub(crate) fn schema_path(&self) -> String {
         let topic = self.topic().unwrap_or_default();
-        format!(
-            "schemas/{topic}/{}/v{}.json",
-            self.type_name,
-            self.version()
-        )
+        format!("{topic}/{}/v{}.json", self.type_name, self.version())
+    }
+
+    /// The `dataschema` of this version under the default schema base.
+    pub(crate) fn dataschema(&self) -> String {
+        format!("{DEFAULT_SCHEMA_BASE}{}", self.schema_path())
     }
 
     /// Path the generated code reaches the facade by: `::tidings` unless

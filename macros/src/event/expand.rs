@@ -244,6 +244,7 @@ fn event_impl(input: &Input<'_>, krate: &Path, with_chain: bool) -> TokenStream 
     let version = Literal::u32_unsuffixed(input.version());
     let compat = compat_tokens(input, krate);
     let dataschema = LitStr::new(&input.dataschema(), Span::call_site());
+    let schema_path = LitStr::new(&input.schema_path(), Span::call_site());
     let p = quote!(#krate::__private);
     let prev = input.attrs.upcast_from.as_ref().filter(|_| with_chain);
     // Every use of `Prev` is spanned at the user's tokens, and is a
@@ -275,6 +276,7 @@ fn event_impl(input: &Input<'_>, krate: &Path, with_chain: bool) -> TokenStream 
             const TYPE: &'static str = #type_name;
             const VERSION: u32 = #version;
             const COMPAT: #krate::Compat = #compat;
+            const SCHEMA_PATH: &'static str = #schema_path;
             const DATASCHEMA: &'static str = #dataschema;
 
             // Inline, like serde's generic code: the deserializer is compiled
@@ -319,6 +321,7 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
                 channel: <#ident as #krate::Event>::CHANNEL,
                 compat: <#ident as #krate::Event>::COMPAT,
                 dataschema: <#ident as #krate::Event>::DATASCHEMA,
+                schema_path: <#ident as #krate::Event>::SCHEMA_PATH,
                 upcast_from: #upcast_from,
                 schema: #p::payload_schema::<#ident>,
                 // A deserializer per event, compiled only where the schema
@@ -408,7 +411,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("const DATASCHEMA : & 'static str = \"schemas/s/e/v2.json\""),
+            out.contains("const DATASCHEMA : & 'static str = \"https://tidings.invalid/schemas/s/e/v2.json\""),
             "{out}"
         );
         assert!(

@@ -8,11 +8,13 @@ mod keys;
 mod publish;
 mod subscribe;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::event::{self, DEFAULT_SCHEMA_BASE};
 pub(crate) use backend::{on_channels, on_streams, Backend};
 pub(crate) use keys::{check_name, MAX_NAME_LEN};
 pub(crate) use publish::Draft;
@@ -32,6 +34,9 @@ struct Shared {
     source: String,
     backend: Backend,
     publish_timeout: Duration,
+    /// `None` for [`DEFAULT_SCHEMA_BASE`], whose `dataschema` of each type is
+    /// a constant.
+    schema_base: Option<Box<str>>,
 }
 
 /// The event bus: publishes, subscribes, and builds consumers.
@@ -76,6 +81,7 @@ pub struct BusBuilder {
     source: String,
     response_timeout: Option<Duration>,
     publish_timeout: Duration,
+    schema_base: Option<String>,
 }
 
 /// How long `publish` keeps trying while Redis is unreachable, by default.
@@ -88,6 +94,7 @@ impl Default for BusBuilder {
             source: default_source(),
             response_timeout: Some(Duration::from_secs(5)),
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            schema_base: None,
         }
     }
 }
@@ -133,14 +140,44 @@ impl BusBuilder {
         self
     }
 
+    /// The absolute URI that `dataschema` and each schema's `$id` start with
+    /// (default [`DEFAULT_SCHEMA_BASE`]): where the `schemas/` folder is
+    /// published, such as `https://schemas.example.com/events/`. A `/` is
+    /// added if it ends in neither `/` nor `:`. Give the schema check the
+    /// same base ([`Check::schema_base`](crate::schemas::Check::schema_base)),
+    /// so that `$id` and `dataschema` agree.
+    ///
+    /// ```
+    /// # use tidings::{event, Event};
+    /// let bus = tidings::Bus::builder()
+    ///     .schema_base("https://schemas.example.com/events")
+    ///     .in_memory()?;
+    /// assert_eq!(bus.schema_base(), "https://schemas.example.com/events/");
+    /// assert!(tidings::Bus::builder().schema_base("schemas/").in_memory().is_err());
+    /// # Ok::<(), tidings::Error>(())
+    /// ```
+    pub fn schema_base(mut self, base: impl Into<String>) -> Self {
+        self.schema_base = Some(base.into());
+        self
+    }
+
     fn build(self, backend: Backend) -> Result<Bus, Error> {
         check_name("namespace", &self.namespace)?;
+        let schema_base = match self.schema_base {
+            None => None,
+            Some(base) => {
+                let checked = event::schema_base(&base)
+                    .map_err(|reason| Error::InvalidSchemaBase { base, reason })?;
+                (checked != DEFAULT_SCHEMA_BASE).then(|| checked.into_boxed_str())
+            }
+        };
         Ok(Bus {
             shared: Arc::new(Shared {
                 namespace: self.namespace,
                 source: self.source,
                 backend,
                 publish_timeout: self.publish_timeout,
+                schema_base,
             }),
             tenant: None,
         })
@@ -205,6 +242,7 @@ impl Bus {
                 source: default_source(),
                 backend: Backend::Memory(MemoryTransport::new()),
                 publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+                schema_base: None,
             }),
             tenant: None,
         }
@@ -247,6 +285,24 @@ impl Bus {
     /// The `source` attribute of published events.
     pub fn source(&self) -> &str {
         &self.shared.source
+    }
+
+    /// The base of the `dataschema` of published events
+    /// ([`BusBuilder::schema_base`]).
+    pub fn schema_base(&self) -> &str {
+        self.shared
+            .schema_base
+            .as_deref()
+            .unwrap_or(DEFAULT_SCHEMA_BASE)
+    }
+
+    /// The `dataschema` of a type's version on this bus: its constant under
+    /// the default base, the configured base and its path otherwise.
+    pub(crate) fn dataschema(&self, schema_path: &str, default: &'static str) -> Cow<'static, str> {
+        match &self.shared.schema_base {
+            None => Cow::Borrowed(default),
+            Some(base) => Cow::Owned(format!("{base}{schema_path}")),
+        }
     }
 
     /// The in-memory broker, if the bus is in-memory.

@@ -83,6 +83,7 @@ pub(crate) struct Draft {
     type_name: &'static str,
     version: u32,
     dataschema: &'static str,
+    schema_path: &'static str,
     stream: Option<&'static str>,
     channel: Option<&'static str>,
     data: Vec<u8>,
@@ -117,6 +118,7 @@ impl Draft {
             type_name: E::TYPE,
             version: E::VERSION,
             dataschema: E::DATASCHEMA,
+            schema_path: E::SCHEMA_PATH,
             stream: E::STREAM,
             channel: E::CHANNEL,
             data: Vec::new(),
@@ -136,6 +138,7 @@ impl Draft {
             type_name: E::TYPE,
             version: E::VERSION,
             dataschema: E::DATASCHEMA,
+            schema_path: E::SCHEMA_PATH,
             stream: E::STREAM,
             channel: E::CHANNEL,
             data,
@@ -265,9 +268,10 @@ impl Bus {
         let time = Rfc3339Millis::from_millis(now_millis());
         let stamps: Vec<Stamp> = events.iter().map(|_| Stamp::new()).collect();
         let draft = Draft::unwritten::<E>();
+        let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
         let attributes: Vec<Outgoing<'_>> = stamps
             .iter()
-            .map(|stamp| self.outgoing(stamp, time.as_str(), &draft, None, tenant))
+            .map(|stamp| self.outgoing(stamp, time.as_str(), &draft, &dataschema, None, tenant))
             .collect();
         let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
             Some(e) => serde_json::to_writer(buf, e),
@@ -351,6 +355,7 @@ impl Bus {
         stamp: &'a Stamp,
         time: &'a str,
         draft: &'a Draft,
+        dataschema: &'a str,
         meta: Option<&'a Meta>,
         tenant: Option<&'a str>,
     ) -> Outgoing<'a> {
@@ -359,7 +364,7 @@ impl Bus {
             source: &self.shared.source,
             type_name: draft.type_name,
             time,
-            dataschema: draft.dataschema,
+            dataschema,
             dataversion: draft.version,
             correlation_id: meta.and_then(|m| m.correlation_id.as_deref()),
             causation_id: meta.and_then(|m| m.causation_id.as_deref()),
@@ -375,7 +380,8 @@ impl Bus {
         let tenant = self.effective_tenant(meta)?;
         let stamp = Stamp::new();
         let time = Rfc3339Millis::from_millis(now_millis());
-        let out = self.outgoing(&stamp, time.as_str(), draft, meta, tenant);
+        let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
+        let out = self.outgoing(&stamp, time.as_str(), draft, &dataschema, meta, tenant);
         let ns = &self.shared.namespace;
         let stream_key = draft.stream.map(|s| stream_key(ns, tenant, s));
         let channel_key = draft
@@ -439,10 +445,15 @@ impl Bus {
                 }
             })
             .collect();
+        let schemas: Vec<_> = drafts
+            .iter()
+            .map(|d| self.dataschema(d.schema_path, d.dataschema))
+            .collect();
         let mut appends = Vec::with_capacity(drafts.len());
         let mut broadcasts = Vec::new();
-        for ((draft, stamp), &i) in drafts.iter().zip(&stamps).zip(&at) {
-            let out = self.outgoing(stamp, time.as_str(), draft, Some(meta), tenant);
+        for (((draft, stamp), &i), dataschema) in drafts.iter().zip(&stamps).zip(&at).zip(&schemas)
+        {
+            let out = self.outgoing(stamp, time.as_str(), draft, dataschema, Some(meta), tenant);
             let d = &destinations[i];
             if let Some(k) = &d.stream_key {
                 appends.push((k.as_str(), out));

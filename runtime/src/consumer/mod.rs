@@ -75,7 +75,7 @@ impl GroupSpec {
     }
 
     /// The inbox mark of an event in this group, in the stream's hash slot.
-    fn mark(&self, event_id: &crate::Ulid) -> String {
+    fn mark(&self, event_id: &str) -> String {
         format!("{}:inbox:{}:{}", self.key, self.group, event_id)
     }
 }

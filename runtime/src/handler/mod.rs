@@ -10,8 +10,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::Ulid;
-
 use crate::bus::{Bus, Draft, Meta, Published};
 use crate::envelope::Envelope;
 use crate::error::Error;
@@ -365,9 +363,10 @@ impl Context {
         self.inner.envelope.as_deref()
     }
 
-    /// Id (ULID) of the event being handled.
-    pub fn event_id(&self) -> Option<Ulid> {
-        self.envelope().map(|e| e.id)
+    /// Id of the event being handled: a ULID for every event tidings
+    /// wrote, any non-empty string from another producer.
+    pub fn event_id(&self) -> Option<&str> {
+        self.envelope().map(|e| e.id.as_str())
     }
 
     /// Stream entry id of the delivery.
@@ -402,7 +401,7 @@ impl Context {
     pub fn meta(&self) -> Meta {
         let mut meta = Meta::default();
         if let Some(env) = self.envelope() {
-            let id = env.id.to_string();
+            let id = env.id.clone();
             meta = meta.correlation_id(env.correlation_id.clone().unwrap_or_else(|| id.clone()));
             meta = meta.causation_id(id);
             if let Some(t) = &env.traceparent {

@@ -15,7 +15,7 @@ pub struct GateOpened;
 
 fn main() {
     assert_eq!(FileUploadedV1::TYPE, "file.uploaded");
-    assert_eq!(FileUploadedV1::DATASCHEMA, "schemas/contextual/file.uploaded/v1.json");
+    assert_eq!(FileUploadedV1::DATASCHEMA, "https://tidings.invalid/schemas/contextual/file.uploaded/v1.json");
     assert_eq!(GateOpened::TYPE, "gate.opened");
     assert_eq!(GateOpened::COMPAT, tidings::Compat::Full);
     let e = FileUploadedV1::decode(1, br#"{"filename":"a.pdf"}"#).unwrap();

@@ -13,7 +13,7 @@ impl tidings::Event for FileUploaded {
     const TYPE: &'static str = "file.uploaded";
     const VERSION: u32 = 1;
     const COMPAT: tidings::Compat = tidings::Compat::Backward;
-    const DATASCHEMA: &'static str = "schemas/contextual/file.uploaded/v1.json";
+    const SCHEMA_PATH: &'static str = "contextual/file.uploaded/v1.json"; const DATASCHEMA: &'static str = "https://tidings.invalid/schemas/contextual/file.uploaded/v1.json";
     fn decode(version: u32, data: &[u8]) -> Result<Self, tidings::DecodeError> {
         tidings::__private::decode_json(version, data)
     }
