@@ -52,10 +52,10 @@ fn crate_depending_only_on_tidings_builds_and_runs() {
         stdout,
         "decoded file.uploaded v[1, 2]: a.pdf\n\
          error cannot decode `file.uploaded` v3: this reader knows versions v1, v2\n\
-         registered artifact.stored v1 \"schemas/artifacts/artifact.stored/v1.json\"\n\
-         registered file.uploaded v1 \"schemas/contextual/file.uploaded/v1.json\"\n\
-         registered file.uploaded v2 \"schemas/contextual/file.uploaded/v2.json\"\n\
-         registered gate.opened v1 \"schemas/gates/gate.opened/v1.json\"\n\
+         registered artifact.stored v1 \"https://tidings.invalid/schemas/artifacts/artifact.stored/v1.json\"\n\
+         registered file.uploaded v1 \"https://tidings.invalid/schemas/contextual/file.uploaded/v1.json\"\n\
+         registered file.uploaded v2 \"https://tidings.invalid/schemas/contextual/file.uploaded/v2.json\"\n\
+         registered gate.opened v1 \"https://tidings.invalid/schemas/gates/gate.opened/v1.json\"\n\
          artifact sha256 ab Fetch\n\
          written 10 files\n\
          registry decoders 0\n\
