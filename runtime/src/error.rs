@@ -266,13 +266,24 @@ pub enum TransportError {
         /// What was wrong with the reply.
         reason: String,
     },
+    /// The first connection to the server failed: refused, timed out, or
+    /// the server refused the credentials.
+    #[error("cannot connect to Redis at {address}{}: {source}", user.as_ref().map(|u| format!(" as user `{u}`")).unwrap_or_default())]
+    Connect {
+        /// `host:port` or the socket path.
+        address: String,
+        /// The ACL user, if the URL names one.
+        user: Option<String>,
+        /// What redis-rs said.
+        source: redis::RedisError,
+    },
 }
 
 impl TransportError {
     /// Whether the error is the connection going away (worth a reconnect).
     pub fn is_connection_error(&self) -> bool {
         match self {
-            TransportError::Redis(e) => {
+            TransportError::Redis(e) | TransportError::Connect { source: e, .. } => {
                 e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error()
             }
             _ => false,

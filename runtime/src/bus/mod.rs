@@ -81,11 +81,15 @@ pub struct BusBuilder {
     source: String,
     response_timeout: Option<Duration>,
     publish_timeout: Duration,
+    connect_timeout: Duration,
     schema_base: Option<String>,
 }
 
 /// How long `publish` keeps trying while Redis is unreachable, by default.
 const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long connecting may take, by default.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for BusBuilder {
     fn default() -> Self {
@@ -94,6 +98,7 @@ impl Default for BusBuilder {
             source: default_source(),
             response_timeout: Some(Duration::from_secs(5)),
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             schema_base: None,
         }
     }
@@ -137,6 +142,16 @@ impl BusBuilder {
     /// stream twice, with the same event id (the inbox drops the second).
     pub fn publish_timeout(mut self, timeout: Duration) -> Self {
         self.publish_timeout = timeout;
+        self
+    }
+
+    /// How long [`BusBuilder::connect`] may take to reach the server and
+    /// log in (default 2 s), and each later connection attempt too. A
+    /// closed port, a wrong password or a server that does not answer fails
+    /// within it, with [`TransportError::Connect`](crate::TransportError::Connect)
+    /// naming the address and the user.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -189,7 +204,9 @@ impl BusBuilder {
             url: url.to_owned(),
             source,
         })?;
-        let streams = StreamsTransport::connect(client.clone(), self.response_timeout).await?;
+        let streams =
+            StreamsTransport::connect(client.clone(), self.response_timeout, self.connect_timeout)
+                .await?;
         let pubsub = PubSubTransport::new(client, streams.connection().clone());
         self.build(Backend::Redis { streams, pubsub })
     }

@@ -40,6 +40,7 @@ pub struct StreamsTransport {
     conn: ConnectionManager,
     own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
     response_timeout: Option<Duration>,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for StreamsTransport {
@@ -60,11 +61,41 @@ impl StreamsTransport {
     }
 
     /// Connects the shared publishing connection.
+    ///
+    /// One attempt first, held to `connect_timeout`, so that a closed port,
+    /// a wrong password or a frozen server fails at once with its own
+    /// reason; redis-rs's manager, which retries with backoff, only takes
+    /// over a server that answered.
     pub async fn connect(
         client: Client,
         response_timeout: Option<Duration>,
+        connect_timeout: Duration,
     ) -> Result<Self, TransportError> {
-        let config = ConnectionManagerConfig::new().set_response_timeout(response_timeout);
+        let probe = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(connect_timeout));
+        let first = tokio::time::timeout(
+            connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&probe),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {connect_timeout:?}"),
+            )))
+        });
+        if let Err(e) = first {
+            let info = client.get_connection_info();
+            return Err(TransportError::Connect {
+                address: info.addr().to_string(),
+                user: info.redis_settings().username().map(str::to_owned),
+                source: e,
+            });
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(response_timeout)
+            .set_connection_timeout(Some(connect_timeout));
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         let own = resp::RespConnection::for_info(client.get_connection_info())
             .map(|c| Arc::new(tokio::sync::Mutex::new(c)));
@@ -73,6 +104,7 @@ impl StreamsTransport {
             conn,
             own,
             response_timeout,
+            connect_timeout,
         })
     }
 
@@ -253,7 +285,9 @@ impl StreamTransport for StreamsTransport {
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
-        let config = ConnectionManagerConfig::new().set_response_timeout(None);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.connect_timeout));
         let managed = ConnectionManager::new_with_config(self.client.clone(), config).await?;
         let fast = resp::RespConnection::for_info(self.client.get_connection_info());
         Ok(StreamsReader { managed, fast })
