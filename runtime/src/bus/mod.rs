@@ -223,6 +223,9 @@ impl BusBuilder {
     }
 
     /// Redis at `REDIS_URL` if it is set, in-memory otherwise; logs which.
+    /// In memory, every bus of the process shares one broker
+    /// ([`MemoryTransport::process`]), so services in one process meet as
+    /// they would on Redis.
     pub async fn from_env(self) -> Result<Bus, Error> {
         match std::env::var("REDIS_URL") {
             Ok(url) if !url.trim().is_empty() => {
@@ -230,8 +233,10 @@ impl BusBuilder {
                 self.connect(url.trim()).await
             }
             _ => {
-                tracing::info!("tidings: REDIS_URL is not set; using the in-memory transport");
-                self.in_memory()
+                tracing::info!(
+                    "tidings: REDIS_URL is not set; using the in-memory broker of this process"
+                );
+                self.memory(MemoryTransport::process())
             }
         }
     }
@@ -265,7 +270,8 @@ impl Bus {
         }
     }
 
-    /// Redis at `REDIS_URL` if set, in-memory otherwise; logs which with `tracing`.
+    /// Redis at `REDIS_URL` if set, in-memory otherwise (one broker shared by
+    /// the whole process); logs which with `tracing`.
     pub async fn from_env() -> Result<Bus, Error> {
         BusBuilder::default().from_env().await
     }

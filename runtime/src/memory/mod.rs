@@ -167,6 +167,26 @@ impl MemoryTransport {
         Self::default()
     }
 
+    /// The broker of this process: every call returns the same one, so
+    /// that the services of one process meet on it as they would on one
+    /// Redis. [`Bus::from_env`](crate::Bus::from_env) uses it when
+    /// `REDIS_URL` is not set.
+    ///
+    /// ```
+    /// use tidings::memory::MemoryTransport;
+    /// assert!(MemoryTransport::process().same_broker(&MemoryTransport::process()));
+    /// assert!(!MemoryTransport::new().same_broker(&MemoryTransport::new()));
+    /// ```
+    pub fn process() -> Self {
+        static PROCESS: std::sync::OnceLock<MemoryTransport> = std::sync::OnceLock::new();
+        PROCESS.get_or_init(MemoryTransport::new).clone()
+    }
+
+    /// Whether both handles reach the same broker.
+    pub fn same_broker(&self, other: &MemoryTransport) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Broker> {
         // A panic while holding the lock cannot leave the broker half
         // updated in a way later calls would misread, so poisoning is ignored.
