@@ -1,10 +1,17 @@
-//! Deadlines a user can count on: connecting to a server that is not there,
-//! refuses the credentials or does not answer fails within the connect
-//! timeout, naming the address and the user.
+//! Deadlines and recovery a user can count on: connecting to a server that
+//! is not there, refuses the credentials or does not answer fails within the
+//! connect timeout, naming the address and the user; after a restart, the
+//! first call of every kind finds the connection back.
 
 use std::time::{Duration, Instant};
 
-use tidings::{Bus, Error, TransportError};
+mod support;
+
+use support::events::FileUploaded;
+use support::Recorder;
+use tidings::{
+    handler, Bus, ConsumerOptions, Context, Error, HandlerResult, State, TransportError,
+};
 use tidings_testkit::RedisServer;
 
 const LIMIT: Duration = Duration::from_millis(500);
@@ -81,4 +88,46 @@ async fn a_wrong_password_fails_at_once_naming_the_user() {
     })
     .to_string();
     assert!(shown.contains("as user `reader`"), "{shown}");
+}
+
+#[handler(group = "after-restart")]
+async fn record(e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
+    rec.record("record", &e.file_id, None, &ctx);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_first_call_of_every_kind_after_a_restart_succeeds() {
+    let mut server = RedisServer::start();
+    let bus = Bus::connect(&server.url()).await.unwrap();
+    // Every connection the bus keeps is in use before the restart.
+    bus.publish(&FileUploaded::new("before")).await.unwrap();
+    bus.stream_stats("contextual").await.unwrap();
+    bus.dead_letters("contextual").unwrap().len().await.unwrap();
+    server.restart();
+
+    bus.stream_stats("contextual")
+        .await
+        .expect("stream_stats right after the restart");
+    bus.dead_letters("contextual")
+        .unwrap()
+        .len()
+        .await
+        .expect("dead_letters().len() right after the restart");
+    bus.last_entries("contextual", 1)
+        .await
+        .expect("last_entries right after the restart");
+    let rec = Recorder::default();
+    let worker = bus
+        .consumer()
+        .state(rec.clone())
+        .options(ConsumerOptions::default().block(Duration::from_millis(100)))
+        .handler(record)
+        .start()
+        .await
+        .expect("consumer().start() right after the restart");
+    bus.publish(&FileUploaded::new("after")).await.unwrap();
+    let seen = rec.wait_for("record", 1).await;
+    assert_eq!(seen[0].file_id, "after");
+    worker.shutdown().await.unwrap();
 }

@@ -47,7 +47,11 @@ impl Bus {
     pub async fn stream_stats(&self, stream: &str) -> Result<StreamStats, Error> {
         let key = self.stream_key(stream)?;
         let dlq = self.dead_letter_key(stream)?;
-        let mut stats = on_streams!(self.backend(), t => t.stream_stats(&key, &dlq))?;
+        let mut stats = self
+            .patiently("XINFO", || async {
+                on_streams!(self.backend(), t => t.stream_stats(&key, &dlq))
+            })
+            .await?;
         stats.stream = stream.to_owned();
         stats.tenant = self.tenant_name().map(str::to_owned);
         Ok(stats)
@@ -72,7 +76,10 @@ impl Bus {
         count: usize,
     ) -> Result<Vec<RawEntry>, Error> {
         let key = self.stream_key(stream)?;
-        Ok(on_streams!(self.backend(), t => t.range(&key, from, count))?)
+        self.patiently("XRANGE", || async {
+            on_streams!(self.backend(), t => t.range(&key, from, count))
+        })
+        .await
     }
 
     /// The newest `count` entries of a stream (of this bus's tenant),
@@ -83,6 +90,9 @@ impl Bus {
     /// ```
     pub async fn last_entries(&self, stream: &str, count: usize) -> Result<Vec<RawEntry>, Error> {
         let key = self.stream_key(stream)?;
-        Ok(on_streams!(self.backend(), t => t.last_entries(&key, count))?)
+        self.patiently("XREVRANGE", || async {
+            on_streams!(self.backend(), t => t.last_entries(&key, count))
+        })
+        .await
     }
 }

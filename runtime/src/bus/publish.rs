@@ -508,8 +508,14 @@ impl Bus {
 
     /// Runs `op` until it succeeds, fails for good, or the publish timeout
     /// has passed; only a transient failure (dropped connection, timeout, a
-    /// server still loading its data) is tried again, after a backoff.
-    async fn patiently<T, F, Fut>(&self, command: &'static str, mut op: F) -> Result<T, Error>
+    /// server still loading its data) is tried again, after a backoff. Every
+    /// call of the bus on Redis goes through it, so the first call after a
+    /// restart finds the connection back instead of failing with it.
+    pub(crate) async fn patiently<T, F, Fut>(
+        &self,
+        command: &'static str,
+        mut op: F,
+    ) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, TransportError>>,

@@ -170,7 +170,7 @@ impl ConsumerBuilder {
                 options: self.options.clone(),
                 held: Mutex::new(HashSet::new()),
             });
-            let handle = on_streams!(self.bus.backend(), t => start_group(t.clone(), spec, stop_rx.clone()))?;
+            let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
             tasks.push(GroupTask { key, group, handle });
         }
         Ok(Worker {
@@ -201,13 +201,15 @@ fn default_consumer_name(source: &str) -> String {
 }
 
 async fn start_group<T: StreamTransport>(
+    bus: &Bus,
     transport: T,
     spec: Arc<GroupSpec>,
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, Error> {
-    transport
-        .create_group(&spec.key, spec.group, &spec.options.start)
-        .await?;
-    let reader = transport.reader().await?;
+    bus.patiently("XGROUP CREATE", || {
+        transport.create_group(&spec.key, spec.group, &spec.options.start)
+    })
+    .await?;
+    let reader = bus.patiently("connect", || transport.reader()).await?;
     Ok(tokio::spawn(run_group(transport, reader, spec, stop)))
 }

@@ -10,7 +10,7 @@ pub(crate) use fields::Burial;
 pub use fields::{field, DeadLetter};
 
 use crate::bus::{on_streams, Bus};
-use crate::error::{Error, TransportError};
+use crate::error::Error;
 use crate::transport::{RawEntry, StreamTransport};
 
 /// The dead letters of one stream, from [`Bus::dead_letters`].
@@ -70,9 +70,13 @@ impl DeadLetters {
     /// XRANGE ns:{stream}:dlq - + COUNT <n>
     /// ```
     pub async fn list(&self, n: usize) -> Result<Vec<DeadLetter>, Error> {
-        let raw: Result<Vec<RawEntry>, TransportError> =
-            on_streams!(self.bus.backend(), t => t.dead_letters(&self.dlq_key, None, n));
-        Ok(raw?.into_iter().map(DeadLetter::from_raw).collect())
+        let raw: Vec<RawEntry> = self
+            .bus
+            .patiently("XRANGE", || async {
+                on_streams!(self.bus.backend(), t => t.dead_letters(&self.dlq_key, None, n))
+            })
+            .await?;
+        Ok(raw.into_iter().map(DeadLetter::from_raw).collect())
     }
 
     /// Number of dead letters.
@@ -81,7 +85,11 @@ impl DeadLetters {
     /// XLEN ns:{stream}:dlq
     /// ```
     pub async fn len(&self) -> Result<usize, Error> {
-        Ok(on_streams!(self.bus.backend(), t => t.dead_letter_count(&self.dlq_key))?)
+        self.bus
+            .patiently("XLEN", || async {
+                on_streams!(self.bus.backend(), t => t.dead_letter_count(&self.dlq_key))
+            })
+            .await
     }
 
     /// Whether there is no dead letter.
@@ -102,8 +110,7 @@ impl DeadLetters {
     /// ```
     pub async fn retry(&self, id: &str) -> Result<Option<String>, Error> {
         let ids = [id.to_owned()];
-        let mut out: Vec<Option<String>> =
-            on_streams!(self.bus.backend(), t => t.requeue(&self.stream_key, &self.dlq_key, &ids))?;
+        let mut out = self.requeue(&ids).await?;
         Ok(out.pop().flatten())
     }
 
@@ -114,14 +121,19 @@ impl DeadLetters {
         let mut left = self.len().await?;
         let mut moved = 0;
         while left > 0 {
-            let page: Vec<RawEntry> = on_streams!(self.bus.backend(), t =>
-                t.dead_letters(&self.dlq_key, None, left.min(RETRY_PAGE)))?;
+            let page: Vec<RawEntry> = self
+                .bus
+                .patiently("XRANGE", || async {
+                    on_streams!(self.bus.backend(), t =>
+                        t.dead_letters(&self.dlq_key, None, left.min(RETRY_PAGE)))
+                })
+                .await?;
             if page.is_empty() {
                 break;
             }
             left -= page.len();
             let ids: Vec<String> = page.into_iter().map(|e| e.id).collect();
-            let out: Vec<Option<String>> = on_streams!(self.bus.backend(), t => t.requeue(&self.stream_key, &self.dlq_key, &ids))?;
+            let out = self.requeue(&ids).await?;
             moved += out.iter().filter(|o| o.is_some()).count();
         }
         Ok(moved)
@@ -133,7 +145,21 @@ impl DeadLetters {
     /// EVAL "local n = XLEN KEYS[1]; DEL KEYS[1]; return n" 1 ns:{stream}:dlq
     /// ```
     pub async fn purge(&self) -> Result<usize, Error> {
-        Ok(on_streams!(self.bus.backend(), t => t.purge(&self.dlq_key))?)
+        self.bus
+            .patiently("EVAL (purge)", || async {
+                on_streams!(self.bus.backend(), t => t.purge(&self.dlq_key))
+            })
+            .await
+    }
+
+    /// Moves dead letters back; one whose reply was lost and is moved again
+    /// is no longer a dead letter, and comes back as `None`.
+    async fn requeue(&self, ids: &[String]) -> Result<Vec<Option<String>>, Error> {
+        self.bus
+            .patiently("EVAL (retry)", || async {
+                on_streams!(self.bus.backend(), t => t.requeue(&self.stream_key, &self.dlq_key, ids))
+            })
+            .await
     }
 }
 
