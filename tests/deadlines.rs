@@ -131,3 +131,101 @@ async fn the_first_call_of_every_kind_after_a_restart_succeeds() {
     assert_eq!(seen[0].file_id, "after");
     worker.shutdown().await.unwrap();
 }
+
+#[handler(group = "resume")]
+async fn resume(e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
+    rec.record("resume", &e.file_id, None, &ctx);
+    Ok(())
+}
+
+/// Delivers the next `n` entries of `key` to `consumer` of `group` and
+/// drops the reply, as a read whose reply was lost in a restart does.
+async fn lose_a_read(server: &RedisServer, key: &str, group: &str, consumer: &str, n: usize) {
+    let mut conn = server.connection().await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(n)
+        .arg("STREAMS")
+        .arg(key)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_worker_takes_back_its_own_pending_entries_at_start_and_after_a_reconnect() {
+    let mut server = RedisServer::durable();
+    let bus = Bus::connect(&server.url()).await.unwrap();
+    let key = bus.stream_key("contextual").unwrap();
+    let options = || {
+        // Default claim options (`claim_idle` 60 s): only taking back its
+        // own entries at once handles them within the test.
+        ConsumerOptions::default()
+            .name("resumer")
+            .block(Duration::from_millis(100))
+            .backoff(Duration::from_secs(1), Duration::from_secs(1))
+    };
+    let rec = Recorder::default();
+    let worker = bus
+        .consumer()
+        .state(rec.clone())
+        .options(options())
+        .handler(resume)
+        .start()
+        .await
+        .unwrap();
+    worker.shutdown().await.unwrap();
+
+    // Given to this consumer name while no worker ran under it.
+    for i in 0..3 {
+        bus.publish(&FileUploaded::new(format!("lost-{i}")))
+            .await
+            .unwrap();
+    }
+    lose_a_read(&server, &key, "resume", "resumer", 3).await;
+    let worker = bus
+        .consumer()
+        .state(rec.clone())
+        .options(options())
+        .handler(resume)
+        .start()
+        .await
+        .unwrap();
+    let seen = rec.wait_for("resume", 3).await;
+    assert_eq!(
+        seen.len(),
+        3,
+        "the entries pending to the consumer are handled at start"
+    );
+    let mut ids: Vec<_> = seen.iter().map(|s| s.file_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["lost-0", "lost-1", "lost-2"]);
+
+    // Given to it across a restart, as a read whose reply the restart
+    // lost: the worker's read fails, and while it waits out its reconnect
+    // backoff the entries are delivered to its name.
+    server.restart();
+    for i in 0..3 {
+        bus.publish(&FileUploaded::new(format!("gap-{i}")))
+            .await
+            .unwrap();
+    }
+    lose_a_read(&server, &key, "resume", "resumer", 3).await;
+    assert_eq!(
+        rec.wait_for("resume", 6).await.len(),
+        6,
+        "the entries delivered across the restart are handled after the reconnect"
+    );
+    worker.shutdown().await.unwrap();
+    let mut names: Vec<_> = rec.seen().iter().map(|s| s.file_id.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["gap-0", "gap-1", "gap-2", "lost-0", "lost-1", "lost-2"],
+        "each handled once"
+    );
+}

@@ -439,6 +439,85 @@ async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_hand
     );
 }
 
+/// Redis only. With the default options (`claim_idle` 60 s), a worker
+/// takes back at once what it was given while the connection dropped, and
+/// acknowledges what it handled when Redis is back: no event waits for a
+/// claim, and nothing handled stays pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_two_restarts_a_worker_on_defaults_catches_up_within_seconds() {
+    let _serial = serial().await;
+    let total = scaled(10_000, 10_000);
+    const TASKS: usize = 100;
+    let mut h = Harness::redis_durable(Duration::from_secs(10)).await;
+    let key = h.bus.stream_key("contextual").unwrap();
+    let server = Arc::new(std::sync::Mutex::new(h.server.take().unwrap()));
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .handler(steady)
+        .start()
+        .await
+        .unwrap();
+
+    let ok = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut publishers = Vec::new();
+    for t in 0..TASKS {
+        let (bus, ok, done) = (h.bus.clone(), ok.clone(), done.clone());
+        publishers.push(tokio::spawn(async move {
+            for i in (t..total).step_by(TASKS) {
+                let id = format!("d{i}");
+                if bus.publish(&FileUploaded::new(id.clone())).await.is_ok() {
+                    ok.lock().unwrap().insert(id);
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    for third in [1, 2] {
+        let at = total * third / 3;
+        assert!(
+            eventually(Duration::from_secs(60), || done
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= at)
+            .await
+        );
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || server.lock().unwrap().restart())
+            .await
+            .unwrap();
+    }
+    for task in publishers {
+        task.await.unwrap();
+    }
+    let published = ok.lock().unwrap().clone();
+    // Far below `claim_idle` (60 s): only taking back its own entries at
+    // once gets a worker there.
+    let caught_up = eventually(Duration::from_secs(15), || {
+        tally(&published, &p, 0).missing == 0
+    })
+    .await;
+    let t = tally(&published, &p, 0);
+    println!("{t:?}");
+    assert!(
+        caught_up,
+        "events still unhandled 15 s after the last publish: {t:?}"
+    );
+    worker.shutdown().await.unwrap();
+    let h = Harness {
+        bus: h.bus,
+        server: Some(Arc::into_inner(server).unwrap().into_inner().unwrap()),
+    };
+    assert_eq!(
+        h.pending(&key, "steady").await,
+        0,
+        "handled entries left pending after a graceful shutdown"
+    );
+}
+
 /// Redis only: the in-memory transport offers no `XDEL`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_deleted_while_pending_is_dropped_without_error() {

@@ -169,6 +169,17 @@ pub enum Error {
         /// The last failure.
         last_error: String,
     },
+    /// A worker stopped with handled entries it could not acknowledge: they
+    /// stay pending, and are handled again once claimed.
+    #[error("{count} handled entries of group `{group}` on `{key}` could not be acknowledged; they stay pending")]
+    Unacknowledged {
+        /// Stream key.
+        key: String,
+        /// Group.
+        group: String,
+        /// How many entries.
+        count: usize,
+    },
     /// A worker task ended abnormally.
     #[error("worker task of group `{group}` on `{key}` failed: {reason}")]
     Worker {

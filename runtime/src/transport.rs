@@ -363,6 +363,25 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         async { Ok(Vec::new()) }
     }
 
+    /// The entries pending to this consumer after the id `after` (`0` for
+    /// all), oldest first, up to `count`, with their delivery counts:
+    /// entries it was given and never acknowledged, such as those a read
+    /// delivered while the connection dropped. Returns them and the last id
+    /// looked at (`None` when there is nothing after `after`), from which the
+    /// next page starts. Entries deleted from the stream while pending are
+    /// acknowledged and not returned.
+    ///
+    /// ```text
+    /// XREADGROUP GROUP <group> <consumer> COUNT <n> STREAMS <key> <after>
+    /// XPENDING <key> <group> <first> <last> <n> <consumer>     (delivery counts)
+    /// ```
+    fn read_own_pending(
+        &self,
+        reader: &mut Self::Reader,
+        request: ReadRequest<'_>,
+        after: &str,
+    ) -> impl Future<Output = Result<(Vec<Entry>, Option<String>), TransportError>> + Send;
+
     /// Takes over entries delivered to any consumer of the group and not
     /// acknowledged for at least `min_idle` (a consumer that died, a handler
     /// that failed), with their delivery counts. Entries deleted or trimmed

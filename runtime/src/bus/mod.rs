@@ -336,6 +336,11 @@ impl Bus {
         }
     }
 
+    /// How long a call keeps trying while Redis is unreachable.
+    pub(crate) fn publish_timeout(&self) -> Duration {
+        self.shared.publish_timeout
+    }
+
     pub(crate) fn backend(&self) -> &Backend {
         &self.shared.backend
     }

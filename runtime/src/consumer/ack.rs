@@ -8,20 +8,50 @@ use tokio::sync::mpsc;
 
 use super::held::HeldId;
 use super::{Done, GroupSpec};
+use crate::backoff::Backoff;
 use crate::transport::StreamTransport;
 
 /// Acknowledges finished entries, every id that is waiting in one `XACK`
-/// (pipelined after the inbox marks, with an inbox).
+/// (pipelined after the inbox marks, with an inbox). An `XACK` that fails
+/// (Redis restarting) is tried again with a backoff, with whatever finished
+/// meanwhile, until it succeeds; when the worker stops, for at most the
+/// bus's publish timeout. Returns how many entries it could not acknowledge.
 pub(super) async fn ack_loop<T: StreamTransport>(
     transport: T,
     spec: Arc<GroupSpec>,
     mut rx: mpsc::UnboundedReceiver<Done>,
-) {
+) -> usize {
     const MAX_IDS_PER_ACK: usize = 1024;
+    let backoff = Backoff::new(spec.options.min_backoff, spec.options.max_backoff);
     let mut done = Vec::with_capacity(64);
-    let mut ids = Vec::with_capacity(64);
+    let mut ids: Vec<String> = Vec::with_capacity(64);
     let mut marks = Vec::new();
-    while rx.recv_many(&mut done, MAX_IDS_PER_ACK).await > 0 {
+    let mut failed = 0u32;
+    let mut closed = false;
+    let mut flush_until = None;
+    loop {
+        if ids.is_empty() {
+            if closed || rx.recv_many(&mut done, MAX_IDS_PER_ACK).await == 0 {
+                return 0;
+            }
+        } else if !closed {
+            // Failed before: try again after the backoff, with what
+            // finishes meanwhile.
+            tokio::select! {
+                n = rx.recv_many(&mut done, MAX_IDS_PER_ACK) => closed = n == 0,
+                () = tokio::time::sleep(backoff.delay(failed)) => {}
+            }
+        } else {
+            let until = *flush_until
+                .get_or_insert_with(|| tokio::time::Instant::now() + spec.bus.publish_timeout());
+            let delay = backoff.delay(failed);
+            if tokio::time::Instant::now() + delay >= until {
+                tracing::error!(stream = %spec.key, group = spec.group, count = ids.len(),
+                    "stopping with entries handled but not acknowledged: they stay pending and are handled again once claimed");
+                return ids.len();
+            }
+            tokio::time::sleep(delay).await;
+        }
         for d in done.drain(..) {
             ids.push(d.id);
             marks.extend(d.mark);
@@ -34,14 +64,29 @@ pub(super) async fn ack_loop<T: StreamTransport>(
             }
             _ => transport.ack(&spec.key, spec.group, &ids).await,
         };
-        if let Err(e) = result {
-            // Unacknowledged entries stay pending and are claimed again;
-            // handlers are idempotent by contract.
-            tracing::warn!(stream = %spec.key, group = spec.group, count = ids.len(), error = %e,
-                "XACK failed; entries stay pending");
+        match result {
+            Ok(()) => {
+                if failed > 0 {
+                    tracing::info!(stream = %spec.key, group = spec.group, count = ids.len(),
+                        "acknowledged the entries whose XACK had failed");
+                    let mut unacked = spec.unacked();
+                    for id in &ids {
+                        unacked.remove(id);
+                    }
+                }
+                failed = 0;
+                ids.clear();
+                marks.clear();
+            }
+            Err(e) => {
+                if failed == 0 {
+                    tracing::warn!(stream = %spec.key, group = spec.group, count = ids.len(), error = %e,
+                        "XACK failed; trying again");
+                }
+                spec.unacked().extend(ids.iter().cloned());
+                failed = failed.saturating_add(1);
+            }
         }
-        ids.clear();
-        marks.clear();
     }
 }
 

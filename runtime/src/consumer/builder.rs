@@ -169,6 +169,7 @@ impl ConsumerBuilder {
                 states: states.clone(),
                 options: self.options.clone(),
                 held: Mutex::new(HashSet::new()),
+                unacked: Mutex::new(HashSet::new()),
             });
             let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
             tasks.push(GroupTask { key, group, handle });
@@ -205,7 +206,7 @@ async fn start_group<T: StreamTransport>(
     transport: T,
     spec: Arc<GroupSpec>,
     stop: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>, Error> {
+) -> Result<JoinHandle<usize>, Error> {
     bus.patiently("XGROUP CREATE", || {
         transport.create_group(&spec.key, spec.group, &spec.options.start)
     })

@@ -65,6 +65,10 @@ struct GroupSpec {
     /// Ids of the entries this worker holds (being handled or waiting for a
     /// retry): what the heartbeat keeps from looking idle.
     held: Mutex<HashSet<HeldId>>,
+    /// Ids of handled entries whose `XACK` failed and is being tried again:
+    /// pending to this consumer, but not to be handled again when it reads
+    /// its own pending entries.
+    unacked: Mutex<HashSet<String>>,
 }
 
 impl GroupSpec {
@@ -72,6 +76,10 @@ impl GroupSpec {
         // The set is only inserted into and removed from; a panic elsewhere
         // cannot leave it inconsistent.
         self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unacked(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.unacked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The inbox mark of an event in this group, in the stream's hash slot.

@@ -16,12 +16,14 @@ use super::{pause, stopped, Done, GroupSpec};
 use crate::backoff::Backoff;
 use crate::transport::{Entry, ReadRequest, StreamTransport, TransportError};
 
+/// Runs until the worker stops; returns how many handled entries it could
+/// not acknowledge.
 pub(super) async fn run_group<T: StreamTransport>(
     transport: T,
     mut reader: T::Reader,
     spec: Arc<GroupSpec>,
     mut stop: watch::Receiver<bool>,
-) {
+) -> usize {
     let opts = &spec.options;
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Done>();
     let acker = AbortOnDrop(Some(tokio::spawn(ack_loop(
@@ -41,6 +43,12 @@ pub(super) async fn run_group<T: StreamTransport>(
     // Reads failed in a row: what the reconnect backoff grows with.
     let mut failed = 0u32;
     let mut next_claim = tokio::time::Instant::now();
+    // Where the reading of this consumer's own pending entries goes on
+    // from, while it does: at the start (a consumer name reused across
+    // restarts takes its entries back at once) and after every failed read
+    // (a read whose reply was lost delivered its entries to this consumer
+    // all the same), instead of waiting for `claim_idle`.
+    let mut own_from: Option<String> = Some("0".to_owned());
     // Entries read and not yet dispatched, each with its prefetch permit and
     // its place in the held set. Each turn of the loop reads the next batch
     // while it dispatches this one.
@@ -79,13 +87,30 @@ pub(super) async fn run_group<T: StreamTransport>(
                 return None;
             }
             let mut result: Result<Vec<Entry>, TransportError> = Ok(Vec::new());
-            if let Some(min_idle) = opts.claim_idle {
-                if tokio::time::Instant::now() >= next_claim {
-                    next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
+            if let Some(after) = &own_from {
+                result = match transport
+                    .read_own_pending(&mut reader, request, after)
+                    .await
+                {
+                    Ok((entries, last)) => {
+                        own_from = last;
+                        Ok(not_in_hand(&spec, entries))
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+            if let (Some(min_idle), Ok(v)) = (opts.claim_idle, &result) {
+                if v.is_empty() && tokio::time::Instant::now() >= next_claim {
                     result = transport.claim_idle(&mut reader, request, min_idle).await;
+                    // A claim that failed (a connection found broken) is
+                    // tried again after the reconnect, not a whole
+                    // interval later.
+                    if result.is_ok() {
+                        next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
+                    }
                 }
             }
-            if matches!(&result, Ok(v) if v.is_empty()) {
+            if own_from.is_none() && matches!(&result, Ok(v) if v.is_empty()) {
                 // A read waiting for new entries ends at the stop, unless it
                 // cannot be cancelled without losing what it read.
                 let read = transport.read_group(&mut reader, request);
@@ -151,6 +176,7 @@ pub(super) async fn run_group<T: StreamTransport>(
                     );
                 }
                 failed = failed.saturating_add(1);
+                own_from = Some("0".to_owned());
                 if pause(backoff.delay(failed), &mut stop).await {
                     break;
                 }
@@ -179,9 +205,28 @@ pub(super) async fn run_group<T: StreamTransport>(
         log_task_end(&spec, done);
     }
     drop(ack_tx);
-    if let Err(e) = acker.join().await {
-        tracing::error!(stream = %spec.key, group = spec.group, error = %e, "acknowledging task failed");
+    match acker.join().await {
+        Ok(unacked) => unacked,
+        Err(e) => {
+            tracing::error!(stream = %spec.key, group = spec.group, error = %e, "acknowledging task failed");
+            0
+        }
     }
+}
+
+/// The entries of a read of this consumer's own pending list that are not
+/// in hand already: neither held (being handled, or waiting for a retry) nor
+/// handled and waiting for their `XACK` to be tried again.
+fn not_in_hand(spec: &GroupSpec, entries: Vec<Entry>) -> Vec<Entry> {
+    if entries.is_empty() {
+        return entries;
+    }
+    let held = spec.held();
+    let unacked = spec.unacked();
+    entries
+        .into_iter()
+        .filter(|e| !unacked.contains(&e.id) && !held.contains(&HeldId::of(&e.id)))
+        .collect()
 }
 
 /// Takes read entries into `batch`, each with its prefetch permit and its

@@ -11,7 +11,8 @@ use crate::error::Error;
 pub(super) struct GroupTask {
     pub(super) key: String,
     pub(super) group: &'static str,
-    pub(super) handle: JoinHandle<()>,
+    /// Returns how many handled entries it could not acknowledge.
+    pub(super) handle: JoinHandle<usize>,
 }
 
 /// A running consumer. Stop it with [`Worker::shutdown`]; dropping it stops
@@ -49,16 +50,31 @@ impl Worker {
     /// `block` time) so that no entry is handed to this consumer unseen. An
     /// entry waiting for a retry is left pending, for another worker to claim
     /// once it is idle.
+    ///
+    /// Acknowledgements that failed (Redis restarting) are tried again for
+    /// up to the bus's publish timeout; entries still not acknowledged then
+    /// make it return [`Error::Unacknowledged`] with their number (they stay
+    /// pending, and are handled again once claimed).
     pub async fn shutdown(mut self) -> Result<(), Error> {
         let _ = self.stop.send(true);
         let mut first_error = None;
         for t in std::mem::take(&mut self.tasks) {
-            if let Err(e) = t.handle.await {
-                first_error.get_or_insert(Error::Worker {
-                    key: t.key,
-                    group: t.group.to_owned(),
-                    reason: e.to_string(),
-                });
+            match t.handle.await {
+                Ok(0) => {}
+                Ok(count) => {
+                    first_error.get_or_insert(Error::Unacknowledged {
+                        key: t.key,
+                        group: t.group.to_owned(),
+                        count,
+                    });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(Error::Worker {
+                        key: t.key,
+                        group: t.group.to_owned(),
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         match first_error {
@@ -86,18 +102,18 @@ impl Drop for Worker {
 
 /// A task aborted when dropped, so that aborting a worker's group task also
 /// stops the tasks it started.
-pub(super) struct AbortOnDrop(pub(super) Option<JoinHandle<()>>);
+pub(super) struct AbortOnDrop<T = ()>(pub(super) Option<JoinHandle<T>>);
 
-impl AbortOnDrop {
-    pub(super) async fn join(mut self) -> Result<(), tokio::task::JoinError> {
+impl<T: Default> AbortOnDrop<T> {
+    pub(super) async fn join(mut self) -> Result<T, tokio::task::JoinError> {
         match self.0.take() {
             Some(h) => h.await,
-            None => Ok(()),
+            None => Ok(T::default()),
         }
     }
 }
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         if let Some(h) = &self.0 {
             h.abort();

@@ -364,6 +364,43 @@ impl StreamTransport for MemoryTransport {
         }
     }
 
+    async fn read_own_pending(
+        &self,
+        _reader: &mut (),
+        r: ReadRequest<'_>,
+        after: &str,
+    ) -> Result<(Vec<Entry>, Option<String>), TransportError> {
+        let after = parse_id(after).ok_or_else(|| TransportError::Protocol {
+            command: "XREADGROUP",
+            reason: format!("`{after}` is not an entry id"),
+        })?;
+        let mut broker = self.lock();
+        let stream = broker
+            .streams
+            .get_mut(r.key)
+            .ok_or_else(|| no_group("XREADGROUP", r.key, r.group))?;
+        let (group, _) = reading(&mut stream.groups, "XREADGROUP", &r)?;
+        let mut out = Vec::new();
+        let mut last = None;
+        let range = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        for (id, p) in group.pending.range(range) {
+            if out.len() >= r.count.max(1) {
+                break;
+            }
+            if p.consumer != r.consumer {
+                continue;
+            }
+            last = Some(*id);
+            if let Some(env) = stream.entries.get(id) {
+                out.push(Entry::new(format_id(*id), Ok(env.clone())).with_deliveries(p.deliveries));
+            }
+        }
+        group
+            .pending
+            .retain(|id, _| stream.entries.contains_key(id));
+        Ok((out, last.map(format_id)))
+    }
+
     async fn claim_idle(
         &self,
         _reader: &mut (),

@@ -151,6 +151,52 @@ impl StreamsTransport {
     }
 }
 
+impl StreamsTransport {
+    /// Fills in how often each entry was delivered, which neither
+    /// `XAUTOCLAIM` nor a history read says and the retry decision needs.
+    /// Only this consumer's entries in the range are listed: at most the
+    /// given ones and those this worker holds.
+    async fn delivery_counts(
+        &self,
+        reader: &mut StreamsReader,
+        r: &ReadRequest<'_>,
+        entries: &mut [Entry],
+    ) -> Result<(), TransportError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        let value: Value = redis::cmd("XPENDING")
+            .arg(r.key)
+            .arg(r.group)
+            .arg(&first.id)
+            .arg(&last.id)
+            .arg(entries.len() + 1024)
+            .arg(r.consumer)
+            .query_async(&mut reader.managed)
+            .await?;
+        let counts: std::collections::HashMap<String, u32> =
+            reply::pending_counts(value)?.into_iter().collect();
+        for e in entries.iter_mut() {
+            if let Some(n) = counts.get(&e.id) {
+                e.deliveries = (*n).max(1);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the entry id `a` comes after `b` (`<ms>-<seq>`, compared as numbers).
+fn id_after(a: &str, b: &str) -> bool {
+    let parse = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    parse(a) > parse(b)
+}
+
 /// `XADD <key> * <attributes…> data <payload>`.
 ///
 /// The command is sized up front: built with `redis::cmd`, its buffers grow
@@ -341,6 +387,42 @@ impl StreamTransport for StreamsTransport {
         }
     }
 
+    async fn read_own_pending(
+        &self,
+        reader: &mut StreamsReader,
+        r: ReadRequest<'_>,
+        after: &str,
+    ) -> Result<(Vec<Entry>, Option<String>), TransportError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(r.group)
+            .arg(r.consumer)
+            .arg("COUNT")
+            .arg(r.count.max(1))
+            .arg("STREAMS")
+            .arg(r.key)
+            .arg(after);
+        let (mut entries, deleted) =
+            reply::read_history(cmd.query_async(&mut reader.managed).await?)?;
+        let last = match (entries.last(), deleted.last()) {
+            (Some(e), Some(d)) => Some(if id_after(&e.id, d) {
+                e.id.clone()
+            } else {
+                d.clone()
+            }),
+            (Some(e), None) => Some(e.id.clone()),
+            (None, Some(d)) => Some(d.clone()),
+            (None, None) => None,
+        };
+        if !deleted.is_empty() {
+            tracing::debug!(stream = %r.key, group = r.group, count = deleted.len(),
+                "own pending entries were deleted from the stream; forgotten");
+            self.ack(r.key, r.group, &deleted).await?;
+        }
+        self.delivery_counts(reader, &r, &mut entries).await?;
+        Ok((entries, last))
+    }
+
     async fn claim_idle(
         &self,
         reader: &mut StreamsReader,
@@ -365,28 +447,7 @@ impl StreamTransport for StreamsTransport {
                 "pending entries were deleted from the stream; forgotten");
             self.ack(r.key, r.group, &deleted).await?;
         }
-        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
-            // XAUTOCLAIM does not say how often an entry was delivered; the
-            // retry decision needs it. Only this consumer's entries in the
-            // claimed range are listed: at most the claimed ones and those
-            // this worker holds.
-            let value: Value = redis::cmd("XPENDING")
-                .arg(r.key)
-                .arg(r.group)
-                .arg(&first.id)
-                .arg(&last.id)
-                .arg(entries.len() + 1024)
-                .arg(r.consumer)
-                .query_async(&mut reader.managed)
-                .await?;
-            let counts: std::collections::HashMap<String, u32> =
-                reply::pending_counts(value)?.into_iter().collect();
-            for e in &mut entries {
-                if let Some(n) = counts.get(&e.id) {
-                    e.deliveries = (*n).max(1);
-                }
-            }
-        }
+        self.delivery_counts(reader, &r, &mut entries).await?;
         Ok(entries)
     }
 

@@ -98,9 +98,17 @@ fn entries(command: &'static str, v: Value) -> Result<(Vec<Entry>, Vec<String>),
 /// `XREADGROUP` reply: nil on timeout, else one `[key, entries]` per stream
 /// (a map in RESP3).
 pub(super) fn read_group(v: Value) -> Result<Vec<Entry>, TransportError> {
+    // `>` only returns entries that exist: nothing is deleted here.
+    Ok(read_history(v)?.0)
+}
+
+/// `XREADGROUP` reply of a read of the consumer's own history (an id
+/// instead of `>`): the entries, and the ids of those deleted from the
+/// stream while pending (nil fields), in stream order.
+pub(super) fn read_history(v: Value) -> Result<(Vec<Entry>, Vec<String>), TransportError> {
     const CMD: &str = "XREADGROUP";
     let streams: Vec<Value> = match v {
-        Value::Nil => return Ok(Vec::new()),
+        Value::Nil => return Ok((Vec::new(), Vec::new())),
         Value::Map(m) => m.into_iter().map(|(_, entries)| entries).collect(),
         other => items(CMD, other)?
             .into_iter()
@@ -111,10 +119,11 @@ pub(super) fn read_group(v: Value) -> Result<Vec<Entry>, TransportError> {
             })
             .collect::<Result<_, _>>()?,
     };
-    let mut out = Vec::new();
+    let mut out = (Vec::new(), Vec::new());
     for s in streams {
-        // `>` only returns entries that exist: nothing is deleted here.
-        out.extend(entries(CMD, s)?.0);
+        let (live, deleted) = entries(CMD, s)?;
+        out.0.extend(live);
+        out.1.extend(deleted);
     }
     Ok(out)
 }
