@@ -195,7 +195,7 @@ pub fn payload_schema<E: Event>() -> serde_json::Value {
         inline: E::inline_schema,
         schema: E::json_schema,
     };
-    finish_payload_schema(root_schema(root), E::DATASCHEMA, E::COMPAT)
+    finish_payload_schema(root_schema(root), E::DATASCHEMA)
 }
 
 /// The `JsonSchema` functions of one type.
@@ -261,29 +261,23 @@ fn root_schema(root: RootSchema) -> serde_json::Value {
 
 /// The part of [`payload_schema`] that does not depend on `E`, compiled once
 /// rather than once per event.
-fn finish_payload_schema(
-    mut value: serde_json::Value,
-    dataschema: &str,
-    compat: crate::compat::Compat,
-) -> serde_json::Value {
+fn finish_payload_schema(mut value: serde_json::Value, dataschema: &str) -> serde_json::Value {
+    // Integer widths as bounds, and only formats other validators know: see
+    // `schemas::portable`. The compatibility mode is not written here but in
+    // `asyncapi.json`, since strict validators refuse unknown keywords.
+    crate::schemas::portable::make_portable(&mut value);
     if let Some(obj) = value.as_object_mut() {
         obj.insert(
             "$id".to_owned(),
             serde_json::Value::String(dataschema.to_owned()),
         );
-        // Read by `tidings schema check`, which has no Rust types to ask.
-        obj.insert(
-            "x-tidings-compat".to_owned(),
-            serde_json::Value::String(compat.as_str().to_owned()),
-        );
         // One fixed order for the keys people read first, so that every file
         // reads top-down the same way; the rest keep schemars' order.
-        const FIRST: [&str; 10] = [
+        const FIRST: [&str; 9] = [
             "$schema",
             "$id",
             "title",
             "description",
-            "x-tidings-compat",
             "type",
             "properties",
             "required",
