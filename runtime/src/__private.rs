@@ -185,7 +185,8 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 /// The JSON Schema (2020-12) of the payload of `E`, with `$id` set to its
-/// `dataschema` and a closed content model.
+/// `dataschema`, a closed content model, and integer widths as bounds (see
+/// `schemas::portable`).
 ///
 /// Only `E`'s own `JsonSchema` functions are taken here: the root schema is
 /// built by `root_schema`, which is compiled once, not once per event.
