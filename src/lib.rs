@@ -14,6 +14,25 @@
 pub use tidings_macros::{event, handler, payload};
 pub use tidings_runtime::*;
 
+/// JSON Schemas of events: export to `schemas/`, the check that keeps that
+/// folder honest, and the rules that say which changes are safe.
+///
+/// Two ways to run the check:
+///
+/// - [`check!`](crate::schemas::check!), the macro, from an integration test
+///   under `tests/`: it links the package's library into the test and
+///   supplies the decoders of its public events, which a test there lacks.
+/// - [`check`](fn@crate::schemas::check), the function, from the unit tests
+///   of the crate that declares the events (a `#[cfg(test)]` module under
+///   `src/`), or from a test that declares its events itself.
+///
+/// Called from `tests/` without the macro, the function finds no events and
+/// fails, saying so.
+pub mod schemas {
+    pub use tidings_macros::check;
+    pub use tidings_runtime::schemas::*;
+}
+
 /// The guides of `docs/`, one module each, so docs.rs shows them beside the
 /// API and `cargo test` compiles (and, where no Redis is needed, runs) every
 /// Rust example in them.

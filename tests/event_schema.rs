@@ -119,7 +119,6 @@ fn unit_event_schema_is_a_closed_empty_object_with_its_docs() {
             "description": "Nothing but a name.",
             "type": "object",
             "additionalProperties": false,
-            "x-tidings-compat": "backward",
         })
     );
 }

@@ -1,6 +1,7 @@
 //! This repository's own `schemas/`, produced from the examples' events:
-//! `TIDINGS_SCHEMAS=overwrite cargo test --test schemas` writes it, plain
-//! `cargo test` checks it, as a user's crate would.
+//! `TIDINGS_SCHEMAS=overwrite cargo test --test schemas` writes what is
+//! missing, plain `cargo test` checks it, as a user's crate would, with the
+//! macro a test under `tests/` calls.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/quickstart.rs"]
@@ -14,8 +15,7 @@ use quickstart::{FileUploaded, FileUploadedV1};
 
 #[test]
 fn committed_schemas_are_what_the_examples_declare() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
-    tidings::schemas::Check::new(dir)
+    tidings::schemas::check!(tidings::schemas::Check::new("schemas")
         .sample(&FileUploadedV1 {
             file_id: "01JDQ8Z6W0Q0VYV3T9M8S7R6QF".into(),
             filename: "scan.pdf".into(),
@@ -31,9 +31,8 @@ fn committed_schemas_are_what_the_examples_declare() {
         .sample(&notifications::GateClosed {
             gate: "north".into(),
         })
-        .sample(&notifications::DoorOpened { door: "lab".into() })
-        .run()
-        .unwrap();
+        .sample(&notifications::DoorOpened { door: "lab".into() }))
+    .unwrap();
 }
 
 #[test]

@@ -66,6 +66,63 @@ struct ParcelLost {
     parcel_id: u32,
 }
 
+/// v2 narrows `u64` to `u32`: v1 payloads above `u32::MAX` no longer decode.
+#[event(stream = "test-check-narrow", version = 1)]
+struct SizeMeasuredV1 {
+    bytes: u64,
+}
+
+#[event(stream = "test-check-narrow", version = 2, upcast_from = SizeMeasuredV1)]
+struct SizeMeasured {
+    bytes: u32,
+}
+
+impl From<SizeMeasuredV1> for SizeMeasured {
+    fn from(v1: SizeMeasuredV1) -> Self {
+        SizeMeasured {
+            bytes: v1.bytes.try_into().unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// v2 narrows `i64` to `i32`, at both ends.
+#[event(stream = "test-check-narrow", version = 1)]
+struct CounterMovedV1 {
+    delta: i64,
+}
+
+#[event(stream = "test-check-narrow", version = 2, upcast_from = CounterMovedV1)]
+struct CounterMoved {
+    delta: i32,
+}
+
+impl From<CounterMovedV1> for CounterMoved {
+    fn from(v1: CounterMovedV1) -> Self {
+        CounterMoved {
+            delta: v1.delta.clamp(i32::MIN.into(), i32::MAX.into()) as i32,
+        }
+    }
+}
+
+/// v2 widens `u8` to `u16` under `forward`: v1 readers reject 256 and up.
+#[event(stream = "test-check-narrow", version = 1, compat = "forward")]
+struct LevelReadV1 {
+    level: u8,
+}
+
+#[event(stream = "test-check-narrow", version = 2, upcast_from = LevelReadV1, compat = "forward")]
+struct LevelRead {
+    level: u16,
+}
+
+impl From<LevelReadV1> for LevelRead {
+    fn from(v1: LevelReadV1) -> Self {
+        LevelRead {
+            level: v1.level.into(),
+        }
+    }
+}
+
 fn orders() -> Check {
     Check::new(".").only(|i| i.topic() == "test-check")
 }
@@ -188,24 +245,169 @@ fn a_committed_version_that_differs_from_the_code_is_frozen() {
 }
 
 #[test]
-fn a_stale_file_fails_and_overwrite_removes_it() {
+fn a_stale_file_fails_even_when_overwriting_and_only_prune_removes_it() {
     let dir = tempfile::tempdir().unwrap();
     written(dir.path());
     let stale = dir.path().join("test-check/order.cancelled/v1.json");
     fs::create_dir_all(stale.parent().unwrap()).unwrap();
     fs::write(&stale, "{}\n").unwrap();
 
-    let err = orders_in(dir.path()).overwrite(false).run().unwrap_err();
-    assert_eq!(
-        err.problems,
-        [Problem::Stale {
-            path: "test-check/order.cancelled/v1.json".into()
-        }]
-    );
+    for overwrite in [false, true] {
+        let err = orders_in(dir.path())
+            .overwrite(overwrite)
+            .run()
+            .unwrap_err();
+        assert_eq!(
+            err.problems,
+            [Problem::Stale {
+                path: "test-check/order.cancelled/v1.json".into()
+            }]
+        );
+        assert!(err.to_string().contains("TIDINGS_SCHEMAS=prune"), "{err}");
+        assert!(stale.exists(), "overwrite = {overwrite} deleted it");
+    }
 
-    let summary = orders_in(dir.path()).overwrite(true).run().unwrap();
+    let summary = orders_in(dir.path()).remove_stale(true).run().unwrap();
     assert_eq!(summary.removed, ["test-check/order.cancelled/v1.json"]);
     assert!(!stale.exists());
+}
+
+/// Every file under `dir`, by relative path, with its text.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn overwrite_never_rewrites_a_committed_version_or_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    written(dir.path());
+    // A committed sample unlike what the code would write: kept.
+    let sample = dir.path().join("test-check/order.placed/v2.sample.json");
+    fs::write(&sample, "{\"order_id\": \"kept\"}\n").unwrap();
+    // A committed version the struct no longer produces: frozen.
+    let v1 = dir.path().join("test-check/order.placed/v1.json");
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&v1).unwrap()).unwrap();
+    schema["properties"]["note"] = serde_json::json!({ "type": "string" });
+    fs::write(&v1, serde_json::to_string_pretty(&schema).unwrap() + "\n").unwrap();
+    let before = snapshot(dir.path());
+
+    for check in [
+        orders_in(dir.path()).overwrite(true),
+        orders_in(dir.path()).remove_stale(true),
+        orders_in(dir.path()).upgrade(true),
+    ] {
+        let err = check.run().unwrap_err();
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| matches!(p, Problem::Frozen { version: 1, .. })),
+            "{err}"
+        );
+        assert_eq!(snapshot(dir.path()), before, "a frozen file was rewritten");
+    }
+}
+
+#[test]
+fn an_overwrite_that_fails_writes_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    written(dir.path());
+    // Something to write (the generated documents), something to delete
+    // (a stale type), and a frozen version that fails the run.
+    fs::remove_file(dir.path().join("asyncapi.json")).unwrap();
+    fs::write(dir.path().join("envelope.json"), "{}\n").unwrap();
+    let stale = dir.path().join("test-check/order.cancelled/v1.json");
+    fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    fs::write(&stale, "{}\n").unwrap();
+    let v1 = dir.path().join("test-check/order.placed/v1.json");
+    fs::write(&v1, "{\"type\": \"object\"}\n").unwrap();
+    let before = snapshot(dir.path());
+
+    let err = orders_in(dir.path()).remove_stale(true).run().unwrap_err();
+    assert!(
+        err.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Frozen { version: 1, .. })),
+        "{err}"
+    );
+    assert_eq!(snapshot(dir.path()), before);
+
+    // Without the frozen change, the same run writes and deletes.
+    fs::remove_file(&v1).unwrap();
+    let summary = orders_in(dir.path()).remove_stale(true).run().unwrap();
+    assert_eq!(summary.removed, ["test-check/order.cancelled/v1.json"]);
+    let mut written = summary.written.clone();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            "asyncapi.json",
+            "envelope.json",
+            "test-check/order.placed/v1.json"
+        ]
+    );
+}
+
+#[test]
+fn a_check_that_finds_no_events_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Check::new(dir.path())
+        .only(|_| false)
+        .remove_stale(true)
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(err.problems[..], [Problem::NoEvents { registered }] if registered > 0),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`Check::only` kept none"), "{err}");
+    assert!(snapshot(dir.path()).is_empty());
+}
+
+#[test]
+fn a_version_written_in_an_older_form_passes_and_upgrade_rewrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    written(dir.path());
+    let v2 = dir.path().join("test-check/order.placed/v2.json");
+    let current = fs::read_to_string(&v2).unwrap();
+    // As releases before the bounds wrote it: the mode as a keyword, the
+    // width of `u64` as a format.
+    let mut older: serde_json::Value = serde_json::from_str(&current).unwrap();
+    let total = older["properties"]["total_cents"].as_object_mut().unwrap();
+    assert_eq!(
+        total.shift_remove("maximum"),
+        Some(serde_json::json!(u64::MAX))
+    );
+    total.insert("format".into(), "uint64".into());
+    older
+        .as_object_mut()
+        .unwrap()
+        .insert("x-tidings-compat".into(), "backward".into());
+    let older = serde_json::to_string_pretty(&older).unwrap() + "\n";
+    fs::write(&v2, &older).unwrap();
+
+    let summary = orders_in(dir.path()).run().unwrap();
+    assert_eq!(summary.older_form, ["test-check/order.placed/v2.json"]);
+    let summary = orders_in(dir.path()).overwrite(true).run().unwrap();
+    assert!(summary.written.is_empty(), "{:?}", summary.written);
+    assert_eq!(fs::read_to_string(&v2).unwrap(), older);
+
+    let summary = orders_in(dir.path()).upgrade(true).run().unwrap();
+    assert_eq!(summary.written, ["test-check/order.placed/v2.json"]);
+    assert_eq!(fs::read_to_string(&v2).unwrap(), current);
 }
 
 #[test]
@@ -282,6 +484,129 @@ fn a_version_that_breaks_backward_compatibility_fails_with_its_changes() {
     );
     // `ParcelLost` (compat = "none") and the files themselves are fine.
     assert_eq!(err.problems.len(), 1, "{report}");
+    // The failed overwrite wrote nothing.
+    assert!(snapshot(dir.path()).is_empty());
+}
+
+#[test]
+fn a_required_field_added_says_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Check::new(dir.path())
+        .only(|i| i.topic() == "test-check-breaking")
+        .overwrite(true)
+        .run()
+        .unwrap_err();
+    let report = err.to_string();
+    assert!(
+        report.contains(
+            "fix: v1 payloads lack `carrier`: make it `Option<…>` or give it `#[serde(default)]` \
+             so that they still decode as v2"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_frozen_version_names_a_version_that_does_not_exist_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    written(dir.path());
+    // v1 and v2 exist; editing v1 must be published as v3, not v2.
+    let v1 = dir.path().join("test-check/order.placed/v1.json");
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&v1).unwrap()).unwrap();
+    schema["required"] = serde_json::json!([]);
+    fs::write(&v1, serde_json::to_string_pretty(&schema).unwrap() + "\n").unwrap();
+    let err = orders_in(dir.path()).run().unwrap_err();
+    let frozen = err
+        .problems
+        .iter()
+        .find_map(|p| match p {
+            Problem::Frozen {
+                version: 1, next, ..
+            } => Some(*next),
+            _ => None,
+        })
+        .expect("v1 is frozen");
+    assert_eq!(frozen, 3);
+    let report = err.to_string();
+    assert!(
+        report.contains("declare the change as v3 (`version = 3`"),
+        "{report}"
+    );
+    assert!(!report.contains("v2 (`version = 2`"), "{report}");
+}
+
+#[test]
+fn a_narrowed_integer_breaks_backward_compatibility() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Check::new(dir.path())
+        .only(|i| i.topic() == "test-check-narrow")
+        .overwrite(true)
+        .run()
+        .unwrap_err();
+    let incompatible: Vec<String> = err
+        .problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::Incompatible {
+                type_name, changes, ..
+            } => Some(format!(
+                "{type_name}: {}",
+                changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        incompatible,
+        [
+            "counter.moved: MAXIMUM_DECREASED #/properties/delta/maximum, MINIMUM_INCREASED #/properties/delta/minimum",
+            // Named from the forward side: v1 reads what v2 writes.
+            "level.read: MAXIMUM_DECREASED #/properties/level/maximum",
+            "size.measured: MAXIMUM_DECREASED #/properties/bytes/maximum",
+        ],
+        "{err}"
+    );
+    // Widening under `forward` breaks too: v1 readers reject what v2 writes.
+    assert!(
+        err.problems.iter().any(|p| matches!(
+            p,
+            Problem::Incompatible {
+                type_name: "level.read",
+                mode: tidings::Compat::Forward,
+                ..
+            }
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn integer_widths_are_written_as_exact_bounds_without_unknown_formats() {
+    let schema = |type_name: &str| (tidings::registry::find(type_name, 1).unwrap().schema)();
+    let size = schema("size.measured");
+    assert_eq!(
+        size["properties"]["bytes"],
+        serde_json::json!({"type": "integer", "minimum": 0, "maximum": 18446744073709551615u64})
+    );
+    let text = tidings::schemas::export::to_file_text(&size);
+    assert!(
+        text.contains("\"maximum\": 18446744073709551615\n"),
+        "{text}"
+    );
+    let moved = schema("counter.moved");
+    assert_eq!(
+        moved["properties"]["delta"],
+        serde_json::json!({"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX})
+    );
+    for schema in [size, moved, schema("level.read")] {
+        assert!(schema.get("x-tidings-compat").is_none(), "{schema}");
+        assert!(!schema.to_string().contains("uint"), "{schema}");
+    }
 }
 
 #[test]

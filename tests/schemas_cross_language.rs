@@ -1,7 +1,8 @@
 //! Other languages really read the schemas tidings emits.
 //!
 //! Python (`jsonschema`, Draft202012Validator) and JavaScript (ajv's 2020
-//! class, `@asyncapi/parser`, `json-schema-to-typescript`) read the
+//! class with its default, strict options and `ajv-formats`, nothing else;
+//! `@asyncapi/parser`, `json-schema-to-typescript`) read the
 //! committed `schemas/` of this repository and the schemas of a richer event
 //! written to a temporary folder: each schema passes the meta-schema, each
 //! sample serialized by Rust validates, broken samples are rejected, the
@@ -159,12 +160,25 @@ fn other_languages_read_nested_enum_ulid_integer_and_flattened_fields() {
 
 #[test]
 fn a_sample_that_breaks_its_schema_is_rejected_by_both_languages() {
+    rejected_by_both_languages("parts", serde_json::json!("three"));
+}
+
+#[test]
+fn both_languages_enforce_the_width_and_sign_of_integers() {
+    // `parts` is a `u32`, `size` a `u64`: what the Rust reader refuses.
+    rejected_by_both_languages("parts", serde_json::json!(4_294_967_296u64));
+    rejected_by_both_languages("size", serde_json::json!(-1));
+}
+
+/// Writes the rich schemas with `field` of the sample set to `value`, and
+/// asserts that Python and JavaScript both reject the sample.
+fn rejected_by_both_languages(field: &str, bad: serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     rich_schemas(dir.path());
     let sample = dir.path().join("test-xlang/artifact.stored/v1.sample.json");
     let mut value: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&sample).unwrap()).unwrap();
-    value["parts"] = serde_json::json!("three");
+    value[field] = bad;
     std::fs::write(&sample, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
 
     let py = support::tools::python_venv("schemas-venv", &["jsonschema"], &["jsonschema"]);

@@ -59,19 +59,26 @@ fn crate_depending_only_on_tidings_builds_and_runs() {
          artifact sha256 ab Fetch\n\
          written 10 files\n\
          registry decoders 0\n\
-         problem `artifact.stored` has committed samples (artifacts/artifact.stored/v1.sample.json) \
-         but this binary has no decoder for `tidings_standalone::ArtifactStored`: `#[event]` compiles \
-         decoders only into test builds of the crate that declares the event; add \
-         `.decoder::<ArtifactStored>()` to the check, or run it from that crate's own tests\n\
+         problem `artifact.stored` has committed samples \
+         (artifacts/artifact.stored/v1.sample.json) but this binary has no decoder for \
+         `tidings_standalone::ArtifactStored`: `#[event]` compiles decoders only into test \
+         builds of the crate that declares the event, and `tidings::schemas::check!` adds those \
+         of the library's events it can name (public, in public modules); add \
+         `.decoder::<ArtifactStored>()` to the check where `ArtifactStored` can be named, or run \
+         the check from that crate's own unit tests\n\
          problem `file.uploaded` has committed samples (contextual/file.uploaded/v1.sample.json, \
          contextual/file.uploaded/v2.sample.json) but this binary has no decoder for \
-         `tidings_standalone::FileUploaded`: `#[event]` compiles decoders only into test builds of \
-         the crate that declares the event; add `.decoder::<FileUploaded>()` to the check, or run \
-         it from that crate's own tests\n\
+         `tidings_standalone::FileUploaded`: `#[event]` compiles decoders only into test builds \
+         of the crate that declares the event, and `tidings::schemas::check!` adds those of the \
+         library's events it can name (public, in public modules); add \
+         `.decoder::<FileUploaded>()` to the check where `FileUploaded` can be named, or run the \
+         check from that crate's own unit tests\n\
          problem `gate.opened` has committed samples (gates/gate.opened/v1.sample.json) but this \
-         binary has no decoder for `tidings_standalone::GateOpened`: `#[event]` compiles decoders \
-         only into test builds of the crate that declares the event; add `.decoder::<GateOpened>()` \
-         to the check, or run it from that crate's own tests\n\
+         binary has no decoder for `tidings_standalone::GateOpened`: `#[event]` compiles \
+         decoders only into test builds of the crate that declares the event, and \
+         `tidings::schemas::check!` adds those of the library's events it can name (public, in \
+         public modules); add `.decoder::<GateOpened>()` to the check where `GateOpened` can be \
+         named, or run the check from that crate's own unit tests\n\
          checked 4 versions\n"
     );
 }

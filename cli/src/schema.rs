@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use tidings_runtime::schemas::diff::{try_check_pair, Change, DiffError, Report, Side};
+use tidings_runtime::schemas::portable::{normalize, LEGACY_COMPAT_KEYWORD};
 use tidings_runtime::schemas::Compat;
 
 use crate::{Outcome, Unreadable};
@@ -52,8 +53,8 @@ pub(crate) struct CheckArgs {
     /// The tree being checked.
     #[arg(long, default_value = "schemas")]
     schemas: PathBuf,
-    /// Compatibility mode for a version that does not name its own with
-    /// `"x-tidings-compat"`.
+    /// Compatibility mode for a version whose mode the tree does not name
+    /// (in `asyncapi.json`, or in the version file as older releases wrote it).
     #[arg(long, default_value = "backward", value_parser = parse_mode)]
     mode: Compat,
     #[arg(long, value_enum, default_value = "text")]
@@ -124,8 +125,10 @@ fn outcome(compatible: bool) -> Outcome {
 }
 
 fn diff(args: DiffArgs) -> Result<Outcome, Unreadable> {
-    let old = read_json(&args.old)?;
-    let new = read_json(&args.new)?;
+    // Both in the form this release writes, so that a file written by an
+    // older release (integer widths as `format`) compares as what it means.
+    let old = normalize(&read_json(&args.old)?);
+    let new = normalize(&read_json(&args.new)?);
     let (old_name, new_name) = (
         args.old.display().to_string(),
         args.new.display().to_string(),
@@ -144,6 +147,9 @@ fn diff(args: DiffArgs) -> Result<Outcome, Unreadable> {
                 eprintln!("breaks {}:", args.mode);
                 for change in &report.breaking {
                     eprintln!("  {change}");
+                    if let Some(fix) = change.fix() {
+                        eprintln!("    {fix}");
+                    }
                 }
             }
         }
@@ -164,11 +170,42 @@ struct PairCheck {
 enum Problem {
     Changed {
         key: VersionKey,
+        /// The first version of the type that neither tree has.
+        next: u32,
         changes: Vec<Change>,
     },
     Removed {
         key: VersionKey,
     },
+}
+
+/// The first version of `key`'s type that neither tree holds: the one a
+/// change should be published as.
+fn next_version(key: &VersionKey, old: &Tree, new: &Tree) -> u32 {
+    old.versions
+        .keys()
+        .chain(new.versions.keys())
+        .filter(|k| k.same_type(key))
+        .map(|k| k.version)
+        .max()
+        .unwrap_or(key.version)
+        .saturating_add(1)
+}
+
+/// The mode a version file names itself, as releases before the mode moved
+/// to `asyncapi.json` wrote it (`"x-tidings-compat": "full"`).
+fn legacy_mode(key: &VersionKey, schema: &Value) -> Result<Option<Compat>, Unreadable> {
+    match schema.get(LEGACY_COMPAT_KEYWORD) {
+        None => Ok(None),
+        Some(Value::String(name)) => name
+            .parse::<Compat>()
+            .map(Some)
+            .map_err(|e| Unreadable(format!("{}: `{LEGACY_COMPAT_KEYWORD}`: {e}", key.file()))),
+        Some(other) => Err(Unreadable(format!(
+            "{}: `{LEGACY_COMPAT_KEYWORD}` must be a string, found {other}",
+            key.file()
+        ))),
+    }
 }
 
 fn check(args: CheckArgs) -> Result<Outcome, Unreadable> {
@@ -183,10 +220,16 @@ fn check(args: CheckArgs) -> Result<Outcome, Unreadable> {
     for (key, old_schema) in &old.versions {
         match new.versions.get(key) {
             None => problems.push(Problem::Removed { key: key.clone() }),
-            Some(new_schema) if new_schema != old_schema => {
-                let changes = tidings_runtime::schemas::diff::diff(old_schema, new_schema);
+            // Compared in the form this release writes: a file rewritten
+            // from an older release's form says the same, and is unchanged.
+            Some(new_schema) if normalize(new_schema) != normalize(old_schema) => {
+                let changes = tidings_runtime::schemas::diff::diff(
+                    &normalize(old_schema),
+                    &normalize(new_schema),
+                );
                 problems.push(Problem::Changed {
                     key: key.clone(),
+                    next: next_version(key, &old, &new),
                     changes,
                 });
             }
@@ -199,17 +242,9 @@ fn check(args: CheckArgs) -> Result<Outcome, Unreadable> {
         if old.versions.contains_key(key) {
             continue;
         }
-        let mode = match schema.get("x-tidings-compat") {
-            None => args.mode,
-            Some(Value::String(name)) => name
-                .parse::<Compat>()
-                .map_err(|e| Unreadable(format!("{}: `x-tidings-compat`: {e}", key.file())))?,
-            Some(other) => {
-                return Err(Unreadable(format!(
-                    "{}: `x-tidings-compat` must be a string, found {other}",
-                    key.file()
-                )))
-            }
+        let mode = match new.modes.get(&(key.type_name.clone(), key.version)) {
+            Some(mode) => *mode,
+            None => legacy_mode(key, schema)?.unwrap_or(args.mode),
         };
         let mut older: Vec<&VersionKey> = new
             .versions
@@ -223,8 +258,12 @@ fn check(args: CheckArgs) -> Result<Outcome, Unreadable> {
             older = older.split_off(older.len().saturating_sub(1));
         }
         for previous in older {
-            let report = try_check_pair(&new.versions[previous], schema, mode)
-                .map_err(|e| explain(e, &previous.file(), &key.file()))?;
+            let report = try_check_pair(
+                &normalize(&new.versions[previous]),
+                &normalize(schema),
+                mode,
+            )
+            .map_err(|e| explain(e, &previous.file(), &key.file()))?;
             checks.push(PairCheck {
                 subject: key.subject(),
                 older: previous.version,
@@ -255,8 +294,11 @@ fn print_check_text(
                 "VERSION_REMOVED {} (a published version cannot be removed)",
                 key.file()
             ),
-            Problem::Changed { key, changes } => {
-                println!("FROZEN_VERSION_CHANGED {} (a published version is immutable; publish v{} instead)", key.file(), key.version + 1);
+            Problem::Changed { key, next, changes } => {
+                println!(
+                    "FROZEN_VERSION_CHANGED {} (a published version is immutable; publish the change as v{next} instead)",
+                    key.file()
+                );
                 for change in changes {
                     println!("{} v{}: {change}", key.subject(), key.version);
                 }
@@ -275,6 +317,9 @@ fn print_check_text(
                 "{} v{} -> v{}: {change}{note}",
                 check.subject, check.older, check.newer
             );
+            if let Some(fix) = change.fix().filter(|_| breaks) {
+                println!("    {fix}");
+            }
         }
         if check.mode.checks_forward() {
             for change in check
@@ -317,9 +362,10 @@ fn print_check_json(
         .iter()
         .map(|p| match p {
             Problem::Removed { key } => json!({"type": "VERSION_REMOVED", "file": key.file()}),
-            Problem::Changed { key, changes } => json!({
+            Problem::Changed { key, next, changes } => json!({
                 "type": "FROZEN_VERSION_CHANGED",
                 "file": key.file(),
+                "next_version": next,
                 "changes": changes.iter().map(|c| json!({"type": c.kind.as_str(), "pointer": c.pointer})).collect::<Vec<_>>(),
             }),
         })

@@ -184,9 +184,10 @@ fn diff_of_an_unreadable_schema_exits_2_naming_the_place() {
 fn committed_tree(dir: &TempDir, root: &str) {
     dir.write_json(&format!("{root}/contextual/file.uploaded/v1.json"), &v1());
     dir.write_json(&format!("{root}/envelope.json"), &json!({"type": "object"}));
-    dir.write(
+    // Written by hand or by another tool: names no mode.
+    dir.write_json(
         &format!("{root}/asyncapi.json"),
-        "not even JSON, and ignored",
+        &json!({"asyncapi": "3.0.0", "components": {"messages": {"other": {"name": "file.uploaded"}}}}),
     );
     dir.write_json(
         &format!("{root}/contextual/file.uploaded/v1.sample.json"),
@@ -283,8 +284,76 @@ fn check_flags_a_removed_version() {
     );
 }
 
+/// `asyncapi.json` as tidings writes it, naming the mode of each version.
+fn asyncapi_with_modes(modes: &[(u32, &str)]) -> Value {
+    let messages: serde_json::Map<String, Value> = modes
+        .iter()
+        .map(|(version, mode)| {
+            (
+                format!("file.uploaded.v{version}"),
+                json!({"name": "file.uploaded", "x-tidings-dataversion": version, "x-tidings-compat": mode}),
+            )
+        })
+        .collect();
+    json!({"asyncapi": "3.0.0", "components": {"messages": messages}})
+}
+
 #[test]
-fn check_prefers_the_mode_a_version_names() {
+fn check_takes_the_mode_of_a_version_from_asyncapi() {
+    let dir = TempDir::new();
+    committed_tree(&dir, "old");
+    committed_tree(&dir, "schemas");
+    dir.write_json(
+        "schemas/contextual/file.uploaded/v2.json",
+        &v2_required_field(),
+    );
+    dir.write_json(
+        "schemas/asyncapi.json",
+        &asyncapi_with_modes(&[(1, "backward"), (2, "none")]),
+    );
+    let out = tidings(&dir.0, &["schema", "check", "--against", "old"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // The mode named there wins over `--mode` and over an older file's keyword.
+    let mut v2 = v2_required_field();
+    v2["x-tidings-compat"] = json!("none");
+    dir.write_json("schemas/contextual/file.uploaded/v2.json", &v2);
+    dir.write_json(
+        "schemas/asyncapi.json",
+        &asyncapi_with_modes(&[(2, "backward")]),
+    );
+    let out = tidings(
+        &dir.0,
+        &["schema", "check", "--against", "old", "--mode", "none"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+#[test]
+fn check_with_an_unreadable_asyncapi_document_exits_2() {
+    let dir = TempDir::new();
+    committed_tree(&dir, "old");
+    committed_tree(&dir, "schemas");
+    dir.write("schemas/asyncapi.json", "not even JSON");
+    let out = tidings(&dir.0, &["schema", "check", "--against", "old"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("asyncapi.json"), "{}", stderr(&out));
+    dir.write_json(
+        "schemas/asyncapi.json",
+        &asyncapi_with_modes(&[(1, "sideways")]),
+    );
+    let out = tidings(&dir.0, &["schema", "check", "--against", "old"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("sideways"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_still_reads_the_mode_older_releases_wrote_in_the_version_file() {
     let dir = TempDir::new();
     committed_tree(&dir, "old");
     committed_tree(&dir, "schemas");
@@ -429,4 +498,122 @@ fn check_against_an_unknown_revision_exits_2() {
     let out = tidings(&dir.0, &["schema", "check", "--against", "no-such-branch"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no-such-branch"), "{}", stderr(&out));
+}
+
+/// A payload with one integer field, as this release writes `u64`/`u32`.
+fn with_count(maximum: u64) -> Value {
+    json!({"type": "object", "additionalProperties": false,
+           "properties": {"count": {"type": "integer", "minimum": 0, "maximum": maximum}},
+           "required": ["count"]})
+}
+
+#[test]
+fn check_treats_a_version_in_an_older_form_as_unchanged() {
+    let dir = TempDir::new();
+    // As older releases wrote a `u64` field, and the mode as a keyword.
+    let older = json!({"x-tidings-compat": "backward", "type": "object", "additionalProperties": false,
+                       "properties": {"count": {"type": "integer", "format": "uint64", "minimum": 0}},
+                       "required": ["count"]});
+    dir.write_json("old/contextual/file.uploaded/v1.json", &older);
+    dir.write_json(
+        "schemas/contextual/file.uploaded/v1.json",
+        &with_count(u64::MAX),
+    );
+    let out = tidings(&dir.0, &["schema", "check", "--against", "old"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = tidings(
+        &dir.0,
+        &[
+            "schema",
+            "diff",
+            "old/contextual/file.uploaded/v1.json",
+            "schemas/contextual/file.uploaded/v1.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn check_reports_a_narrowed_integer_with_exact_bounds() {
+    let dir = TempDir::new();
+    dir.write_json(
+        "old/contextual/file.uploaded/v1.json",
+        &with_count(u64::MAX),
+    );
+    dir.write_json(
+        "schemas/contextual/file.uploaded/v1.json",
+        &with_count(u64::MAX),
+    );
+    // One below u64::MAX: the same f64, a different bound.
+    dir.write_json(
+        "schemas/contextual/file.uploaded/v2.json",
+        &with_count(u64::MAX - 1),
+    );
+    let out = tidings(&dir.0, &["schema", "check", "--against", "old"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "contextual/file.uploaded v1 -> v2: MAXIMUM_DECREASED #/properties/count/maximum (breaks backward)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_changed_published_version_is_told_to_become_a_version_that_does_not_exist() {
+    let dir = TempDir::new();
+    committed_tree(&dir, "old");
+    dir.write_json("old/contextual/file.uploaded/v2.json", &v2_optional_field());
+    committed_tree(&dir, "schemas");
+    dir.write_json(
+        "schemas/contextual/file.uploaded/v2.json",
+        &v2_optional_field(),
+    );
+    // v1 edited while v2 exists: the change is v3.
+    dir.write_json(
+        "schemas/contextual/file.uploaded/v1.json",
+        &v2_required_field(),
+    );
+    let out = tidings(&dir.0, &["schema", "check", "--against", "old"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("publish the change as v3 instead"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_required_field_added_says_how_to_fix_it() {
+    let dir = TempDir::new();
+    dir.write_json("old.json", &v1());
+    dir.write_json("new.json", &v2_required_field());
+    let out = tidings(&dir.0, &["schema", "diff", "old.json", "new.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("make it `Option<…>` or give it `#[serde(default)]`"),
+        "{}",
+        stderr(&out)
+    );
+    committed_tree(&dir, "old");
+    committed_tree(&dir, "schemas");
+    dir.write_json(
+        "schemas/contextual/file.uploaded/v2.json",
+        &v2_required_field(),
+    );
+    let out = tidings(&dir.0, &["schema", "check", "--against", "old"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("make it `Option<…>` or give it `#[serde(default)]`"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -3,6 +3,7 @@
 use proc_macro::TokenStream;
 
 mod args;
+mod check;
 mod ctxt;
 mod event;
 mod handler;
@@ -88,6 +89,30 @@ pub fn handler(args: TokenStream, input: TokenStream) -> TokenStream {
 pub fn payload(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = syn::parse_macro_input!(input as syn::Item);
     payload::expand(args.into(), item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Checks (or, with `TIDINGS_SCHEMAS=overwrite`, writes) the package's
+/// `schemas/` folder, from an integration test under `tests/`.
+///
+/// ```text
+/// #[test]
+/// fn schemas_are_committed_and_compatible() {
+///     tidings::schemas::check!("schemas").unwrap();
+/// }
+/// ```
+///
+/// It takes the folder (relative to the package root) or a
+/// `tidings::schemas::Check` built with options, and returns what
+/// `Check::run` returns. Unlike the function `tidings::schemas::check`, it
+/// sees the events of the package's library from a test under `tests/`: it
+/// names the library, which links its events into the test, and adds the
+/// decoder of each event the library declares under a public path, which
+/// `#[event]` compiles only into the library's own test build.
+#[proc_macro]
+pub fn check(input: TokenStream) -> TokenStream {
+    check::expand(input.into())
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

@@ -12,6 +12,7 @@ pub use serde_json;
 use crate::error::DecodeError;
 use crate::event::Event;
 pub use crate::registry::{decode_erased, EventInfo};
+use crate::schemas::Check;
 
 /// Decodes the current version of `E`.
 ///
@@ -184,7 +185,8 @@ pub const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 /// The JSON Schema (2020-12) of the payload of `E`, with `$id` set to its
-/// `dataschema` and a closed content model.
+/// `dataschema`, a closed content model, and integer widths as bounds (see
+/// `schemas::portable`).
 ///
 /// Only `E`'s own `JsonSchema` functions are taken here: the root schema is
 /// built by `root_schema`, which is compiled once, not once per event.
@@ -195,7 +197,7 @@ pub fn payload_schema<E: Event>() -> serde_json::Value {
         inline: E::inline_schema,
         schema: E::json_schema,
     };
-    finish_payload_schema(root_schema(root), E::DATASCHEMA, E::COMPAT)
+    finish_payload_schema(root_schema(root), E::DATASCHEMA)
 }
 
 /// The `JsonSchema` functions of one type.
@@ -261,29 +263,23 @@ fn root_schema(root: RootSchema) -> serde_json::Value {
 
 /// The part of [`payload_schema`] that does not depend on `E`, compiled once
 /// rather than once per event.
-fn finish_payload_schema(
-    mut value: serde_json::Value,
-    dataschema: &str,
-    compat: crate::compat::Compat,
-) -> serde_json::Value {
+fn finish_payload_schema(mut value: serde_json::Value, dataschema: &str) -> serde_json::Value {
+    // Integer widths as bounds, and only formats other validators know: see
+    // `schemas::portable`. The compatibility mode is not written here but in
+    // `asyncapi.json`, since strict validators refuse unknown keywords.
+    crate::schemas::portable::make_portable(&mut value);
     if let Some(obj) = value.as_object_mut() {
         obj.insert(
             "$id".to_owned(),
             serde_json::Value::String(dataschema.to_owned()),
         );
-        // Read by `tidings schema check`, which has no Rust types to ask.
-        obj.insert(
-            "x-tidings-compat".to_owned(),
-            serde_json::Value::String(compat.as_str().to_owned()),
-        );
         // One fixed order for the keys people read first, so that every file
         // reads top-down the same way; the rest keep schemars' order.
-        const FIRST: [&str; 10] = [
+        const FIRST: [&str; 9] = [
             "$schema",
             "$id",
             "title",
             "description",
-            "x-tidings-compat",
             "type",
             "properties",
             "required",
@@ -320,6 +316,111 @@ pub fn close_schema(schema: &mut schemars::Schema) {
 }
 
 pub use crate::handler::glue::{assert_event, state, IsContext, IsHandlerResult, IsState};
+
+/// What `tidings::schemas::check!` accepts: a folder, or a [`Check`] built
+/// with its options.
+pub trait IntoCheck {
+    /// The check.
+    fn into_check(self) -> Check;
+}
+
+impl IntoCheck for Check {
+    fn into_check(self) -> Check {
+        self
+    }
+}
+
+impl IntoCheck for &str {
+    fn into_check(self) -> Check {
+        Check::new(self)
+    }
+}
+
+impl IntoCheck for String {
+    fn into_check(self) -> Check {
+        Check::new(self)
+    }
+}
+
+impl IntoCheck for &std::path::Path {
+    fn into_check(self) -> Check {
+        Check::new(self)
+    }
+}
+
+impl IntoCheck for std::path::PathBuf {
+    fn into_check(self) -> Check {
+        Check::new(self)
+    }
+}
+
+impl IntoCheck for &std::path::PathBuf {
+    fn into_check(self) -> Check {
+        Check::new(self)
+    }
+}
+
+/// The check `tidings::schemas::check!` runs: its folder, relative to the
+/// crate's manifest directory when it is relative.
+pub fn check_in_package(check: impl IntoCheck, manifest_dir: &str) -> Check {
+    check
+        .into_check()
+        .rooted_at(std::path::Path::new(manifest_dir))
+}
+
+/// Stands for a type named by `tidings::schemas::check!`, which adds the
+/// type's decoder to a [`Check`] when the type is an event
+/// ([`AddEventDecoder`]) and does nothing otherwise ([`AddNoDecoder`]).
+///
+/// The macro finds events by the attribute on a struct; another crate's
+/// attribute also named `event` must not break the test that calls it. The
+/// choice is made by method resolution on `&DecoderProbe<T>`: the impl for
+/// `DecoderProbe<T>` applies when `T: Event` and is found first; otherwise
+/// auto-referencing reaches the impl for `&DecoderProbe<T>`.
+pub struct DecoderProbe<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> DecoderProbe<T> {
+    /// The probe of `T`.
+    pub const fn new() -> Self {
+        DecoderProbe(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for DecoderProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> std::fmt::Debug for DecoderProbe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecoderProbe")
+    }
+}
+
+/// The probe of an event: adds its decoder.
+pub trait AddEventDecoder {
+    /// `check` with the decoder.
+    fn add_decoder(&self, check: Check) -> Check;
+}
+
+impl<T: Event> AddEventDecoder for DecoderProbe<T> {
+    fn add_decoder(&self, check: Check) -> Check {
+        check.decoder::<T>()
+    }
+}
+
+/// The probe of a type that is not an event: adds nothing.
+pub trait AddNoDecoder {
+    /// `check` as it is.
+    fn add_decoder(&self, check: Check) -> Check;
+}
+
+impl<T> AddNoDecoder for &DecoderProbe<T> {
+    fn add_decoder(&self, check: Check) -> Check {
+        check
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -44,8 +44,10 @@ pub struct EventInfo {
     /// event, absent from every other build: a decoder is a serde
     /// deserializer compiled for one event, and a crate that declares many
     /// events would compile all of them in every build, used or not.
-    /// [`schemas::Check::decoder`](crate::schemas::Check::decoder) supplies
-    /// one from any test.
+    /// `tidings::schemas::check!` supplies those of a library's public
+    /// events to its integration tests, and
+    /// [`schemas::Check::decoder`](crate::schemas::Check::decoder) one from
+    /// any test.
     pub decode: Option<DecodeFn>,
 }
 

@@ -2,6 +2,8 @@
 
 python-jsonschema's Draft202012Validator checks each payload schema against
 the meta-schema, validates its golden sample, and rejects broken samples.
+Like Ajv's strict mode, it also refuses a keyword that JSON Schema 2020-12
+does not define, which the meta-schema lets through.
 Usage: python check_schemas.py <schemas dir>; prints one JSON line, exits 1 on any failure.
 """
 import json
@@ -10,6 +12,44 @@ import re
 import sys
 
 from jsonschema import Draft202012Validator
+
+
+# Every keyword of JSON Schema 2020-12 (core, applicator, unevaluated,
+# validation, meta-data, format-annotation, content), as Ajv's strict mode knows them.
+KEYWORDS = {
+    "$schema", "$id", "$ref", "$anchor", "$dynamicRef", "$dynamicAnchor", "$vocabulary",
+    "$comment", "$defs", "definitions",
+    "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas",
+    "prefixItems", "items", "contains", "properties", "patternProperties",
+    "additionalProperties", "propertyNames", "unevaluatedItems", "unevaluatedProperties",
+    "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems",
+    "uniqueItems", "maxContains", "minContains", "maxProperties", "minProperties",
+    "required", "dependentRequired",
+    "title", "description", "default", "deprecated", "readOnly", "writeOnly", "examples",
+    "format", "contentEncoding", "contentMediaType", "contentSchema",
+}
+ONE = {"not", "if", "then", "else", "items", "contains", "additionalProperties",
+       "propertyNames", "unevaluatedItems", "unevaluatedProperties", "contentSchema"}
+MANY = {"allOf", "anyOf", "oneOf", "prefixItems"}
+NAMED = {"$defs", "definitions", "properties", "patternProperties", "dependentSchemas"}
+
+
+def unknown_keywords(schema, at="#"):
+    """Every keyword 2020-12 does not define, with where it is."""
+    if not isinstance(schema, dict):
+        return []
+    found = [f"{at}/{k}" for k in schema if k not in KEYWORDS]
+    for key, value in schema.items():
+        if key in ONE:
+            found += unknown_keywords(value, f"{at}/{key}")
+        elif key in MANY and isinstance(value, list):
+            for i, sub in enumerate(value):
+                found += unknown_keywords(sub, f"{at}/{key}/{i}")
+        elif key in NAMED and isinstance(value, dict):
+            for name, sub in value.items():
+                found += unknown_keywords(sub, f"{at}/{key}/{name}")
+    return found
 
 
 def main(root: pathlib.Path) -> int:
@@ -26,6 +66,9 @@ def main(root: pathlib.Path) -> int:
         except Exception as e:  # the library's SchemaError
             failures.append(f"{rel}: not a valid 2020-12 schema: {e}")
             continue
+        unknown = unknown_keywords(schema)
+        if unknown:
+            failures.append(f"{rel}: keywords JSON Schema 2020-12 does not define: {unknown}")
         validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
         sample_path = path.with_name(path.stem + ".sample.json")
         if not sample_path.exists():

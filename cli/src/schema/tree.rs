@@ -1,5 +1,6 @@
 //! A `schemas/` tree, `<topic>/<type>/v<N>.json`, read from a directory or
-//! from a git revision. Every other file (`envelope.json`, `asyncapi.json`,
+//! from a git revision, with the compatibility mode of each version that
+//! `asyncapi.json` names. Every other file (`envelope.json`,
 //! `*.sample.json`, files at other depths) is not a versioned schema and is
 //! left out.
 
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
+use tidings_runtime::schemas::Compat;
 
 use super::parse_json;
 use crate::Unreadable;
@@ -55,7 +57,12 @@ impl VersionKey {
 #[derive(Debug, Default)]
 pub(super) struct Tree {
     pub(super) versions: BTreeMap<VersionKey, Value>,
+    /// The mode of each (type, version) that `asyncapi.json` names.
+    pub(super) modes: BTreeMap<(String, u32), Compat>,
 }
+
+/// The file of the tree that names each version's mode.
+const ASYNCAPI: &str = "asyncapi.json";
 
 impl Tree {
     pub(super) fn from_dir(root: &Path) -> Result<Self, Unreadable> {
@@ -67,6 +74,12 @@ impl Tree {
         }
         let mut tree = Tree::default();
         tree.walk(root, root)?;
+        let asyncapi = root.join(ASYNCAPI);
+        if asyncapi.is_file() {
+            let text = fs::read_to_string(&asyncapi)
+                .map_err(|e| Unreadable(format!("cannot read {}: {e}", asyncapi.display())))?;
+            tree.modes = modes(&asyncapi.display().to_string(), &text)?;
+        }
         Ok(tree)
     }
 
@@ -117,6 +130,11 @@ impl Tree {
         )?;
         let mut tree = Tree::default();
         for relative in listing.lines() {
+            if relative == ASYNCAPI {
+                let text = git(schemas, &["show", &format!("{revision}:./{relative}")])?;
+                tree.modes = modes(&format!("{revision}:{relative}"), &text)?;
+                continue;
+            }
             let Some(key) = VersionKey::parse(relative) else {
                 continue;
             };
@@ -126,6 +144,41 @@ impl Tree {
         }
         Ok(tree)
     }
+}
+
+/// The `x-tidings-compat` of each message of an AsyncAPI document written
+/// by tidings, by the message's type (`name`) and `x-tidings-dataversion`.
+/// Messages without them (written by hand, or by another tool) name no mode.
+fn modes(name: &str, text: &str) -> Result<BTreeMap<(String, u32), Compat>, Unreadable> {
+    let doc = parse_json(name, text)?;
+    let mut out = BTreeMap::new();
+    let Some(messages) = doc
+        .pointer("/components/messages")
+        .and_then(Value::as_object)
+    else {
+        return Ok(out);
+    };
+    for (id, message) in messages {
+        let (Some(type_name), Some(version), Some(mode)) = (
+            message.get("name").and_then(Value::as_str),
+            message.get("x-tidings-dataversion").and_then(Value::as_u64),
+            message.get("x-tidings-compat"),
+        ) else {
+            continue;
+        };
+        let mode = mode
+            .as_str()
+            .ok_or_else(|| format!("must be a string, found {mode}"))
+            .and_then(|m| m.parse::<Compat>().map_err(|e| e.to_string()))
+            .map_err(|e| {
+                Unreadable(format!("{name}: `x-tidings-compat` of message `{id}`: {e}"))
+            })?;
+        let Ok(version) = u32::try_from(version) else {
+            continue;
+        };
+        out.insert((type_name.to_owned(), version), mode);
+    }
+    Ok(out)
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, Unreadable> {

@@ -60,10 +60,37 @@ pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) -> Option<PathBuf> {
         }
     };
     let fields = StructFields::from_input(input);
+    let next = file
+        .parent()
+        .map_or(version, highest_committed)
+        .max(version)
+        .saturating_add(1);
     for change in compare(&committed, &fields) {
-        report(cx, input, &fields, &shown, version, change);
+        report(cx, input, &fields, &shown, (version, next), change);
     }
     Some(file)
+}
+
+/// The highest `N` of the `v<N>.json` files in a type's folder: a change to
+/// a committed version is published after every version already there.
+fn highest_committed(dir: &Path) -> u32 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| version_of(&e.file_name().to_string_lossy()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `N` of a file named `v<N>.json`.
+fn version_of(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix('v')?.strip_suffix(".json")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The file as the user knows it: relative to the crate when inside it.
@@ -172,13 +199,13 @@ fn report(
     input: &Input<'_>,
     fields: &StructFields,
     file: &str,
-    version: u32,
+    (version, next): (u32, u32),
     change: Change,
 ) {
     let ident = input.ident();
     let bump = format!(
-        "or publish the change as a new version: bump `version` to {} and add `upcast_from` with the struct of v{version}",
-        version + 1
+        "or publish the change as a new version: bump `version` to {next} and add `upcast_from` with the struct of v{}",
+        next - 1
     );
     match change {
         Change::Removed(name) => cx.error_at(
@@ -534,6 +561,25 @@ mod tests {
             compare(&committed(&["a", "from_other"], &["a"]), &fields),
             []
         );
+    }
+
+    #[test]
+    fn next_version_is_past_every_committed_one() {
+        let dir = std::env::temp_dir().join(format!("tidings-guard-next-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [
+            "v1.json",
+            "v2.json",
+            "v1.sample.json",
+            "v10.sample.json",
+            "vx.json",
+            "notes.md",
+        ] {
+            std::fs::write(dir.join(name), "{}").unwrap();
+        }
+        assert_eq!(highest_committed(&dir), 2);
+        assert_eq!(highest_committed(&dir.join("absent")), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -116,6 +116,11 @@ pub fn envelope_schema() -> Value {
 /// component schema (the version's payload schema, its local references rewritten
 /// so that they resolve inside the one document), and
 /// the CloudEvents attributes as headers.
+///
+/// Each message carries three extensions: `x-tidings-dataschema`,
+/// `x-tidings-dataversion`, and `x-tidings-compat`, the compatibility mode
+/// of the version (`backward`, `full_transitive`, …), which
+/// `tidings schema check` applies to it.
 pub fn asyncapi(infos: &[&EventInfo], namespace: &str) -> Value {
     let mut sorted: Vec<&EventInfo> = infos.to_vec();
     sorted.sort_by(|a, b| {
@@ -155,6 +160,10 @@ pub fn asyncapi(infos: &[&EventInfo], namespace: &str) -> Value {
                 "payload": { "$ref": format!("#/components/schemas/{schema_id}") },
                 "x-tidings-dataschema": info.dataschema,
                 "x-tidings-dataversion": info.version,
+                // The mode `tidings schema check` applies to this version: here,
+                // where AsyncAPI allows extensions, rather than in the payload
+                // schema, where strict JSON Schema validators refuse them.
+                "x-tidings-compat": info.compat.as_str(),
             }),
         );
         for (kind, name) in [("stream", info.stream), ("channel", info.channel)] {

@@ -4,6 +4,7 @@
 mod check;
 pub mod diff;
 pub mod export;
+pub mod portable;
 
 pub use crate::compat::{Compat, UnknownCompat};
 pub use check::{check, Check, CheckError, Problem, Summary, ENV};

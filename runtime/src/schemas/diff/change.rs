@@ -319,6 +319,43 @@ change_types! {
     NotTypeNarrowed = "NOT_TYPE_NARROWED", true;
 }
 
+impl ChangeType {
+    /// How to undo this change when it breaks a mode, in the words of a Rust
+    /// payload struct; `None` for the kinds that need no advice or have none
+    /// that holds in general.
+    ///
+    /// ```
+    /// use tidings_runtime::schemas::diff::ChangeType;
+    /// let fix = ChangeType::RequiredPropertyAddedToUnopenContentModel.fix().unwrap();
+    /// assert!(fix.contains("`Option<…>`") && fix.contains("`#[serde(default)]`"));
+    /// ```
+    pub fn fix(self) -> Option<&'static str> {
+        Some(match self {
+            ChangeType::RequiredPropertyAddedToUnopenContentModel
+            | ChangeType::RequiredPropertyAddedToOpenContentModel
+            | ChangeType::RequiredPropertyWithDefaultAddedToOpenContentModel
+            | ChangeType::RequiredAttributeAdded => {
+                "payloads written before lack this field: make it `Option<…>` or give it \
+                 `#[serde(default)]` so that they still decode, or publish the change as a new version"
+            }
+            ChangeType::PropertyRemovedFromClosedContentModel
+            | ChangeType::PropertyRemovedNotCoveredByPartiallyOpenContentModel => {
+                "payloads written before may hold this field: keep it in the struct (an `Option<…>` \
+                 that is never set is enough)"
+            }
+            ChangeType::MaximumDecreased
+            | ChangeType::MinimumIncreased
+            | ChangeType::ExclusiveMaximumDecreased
+            | ChangeType::ExclusiveMinimumIncreased => {
+                "the readers' range of values is narrower than the writers' (an integer type changed \
+                 width or sign, such as `u64` and `u32` or `u32` and `i32`, or a `range` changed): \
+                 values one side writes fall outside what the other reads; keep the type as it was"
+            }
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for ChangeType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -374,6 +411,26 @@ impl Change {
     /// Whether this change alone keeps the newer schema backward compatible.
     pub fn is_backward_compatible(&self) -> bool {
         self.kind.is_backward_compatible()
+    }
+
+    /// How to undo the change when it breaks a mode: [`ChangeType::fix`].
+    pub fn fix(&self) -> Option<&'static str> {
+        self.kind.fix()
+    }
+
+    /// The property the change is about: the last name after `properties`
+    /// in the pointer (`carrier` for `#/properties/carrier`), if any.
+    ///
+    /// ```
+    /// use tidings_runtime::schemas::diff::{Change, ChangeType};
+    /// let c = Change::new(ChangeType::MaximumDecreased, "#/properties/size/maximum");
+    /// assert_eq!(c.property().as_deref(), Some("size"));
+    /// ```
+    pub fn property(&self) -> Option<String> {
+        let segments: Vec<&str> = self.pointer.trim_start_matches("#/").split('/').collect();
+        let at = segments.iter().rposition(|s| *s == "properties")?;
+        let name = segments.get(at + 1)?;
+        Some(name.replace("~1", "/").replace("~0", "~"))
     }
 }
 

@@ -253,3 +253,94 @@ fn pairs(len: usize, mode: Compat) -> impl Iterator<Item = (usize, usize)> {
     };
     (first..end).map(move |i| (i, end))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::{check_pair, diff, Compat};
+    use crate::schemas::portable::make_portable;
+
+    /// The payload schema of one integer field of type `T`, as emitted.
+    fn field<T: schemars::JsonSchema>() -> Value {
+        #[derive(schemars::JsonSchema)]
+        #[allow(dead_code)]
+        struct Payload<T> {
+            n: T,
+        }
+        let mut schema = schemars::schema_for!(Payload<T>).to_value();
+        make_portable(&mut schema);
+        schema
+    }
+
+    fn breaking(old: &Value, new: &Value, mode: Compat) -> Vec<String> {
+        check_pair(old, new, mode)
+            .breaking
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn narrowing_an_integer_breaks_backward_and_widening_breaks_forward() {
+        let (u64_, u32_, i64_, i32_) = (
+            field::<u64>(),
+            field::<u32>(),
+            field::<i64>(),
+            field::<i32>(),
+        );
+        // u64 -> u32: the new reader rejects old values above u32::MAX.
+        assert_eq!(
+            breaking(&u64_, &u32_, Compat::Backward),
+            ["MAXIMUM_DECREASED #/properties/n/maximum"]
+        );
+        assert!(check_pair(&u64_, &u32_, Compat::Forward).compatible);
+        // u32 -> u64: old readers reject new values above u32::MAX.
+        assert!(check_pair(&u32_, &u64_, Compat::Backward).compatible);
+        assert_eq!(
+            breaking(&u32_, &u64_, Compat::Forward),
+            ["MAXIMUM_DECREASED #/properties/n/maximum"]
+        );
+        // i64 -> i32 narrows both ends.
+        assert_eq!(
+            breaking(&i64_, &i32_, Compat::Backward),
+            [
+                "MAXIMUM_DECREASED #/properties/n/maximum",
+                "MINIMUM_INCREASED #/properties/n/minimum"
+            ]
+        );
+        // u32 -> i32: the top half of u32 is gone; i32 -> u32: the negatives.
+        assert_eq!(
+            breaking(&u32_, &i32_, Compat::Backward),
+            ["MAXIMUM_DECREASED #/properties/n/maximum"]
+        );
+        assert_eq!(
+            breaking(&i32_, &u32_, Compat::Backward),
+            ["MINIMUM_INCREASED #/properties/n/minimum"]
+        );
+        assert_eq!(
+            breaking(&u32_, &i32_, Compat::Full).len(),
+            2,
+            "{:?}",
+            breaking(&u32_, &i32_, Compat::Full)
+        );
+        assert!(diff(&u64_, &field::<u64>()).is_empty());
+    }
+
+    #[test]
+    fn bounds_past_2_pow_53_compare_exactly() {
+        let at = |max: Value| json!({"type": "integer", "maximum": max});
+        // As f64 both are 2^64: the change would vanish.
+        let changes = diff(&at(json!(u64::MAX)), &at(json!(u64::MAX - 1)));
+        assert_eq!(changes[0].to_string(), "MAXIMUM_DECREASED #/maximum");
+        let changes = diff(&at(json!(i64::MIN + 1)), &at(json!(i64::MIN)));
+        assert_eq!(changes[0].to_string(), "MAXIMUM_DECREASED #/maximum");
+        assert!(diff(
+            &at(json!(9007199254740993u64)),
+            &at(json!(9007199254740993u64))
+        )
+        .is_empty());
+        // An integer and the float of the same value are the same bound.
+        assert!(diff(&at(json!(10)), &at(json!(10.0))).is_empty());
+    }
+}

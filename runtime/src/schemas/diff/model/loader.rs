@@ -305,14 +305,16 @@ impl Loader<'_> {
         let mut minimum = self.num(side, pointer, map, "minimum");
         let mut maximum = self.num(side, pointer, map, "maximum");
         // Draft-04 spells an exclusive bound as a flag on `minimum`/`maximum`.
-        let mut exclusive = |key: &str, bound: &mut Option<f64>| match map.get(key) {
+        let mut exclusive = |key: &str, bound: &mut Option<Num>| match map.get(key) {
             Some(Value::Bool(true)) => bound.take(),
             Some(Value::Bool(false)) | None => None,
             Some(_) => self.num(side, pointer, map, key),
         };
         let exclusive_minimum = exclusive("exclusiveMinimum", &mut minimum);
         let exclusive_maximum = exclusive("exclusiveMaximum", &mut maximum);
-        let multiple_of = self.num(side, pointer, map, "multipleOf");
+        let multiple_of = self
+            .num(side, pointer, map, "multipleOf")
+            .and_then(|n| n.0.as_f64());
         if multiple_of.is_some_and(|m| m <= 0.0) {
             self.error(
                 side,
@@ -541,10 +543,10 @@ impl Loader<'_> {
         pointer: &str,
         map: &Map<String, Value>,
         key: &str,
-    ) -> Option<f64> {
+    ) -> Option<Num> {
         match map.get(key) {
             None => None,
-            Some(Value::Number(n)) => n.as_f64(),
+            Some(Value::Number(n)) => Some(Num(n.clone())),
             Some(other) => {
                 self.error(
                     side,

@@ -58,11 +58,28 @@ pub(super) struct StringSchema {
 #[derive(Debug, Default)]
 pub(super) struct NumberSchema {
     pub(super) integer: bool,
-    pub(super) minimum: Option<f64>,
-    pub(super) maximum: Option<f64>,
-    pub(super) exclusive_minimum: Option<f64>,
-    pub(super) exclusive_maximum: Option<f64>,
+    pub(super) minimum: Option<Num>,
+    pub(super) maximum: Option<Num>,
+    pub(super) exclusive_minimum: Option<Num>,
+    pub(super) exclusive_maximum: Option<Num>,
     pub(super) multiple_of: Option<f64>,
+}
+
+/// A bound as written, compared exactly: integers as integers, so that
+/// `u64::MAX` and `u64::MAX - 1` (one `f64` apart from nothing) differ.
+#[derive(Debug, Clone)]
+pub(super) struct Num(pub(super) serde_json::Number);
+
+impl PartialEq for Num {
+    fn eq(&self, other: &Self) -> bool {
+        self.partial_cmp(other) == Some(std::cmp::Ordering::Equal)
+    }
+}
+
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        crate::schemas::portable::compare(&self.0, &other.0)
+    }
 }
 
 #[derive(Debug)]

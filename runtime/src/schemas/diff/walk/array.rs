@@ -84,8 +84,8 @@ impl Walker<'_> {
         bound(
             out,
             "maxItems",
-            a.max_items,
-            b.max_items,
+            a.max_items.as_ref(),
+            b.max_items.as_ref(),
             T::MaxItemsAdded,
             T::MaxItemsRemoved,
             T::MaxItemsIncreased,
@@ -94,8 +94,8 @@ impl Walker<'_> {
         bound(
             out,
             "minItems",
-            a.min_items,
-            b.min_items,
+            a.min_items.as_ref(),
+            b.min_items.as_ref(),
             T::MinItemsAdded,
             T::MinItemsRemoved,
             T::MinItemsIncreased,
@@ -115,8 +115,8 @@ impl Walker<'_> {
         bound(
             out,
             "maxContains",
-            a.max_contains,
-            b.max_contains,
+            a.max_contains.as_ref(),
+            b.max_contains.as_ref(),
             T::MaxContainsAdded,
             T::MaxContainsRemoved,
             T::MaxContainsIncreased,
@@ -125,8 +125,8 @@ impl Walker<'_> {
         bound(
             out,
             "minContains",
-            a.min_contains,
-            b.min_contains,
+            a.min_contains.as_ref(),
+            b.min_contains.as_ref(),
             T::MinContainsAdded,
             T::MinContainsRemoved,
             T::MinContainsIncreased,

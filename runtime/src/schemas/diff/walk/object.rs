@@ -138,8 +138,8 @@ impl Walker<'_> {
         bound(
             out,
             "maxProperties",
-            a.max_properties,
-            b.max_properties,
+            a.max_properties.as_ref(),
+            b.max_properties.as_ref(),
             T::MaxPropertiesAdded,
             T::MaxPropertiesRemoved,
             T::MaxPropertiesIncreased,
@@ -148,8 +148,8 @@ impl Walker<'_> {
         bound(
             out,
             "minProperties",
-            a.min_properties,
-            b.min_properties,
+            a.min_properties.as_ref(),
+            b.min_properties.as_ref(),
             T::MinPropertiesAdded,
             T::MinPropertiesRemoved,
             T::MinPropertiesIncreased,

@@ -11,8 +11,8 @@ pub(super) fn string(out: &mut Vec<Rel>, a: &StringSchema, b: &StringSchema) {
     bound(
         out,
         "maxLength",
-        a.max_length,
-        b.max_length,
+        a.max_length.as_ref(),
+        b.max_length.as_ref(),
         T::MaxLengthAdded,
         T::MaxLengthRemoved,
         T::MaxLengthIncreased,
@@ -21,8 +21,8 @@ pub(super) fn string(out: &mut Vec<Rel>, a: &StringSchema, b: &StringSchema) {
     bound(
         out,
         "minLength",
-        a.min_length,
-        b.min_length,
+        a.min_length.as_ref(),
+        b.min_length.as_ref(),
         T::MinLengthAdded,
         T::MinLengthRemoved,
         T::MinLengthIncreased,
@@ -40,8 +40,8 @@ pub(super) fn number(out: &mut Vec<Rel>, a: &NumberSchema, b: &NumberSchema) {
     bound(
         out,
         "maximum",
-        a.maximum,
-        b.maximum,
+        a.maximum.as_ref(),
+        b.maximum.as_ref(),
         T::MaximumAdded,
         T::MaximumRemoved,
         T::MaximumIncreased,
@@ -50,8 +50,8 @@ pub(super) fn number(out: &mut Vec<Rel>, a: &NumberSchema, b: &NumberSchema) {
     bound(
         out,
         "minimum",
-        a.minimum,
-        b.minimum,
+        a.minimum.as_ref(),
+        b.minimum.as_ref(),
         T::MinimumAdded,
         T::MinimumRemoved,
         T::MinimumIncreased,
@@ -60,8 +60,8 @@ pub(super) fn number(out: &mut Vec<Rel>, a: &NumberSchema, b: &NumberSchema) {
     bound(
         out,
         "exclusiveMaximum",
-        a.exclusive_maximum,
-        b.exclusive_maximum,
+        a.exclusive_maximum.as_ref(),
+        b.exclusive_maximum.as_ref(),
         T::ExclusiveMaximumAdded,
         T::ExclusiveMaximumRemoved,
         T::ExclusiveMaximumIncreased,
@@ -70,8 +70,8 @@ pub(super) fn number(out: &mut Vec<Rel>, a: &NumberSchema, b: &NumberSchema) {
     bound(
         out,
         "exclusiveMinimum",
-        a.exclusive_minimum,
-        b.exclusive_minimum,
+        a.exclusive_minimum.as_ref(),
+        b.exclusive_minimum.as_ref(),
         T::ExclusiveMinimumAdded,
         T::ExclusiveMinimumRemoved,
         T::ExclusiveMinimumIncreased,
@@ -127,11 +127,11 @@ pub(super) fn enumeration(out: &mut Vec<Rel>, a: &[Value], b: &[Value]) {
 /// A numeric keyword present on either side: the four change types say
 /// which way it moved; whether that is safe is the type's business.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn bound<N: PartialOrd + Copy>(
+pub(super) fn bound<N: PartialOrd + ?Sized>(
     out: &mut Vec<Rel>,
     key: &str,
-    a: Option<N>,
-    b: Option<N>,
+    a: Option<&N>,
+    b: Option<&N>,
     added: ChangeType,
     removed: ChangeType,
     increased: ChangeType,
