@@ -648,3 +648,50 @@ fn check_relative_to_the_crate_root_reads_an_empty_folder_as_missing_files() {
         "{err}"
     );
 }
+
+#[test]
+fn every_id_and_dataschema_follows_the_schema_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "https://schemas.example.com/events";
+    orders_in(dir.path())
+        .schema_base(base)
+        .overwrite(true)
+        .run()
+        .unwrap();
+    let read = |rel: &str| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(dir.path().join(rel)).unwrap()).unwrap()
+    };
+    assert_eq!(
+        read("test-check/order.placed/v2.json")["$id"],
+        "https://schemas.example.com/events/test-check/order.placed/v2.json"
+    );
+    assert_eq!(
+        read("envelope.json")["$id"],
+        "https://schemas.example.com/events/envelope.json"
+    );
+    let asyncapi = read("asyncapi.json").to_string();
+    assert!(asyncapi.contains("https://schemas.example.com/events/test-check/order.placed/v2.json"));
+    assert!(
+        !asyncapi.contains("tidings.invalid"),
+        "the default base is left in asyncapi.json"
+    );
+
+    // The same tree checked under the default base: every version's `$id`
+    // differs, so each is a changed version, not silently accepted.
+    let err = orders_in(dir.path()).run().unwrap_err();
+    assert!(
+        err.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Frozen { .. })),
+        "{err}"
+    );
+
+    let err = orders_in(dir.path())
+        .schema_base("schemas/")
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(&err.problems[..], [Problem::InvalidSchemaBase { .. }]),
+        "{err}"
+    );
+}

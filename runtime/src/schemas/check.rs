@@ -111,6 +111,7 @@ pub struct Summary {
 pub struct Check {
     dir: PathBuf,
     namespace: String,
+    schema_base: String,
     overwrite: bool,
     remove_stale: bool,
     upgrade: bool,
@@ -148,6 +149,7 @@ impl Check {
         Check {
             dir: dir.as_ref().to_path_buf(),
             namespace: export::DEFAULT_NAMESPACE.to_owned(),
+            schema_base: crate::event::DEFAULT_SCHEMA_BASE.to_owned(),
             overwrite: modes.0,
             remove_stale: modes.1,
             upgrade: modes.2,
@@ -187,6 +189,22 @@ impl Check {
     pub fn upgrade(mut self, yes: bool) -> Self {
         self.upgrade = yes;
         self.overwrite |= yes;
+        self
+    }
+
+    /// The absolute URI each schema's `$id` starts with (default
+    /// [`DEFAULT_SCHEMA_BASE`](crate::DEFAULT_SCHEMA_BASE)): the same base
+    /// as the services' bus ([`BusBuilder::schema_base`](crate::BusBuilder::schema_base)),
+    /// so that every `dataschema` is the `$id` of its schema.
+    ///
+    /// ```no_run
+    /// tidings::schemas::Check::new("schemas")
+    ///     .schema_base("https://schemas.example.com/events/")
+    ///     .run()
+    ///     .unwrap();
+    /// ```
+    pub fn schema_base(mut self, base: impl Into<String>) -> Self {
+        self.schema_base = base.into();
         self
     }
 
@@ -283,7 +301,14 @@ impl Check {
             ..Summary::default()
         };
 
-        let produced = export::files(&infos, &self.namespace);
+        let base = match crate::event::schema_base(&self.schema_base) {
+            Ok(base) => base,
+            Err(reason) => {
+                let base = self.schema_base.clone();
+                return self.fail(vec![Problem::InvalidSchemaBase { base, reason }]);
+            }
+        };
+        let produced = export::files(&infos, &self.namespace, &base);
         let committed = match read_tree(&self.dir) {
             Ok(c) => c,
             Err(p) => return self.fail(vec![p]),
@@ -467,8 +492,20 @@ impl Check {
 /// Whether the committed text is `produced` as an older release of tidings
 /// wrote it: the same payloads, described in another form.
 fn same_in_older_form(committed: &str, produced: &Value) -> bool {
-    serde_json::from_str::<Value>(committed)
-        .is_ok_and(|old| super::portable::normalize(&old) == *produced)
+    serde_json::from_str::<Value>(committed).is_ok_and(|mut old| {
+        // Older releases gave `$id` as the relative `schemas/<path>`; the
+        // same path under the schema base is the same address.
+        if let (Some(Value::String(old_id)), Some(Value::String(new_id))) =
+            (old.get("$id"), produced.get("$id"))
+        {
+            if let Some(path) = old_id.strip_prefix("schemas/") {
+                if new_id.ends_with(&format!("/{path}")) || new_id.ends_with(&format!(":{path}")) {
+                    old["$id"] = Value::String(new_id.clone());
+                }
+            }
+        }
+        super::portable::normalize(&old) == *produced
+    })
 }
 
 /// The first version of `type_name` that is neither committed nor declared:
@@ -576,6 +613,13 @@ pub enum Problem {
         /// The word.
         value: String,
     },
+    /// [`Check::schema_base`] is not an absolute URI.
+    InvalidSchemaBase {
+        /// The base as given.
+        base: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// Conflicting `#[event]` declarations.
     Registry(RegistryError),
     /// A file the code produces is not committed.
@@ -681,6 +725,9 @@ impl fmt::Display for Problem {
                 "`{ENV}={value}` names no mode; expected `overwrite`, `prune` or `upgrade` \
                  (several may be joined with commas)"
             ),
+            Problem::InvalidSchemaBase { base, reason } => {
+                write!(f, "invalid schema base `{base}`: {reason}")
+            }
             Problem::Registry(e) => write!(f, "{e}"),
             Problem::Missing { path } => write!(f, "{path} is missing: the code produces it but it is not committed"),
             Problem::Stale { path } => write!(

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use crate::event::DEFAULT_SCHEMA_BASE;
 use crate::registry::EventInfo;
 
 /// Namespace of Redis keys that the AsyncAPI document names by default.
@@ -18,7 +19,7 @@ pub const DEFAULT_NAMESPACE: &str = "tidings";
 
 /// Path of a version's payload schema inside `schemas/`: `<topic>/<type>/v<N>.json`.
 ///
-/// It is the `dataschema` attribute without the leading `schemas/`.
+/// It is the `dataschema` attribute without the schema base.
 pub fn schema_path(info: &EventInfo) -> String {
     format!("{}/{}/v{}.json", info.topic(), info.type_name, info.version)
 }
@@ -46,17 +47,37 @@ pub fn to_file_text(value: &Value) -> String {
 /// Every file of a `schemas/` folder for the given events, by path relative to
 /// the folder: payload schemas of every version, `envelope.json` and
 /// `asyncapi.json`. Samples are not included (see [`synthesize_sample`]).
-pub fn files(infos: &[&EventInfo], namespace: &str) -> BTreeMap<String, Value> {
+///
+/// `base` is the schema base ([`DEFAULT_SCHEMA_BASE`] unless configured),
+/// ending in `/` or `:`: each schema's `$id` is the base and its path.
+pub fn files(infos: &[&EventInfo], namespace: &str, base: &str) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for info in infos {
-        out.insert(schema_path(info), (info.schema)());
+        let mut schema = (info.schema)();
+        if let Some(o) = schema.as_object_mut() {
+            o.insert(
+                "$id".to_owned(),
+                Value::String(format!("{base}{}", info.schema_path)),
+            );
+        }
+        out.insert(schema_path(info), schema);
     }
-    out.insert("envelope.json".to_owned(), envelope_schema());
-    out.insert("asyncapi.json".to_owned(), asyncapi(infos, namespace));
+    let mut envelope = envelope_schema();
+    if let Some(o) = envelope.as_object_mut() {
+        o.insert(
+            "$id".to_owned(),
+            Value::String(format!("{base}envelope.json")),
+        );
+    }
+    out.insert("envelope.json".to_owned(), envelope);
+    out.insert("asyncapi.json".to_owned(), asyncapi(infos, namespace, base));
     out
 }
 
-/// JSON Schema of the CloudEvents envelope that tidings writes.
+/// JSON Schema of the CloudEvents envelope tidings writes and reads, with
+/// `$id` under [`DEFAULT_SCHEMA_BASE`]: tidings writes every attribute it
+/// describes, and reads any event that has the four CloudEvents requires
+/// (other attributes, extensions included, are allowed and ignored).
 ///
 /// A stream entry carries each attribute as one field and the payload in
 /// `data` (binary mode); a Pub/Sub message is one JSON object with the same
@@ -65,7 +86,7 @@ pub fn envelope_schema() -> Value {
     let s = |d: &str| json!({ "type": "string", "description": d });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "schemas/envelope.json",
+        "$id": format!("{DEFAULT_SCHEMA_BASE}envelope.json"),
         "title": "tidings CloudEvents envelope",
         "description": "CloudEvents 1.0 attributes of every tidings event. In a Redis stream entry each attribute is one field (binary mode) and `data` holds the payload as JSON text; on Pub/Sub the event is one JSON object (structured mode) with `data` inline.",
         "type": "object",
@@ -73,8 +94,8 @@ pub fn envelope_schema() -> Value {
             "specversion": { "const": "1.0", "description": "CloudEvents version." },
             "id": {
                 "type": "string",
-                "pattern": "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$",
-                "description": "ULID of the event, also its idempotency key."
+                "minLength": 1,
+                "description": "Id of the event, also its idempotency key: a ULID when tidings writes it, any non-empty string from another producer."
             },
             "source": { "type": "string", "minLength": 1, "description": "The publishing service." },
             "type": {
@@ -90,12 +111,15 @@ pub fn envelope_schema() -> Value {
             "datacontenttype": { "const": "application/json", "description": "Media type of `data`." },
             "dataschema": {
                 "type": "string",
-                "description": "Path of the payload's JSON Schema: `schemas/<stream or channel>/<type>/v<N>.json`."
+                "format": "uri",
+                "description": "Absolute URI of the payload's JSON Schema, its `$id`: the schema base, then `<stream or channel>/<type>/v<N>.json`."
             },
             "dataversion": {
-                "type": "string",
-                "pattern": "^[1-9][0-9]*$",
-                "description": "Schema version of the payload (extension attribute), as decimal text."
+                "anyOf": [
+                    { "type": "string", "pattern": "^[1-9][0-9]*$" },
+                    { "type": "integer", "minimum": 1 }
+                ],
+                "description": "Schema version of the payload (extension attribute), as decimal text (a JSON integer is read too). Without it, the version is the `v<N>` of `dataschema`, else 1."
             },
             "correlationid": s("Id shared by every event of one conversation (extension attribute)."),
             "causationid": s("Id of the event that caused this one (extension attribute)."),
@@ -104,8 +128,7 @@ pub fn envelope_schema() -> Value {
             "subject": s("Subject of the event in the context of the source."),
             "data": { "description": "The payload: JSON text in a stream entry, inline JSON in structured mode." }
         },
-        "required": ["specversion", "id", "source", "type", "time", "datacontenttype", "dataschema", "dataversion", "data"],
-        "additionalProperties": false
+        "required": ["specversion", "id", "source", "type"]
     })
 }
 
@@ -121,7 +144,7 @@ pub fn envelope_schema() -> Value {
 /// `x-tidings-dataversion`, and `x-tidings-compat`, the compatibility mode
 /// of the version (`backward`, `full_transitive`, …), which
 /// `tidings schema check` applies to it.
-pub fn asyncapi(infos: &[&EventInfo], namespace: &str) -> Value {
+pub fn asyncapi(infos: &[&EventInfo], namespace: &str, base: &str) -> Value {
     let mut sorted: Vec<&EventInfo> = infos.to_vec();
     sorted.sort_by(|a, b| {
         (a.topic(), a.type_name, a.version).cmp(&(b.topic(), b.type_name, b.version))
@@ -158,7 +181,7 @@ pub fn asyncapi(infos: &[&EventInfo], namespace: &str) -> Value {
                 "contentType": "application/json",
                 "headers": { "$ref": "#/components/schemas/CloudEventsAttributes" },
                 "payload": { "$ref": format!("#/components/schemas/{schema_id}") },
-                "x-tidings-dataschema": info.dataschema,
+                "x-tidings-dataschema": format!("{base}{}", info.schema_path),
                 "x-tidings-dataversion": info.version,
                 // The mode `tidings schema check` applies to this version: here,
                 // where AsyncAPI allows extensions, rather than in the payload
