@@ -4,9 +4,10 @@
 //! created on first run) hand-writes a v1 event the Rust worker upcasts, and
 //! checks every CloudEvents field of an event the Rust side published.
 //!
-//! The official CloudEvents SDK of Rust (`cloudevents-sdk`) reads a stream
-//! entry and a Pub/Sub message tidings wrote, and must see the very event
-//! tidings published; and writes events the way its users do (a UUID id, no
+//! The official CloudEvents SDKs of Rust (`cloudevents-sdk`) and Python
+//! (`cloudevents`, in the same virtualenv) each read a stream entry and a
+//! Pub/Sub message tidings wrote, and must see the very event tidings
+//! published; and each writes events the way its users do (a UUID id, no
 //! `dataschema`, `dataversion` as an extension), as a stream entry (binary
 //! mode) that reaches a `#[handler]` and as a Pub/Sub message (structured
 //! mode) that reaches a typed subscription.
@@ -15,7 +16,7 @@ mod support;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use tidings::{
     handler, Bus, ConsumerOptions, Context, Envelope, HandlerResult, Meta, Published, State,
 };
 use tidings_testkit::RedisServer;
+use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
 fn root() -> PathBuf {
@@ -39,10 +41,27 @@ fn root() -> PathBuf {
 
 /// How long a test waits for a message or a handler call.
 const WITHIN: Duration = Duration::from_secs(5);
-/// The virtualenv's python, with redis-py installed; created once and cached.
+/// How long a script of another language may run (once installed): a
+/// process start and a few Redis calls, with room for a loaded machine.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The virtualenv's python, with redis-py and the CloudEvents SDK
+/// installed; created once and cached.
 fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| support::tools::python_venv("interop-venv", &["redis"], &["redis"]))
+    PY.get_or_init(|| {
+        support::tools::python_venv(
+            "interop-venv",
+            // 2.x: the scripts use the SDK's current API (`cloudevents.core`)
+            // and the 1.x API it still ships (`cloudevents.v1`).
+            &["redis", "cloudevents>=2.2,<3"],
+            &[
+                "redis",
+                "cloudevents.core.bindings.kafka",
+                "cloudevents.v1.http",
+            ],
+        )
+    })
 }
 
 fn run_script(args: &[&str]) -> String {
@@ -58,6 +77,90 @@ fn run_script(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Another language's SDK client: `tests/interop/sdk.py`.
+#[derive(Debug, Clone, Copy)]
+enum Sdk {
+    Python,
+}
+
+impl Sdk {
+    /// Runs the client with `args` (and `stdin`), under [`SCRIPT_TIMEOUT`];
+    /// returns its output, parsed as JSON. Installs the SDK on first use,
+    /// and fails the test, with the client's own error, if it exits non-zero.
+    async fn run(self, args: &[&str], stdin: Option<&[u8]>) -> Value {
+        let (program, script, needs) = match self {
+            Sdk::Python => {
+                let py = tokio::task::spawn_blocking(python).await.unwrap();
+                let script = root().join("tests/interop/sdk.py");
+                (py.to_owned(), script, "the virtualenv's python")
+            }
+        };
+        let mut child = tokio::process::Command::new(&program)
+            .arg(&script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("this test needs {needs}: {e}"));
+        let mut input = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).await.unwrap();
+        }
+        drop(input);
+        let out = timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{} {args:?} ran past {SCRIPT_TIMEOUT:?}", script.display()))
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed (the SDK's error is below):\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{} printed no JSON ({e}):\n{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// The SDK APIs the client reads an event with, as named in its output.
+    fn apis(self) -> &'static [&'static str] {
+        match self {
+            Sdk::Python => &["core", "v1"],
+        }
+    }
+
+    /// The `source` of the events the client writes, and the payloads it
+    /// puts in them (see the scripts).
+    fn writes(self) -> (&'static str, FileUploaded, ValveTurned) {
+        let (source, file_id, filename, valve, degrees) = match self {
+            Sdk::Python => (
+                "python-sdk",
+                "py-sdk-1",
+                "from-python-sdk.txt",
+                "py-sdk-valve",
+                90,
+            ),
+        };
+        let uploaded = FileUploaded {
+            file_id: file_id.into(),
+            filename: filename.into(),
+            mime_type: Some("text/plain".into()),
+        };
+        let turned = ValveTurned {
+            valve: valve.into(),
+            degrees,
+        };
+        (source, uploaded, turned)
+    }
 }
 
 /// `valve.turned` on the `notifications` channel. Only version 2 is known,
@@ -190,6 +293,16 @@ fn time_of_message(bytes: &[u8]) -> String {
         .as_str()
         .expect("tidings writes `time`")
         .to_owned()
+}
+
+/// Asserts that each API of `sdk` saw exactly `expected`.
+fn assert_seen(sdk: Sdk, out: &Value, expected: &Value) {
+    let views = out.as_object().expect("an object of views");
+    let apis: Vec<&str> = views.keys().map(String::as_str).collect();
+    assert_eq!(apis, sdk.apis(), "{sdk:?}: {out}");
+    for (api, seen) in views {
+        assert_eq!(seen, expected, "{sdk:?} `{api}` saw another event");
+    }
 }
 
 /// The Rust SDK's event as the other SDKs' views show theirs: every
@@ -399,6 +512,43 @@ async fn rust_sdk_builds_an_event_from_every_field_of_a_stream_entry() {
     assert_eq!(back, Envelope::from_fields(&entry.id, pairs).unwrap());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_reads_a_stream_entry_tidings_wrote() {
+    sdk_reads_a_stream_entry(Sdk::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_reads_a_pubsub_message_tidings_published() {
+    sdk_reads_a_pubsub_message(Sdk::Python).await;
+}
+
+async fn sdk_reads_a_stream_entry(sdk: Sdk) {
+    let server = RedisServer::start();
+    let bus = connect(&server).await;
+    let (published, entry) = publish_entry(&bus).await;
+    let key = bus.stream_key("contextual").unwrap();
+    let out = sdk.run(&["read-entry", &server.url(), &key], None).await;
+    assert_seen(
+        sdk,
+        &out,
+        &expected_entry(&published, field(&entry, "time")),
+    );
+}
+
+async fn sdk_reads_a_pubsub_message(sdk: Sdk) {
+    let server = RedisServer::start();
+    let bus = connect(&server).await;
+    // The message is captured here and handed over on stdin, so that the
+    // script needs no subscription of its own to be in place in time.
+    let (published, bytes) = capture_message(&server, &bus).await;
+    let out = sdk.run(&["read-message"], Some(&bytes)).await;
+    assert_seen(
+        sdk,
+        &out,
+        &expected_message(&published, &time_of_message(&bytes)),
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Reading what the SDKs wrote.
 
@@ -433,6 +583,18 @@ struct Written {
     entry_time: Option<String>,
     message_event_id: String,
     receivers: u64,
+}
+
+impl Written {
+    fn from_script(out: &Value) -> Self {
+        let text = |v: &Value| v.as_str().expect("a string").to_owned();
+        Written {
+            entry_event_id: text(&out["entry"]["id"]),
+            entry_time: Some(text(&out["entry"]["time"])),
+            message_event_id: text(&out["message"]["id"]),
+            receivers: out["message"]["receivers"].as_u64().expect("a count"),
+        }
+    }
 }
 
 /// Runs `write` while a consumer with [`handled`] runs, and a typed and a
@@ -615,6 +777,22 @@ async fn rust_sdk_events_reach_a_handler_and_a_typed_subscription() {
             message_event_id,
             receivers,
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_events_reach_a_handler_and_a_typed_subscription() {
+    sdk_events_reach_tidings(Sdk::Python).await;
+}
+
+async fn sdk_events_reach_tidings(sdk: Sdk) {
+    let (source, uploaded, turned) = sdk.writes();
+    sdk_writes_reach_tidings(source, uploaded, turned, |keys| async move {
+        let out = sdk
+            .run(&["write", &keys.url, &keys.stream, &keys.channel], None)
+            .await;
+        Written::from_script(&out)
     })
     .await;
 }
