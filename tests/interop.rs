@@ -4,13 +4,14 @@
 //! created on first run) hand-writes a v1 event the Rust worker upcasts, and
 //! checks every CloudEvents field of an event the Rust side published.
 //!
-//! The official CloudEvents SDKs of Rust (`cloudevents-sdk`) and Python
-//! (`cloudevents`, in the same virtualenv) each read a stream entry and a
-//! Pub/Sub message tidings wrote, and must see the very event tidings
-//! published; and each writes events the way its users do (a UUID id, no
-//! `dataschema`, `dataversion` as an extension), as a stream entry (binary
-//! mode) that reaches a `#[handler]` and as a Pub/Sub message (structured
-//! mode) that reaches a typed subscription.
+//! The official CloudEvents SDKs of Rust (`cloudevents-sdk`), Python
+//! (`cloudevents`, in the same virtualenv) and JavaScript (`cloudevents`,
+//! with `@redis/client`, installed by `npm ci` in `tests/interop/js`) each
+//! read a stream entry and a Pub/Sub message tidings wrote, and must see the
+//! very event tidings published; and each writes events the way its users
+//! do (a UUID id, no `dataschema`, `dataversion` as an extension), as a
+//! stream entry (binary mode) that reaches a `#[handler]` and as a Pub/Sub
+//! message (structured mode) that reaches a typed subscription.
 
 mod support;
 
@@ -64,6 +65,12 @@ fn python() -> &'static Path {
     })
 }
 
+/// `tests/interop/js` with its locked npm packages; installed once.
+fn js_dir() -> &'static Path {
+    static JS: OnceLock<PathBuf> = OnceLock::new();
+    JS.get_or_init(|| support::tools::node_packages_in("tests/interop/js"))
+}
+
 fn run_script(args: &[&str]) -> String {
     let out = Command::new(python())
         .arg(root().join("tests/interop/interop.py"))
@@ -79,10 +86,12 @@ fn run_script(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Another language's SDK client: `tests/interop/sdk.py`.
+/// Another language's SDK client: `tests/interop/sdk.py` or
+/// `tests/interop/js/sdk.mjs`.
 #[derive(Debug, Clone, Copy)]
 enum Sdk {
     Python,
+    Js,
 }
 
 impl Sdk {
@@ -95,6 +104,14 @@ impl Sdk {
                 let py = tokio::task::spawn_blocking(python).await.unwrap();
                 let script = root().join("tests/interop/sdk.py");
                 (py.to_owned(), script, "the virtualenv's python")
+            }
+            Sdk::Js => {
+                let dir = tokio::task::spawn_blocking(js_dir).await.unwrap();
+                (
+                    PathBuf::from("node"),
+                    dir.join("sdk.mjs"),
+                    "`node` (Node.js) on PATH",
+                )
             }
         };
         let mut child = tokio::process::Command::new(&program)
@@ -135,6 +152,7 @@ impl Sdk {
     fn apis(self) -> &'static [&'static str] {
         match self {
             Sdk::Python => &["core", "v1"],
+            Sdk::Js => &["cloudevents"],
         }
     }
 
@@ -149,6 +167,7 @@ impl Sdk {
                 "py-sdk-valve",
                 90,
             ),
+            Sdk::Js => ("js-sdk", "js-sdk-1", "from-js-sdk.txt", "js-sdk-valve", 180),
         };
         let uploaded = FileUploaded {
             file_id: file_id.into(),
@@ -522,6 +541,16 @@ async fn python_sdk_reads_a_pubsub_message_tidings_published() {
     sdk_reads_a_pubsub_message(Sdk::Python).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_sdk_reads_a_stream_entry_tidings_wrote() {
+    sdk_reads_a_stream_entry(Sdk::Js).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_sdk_reads_a_pubsub_message_tidings_published() {
+    sdk_reads_a_pubsub_message(Sdk::Js).await;
+}
+
 async fn sdk_reads_a_stream_entry(sdk: Sdk) {
     let server = RedisServer::start();
     let bus = connect(&server).await;
@@ -784,6 +813,11 @@ async fn rust_sdk_events_reach_a_handler_and_a_typed_subscription() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_events_reach_a_handler_and_a_typed_subscription() {
     sdk_events_reach_tidings(Sdk::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_sdk_events_reach_a_handler_and_a_typed_subscription() {
+    sdk_events_reach_tidings(Sdk::Js).await;
 }
 
 async fn sdk_events_reach_tidings(sdk: Sdk) {
