@@ -68,8 +68,15 @@ pub fn python_venv(name: &str, packages: &[&str], modules: &[&str]) -> PathBuf {
 
 /// `tests/js` with its locked npm packages installed (`npm ci`), once.
 pub fn node_packages() -> PathBuf {
+    node_packages_in("tests/js")
+}
+
+/// `dir` (a folder of the package, with its own `package.json` and
+/// `package-lock.json`) with its locked npm packages installed (`npm ci`),
+/// again only when the lock is newer than the installed tree.
+pub fn node_packages_in(dir: &str) -> PathBuf {
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = root().join("tests").join("js");
+    let dir = root().join(dir);
     let stamp = dir.join("node_modules").join(".package-lock.json");
     let lock = dir.join("package-lock.json");
     let fresh = match (std::fs::metadata(&stamp), std::fs::metadata(&lock)) {
