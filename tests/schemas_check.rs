@@ -686,6 +686,18 @@ fn every_id_and_dataschema_follows_the_schema_base() {
         "{err}"
     );
 
+    // `upgrade` moves them to the new base, and only the `$id` changes.
+    let before = read("test-check/order.placed/v2.json");
+    orders_in(dir.path()).upgrade(true).run().unwrap();
+    let mut after = read("test-check/order.placed/v2.json");
+    assert_eq!(
+        after["$id"],
+        "https://tidings.invalid/schemas/test-check/order.placed/v2.json"
+    );
+    after["$id"] = before["$id"].clone();
+    assert_eq!(after, before);
+    orders_in(dir.path()).run().unwrap();
+
     let err = orders_in(dir.path())
         .schema_base("schemas/")
         .run()

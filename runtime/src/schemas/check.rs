@@ -331,6 +331,8 @@ impl Check {
                         } else {
                             summary.older_form.push(rel.clone());
                         }
+                    } else if self.upgrade && same_under_another_base(old, value, rel) {
+                        writes.push((rel.clone(), text));
                     } else {
                         let next = next_version(info.type_name, &committed, &infos);
                         problems.push(changed(info, rel, old, value, next));
@@ -504,6 +506,27 @@ fn same_in_older_form(committed: &str, produced: &Value) -> bool {
                 }
             }
         }
+        super::portable::normalize(&old) == *produced
+    })
+}
+
+/// Whether the committed text is `produced` with another schema base: the
+/// same payloads at the same path, which `upgrade` moves to the new base.
+fn same_under_another_base(committed: &str, produced: &Value, rel: &str) -> bool {
+    serde_json::from_str::<Value>(committed).is_ok_and(|mut old| {
+        let (Some(Value::String(old_id)), Some(Value::String(new_id))) =
+            (old.get("$id"), produced.get("$id"))
+        else {
+            return false;
+        };
+        let at_path = |id: &str| {
+            id.strip_suffix(rel)
+                .is_some_and(|base| base.ends_with(['/', ':']))
+        };
+        if !at_path(old_id) || !at_path(new_id) {
+            return false;
+        }
+        old["$id"] = Value::String(new_id.clone());
         super::portable::normalize(&old) == *produced
     })
 }
