@@ -3,6 +3,7 @@
 //! connect timeout, naming the address and the user; after a restart, the
 //! first call of every kind finds the connection back.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
@@ -228,4 +229,228 @@ async fn a_worker_takes_back_its_own_pending_entries_at_start_and_after_a_reconn
         ["gap-0", "gap-1", "gap-2", "lost-0", "lost-1", "lost-2"],
         "each handled once"
     );
+}
+
+#[handler(group = "idle")]
+async fn idle(_e: FileUploaded, _ctx: Context) -> HandlerResult {
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_out_the_block_of_a_read() {
+    let server = RedisServer::start();
+    let bus = Bus::connect(&server.url()).await.unwrap();
+    let worker = bus
+        .consumer()
+        .options(ConsumerOptions::default().block(Duration::from_secs(5)))
+        .handler(idle)
+        .start()
+        .await
+        .unwrap();
+    // Let the blocking read go out.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    worker.shutdown().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
+
+/// Sends SIGSTOP or SIGCONT to the server.
+fn signal(server: &RedisServer, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(server.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn shutdown_returns_while_redis_is_frozen() {
+    let server = RedisServer::start();
+    let bus = Bus::builder()
+        .publish_timeout(Duration::from_secs(1))
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let rec = Recorder::default();
+    let worker = bus
+        .consumer()
+        .state(rec.clone())
+        .options(ConsumerOptions::default().block(Duration::from_millis(300)))
+        .handler(record)
+        .start()
+        .await
+        .unwrap();
+    bus.publish(&FileUploaded::new("before")).await.unwrap();
+    assert_eq!(rec.wait_for("record", 1).await.len(), 1);
+    signal(&server, "STOP");
+    let started = Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(20), worker.shutdown()).await;
+    let took = started.elapsed();
+    signal(&server, "CONT");
+    assert!(stopped.is_ok(), "shutdown hung while Redis was frozen");
+    // block + 2 s per call made while stopping + the publish timeout.
+    assert!(took < Duration::from_secs(9), "shutdown took {took:?}");
+}
+
+/// A TCP proxy in front of a server whose connections can be cut silently,
+/// as a partition that drops packets does: nothing more is forwarded on
+/// them, and nothing closes them. Connections made afterwards work.
+struct Partition {
+    port: u16,
+    cut: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>>,
+}
+
+impl Partition {
+    async fn to(target: u16) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut: Arc<std::sync::Mutex<Vec<Arc<std::sync::atomic::AtomicBool>>>> = Arc::default();
+        let all = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                all.lock().unwrap().push(dead.clone());
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(forward(cr, sw, dead.clone()));
+                tokio::spawn(forward(sr, cw, dead));
+            }
+        });
+        Partition { port, cut }
+    }
+
+    fn cut_every_connection(&self) {
+        for dead in self.cut.lock().unwrap().iter() {
+            dead.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    dead: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if dead.load(std::sync::atomic::Ordering::SeqCst) {
+            // Silently dropped; the connection stays open, forever quiet.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_read_loop_reconnects_after_a_silent_partition() {
+    let server = RedisServer::start();
+    let partition = Partition::to(server.port()).await;
+    let through = Bus::builder()
+        .connect(&format!("redis://127.0.0.1:{}", partition.port))
+        .await
+        .unwrap();
+    let direct = Bus::connect(&server.url()).await.unwrap();
+    let rec = Recorder::default();
+    let worker = through
+        .consumer()
+        .state(rec.clone())
+        .options(ConsumerOptions::default().block(Duration::from_millis(200)))
+        .handler(record)
+        .start()
+        .await
+        .unwrap();
+    direct.publish(&FileUploaded::new("before")).await.unwrap();
+    assert_eq!(rec.wait_for("record", 1).await.len(), 1);
+
+    partition.cut_every_connection();
+    direct.publish(&FileUploaded::new("after")).await.unwrap();
+    // The read's deadline (block + 2 s) passes, the worker connects again.
+    let seen = rec.wait_for("record", 2).await;
+    assert_eq!(
+        seen.iter().map(|s| s.file_id.as_str()).collect::<Vec<_>>(),
+        ["before", "after"],
+        "the worker never noticed its connection was gone"
+    );
+    // Its acknowledgements go through the bus's shared connection, which
+    // the cut left silent too: they stay pending, as after a crash.
+    worker.abort();
+}
+
+#[handler(group = "patient")]
+async fn patient(_e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
+    rec.start();
+    ctx.stopping().await;
+    Err("the worker is stopping".into())
+}
+
+#[handler(group = "stubborn")]
+async fn stubborn(_e: FileUploaded, _ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
+    rec.start();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn handlers_see_the_stop_and_a_shutdown_with_a_limit_returns_by_it() {
+    let server = RedisServer::start();
+    let bus = Bus::connect(&server.url()).await.unwrap();
+    let key = bus.stream_key("contextual").unwrap();
+    for (handler, group) in [(0, "patient"), (1, "stubborn")] {
+        let rec = Recorder::default();
+        let builder = bus
+            .consumer()
+            .state(rec.clone())
+            .options(ConsumerOptions::default().block(Duration::from_millis(100)));
+        let worker = match handler {
+            0 => builder.handler(patient),
+            _ => builder.handler(stubborn),
+        }
+        .start()
+        .await
+        .unwrap();
+        bus.publish(&FileUploaded::new(group)).await.unwrap();
+        assert!(
+            support::eventually(Duration::from_secs(5), || rec.started() == 1).await,
+            "{group} never started"
+        );
+        let started = Instant::now();
+        let stopped = worker.shutdown_within(Duration::from_millis(500)).await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "{group}: shutdown took {took:?}"
+        );
+        match group {
+            // It saw the stop and gave up the entry.
+            "patient" => stopped.unwrap(),
+            _ => assert!(
+                matches!(stopped, Err(Error::ShutdownTimedOut { .. })),
+                "{stopped:?}"
+            ),
+        }
+        // Either way the entry is left pending for another worker.
+        let mut conn = server.connection().await;
+        let pending: redis::Value = redis::cmd("XPENDING")
+            .arg(&key)
+            .arg(group)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let redis::Value::Array(summary) = pending else {
+            panic!("{pending:?}")
+        };
+        assert_eq!(summary[0], redis::Value::Int(1), "{group}: {summary:?}");
+    }
 }

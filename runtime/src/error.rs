@@ -180,6 +180,14 @@ pub enum Error {
         /// How many entries.
         count: usize,
     },
+    /// [`Worker::shutdown_within`](crate::Worker::shutdown_within) reached
+    /// its limit: the handlers still running were cancelled, and their
+    /// entries stay pending for another worker.
+    #[error("the worker did not stop within {after:?}; the handlers still running were cancelled and their entries stay pending")]
+    ShutdownTimedOut {
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// A worker task ended abnormally.
     #[error("worker task of group `{group}` on `{key}` failed: {reason}")]
     Worker {
@@ -291,6 +299,16 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// A time limit passed, as redis-rs reports it (an I/O `TimedOut`, which
+    /// [`TransportError::is_transient`] counts as worth a retry).
+    pub fn timed_out(message: impl Into<String>) -> Self {
+        redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            message.into(),
+        ))
+        .into()
+    }
+
     /// Whether the error is the connection going away (worth a reconnect).
     pub fn is_connection_error(&self) -> bool {
         match self {

@@ -317,14 +317,6 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         batch: &[(&str, Outgoing<'_>)],
     ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send;
 
-    /// Whether a pending [`StreamTransport::read_group`] may be dropped without
-    /// losing entries. A Redis read cannot: the server would still hand the
-    /// entries to the consumer, which would never see them until they are
-    /// claimed; so a worker lets it finish (at most `block`) on shutdown.
-    fn read_is_cancel_safe(&self) -> bool {
-        false
-    }
-
     /// Opens a connection for one reading consumer.
     fn reader(&self) -> impl Future<Output = Result<Self::Reader, TransportError>> + Send;
 

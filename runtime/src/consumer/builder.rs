@@ -170,6 +170,7 @@ impl ConsumerBuilder {
                 options: self.options.clone(),
                 held: Mutex::new(HashSet::new()),
                 unacked: Mutex::new(HashSet::new()),
+                stop: stop_rx.clone(),
             });
             let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
             tasks.push(GroupTask { key, group, handle });

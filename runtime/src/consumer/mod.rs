@@ -69,6 +69,8 @@ struct GroupSpec {
     /// pending to this consumer, but not to be handled again when it reads
     /// its own pending entries.
     unacked: Mutex<HashSet<String>>,
+    /// The worker's stop signal, which handlers see through their context.
+    stop: watch::Receiver<bool>,
 }
 
 impl GroupSpec {

@@ -222,6 +222,7 @@ pub(super) async fn run_handler(
         spec.group,
         spec.bus.clone(),
         spec.states.clone(),
+        spec.stop.clone(),
     );
     let future = slot
         .handler

@@ -4,6 +4,7 @@
 //! goes away.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -15,6 +16,10 @@ use super::worker::AbortOnDrop;
 use super::{pause, stopped, Done, GroupSpec};
 use crate::backoff::Backoff;
 use crate::transport::{Entry, ReadRequest, StreamTransport, TransportError};
+
+/// How much longer than its `block` a read may take before the server is
+/// taken for gone; also the bound of each call made while stopping.
+const READ_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs until the worker stops; returns how many handled entries it could
 /// not acknowledge.
@@ -49,6 +54,11 @@ pub(super) async fn run_group<T: StreamTransport>(
     // (a read whose reply was lost delivered its entries to this consumer
     // all the same), instead of waiting for `claim_idle`.
     let mut own_from: Option<String> = Some("0".to_owned());
+    // The newest entry id any read returned. Reads with `>` deliver ids past
+    // every id the group delivered before, so what a lost read (or one cut
+    // short by the stop) gave this consumer lies past it, while everything
+    // up to it was seen here: handled, held, or acknowledged soon.
+    let mut seen_up_to: Option<String> = None;
     // Entries read and not yet dispatched, each with its prefetch permit and
     // its place in the held set. Each turn of the loop reads the next batch
     // while it dispatches this one.
@@ -65,7 +75,22 @@ pub(super) async fn run_group<T: StreamTransport>(
         }
     };
 
+    // Whether the last read passed its deadline: the reader's connections
+    // may look open while nothing comes back (a silent partition), so they
+    // are made again rather than reused.
+    let mut silent = false;
     while !stopped(&stop) {
+        if std::mem::take(&mut silent) {
+            match tokio::time::timeout(READ_GRACE, transport.reader()).await {
+                Ok(Ok(fresh)) => reader = fresh,
+                Ok(Err(e)) => {
+                    silent = true;
+                    tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                        "connecting the reader again failed; trying again");
+                }
+                Err(_) => silent = true,
+            }
+        }
         while let Some(done) = inflight.try_join_next() {
             log_task_end(&spec, done);
         }
@@ -111,19 +136,27 @@ pub(super) async fn run_group<T: StreamTransport>(
                 }
             }
             if own_from.is_none() && matches!(&result, Ok(v) if v.is_empty()) {
-                // A read waiting for new entries ends at the stop, unless it
-                // cannot be cancelled without losing what it read.
-                let read = transport.read_group(&mut reader, request);
-                result = if transport.read_is_cancel_safe() {
-                    tokio::select! {
-                        r = read => r,
-                        _ = stop.changed() => Ok(Vec::new()),
-                    }
-                } else {
-                    read.await
-                };
+                result = transport.read_group(&mut reader, request).await;
             }
             Some(result)
+        };
+        // Every read has a deadline, so that a server that stopped answering
+        // (frozen, or behind a partition that drops packets silently) is
+        // taken for gone and the connection made again; and a read ends at
+        // the stop. Either way, what the server delivered to this consumer
+        // meanwhile is in its pending list, which is read again next (or
+        // before the worker stops).
+        let deadline = opts.block + READ_GRACE;
+        let read = async {
+            tokio::select! {
+                r = tokio::time::timeout(deadline, read) => r.unwrap_or_else(|_| {
+                    silent = true;
+                    Some(Err(TransportError::timed_out(format!(
+                        "no reply to a read within {deadline:?}"
+                    ))))
+                }),
+                _ = stop.changed() => None,
+            }
         };
         // On a backlog (a full batch) the next read goes out first, so that
         // Redis prepares it while this batch is handled. Caught up, the
@@ -150,6 +183,18 @@ pub(super) async fn run_group<T: StreamTransport>(
         match result {
             None => {}
             Some(Ok(entries)) => {
+                if let Some(newest) = entries
+                    .iter()
+                    .map(|e| e.id.as_str())
+                    .max_by(|a, b| order(a, b))
+                {
+                    if seen_up_to
+                        .as_deref()
+                        .is_none_or(|s| order(newest, s).is_gt())
+                    {
+                        seen_up_to = Some(newest.to_owned());
+                    }
+                }
                 if failed > 0 {
                     tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
                 }
@@ -176,7 +221,7 @@ pub(super) async fn run_group<T: StreamTransport>(
                     );
                 }
                 failed = failed.saturating_add(1);
-                own_from = Some("0".to_owned());
+                own_from = Some(seen_up_to.clone().unwrap_or_else(|| "0".to_owned()));
                 if pause(backoff.delay(failed), &mut stop).await {
                     break;
                 }
@@ -185,7 +230,8 @@ pub(super) async fn run_group<T: StreamTransport>(
     }
     // What was read is handled, as if the stop had come before the read:
     // a read sent ahead too, as Redis delivered its entries to this consumer.
-    match transport.read_ahead_rest(&mut reader).await {
+    let rest = tokio::time::timeout(READ_GRACE, transport.read_ahead_rest(&mut reader)).await;
+    match rest.unwrap_or_else(|_| Err(TransportError::timed_out("no reply in time"))) {
         Ok(entries) => admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut batch).await,
         Err(e) => tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
             "reading the last batch read ahead failed; its entries stay pending until claimed"),
@@ -200,6 +246,39 @@ pub(super) async fn run_group<T: StreamTransport>(
         &mut inflight,
     )
     .await;
+    // So is what a read cut short by the stop was given: the entries
+    // pending to this consumer past the newest it saw.
+    let mut after = seen_up_to.unwrap_or_else(|| "0".to_owned());
+    loop {
+        let request = ReadRequest::new(
+            &spec.key,
+            spec.group,
+            &spec.consumer,
+            opts.count.max(1),
+            opts.block,
+        );
+        let page = tokio::time::timeout(
+            READ_GRACE,
+            transport.read_own_pending(&mut reader, request, &after),
+        )
+        .await
+        .unwrap_or_else(|_| Err(TransportError::timed_out("no reply in time")));
+        let entries = match page {
+            Ok((entries, Some(last))) => {
+                after = last;
+                not_in_hand(&spec, entries)
+            }
+            Ok((_, None)) => break,
+            Err(e) => {
+                tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+                    "reading this consumer's pending entries at the stop failed; they stay pending until claimed");
+                break;
+            }
+        };
+        let mut last = Vec::new();
+        admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut last).await;
+        dispatch(&transport, &spec, last, &ack_tx, &entry_stop, &mut inflight).await;
+    }
 
     while let Some(done) = inflight.join_next().await {
         log_task_end(&spec, done);
@@ -212,6 +291,16 @@ pub(super) async fn run_group<T: StreamTransport>(
             0
         }
     }
+}
+
+/// Orders entry ids (`<ms>-<seq>`) as Redis does; an id that does not parse
+/// sorts first.
+fn order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(id: &str) -> (u64, u64) {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+    }
+    parts(a).cmp(&parts(b))
 }
 
 /// The entries of a read of this consumer's own pending list that are not

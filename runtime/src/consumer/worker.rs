@@ -2,6 +2,7 @@
 //! owns.
 
 use std::fmt;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,40 +47,48 @@ impl Worker {
     }
 
     /// Stops reading, waits for in-flight handlers, acknowledges what they
-    /// finished, and returns. A read in progress is let finish (at most the
-    /// `block` time) so that no entry is handed to this consumer unseen. An
-    /// entry waiting for a retry is left pending, for another worker to claim
-    /// once it is idle.
+    /// finished, and returns. A read in progress ends at once; what it was
+    /// given (the entries pending to this consumer that it does not hold)
+    /// is handled before the worker stops, so that no entry is handed to
+    /// this consumer unseen. An entry waiting for a retry is left pending,
+    /// for another worker to claim once it is idle. Handlers see the stop
+    /// through [`Context::stopping`](crate::Context::stopping).
     ///
     /// Acknowledgements that failed (Redis restarting) are tried again for
     /// up to the bus's publish timeout; entries still not acknowledged then
     /// make it return [`Error::Unacknowledged`] with their number (they stay
-    /// pending, and are handled again once claimed).
+    /// pending, and are handled again once claimed). While Redis does not
+    /// answer at all, each call made while stopping gives up after a bound,
+    /// so this returns within about `block` + 4 s + the publish timeout.
+    ///
+    /// It waits for every handler however long it runs: to bound that too,
+    /// use [`Worker::shutdown_within`].
     pub async fn shutdown(mut self) -> Result<(), Error> {
         let _ = self.stop.send(true);
-        let mut first_error = None;
-        for t in std::mem::take(&mut self.tasks) {
-            match t.handle.await {
-                Ok(0) => {}
-                Ok(count) => {
-                    first_error.get_or_insert(Error::Unacknowledged {
-                        key: t.key,
-                        group: t.group.to_owned(),
-                        count,
-                    });
+        join(std::mem::take(&mut self.tasks)).await
+    }
+
+    /// As [`Worker::shutdown`], but returns by `limit` whatever handlers
+    /// still run: past it, they are cancelled where they are, as
+    /// [`Worker::abort`] does, their entries stay pending for another
+    /// worker (after its `claim_idle`), and it returns
+    /// [`Error::ShutdownTimedOut`].
+    ///
+    /// ```text
+    /// worker.shutdown_within(Duration::from_secs(10)).await?;
+    /// ```
+    pub async fn shutdown_within(mut self, limit: Duration) -> Result<(), Error> {
+        let _ = self.stop.send(true);
+        let tasks = std::mem::take(&mut self.tasks);
+        let handles: Vec<_> = tasks.iter().map(|t| t.handle.abort_handle()).collect();
+        match tokio::time::timeout(limit, join(tasks)).await {
+            Ok(done) => done,
+            Err(_) => {
+                for h in handles {
+                    h.abort();
                 }
-                Err(e) => {
-                    first_error.get_or_insert(Error::Worker {
-                        key: t.key,
-                        group: t.group.to_owned(),
-                        reason: e.to_string(),
-                    });
-                }
+                Err(Error::ShutdownTimedOut { after: limit })
             }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
         }
     }
 
@@ -91,6 +100,34 @@ impl Worker {
         for t in std::mem::take(&mut self.tasks) {
             t.handle.abort();
         }
+    }
+}
+
+/// Waits for every group task; the first failure, if any.
+async fn join(tasks: Vec<GroupTask>) -> Result<(), Error> {
+    let mut first_error = None;
+    for t in tasks {
+        match t.handle.await {
+            Ok(0) => {}
+            Ok(count) => {
+                first_error.get_or_insert(Error::Unacknowledged {
+                    key: t.key,
+                    group: t.group.to_owned(),
+                    count,
+                });
+            }
+            Err(e) => {
+                first_error.get_or_insert(Error::Worker {
+                    key: t.key,
+                    group: t.group.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 

@@ -293,6 +293,8 @@ struct ContextInner {
     group: Option<&'static str>,
     bus: Option<Bus>,
     states: Arc<States>,
+    /// The worker's stop signal, for a delivery.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl fmt::Debug for Context {
@@ -312,6 +314,7 @@ impl Context {
         group: &'static str,
         bus: Bus,
         states: Arc<States>,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Context {
             inner: Arc::new(ContextInner {
@@ -320,8 +323,42 @@ impl Context {
                 group: Some(group),
                 bus: Some(bus),
                 states,
+                stop: Some(stop),
             }),
         }
+    }
+
+    /// Whether the worker running this handler is shutting down: a long
+    /// handler may stop early and return an error, which leaves the entry
+    /// to be tried again (by this worker if it still runs, or by another).
+    /// Always `false` for a context made outside a worker.
+    pub fn is_stopping(&self) -> bool {
+        self.inner
+            .stop
+            .as_ref()
+            .is_some_and(|s| *s.borrow() || s.has_changed().is_err())
+    }
+
+    /// Resolves when the worker running this handler starts shutting down
+    /// (never, for a context made outside a worker). Race it against the
+    /// handler's own work:
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # async fn run(ctx: tidings::Context) -> tidings::HandlerResult {
+    /// tokio::select! {
+    ///     () = tokio::time::sleep(Duration::from_secs(60)) => Ok(()),
+    ///     () = ctx.stopping() => Err("the worker is stopping; this entry is tried again".into()),
+    /// }
+    /// # }
+    /// ```
+    pub async fn stopping(&self) {
+        let Some(stop) = &self.inner.stop else {
+            return std::future::pending().await;
+        };
+        let mut stop = stop.clone();
+        // An error: the worker is gone, which is a stop too.
+        let _ = stop.wait_for(|stopped| *stopped).await;
     }
 
     /// A context tied to no delivery, for calling a handler directly in a
@@ -340,6 +377,7 @@ impl Context {
                 group: None,
                 bus: None,
                 states: Arc::default(),
+                stop: None,
             }),
         }
     }
@@ -354,6 +392,7 @@ impl Context {
                 group: None,
                 bus,
                 states: Arc::default(),
+                stop: None,
             }),
         }
     }

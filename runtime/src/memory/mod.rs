@@ -288,12 +288,6 @@ impl StreamTransport for MemoryTransport {
         Ok(ids)
     }
 
-    fn read_is_cancel_safe(&self) -> bool {
-        // Entries are taken under the lock in one synchronous step, after
-        // the last await point of a read.
-        true
-    }
-
     async fn reader(&self) -> Result<(), TransportError> {
         Ok(())
     }

@@ -270,10 +270,8 @@ fn xreadgroup(r: &ReadRequest<'_>, count: usize, block: Option<Duration>) -> Cmd
     cmd
 }
 
-/// A time limit passed, as redis-rs reports it (an I/O `TimedOut`, which
-/// [`TransportError::is_transient`] counts as worth a retry).
 fn timed_out(message: String) -> TransportError {
-    redis::RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, message)).into()
+    TransportError::timed_out(message)
 }
 
 /// The connections of one reading consumer: `XREADGROUP` goes through a

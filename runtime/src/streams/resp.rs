@@ -127,11 +127,16 @@ impl RespConnection {
         &mut self,
         r: &ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
-        let (mut stream, mut buf) = match self.conn.take() {
-            Some(c) => c,
-            None => self.open().await?,
+        let (mut stream, mut buf, fresh) = match self.conn.take() {
+            Some((stream, buf)) => (stream, buf, false),
+            None => {
+                let (stream, buf) = self.open().await?;
+                (stream, buf, true)
+            }
         };
-        let sent_ahead = std::mem::take(&mut self.ahead);
+        // A read cut short (cancelled at a stop, or past its deadline) took
+        // its connection with it: a read it sent ahead is gone too.
+        let sent_ahead = std::mem::take(&mut self.ahead) && !fresh;
         let mut keep = true;
         let mut result = Ok(Vec::new());
         if sent_ahead {
