@@ -454,3 +454,79 @@ async fn handlers_see_the_stop_and_a_shutdown_with_a_limit_returns_by_it() {
         assert_eq!(summary[0], redis::Value::Int(1), "{group}: {summary:?}");
     }
 }
+
+#[tokio::test]
+async fn a_subscription_resubscribes_after_a_restart_and_says_what_it_missed() {
+    use futures::StreamExt;
+    use support::events::GateOpened;
+    use tidings::ReceiveError;
+
+    let mut server = RedisServer::start();
+    let bus = Bus::connect(&server.url()).await.unwrap();
+    let mut typed = bus.subscribe::<GateOpened>().await.unwrap();
+    let mut pattern = bus
+        .subscribe_pattern("notifications", "gate.*")
+        .await
+        .unwrap();
+    bus.publish(&GateOpened {
+        gate: "before".into(),
+    })
+    .await
+    .unwrap();
+    let next = Duration::from_secs(10);
+    assert_eq!(
+        tokio::time::timeout(next, typed.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .gate,
+        "before"
+    );
+    tokio::time::timeout(next, pattern.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    server.restart();
+    // Each stream goes on, and first says that it was cut.
+    match tokio::time::timeout(next, typed.next()).await.unwrap() {
+        Some(Err(ReceiveError::Gap { target, .. })) => {
+            assert_eq!(
+                target,
+                bus.channel_key("notifications", "gate.opened").unwrap()
+            );
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    match tokio::time::timeout(next, pattern.next()).await.unwrap() {
+        Some(Err(ReceiveError::Gap { target, .. })) => {
+            assert_eq!(
+                target,
+                bus.channel_pattern("notifications", "gate.*").unwrap()
+            );
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    bus.publish(&GateOpened {
+        gate: "after".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        tokio::time::timeout(next, typed.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .gate,
+        "after"
+    );
+    let any = tokio::time::timeout(next, pattern.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(any.decode::<GateOpened>().unwrap().gate, "after");
+}

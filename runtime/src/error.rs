@@ -225,6 +225,16 @@ pub enum ReceiveError {
     /// The envelope is fine but its data does not decode as the event.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The subscription's connection dropped and was made again: what was
+    /// published on `target` in between was missed (Pub/Sub is at most
+    /// once). The subscription goes on.
+    #[error("the subscription to `{target}` was cut for {down:?} and made again; messages published meanwhile were missed")]
+    Gap {
+        /// The channel or pattern subscribed to.
+        target: String,
+        /// How long it was down, about.
+        down: std::time::Duration,
+    },
 }
 
 /// A missing or malformed attribute of an envelope read from the wire.

@@ -279,14 +279,25 @@ pub enum MessageBody {
     Json(Vec<u8>),
     /// An envelope handed over in process by the in-memory transport.
     Envelope(Arc<Envelope>),
+    /// Not a message: the subscription's connection dropped and was made
+    /// again after `down`, so messages published meanwhile were missed.
+    /// `channel` is the subscription's channel or pattern.
+    Gap {
+        /// How long the subscription was down, about.
+        down: Duration,
+    },
 }
 
 impl Message {
-    /// The envelope of the message.
-    pub fn envelope(self) -> Result<Arc<Envelope>, EnvelopeError> {
+    /// The envelope of the message, or the gap it stands for.
+    pub fn envelope(self) -> Result<Arc<Envelope>, crate::error::ReceiveError> {
         match self.body {
-            MessageBody::Json(json) => Envelope::from_json(&self.channel, &json).map(Arc::new),
+            MessageBody::Json(json) => Ok(Envelope::from_json(&self.channel, &json).map(Arc::new)?),
             MessageBody::Envelope(env) => Ok(env),
+            MessageBody::Gap { down } => Err(crate::error::ReceiveError::Gap {
+                target: self.channel,
+                down,
+            }),
         }
     }
 }

@@ -42,11 +42,17 @@ impl<E: Event> Stream for EventStream<E> {
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(msg)) => {
                 let channel = msg.channel.clone();
-                let item = msg.envelope().map_err(ReceiveError::from).and_then(|env| {
+                let item = msg.envelope().and_then(|env| {
                     E::decode(env.dataversion, &env.data).map_err(ReceiveError::from)
                 });
-                if let Err(e) = &item {
-                    tracing::warn!(channel = %channel, error = %e, "undecodable Pub/Sub message");
+                match &item {
+                    Err(e @ ReceiveError::Gap { .. }) => {
+                        tracing::warn!(channel = %channel, error = %e, "Pub/Sub subscription resumed");
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %channel, error = %e, "undecodable Pub/Sub message");
+                    }
+                    Ok(_) => {}
                 }
                 Poll::Ready(Some(item))
             }
@@ -121,7 +127,7 @@ impl Stream for AnyEventStream {
                     Ok(envelope) => Ok(AnyEvent { channel, envelope }),
                     Err(e) => {
                         tracing::warn!(channel = %channel, error = %e, "Pub/Sub message is not an envelope");
-                        Err(ReceiveError::from(e))
+                        Err(e)
                     }
                 };
                 Poll::Ready(Some(item))

@@ -5,10 +5,13 @@
 //! subscribed misses it, and nothing is retried. Use a stream when every
 //! event must be handled.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{Client, Pipeline};
 
+use crate::backoff::Backoff;
 use crate::transport::{
     ChannelTransport, Message, MessageBody, MessageStream, Outgoing, Target, TransportError,
 };
@@ -65,16 +68,80 @@ impl ChannelTransport for PubSubTransport {
         }
     }
 
+    /// Subscribes on a connection of its own; when that connection drops,
+    /// subscribes again on a new one (with a backoff while Redis is away)
+    /// and yields a [`MessageBody::Gap`] before the messages that follow.
+    /// Ends only when the stream is dropped.
     async fn subscribe(&self, target: Target) -> Result<MessageStream, TransportError> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        match &target {
-            Target::Channel(c) => pubsub.subscribe(c).await?,
-            Target::Pattern(p) => pubsub.psubscribe(p).await?,
-        }
-        let stream = pubsub.into_on_message().map(|msg| Message {
-            channel: msg.get_channel_name().to_owned(),
-            body: MessageBody::Json(msg.get_payload_bytes().to_vec()),
+        let first = subscribed(&self.client, &target).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Message>(BUFFERED);
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let name = match &target {
+                Target::Channel(c) | Target::Pattern(c) => c.clone(),
+            };
+            let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+            let mut messages = first;
+            loop {
+                loop {
+                    tokio::select! {
+                        msg = messages.next() => match msg {
+                            Some(m) => if tx.send(m).await.is_err() { return },
+                            None => break,
+                        },
+                        () = tx.closed() => return,
+                    }
+                }
+                let lost = tokio::time::Instant::now();
+                tracing::warn!(target = %name, "Pub/Sub connection lost; subscribing again");
+                let mut failed = 0u32;
+                messages = loop {
+                    match subscribed(&client, &target).await {
+                        Ok(m) => break m,
+                        Err(e) => {
+                            failed = failed.saturating_add(1);
+                            tracing::debug!(target = %name, error = %e, "subscribing again failed");
+                            tokio::select! {
+                                () = tokio::time::sleep(backoff.delay(failed)) => {}
+                                () = tx.closed() => return,
+                            }
+                        }
+                    }
+                };
+                let gap = Message {
+                    channel: name.clone(),
+                    body: MessageBody::Gap {
+                        down: lost.elapsed(),
+                    },
+                };
+                if tx.send(gap).await.is_err() {
+                    return;
+                }
+            }
         });
-        Ok(Box::pin(stream))
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|m| (m, rx))
+        })))
     }
+}
+
+/// Messages a subscriber has not taken yet, at most: past it, reading from
+/// Redis waits for the subscriber (Redis then buffers, up to its
+/// `client-output-buffer-limit pubsub`).
+const BUFFERED: usize = 4096;
+
+/// A new connection subscribed to `target`, as a stream of its messages.
+async fn subscribed(
+    client: &Client,
+    target: &Target,
+) -> Result<impl futures::Stream<Item = Message> + Send + Unpin + 'static, TransportError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    match target {
+        Target::Channel(c) => pubsub.subscribe(c).await?,
+        Target::Pattern(p) => pubsub.psubscribe(p).await?,
+    }
+    Ok(pubsub.into_on_message().map(|msg| Message {
+        channel: msg.get_channel_name().to_owned(),
+        body: MessageBody::Json(msg.get_payload_bytes().to_vec()),
+    }))
 }
