@@ -401,6 +401,20 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         min_idle: Duration,
     ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send;
 
+    /// Removes `consumer` from the group if nothing is pending to it, in one
+    /// atomic step (a consumer's pending entries would leave the group with
+    /// it, never to be delivered again); whether it was removed.
+    ///
+    /// ```text
+    /// EVAL "if #XPENDING <key> <group> - + 1 <consumer> == 0 then XGROUP DELCONSUMER <key> <group> <consumer>" 1 <key>
+    /// ```
+    fn forget_consumer(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
     /// Acknowledges entries of the group, all in one command.
     ///
     /// ```text

@@ -32,6 +32,7 @@ pub struct ConsumerOptions {
     pub(crate) max_backoff: Duration,
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) inbox: Option<Duration>,
+    pub(crate) forget_after: Option<Duration>,
 }
 
 impl Default for ConsumerOptions {
@@ -48,6 +49,7 @@ impl Default for ConsumerOptions {
             max_backoff: Duration::from_secs(5),
             heartbeat: None,
             inbox: None,
+            forget_after: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -59,8 +61,9 @@ impl ConsumerOptions {
         self
     }
 
-    /// Longest wait of one read (`BLOCK ms`, default 1 s). Shutdown waits
-    /// for a read in progress, so this also bounds how long it takes.
+    /// Longest wait of one read (`BLOCK ms`, default 1 s). A read that gets
+    /// no reply within this and 2 s more takes the server for gone and
+    /// connects again; shutdown ends a read at once.
     pub fn block(mut self, block: Duration) -> Self {
         self.block = block;
         self
@@ -136,6 +139,23 @@ impl ConsumerOptions {
     /// redeliveries to that window, and handlers stay idempotent.
     pub fn inbox(mut self, ttl: Option<Duration>) -> Self {
         self.inbox = ttl;
+        self
+    }
+
+    /// Removes from the group, when it looks for idle entries, every other
+    /// consumer that has nothing pending and has not read for this long
+    /// (default 10 min; `None` keeps them): workers that stopped without
+    /// removing themselves, so that the group lists the live ones. A live
+    /// worker reads at least every `block`, and one removed by mistake is
+    /// made again by its next read. A worker that shuts down with nothing
+    /// pending removes itself in any case.
+    ///
+    /// ```text
+    /// XINFO CONSUMERS <key> <group>
+    /// EVAL "if XPENDING … <consumer> is empty then XGROUP DELCONSUMER …" 1 <key> <group> <consumer>
+    /// ```
+    pub fn forget_idle_consumers(mut self, after: Option<Duration>) -> Self {
+        self.forget_after = after;
         self
     }
 

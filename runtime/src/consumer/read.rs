@@ -132,6 +132,9 @@ pub(super) async fn run_group<T: StreamTransport>(
                     // interval later.
                     if result.is_ok() {
                         next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
+                        if let Some(after) = opts.forget_after {
+                            forget_idle_consumers(&transport, &spec, after).await;
+                        }
                     }
                 }
             }
@@ -183,18 +186,7 @@ pub(super) async fn run_group<T: StreamTransport>(
         match result {
             None => {}
             Some(Ok(entries)) => {
-                if let Some(newest) = entries
-                    .iter()
-                    .map(|e| e.id.as_str())
-                    .max_by(|a, b| order(a, b))
-                {
-                    if seen_up_to
-                        .as_deref()
-                        .is_none_or(|s| order(newest, s).is_gt())
-                    {
-                        seen_up_to = Some(newest.to_owned());
-                    }
-                }
+                note_seen(&mut seen_up_to, &entries);
                 if failed > 0 {
                     tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
                 }
@@ -232,7 +224,10 @@ pub(super) async fn run_group<T: StreamTransport>(
     // a read sent ahead too, as Redis delivered its entries to this consumer.
     let rest = tokio::time::timeout(READ_GRACE, transport.read_ahead_rest(&mut reader)).await;
     match rest.unwrap_or_else(|_| Err(TransportError::timed_out("no reply in time"))) {
-        Ok(entries) => admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut batch).await,
+        Ok(entries) => {
+            note_seen(&mut seen_up_to, &entries);
+            admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut batch).await;
+        }
         Err(e) => tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
             "reading the last batch read ahead failed; its entries stay pending until claimed"),
     }
@@ -284,11 +279,76 @@ pub(super) async fn run_group<T: StreamTransport>(
         log_task_end(&spec, done);
     }
     drop(ack_tx);
-    match acker.join().await {
+    let unacked = match acker.join().await {
         Ok(unacked) => unacked,
         Err(e) => {
             tracing::error!(stream = %spec.key, group = spec.group, error = %e, "acknowledging task failed");
             0
+        }
+    };
+    // A worker that leaves nothing behind leaves the group too, so that it
+    // lists the live consumers; one with pending entries stays, for them to
+    // be claimed (or taken back by a worker of the same name).
+    if unacked == 0 {
+        let forget = transport.forget_consumer(&spec.key, spec.group, &spec.consumer);
+        match tokio::time::timeout(READ_GRACE, forget).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(stream = %spec.key, group = spec.group, error = %e,
+                "removing this consumer from the group failed"),
+            Err(_) => tracing::debug!(stream = %spec.key, group = spec.group,
+                "removing this consumer from the group got no reply in time"),
+        }
+    }
+    unacked
+}
+
+/// Removes the other consumers of the group that have nothing pending and
+/// have not read for `after`; a failure is logged and left for next time.
+async fn forget_idle_consumers<T: StreamTransport>(
+    transport: &T,
+    spec: &GroupSpec,
+    after: Duration,
+) {
+    let stats = match transport.stream_stats(&spec.key, &spec.dlq).await {
+        Ok(stats) => stats,
+        Err(e) => {
+            tracing::debug!(stream = %spec.key, group = spec.group, error = %e,
+                "listing the consumers of the group failed");
+            return;
+        }
+    };
+    let Some(group) = stats.group(spec.group) else {
+        return;
+    };
+    for c in &group.consumers {
+        if c.name == spec.consumer || c.pending > 0 || c.idle() < after {
+            continue;
+        }
+        match transport
+            .forget_consumer(&spec.key, spec.group, &c.name)
+            .await
+        {
+            Ok(true) => tracing::info!(stream = %spec.key, group = spec.group, consumer = %c.name,
+                idle = ?c.idle(), "removed a consumer that stopped reading and has nothing pending"),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(stream = %spec.key, group = spec.group, error = %e,
+                "removing an idle consumer failed"),
+        }
+    }
+}
+
+/// Moves `seen_up_to` to the newest id of `entries`, if it is newer.
+fn note_seen(seen_up_to: &mut Option<String>, entries: &[Entry]) {
+    if let Some(newest) = entries
+        .iter()
+        .map(|e| e.id.as_str())
+        .max_by(|a, b| order(a, b))
+    {
+        if seen_up_to
+            .as_deref()
+            .is_none_or(|s| order(newest, s).is_gt())
+        {
+            *seen_up_to = Some(newest.to_owned());
         }
     }
 }

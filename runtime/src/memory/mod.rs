@@ -430,6 +430,22 @@ impl StreamTransport for MemoryTransport {
         Ok(out)
     }
 
+    async fn forget_consumer(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<bool, TransportError> {
+        let mut broker = self.lock();
+        let Some(g) = broker.group_mut(key, group) else {
+            return Ok(false);
+        };
+        if g.pending.values().any(|p| p.consumer == consumer) {
+            return Ok(false);
+        }
+        Ok(g.consumers.remove(consumer).is_some())
+    }
+
     async fn ack(&self, key: &str, group: &str, ids: &[String]) -> Result<(), TransportError> {
         let mut broker = self.lock();
         let Some(g) = broker.group_mut(key, group) else {

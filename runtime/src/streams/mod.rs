@@ -449,6 +449,31 @@ impl StreamTransport for StreamsTransport {
         Ok(entries)
     }
 
+    async fn forget_consumer(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<bool, TransportError> {
+        static FORGET: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+",
+            )
+        });
+        let mut conn = self.conn.clone();
+        let removed: i64 = FORGET
+            .key(key)
+            .arg(group)
+            .arg(consumer)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(removed == 1)
+    }
+
     async fn ack(&self, key: &str, group: &str, ids: &[String]) -> Result<(), TransportError> {
         if ids.is_empty() {
             return Ok(());

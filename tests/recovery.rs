@@ -1,7 +1,10 @@
-//! Deadlines and recovery a user can count on: connecting to a server that
-//! is not there, refuses the credentials or does not answer fails within the
-//! connect timeout, naming the address and the user; after a restart, the
-//! first call of every kind finds the connection back.
+//! Deadlines, recovery and the worker's life, as a user can count on them:
+//! connecting to a server that is not there, refuses the credentials or
+//! does not answer fails within the connect timeout, naming the address and
+//! the user; after a restart, the first call of every kind finds the
+//! connection back, a worker takes back what it was given meanwhile, and a
+//! subscription subscribes again; reads have deadlines, shutdown ends them,
+//! handlers see it; and a group lists the consumers that are alive.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -529,4 +532,74 @@ async fn a_subscription_resubscribes_after_a_restart_and_says_what_it_missed() {
         .unwrap()
         .unwrap();
     assert_eq!(any.decode::<GateOpened>().unwrap().gate, "after");
+}
+
+async fn consumers_of(bus: &Bus, group: &str) -> Vec<String> {
+    let stats = bus.stream_stats("contextual").await.unwrap();
+    let mut names: Vec<String> = stats
+        .group(group)
+        .map(|g| g.consumers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_group_lists_the_consumers_that_are_alive() {
+    let server = RedisServer::start();
+    let bus = Bus::connect(&server.url()).await.unwrap();
+    let key = bus.stream_key("contextual").unwrap();
+    let rec = Recorder::default();
+    let options = |name: &str| {
+        ConsumerOptions::default()
+            .name(name)
+            .block(Duration::from_millis(100))
+            .claim_idle(Some(Duration::from_millis(100)))
+            .claim_interval(Duration::from_millis(100))
+            .forget_idle_consumers(Some(Duration::from_millis(300)))
+    };
+    let leaving = bus
+        .consumer()
+        .state(rec.clone())
+        .options(options("leaving"))
+        .handler(record)
+        .start()
+        .await
+        .unwrap();
+    bus.publish(&FileUploaded::new("one")).await.unwrap();
+    assert_eq!(rec.wait_for("record", 1).await.len(), 1);
+    assert_eq!(consumers_of(&bus, "after-restart").await, ["leaving"]);
+    // Nothing pending: it leaves the group as it stops.
+    leaving.shutdown().await.unwrap();
+    assert!(consumers_of(&bus, "after-restart").await.is_empty());
+
+    // A consumer that stopped without leaving, with nothing pending.
+    let mut conn = server.connection().await;
+    let _: i64 = redis::cmd("XGROUP")
+        .arg(&["CREATECONSUMER", &key, "after-restart", "ghost"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let live = bus
+        .consumer()
+        .state(rec.clone())
+        .options(options("live"))
+        .handler(record)
+        .start()
+        .await
+        .unwrap();
+    let mut left = Vec::new();
+    for _ in 0..100 {
+        left = consumers_of(&bus, "after-restart").await;
+        if left == ["live"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        left,
+        ["live"],
+        "the idle consumer with nothing pending was kept"
+    );
+    live.shutdown().await.unwrap();
 }
