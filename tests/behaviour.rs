@@ -574,6 +574,145 @@ async fn no_name_or_pattern_reaches_another_tenant(h: Harness) {
     }
 }
 
+#[derive(Clone, Default)]
+struct Envelopes(std::sync::Arc<std::sync::Mutex<Vec<tidings::Envelope>>>);
+
+#[handler(group = "envelopes")]
+async fn keep_envelope(
+    _e: FileUploaded,
+    ctx: Context,
+    State(seen): State<Envelopes>,
+) -> HandlerResult {
+    if let Some(env) = ctx.envelope() {
+        seen.0.lock().unwrap().push(env.clone());
+    }
+    Ok(())
+}
+
+async fn meta_carries_extensions_a_chosen_id_and_batch_attributes(h: Harness) {
+    use tidings::{Error, Meta, Ulid};
+    let seen = Envelopes::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(seen.clone())
+        .options(fast().inbox(Some(Duration::from_secs(60))))
+        .handler(keep_envelope)
+        .start()
+        .await
+        .unwrap();
+    let mut gates = h.bus.subscribe_pattern("notifications", "*").await.unwrap();
+
+    // Extension attributes, on a stream entry and a Pub/Sub message.
+    let meta = Meta::default()
+        .extension("region", "eu-west-1")
+        .extension("attempt", "2");
+    h.bus
+        .publish_with(&FileUploaded::new("ext"), meta.clone())
+        .await
+        .unwrap();
+    h.bus
+        .publish_with(&GateOpened { gate: "g".into() }, meta)
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(5), gates.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let want = [
+        ("region".to_owned(), "eu-west-1".to_owned()),
+        ("attempt".to_owned(), "2".to_owned()),
+    ];
+    assert_eq!(message.envelope().extensions, want);
+    assert!(
+        eventually(Duration::from_secs(10), || seen.0.lock().unwrap().len()
+            == 1)
+        .await
+    );
+    assert_eq!(seen.0.lock().unwrap()[0].extensions, want);
+
+    // Names outside CloudEvents' rule, or tidings' own, are refused.
+    for bad in [
+        "Region",
+        "a_b",
+        "dataversion",
+        "id",
+        "",
+        "abcdefghijklmnopqrstu",
+    ] {
+        let refused = h
+            .bus
+            .publish_with(
+                &FileUploaded::new("bad"),
+                Meta::default().extension(bad, "x"),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(Error::InvalidName(_))),
+            "{bad:?}: {refused:?}"
+        );
+    }
+
+    // A chosen id, published twice as after an `Unavailable`: the inbox
+    // drops the copy.
+    let id = Ulid::new();
+    let key = h.bus.stream_key("contextual").unwrap();
+    for copy in 0..2 {
+        let published = h
+            .bus
+            .publish_with(&FileUploaded::new("again"), Meta::default().event_id(id))
+            .await
+            .unwrap();
+        assert_eq!(published.event_id, id);
+        if copy == 0 {
+            // The inbox mark is written with the acknowledgement.
+            assert!(
+                eventually(Duration::from_secs(10), || seen.0.lock().unwrap().len()
+                    == 2)
+                .await
+            );
+            assert!(
+                h.all_acked(&key, "envelopes", Duration::from_secs(10))
+                    .await
+            );
+        }
+    }
+
+    // A batch with attributes: each event has them, and an id of its own.
+    let batch = [FileUploaded::new("b1"), FileUploaded::new("b2")];
+    let published = h
+        .bus
+        .publish_batch_with(&batch, Meta::default().correlation_id("import-7"))
+        .await
+        .unwrap();
+    assert_ne!(published[0].event_id, published[1].event_id);
+    assert!(matches!(
+        h.bus
+            .publish_batch_with(&batch, Meta::default().event_id(Ulid::new()))
+            .await,
+        Err(Error::EventIdInBatch { events: 2 })
+    ));
+
+    assert!(
+        eventually(Duration::from_secs(10), || seen.0.lock().unwrap().len()
+            == 4)
+        .await
+    );
+    settle().await;
+    worker.shutdown().await.unwrap();
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        4,
+        "the copy with the same id was handled again: {seen:?}"
+    );
+    assert_eq!(seen[1].id, id.to_string());
+    for env in &seen[2..] {
+        assert_eq!(env.correlation_id.as_deref(), Some("import-7"));
+    }
+}
+
 async fn pattern_subscription_receives_matching_types_only(h: Harness) {
     let mut gates = h
         .bus
@@ -1365,6 +1504,7 @@ tidings_testkit::transport_suite! {
         returned_event_is_published_with_causation_and_correlation,
         tenants_are_isolated_on_streams_and_channels,
         no_name_or_pattern_reaches_another_tenant,
+        meta_carries_extensions_a_chosen_id_and_batch_attributes,
         pattern_subscription_receives_matching_types_only,
         event_with_stream_and_channel_goes_to_both,
         batch_returns_one_entry_id_per_event_in_order,

@@ -94,6 +94,9 @@ pub struct Envelope {
     pub traceparent: Option<String>,
     /// `subject`.
     pub subject: Option<String>,
+    /// Every other attribute with a CloudEvents name (lower-case letters and
+    /// digits): extensions of the producer's own, in the order read.
+    pub extensions: Vec<(String, String)>,
     /// `data`: the payload bytes (JSON).
     pub data: Vec<u8>,
 }
@@ -111,6 +114,7 @@ impl fmt::Debug for Envelope {
             .field("causation_id", &self.causation_id)
             .field("tenant_id", &self.tenant_id)
             .field("subject", &self.subject)
+            .field("extensions", &self.extensions)
             .field("data", &String::from_utf8_lossy(&self.data))
             .finish_non_exhaustive()
     }
@@ -139,6 +143,7 @@ impl Envelope {
             tenant_id: None,
             traceparent: None,
             subject: None,
+            extensions: Vec::new(),
             data,
         }
     }
@@ -183,6 +188,22 @@ impl Envelope {
             }
         }
         out.push((field::DATA, self.data.clone()));
+        out
+    }
+
+    /// [`Envelope::to_fields`] with the extension attributes too, whose
+    /// names are not `'static`.
+    pub fn to_all_fields(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = self
+            .to_fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let data = out.pop();
+        for (name, value) in &self.extensions {
+            out.push((name.clone(), value.as_bytes().to_vec()));
+        }
+        out.extend(data);
         out
     }
 
@@ -241,6 +262,7 @@ impl Envelope {
                 dataschema: self.dataschema.as_deref(),
                 dataversion: self.dataversion,
                 optional: &opts.map(|(n, v)| (n, v.map(String::as_str))),
+                extensions: &self.extensions,
             },
             &self.data,
         )
@@ -271,10 +293,14 @@ impl Envelope {
             match value {
                 serde_json::Value::String(s) => raw.set(name.as_bytes(), s.as_bytes()),
                 // `dataversion` is an integer extension attribute; a writer
-                // may well send it as a JSON number.
+                // may well send it as a JSON number, and other extensions
+                // may be numbers or booleans.
                 serde_json::Value::Number(n) => {
                     let s = n.to_string();
                     raw.set_owned(name.as_bytes(), s.into_bytes());
+                }
+                serde_json::Value::Bool(b) => {
+                    raw.set_owned(name.as_bytes(), b.to_string().into_bytes());
                 }
                 _ => {}
             }
@@ -301,6 +327,8 @@ struct RawAttributes<'a> {
     traceparent: Option<std::borrow::Cow<'a, [u8]>>,
     subject: Option<std::borrow::Cow<'a, [u8]>>,
     data: Option<std::borrow::Cow<'a, [u8]>>,
+    /// Attributes with a CloudEvents name that tidings does not know.
+    extensions: Vec<(Vec<u8>, std::borrow::Cow<'a, [u8]>)>,
 }
 
 impl<'a> RawAttributes<'a> {
@@ -325,14 +353,20 @@ impl<'a> RawAttributes<'a> {
     }
 
     fn set(&mut self, name: &[u8], value: &'a [u8]) {
-        if let Some(slot) = self.slot(name) {
-            *slot = Some(std::borrow::Cow::Borrowed(value));
-        }
+        self.put(name, std::borrow::Cow::Borrowed(value));
     }
 
     fn set_owned(&mut self, name: &[u8], value: Vec<u8>) {
-        if let Some(slot) = self.slot(name) {
-            *slot = Some(std::borrow::Cow::Owned(value));
+        self.put(name, std::borrow::Cow::Owned(value));
+    }
+
+    fn put(&mut self, name: &[u8], value: std::borrow::Cow<'a, [u8]>) {
+        match self.slot(name) {
+            Some(slot) => *slot = Some(value),
+            // Names outside CloudEvents' rule (`dlq_…` of a dead letter,
+            // `data_base64`) are not attributes.
+            None if is_attribute_name(name) => self.extensions.push((name.to_vec(), value)),
+            None => {}
         }
     }
 
@@ -438,11 +472,30 @@ impl<'a> RawAttributes<'a> {
             tenant_id: optional(field::TENANTID, self.tenant_id)?,
             traceparent: optional(field::TRACEPARENT, self.traceparent)?,
             subject: optional(field::SUBJECT, self.subject)?,
+            extensions: self
+                .extensions
+                .into_iter()
+                .map(|(name, value)| {
+                    let name = String::from_utf8(name).unwrap_or_default();
+                    let value = String::from_utf8_lossy(&value).into_owned();
+                    (name, value)
+                })
+                .collect(),
             data: self
                 .data
                 .map_or_else(|| b"null".to_vec(), std::borrow::Cow::into_owned),
         })
     }
+}
+
+/// Whether `name` is a CloudEvents attribute name: 1 to 20 lower-case
+/// letters and digits.
+fn is_attribute_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 20
+        && name
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// The `N` of a `dataschema` that ends in `v<N>.json`, as tidings writes it.
@@ -466,6 +519,7 @@ pub(crate) struct JsonParts<'a> {
     pub(crate) dataschema: Option<&'a str>,
     pub(crate) dataversion: u32,
     pub(crate) optional: &'a [(&'static str, Option<&'a str>)],
+    pub(crate) extensions: &'a [(String, String)],
 }
 
 /// Writes a CloudEvents JSON object with `data` copied in verbatim, so that
@@ -500,6 +554,9 @@ pub(crate) fn write_json(parts: &JsonParts<'_>, data: &[u8]) -> Vec<u8> {
         if let Some(v) = value {
             put(&mut out, name, v);
         }
+    }
+    for (name, value) in parts.extensions {
+        put(&mut out, name, value);
     }
     out.extend_from_slice(b",\"data\":");
     if data.is_empty() {

@@ -116,6 +116,13 @@ pub enum Error {
     /// tenant's.
     #[error(transparent)]
     InvalidName(#[from] NameError),
+    /// [`Meta::event_id`](crate::Meta::event_id) on a batch of several
+    /// events, which each need an id of their own.
+    #[error("a Meta with an event id cannot publish a batch of {events} events: each event needs an id of its own")]
+    EventIdInBatch {
+        /// Events in the batch.
+        events: usize,
+    },
     /// [`BusBuilder::schema_base`](crate::BusBuilder::schema_base) is not an
     /// absolute URI.
     #[error("invalid schema base `{base}`: {reason}")]

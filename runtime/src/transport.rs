@@ -44,6 +44,8 @@ pub struct Outgoing<'a> {
     pub traceparent: Option<&'a str>,
     /// `subject`.
     pub subject: Option<&'a str>,
+    /// Extension attributes of the publisher's own, by name.
+    pub extensions: &'a [(String, String)],
     /// `data`: the JSON payload.
     pub data: &'a [u8],
 }
@@ -74,6 +76,7 @@ impl Outgoing<'_> {
                 dataschema: Some(self.dataschema),
                 dataversion: self.dataversion,
                 optional: &optional,
+                extensions: self.extensions,
             },
             self.data,
         )
@@ -99,6 +102,7 @@ impl Outgoing<'_> {
             tenant_id: own(self.tenant_id),
             traceparent: own(self.traceparent),
             subject: own(self.subject),
+            extensions: self.extensions.to_vec(),
             data: self.data.to_vec(),
         }
     }

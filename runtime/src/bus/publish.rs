@@ -17,7 +17,9 @@ use crate::{Event, Ulid};
 /// let meta = tidings::Meta::default()
 ///     .correlation_id("order-42")
 ///     .subject("files/7")
-///     .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+///     .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+///     .extension("region", "eu-west-1")
+///     .event_id(tidings::Ulid::new());
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -35,6 +37,10 @@ pub struct Meta {
     pub subject: Option<String>,
     /// `traceparent`.
     pub traceparent: Option<String>,
+    /// Extension attributes of your own, by name (see [`Meta::extension`]).
+    pub extensions: Vec<(String, String)>,
+    /// The event's `id`, when the caller chooses it (see [`Meta::event_id`]).
+    pub event_id: Option<Ulid>,
 }
 
 impl Meta {
@@ -63,6 +69,84 @@ impl Meta {
         self.traceparent = Some(v.into());
         self
     }
+
+    /// Adds a CloudEvents extension attribute: a field of the stream entry
+    /// and an attribute of the Pub/Sub message, which readers find in
+    /// [`Envelope::extensions`](crate::Envelope::extensions). The name
+    /// follows CloudEvents (lower-case letters and digits, at most 20) and
+    /// is none of the attributes tidings writes itself (`specversion`, `id`,
+    /// `source`, `type`, `time`, `datacontenttype`, `dataschema`,
+    /// `dataversion`, `data`, `correlationid`, `causationid`, `tenantid`,
+    /// `traceparent`, `tracestate`, `subject`, `partitionkey`, `replyto`);
+    /// publishing fails with [`Error::InvalidName`] otherwise. A name given
+    /// twice keeps the last value.
+    pub fn extension(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.extensions.retain(|(n, _)| *n != name);
+        self.extensions.push((name, value.into()));
+        self
+    }
+
+    /// Publishes the event with this `id` instead of a new one: a caller
+    /// that publishes again after an [`Error::Unavailable`] (whose attempt
+    /// may have been written) keeps the id, so that a group's inbox drops
+    /// the copy. Only for one event: a batch with it fails with
+    /// [`Error::EventIdInBatch`].
+    pub fn event_id(mut self, id: Ulid) -> Self {
+        self.event_id = Some(id);
+        self
+    }
+
+    /// Checks the extension names.
+    fn check(&self) -> Result<(), Error> {
+        for (name, _) in &self.extensions {
+            check_extension_name(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Attributes tidings writes or reserves: no extension may take their names.
+const RESERVED_ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "dataversion",
+    "data",
+    "correlationid",
+    "causationid",
+    "tenantid",
+    "traceparent",
+    "tracestate",
+    "subject",
+    "partitionkey",
+    "replyto",
+];
+
+/// Checks an extension attribute name against CloudEvents' rule and the
+/// names tidings uses.
+fn check_extension_name(name: &str) -> Result<(), crate::error::NameError> {
+    let reason = if name.is_empty() || name.len() > 20 {
+        "CloudEvents attribute names have 1 to 20 characters".to_owned()
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        "CloudEvents attribute names hold only lower-case letters (a-z) and digits".to_owned()
+    } else if RESERVED_ATTRIBUTES.contains(&name) {
+        "tidings writes an attribute of that name itself".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(crate::error::NameError {
+        what: "extension attribute",
+        name: name.to_owned(),
+        reason,
+    })
 }
 
 /// Where a published event went.
@@ -163,7 +247,9 @@ struct Stamp {
 
 impl Stamp {
     fn new() -> Self {
-        let id = Ulid::new();
+        Stamp::of(Ulid::new())
+    }
+    fn of(id: Ulid) -> Self {
         let mut id_text = [0u8; ulid::ULID_LEN];
         id.array_to_str(&mut id_text);
         Stamp { id, id_text }
@@ -208,6 +294,7 @@ impl Bus {
     /// Publishes an event with correlation id, causation id, tenant, subject
     /// or traceparent.
     pub async fn publish_with<E: Event>(&self, event: &E, meta: Meta) -> Result<Published, Error> {
+        meta.check()?;
         let draft = Draft::of(event)?;
         self.send_one(&draft, Some(&meta)).await
     }
@@ -240,6 +327,34 @@ impl Bus {
         }
         let drafts = Draft::all(events)?;
         self.send_drafts(&drafts, &Meta::default()).await
+    }
+
+    /// [`Bus::publish_batch`] with the same attributes on every event
+    /// (correlation, causation, subject, trace, tenant, extensions). Each
+    /// event gets an id of its own, so a `Meta` with
+    /// [`Meta::event_id`] fails with [`Error::EventIdInBatch`].
+    ///
+    /// ```
+    /// # #[tidings::event(stream = "contextual", version = 1)]
+    /// # struct FileUploaded { file_id: String }
+    /// # async fn run(bus: tidings::Bus) -> Result<(), tidings::Error> {
+    /// let files = [FileUploaded { file_id: "a".into() }, FileUploaded { file_id: "b".into() }];
+    /// bus.publish_batch_with(&files, tidings::Meta::default().correlation_id("import-7")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn publish_batch_with<E: Event>(
+        &self,
+        events: &[E],
+        meta: Meta,
+    ) -> Result<Vec<Published>, Error> {
+        if meta.event_id.is_some() && events.len() != 1 {
+            return Err(Error::EventIdInBatch {
+                events: events.len(),
+            });
+        }
+        meta.check()?;
+        let drafts = Draft::all(events)?;
+        self.send_drafts(&drafts, &meta).await
     }
 
     /// [`Bus::publish_batch`] of events bound for one stream and no
@@ -371,6 +486,7 @@ impl Bus {
             tenant_id: tenant,
             traceparent: meta.and_then(|m| m.traceparent.as_deref()),
             subject: meta.and_then(|m| m.subject.as_deref()),
+            extensions: meta.map_or(&[], |m| m.extensions.as_slice()),
             data: &draft.data,
         }
     }
@@ -378,7 +494,9 @@ impl Bus {
     /// The single-event path: keys and attributes on the stack, one command.
     async fn send_one(&self, draft: &Draft, meta: Option<&Meta>) -> Result<Published, Error> {
         let tenant = self.effective_tenant(meta)?;
-        let stamp = Stamp::new();
+        let stamp = meta
+            .and_then(|m| m.event_id)
+            .map_or_else(Stamp::new, Stamp::of);
         let time = Rfc3339Millis::from_millis(now_millis());
         let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
         let out = self.outgoing(&stamp, time.as_str(), draft, &dataschema, meta, tenant);

@@ -205,10 +205,11 @@ fn id_after(a: &str, b: &str) -> bool {
 fn xadd(key: &str, o: &Outgoing<'_>) -> Cmd {
     const FIXED_FIELDS: usize = 9; // the eight attributes tidings always writes, and data
     let optional = o.optional();
-    let present = optional.iter().filter(|(_, v)| v.is_some()).count();
+    let present = optional.iter().filter(|(_, v)| v.is_some()).count() + o.extensions.len();
     let optional_bytes: usize = optional
         .iter()
         .filter_map(|(name, v)| v.map(|v| name.len() + v.len()))
+        .chain(o.extensions.iter().map(|(n, v)| n.len() + v.len()))
         .sum();
     let args = 3 + 2 * (FIXED_FIELDS + present);
     // Field names and fixed values are short: 128 bytes cover them.
@@ -251,6 +252,9 @@ fn write_xadd(cmd: &mut Cmd, key: &str, o: &Outgoing<'_>) {
         if let Some(v) = value {
             cmd.arg(name).arg(v);
         }
+    }
+    for (name, value) in o.extensions {
+        cmd.arg(name).arg(value);
     }
     cmd.arg(field::DATA).arg(o.data);
 }

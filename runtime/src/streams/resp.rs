@@ -431,6 +431,10 @@ fn encode_xadd(out: &mut Vec<u8>, key: &str, o: &Outgoing<'_>) {
             variable += name.len() + v.len() + 2 * MAX_HEADER;
         }
     }
+    for (name, value) in o.extensions {
+        present += 1;
+        variable += name.len() + value.len() + 2 * MAX_HEADER;
+    }
     // The runs below, and a header of at most MAX_HEADER bytes per value.
     out.reserve(variable + 192 + 8 * MAX_HEADER);
     header(out, b'*', 3 + 2 * (9 + present));
@@ -450,13 +454,16 @@ fn encode_xadd(out: &mut Vec<u8>, key: &str, o: &Outgoing<'_>) {
     bulk_open(out, o.dataschema.as_bytes());
     out.extend_from_slice(b"\r\n$11\r\ndataversion\r\n");
     bulk_open(out, version.as_bytes());
-    for (name, value) in optional {
-        if let Some(v) = value {
-            out.extend_from_slice(b"\r\n");
-            bulk_open(out, name.as_bytes());
-            out.extend_from_slice(b"\r\n");
-            bulk_open(out, v.as_bytes());
-        }
+    let extensions = o.extensions.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    for (name, v) in optional
+        .into_iter()
+        .filter_map(|(n, v)| v.map(|v| (n, v)))
+        .chain(extensions)
+    {
+        out.extend_from_slice(b"\r\n");
+        bulk_open(out, name.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        bulk_open(out, v.as_bytes());
     }
     out.extend_from_slice(b"\r\n$4\r\ndata\r\n");
     bulk_open(out, o.data);
@@ -1083,7 +1090,11 @@ mod tests {
         assert!(read_group_reply(b"*-1\r\n").unwrap().is_empty());
     }
 
-    fn outgoing<'a>(data: &'a [u8], correlation_id: Option<&'a str>) -> Outgoing<'a> {
+    fn outgoing<'a>(
+        data: &'a [u8],
+        correlation_id: Option<&'a str>,
+        extensions: &'a [(String, String)],
+    ) -> Outgoing<'a> {
         Outgoing {
             id: "01JDGZ5V8N3M2X4Y6Z7A8B9C0D",
             source: "tests",
@@ -1096,6 +1107,7 @@ mod tests {
             tenant_id: Some("acme"),
             traceparent: None,
             subject: Some("a subject with \r\n inside"),
+            extensions,
             data,
         }
     }
@@ -1103,7 +1115,15 @@ mod tests {
     #[test]
     fn xadd_is_encoded_byte_for_byte_as_redis_rs_packs_it() {
         let data = "{\"path\":\"/a/\u{e9}\"}".as_bytes();
-        for o in [outgoing(data, None), outgoing(b"", Some("corr-1"))] {
+        let extensions = [
+            ("region".to_owned(), "eu-west-1".to_owned()),
+            ("tier".to_owned(), String::new()),
+        ];
+        for o in [
+            outgoing(data, None, &[]),
+            outgoing(b"", Some("corr-1"), &[]),
+            outgoing(data, Some("corr-2"), &extensions),
+        ] {
             let mut ours = Vec::new();
             encode_xadd(&mut ours, "tidings:{files}", &o);
             assert_eq!(
@@ -1167,7 +1187,7 @@ mod tests {
     async fn a_batch_returns_every_id_and_keeps_the_connection() {
         let (port, server) = one_reply_server(b"$3\r\n1-0\r\n$3\r\n1-1\r\n").await;
         let mut conn = connection(port);
-        let o = outgoing(b"{}", None);
+        let o = outgoing(b"{}", None, &[]);
         let ids = conn.append(&[("k", o), ("k", o)]).await.unwrap();
         assert_eq!(ids, ["1-0", "1-1"]);
         assert!(conn.conn.is_some());
@@ -1190,7 +1210,7 @@ mod tests {
         )
         .await;
         let mut conn = connection(port);
-        let o = outgoing(b"", None);
+        let o = outgoing(b"", None, &[]);
         let replies = conn
             .append_streamed("k", &[o, o], payloads)
             .await
@@ -1207,7 +1227,7 @@ mod tests {
         let mut expected = b"*1\r\n$5\r\nMULTI\r\n".to_vec();
         for i in 0..2 {
             let data = format!("{{\"i\":{i}}}");
-            encode_xadd(&mut expected, "k", &outgoing(data.as_bytes(), None));
+            encode_xadd(&mut expected, "k", &outgoing(data.as_bytes(), None, &[]));
         }
         expected.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         assert_eq!(sent, expected);
@@ -1220,7 +1240,7 @@ mod tests {
         )
         .await;
         let mut conn = connection(port);
-        let o = outgoing(b"", None);
+        let o = outgoing(b"", None, &[]);
         let err = conn
             .append_streamed("k", &[o, o], payloads)
             .await
@@ -1235,7 +1255,7 @@ mod tests {
     async fn a_payload_that_cannot_be_written_drops_the_transaction() {
         let (port, _server) = one_reply_server(b"").await;
         let mut conn = connection(port);
-        let o = outgoing(b"", None);
+        let o = outgoing(b"", None, &[]);
         let unwritable = conn
             .append_streamed("k", &[o, o, o], |i, buf| {
                 if i == 1 {
@@ -1258,7 +1278,7 @@ mod tests {
         let (port, _server) =
             one_reply_server(b"$3\r\n1-0\r\n-WRONGTYPE not a stream\r\n$3\r\n1-1\r\n").await;
         let mut conn = connection(port);
-        let o = outgoing(b"{}", None);
+        let o = outgoing(b"{}", None, &[]);
         let err = conn
             .append(&[("k", o), ("x", o), ("k", o)])
             .await
@@ -1274,7 +1294,7 @@ mod tests {
     async fn a_batch_cut_short_drops_the_connection() {
         let (port, server) = one_reply_server(b"$3\r\n1-0\r\n$3\r\n1-").await;
         let mut conn = connection(port);
-        let o = outgoing(b"{}", None);
+        let o = outgoing(b"{}", None, &[]);
         let batch = [("k", o), ("k", o)];
         // The server holds the socket open: the second reply never ends.
         let timed_out =
