@@ -99,6 +99,7 @@ impl Outgoing<'_> {
             tenant_id: own(self.tenant_id),
             traceparent: own(self.traceparent),
             subject: own(self.subject),
+            retry_group: None,
             data: self.data.to_vec(),
         }
     }
