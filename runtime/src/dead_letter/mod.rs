@@ -99,10 +99,10 @@ impl DeadLetters {
 
     /// Puts one dead letter back into its stream, with its original fields
     /// (the same event id; an older version is upcast by the reader as
-    /// usual), and deletes it from dead letters, in one atomic step. Every
-    /// group of the stream sees it again: groups that handled it already
-    /// skip it if they keep an inbox. Returns the new entry id, or `None`
-    /// when `id` is not a dead letter.
+    /// usual) and `dlqgroup` naming the group that gave up on it, and
+    /// deletes it from dead letters, in one atomic step. Only that group
+    /// handles it again; every other group acknowledges it without handling
+    /// it. Returns the new entry id, or `None` when `id` is not a dead letter.
     ///
     /// ```text
     /// EVAL <script> 2 ns:{stream} ns:{stream}:dlq <id>
