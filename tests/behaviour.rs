@@ -1296,7 +1296,10 @@ async fn group_that_fails_again_on_an_entry_updates_its_dead_letter(h: Harness) 
     let worker = start().await.unwrap();
     assert!(eventually(Duration::from_secs(10), || p.attempts("u1") == 4).await);
     assert!(h.all_acked(&key, "fixable", Duration::from_secs(10)).await);
-    assert!(h.all_acked(&key, "rejecting", Duration::from_secs(10)).await);
+    assert!(
+        h.all_acked(&key, "rejecting", Duration::from_secs(10))
+            .await
+    );
     settle().await;
     worker.shutdown().await.unwrap();
 
@@ -1319,12 +1322,108 @@ async fn group_that_fails_again_on_an_entry_updates_its_dead_letter(h: Harness) 
     assert!(dlq.retry(&rejected.id).await.unwrap().is_some());
     let worker = start().await.unwrap();
     assert!(eventually(Duration::from_secs(10), || p.attempts("u1") == 5).await);
-    assert!(h.all_acked(&key, "rejecting", Duration::from_secs(10)).await);
+    assert!(
+        h.all_acked(&key, "rejecting", Duration::from_secs(10))
+            .await
+    );
     settle().await;
     worker.shutdown().await.unwrap();
     let letters = dlq.list(100).await.unwrap();
     assert_eq!(letters.len(), 2, "{letters:#?}");
-    assert_eq!(p.attempts("u1"), 5, "only `rejecting` ran the retried entry");
+    assert_eq!(
+        p.attempts("u1"),
+        5,
+        "only `rejecting` ran the retried entry"
+    );
+}
+
+async fn dead_letters_are_retried_and_purged_by_id_or_by_group(h: Harness) {
+    let p = Probe::default();
+    let start = || {
+        h.bus
+            .consumer()
+            .state(p.clone())
+            .options(fast())
+            .handler(until_fixed)
+            .handler(rejects)
+            .start()
+    };
+    let worker = start().await.unwrap();
+    for id in ["a", "b", "c"] {
+        h.bus.publish(&FileUploaded::new(id)).await.unwrap();
+    }
+    let letters = wait_dead_letters(&h, 6).await;
+    assert_eq!(letters.len(), 6);
+    worker.shutdown().await.unwrap();
+    let dlq = h.bus.dead_letters("contextual").unwrap();
+
+    // What cannot be an id or a group is refused before anything is done.
+    for bad in ["contextual", "1795490842886", "1-x", "-1", ""] {
+        let err = dlq.purge_ids(&["1-0", bad]).await.unwrap_err();
+        assert!(
+            matches!(&err, tidings::Error::InvalidEntryId { id, .. } if id == bad),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("tidings:{contextual}:dlq"),
+            "{err}"
+        );
+        let err = dlq.retry(bad).await.unwrap_err();
+        assert!(
+            matches!(err, tidings::Error::InvalidEntryId { .. }),
+            "{err}"
+        );
+    }
+    for bad in ["a:b", "a b", "*", ""] {
+        let err = dlq.purge_group(bad).await.unwrap_err();
+        assert!(matches!(err, tidings::Error::InvalidName(_)), "{err}");
+        let err = dlq.retry_group(bad).await.unwrap_err();
+        assert!(matches!(err, tidings::Error::InvalidName(_)), "{err}");
+    }
+    assert_eq!(dlq.len().await.unwrap(), 6);
+
+    // By id: one of each group, and an id that is no dead letter.
+    let of = |group: &str| letters.iter().find(|l| l.group == group).unwrap();
+    let ids = [
+        of("fixable").id.as_str(),
+        of("rejecting").id.as_str(),
+        "1-0",
+    ];
+    assert_eq!(dlq.purge_ids(&ids).await.unwrap(), 2);
+    assert_eq!(dlq.purge_ids(&ids).await.unwrap(), 0, "gone already");
+    assert_eq!(dlq.len().await.unwrap(), 4);
+
+    // By group.
+    assert_eq!(dlq.purge_group("nobody").await.unwrap(), 0);
+    assert_eq!(dlq.purge_group("rejecting").await.unwrap(), 2);
+    let left = dlq.list(100).await.unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|l| l.group == "fixable"), "{left:#?}");
+
+    // Retry by group: only that group's dead letters go back, and only
+    // that group handles them.
+    p.fix();
+    assert_eq!(dlq.retry_group("rejecting").await.unwrap(), 0);
+    assert_eq!(dlq.len().await.unwrap(), 2);
+    let attempts_before: u32 = ["a", "b", "c"].iter().map(|k| p.attempts(k)).sum();
+    assert_eq!(dlq.retry_group("fixable").await.unwrap(), 2);
+    assert!(dlq.is_empty().await.unwrap());
+    let worker = start().await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.handled_len() == 2).await);
+    let key = h.bus.stream_key("contextual").unwrap();
+    assert!(
+        h.all_acked(&key, "rejecting", Duration::from_secs(10))
+            .await
+    );
+    settle().await;
+    worker.shutdown().await.unwrap();
+    let attempts_after: u32 = ["a", "b", "c"].iter().map(|k| p.attempts(k)).sum();
+    assert_eq!(
+        attempts_after,
+        attempts_before + 2,
+        "`fixable` ran each retried entry once, `rejecting` none"
+    );
+    assert!(dlq.is_empty().await.unwrap(), "nothing failed again");
 }
 
 async fn inbox_skips_an_event_the_group_already_handled(h: Harness) {
@@ -1473,6 +1572,7 @@ tidings_testkit::transport_suite! {
         inbox_skips_an_event_the_group_already_handled,
         retried_dead_letter_reaches_only_the_group_that_gave_up,
         group_that_fails_again_on_an_entry_updates_its_dead_letter,
+        dead_letters_are_retried_and_purged_by_id_or_by_group,
         live_slow_handler_keeps_its_entry_from_other_workers,
         slow_handler_bounds_the_entries_read_to_the_prefetch,
         old_version_is_upcast_before_the_handler_sees_it,
@@ -1588,9 +1688,14 @@ async fn retried_dead_poison_entry_goes_back_to_its_group_only() {
     assert_eq!(letters.len(), 2, "{letters:#?}");
     let again = letters.iter().find(|l| l.group == "fixable").unwrap();
     assert_eq!(again.entry_id, entry, "`fixable` buried the retried entry");
-    assert!(again.fields.contains(&("hello".to_owned(), b"world".to_vec())));
+    assert!(again
+        .fields
+        .contains(&("hello".to_owned(), b"world".to_vec())));
     let kept = letters.iter().find(|l| l.group == "deduped").unwrap();
-    assert_eq!(kept.entry_id, poison, "`deduped` left no second dead letter");
+    assert_eq!(
+        kept.entry_id, poison,
+        "`deduped` left no second dead letter"
+    );
     assert!(p.handled().is_empty());
 }
 

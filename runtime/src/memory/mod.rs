@@ -626,7 +626,10 @@ impl StreamTransport for MemoryTransport {
         for (name, value) in extra {
             let value = match (*name, &earlier_attempts, &earlier_first) {
                 (dead_letter_field::ATTEMPTS, Some(before), _) => match value.parse::<u64>() {
-                    Ok(now) => before.saturating_add(now).min(u64::from(u32::MAX)).to_string(),
+                    Ok(now) => before
+                        .saturating_add(now)
+                        .min(u64::from(u32::MAX))
+                        .to_string(),
                     Err(_) => value.clone(),
                 },
                 (dead_letter_field::FIRST_FAILURE, _, Some(first)) => first.clone(),
@@ -695,7 +698,9 @@ impl StreamTransport for MemoryTransport {
                 id,
                 fields
                     .iter()
-                    .filter(|(k, _)| !k.starts_with("dlq_") && k != crate::envelope::field::DLQGROUP)
+                    .filter(|(k, _)| {
+                        !k.starts_with("dlq_") && k != crate::envelope::field::DLQGROUP
+                    })
                     .map(|(k, v)| (k.as_bytes(), &v[..])),
             )
             .map_err(|e| TransportError::Protocol {
