@@ -1354,6 +1354,217 @@ async fn dead_letters_are_listed_retried_with_the_same_event_id_and_purged(h: Ha
     assert!(dlq.is_empty().await.unwrap());
 }
 
+async fn retried_dead_letter_reaches_only_the_group_that_gave_up(h: Harness) {
+    let p = Probe::default();
+    let key = h.bus.stream_key("contextual").unwrap();
+    // No inbox: nothing but the retry itself keeps `deduped` from the event.
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(once_per_event)
+        .handler(until_fixed)
+        .start()
+        .await
+        .unwrap();
+    let published = h.bus.publish(&FileUploaded::new("g1")).await.unwrap();
+    let letters = wait_dead_letters(&h, 1).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].group, "fixable");
+    assert!(eventually(Duration::from_secs(10), || p.handled_count("g1") == 1).await);
+    assert!(h.all_acked(&key, "deduped", Duration::from_secs(10)).await);
+
+    p.fix();
+    let dlq = h.bus.dead_letters("contextual").unwrap();
+    let entry = dlq.retry(&letters[0].id).await.unwrap().unwrap();
+    // On the wire: the original fields, the same event id, and the group.
+    let raw = h.bus.range("contextual", &entry, 1).await.unwrap();
+    let field = |name: &str| {
+        raw[0]
+            .fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(field("dlqgroup").as_deref(), Some("fixable"));
+    assert_eq!(field("id"), Some(published.event_id.to_string()));
+    assert!(raw[0].fields.iter().all(|(k, _)| !k.starts_with("dlq_")));
+
+    assert!(eventually(Duration::from_secs(10), || p.handled_count("g1") == 2).await);
+    settle().await;
+    // Both groups read it: `deduped` acknowledged it without handling it.
+    assert!(h.all_acked(&key, "deduped", Duration::from_secs(10)).await);
+    assert!(h.all_acked(&key, "fixable", Duration::from_secs(10)).await);
+    worker.shutdown().await.unwrap();
+    assert_eq!(
+        p.handled_count("g1"),
+        2,
+        "deduped once, fixable once after the retry: {:?}",
+        p.handled()
+    );
+    assert_eq!(p.attempts("g1"), 2, "fixable failed once, then succeeded");
+    assert!(p
+        .handled()
+        .iter()
+        .all(|(_, id)| *id == published.event_id.to_string()));
+    assert!(dlq.is_empty().await.unwrap());
+}
+
+async fn group_that_fails_again_on_an_entry_updates_its_dead_letter(h: Harness) {
+    let p = Probe::default();
+    let key = h.bus.stream_key("contextual").unwrap();
+    let start = || {
+        h.bus
+            .consumer()
+            .state(p.clone())
+            .options(fast())
+            .handler(until_fixed)
+            .handler(rejects)
+            .start()
+    };
+    let worker = start().await.unwrap();
+    let published = h.bus.publish(&FileUploaded::new("u1")).await.unwrap();
+    let first = wait_dead_letters(&h, 2).await;
+    assert_eq!(first.len(), 2, "one per group: {first:?}");
+    worker.shutdown().await.unwrap();
+
+    // Both groups read the stream again from its start, and fail again.
+    h.rewind(&key, "fixable").await;
+    h.rewind(&key, "rejecting").await;
+    let worker = start().await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.attempts("u1") == 4).await);
+    assert!(h.all_acked(&key, "fixable", Duration::from_secs(10)).await);
+    assert!(
+        h.all_acked(&key, "rejecting", Duration::from_secs(10))
+            .await
+    );
+    settle().await;
+    worker.shutdown().await.unwrap();
+
+    let dlq = h.bus.dead_letters("contextual").unwrap();
+    let letters = dlq.list(100).await.unwrap();
+    assert_eq!(letters.len(), 2, "one per entry and group: {letters:#?}");
+    for group in ["fixable", "rejecting"] {
+        let before = first.iter().find(|l| l.group == group).unwrap();
+        let after = letters.iter().find(|l| l.group == group).unwrap();
+        assert_eq!(after.entry_id, before.entry_id);
+        assert_eq!(Some(after.entry_id.clone()), published.entry_id);
+        assert_eq!(after.attempts, 2, "the attempts of both runs");
+        assert_eq!(after.first_failure, before.first_failure);
+        assert!(after.last_failure >= before.last_failure);
+    }
+
+    // The index follows a retry: the letter that went back and failed
+    // again is the group's one dead letter again.
+    let rejected = letters.iter().find(|l| l.group == "rejecting").unwrap();
+    assert!(dlq.retry(&rejected.id).await.unwrap().is_some());
+    let worker = start().await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.attempts("u1") == 5).await);
+    assert!(
+        h.all_acked(&key, "rejecting", Duration::from_secs(10))
+            .await
+    );
+    settle().await;
+    worker.shutdown().await.unwrap();
+    let letters = dlq.list(100).await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    assert_eq!(
+        p.attempts("u1"),
+        5,
+        "only `rejecting` ran the retried entry"
+    );
+}
+
+async fn dead_letters_are_retried_and_purged_by_id_or_by_group(h: Harness) {
+    let p = Probe::default();
+    let start = || {
+        h.bus
+            .consumer()
+            .state(p.clone())
+            .options(fast())
+            .handler(until_fixed)
+            .handler(rejects)
+            .start()
+    };
+    let worker = start().await.unwrap();
+    for id in ["a", "b", "c"] {
+        h.bus.publish(&FileUploaded::new(id)).await.unwrap();
+    }
+    let letters = wait_dead_letters(&h, 6).await;
+    assert_eq!(letters.len(), 6);
+    worker.shutdown().await.unwrap();
+    let dlq = h.bus.dead_letters("contextual").unwrap();
+
+    // What cannot be an id or a group is refused before anything is done.
+    for bad in ["contextual", "1795490842886", "1-x", "-1", ""] {
+        let err = dlq.purge_ids(&["1-0", bad]).await.unwrap_err();
+        assert!(
+            matches!(&err, tidings::Error::InvalidEntryId { id, .. } if id == bad),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("tidings:{contextual}:dlq"),
+            "{err}"
+        );
+        let err = dlq.retry(bad).await.unwrap_err();
+        assert!(
+            matches!(err, tidings::Error::InvalidEntryId { .. }),
+            "{err}"
+        );
+    }
+    for bad in ["a:b", "a b", "*", ""] {
+        let err = dlq.purge_group(bad).await.unwrap_err();
+        assert!(matches!(err, tidings::Error::InvalidName(_)), "{err}");
+        let err = dlq.retry_group(bad).await.unwrap_err();
+        assert!(matches!(err, tidings::Error::InvalidName(_)), "{err}");
+    }
+    assert_eq!(dlq.len().await.unwrap(), 6);
+
+    // By id: one of each group, and an id that is no dead letter.
+    let of = |group: &str| letters.iter().find(|l| l.group == group).unwrap();
+    let ids = [
+        of("fixable").id.as_str(),
+        of("rejecting").id.as_str(),
+        "1-0",
+    ];
+    assert_eq!(dlq.purge_ids(&ids).await.unwrap(), 2);
+    assert_eq!(dlq.purge_ids(&ids).await.unwrap(), 0, "gone already");
+    assert_eq!(dlq.len().await.unwrap(), 4);
+
+    // By group.
+    assert_eq!(dlq.purge_group("nobody").await.unwrap(), 0);
+    assert_eq!(dlq.purge_group("rejecting").await.unwrap(), 2);
+    let left = dlq.list(100).await.unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(left.iter().all(|l| l.group == "fixable"), "{left:#?}");
+
+    // Retry by group: only that group's dead letters go back, and only
+    // that group handles them.
+    p.fix();
+    assert_eq!(dlq.retry_group("rejecting").await.unwrap(), 0);
+    assert_eq!(dlq.len().await.unwrap(), 2);
+    let attempts_before: u32 = ["a", "b", "c"].iter().map(|k| p.attempts(k)).sum();
+    assert_eq!(dlq.retry_group("fixable").await.unwrap(), 2);
+    assert!(dlq.is_empty().await.unwrap());
+    let worker = start().await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.handled_len() == 2).await);
+    let key = h.bus.stream_key("contextual").unwrap();
+    assert!(
+        h.all_acked(&key, "rejecting", Duration::from_secs(10))
+            .await
+    );
+    settle().await;
+    worker.shutdown().await.unwrap();
+    let attempts_after: u32 = ["a", "b", "c"].iter().map(|k| p.attempts(k)).sum();
+    assert_eq!(
+        attempts_after,
+        attempts_before + 2,
+        "`fixable` ran each retried entry once, `rejecting` none"
+    );
+    assert!(dlq.is_empty().await.unwrap(), "nothing failed again");
+}
+
 async fn inbox_skips_an_event_the_group_already_handled(h: Harness) {
     let p = Probe::default();
     let worker = h
@@ -1375,7 +1586,7 @@ async fn inbox_skips_an_event_the_group_already_handled(h: Harness) {
     let key = h.bus.stream_key("contextual").unwrap();
     assert!(h.all_acked(&key, "deduped", Duration::from_secs(10)).await);
     p.fix();
-    // The retried event goes back to the stream, so both groups see it again.
+    // The retried event goes back to the stream for `fixable` only.
     assert_eq!(
         h.bus
             .dead_letters("contextual")
@@ -1498,6 +1709,9 @@ tidings_testkit::transport_suite! {
         attempts_made_by_a_stopped_worker_count_toward_the_policy,
         dead_letters_are_listed_retried_with_the_same_event_id_and_purged,
         inbox_skips_an_event_the_group_already_handled,
+        retried_dead_letter_reaches_only_the_group_that_gave_up,
+        group_that_fails_again_on_an_entry_updates_its_dead_letter,
+        dead_letters_are_retried_and_purged_by_id_or_by_group,
         live_slow_handler_keeps_its_entry_from_other_workers,
         slow_handler_bounds_the_entries_read_to_the_prefetch,
         old_version_is_upcast_before_the_handler_sees_it,
@@ -1549,6 +1763,80 @@ fn redis_harness_restarts_on_the_same_port() {
     let mut conn = client.get_connection().unwrap();
     let pong: String = ::redis::cmd("PING").query(&mut conn).unwrap();
     assert_eq!(pong, "PONG");
+}
+
+/// Waits until every group of the stream read up to `entry` and has nothing
+/// pending: each handled, buried or skipped it.
+async fn all_groups_done_with(h: &Harness, entry: &str) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = h.bus.stream_stats("contextual").await.unwrap();
+        if stats
+            .groups
+            .iter()
+            .all(|g| g.last_delivered_id == entry && g.pending == 0)
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Redis only (the in-memory broker holds envelopes only): an entry that is
+/// not an event, dead-lettered by two groups and retried for one of them,
+/// goes back to that group only; the burial step of the other acknowledges
+/// it without a dead letter, though no envelope says whom it is for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_dead_poison_entry_goes_back_to_its_group_only() {
+    let h = Harness::redis().await;
+    let key = h.bus.stream_key("contextual").unwrap();
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(once_per_event)
+        .handler(until_fixed)
+        .start()
+        .await
+        .unwrap();
+    let mut conn = h.server.as_ref().unwrap().connection().await;
+    let poison: String = ::redis::cmd("XADD")
+        .arg(&key)
+        .arg("*")
+        .arg("hello")
+        .arg("world")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let letters = wait_dead_letters(&h, 2).await;
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    assert!(letters.iter().all(|l| l.entry_id == poison));
+
+    let dlq = h.bus.dead_letters("contextual").unwrap();
+    let fixable = letters.iter().find(|l| l.group == "fixable").unwrap();
+    let entry = dlq.retry(&fixable.id).await.unwrap().unwrap();
+    assert!(all_groups_done_with(&h, &entry).await);
+    settle().await;
+    worker.shutdown().await.unwrap();
+
+    let letters = dlq.list(100).await.unwrap();
+    assert_eq!(letters.len(), 2, "{letters:#?}");
+    let again = letters.iter().find(|l| l.group == "fixable").unwrap();
+    assert_eq!(again.entry_id, entry, "`fixable` buried the retried entry");
+    assert!(again
+        .fields
+        .contains(&("hello".to_owned(), b"world".to_vec())));
+    let kept = letters.iter().find(|l| l.group == "deduped").unwrap();
+    assert_eq!(
+        kept.entry_id, poison,
+        "`deduped` left no second dead letter"
+    );
+    assert!(p.handled().is_empty());
 }
 
 /// Redis only: a key of another type is a server error, returned as it

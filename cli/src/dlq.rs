@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use tidings_runtime::DeadLetter;
+use tidings_runtime::{DeadLetter, Error};
 
 use crate::ops::{self, Connection, Failure, Format};
 
@@ -10,9 +10,10 @@ use crate::ops::{self, Connection, Failure, Format};
 pub(crate) enum DlqCommand {
     /// The oldest dead letters: which group gave up, after how many attempts, why.
     List(ListArgs),
-    /// Put dead letters back into their stream, with their original event ids.
+    /// Put dead letters back into their stream, with their original event
+    /// ids, each for the group that gave up on it only.
     Retry(RetryArgs),
-    /// Delete every dead letter of the stream.
+    /// Delete dead letters: some, a group's, or all of them.
     Purge(PurgeArgs),
 }
 
@@ -29,13 +30,30 @@ pub(crate) struct ListArgs {
     connection: Connection,
 }
 
+// clap writes the usage of a required choice that includes a positional
+// before every positional (`<ID|--all> <STREAM>`), which is the wrong
+// order: the usage is spelled out, one line per way to choose.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("which").required(true).args(["id", "all"]))]
+#[command(
+    override_usage = "tidings dlq retry [OPTIONS] --redis-url <REDIS_URL> <STREAM> <ID>...\n       \
+                  tidings dlq retry [OPTIONS] --redis-url <REDIS_URL> <STREAM> --group <GROUP>\n       \
+                  tidings dlq retry [OPTIONS] --redis-url <REDIS_URL> <STREAM> --all"
+)]
 pub(crate) struct RetryArgs {
-    /// The stream's name.
+    /// The stream's name, as in `#[event(stream = "…")]`.
     stream: String,
-    /// The dead letter's id (the first column of `dlq list`).
-    id: Option<String>,
+    /// Dead-letter ids (the first column of `dlq list`); each goes back to
+    /// the group that gave up on it.
+    #[arg(
+        value_name = "ID",
+        value_parser = parse_dead_letter_id,
+        required_unless_present_any = ["all", "group"],
+        conflicts_with_all = ["all", "group"]
+    )]
+    ids: Vec<String>,
+    /// Every dead letter of this group there is when the command starts.
+    #[arg(long, conflicts_with = "all")]
+    group: Option<String>,
     /// Every dead letter there is when the command starts.
     #[arg(long)]
     all: bool,
@@ -44,11 +62,41 @@ pub(crate) struct RetryArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "tidings dlq purge [OPTIONS] --redis-url <REDIS_URL> <STREAM> <ID>...\n       \
+                  tidings dlq purge [OPTIONS] --redis-url <REDIS_URL> <STREAM> --group <GROUP>\n       \
+                  tidings dlq purge [OPTIONS] --redis-url <REDIS_URL> <STREAM> --all"
+)]
 pub(crate) struct PurgeArgs {
-    /// The stream's name.
+    /// The stream's name, as in `#[event(stream = "…")]`.
     stream: String,
+    /// Dead-letter ids (the first column of `dlq list`).
+    #[arg(
+        value_name = "ID",
+        value_parser = parse_dead_letter_id,
+        required_unless_present_any = ["all", "group"],
+        conflicts_with_all = ["all", "group"]
+    )]
+    ids: Vec<String>,
+    /// Every dead letter of this group.
+    #[arg(long, conflicts_with = "all")]
+    group: Option<String>,
+    /// Every dead letter of the stream.
+    #[arg(long)]
+    all: bool,
     #[command(flatten)]
     connection: Connection,
+}
+
+/// A dead-letter id as `dlq list` prints it: `<milliseconds>-<sequence>`.
+fn parse_dead_letter_id(text: &str) -> Result<String, String> {
+    let number = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
+    };
+    match text.split_once('-') {
+        Some((ms, seq)) if number(ms) && number(seq) => Ok(text.to_owned()),
+        _ => Err(format!("`{text}` is not a dead-letter id (`<milliseconds>-<sequence>`, the first column of `tidings dlq list`); the stream's name comes first")),
+    }
 }
 
 pub(crate) fn run(command: DlqCommand) -> Result<(), Failure> {
@@ -147,29 +195,40 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
     let dlq = bus
         .dead_letters(&args.stream)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    match &args.id {
-        Some(id) => match dlq
-            .retry(id)
-            .await
-            .map_err(|e| args.connection.failed("EVAL (retry)", e))?
-        {
+    let failed = |e| failed(&args.connection, "EVAL (retry)", e);
+    if let Some(group) = &args.group {
+        let n = dlq.retry_group(group).await.map_err(failed)?;
+        println!(
+            "retried {n} dead letters of group `{group}` into {}",
+            dlq.stream_key()
+        );
+        return Ok(());
+    }
+    if args.all {
+        let n = dlq.retry_all().await.map_err(failed)?;
+        println!("retried {n} dead letters into {}", dlq.stream_key());
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    for id in &args.ids {
+        match dlq.retry(id).await.map_err(failed)? {
             Some(entry) => println!("retried {id} as entry {entry} of {}", dlq.stream_key()),
-            None => {
-                return Err(Failure::Operational(format!(
-                    "`{id}` is not a dead letter in {}",
-                    dlq.key()
-                )))
-            }
-        },
-        None => {
-            let n = dlq
-                .retry_all()
-                .await
-                .map_err(|e| args.connection.failed("EVAL (retry)", e))?;
-            println!("retried {n} dead letters into {}", dlq.stream_key());
+            None => missing.push(format!("`{id}`")),
         }
     }
-    Ok(())
+    match missing.len() {
+        0 => Ok(()),
+        1 => Err(Failure::Operational(format!(
+            "{} is not a dead letter in {}",
+            missing[0],
+            dlq.key()
+        ))),
+        _ => Err(Failure::Operational(format!(
+            "{} are not dead letters in {}",
+            missing.join(", "),
+            dlq.key()
+        ))),
+    }
 }
 
 async fn purge(args: PurgeArgs) -> Result<(), Failure> {
@@ -177,10 +236,36 @@ async fn purge(args: PurgeArgs) -> Result<(), Failure> {
     let dlq = bus
         .dead_letters(&args.stream)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let n = dlq
-        .purge()
-        .await
-        .map_err(|e| args.connection.failed("EVAL (purge)", e))?;
-    println!("purged {n} dead letters from {}", dlq.key());
+    let failed = |e| failed(&args.connection, "EVAL (purge)", e);
+    if let Some(group) = &args.group {
+        let n = dlq.purge_group(group).await.map_err(failed)?;
+        println!(
+            "purged {n} dead letters of group `{group}` from {}",
+            dlq.key()
+        );
+    } else if args.all {
+        let n = dlq.purge().await.map_err(failed)?;
+        println!("purged {n} dead letters from {}", dlq.key());
+    } else {
+        let n = dlq.purge_ids(&args.ids).await.map_err(failed)?;
+        let given = args.ids.len();
+        if n == given {
+            println!("purged {n} dead letters from {}", dlq.key());
+        } else {
+            println!(
+                "purged {n} of the {given} dead letters given from {}; the others were not there",
+                dlq.key()
+            );
+        }
+    }
     Ok(())
+}
+
+/// A failed dead-letter call: a name or an id that cannot be one is a
+/// usage error (exit status 2), anything else a failure of Redis (1).
+fn failed(connection: &Connection, what: &str, e: Error) -> Failure {
+    match e {
+        Error::InvalidName(_) | Error::InvalidEntryId { .. } => Failure::Usage(e.to_string()),
+        other => connection.failed(what, other),
+    }
 }

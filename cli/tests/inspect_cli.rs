@@ -289,7 +289,7 @@ async fn dead_letters_are_listed_retried_and_purged() {
     let worker = doomed_worker(&bus).await;
     wait_dead_letters(&bus, 3).await;
     worker.shutdown().await.unwrap();
-    let out = ok(&server, &["dlq", "purge", "contextual"]);
+    let out = ok(&server, &["dlq", "purge", "contextual", "--all"]);
     assert_eq!(out, "purged 3 dead letters from tidings:{contextual}:dlq\n");
     assert_eq!(
         bus.dead_letters("contextual").unwrap().len().await.unwrap(),
@@ -297,6 +297,207 @@ async fn dead_letters_are_listed_retried_and_purged() {
     );
     let text = ok(&server, &["dlq", "list", "contextual"]);
     assert!(text.starts_with("no dead letters"), "{text}");
+}
+
+#[handler(group = "picky", retries = 0)]
+async fn picky(_e: FileUploaded, _ctx: Context) -> HandlerResult {
+    Err(fatal("not today"))
+}
+
+/// Dead letters of `doomed` and `picky`, one per event and group.
+async fn letters_of_two_groups(server: &RedisServer, events: &[&str]) -> Vec<Value> {
+    let bus = bus(server).await;
+    let worker = bus
+        .consumer()
+        .options(
+            ConsumerOptions::default()
+                .block(Duration::from_millis(100))
+                .claim_idle(None),
+        )
+        .handler(doomed)
+        .handler(picky)
+        .start()
+        .await
+        .unwrap();
+    publish(&bus, events).await;
+    wait_dead_letters(&bus, 2 * events.len()).await;
+    worker.shutdown().await.unwrap();
+    let letters = json(server, &["dlq", "list", "contextual", "--format", "json"]);
+    letters.as_array().unwrap().clone()
+}
+
+fn ids_of<'a>(letters: &'a [Value], group: &str) -> Vec<&'a str> {
+    letters
+        .iter()
+        .filter(|l| l["group"] == group)
+        .map(|l| l["id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_retried_and_purged_by_id_or_by_group() {
+    let server = RedisServer::start();
+    let letters = letters_of_two_groups(&server, &["a", "b", "c"]).await;
+    assert_eq!(letters.len(), 6);
+    let (of_doomed, of_picky) = (ids_of(&letters, "doomed"), ids_of(&letters, "picky"));
+
+    let out = ok(
+        &server,
+        &["dlq", "purge", "contextual", of_doomed[0], of_picky[0]],
+    );
+    assert_eq!(out, "purged 2 dead letters from tidings:{contextual}:dlq\n");
+    let out = ok(
+        &server,
+        &["dlq", "purge", "contextual", of_doomed[0], of_picky[1]],
+    );
+    assert_eq!(
+        out,
+        "purged 1 of the 2 dead letters given from tidings:{contextual}:dlq; the others were not there\n"
+    );
+    let out = ok(&server, &["dlq", "purge", "contextual", "--group", "picky"]);
+    assert_eq!(
+        out,
+        "purged 1 dead letters of group `picky` from tidings:{contextual}:dlq\n"
+    );
+    let out = ok(&server, &["dlq", "retry", "contextual", "--group", "picky"]);
+    assert_eq!(
+        out,
+        "retried 0 dead letters of group `picky` into tidings:{contextual}\n"
+    );
+    let out = ok(
+        &server,
+        &["dlq", "retry", "contextual", "--group", "doomed"],
+    );
+    assert_eq!(
+        out,
+        "retried 2 dead letters of group `doomed` into tidings:{contextual}\n"
+    );
+    let text = ok(&server, &["dlq", "list", "contextual"]);
+    assert!(text.starts_with("no dead letters"), "{text}");
+
+    // The retried entries are for `doomed` only.
+    let mut conn = server.connection().await;
+    let retried: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg("tidings:{contextual}")
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for (_, fields) in &retried {
+        assert!(
+            fields.contains(&("dlqgroup".to_owned(), "doomed".to_owned())),
+            "{fields:?}"
+        );
+    }
+}
+
+#[test]
+fn dlq_retry_and_purge_usage_names_the_stream_before_the_ids() {
+    for command in ["retry", "purge"] {
+        let help = tidings(&["dlq", command, "--help"]);
+        assert_eq!(help.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        // Nothing chosen: a usage error that shows the same usage.
+        let none = tidings(&[
+            "dlq",
+            command,
+            "contextual",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ]);
+        assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+        for text in [help, stderr(&none)] {
+            let usage: Vec<&str> = text
+                .lines()
+                .skip_while(|l| !l.starts_with("Usage:"))
+                .take_while(|l| !l.is_empty())
+                .collect();
+            let choices = ["<ID>...", "--group <GROUP>", "--all"];
+            assert_eq!(usage.len(), choices.len(), "{text}");
+            for (line, choice) in usage.iter().zip(choices) {
+                let line = line.trim_start_matches("Usage:").trim();
+                assert_eq!(
+                    line,
+                    format!(
+                        "tidings dlq {command} [OPTIONS] --redis-url <REDIS_URL> <STREAM> {choice}"
+                    ),
+                    "{text}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_retry_as_its_usage_says_works_and_swapped_arguments_are_a_usage_error() {
+    let server = RedisServer::start();
+    let letters = letters_of_two_groups(&server, &["a", "b"]).await;
+    let of_doomed = ids_of(&letters, "doomed");
+    let url = server.url();
+
+    // `tidings dlq retry [OPTIONS] --redis-url <REDIS_URL> <STREAM> <ID>...`
+    let out = tidings(&[
+        "dlq",
+        "retry",
+        "--redis-url",
+        &url,
+        "contextual",
+        of_doomed[0],
+        of_doomed[1],
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(printed.lines().count(), 2, "{printed}");
+
+    // The id first and the stream second, as the old usage line had them.
+    let of_picky = ids_of(&letters, "picky");
+    for command in ["retry", "purge"] {
+        let swapped = tidings(&[
+            "dlq",
+            command,
+            "--redis-url",
+            &url,
+            of_picky[0],
+            "contextual",
+        ]);
+        assert_eq!(swapped.status.code(), Some(2), "{}", stderr(&swapped));
+        let err = stderr(&swapped);
+        assert!(
+            err.contains("`contextual` is not a dead-letter id")
+                && err.contains("the stream's name comes first"),
+            "{err}"
+        );
+        assert!(!err.contains("ERR") && !err.contains("script"), "{err}");
+    }
+    // A group name that cannot be one is a usage error too, from the runtime.
+    for command in ["retry", "purge"] {
+        let bad = tidings(&[
+            "dlq",
+            command,
+            "contextual",
+            "--group",
+            "a:b",
+            "--redis-url",
+            &url,
+        ]);
+        assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+        assert!(
+            stderr(&bad).contains("invalid group `a:b`"),
+            "{}",
+            stderr(&bad)
+        );
+    }
+    assert_eq!(
+        json(&server, &["dlq", "list", "contextual", "--format", "json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "only the two retried dead letters left"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,6 +631,16 @@ fn usage_errors_exit_2() {
             url,
         ],
         &["dlq", "retry", "contextual", "--redis-url", url],
+        &["dlq", "purge", "contextual", "--redis-url", url],
+        &[
+            "dlq",
+            "retry",
+            "contextual",
+            "1-0",
+            "--all",
+            "--redis-url",
+            url,
+        ],
         &[
             "streams",
             "stats",

@@ -44,6 +44,10 @@ pub mod field {
     pub const TRACEPARENT: &str = "traceparent";
     /// `subject`: what the event is about, within its source.
     pub const SUBJECT: &str = "subject";
+    /// `dlqgroup`: on an entry put back from dead letters, the one consumer
+    /// group that handles it (the group that gave up on it); every other
+    /// group acknowledges it without handling it (extension attribute).
+    pub const DLQGROUP: &str = "dlqgroup";
     /// `data`: the payload.
     pub const DATA: &str = "data";
 }
@@ -97,6 +101,10 @@ pub struct Envelope {
     /// Every other attribute with a CloudEvents name (lower-case letters and
     /// digits): extensions of the producer's own, in the order read.
     pub extensions: Vec<(String, String)>,
+    /// `dlqgroup`: set on an entry that [`DeadLetters::retry`](crate::DeadLetters::retry)
+    /// put back into its stream, naming the only consumer group that
+    /// handles it; `None` on every event as published.
+    pub retry_group: Option<String>,
     /// `data`: the payload bytes (JSON).
     pub data: Vec<u8>,
 }
@@ -115,6 +123,7 @@ impl fmt::Debug for Envelope {
             .field("tenant_id", &self.tenant_id)
             .field("subject", &self.subject)
             .field("extensions", &self.extensions)
+            .field("retry_group", &self.retry_group)
             .field("data", &String::from_utf8_lossy(&self.data))
             .finish_non_exhaustive()
     }
@@ -144,6 +153,7 @@ impl Envelope {
             traceparent: None,
             subject: None,
             extensions: Vec::new(),
+            retry_group: None,
             data,
         }
     }
@@ -207,13 +217,14 @@ impl Envelope {
         out
     }
 
-    fn optional_attributes(&self) -> [(&'static str, Option<&String>); 5] {
+    fn optional_attributes(&self) -> [(&'static str, Option<&String>); 6] {
         [
             (field::CORRELATIONID, self.correlation_id.as_ref()),
             (field::CAUSATIONID, self.causation_id.as_ref()),
             (field::TENANTID, self.tenant_id.as_ref()),
             (field::TRACEPARENT, self.traceparent.as_ref()),
             (field::SUBJECT, self.subject.as_ref()),
+            (field::DLQGROUP, self.retry_group.as_ref()),
         ]
     }
 
@@ -326,6 +337,7 @@ struct RawAttributes<'a> {
     tenant_id: Option<std::borrow::Cow<'a, [u8]>>,
     traceparent: Option<std::borrow::Cow<'a, [u8]>>,
     subject: Option<std::borrow::Cow<'a, [u8]>>,
+    retry_group: Option<std::borrow::Cow<'a, [u8]>>,
     data: Option<std::borrow::Cow<'a, [u8]>>,
     /// Attributes with a CloudEvents name that tidings does not know.
     extensions: Vec<(Vec<u8>, std::borrow::Cow<'a, [u8]>)>,
@@ -347,6 +359,7 @@ impl<'a> RawAttributes<'a> {
             b"tenantid" => &mut self.tenant_id,
             b"traceparent" => &mut self.traceparent,
             b"subject" => &mut self.subject,
+            b"dlqgroup" => &mut self.retry_group,
             b"data" => &mut self.data,
             _ => return None,
         })
@@ -481,6 +494,7 @@ impl<'a> RawAttributes<'a> {
                     (name, value)
                 })
                 .collect(),
+            retry_group: optional(field::DLQGROUP, self.retry_group)?,
             data: self
                 .data
                 .map_or_else(|| b"null".to_vec(), std::borrow::Cow::into_owned),
@@ -728,6 +742,24 @@ mod tests {
         assert_eq!(v["specversion"], "1.0");
         let back = Envelope::from_json("chan", &json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn dlqgroup_is_an_extension_attribute_in_both_modes() {
+        let mut e = sample();
+        assert!(!e.to_fields().iter().any(|(k, _)| *k == field::DLQGROUP));
+        e.retry_group = Some("indexer".into());
+        let fields = e.to_fields();
+        assert!(fields
+            .iter()
+            .any(|(k, v)| *k == field::DLQGROUP && v == b"indexer"));
+        let back = Envelope::from_fields("1-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
+            .unwrap();
+        assert_eq!(back.retry_group.as_deref(), Some("indexer"));
+        let json = e.to_json();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v[field::DLQGROUP], "indexer");
+        assert_eq!(Envelope::from_json("chan", &json).unwrap(), e);
     }
 
     fn without(e: &Envelope, names: &[&str]) -> Result<Envelope, EnvelopeError> {

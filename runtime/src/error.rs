@@ -123,6 +123,20 @@ pub enum Error {
         /// Events in the batch.
         events: usize,
     },
+    /// An id given at run time (a dead letter's, to retry or purge it) that
+    /// is not a stream entry id: checked before anything is sent, so that a
+    /// stream name in its place, say, is not taken for a key range.
+    #[error("invalid {what} `{id}` for `{key}`: {reason}")]
+    InvalidEntryId {
+        /// What the id is: `dead-letter id`.
+        what: &'static str,
+        /// The id as given.
+        id: String,
+        /// The key it was to be found in, such as `tidings:{contextual}:dlq`.
+        key: String,
+        /// Why it is rejected.
+        reason: String,
+    },
     /// [`BusBuilder::schema_base`](crate::BusBuilder::schema_base) is not an
     /// absolute URI.
     #[error("invalid schema base `{base}`: {reason}")]

@@ -103,6 +103,7 @@ impl Outgoing<'_> {
             traceparent: own(self.traceparent),
             subject: own(self.subject),
             extensions: self.extensions.to_vec(),
+            retry_group: None,
             data: self.data.to_vec(),
         }
     }
@@ -156,18 +157,65 @@ impl RawEntry {
     }
 }
 
+/// Names of the fields a dead letter adds to the original entry's fields,
+/// re-exported as [`tidings::dead_letter::field`](crate::dead_letter::field).
+///
+/// They all start with `dlq_`: CloudEvents attribute names are lower-case
+/// letters and digits only, so they never collide with an original field.
+/// The transports read two of them back when an entry is buried again
+/// ([`StreamTransport::dead_letter`]), and two when a dead letter is put
+/// back or deleted ([`StreamTransport::requeue`], [`StreamTransport::purge_ids`]).
+pub mod dead_letter_field {
+    /// The consumer group that gave up on the entry.
+    pub const GROUP: &str = "dlq_group";
+    /// The handler (or handlers, comma-separated) that failed; absent when
+    /// the entry is not an envelope and no handler ran.
+    pub const HANDLER: &str = "dlq_handler";
+    /// The error text.
+    pub const ERROR: &str = "dlq_error";
+    /// Attempts made, the last one included; an entry buried again by the
+    /// same group adds the attempts of every burial.
+    pub const ATTEMPTS: &str = "dlq_attempts";
+    /// Time of the first failure (RFC 3339, milliseconds); an entry buried
+    /// again by the same group keeps the first burial's.
+    pub const FIRST_FAILURE: &str = "dlq_first_failure";
+    /// Time of the last failure (RFC 3339, milliseconds).
+    pub const LAST_FAILURE: &str = "dlq_last_failure";
+    /// Entry id in the original stream.
+    pub const ENTRY_ID: &str = "dlq_entry_id";
+    /// The consumer that wrote the dead letter.
+    pub const CONSUMER: &str = "dlq_consumer";
+}
+
+/// The key of the index of the dead-letter stream `dlq`: `<dlq>:idx`, so
+/// `ns:{stream}:dlq:idx`, in the stream's hash slot. A hash from
+/// `<entry id>:<group>` to the id of that entry's dead letter in that
+/// group, which keeps one dead letter per entry and group (a group name
+/// holds no `:`, and an entry id neither).
+pub fn dead_letter_index_key(dlq: &str) -> String {
+    format!("{dlq}:idx")
+}
+
 /// What became of an entry that was to be moved to dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeadLettered {
     /// Written to the dead-letter stream and acknowledged, in one step.
     Written,
+    /// The group had buried the entry before, and that dead letter is still
+    /// there: it was replaced by one that adds up the attempts and keeps the
+    /// first failure (so its id changed), and the entry acknowledged, in
+    /// one step.
+    Updated,
     /// The entry was deleted or trimmed from the stream meanwhile: there is
     /// nothing to keep, so it was only acknowledged.
     Gone,
     /// The entry is no longer pending in the group (another consumer
     /// finished it meanwhile): nothing was written.
     NotPending,
+    /// The entry is a dead letter put back for another group (its
+    /// `dlqgroup` names that group): it was only acknowledged.
+    OtherGroup,
 }
 
 /// Where a new consumer group starts reading a stream that already has entries.
@@ -489,12 +537,22 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Moves a pending entry to the dead-letter stream `dlq`: every original
-    /// field plus `extra`, and acknowledges it, in one atomic step. If this
-    /// fails, the entry stays pending.
+    /// field plus `extra` (the [`dead_letter_field`]s), and acknowledges it,
+    /// in one atomic step. If this fails, the entry stays pending.
+    ///
+    /// One entry has at most one dead letter per group: when the index
+    /// ([`dead_letter_index_key`]) names a dead letter of the same entry and
+    /// group that is still there, it is replaced by the new one, whose
+    /// `dlq_attempts` adds the earlier attempts and whose
+    /// `dlq_first_failure` is the earlier one ([`DeadLettered::Updated`]).
+    /// An entry whose `dlqgroup` names another group is only acknowledged
+    /// ([`DeadLettered::OtherGroup`]).
     ///
     /// ```text
-    /// EVAL <script> 2 <key> <dlq> <group> <id> <extra field> <value> …
-    ///   -- XPENDING, XRANGE <key> <id> <id>, XADD <dlq> * <fields…> <extra…>, XACK
+    /// EVAL <script> 3 <key> <dlq> <dlq>:idx <group> <id> <extra field> <value> …
+    ///   -- XPENDING, XRANGE <key> <id> <id>, HGET <dlq>:idx <id>:<group>,
+    ///   -- [XRANGE, XDEL <dlq> <earlier>], XADD <dlq> * <fields…> <extra…>,
+    ///   -- HSET <dlq>:idx <id>:<group> <dead-letter id>, XACK
     /// ```
     fn dead_letter(
         &self,
@@ -529,12 +587,17 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
     ) -> impl Future<Output = Result<usize, TransportError>> + Send;
 
     /// Puts dead letters back into their stream with their original fields
-    /// (same event id) and deletes them from `dlq`, atomically; returns the
-    /// new entry id of each, `None` for an id that is not a dead letter.
+    /// (same event id) and `dlqgroup` set to the group that gave up on each
+    /// (its `dlq_group`), so that only that group handles it again; deletes
+    /// them from `dlq` and from its index, atomically. Returns the new entry
+    /// id of each, `None` for an id that is not a dead letter. Ids are
+    /// stream entry ids (`<ms>-<seq>`): the caller checks them.
     ///
     /// ```text
-    /// EVAL <script> 2 <key> <dlq> <id> …
-    ///   -- per id: XRANGE <dlq> <id> <id>, XADD <key> * <original fields…>, XDEL <dlq> <id>
+    /// EVAL <script> 3 <key> <dlq> <dlq>:idx <id> …
+    ///   -- per id: XRANGE <dlq> <id> <id>,
+    ///   --   XADD <key> * <original fields…> dlqgroup <dlq_group>,
+    ///   --   XDEL <dlq> <id>, HDEL <dlq>:idx <entry id>:<group>
     /// ```
     fn requeue(
         &self,
@@ -543,12 +606,26 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         ids: &[String],
     ) -> impl Future<Output = Result<Vec<Option<String>>, TransportError>> + Send;
 
-    /// Deletes every dead letter; returns how many there were.
+    /// Deletes every dead letter and the index; returns how many there were.
     ///
     /// ```text
-    /// EVAL "local n = XLEN; DEL; return n" 1 <dlq>
+    /// EVAL "local n = XLEN; DEL <dlq>; DEL <dlq>:idx; return n" 2 <dlq> <dlq>:idx
     /// ```
     fn purge(&self, dlq: &str) -> impl Future<Output = Result<usize, TransportError>> + Send;
+
+    /// Deletes the given dead letters, and their index entries, atomically;
+    /// returns how many of them were there. Ids are stream entry ids
+    /// (`<ms>-<seq>`): the caller checks them.
+    ///
+    /// ```text
+    /// EVAL <script> 2 <dlq> <dlq>:idx <id> …
+    ///   -- per id: XRANGE <dlq> <id> <id>, XDEL <dlq> <id>, HDEL <dlq>:idx <entry id>:<group>
+    /// ```
+    fn purge_ids(
+        &self,
+        dlq: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send;
 
     /// A snapshot of the stream `key` and its dead letters `dlq`; a stream
     /// that does not exist gives `exists: false`, not an error.

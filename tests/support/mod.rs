@@ -269,6 +269,30 @@ impl Harness {
         }
     }
 
+    /// Moves `group` on `key` back to the start of the stream, so that it
+    /// reads every entry again (`XGROUP SETID <key> <group> 0`).
+    pub async fn rewind(&self, key: &str, group: &str) {
+        match &self.server {
+            None => self
+                .bus
+                .memory()
+                .unwrap()
+                .set_group_position(key, group, &tidings::StartFrom::Beginning)
+                .unwrap(),
+            Some(server) => {
+                let mut conn = server.connection().await;
+                let () = ::redis::cmd("XGROUP")
+                    .arg("SETID")
+                    .arg(key)
+                    .arg(group)
+                    .arg("0")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
     /// Waits until `group` on `key` has no entry delivered and not yet
     /// acknowledged; false if some are still pending after `within`.
     pub async fn all_acked(&self, key: &str, group: &str, within: Duration) -> bool {

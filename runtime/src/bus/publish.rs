@@ -77,7 +77,8 @@ impl Meta {
     /// is none of the attributes tidings writes itself (`specversion`, `id`,
     /// `source`, `type`, `time`, `datacontenttype`, `dataschema`,
     /// `dataversion`, `data`, `correlationid`, `causationid`, `tenantid`,
-    /// `traceparent`, `tracestate`, `subject`, `partitionkey`, `replyto`);
+    /// `traceparent`, `tracestate`, `subject`, `partitionkey`, `replyto`,
+    /// `dlqgroup`);
     /// publishing fails with [`Error::InvalidName`] otherwise. A name given
     /// twice keeps the last value.
     pub fn extension(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -125,6 +126,7 @@ const RESERVED_ATTRIBUTES: &[&str] = &[
     "subject",
     "partitionkey",
     "replyto",
+    "dlqgroup",
 ];
 
 /// Checks an extension attribute name against CloudEvents' rule and the

@@ -69,6 +69,16 @@ pub(super) async fn process<T: StreamTransport>(
             return None;
         }
     };
+    if let Some(target) = envelope.retry_group.as_deref() {
+        if target != spec.group {
+            // A dead letter put back for the group that gave up on it: the
+            // other groups handled it (or gave up on it) the first time.
+            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, retry_group = target,
+                "dead letter put back for another group; acknowledged without handling");
+            let _ = delivery.ack.send(Done { id, mark: None });
+            return None;
+        }
+    }
     if slots.is_empty() {
         tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
             "no handler of this group takes this type; acknowledged");
@@ -248,8 +258,10 @@ pub(super) async fn run_handler(
 }
 
 impl<T: StreamTransport> Delivery<T> {
-    /// Moves an entry to dead letters and acknowledges it, in one atomic step;
-    /// if that fails the entry stays pending and is claimed again later.
+    /// Moves an entry to dead letters and acknowledges it, in one atomic step
+    /// (updating the dead letter this group left for the same entry before,
+    /// if there is one); if that fails the entry stays pending and is
+    /// claimed again later.
     #[allow(clippy::too_many_arguments)]
     async fn bury(
         &self,
@@ -279,6 +291,15 @@ impl<T: StreamTransport> Delivery<T> {
             Ok(DeadLettered::Written) => {
                 tracing::error!(stream = %spec.key, group = spec.group, entry = %id, attempts,
                     error, dead_letters = %spec.dlq, "entry moved to dead letters")
+            }
+            Ok(DeadLettered::Updated) => {
+                tracing::error!(stream = %spec.key, group = spec.group, entry = %id, attempts,
+                    error, dead_letters = %spec.dlq,
+                    "entry moved to dead letters again; its earlier dead letter updated")
+            }
+            Ok(DeadLettered::OtherGroup) => {
+                tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                    "dead letter put back for another group; acknowledged without a dead letter")
             }
             Ok(DeadLettered::Gone) => {
                 tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,

@@ -1,7 +1,10 @@
-//! The `dlq_*` fields of a dead letter, written and read here only: what a
-//! worker adds to an entry it gives up on ([`Burial`]), and how a
-//! [`DeadLetter`] is read back from them. Other languages read the same
-//! fields (DESIGN.md, "Wire format").
+//! The `dlq_*` fields of a dead letter: what a worker adds to an entry it
+//! gives up on ([`Burial`]), and how a [`DeadLetter`] is read back from
+//! them. Other languages read the same fields (DESIGN.md, "Wire format").
+//! Their names live with the transports ([`field`] is
+//! `transport::dead_letter_field`), which merge a second burial of an entry
+//! by the same group into the first and read the group of a dead letter
+//! they put back.
 
 use time::OffsetDateTime;
 
@@ -9,29 +12,7 @@ use crate::envelope::{Envelope, Rfc3339Millis};
 use crate::error::EnvelopeError;
 use crate::transport::RawEntry;
 
-/// Names of the fields a dead letter adds to the original entry's fields.
-///
-/// They all start with `dlq_`: CloudEvents attribute names are lower-case
-/// letters and digits only, so they never collide with an original field.
-pub mod field {
-    /// The consumer group that gave up on the entry.
-    pub const GROUP: &str = "dlq_group";
-    /// The handler (or handlers, comma-separated) that failed; absent when
-    /// the entry is not an envelope and no handler ran.
-    pub const HANDLER: &str = "dlq_handler";
-    /// The error text.
-    pub const ERROR: &str = "dlq_error";
-    /// Attempts made, the last one included.
-    pub const ATTEMPTS: &str = "dlq_attempts";
-    /// Time of the first failure this worker saw (RFC 3339, milliseconds).
-    pub const FIRST_FAILURE: &str = "dlq_first_failure";
-    /// Time of the last failure (RFC 3339, milliseconds).
-    pub const LAST_FAILURE: &str = "dlq_last_failure";
-    /// Entry id in the original stream.
-    pub const ENTRY_ID: &str = "dlq_entry_id";
-    /// The consumer that wrote the dead letter.
-    pub const CONSUMER: &str = "dlq_consumer";
-}
+pub use crate::transport::dead_letter_field as field;
 
 /// One dead letter.
 #[derive(Debug, Clone)]
@@ -90,7 +71,12 @@ impl DeadLetter {
                 field::GROUP => letter.group = text(&value),
                 field::HANDLER => letter.handler = Some(text(&value)),
                 field::ERROR => letter.error = text(&value),
-                field::ATTEMPTS => letter.attempts = text(&value).parse().unwrap_or(0),
+                field::ATTEMPTS => {
+                    // Attempts add up over burials; a sum past u32 saturates.
+                    letter.attempts = text(&value)
+                        .parse::<u64>()
+                        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
+                }
                 field::FIRST_FAILURE => letter.first_failure = time(&value),
                 field::LAST_FAILURE => letter.last_failure = time(&value),
                 field::ENTRY_ID => letter.entry_id = text(&value),

@@ -9,11 +9,16 @@ use std::fmt;
 pub(crate) use fields::Burial;
 pub use fields::{field, DeadLetter};
 
-use crate::bus::{on_streams, Bus};
+use crate::bus::{check_name, on_streams, Bus};
 use crate::error::Error;
-use crate::transport::{RawEntry, StreamTransport};
+use crate::transport::{dead_letter_index_key, RawEntry, StreamTransport};
 
 /// The dead letters of one stream, from [`Bus::dead_letters`].
+///
+/// One entry has at most one dead letter per consumer group: a group that
+/// gives up on the same entry again (its position moved back, say) updates
+/// its dead letter instead of adding one. A retry puts a dead letter back
+/// for the group that gave up on it only.
 ///
 /// ```
 /// # async fn run() -> Result<(), tidings::Error> {
@@ -22,7 +27,9 @@ use crate::transport::{RawEntry, StreamTransport};
 /// for letter in dlq.list(10).await? {
 ///     println!("{} failed in {}: {}", letter.entry_id, letter.group, letter.error);
 /// }
-/// dlq.retry_all().await?;       // back into the stream, same event ids
+/// dlq.retry_group("indexer").await?; // back to `indexer` only, same event ids
+/// dlq.purge_group("thumbnailer").await?;
+/// dlq.retry_all().await?;            // each back to the group that gave up on it
 /// assert_eq!(dlq.len().await?, 0);
 /// # Ok(()) }
 /// ```
@@ -31,6 +38,7 @@ pub struct DeadLetters {
     bus: Bus,
     stream_key: String,
     dlq_key: String,
+    index_key: String,
 }
 
 impl fmt::Debug for DeadLetters {
@@ -42,14 +50,25 @@ impl fmt::Debug for DeadLetters {
     }
 }
 
-/// Dead letters moved back per script call by [`DeadLetters::retry_all`].
-const RETRY_PAGE: usize = 100;
+/// Dead letters read, then moved back or deleted, per call of
+/// [`DeadLetters::retry_all`], [`DeadLetters::retry_group`] and
+/// [`DeadLetters::purge_group`].
+const PAGE: usize = 100;
+
+/// What to do with the dead letters a sweep selects.
+#[derive(Clone, Copy)]
+enum Sweep {
+    Retry,
+    Purge,
+}
 
 impl DeadLetters {
     fn new(bus: Bus, stream: &str) -> Result<Self, Error> {
+        let dlq_key = bus.dead_letter_key(stream)?;
         Ok(DeadLetters {
             stream_key: bus.stream_key(stream)?,
-            dlq_key: bus.dead_letter_key(stream)?,
+            index_key: dead_letter_index_key(&dlq_key),
+            dlq_key,
             bus,
         })
     }
@@ -64,18 +83,20 @@ impl DeadLetters {
         &self.dlq_key
     }
 
+    /// The key of the index that keeps one dead letter per entry and group:
+    /// `ns:{stream}:dlq:idx`, a hash from `<entry id>:<group>` to the
+    /// dead letter's id.
+    pub fn index_key(&self) -> &str {
+        &self.index_key
+    }
+
     /// The oldest `n` dead letters.
     ///
     /// ```text
     /// XRANGE ns:{stream}:dlq - + COUNT <n>
     /// ```
     pub async fn list(&self, n: usize) -> Result<Vec<DeadLetter>, Error> {
-        let raw: Vec<RawEntry> = self
-            .bus
-            .patiently("XRANGE", || async {
-                on_streams!(self.bus.backend(), t => t.dead_letters(&self.dlq_key, None, n))
-            })
-            .await?;
+        let raw = self.page(None, n).await?;
         Ok(raw.into_iter().map(DeadLetter::from_raw).collect())
     }
 
@@ -97,52 +118,51 @@ impl DeadLetters {
         Ok(self.len().await? == 0)
     }
 
-    /// Puts one dead letter back into its stream, with its original fields
-    /// (the same event id; an older version is upcast by the reader as
-    /// usual), and deletes it from dead letters, in one atomic step. Every
-    /// group of the stream sees it again: groups that handled it already
-    /// skip it if they keep an inbox. Returns the new entry id, or `None`
-    /// when `id` is not a dead letter.
+    /// Puts one dead letter back into its stream for the group that gave up
+    /// on it, and deletes it from dead letters, in one atomic step. The
+    /// entry has its original fields (the same event id, so an inbox still
+    /// knows it; an older version is upcast by the reader as usual) and
+    /// `dlqgroup` naming that group: the group handles it again, and every
+    /// other group of the stream acknowledges it without handling it.
+    /// Returns the new entry id, or `None` when `id` is not a dead letter.
+    ///
+    /// Fails with [`Error::InvalidEntryId`], before anything is sent, when
+    /// `id` is not a stream entry id (`<milliseconds>-<sequence>`).
     ///
     /// ```text
-    /// EVAL <script> 2 ns:{stream} ns:{stream}:dlq <id>
-    ///   -- XRANGE the dead letter, XADD its original fields, XDEL it
+    /// EVAL <script> 3 ns:{stream} ns:{stream}:dlq ns:{stream}:dlq:idx <id>
+    ///   -- XRANGE the dead letter, XADD its original fields and dlqgroup,
+    ///   -- XDEL it, HDEL its index entry
     /// ```
     pub async fn retry(&self, id: &str) -> Result<Option<String>, Error> {
-        let ids = [id.to_owned()];
+        let ids = [self.checked(id)?];
         let mut out = self.requeue(&ids).await?;
         Ok(out.pop().flatten())
     }
 
     /// Puts back every dead letter that is there when the call starts
-    /// (oldest first, a page at a time); one that fails again while this
+    /// (oldest first, a page at a time), each for the group that gave up on
+    /// it, as [`DeadLetters::retry`] does; one that fails again while this
     /// runs is not picked up twice. Returns how many went back.
     pub async fn retry_all(&self) -> Result<usize, Error> {
-        let mut left = self.len().await?;
-        let mut moved = 0;
-        while left > 0 {
-            let page: Vec<RawEntry> = self
-                .bus
-                .patiently("XRANGE", || async {
-                    on_streams!(self.bus.backend(), t =>
-                        t.dead_letters(&self.dlq_key, None, left.min(RETRY_PAGE)))
-                })
-                .await?;
-            if page.is_empty() {
-                break;
-            }
-            left -= page.len();
-            let ids: Vec<String> = page.into_iter().map(|e| e.id).collect();
-            let out = self.requeue(&ids).await?;
-            moved += out.iter().filter(|o| o.is_some()).count();
-        }
-        Ok(moved)
+        self.sweep(None, Sweep::Retry).await
+    }
+
+    /// Puts back every dead letter of `group` that is there when the call
+    /// starts, as [`DeadLetters::retry_all`] does; the others stay. Returns
+    /// how many went back.
+    ///
+    /// Fails on a group name that could not be a group's (see
+    /// [`Bus::tenant`] for the rule).
+    pub async fn retry_group(&self, group: &str) -> Result<usize, Error> {
+        check_name("group", group)?;
+        self.sweep(Some(group), Sweep::Retry).await
     }
 
     /// Deletes every dead letter; returns how many there were.
     ///
     /// ```text
-    /// EVAL "local n = XLEN KEYS[1]; DEL KEYS[1]; return n" 1 ns:{stream}:dlq
+    /// EVAL "local n = XLEN KEYS[1]; DEL KEYS[1] KEYS[2]; return n" 2 ns:{stream}:dlq ns:{stream}:dlq:idx
     /// ```
     pub async fn purge(&self) -> Result<usize, Error> {
         self.bus
@@ -150,6 +170,98 @@ impl DeadLetters {
                 on_streams!(self.bus.backend(), t => t.purge(&self.dlq_key))
             })
             .await
+    }
+
+    /// Deletes the given dead letters, in one atomic step; returns how many
+    /// of them were dead letters. An id that is not one is left out of the
+    /// count.
+    ///
+    /// Fails with [`Error::InvalidEntryId`], before anything is deleted,
+    /// when an id is not a stream entry id (`<milliseconds>-<sequence>`).
+    ///
+    /// ```text
+    /// EVAL <script> 2 ns:{stream}:dlq ns:{stream}:dlq:idx <id> …
+    ///   -- per id: XRANGE, XDEL, HDEL its index entry
+    /// ```
+    pub async fn purge_ids<S: AsRef<str>>(&self, ids: &[S]) -> Result<usize, Error> {
+        let ids = ids
+            .iter()
+            .map(|id| self.checked(id.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.delete(&ids).await
+    }
+
+    /// Deletes every dead letter of `group` that is there when the call
+    /// starts (a page at a time); the others stay. Returns how many went.
+    ///
+    /// Fails on a group name that could not be a group's (see
+    /// [`Bus::tenant`] for the rule).
+    pub async fn purge_group(&self, group: &str) -> Result<usize, Error> {
+        check_name("group", group)?;
+        self.sweep(Some(group), Sweep::Purge).await
+    }
+
+    /// `id`, owned, if it is a stream entry id as the dead letters have:
+    /// `<ms>-<seq>`. A bare `<ms>` is refused too: Redis reads it as every
+    /// entry of that millisecond in a range.
+    fn checked(&self, id: &str) -> Result<String, Error> {
+        let number = |s: &str| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
+        };
+        match id.split_once('-') {
+            Some((ms, seq)) if number(ms) && number(seq) => Ok(id.to_owned()),
+            _ => Err(Error::InvalidEntryId {
+                what: "dead-letter id",
+                id: id.to_owned(),
+                key: self.dlq_key.clone(),
+                reason: "not a stream entry id (`<milliseconds>-<sequence>`, such as \
+                         `1732442400123-0`: the first column of `tidings dlq list`)"
+                    .to_owned(),
+            }),
+        }
+    }
+
+    /// Up to `n` dead letters after `after` (from the oldest when `None`).
+    async fn page(&self, after: Option<&str>, n: usize) -> Result<Vec<RawEntry>, Error> {
+        self.bus
+            .patiently("XRANGE", || async {
+                on_streams!(self.bus.backend(), t => t.dead_letters(&self.dlq_key, after, n))
+            })
+            .await
+    }
+
+    /// Retries or deletes the dead letters that are there when the call
+    /// starts (of `group`, or all), oldest first, a page at a time: as many
+    /// as there were are looked at, so that one written meanwhile (a retry
+    /// that failed again) is not taken.
+    async fn sweep(&self, group: Option<&str>, sweep: Sweep) -> Result<usize, Error> {
+        let mut left = self.len().await?;
+        let mut after: Option<String> = None;
+        let mut done = 0;
+        while left > 0 {
+            let page = self.page(after.as_deref(), left.min(PAGE)).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.id.clone());
+            left = left.saturating_sub(page.len());
+            let ids: Vec<String> = page
+                .into_iter()
+                .filter(|e| group.is_none_or(|g| group_of(e) == Some(g)))
+                .map(|e| e.id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            done += match sweep {
+                Sweep::Retry => {
+                    let out = self.requeue(&ids).await?;
+                    out.iter().filter(|o| o.is_some()).count()
+                }
+                Sweep::Purge => self.delete(&ids).await?,
+            };
+        }
+        Ok(done)
     }
 
     /// Moves dead letters back; one whose reply was lost and is moved again
@@ -161,6 +273,27 @@ impl DeadLetters {
             })
             .await
     }
+
+    /// Deletes dead letters; returns how many were there.
+    async fn delete(&self, ids: &[String]) -> Result<usize, Error> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.bus
+            .patiently("EVAL (purge)", || async {
+                on_streams!(self.bus.backend(), t => t.purge_ids(&self.dlq_key, ids))
+            })
+            .await
+    }
+}
+
+/// The `dlq_group` of a raw dead letter.
+fn group_of(entry: &RawEntry) -> Option<&str> {
+    entry
+        .fields
+        .iter()
+        .find(|(k, _)| k == field::GROUP)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 impl Bus {

@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 use crate::envelope::Envelope;
 use crate::stats::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::{
-    ChannelTransport, DeadLettered, Entry, Message, MessageBody, MessageStream, Outgoing, RawEntry,
-    ReadRequest, StartFrom, StreamTransport, Target, TransportError,
+    dead_letter_field, ChannelTransport, DeadLettered, Entry, Message, MessageBody, MessageStream,
+    Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport, Target, TransportError,
 };
 
 /// Messages a subscription buffers before it starts missing them.
@@ -66,6 +66,37 @@ impl Broker {
 struct DeadStream {
     entries: BTreeMap<Id, Vec<(String, Vec<u8>)>>,
     last: Id,
+    /// `<entry id>:<group>` to the dead letter of that entry in that group,
+    /// as the hash `ns:{stream}:dlq:idx` on Redis.
+    index: HashMap<String, Id>,
+}
+
+impl DeadStream {
+    /// Deletes a dead letter and its index entry; returns its fields.
+    fn remove(&mut self, id: Id) -> Option<Vec<(String, Vec<u8>)>> {
+        let fields = self.entries.remove(&id)?;
+        if let Some(slot) = index_slot(&fields) {
+            if self.index.get(&slot) == Some(&id) {
+                self.index.remove(&slot);
+            }
+        }
+        Some(fields)
+    }
+}
+
+/// The value of the field `name` of a dead letter, as text.
+fn field_text<'f>(fields: &'f [(String, Vec<u8>)], name: &str) -> Option<&'f str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// The index entry of a dead letter: `<entry id>:<group>`.
+fn index_slot(fields: &[(String, Vec<u8>)]) -> Option<String> {
+    let entry = field_text(fields, dead_letter_field::ENTRY_ID)?;
+    let group = field_text(fields, dead_letter_field::GROUP)?;
+    Some(format!("{entry}:{group}"))
 }
 
 /// The id `XADD *` would give after `last`.
@@ -220,6 +251,37 @@ impl MemoryTransport {
                     .map(|(id, p)| (format_id(*id), p.deliveries))
                     .collect()
             })
+    }
+
+    /// Moves the group `group` of the stream `key` to `start`, as
+    /// `XGROUP SETID <key> <group> <$|0|id>` does on Redis: its next read
+    /// delivers the entries after that position again (to re-run a group
+    /// over a stream). Entries pending in the group stay pending.
+    pub fn set_group_position(
+        &self,
+        key: &str,
+        group: &str,
+        start: &StartFrom,
+    ) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        let stream = broker
+            .streams
+            .get_mut(key)
+            .ok_or_else(|| no_group("XGROUP", key, group))?;
+        let position = match start {
+            StartFrom::New => stream.last,
+            StartFrom::Beginning => (0, 0),
+            StartFrom::After(id) => parse_id(id).ok_or_else(|| TransportError::Protocol {
+                command: "XGROUP",
+                reason: format!("invalid stream id `{id}`"),
+            })?,
+        };
+        let g = stream
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| no_group("XGROUP", key, group))?;
+        g.last_delivered = position;
+        Ok(())
     }
 
     /// `XCLAIM … 0 <ids> …`: the pending entries among `ids` go to
@@ -538,21 +600,52 @@ impl StreamTransport for MemoryTransport {
         let Some(envelope) = envelope else {
             return Ok(DeadLettered::Gone);
         };
+        if envelope.retry_group.as_deref().is_some_and(|g| g != group) {
+            return Ok(DeadLettered::OtherGroup);
+        }
         let mut fields: Vec<(String, Vec<u8>)> = envelope
             .to_fields()
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        fields.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
-        );
         let dead = broker.dead.entry(dlq.to_owned()).or_default();
+        let slot = format!("{id}:{group}");
+        let earlier = dead
+            .index
+            .get(&slot)
+            .copied()
+            .and_then(|earlier| dead.remove(earlier));
+        let earlier_attempts = earlier
+            .as_deref()
+            .and_then(|f| field_text(f, dead_letter_field::ATTEMPTS))
+            .and_then(|a| a.parse::<u64>().ok());
+        let earlier_first = earlier
+            .as_deref()
+            .and_then(|f| field_text(f, dead_letter_field::FIRST_FAILURE))
+            .map(str::to_owned);
+        for (name, value) in extra {
+            let value = match (*name, &earlier_attempts, &earlier_first) {
+                (dead_letter_field::ATTEMPTS, Some(before), _) => match value.parse::<u64>() {
+                    Ok(now) => before
+                        .saturating_add(now)
+                        .min(u64::from(u32::MAX))
+                        .to_string(),
+                    Err(_) => value.clone(),
+                },
+                (dead_letter_field::FIRST_FAILURE, _, Some(first)) => first.clone(),
+                _ => value.clone(),
+            };
+            fields.push(((*name).to_owned(), value.into_bytes()));
+        }
         let dead_id = next_id(dead.last);
         dead.last = dead_id;
         dead.entries.insert(dead_id, fields);
-        Ok(DeadLettered::Written)
+        dead.index.insert(slot, dead_id);
+        Ok(if earlier.is_some() {
+            DeadLettered::Updated
+        } else {
+            DeadLettered::Written
+        })
     }
 
     async fn dead_letters(
@@ -601,19 +694,24 @@ impl StreamTransport for MemoryTransport {
                 out.push(None);
                 continue;
             };
-            let envelope = Envelope::from_fields(
+            let mut envelope = Envelope::from_fields(
                 id,
                 fields
                     .iter()
-                    .filter(|(k, _)| !k.starts_with("dlq_"))
+                    .filter(|(k, _)| {
+                        !k.starts_with("dlq_") && k != crate::envelope::field::DLQGROUP
+                    })
                     .map(|(k, v)| (k.as_bytes(), &v[..])),
             )
             .map_err(|e| TransportError::Protocol {
                 command: "EVAL",
                 reason: format!("dead letter `{id}` is not an envelope: {e}"),
             })?;
+            envelope.retry_group = field_text(&fields, dead_letter_field::GROUP)
+                .filter(|g| !g.is_empty())
+                .map(str::to_owned);
             if let Some(d) = broker.dead.get_mut(dlq) {
-                d.entries.remove(&parsed);
+                d.remove(parsed);
             }
             let stream = broker.streams.entry(key.to_owned()).or_default();
             out.push(Some(format_id(stream.push(Arc::new(envelope)))));
@@ -623,6 +721,18 @@ impl StreamTransport for MemoryTransport {
 
     async fn purge(&self, dlq: &str) -> Result<usize, TransportError> {
         Ok(self.lock().dead.remove(dlq).map_or(0, |d| d.entries.len()))
+    }
+
+    async fn purge_ids(&self, dlq: &str, ids: &[String]) -> Result<usize, TransportError> {
+        let mut broker = self.lock();
+        let Some(dead) = broker.dead.get_mut(dlq) else {
+            return Ok(0);
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| parse_id(id))
+            .filter(|id| dead.remove(*id).is_some())
+            .count())
     }
 
     async fn stream_stats(&self, key: &str, dlq: &str) -> Result<StreamStats, TransportError> {

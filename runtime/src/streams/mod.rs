@@ -14,8 +14,8 @@ use redis::{Client, Cmd, Pipeline, Value};
 use crate::envelope::{field, SPECVERSION};
 use crate::stats::StreamStats;
 use crate::transport::{
-    DeadLettered, Entry, Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport,
-    TransportError,
+    dead_letter_index_key, DeadLettered, Entry, Outgoing, RawEntry, ReadRequest, StartFrom,
+    StreamTransport, TransportError,
 };
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
@@ -561,17 +561,28 @@ return 1
         extra: &[(&'static str, String)],
     ) -> Result<DeadLettered, TransportError> {
         let mut invocation = script::DEAD_LETTER.prepare_invoke();
-        invocation.key(key).key(dlq).arg(group).arg(id);
+        invocation
+            .key(key)
+            .key(dlq)
+            .key(dead_letter_index_key(dlq))
+            .arg(group)
+            .arg(id);
         for (name, value) in extra {
             invocation.arg(*name).arg(value);
         }
         let mut conn = self.conn.clone();
         let code: i64 = invocation.invoke_async(&mut conn).await?;
-        Ok(match code {
-            1 => DeadLettered::Written,
-            0 => DeadLettered::Gone,
-            _ => DeadLettered::NotPending,
-        })
+        match code {
+            1 => Ok(DeadLettered::Written),
+            2 => Ok(DeadLettered::Updated),
+            0 => Ok(DeadLettered::Gone),
+            -1 => Ok(DeadLettered::NotPending),
+            -2 => Ok(DeadLettered::OtherGroup),
+            other => Err(TransportError::Protocol {
+                command: "EVAL (dead letter)",
+                reason: format!("the script returned {other}, which is none of -2, -1, 0, 1, 2"),
+            }),
+        }
     }
 
     async fn dead_letters(
@@ -603,7 +614,7 @@ return 1
             return Ok(Vec::new());
         }
         let mut invocation = script::REQUEUE.prepare_invoke();
-        invocation.key(key).key(dlq);
+        invocation.key(key).key(dlq).key(dead_letter_index_key(dlq));
         for id in ids {
             invocation.arg(id);
         }
@@ -613,7 +624,24 @@ return 1
 
     async fn purge(&self, dlq: &str) -> Result<usize, TransportError> {
         let mut conn = self.conn.clone();
-        Ok(script::PURGE.key(dlq).invoke_async(&mut conn).await?)
+        Ok(script::PURGE
+            .key(dlq)
+            .key(dead_letter_index_key(dlq))
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    async fn purge_ids(&self, dlq: &str, ids: &[String]) -> Result<usize, TransportError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = script::PURGE_IDS.prepare_invoke();
+        invocation.key(dlq).key(dead_letter_index_key(dlq));
+        for id in ids {
+            invocation.arg(id);
+        }
+        let mut conn = self.conn.clone();
+        Ok(invocation.invoke_async(&mut conn).await?)
     }
 
     async fn stream_stats(&self, key: &str, dlq: &str) -> Result<StreamStats, TransportError> {
@@ -719,17 +747,45 @@ fn xclaim(key: &str, group: &str, consumer: &str) -> Cmd {
     cmd
 }
 
-/// The Lua scripts of the steps that must be atomic. Each touches one stream
-/// and its dead letters, which share a hash slot (`ns:{stream}` and
-/// `ns:{stream}:dlq`), so they also run on Redis Cluster.
+/// The Lua scripts of the steps that must be atomic. Each touches one stream,
+/// its dead letters and their index, which share a hash slot (`ns:{stream}`,
+/// `ns:{stream}:dlq`, `ns:{stream}:dlq:idx`), so they also run on Redis
+/// Cluster. The field names they read are those of
+/// [`dead_letter_field`](crate::transport::dead_letter_field) and
+/// [`field::DLQGROUP`](crate::envelope::field::DLQGROUP).
 mod script {
     use std::sync::LazyLock;
 
     use redis::Script;
 
-    /// KEYS: stream, dlq. ARGV: group, entry id, extra field/value pairs.
-    /// Returns 1 (written and acked), 0 (entry deleted: acked only), -1 (no
-    /// longer pending: nothing done, another consumer finished it).
+    /// Two Lua functions the scripts that delete dead letters start with:
+    /// `group_and_entry(fields)` reads `dlq_group` and `dlq_entry_id`, and
+    /// `forget(index, fields, id)` deletes the index entry that maps
+    /// `<entry id>:<group>` to the dead letter `id`, unless a newer dead
+    /// letter of the same entry and group took its place.
+    const FORGET: &str = r"
+local function group_and_entry(f)
+  local group, entry
+  for j = 1, #f, 2 do
+    if f[j] == 'dlq_group' then group = f[j + 1]
+    elseif f[j] == 'dlq_entry_id' then entry = f[j + 1] end
+  end
+  return group, entry
+end
+local function forget(index, f, id)
+  local group, entry = group_and_entry(f)
+  if group and entry then
+    local slot = entry .. ':' .. group
+    if redis.call('HGET', index, slot) == id then redis.call('HDEL', index, slot) end
+  end
+end
+";
+
+    /// KEYS: stream, dlq, index. ARGV: group, entry id, extra field/value
+    /// pairs. Returns 1 (written and acked), 2 (an earlier dead letter of
+    /// the entry in this group replaced, and acked), 0 (entry deleted: acked
+    /// only), -1 (no longer pending: nothing done, another consumer finished
+    /// it), -2 (a dead letter put back for another group: acked only).
     pub(super) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
         Script::new(
             r"
@@ -741,50 +797,113 @@ if #found == 0 then
   return 0
 end
 local fields = found[1][2]
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
+for i = 1, #fields, 2 do
+  if fields[i] == 'dlqgroup' and fields[i + 1] ~= ARGV[1] then
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+    return -2
+  end
+end
+local slot = ARGV[2] .. ':' .. ARGV[1]
+local earlier = redis.call('HGET', KEYS[3], slot)
+local attempts, first
+if earlier then
+  local old = redis.call('XRANGE', KEYS[2], earlier, earlier)
+  if #old == 0 then
+    earlier = false
+  else
+    local f = old[1][2]
+    for j = 1, #f, 2 do
+      if f[j] == 'dlq_attempts' then attempts = tonumber(f[j + 1])
+      elseif f[j] == 'dlq_first_failure' then first = f[j + 1] end
+    end
+    redis.call('XDEL', KEYS[2], earlier)
+  end
+end
+for i = 3, #ARGV, 2 do
+  local value = ARGV[i + 1]
+  if ARGV[i] == 'dlq_attempts' and attempts and tonumber(value) then
+    value = string.format('%d', math.min(attempts + tonumber(value), 4294967295))
+  elseif ARGV[i] == 'dlq_first_failure' and first then
+    value = first
+  end
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = value
+end
+local dead = redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('HSET', KEYS[3], slot, dead)
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if earlier then return 2 end
 return 1
 ",
         )
     });
 
-    /// KEYS: stream, dlq. ARGV: dead-letter ids. Every field but the
-    /// `dlq_…` ones goes back (CloudEvents attribute names have no `_`, so
-    /// no original field is dropped). Returns the new entry ids, nil for an
-    /// id that is not in the dead letters.
+    /// KEYS: stream, dlq, index. ARGV: dead-letter ids. Every field but the
+    /// `dlq_…` ones and an earlier `dlqgroup` goes back (CloudEvents
+    /// attribute names have no `_`, so no original field is dropped), then
+    /// `dlqgroup` naming the group that gave up. Returns the new entry ids,
+    /// nil for an id that is not in the dead letters.
     pub(super) static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
-        Script::new(
-            r"
-local out = {}
+        Script::new(&format!(
+            r"{FORGET}
+local out = {{}}
 for i, id in ipairs(ARGV) do
   local found = redis.call('XRANGE', KEYS[2], id, id)
   if #found == 0 then
     out[i] = false
   else
     local f = found[1][2]
-    local fields = {}
+    local fields = {{}}
     for j = 1, #f, 2 do
-      if string.sub(f[j], 1, 4) ~= 'dlq_' then
+      if string.sub(f[j], 1, 4) ~= 'dlq_' and f[j] ~= 'dlqgroup' then
         fields[#fields + 1] = f[j]
         fields[#fields + 1] = f[j + 1]
       end
     end
-    out[i] = redis.call('XADD', KEYS[1], '*', unpack(fields))
-    redis.call('XDEL', KEYS[2], id)
+    local group = group_and_entry(f)
+    if group and group ~= '' then
+      fields[#fields + 1] = 'dlqgroup'
+      fields[#fields + 1] = group
+    end
+    if #fields == 0 then
+      out[i] = false
+    else
+      out[i] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+      redis.call('XDEL', KEYS[2], id)
+      forget(KEYS[3], f, id)
+    end
   end
 end
 return out
-",
-        )
+"
+        ))
     });
 
-    /// KEYS: dlq. Returns how many dead letters were deleted.
+    /// KEYS: dlq, index. ARGV: dead-letter ids. Returns how many of them
+    /// were dead letters, now deleted.
+    pub(super) static PURGE_IDS: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(&format!(
+            r"{FORGET}
+local n = 0
+for _, id in ipairs(ARGV) do
+  local found = redis.call('XRANGE', KEYS[1], id, id)
+  if #found > 0 then
+    redis.call('XDEL', KEYS[1], id)
+    forget(KEYS[2], found[1][2], id)
+    n = n + 1
+  end
+end
+return n
+"
+        ))
+    });
+
+    /// KEYS: dlq, index. Returns how many dead letters were deleted.
     pub(super) static PURGE: LazyLock<Script> = LazyLock::new(|| {
         Script::new(
             r"
 local n = redis.call('XLEN', KEYS[1])
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return n
 ",
         )
