@@ -361,6 +361,7 @@ async fn the_read_loop_reconnects_after_a_silent_partition() {
     let server = RedisServer::start();
     let partition = Partition::to(server.port()).await;
     let through = Bus::builder()
+        .response_timeout(Some(Duration::from_millis(500)))
         .connect(&format!("redis://127.0.0.1:{}", partition.port))
         .await
         .unwrap();
@@ -387,8 +388,26 @@ async fn the_read_loop_reconnects_after_a_silent_partition() {
         "the worker never noticed its connection was gone"
     );
     // Its acknowledgements go through the bus's shared connection, which
-    // the cut left silent too: they stay pending, as after a crash.
-    worker.abort();
+    // the cut left silent too: it is made again after the first timeout,
+    // and they go through.
+    worker
+        .shutdown_within(Duration::from_secs(10))
+        .await
+        .expect("the worker stops, its acknowledgements written");
+    let key = direct.stream_key("contextual").unwrap();
+    let mut conn = server.connection().await;
+    let pending: redis::Value = redis::cmd("XPENDING")
+        .arg(&key)
+        .arg("after-restart")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let redis::Value::Array(summary) = pending else {
+        panic!("{pending:?}")
+    };
+    assert_eq!(summary[0], redis::Value::Int(0), "{summary:?}");
+    // Publishing through the bus works again too.
+    through.publish(&FileUploaded::new("later")).await.unwrap();
 }
 
 #[handler(group = "patient")]

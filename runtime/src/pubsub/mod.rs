@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
 use redis::{Client, Pipeline};
 
 use crate::backoff::Backoff;
+use crate::streams::SharedConnection;
 use crate::transport::{
     ChannelTransport, Message, MessageBody, MessageStream, Outgoing, Target, TransportError,
 };
@@ -22,7 +22,7 @@ use crate::transport::{
 #[derive(Clone)]
 pub struct PubSubTransport {
     client: Client,
-    conn: ConnectionManager,
+    conn: SharedConnection,
 }
 
 impl std::fmt::Debug for PubSubTransport {
@@ -35,7 +35,7 @@ impl std::fmt::Debug for PubSubTransport {
 
 impl PubSubTransport {
     /// A transport that publishes over `conn` and subscribes through `client`.
-    pub fn new(client: Client, conn: ConnectionManager) -> Self {
+    pub fn new(client: Client, conn: SharedConnection) -> Self {
         PubSubTransport { client, conn }
     }
 }

@@ -3,6 +3,7 @@
 mod info;
 mod reply;
 mod resp;
+mod shared;
 mod value;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Pipeline, Value};
+pub use shared::SharedConnection;
 
 use crate::envelope::{field, SPECVERSION};
 use crate::stats::StreamStats;
@@ -37,7 +39,7 @@ use crate::transport::{
 #[derive(Clone)]
 pub struct StreamsTransport {
     client: Client,
-    conn: ConnectionManager,
+    conn: SharedConnection,
     own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
@@ -96,7 +98,7 @@ impl StreamsTransport {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(response_timeout)
             .set_connection_timeout(Some(connect_timeout));
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let conn = SharedConnection::connect(client.clone(), config).await?;
         let own = resp::RespConnection::for_info(client.get_connection_info())
             .map(|c| Arc::new(tokio::sync::Mutex::new(c)));
         Ok(StreamsTransport {
@@ -109,7 +111,7 @@ impl StreamsTransport {
     }
 
     /// The shared publishing connection.
-    pub fn connection(&self) -> &ConnectionManager {
+    pub fn connection(&self) -> &SharedConnection {
         &self.conn
     }
 

@@ -1,0 +1,119 @@
+//! The bus's shared connection: redis-rs's `ConnectionManager`, made again
+//! when a command times out.
+//!
+//! The manager makes its connection again when it is dropped or refused,
+//! but keeps it after a response timeout: behind a partition that drops
+//! packets silently, or a server frozen and resumed, every later command on
+//! it times out too, until the operating system gives the socket up (many
+//! minutes). This wrapper is what the transports hold instead: a command
+//! that times out starts one replacement in the background, and commands
+//! go through the new connection once it is up.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
+
+/// A cheap handle (one `Arc`) on the shared connection.
+#[derive(Clone)]
+pub struct SharedConnection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    config: ConnectionManagerConfig,
+    current: RwLock<ConnectionManager>,
+    renewing: AtomicBool,
+}
+
+impl std::fmt::Debug for SharedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConnection")
+            .field("server", &self.inner.client.get_connection_info().addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedConnection {
+    /// Connects, as `ConnectionManager::new_with_config` does.
+    pub async fn connect(
+        client: Client,
+        config: ConnectionManagerConfig,
+    ) -> redis::RedisResult<Self> {
+        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        Ok(SharedConnection {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                current: RwLock::new(conn),
+                renewing: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn current(&self) -> ConnectionManager {
+        // Only ever replaced whole: a poisoned lock holds a valid manager.
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// After a timeout: starts one replacement, unless one is under way.
+    fn renew_after(&self, e: &redis::RedisError) {
+        if !e.is_timeout() || self.inner.renewing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let fresh =
+                ConnectionManager::new_with_config(inner.client.clone(), inner.config.clone())
+                    .await;
+            match fresh {
+                Ok(conn) => {
+                    *inner.current.write().unwrap_or_else(|e| e.into_inner()) = conn;
+                    tracing::info!("made the shared Redis connection again after a timeout");
+                }
+                Err(e) => tracing::warn!(error = %e,
+                    "making the shared Redis connection again failed; the next timeout tries again"),
+            }
+            inner.renewing.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl ConnectionLike for SharedConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let mut conn = self.current();
+        Box::pin(async move {
+            let reply = conn.req_packed_command(cmd).await;
+            if let Err(e) = &reply {
+                self.renew_after(e);
+            }
+            reply
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let mut conn = self.current();
+        Box::pin(async move {
+            let reply = conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(e) = &reply {
+                self.renew_after(e);
+            }
+            reply
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.current().get_db()
+    }
+}
