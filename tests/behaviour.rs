@@ -1398,6 +1398,39 @@ async fn handler_is_callable_directly_in_a_unit_test() {
     );
 }
 
+/// A handler called directly hands its error to `?` in the functions tests
+/// and `main` are written as, fatal or not.
+#[tokio::test]
+async fn handler_error_goes_through_question_mark_into_boxed_errors() {
+    async fn boxed(p: Probe) -> Result<(), Box<dyn std::error::Error>> {
+        always_fails(FileUploaded::new("b"), Context::detached(), State(p)).await?;
+        Ok(())
+    }
+    async fn boxed_send(p: Probe) -> Result<(), Box<dyn std::error::Error + Send>> {
+        rejects(FileUploaded::new("s"), Context::detached(), State(p)).await?;
+        Ok(())
+    }
+    async fn boxed_send_sync(p: Probe) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        always_fails(FileUploaded::new("ss"), Context::detached(), State(p))
+            .await
+            .map_err(tidings::HandlerError::into_boxed)?;
+        Ok(())
+    }
+    let p = Probe::default();
+    assert_eq!(boxed(p.clone()).await.unwrap_err().to_string(), "disk full");
+    let fatal = boxed_send(p.clone()).await.unwrap_err();
+    assert_eq!(fatal.to_string(), "s is not a file we take");
+    assert!(fatal.downcast_ref::<tidings::Fatal>().is_some());
+    let err = boxed_send_sync(p.clone()).await.unwrap_err();
+    assert_eq!(err.to_string(), "disk full");
+    // A handler's error still derefs to the error inside.
+    let err = rejects(FileUploaded::new("d"), Context::detached(), State(p))
+        .await
+        .unwrap_err();
+    assert!(tidings::is_fatal(&err));
+    assert!(err.downcast_ref::<tidings::Fatal>().is_some());
+}
+
 #[test]
 fn redis_harness_restarts_on_the_same_port() {
     let mut server = tidings_testkit::RedisServer::start();
