@@ -14,7 +14,7 @@ use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
 use crate::bus::{check_name, on_streams, Bus, MAX_NAME_LEN};
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
-use crate::handler::{Handler, States};
+use crate::handler::{Handler, IntoHandler, States};
 use crate::transport::StreamTransport;
 use crate::Event;
 
@@ -63,13 +63,15 @@ impl ConsumerBuilder {
         }
     }
 
-    /// Adds a handler: the name of a `#[handler]` function.
-    pub fn handler<H>(mut self, handler: H) -> Self
+    /// Adds a handler: the name of a `#[handler]` function (or a value
+    /// that implements [`Handler`]).
+    pub fn handler<H, Args>(mut self, handler: H) -> Self
     where
-        H: Handler,
-        H::Event: Event,
+        H: IntoHandler<Args>,
+        <H::Handler as Handler>::Event: Event,
     {
-        self.handlers.push((Arc::new(Erase(handler)), None));
+        self.handlers
+            .push((Arc::new(Erase(handler.into_handler())), None));
         self
     }
 

@@ -1,7 +1,11 @@
 //! What `#[handler]` implements: the [`Handler`] trait, the [`Context`] of a
-//! delivery, shared [`State`], and what a handler may return.
+//! delivery, shared [`State`], and what a handler may return. `call` holds
+//! what turns a `#[handler]` function into a [`Handler`].
 
+mod call;
 pub(crate) mod erase;
+
+pub use call::{FnHandler, HandlerCall, HandlerSpec, HandlerValue, IntoHandler};
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -315,11 +319,11 @@ impl StateType {
     }
 }
 
-/// An event handler, as `#[handler]` implements it on the unit struct it
-/// generates for an `async fn`.
+/// An event handler, as a worker runs it: what [`IntoHandler`] makes of a
+/// `#[handler]` function ([`FnHandler`]).
 ///
-/// Implement it with the attribute; implementing it by hand works too, for a
-/// handler that is a value rather than a function.
+/// Implement it by hand for a handler that is a value rather than a
+/// function; `.handler(value)` takes it as it is.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a tidings handler",
     label = "not a handler",
