@@ -976,6 +976,112 @@ async fn missing_state_fails_at_start(h: Harness) {
     );
 }
 
+/// Records under the group it runs in, whichever the consumer chose.
+#[handler(group = "attribute-group")]
+async fn in_any_group(e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
+    rec.record(ctx.group().unwrap_or("none"), &e.file_id, None, &ctx);
+    Ok(())
+}
+
+async fn one_handler_in_two_groups_chosen_at_run_time_sees_each_event_once_per_group(h: Harness) {
+    let rec = Recorder::default();
+    let (eu, us) = (String::from("indexer-eu"), "indexer-us");
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(fast())
+        .handler(in_any_group)
+        .group(eu)
+        .handler(in_any_group)
+        .group(us)
+        .concurrency(2)
+        .start()
+        .await
+        .unwrap();
+    for i in 0..5 {
+        h.bus
+            .publish(&FileUploaded::new(format!("f{i}")))
+            .await
+            .unwrap();
+    }
+    for group in ["indexer-eu", "indexer-us"] {
+        let mut ids: Vec<String> = rec
+            .wait_for(group, 5)
+            .await
+            .into_iter()
+            .map(|s| s.file_id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["f0", "f1", "f2", "f3", "f4"], "{group}");
+    }
+    settle().await;
+    assert_eq!(rec.seen().len(), 10, "each event once per group");
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    let mut groups: Vec<&str> = stats.groups.iter().map(|g| g.name.as_str()).collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        ["indexer-eu", "indexer-us"],
+        "the attribute's group is not created"
+    );
+    worker.shutdown().await.unwrap();
+}
+
+async fn group_set_before_any_handler_is_the_group_of_every_handler_without_one(h: Harness) {
+    let rec = Recorder::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(fast())
+        .group("per-test")
+        .handler(in_any_group)
+        .handler(index)
+        .group("indexer-of-this-test")
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("f0")).await.unwrap();
+    assert_eq!(rec.wait_for("per-test", 1).await.len(), 1);
+    assert_eq!(rec.wait_for("index", 1).await[0].file_id, "f0");
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    let mut groups: Vec<&str> = stats.groups.iter().map(|g| g.name.as_str()).collect();
+    groups.sort();
+    assert_eq!(groups, ["indexer-of-this-test", "per-test"]);
+    worker.shutdown().await.unwrap();
+}
+
+async fn invalid_group_chosen_at_run_time_fails_at_start(h: Harness) {
+    let long = "g".repeat(129);
+    for bad in [
+        "",
+        "eu:west",
+        "eu west",
+        "{eu}",
+        "eu*",
+        "eu\\west",
+        long.as_str(),
+    ] {
+        let err = h
+            .bus
+            .consumer()
+            .state(Recorder::default())
+            .handler(in_any_group)
+            .group(bad)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, tidings::Error::InvalidName(e) if e.to_string().contains("group")),
+            "{bad:?}: {err}"
+        );
+    }
+    // Nothing was created for them.
+    let stats = h.bus.stream_stats("contextual").await.unwrap();
+    assert!(stats.groups.is_empty(), "{:?}", stats.groups);
+}
+
 #[handler(group = "retrying")]
 async fn fails_twice(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
     if p.attempt(&e.file_id) <= 2 {
@@ -1689,6 +1795,31 @@ async fn slow_handler_bounds_the_entries_read_to_the_prefetch(h: Harness) {
     assert_eq!(h.pending(&key, "blocked").await, 0);
 }
 
+async fn concurrency_set_at_registration_bounds_the_handler(h: Harness) {
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(fast())
+        .handler(blocked)
+        .concurrency(3)
+        .start()
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..10)
+        .map(|i| FileUploaded::new(format!("c{i}")))
+        .collect();
+    h.bus.publish_batch(&events).await.unwrap();
+    assert!(eventually(Duration::from_secs(10), || p.started() == 3).await);
+    // Give the worker time to start more if it would (its attribute says 64).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.started(), 3);
+    p.open_gate();
+    assert!(eventually(Duration::from_secs(10), || p.handled().len() == 10).await);
+    worker.shutdown().await.unwrap();
+}
+
 tidings_testkit::transport_suite! {
     transports: {
         memory => Harness::memory(),
@@ -1727,6 +1858,10 @@ tidings_testkit::transport_suite! {
         one_at_a_time_handler_sees_the_stream_in_order,
         worker_stopped_in_a_backlog_handles_everything_it_read,
         missing_state_fails_at_start,
+        one_handler_in_two_groups_chosen_at_run_time_sees_each_event_once_per_group,
+        group_set_before_any_handler_is_the_group_of_every_handler_without_one,
+        invalid_group_chosen_at_run_time_fails_at_start,
+        concurrency_set_at_registration_bounds_the_handler,
     ],
 }
 
@@ -1750,6 +1885,39 @@ async fn handler_is_callable_directly_in_a_unit_test() {
             file_id: "direct".into()
         }
     );
+}
+
+/// A handler called directly hands its error to `?` in the functions tests
+/// and `main` are written as, fatal or not.
+#[tokio::test]
+async fn handler_error_goes_through_question_mark_into_boxed_errors() {
+    async fn boxed(p: Probe) -> Result<(), Box<dyn std::error::Error>> {
+        always_fails(FileUploaded::new("b"), Context::detached(), State(p)).await?;
+        Ok(())
+    }
+    async fn boxed_send(p: Probe) -> Result<(), Box<dyn std::error::Error + Send>> {
+        rejects(FileUploaded::new("s"), Context::detached(), State(p)).await?;
+        Ok(())
+    }
+    async fn boxed_send_sync(p: Probe) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        always_fails(FileUploaded::new("ss"), Context::detached(), State(p))
+            .await
+            .map_err(tidings::HandlerError::into_boxed)?;
+        Ok(())
+    }
+    let p = Probe::default();
+    assert_eq!(boxed(p.clone()).await.unwrap_err().to_string(), "disk full");
+    let fatal = boxed_send(p.clone()).await.unwrap_err();
+    assert_eq!(fatal.to_string(), "s is not a file we take");
+    assert!(fatal.downcast_ref::<tidings::Fatal>().is_some());
+    let err = boxed_send_sync(p.clone()).await.unwrap_err();
+    assert_eq!(err.to_string(), "disk full");
+    // A handler's error still derefs to the error inside.
+    let err = rejects(FileUploaded::new("d"), Context::detached(), State(p))
+        .await
+        .unwrap_err();
+    assert!(tidings::is_fatal(&err));
+    assert!(err.downcast_ref::<tidings::Fatal>().is_some());
 }
 
 #[test]

@@ -494,7 +494,7 @@ async fn consume_noop_parallel(event: FileUploaded, _ctx: Context) -> HandlerRes
 
 /// Events per second of a worker with `handler` through `n` events from the
 /// beginning of the stream, until the last one is acknowledged.
-async fn tidings_consume<H>(
+async fn tidings_consume<H, Args>(
     bus: &Bus,
     conn: &mut MultiplexedConnection,
     handler: H,
@@ -502,8 +502,8 @@ async fn tidings_consume<H>(
     n: usize,
 ) -> Result<f64, BoxError>
 where
-    H: tidings::Handler,
-    H::Event: Event,
+    H: tidings::IntoHandler<Args>,
+    <H::Handler as tidings::Handler>::Event: Event,
 {
     let key = bus.stream_key("bench").unwrap();
     destroy_group(conn, &key, group).await?;

@@ -51,9 +51,13 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
 /// on an `async fn(event: E, ctx: Context) -> HandlerResult`, optionally taking
 /// shared state as a third argument `State(s): State<T>`.
 ///
-/// The function becomes a unit struct of the same name: pass it to
+/// The function stays a function of the same name: pass it to
 /// `bus.consumer().handler(name)`, or call it as before, `name(event, ctx).await`,
-/// in a unit test (the struct dereferences to the function). It may return
+/// in a unit test. Only its return type changes, to a
+/// `tidings::HandlerCall<…, impl Future<Output = …> + Send>`: a future that
+/// gives what the `async fn` returns and whose type carries the settings, so
+/// the name alone registers the handler. Like any function, it is shadowed by
+/// a `let`, a parameter or a closure argument of the same name. It may return
 /// `HandlerResult<E>` or `HandlerResult<Option<E>>` to publish an event caused by
 /// the one it handled.
 ///

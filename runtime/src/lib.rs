@@ -58,8 +58,9 @@ pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
 pub use event::{Event, DEFAULT_SCHEMA_BASE};
 pub use handler::{
-    fatal, is_fatal, retry, BoxFuture, Context, Fatal, Handler, HandlerError, HandlerOptions,
-    HandlerResult, IntoOutcome, Outcome, State, StateType,
+    fatal, is_fatal, retry, BoxFuture, Context, Fatal, FnHandler, Handler, HandlerCall,
+    HandlerError, HandlerOptions, HandlerResult, HandlerSpec, HandlerValue, IntoHandler,
+    IntoOutcome, Outcome, State, StateType,
 };
 pub use id::Ulid;
 pub use registry::EventInfo;

@@ -1,6 +1,6 @@
 //! The typed model of a `#[handler]` function.
 
-use syn::{FnArg, Ident, ItemFn, LitInt, LitStr, Path, ReturnType, Type};
+use syn::{FnArg, Ident, ItemFn, LitInt, LitStr, PatType, Path, ReturnType, Type};
 
 use super::attr::Attrs;
 use crate::ctxt::Ctxt;
@@ -14,8 +14,8 @@ pub(super) struct HandlerFn<'a> {
     pub(super) retries: Option<LitInt>,
     pub(super) concurrency: Option<LitInt>,
     pub(super) krate: Path,
-    /// Argument types in order: event, context, then an optional state.
-    pub(super) args: Vec<&'a Type>,
+    /// Arguments in order: event, context, then an optional state.
+    pub(super) args: Vec<&'a PatType>,
     /// `None` for a function without `->`, which `validate` reports.
     pub(super) output: Option<&'a Type>,
 }
@@ -29,7 +29,7 @@ impl<'a> HandlerFn<'a> {
             .inputs
             .iter()
             .filter_map(|a| match a {
-                FnArg::Typed(t) => Some(&*t.ty),
+                FnArg::Typed(t) => Some(t),
                 FnArg::Receiver(r) => {
                     cx.error_spanned_by(
                         r,
@@ -56,14 +56,14 @@ impl<'a> HandlerFn<'a> {
     }
 
     pub(super) fn event_type(&self) -> &'a Type {
-        self.args[0]
+        &self.args[0].ty
     }
 
     pub(super) fn context_type(&self) -> &'a Type {
-        self.args[1]
+        &self.args[1].ty
     }
 
     pub(super) fn state_type(&self) -> Option<&'a Type> {
-        self.args.get(2).copied()
+        self.args.get(2).map(|a| &*a.ty)
     }
 }

@@ -1,7 +1,7 @@
 //! What a worker is made of (handlers, their retry policies, shared state,
 //! options) and how it starts: one group task per (stream, group).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +14,7 @@ use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
 use crate::bus::{check_name, on_streams, Bus, MAX_NAME_LEN};
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
-use crate::handler::{Handler, States};
+use crate::handler::{Handler, IntoHandler, States};
 use crate::transport::StreamTransport;
 use crate::Event;
 
@@ -34,10 +34,19 @@ impl Bus {
 #[must_use]
 pub struct ConsumerBuilder {
     bus: Bus,
-    handlers: Vec<(Arc<dyn ErasedHandler>, Option<RetryPolicy>)>,
-    default_retry: Option<RetryPolicy>,
+    handlers: Vec<(Arc<dyn ErasedHandler>, Settings)>,
+    /// What `.retry()`, `.group()`, `.concurrency()` set before any handler.
+    defaults: Settings,
     states: States,
     options: ConsumerOptions,
+}
+
+/// What the consumer sets for a handler instead of its attribute's values.
+#[derive(Default)]
+struct Settings {
+    retry: Option<RetryPolicy>,
+    group: Option<String>,
+    concurrency: Option<usize>,
 }
 
 impl fmt::Debug for ConsumerBuilder {
@@ -57,25 +66,37 @@ impl ConsumerBuilder {
         ConsumerBuilder {
             bus,
             handlers: Vec::new(),
-            default_retry: None,
+            defaults: Settings::default(),
             states: States::default(),
             options: ConsumerOptions::default(),
         }
     }
 
-    /// Adds a handler: the name of a `#[handler]` function.
-    pub fn handler<H>(mut self, handler: H) -> Self
+    /// Adds a handler: the name of a `#[handler]` function (or a value
+    /// that implements [`Handler`]).
+    pub fn handler<H, Args>(mut self, handler: H) -> Self
     where
-        H: Handler,
-        H::Event: Event,
+        H: IntoHandler<Args>,
+        <H::Handler as Handler>::Event: Event,
     {
-        self.handlers.push((Arc::new(Erase(handler)), None));
+        self.handlers
+            .push((Arc::new(Erase(handler.into_handler())), Settings::default()));
         self
+    }
+
+    /// The settings of the handler added last, or before any handler the
+    /// defaults.
+    fn last(&mut self) -> &mut Settings {
+        match self.handlers.last_mut() {
+            Some((_, s)) => s,
+            None => &mut self.defaults,
+        }
     }
 
     /// Sets the retry policy of the handler added last; before any handler,
     /// the policy of every handler that gets none of its own. Without it, a
-    /// handler gets [`RetryPolicy::from_retries`] of its `retries`.
+    /// handler gets [`RetryPolicy::from_retries`] of its `retries`;
+    /// `.retry(RetryPolicy::from_retries(n))` changes that count alone.
     ///
     /// ```text
     /// bus.consumer()
@@ -84,10 +105,36 @@ impl ConsumerBuilder {
     ///     .start().await?;
     /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        match self.handlers.last_mut() {
-            Some((_, p)) => *p = Some(policy),
-            None => self.default_retry = Some(policy),
-        }
+        self.last().retry = Some(policy);
+        self
+    }
+
+    /// Sets the consumer group of the handler added last, instead of its
+    /// `#[handler(group = "…")]`; before any handler, the group of every
+    /// handler that gets none of its own. So one handler runs in a group
+    /// chosen at run time (per environment, per test), or in several:
+    ///
+    /// ```text
+    /// bus.consumer()
+    ///     .handler(index_file).group(format!("indexer-{region}"))
+    ///     .handler(index_file).group("indexer-audit")
+    ///     .start().await?;
+    /// ```
+    ///
+    /// The name follows the rule of every name (at most 128 bytes; no glob
+    /// character, brace, `:`, `\` or whitespace): `start()` fails with
+    /// [`Error::InvalidName`] otherwise. Each distinct group name given
+    /// here is kept for the life of the process.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.last().group = Some(group.into());
+        self
+    }
+
+    /// Sets how many deliveries the handler added last runs at once, per
+    /// worker, instead of its `#[handler(concurrency = N)]` (0 counts as 1);
+    /// before any handler, that of every handler that gets none of its own.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.last().concurrency = Some(concurrency.max(1));
         self
     }
 
@@ -109,8 +156,9 @@ impl ConsumerBuilder {
     /// XGROUP CREATE ns:{stream} <group> <$|0> MKSTREAM      (BUSYGROUP ignored)
     /// ```
     ///
-    /// Fails before reading anything if a handler's event has no stream or a
-    /// handler takes a state the consumer was not given.
+    /// Fails before reading anything if a handler's event has no stream, a
+    /// handler takes a state the consumer was not given, or a name is
+    /// invalid.
     pub async fn start(self) -> Result<Worker, Error> {
         if self.handlers.is_empty() {
             return Err(Error::NoHandler);
@@ -118,7 +166,7 @@ impl ConsumerBuilder {
         // (stream, group) -> handlers; a BTreeMap so that groups start in
         // a stable order.
         let mut groups: BTreeMap<(&'static str, &'static str), Vec<HandlerSlot>> = BTreeMap::new();
-        for (h, policy) in &self.handlers {
+        for (h, set) in &self.handlers {
             let stream = h.stream().ok_or(Error::NoStream {
                 handler: h.name(),
                 type_name: h.type_name(),
@@ -130,16 +178,30 @@ impl ConsumerBuilder {
                 });
             }
             let options = h.options();
-            let retry = policy
-                .or(self.default_retry)
+            let retry = set
+                .retry
+                .or(self.defaults.retry)
                 .unwrap_or_else(|| RetryPolicy::from_retries(options.retries));
+            let group = match set.group.as_ref().or(self.defaults.group.as_ref()) {
+                Some(g) => {
+                    // Checked before it is kept for good.
+                    check_name("group", g)?;
+                    static_name(g)
+                }
+                None => options.group,
+            };
+            let concurrency = set
+                .concurrency
+                .or(self.defaults.concurrency)
+                .unwrap_or(options.concurrency)
+                .max(1);
             groups
-                .entry((stream, options.group))
+                .entry((stream, group))
                 .or_default()
                 .push(HandlerSlot {
                     handler: h.clone(),
-                    limit: Arc::new(Semaphore::new(options.concurrency.max(1))),
-                    concurrency: options.concurrency.max(1),
+                    limit: Arc::new(Semaphore::new(concurrency)),
+                    concurrency,
                     retry,
                 });
         }
@@ -180,6 +242,23 @@ impl ConsumerBuilder {
             tasks,
             consumer,
         })
+    }
+}
+
+/// `name` for as long as the process runs, as the group of a worker is
+/// (`&'static str`, like the attribute's): each distinct name is allocated
+/// once, however many consumers use it.
+fn static_name(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    // Only inserted into: a panic elsewhere cannot leave it inconsistent.
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    match names.get(name) {
+        Some(kept) => kept,
+        None => {
+            let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            names.insert(kept);
+            kept
+        }
     }
 }
 

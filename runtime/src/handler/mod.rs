@@ -1,7 +1,11 @@
 //! What `#[handler]` implements: the [`Handler`] trait, the [`Context`] of a
-//! delivery, shared [`State`], and what a handler may return.
+//! delivery, shared [`State`], and what a handler may return. `call` holds
+//! what turns a `#[handler]` function into a [`Handler`].
 
+mod call;
 pub(crate) mod erase;
+
+pub use call::{FnHandler, HandlerCall, HandlerSpec, HandlerValue, IntoHandler};
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -15,8 +19,115 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::Event;
 
-/// The error of a failed handler: any error type converts into it with `?`.
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// The error of a failed handler.
+///
+/// Inside a handler, every error converts into it: `?` on any
+/// `std::error::Error + Send + Sync` (or on a `Box<dyn Error + Send + Sync>`),
+/// `Err("text".into())`, `Err(format!(…).into())`, [`fatal`] and [`retry`].
+/// It dereferences to `dyn Error + Send + Sync`, so `to_string()`, `source()`
+/// and `downcast_ref()` work on it as on the error inside.
+///
+/// Out of a handler called directly (in a test, say), `?` carries it into a
+/// function returning `Result<_, Box<dyn Error>>` or
+/// `Result<_, Box<dyn Error + Send>>`:
+///
+/// ```
+/// use tidings::{event, handler, Context, HandlerResult};
+///
+/// #[event(stream = "contextual", version = 1)]
+/// pub struct FileUploaded { pub filename: String }
+///
+/// #[handler(group = "indexer")]
+/// async fn index(e: FileUploaded, _ctx: Context) -> HandlerResult {
+///     if e.filename.is_empty() {
+///         return Err(format!("file without a name").into());
+///     }
+///     let ext = std::path::Path::new(&e.filename).extension().ok_or("no extension")?;
+///     let _utf8: &str = std::str::from_utf8(ext.as_encoded_bytes())?; // any error type
+///     Ok(())
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     index(FileUploaded { filename: "a.png".into() }, Context::detached()).await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// Into a `Result<_, Box<dyn Error + Send + Sync>>`, call
+/// [`into_boxed`](HandlerError::into_boxed) first:
+/// `index(e, ctx).await.map_err(HandlerError::into_boxed)?`. `?` cannot do
+/// it alone: that would need `Box<dyn Error + Send + Sync>: From<HandlerError>`,
+/// and with it `HandlerError: From<HandlerError>` twice over (the standard
+/// library's `From<T> for T`, and the conversion from everything that
+/// converts into that box, which is what lets `Err("text".into())` compile).
+/// For the same reason `HandlerError` does not implement
+/// `std::error::Error` itself, as `anyhow::Error` does not.
+pub struct HandlerError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl HandlerError {
+    /// The error inside, boxed: for a function that returns
+    /// `Result<_, Box<dyn Error + Send + Sync>>` (see the type's docs).
+    pub fn into_boxed(self) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self.0
+    }
+}
+
+/// Everything that converts into a `Box<dyn Error + Send + Sync>`: any error
+/// type that is `Send + Sync + 'static`, `&str`, `String`, `Cow<str>` and
+/// such a box itself.
+impl<E> From<E> for HandlerError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+{
+    fn from(error: E) -> Self {
+        HandlerError(error.into())
+    }
+}
+
+impl From<HandlerError> for Box<dyn std::error::Error + 'static> {
+    fn from(error: HandlerError) -> Self {
+        error.0
+    }
+}
+
+impl From<HandlerError> for Box<dyn std::error::Error + Send + 'static> {
+    fn from(error: HandlerError) -> Self {
+        error.0
+    }
+}
+
+impl std::ops::Deref for HandlerError {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl AsRef<dyn std::error::Error + Send + Sync + 'static> for HandlerError {
+    fn as_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl AsRef<dyn std::error::Error + 'static> for HandlerError {
+    fn as_ref(&self) -> &(dyn std::error::Error + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// A handler error that trying again cannot fix (a payload the handler
 /// rejects, a record that does not exist): the entry goes to dead letters at
@@ -51,7 +162,7 @@ impl std::error::Error for Fatal {
 /// assert!(tidings::is_fatal(&check(0).unwrap_err()));
 /// ```
 pub fn fatal(error: impl Into<HandlerError>) -> HandlerError {
-    Box::new(Fatal(error.into()))
+    HandlerError::from(Fatal(error.into()))
 }
 
 /// Marks a handler error as worth retrying, which every error is unless made
@@ -208,11 +319,11 @@ impl StateType {
     }
 }
 
-/// An event handler, as `#[handler]` implements it on the unit struct it
-/// generates for an `async fn`.
+/// An event handler, as a worker runs it: what [`IntoHandler`] makes of a
+/// `#[handler]` function ([`FnHandler`]).
 ///
-/// Implement it with the attribute; implementing it by hand works too, for a
-/// handler that is a value rather than a function.
+/// Implement it by hand for a handler that is a value rather than a
+/// function; `.handler(value)` takes it as it is.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a tidings handler",
     label = "not a handler",
@@ -543,7 +654,7 @@ pub(crate) mod glue {
     pub fn state<S: IsState>(ctx: &Context, handler: &'static str) -> Result<S, HandlerError> {
         match ctx.state::<S::Inner>() {
             Some(v) => Ok(S::wrap(v)),
-            None => Err(Box::new(Error::MissingState {
+            None => Err(HandlerError::from(Error::MissingState {
                 handler,
                 state: std::any::type_name::<S::Inner>(),
             })),

@@ -35,13 +35,36 @@ async fn custom(_event: FileUploaded, _ctx: Context) -> Result<(), MyError> {
     Err(MyError)
 }
 
-fn takes<H: tidings::Handler>(_: H) {}
+// A parameter named like the handler, attributes kept on the function, and a
+// `#[cfg]` after `#[handler]` (one before it removes the function before the
+// macro sees it) that removes everything the macro made.
+/// Handles an event named `event`.
+#[handler(group = "named")]
+#[allow(clippy::unused_async)]
+async fn event(event: FileUploaded, _ctx: Context) -> HandlerResult {
+    let _ = event.filename;
+    Ok(())
+}
+
+#[handler(group = "gone")]
+#[cfg(any())]
+async fn gone(_event: FileUploaded, _ctx: Context) -> HandlerResult {
+    Ok(())
+}
+
+fn takes<H: tidings::IntoHandler<A>, A>(_: H) {}
+
+// A handler's call is a future in its own right, for `tokio::spawn` and
+// `join_all`.
+fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
 
 fn main() {
     takes(index);
     takes(store);
     takes(echo);
     takes(custom);
+    takes(event);
+    spawnable(event(FileUploaded { filename: "a".into() }, Context::detached()));
     // Still callable directly, as a unit test would.
     let _future = index(FileUploaded { filename: "a".into() }, Context::detached());
     let _future = store(FileUploaded { filename: "a".into() }, Context::detached(), State(Db));
