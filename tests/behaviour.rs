@@ -713,6 +713,100 @@ async fn meta_carries_extensions_a_chosen_id_and_batch_attributes(h: Harness) {
     }
 }
 
+async fn a_group_is_created_moved_listed_and_deleted_from_code(h: Harness) {
+    use tidings::{Error, Position};
+    let rec = Recorder::default();
+    for i in 0..3 {
+        h.bus
+            .publish(&FileUploaded::new(format!("g{i}")))
+            .await
+            .unwrap();
+    }
+    let group = h.bus.group("contextual", "indexer").unwrap();
+    group.create(StartFrom::Beginning).await.unwrap();
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(fast().name("replayer"))
+        .handler(index)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(rec.wait_for("index", 3).await.len(), 3);
+    assert_eq!(
+        group
+            .consumers()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["replayer"]
+    );
+
+    // Replay after a bad deploy: the group reads the whole stream again.
+    group.set_position(Position::Start).await.unwrap();
+    assert_eq!(rec.wait_for("index", 6).await.len(), 6);
+    // From a time in the future on: nothing more.
+    group
+        .set_position(Position::Time(
+            std::time::SystemTime::now() + Duration::from_secs(3600),
+        ))
+        .await
+        .unwrap();
+    h.bus
+        .publish(&FileUploaded::new("before-the-time"))
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(
+        rec.seen_by("index").len(),
+        6,
+        "an entry before the position was read"
+    );
+    assert!(matches!(
+        group
+            .set_position(Position::After("contextual".into()))
+            .await,
+        Err(Error::InvalidEntryId { .. })
+    ));
+    assert!(matches!(
+        h.bus.group("contextual", "a:b"),
+        Err(Error::InvalidName(_))
+    ));
+    worker.shutdown().await.unwrap();
+    assert!(group.pending(10).await.unwrap().is_empty());
+    assert!(group.delete().await.unwrap());
+    assert!(!group.delete().await.unwrap());
+
+    // Pending entries, with their consumer and deliveries.
+    let a = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(fast().name("holder"))
+        .handler(flaky)
+        .retry(RetryPolicy::default().backoff(Duration::from_secs(30)))
+        .start()
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("held")).await.unwrap();
+    let flaky_group = h.bus.group("contextual", "flaky").unwrap();
+    let mut pending = Vec::new();
+    for _ in 0..200 {
+        pending = flaky_group.pending(10).await.unwrap();
+        if !pending.is_empty() && rec.first_time_taken("held") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].consumer, "holder");
+    assert_eq!(pending[0].deliveries, 1);
+    a.abort();
+}
+
 async fn pattern_subscription_receives_matching_types_only(h: Harness) {
     let mut gates = h
         .bus
@@ -1850,6 +1944,7 @@ tidings_testkit::transport_suite! {
         tenants_are_isolated_on_streams_and_channels,
         no_name_or_pattern_reaches_another_tenant,
         meta_carries_extensions_a_chosen_id_and_batch_attributes,
+        a_group_is_created_moved_listed_and_deleted_from_code,
         pattern_subscription_receives_matching_types_only,
         event_with_stream_and_channel_goes_to_both,
         batch_returns_one_entry_id_per_event_in_order,

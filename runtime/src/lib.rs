@@ -13,7 +13,7 @@
 //! transport  transport (the StreamTransport and ChannelTransport traits)
 //! backends   streams, pubsub, memory
 //! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths)
-//! above bus  handler, dead_letter, consumer, observe
+//! above bus  handler, dead_letter, consumer, group, observe
 //! top        schemas, __private (what the macros call)
 //! ```
 
@@ -39,6 +39,7 @@ mod bus;
 // Above the bus.
 pub mod consumer;
 pub mod dead_letter;
+pub mod group;
 mod handler;
 mod observe;
 
@@ -57,6 +58,7 @@ pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
 pub use event::{Event, DEFAULT_SCHEMA_BASE};
+pub use group::{Group, Position};
 pub use handler::{
     fatal, is_fatal, retry, BoxFuture, Context, Fatal, FnHandler, Handler, HandlerCall,
     HandlerError, HandlerOptions, HandlerResult, HandlerSpec, HandlerValue, IntoHandler,
@@ -64,5 +66,5 @@ pub use handler::{
 };
 pub use id::Ulid;
 pub use registry::EventInfo;
-pub use stats::{ConsumerStats, GroupStats, StreamStats};
+pub use stats::{ConsumerStats, GroupStats, PendingEntry, StreamStats};
 pub use transport::{ChannelTransport, StartFrom, StreamTransport};

@@ -136,3 +136,34 @@ impl ConsumerStats {
         std::time::Duration::from_millis(self.idle_ms)
     }
 }
+
+/// One entry pending in a group: delivered to a consumer, not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PendingEntry {
+    /// The stream entry id.
+    pub id: String,
+    /// The consumer it was delivered to.
+    pub consumer: String,
+    /// Milliseconds since it was last delivered.
+    pub idle_ms: u64,
+    /// How many times it was delivered.
+    pub deliveries: u32,
+}
+
+impl PendingEntry {
+    /// A pending entry.
+    pub fn new(
+        id: impl Into<String>,
+        consumer: impl Into<String>,
+        idle_ms: u64,
+        deliveries: u32,
+    ) -> Self {
+        PendingEntry {
+            id: id.into(),
+            consumer: consumer.into(),
+            idle_ms,
+            deliveries,
+        }
+    }
+}

@@ -453,6 +453,43 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         min_idle: Duration,
     ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send;
 
+    /// Deletes the group, its consumers and its pending list; whether it
+    /// existed.
+    ///
+    /// ```text
+    /// XGROUP DESTROY <key> <group>
+    /// ```
+    fn delete_group(
+        &self,
+        key: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// Moves the group's last delivered id: its next read delivers the
+    /// entries after `to` (again, if it read them). Pending entries stay.
+    ///
+    /// ```text
+    /// XGROUP SETID <key> <group> <$|0|id>
+    /// ```
+    fn move_group(
+        &self,
+        key: &str,
+        group: &str,
+        to: &StartFrom,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Up to `count` entries pending in the group, oldest first.
+    ///
+    /// ```text
+    /// XPENDING <key> <group> - + <count>
+    /// ```
+    fn pending_entries(
+        &self,
+        key: &str,
+        group: &str,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<crate::stats::PendingEntry>, TransportError>> + Send;
+
     /// Removes `consumer` from the group if nothing is pending to it, in one
     /// atomic step (a consumer's pending entries would leave the group with
     /// it, never to be delivered again); whether it was removed.

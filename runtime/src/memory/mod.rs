@@ -492,6 +492,48 @@ impl StreamTransport for MemoryTransport {
         Ok(out)
     }
 
+    async fn delete_group(&self, key: &str, group: &str) -> Result<bool, TransportError> {
+        let mut broker = self.lock();
+        Ok(broker
+            .streams
+            .get_mut(key)
+            .is_some_and(|s| s.groups.remove(group).is_some()))
+    }
+
+    async fn move_group(
+        &self,
+        key: &str,
+        group: &str,
+        to: &StartFrom,
+    ) -> Result<(), TransportError> {
+        self.set_group_position(key, group, to)
+    }
+
+    async fn pending_entries(
+        &self,
+        key: &str,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<crate::stats::PendingEntry>, TransportError> {
+        let mut broker = self.lock();
+        let Some(g) = broker.group_mut(key, group) else {
+            return Err(no_group("XPENDING", key, group));
+        };
+        let now = Instant::now();
+        Ok(g.pending
+            .iter()
+            .take(count.max(1))
+            .map(|(id, p)| {
+                crate::stats::PendingEntry::new(
+                    format_id(*id),
+                    p.consumer.clone(),
+                    u64::try_from(now.duration_since(p.since).as_millis()).unwrap_or(u64::MAX),
+                    p.deliveries,
+                )
+            })
+            .collect())
+    }
+
     async fn forget_consumer(
         &self,
         key: &str,

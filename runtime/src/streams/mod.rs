@@ -455,6 +455,57 @@ impl StreamTransport for StreamsTransport {
         Ok(entries)
     }
 
+    async fn delete_group(&self, key: &str, group: &str) -> Result<bool, TransportError> {
+        let mut conn = self.conn.clone();
+        let res: Result<i64, _> = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(key)
+            .arg(group)
+            .query_async(&mut conn)
+            .await;
+        match res {
+            Ok(n) => Ok(n == 1),
+            // No stream: no group either.
+            Err(e) if e.code() == Some("ERR") && e.to_string().contains("no such key") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn move_group(
+        &self,
+        key: &str,
+        group: &str,
+        to: &StartFrom,
+    ) -> Result<(), TransportError> {
+        let mut conn = self.conn.clone();
+        let _: Value = redis::cmd("XGROUP")
+            .arg("SETID")
+            .arg(key)
+            .arg(group)
+            .arg(to.as_id())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn pending_entries(
+        &self,
+        key: &str,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<crate::stats::PendingEntry>, TransportError> {
+        let mut conn = self.conn.clone();
+        let value: Value = redis::cmd("XPENDING")
+            .arg(key)
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(count.max(1))
+            .query_async(&mut conn)
+            .await?;
+        reply::pending_entries(value)
+    }
+
     async fn forget_consumer(
         &self,
         key: &str,

@@ -73,6 +73,25 @@ pub(super) fn pending_counts(v: Value) -> Result<Vec<(String, u32)>, TransportEr
         .collect())
 }
 
+/// `XPENDING <key> <group> - + <n>` reply: every pending entry with its
+/// consumer, idle time and delivery count.
+pub(super) fn pending_entries(v: Value) -> Result<Vec<crate::stats::PendingEntry>, TransportError> {
+    let reply = StreamPendingCountReply::from_redis_value(v)
+        .map_err(|e| protocol("XPENDING", e.to_string()))?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .map(|p| {
+            crate::stats::PendingEntry::new(
+                p.id,
+                p.consumer,
+                u64::try_from(p.last_delivered_ms).unwrap_or(u64::MAX),
+                u32::try_from(p.times_delivered).unwrap_or(u32::MAX),
+            )
+        })
+        .collect())
+}
+
 fn envelope_from_owned(
     id: &str,
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
