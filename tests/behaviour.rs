@@ -807,6 +807,73 @@ async fn a_group_is_created_moved_listed_and_deleted_from_code(h: Harness) {
     a.abort();
 }
 
+async fn trimming_keeps_what_a_group_has_not_read_and_applies_the_bound_otherwise(h: Harness) {
+    use tidings::Retention;
+    let rec = Recorder::default();
+    for i in 0..10 {
+        h.bus
+            .publish(&FileUploaded::new(format!("t{i}")))
+            .await
+            .unwrap();
+    }
+    // A group that has read nothing yet.
+    let lagging = h.bus.group("contextual", "lagging").unwrap();
+    lagging.create(StartFrom::Beginning).await.unwrap();
+    let keep_two = Retention::max_len(2).exact();
+    let dry = h.bus.trim_dry_run("contextual", &keep_two).await.unwrap();
+    assert_eq!(
+        (dry.trimmed, dry.held_back_by.clone()),
+        (0, vec!["lagging".to_owned()])
+    );
+    let report = h.bus.trim("contextual", &keep_two).await.unwrap();
+    assert_eq!(report.trimmed, 0, "{report:?}");
+    assert_eq!(report.held_back_by, ["lagging"]);
+    assert_eq!(h.bus.stream_stats("contextual").await.unwrap().length, 10);
+
+    // Once it is gone, and another group read and acknowledged everything
+    // while a worker trims in the background, the bound applies.
+    assert!(lagging.delete().await.unwrap());
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(
+            fast()
+                .start_from(StartFrom::Beginning)
+                .retention(Retention::max_len(3).exact(), Duration::from_millis(50)),
+        )
+        .handler(index)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(rec.wait_for("index", 10).await.len(), 10);
+    let mut length = 10;
+    for _ in 0..200 {
+        length = h.bus.stream_stats("contextual").await.unwrap().length;
+        if length <= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(length, 3, "the worker's retention was not applied");
+    worker.shutdown().await.unwrap();
+    let report = h.bus.trim("contextual", &keep_two).await.unwrap();
+    assert_eq!(
+        (report.trimmed, report.held_back_by.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(h.bus.stream_stats("contextual").await.unwrap().length, 2);
+    // By age: nothing is an hour old; everything is older than now.
+    let hour = Retention::max_age(Duration::from_secs(3600)).exact();
+    assert_eq!(h.bus.trim("contextual", &hour).await.unwrap().trimmed, 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now = Retention::max_age(Duration::ZERO).exact();
+    assert_eq!(h.bus.trim("contextual", &now).await.unwrap().trimmed, 2);
+    // A name that breaks keys is refused before anything is sent.
+    assert!(h.bus.trim("x*", &keep_two).await.is_err());
+}
+
 async fn pattern_subscription_receives_matching_types_only(h: Harness) {
     let mut gates = h
         .bus
@@ -1945,6 +2012,7 @@ tidings_testkit::transport_suite! {
         no_name_or_pattern_reaches_another_tenant,
         meta_carries_extensions_a_chosen_id_and_batch_attributes,
         a_group_is_created_moved_listed_and_deleted_from_code,
+        trimming_keeps_what_a_group_has_not_read_and_applies_the_bound_otherwise,
         pattern_subscription_receives_matching_types_only,
         event_with_stream_and_channel_goes_to_both,
         batch_returns_one_entry_id_per_event_in_order,

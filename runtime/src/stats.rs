@@ -167,3 +167,72 @@ impl PendingEntry {
         }
     }
 }
+
+/// How much of a stream to keep: entries younger than `max_age`, and/or the
+/// newest `max_len`. Trimming never removes an entry that a group has not
+/// read, or has read and not acknowledged: those bound it, and the
+/// [`TrimReport`] names the groups that held it back.
+///
+/// ```
+/// use std::time::Duration;
+/// let keep = tidings::Retention::max_age(Duration::from_secs(90 * 24 * 3600)).and_max_len(1_000_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Entries older than this may go.
+    pub max_age: Option<std::time::Duration>,
+    /// Past this many entries, the oldest may go. The newest `max_len` are
+    /// found by reading them inside Redis, which takes time in proportion:
+    /// prefer `max_age` for long streams.
+    pub max_len: Option<u64>,
+    /// Whether to trim exactly (`XTRIM … =`) rather than whole internal
+    /// nodes only (`~`, the default: cheaper, keeps a few more entries).
+    pub exact: bool,
+}
+
+impl Retention {
+    /// Keep entries younger than `age`.
+    pub fn max_age(age: std::time::Duration) -> Self {
+        Retention {
+            max_age: Some(age),
+            max_len: None,
+            exact: false,
+        }
+    }
+
+    /// Keep the newest `n` entries.
+    pub fn max_len(n: u64) -> Self {
+        Retention {
+            max_age: None,
+            max_len: Some(n),
+            exact: false,
+        }
+    }
+
+    /// Also keep at most the newest `n` entries.
+    pub fn and_max_len(mut self, n: u64) -> Self {
+        self.max_len = Some(n);
+        self
+    }
+
+    /// Trims exactly (`XTRIM … MINID = id`) instead of approximately.
+    pub fn exact(mut self) -> Self {
+        self.exact = true;
+        self
+    }
+}
+
+/// What a trim did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TrimReport {
+    /// Entries removed (or that would be).
+    pub trimmed: u64,
+    /// Entries older than this id were the ones to go; `None` when nothing
+    /// was to go.
+    pub min_id: Option<String>,
+    /// Groups whose unread or unacknowledged entries held the trim back
+    /// (the retention asked for more).
+    pub held_back_by: Vec<String>,
+}

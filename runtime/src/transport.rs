@@ -453,6 +453,22 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         min_idle: Duration,
     ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send;
 
+    /// Trims the stream to `retention`, or with `dry_run` counts what would
+    /// go, never past an entry a group has not read or not acknowledged, in
+    /// one atomic step.
+    ///
+    /// ```text
+    /// EVAL <script> 1 <key> <min-id by age> <max-len> <~|=> <dry-run>
+    ///   -- XREVRANGE for max-len, XINFO GROUPS and XPENDING for the bound,
+    ///   -- then XTRIM <key> MINID <~|=> <id>
+    /// ```
+    fn trim(
+        &self,
+        key: &str,
+        retention: &crate::stats::Retention,
+        dry_run: bool,
+    ) -> impl Future<Output = Result<crate::stats::TrimReport, TransportError>> + Send;
+
     /// Deletes the group, its consumers and its pending list; whether it
     /// existed.
     ///

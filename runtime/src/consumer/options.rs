@@ -33,6 +33,7 @@ pub struct ConsumerOptions {
     pub(crate) heartbeat: Option<Duration>,
     pub(crate) inbox: Option<Duration>,
     pub(crate) forget_after: Option<Duration>,
+    pub(crate) retention: Option<(crate::stats::Retention, Duration)>,
 }
 
 impl Default for ConsumerOptions {
@@ -50,6 +51,7 @@ impl Default for ConsumerOptions {
             heartbeat: None,
             inbox: None,
             forget_after: Some(Duration::from_secs(600)),
+            retention: None,
         }
     }
 }
@@ -156,6 +158,15 @@ impl ConsumerOptions {
     /// ```
     pub fn forget_idle_consumers(mut self, after: Option<Duration>) -> Self {
         self.forget_after = after;
+        self
+    }
+
+    /// Trims each stream the worker reads to `retention`, every `every`
+    /// (as [`Bus::trim`](crate::Bus::trim): never an entry a group has not
+    /// read or acknowledged), logging what went and which group held a
+    /// trim back. Default: no trim.
+    pub fn retention(mut self, retention: crate::stats::Retention, every: Duration) -> Self {
+        self.retention = Some((retention, every.max(Duration::from_millis(1))));
         self
     }
 

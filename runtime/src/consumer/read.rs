@@ -48,6 +48,7 @@ pub(super) async fn run_group<T: StreamTransport>(
     // Reads failed in a row: what the reconnect backoff grows with.
     let mut failed = 0u32;
     let mut next_claim = tokio::time::Instant::now();
+    let mut next_trim = tokio::time::Instant::now();
     // Where the reading of this consumer's own pending entries goes on
     // from, while it does: at the start (a consumer name reused across
     // restarts takes its entries back at once) and after every failed read
@@ -136,6 +137,12 @@ pub(super) async fn run_group<T: StreamTransport>(
                             forget_idle_consumers(&transport, &spec, after).await;
                         }
                     }
+                }
+            }
+            if let (Some((retention, every)), Ok(_)) = (&opts.retention, &result) {
+                if tokio::time::Instant::now() >= next_trim {
+                    next_trim = tokio::time::Instant::now() + *every;
+                    trim(&transport, &spec, retention).await;
                 }
             }
             if own_from.is_none() && matches!(&result, Ok(v) if v.is_empty()) {
@@ -300,6 +307,22 @@ pub(super) async fn run_group<T: StreamTransport>(
         }
     }
     unacked
+}
+
+/// Trims the stream to the worker's retention; the outcome is logged.
+async fn trim<T: StreamTransport>(
+    transport: &T,
+    spec: &GroupSpec,
+    retention: &crate::stats::Retention,
+) {
+    match transport.trim(&spec.key, retention, false).await {
+        Ok(report) if report.trimmed > 0 || !report.held_back_by.is_empty() => {
+            tracing::info!(stream = %spec.key, trimmed = report.trimmed, min_id = ?report.min_id,
+                held_back_by = ?report.held_back_by, "trimmed the stream to its retention");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(stream = %spec.key, error = %e, "trimming the stream failed"),
+    }
 }
 
 /// Removes the other consumers of the group that have nothing pending and

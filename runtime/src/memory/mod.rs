@@ -159,6 +159,14 @@ impl MemStream {
     }
 }
 
+/// The id right after `id`.
+fn after((ms, seq): Id) -> Id {
+    match seq.checked_add(1) {
+        Some(seq) => (ms, seq),
+        None => (ms.saturating_add(1), 0),
+    }
+}
+
 fn format_id((ms, seq): Id) -> String {
     format!("{ms}-{seq}")
 }
@@ -490,6 +498,69 @@ impl StreamTransport for MemoryTransport {
             .pending
             .retain(|id, _| stream.entries.contains_key(id));
         Ok(out)
+    }
+
+    async fn trim(
+        &self,
+        key: &str,
+        retention: &crate::stats::Retention,
+        dry_run: bool,
+    ) -> Result<crate::stats::TrimReport, TransportError> {
+        let mut report = crate::stats::TrimReport::default();
+        let mut broker = self.lock();
+        let Some(stream) = broker.streams.get_mut(key) else {
+            return Ok(report);
+        };
+        // The same rule as the Redis script: the oldest id to keep by age
+        // and by length, then bounded by every group.
+        let mut target: Option<Id> = retention.max_age.map(|age| {
+            let now = u64::try_from(crate::envelope::now_millis()).unwrap_or(0);
+            let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            (now.saturating_sub(age), 0)
+        });
+        if let Some(n) = retention.max_len {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if stream.entries.len() > n {
+                let keep = match n {
+                    0 => stream
+                        .entries
+                        .keys()
+                        .next_back()
+                        .map(|&(ms, seq)| after((ms, seq))),
+                    _ => stream.entries.keys().rev().nth(n - 1).copied(),
+                };
+                target = target.max(keep);
+            }
+        }
+        let Some(mut target) = target else {
+            return Ok(report);
+        };
+        let mut bound: Option<Id> = None;
+        let mut names: Vec<&String> = stream.groups.keys().collect();
+        names.sort();
+        for name in names {
+            let g = &stream.groups[name];
+            let mut gbound = after(g.last_delivered);
+            if let Some((&oldest, _)) = g.pending.iter().next() {
+                gbound = gbound.min(oldest);
+            }
+            if gbound < target {
+                report.held_back_by.push(name.clone());
+                bound = Some(bound.map_or(gbound, |b: Id| b.min(gbound)));
+            }
+        }
+        if let Some(b) = bound {
+            target = b;
+        }
+        let old: Vec<Id> = stream.entries.range(..target).map(|(id, _)| *id).collect();
+        report.trimmed = old.len() as u64;
+        report.min_id = Some(format_id(target));
+        if !dry_run {
+            for id in old {
+                stream.entries.remove(&id);
+            }
+        }
+        Ok(report)
     }
 
     async fn delete_group(&self, key: &str, group: &str) -> Result<bool, TransportError> {

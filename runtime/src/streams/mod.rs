@@ -199,6 +199,79 @@ fn id_after(a: &str, b: &str) -> bool {
     parse(a) > parse(b)
 }
 
+/// The trim of [`StreamTransport::trim`]: KEYS[1] the stream; ARGV the
+/// oldest id to keep by age (`''` for none), the most entries to keep
+/// (`''`), `~` or `=`, and `1` for a dry run. Returns `{trimmed, min id,
+/// groups that held it back…}`. Ids are compared as numbers, built as text
+/// (a sequence past 2^53 moves to the next millisecond).
+const TRIM_SCRIPT: &str = r#"-- KEYS[1]: the stream. ARGV[1]: oldest id to keep by age ('' for none);
+-- ARGV[2]: most entries to keep ('' for none); ARGV[3]: '~' or '=';
+-- ARGV[4]: '1' for a dry run. Returns {trimmed, min id applied, groups that held it back…}.
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if ms == nil then return tonumber(id) or 0, 0 end
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  if am ~= bm then return am < bm end
+  return as < bs
+end
+-- The id right after `id`: where a trim that keeps everything past it stops.
+local function after(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  if ms == nil then return id end
+  if string.len(seq) < 15 then return ms .. '-' .. string.format('%.0f', tonumber(seq) + 1) end
+  return string.format('%.0f', tonumber(ms) + 1) .. '-0'
+end
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return {0, ''} end
+local target = ARGV[1]
+if ARGV[2] ~= '' then
+  local n = tonumber(ARGV[2])
+  if redis.call('XLEN', key) > n then
+    if n == 0 then
+      local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+      local past = after(last[1][1])
+      if target == '' or less(target, past) then target = past end
+    else
+      local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', n)
+      local keep = newest[#newest][1]
+      if target == '' or less(target, keep) then target = keep end
+    end
+  end
+end
+if target == '' then return {0, ''} end
+-- No group may lose an entry it has not read or acknowledged.
+local held = {}
+local bound = nil
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+  local name, last
+  for i = 1, #g, 2 do
+    if g[i] == 'name' then name = g[i + 1] end
+    if g[i] == 'last-delivered-id' then last = g[i + 1] end
+  end
+  local gbound = after(last)
+  local pending = redis.call('XPENDING', key, name)
+  if pending[1] > 0 and less(pending[2], gbound) then gbound = pending[2] end
+  if less(gbound, target) then
+    held[#held + 1] = name
+    if bound == nil or less(gbound, bound) then bound = gbound end
+  end
+end
+if bound ~= nil then target = bound end
+local trimmed = 0
+if ARGV[4] == '1' then
+  trimmed = #redis.call('XRANGE', key, '-', '(' .. target)
+else
+  trimmed = redis.call('XTRIM', key, 'MINID', ARGV[3], target)
+end
+local out = {trimmed, target}
+for _, name in ipairs(held) do out[#out + 1] = name end
+return out
+"#;
+
 /// `XADD <key> * <attributes…> data <payload>`.
 ///
 /// The command is sized up front: built with `redis::cmd`, its buffers grow
@@ -453,6 +526,35 @@ impl StreamTransport for StreamsTransport {
         }
         self.delivery_counts(reader, &r, &mut entries).await?;
         Ok(entries)
+    }
+
+    async fn trim(
+        &self,
+        key: &str,
+        retention: &crate::stats::Retention,
+        dry_run: bool,
+    ) -> Result<crate::stats::TrimReport, TransportError> {
+        static TRIM: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(TRIM_SCRIPT));
+        let by_age = retention
+            .max_age
+            .map(|age| {
+                let now = crate::envelope::now_millis();
+                let age = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                format!("{}-0", now.saturating_sub(age).max(0))
+            })
+            .unwrap_or_default();
+        let max_len = retention.max_len.map(|n| n.to_string()).unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let reply: Vec<Value> = TRIM
+            .key(key)
+            .arg(by_age)
+            .arg(max_len)
+            .arg(if retention.exact { "=" } else { "~" })
+            .arg(if dry_run { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await?;
+        reply::trim_report(reply)
     }
 
     async fn delete_group(&self, key: &str, group: &str) -> Result<bool, TransportError> {

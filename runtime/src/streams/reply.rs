@@ -92,6 +92,26 @@ pub(super) fn pending_entries(v: Value) -> Result<Vec<crate::stats::PendingEntry
         .collect())
 }
 
+/// The trim script's reply: `{trimmed, min id, groups…}`.
+pub(super) fn trim_report(v: Vec<Value>) -> Result<crate::stats::TrimReport, TransportError> {
+    const CMD: &str = "EVAL (trim)";
+    let mut it = v.into_iter();
+    let trimmed = match it.next() {
+        Some(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
+        other => return Err(protocol(CMD, format!("expected a count, got {other:?}"))),
+    };
+    let min_id = match it.next() {
+        Some(v) => Some(text(CMD, v)?).filter(|s| !s.is_empty()),
+        None => None,
+    };
+    let held_back_by = it.map(|v| text(CMD, v)).collect::<Result<_, _>>()?;
+    Ok(crate::stats::TrimReport {
+        trimmed,
+        min_id,
+        held_back_by,
+    })
+}
+
 fn envelope_from_owned(
     id: &str,
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
