@@ -874,6 +874,110 @@ async fn trimming_keeps_what_a_group_has_not_read_and_applies_the_bound_otherwis
     assert!(h.bus.trim("x*", &keep_two).await.is_err());
 }
 
+async fn replay_hands_a_range_to_handlers_without_touching_a_group(h: Harness) {
+    let rec = Recorder::default();
+    let first = h
+        .bus
+        .publish(&FileUploadedV1 {
+            file_id: "r0".into(),
+            filename: "old.pdf".into(),
+        })
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("r1")).await.unwrap();
+    h.bus
+        .publish(&FileUploadedV9 {
+            file_id: "from-the-future".into(),
+        })
+        .await
+        .unwrap();
+    let report = h
+        .bus
+        .replay("contextual")
+        .unwrap()
+        .handler(index)
+        .state(rec.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.read, report.handled), (3, 2), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].error.contains("v9"), "{report:?}");
+    let seen: Vec<_> = rec
+        .seen()
+        .into_iter()
+        .map(|s| (s.file_id, s.mime_type))
+        .collect();
+    assert_eq!(
+        seen[0],
+        ("r0".to_owned(), Some("application/pdf".to_owned())),
+        "upcast"
+    );
+    assert_eq!(seen.len(), 2);
+    // No group was made or moved.
+    assert!(h
+        .bus
+        .stream_stats("contextual")
+        .await
+        .unwrap()
+        .groups
+        .is_empty());
+
+    // A range, and returned events published only when asked.
+    let only_first = h
+        .bus
+        .replay("contextual")
+        .unwrap()
+        .until_id(first.entry_id.clone().unwrap())
+        .handler(announce)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((only_first.read, only_first.handled), (1, 1));
+    assert_eq!(h.bus.stream_stats("indexing").await.unwrap().length, 0);
+    h.bus
+        .replay("contextual")
+        .unwrap()
+        .from_id(first.entry_id.unwrap())
+        .handler(announce)
+        .publish_returned(true)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(h.bus.stream_stats("indexing").await.unwrap().length, 2);
+    let none = h
+        .bus
+        .replay("contextual")
+        .unwrap()
+        .since(std::time::SystemTime::now() + Duration::from_secs(60))
+        .handler(index)
+        .state(rec.clone())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(none.read, 0);
+    // What is wrong is said before anything is read.
+    assert!(matches!(
+        h.bus
+            .replay("contextual")
+            .unwrap()
+            .handler(index)
+            .run()
+            .await,
+        Err(tidings::Error::MissingState { .. })
+    ));
+    assert!(matches!(
+        h.bus
+            .replay("contextual")
+            .unwrap()
+            .from_id("yesterday")
+            .handler(announce)
+            .run()
+            .await,
+        Err(tidings::Error::InvalidEntryId { .. })
+    ));
+}
+
 async fn pattern_subscription_receives_matching_types_only(h: Harness) {
     let mut gates = h
         .bus
@@ -2013,6 +2117,7 @@ tidings_testkit::transport_suite! {
         meta_carries_extensions_a_chosen_id_and_batch_attributes,
         a_group_is_created_moved_listed_and_deleted_from_code,
         trimming_keeps_what_a_group_has_not_read_and_applies_the_bound_otherwise,
+        replay_hands_a_range_to_handlers_without_touching_a_group,
         pattern_subscription_receives_matching_types_only,
         event_with_stream_and_channel_goes_to_both,
         batch_returns_one_entry_id_per_event_in_order,

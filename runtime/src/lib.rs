@@ -13,7 +13,7 @@
 //! transport  transport (the StreamTransport and ChannelTransport traits)
 //! backends   streams, pubsub, memory
 //! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths)
-//! above bus  handler, dead_letter, consumer, group, observe, retention
+//! above bus  handler, dead_letter, consumer, group, observe, replay, retention
 //! top        schemas, __private (what the macros call)
 //! ```
 
@@ -42,6 +42,7 @@ pub mod dead_letter;
 pub mod group;
 mod handler;
 mod observe;
+pub mod replay;
 mod retention;
 
 // Top.
@@ -67,5 +68,6 @@ pub use handler::{
 };
 pub use id::Ulid;
 pub use registry::EventInfo;
+pub use replay::{Replay, ReplayFailure, ReplayReport};
 pub use stats::{ConsumerStats, GroupStats, PendingEntry, Retention, StreamStats, TrimReport};
 pub use transport::{ChannelTransport, StartFrom, StreamTransport};
