@@ -121,9 +121,16 @@ impl Connection {
         Ok(())
     }
 
-    /// A failure of a command sent to the server, naming it.
+    /// A failure of a command sent to the server, naming it; but a name or
+    /// an entry id the runtime refused before sending anything is a
+    /// mistake on the command line (exit status 2), not a failure of Redis.
     pub(crate) fn failed(&self, what: &str, e: Error) -> Failure {
-        Failure::Operational(format!("{what} on Redis at {}: {e}", self.shown_url()))
+        match e {
+            Error::InvalidName(_) | Error::InvalidEntryId { .. } => Failure::Usage(e.to_string()),
+            other => {
+                Failure::Operational(format!("{what} on Redis at {}: {other}", self.shown_url()))
+            }
+        }
     }
 }
 

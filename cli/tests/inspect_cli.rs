@@ -643,3 +643,22 @@ fn usage_errors_exit_2() {
         stderr(&bad_tenant)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_name_that_cannot_be_a_key_exits_2_not_as_a_redis_failure() {
+    let server = RedisServer::start();
+    for args in [
+        &["streams", "stats", "con:textual"][..],
+        &["tail", "con:textual"],
+        &["dlq", "list", "con:textual"],
+    ] {
+        let mut all = args.to_vec();
+        let url = server.url();
+        all.extend(["--redis-url", &url]);
+        let out = tidings(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("invalid stream `con:textual`"), "{err}");
+        assert!(!err.contains("on Redis at"), "not Redis's fault: {err}");
+    }
+}
