@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
-use tidings_runtime::{DeadLetter, Error};
+use tidings_runtime::DeadLetter;
 
 use crate::ops::{self, Connection, Failure, Format};
 
@@ -195,7 +195,7 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
     let dlq = bus
         .dead_letters(&args.stream)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let failed = |e| failed(&args.connection, "EVAL (retry)", e);
+    let failed = |e| args.connection.failed("EVAL (retry)", e);
     if let Some(group) = &args.group {
         let n = dlq.retry_group(group).await.map_err(failed)?;
         println!(
@@ -236,7 +236,7 @@ async fn purge(args: PurgeArgs) -> Result<(), Failure> {
     let dlq = bus
         .dead_letters(&args.stream)
         .map_err(|e| Failure::Usage(e.to_string()))?;
-    let failed = |e| failed(&args.connection, "EVAL (purge)", e);
+    let failed = |e| args.connection.failed("EVAL (purge)", e);
     if let Some(group) = &args.group {
         let n = dlq.purge_group(group).await.map_err(failed)?;
         println!(
@@ -259,13 +259,4 @@ async fn purge(args: PurgeArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-/// A failed dead-letter call: a name or an id that cannot be one is a
-/// usage error (exit status 2), anything else a failure of Redis (1).
-fn failed(connection: &Connection, what: &str, e: Error) -> Failure {
-    match e {
-        Error::InvalidName(_) | Error::InvalidEntryId { .. } => Failure::Usage(e.to_string()),
-        other => connection.failed(what, other),
-    }
 }

@@ -1,14 +1,16 @@
 //! The `tidings` command line.
 //!
 //! Exit status: 0 on success; 1 when a schema change breaks the
-//! compatibility mode, or when Redis is unreachable or refuses a command;
-//! 2 when an input cannot be read or the command line is wrong.
+//! compatibility mode, when Redis is unreachable or refuses a command, or
+//! when a group acted on does not exist; 2 when an input cannot be read or
+//! the command line is wrong.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod dlq;
+mod groups;
 mod ops;
 mod schema;
 mod streams;
@@ -33,6 +35,11 @@ enum Command {
     /// List, retry or purge the dead letters of a stream.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// List, create, delete or move the consumer groups of a stream.
+    #[command(subcommand)]
+    Groups(groups::GroupsCommand),
+    /// The entries a group delivered and no consumer acknowledged yet.
+    Pending(groups::PendingArgs),
     /// Print the newest entries of a stream, or those from an entry id or a time.
     Tail(tail::TailArgs),
 }
@@ -60,6 +67,8 @@ fn main() -> ExitCode {
         },
         Command::Streams(command) => streams::run(command),
         Command::Dlq(command) => dlq::run(command),
+        Command::Groups(command) => groups::run(command),
+        Command::Pending(args) => groups::run_pending(args),
         Command::Tail(args) => tail::run(args),
     };
     match result {

@@ -63,21 +63,24 @@ impl Connection {
         redact(&self.redis_url)
     }
 
-    /// Connects and scopes the bus to the tenant, if one was given.
-    pub(crate) async fn bus(&self) -> Result<Bus, Failure> {
-        let url = self.shown_url();
-        // A name that would break a key is a mistake on the command line:
-        // say so before reaching for the server.
-        let names = Bus::builder()
+    /// An in-memory bus with the same namespace and tenant, to check the
+    /// names of the command line against: a name that would break a key is
+    /// a mistake on the command line, said before reaching for the server.
+    pub(crate) fn offline(&self) -> Result<Bus, Failure> {
+        Bus::builder()
             .namespace(&self.namespace)
             .in_memory()
             .and_then(|b| match &self.tenant {
-                Some(t) => b.tenant(t).map(drop),
-                None => Ok(()),
-            });
-        if let Err(e) = names {
-            return Err(Failure::Usage(e.to_string()));
-        }
+                Some(t) => b.tenant(t),
+                None => Ok(b),
+            })
+            .map_err(|e| Failure::Usage(e.to_string()))
+    }
+
+    /// Connects and scopes the bus to the tenant, if one was given.
+    pub(crate) async fn bus(&self) -> Result<Bus, Failure> {
+        let url = self.shown_url();
+        self.offline()?;
         self.probe(&url).await?;
         let bus = Bus::builder()
             .namespace(&self.namespace)
@@ -121,9 +124,16 @@ impl Connection {
         Ok(())
     }
 
-    /// A failure of a command sent to the server, naming it.
+    /// A failure of a command sent to the server, naming it; but a name or
+    /// an entry id the runtime refused before sending anything is a
+    /// mistake on the command line (exit status 2), not a failure of Redis.
     pub(crate) fn failed(&self, what: &str, e: Error) -> Failure {
-        Failure::Operational(format!("{what} on Redis at {}: {e}", self.shown_url()))
+        match e {
+            Error::InvalidName(_) | Error::InvalidEntryId { .. } => Failure::Usage(e.to_string()),
+            other => {
+                Failure::Operational(format!("{what} on Redis at {}: {other}", self.shown_url()))
+            }
+        }
     }
 }
 

@@ -51,12 +51,12 @@ fn or_dash(v: Option<&str>) -> &str {
     v.unwrap_or("-")
 }
 
-fn count(v: Option<u64>) -> String {
+pub(crate) fn count(v: Option<u64>) -> String {
     v.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
 }
 
 /// `1.2s`, `350ms`, `3m05s`: idle times at a glance.
-fn idle(ms: u64) -> String {
+pub(crate) fn idle(ms: u64) -> String {
     match ms {
         0..=999 => format!("{ms}ms"),
         1_000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),

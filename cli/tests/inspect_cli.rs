@@ -2,12 +2,16 @@
 //! stats`, `dlq list|retry|purge` and `tail`, their output and their exit
 //! status (0 ok, 1 Redis failure, 2 usage).
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use tidings::{fatal, handler, Bus, ConsumerOptions, Context, HandlerResult, Published, Worker};
 use tidings_testkit::RedisServer;
+
+use support::{json, ok, stderr, tidings};
 
 /// `file.uploaded` v2, as the services publish it.
 #[tidings::event(stream = "contextual", version = 2)]
@@ -20,38 +24,6 @@ pub struct FileUploaded {
 #[handler(group = "doomed", retries = 0)]
 async fn doomed(_e: FileUploaded, _ctx: Context) -> HandlerResult {
     Err(fatal("disk full"))
-}
-
-fn tidings(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(args)
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("the tidings binary runs")
-}
-
-/// Runs the binary against `server` and expects success.
-fn ok(server: &RedisServer, args: &[&str]) -> String {
-    let url = server.url();
-    let mut all = args.to_vec();
-    all.extend(["--redis-url", &url]);
-    let out = tidings(&all);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "tidings {args:?} failed: {}",
-        stderr(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(server: &RedisServer, args: &[&str]) -> Value {
-    let text = ok(server, args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 async fn bus(server: &RedisServer) -> Bus {
@@ -670,4 +642,23 @@ fn usage_errors_exit_2() {
         "{}",
         stderr(&bad_tenant)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_name_that_cannot_be_a_key_exits_2_not_as_a_redis_failure() {
+    let server = RedisServer::start();
+    for args in [
+        &["streams", "stats", "con:textual"][..],
+        &["tail", "con:textual"],
+        &["dlq", "list", "con:textual"],
+    ] {
+        let mut all = args.to_vec();
+        let url = server.url();
+        all.extend(["--redis-url", &url]);
+        let out = tidings(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("invalid stream `con:textual`"), "{err}");
+        assert!(!err.contains("on Redis at"), "not Redis's fault: {err}");
+    }
 }
