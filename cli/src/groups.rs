@@ -223,7 +223,7 @@ fn position_at(text: &str, now: SystemTime) -> Result<Spot, String> {
     Ok(Spot::Time(time))
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     duration(text).ok_or_else(|| {
         format!("`{text}` is not a duration; expected a number and a unit, such as `30s`, `10m`, `2h`, `7d`")
     })

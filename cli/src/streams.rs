@@ -1,5 +1,6 @@
 //! `tidings streams stats`: length, consumer groups, lag, pending entries and
-//! dead letters of one stream.
+//! dead letters of one stream; `tidings streams trim`: retention by age and
+//! length, never past what a group has not read or acknowledged.
 
 use std::fmt::Write as _;
 
@@ -12,6 +13,32 @@ use crate::ops::{self, Connection, Failure, Format};
 pub(crate) enum StreamsCommand {
     /// Length, groups (consumers, pending, lag) and dead letters of a stream.
     Stats(StatsArgs),
+    /// Trims a stream by age and/or length, never past an entry that a
+    /// group has not read or acknowledged; says what went and which group
+    /// held the trim back.
+    Trim(TrimArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrimArgs {
+    /// The stream's name, as in `#[event(stream = "…")]`.
+    stream: String,
+    /// Remove entries older than this: a number and a unit (`90d`, `12h`, `30m`, `45s`).
+    #[arg(long, value_parser = crate::groups::parse_duration)]
+    max_age: Option<std::time::Duration>,
+    /// Keep at most the newest N entries.
+    #[arg(long)]
+    max_len: Option<u64>,
+    /// Trim exactly instead of whole internal nodes (`XTRIM … =` rather than `~`).
+    #[arg(long)]
+    exact: bool,
+    /// Say what would go, and remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    #[command(flatten)]
+    connection: Connection,
 }
 
 #[derive(Debug, Args)]
@@ -27,7 +54,71 @@ pub(crate) struct StatsArgs {
 pub(crate) fn run(command: StreamsCommand) -> Result<(), Failure> {
     match command {
         StreamsCommand::Stats(args) => ops::block_on(stats(args)),
+        StreamsCommand::Trim(args) => ops::block_on(trim(args)),
     }
+}
+
+async fn trim(args: TrimArgs) -> Result<(), Failure> {
+    let retention = match (args.max_age, args.max_len) {
+        (None, None) => {
+            return Err(Failure::Usage(
+                "say how much to keep: `--max-age <duration>`, `--max-len <n>`, or both".to_owned(),
+            ))
+        }
+        (Some(age), len) => {
+            let r = tidings_runtime::Retention::max_age(age);
+            match len {
+                Some(n) => r.and_max_len(n),
+                None => r,
+            }
+        }
+        (None, Some(n)) => tidings_runtime::Retention::max_len(n),
+    };
+    let retention = if args.exact {
+        retention.exact()
+    } else {
+        retention
+    };
+    let bus = args.connection.bus().await?;
+    let report = if args.dry_run {
+        bus.trim_dry_run(&args.stream, &retention).await
+    } else {
+        bus.trim(&args.stream, &retention).await
+    }
+    .map_err(|e| args.connection.failed("EVAL (trim)", e))?;
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({
+                "stream": args.stream,
+                "dry_run": args.dry_run,
+                "trimmed": report.trimmed,
+                "min_id": report.min_id,
+                "held_back_by": report.held_back_by,
+            })
+        ),
+        Format::Text => {
+            let verb = if args.dry_run {
+                "would trim"
+            } else {
+                "trimmed"
+            };
+            match &report.min_id {
+                None => println!("nothing to trim in {}", args.stream),
+                Some(id) => println!(
+                    "{verb} {} entries of {} (those before {id})",
+                    report.trimmed, args.stream
+                ),
+            }
+            if !report.held_back_by.is_empty() {
+                println!(
+                    "held back by group(s) {}: they have not read or acknowledged older entries",
+                    report.held_back_by.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn stats(args: StatsArgs) -> Result<(), Failure> {

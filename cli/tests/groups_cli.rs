@@ -744,3 +744,55 @@ fn unreachable_redis_exits_1() {
         );
     }
 }
+
+#[tokio::test]
+async fn streams_trim_keeps_what_a_group_has_not_read() {
+    let server = RedisServer::start();
+    let bus = bus(&server).await;
+    publish(&bus, &["a", "b", "c", "d"]).await;
+    xgroup_create(&server, "lagging", "0").await;
+
+    let dry = json(
+        &server,
+        &[
+            "streams",
+            "trim",
+            "contextual",
+            "--max-len",
+            "1",
+            "--exact",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(dry["trimmed"], 0, "{dry}");
+    assert_eq!(dry["held_back_by"], serde_json::json!(["lagging"]));
+    let text = ok(
+        &server,
+        &["streams", "trim", "contextual", "--max-len", "1", "--exact"],
+    );
+    assert!(text.contains("held back by group(s) lagging"), "{text}");
+    assert_eq!(bus.stream_stats("contextual").await.unwrap().length, 4);
+
+    ok(&server, &["groups", "delete", "contextual", "lagging"]);
+    let text = ok(
+        &server,
+        &["streams", "trim", "contextual", "--max-len", "1", "--exact"],
+    );
+    assert!(
+        text.starts_with("trimmed 3 entries of contextual"),
+        "{text}"
+    );
+    assert_eq!(bus.stream_stats("contextual").await.unwrap().length, 1);
+
+    let none = tidings(&[
+        "streams",
+        "trim",
+        "contextual",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+    ]);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(stderr(&none).contains("--max-age"), "{}", stderr(&none));
+}
