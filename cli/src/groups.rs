@@ -10,7 +10,7 @@ use tidings_runtime::{Bus, Error, Group, GroupStats, Position, StartFrom};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::ops::{self, Connection, Failure, Format};
+use crate::ops::{self, duration, parse_duration, Connection, Failure, Format};
 use crate::streams;
 
 /// The forms `--to` and `--from` take, for the messages that refuse one.
@@ -221,27 +221,6 @@ fn position_at(text: &str, now: SystemTime) -> Result<Spot, String> {
         ));
     }
     Ok(Spot::Time(time))
-}
-
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    duration(text).ok_or_else(|| {
-        format!("`{text}` is not a duration; expected a number and a unit, such as `30s`, `10m`, `2h`, `7d`")
-    })
-}
-
-/// `30s`, `90m`, `2h`, `7d`: one number and one unit.
-fn duration(text: &str) -> Option<Duration> {
-    let digits = text.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = text.split_at(digits);
-    let n: u64 = n.parse().ok()?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    n.checked_mul(unit).map(Duration::from_secs)
 }
 
 pub(crate) fn run(command: GroupsCommand) -> Result<(), Failure> {

@@ -182,6 +182,28 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A duration on the command line: one number and one unit.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration(text).ok_or_else(|| {
+        format!("`{text}` is not a duration; expected a number and a unit, such as `30s`, `10m`, `2h`, `7d`")
+    })
+}
+
+/// `30s`, `90m`, `2h`, `7d`: one number and one unit.
+pub(crate) fn duration(text: &str) -> Option<Duration> {
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit).map(Duration::from_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ pub(crate) struct TrimArgs {
     /// The stream's name, as in `#[event(stream = "…")]`.
     stream: String,
     /// Remove entries older than this: a number and a unit (`90d`, `12h`, `30m`, `45s`).
-    #[arg(long, value_parser = crate::groups::parse_duration)]
+    #[arg(long, value_parser = crate::ops::parse_duration)]
     max_age: Option<std::time::Duration>,
     /// Keep at most the newest N entries.
     #[arg(long)]
