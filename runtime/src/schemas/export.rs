@@ -126,6 +126,7 @@ pub fn envelope_schema() -> Value {
             "tenantid": s("Tenant the event belongs to (extension attribute)."),
             "traceparent": s("W3C Trace Context of the publisher (distributed tracing extension)."),
             "subject": s("Subject of the event in the context of the source."),
+            "dlqgroup": s("On an entry a dead-letter retry put back: the only consumer group that handles it; every other group acknowledges it unhandled (extension attribute)."),
             "data": { "description": "The payload: JSON text in a stream entry, inline JSON in structured mode." }
         },
         "required": ["specversion", "id", "source", "type"]
