@@ -622,3 +622,97 @@ async fn a_group_lists_the_consumers_that_are_alive() {
     );
     live.shutdown().await.unwrap();
 }
+
+#[handler(group = "gated")]
+async fn gated(e: FileUploaded, ctx: Context, State(p): State<support::Probe>) -> HandlerResult {
+    p.pass_gate().await;
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_says_whether_redis_answers_workers_read_and_groups_keep_up() {
+    use tidings::HealthOptions;
+    let server = RedisServer::start();
+    let bus = Bus::connect(&server.url()).await.unwrap();
+    let health = bus.health().await;
+    assert!(
+        health.ready && health.reachable && health.readers.is_empty(),
+        "{health:?}"
+    );
+    assert!(health.latency_us.is_some());
+
+    let probe = support::Probe::default();
+    let worker = bus
+        .consumer()
+        .state(probe.clone())
+        .options(
+            ConsumerOptions::default()
+                .name("health")
+                .block(Duration::from_millis(100))
+                .count(1)
+                .prefetch(1),
+        )
+        .handler(gated)
+        .start()
+        .await
+        .unwrap();
+    let health = bus.health().await;
+    assert!(health.ready, "{health:?}");
+    assert_eq!(health.readers.len(), 1);
+    assert_eq!(
+        (
+            health.readers[0].group.as_str(),
+            health.readers[0].consumer.as_str()
+        ),
+        ("gated", "health")
+    );
+
+    // A handler holds the worker: the group falls behind.
+    for i in 0..6 {
+        bus.publish(&FileUploaded::new(format!("h{i}")))
+            .await
+            .unwrap();
+    }
+    let strict = HealthOptions::default().max_lag(2);
+    let mut health = bus.health_with(strict).await;
+    for _ in 0..100 {
+        if !health.ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        health = bus.health_with(strict).await;
+    }
+    assert!(!health.ready, "{health:?}");
+    assert!(
+        health.problems.iter().any(|p| p.contains("entries behind")),
+        "{health:?}"
+    );
+    probe.open_gate();
+    assert!(
+        support::eventually(Duration::from_secs(10), || probe.handled_len() == 6).await,
+        "the gated events were handled"
+    );
+
+    // Redis frozen: not ready, within the timeout.
+    signal(&server, "STOP");
+    let started = Instant::now();
+    let frozen = bus
+        .health_with(HealthOptions::default().timeout(Duration::from_millis(300)))
+        .await;
+    let took = started.elapsed();
+    signal(&server, "CONT");
+    assert!(!frozen.ready && !frozen.reachable, "{frozen:?}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+
+    worker.shutdown().await.unwrap();
+    let after = bus.health().await;
+    assert!(
+        after.readers.is_empty(),
+        "a stopped worker is still listed: {after:?}"
+    );
+
+    // In memory, the same verdicts.
+    let memory = Bus::in_memory();
+    assert!(memory.health().await.ready);
+}

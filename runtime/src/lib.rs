@@ -13,7 +13,8 @@
 //! transport  transport (the StreamTransport and ChannelTransport traits)
 //! backends   streams, pubsub, memory
 //! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths)
-//! above bus  handler, dead_letter, consumer, group, observe, replay, retention
+//! above bus  handler, dead_letter, consumer, group, health, observe, replay,
+//!            retention
 //! top        schemas, __private (what the macros call)
 //! ```
 
@@ -41,6 +42,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod group;
 mod handler;
+mod health;
 mod observe;
 pub mod replay;
 mod retention;
@@ -66,6 +68,7 @@ pub use handler::{
     HandlerError, HandlerOptions, HandlerResult, HandlerSpec, HandlerValue, IntoHandler,
     IntoOutcome, Outcome, State, StateType,
 };
+pub use health::{Health, HealthOptions, ReaderHealth};
 pub use id::Ulid;
 pub use registry::EventInfo;
 pub use replay::{Replay, ReplayFailure, ReplayReport};

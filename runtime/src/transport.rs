@@ -380,6 +380,13 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         batch: &[(&str, Outgoing<'_>)],
     ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send;
 
+    /// Whether the server answers.
+    ///
+    /// ```text
+    /// PING
+    /// ```
+    fn ping(&self) -> impl Future<Output = Result<(), TransportError>> + Send;
+
     /// Opens a connection for one reading consumer.
     fn reader(&self) -> impl Future<Output = Result<Self::Reader, TransportError>> + Send;
 

@@ -5,6 +5,7 @@
 
 mod backend;
 mod keys;
+mod live;
 mod publish;
 mod subscribe;
 
@@ -17,6 +18,7 @@ use crate::error::Error;
 use crate::event::{self, DEFAULT_SCHEMA_BASE};
 pub(crate) use backend::{on_channels, on_streams, Backend};
 pub(crate) use keys::{check_name, MAX_NAME_LEN};
+pub(crate) use live::ReaderLife;
 pub(crate) use publish::Draft;
 pub use publish::{Meta, Published};
 pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
@@ -37,6 +39,7 @@ struct Shared {
     /// `None` for [`DEFAULT_SCHEMA_BASE`], whose `dataschema` of each type is
     /// a constant.
     schema_base: Option<Box<str>>,
+    readers: live::Readers,
 }
 
 /// The event bus: publishes, subscribes, and builds consumers.
@@ -193,6 +196,7 @@ impl BusBuilder {
                 backend,
                 publish_timeout: self.publish_timeout,
                 schema_base,
+                readers: live::Readers::default(),
             }),
             tenant: None,
         })
@@ -265,6 +269,7 @@ impl Bus {
                 backend: Backend::Memory(MemoryTransport::new()),
                 publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
                 schema_base: None,
+                readers: live::Readers::default(),
             }),
             tenant: None,
         }
@@ -339,6 +344,11 @@ impl Bus {
     /// How long a call keeps trying while Redis is unreachable.
     pub(crate) fn publish_timeout(&self) -> Duration {
         self.shared.publish_timeout
+    }
+
+    /// The workers' reading loops report themselves here.
+    pub(crate) fn readers(&self) -> &live::Readers {
+        &self.shared.readers
     }
 
     pub(crate) fn backend(&self) -> &Backend {

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::read::run_group;
 use super::worker::{GroupTask, Worker};
 use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
-use crate::bus::{check_name, on_streams, Bus, MAX_NAME_LEN};
+use crate::bus::{check_name, on_streams, Bus, ReaderLife, MAX_NAME_LEN};
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
 use crate::handler::{Handler, IntoHandler, States};
@@ -221,6 +221,13 @@ impl ConsumerBuilder {
         let mut tasks = Vec::new();
         for ((stream, group), handlers) in groups {
             let key = self.bus.stream_key(stream)?;
+            let life = Arc::new(ReaderLife::new(
+                key.clone(),
+                group.to_owned(),
+                consumer.clone(),
+                self.options.block,
+            ));
+            self.bus.readers().register(&life);
             let spec = Arc::new(GroupSpec {
                 key: key.clone(),
                 dlq: self.bus.dead_letter_key(stream)?,
@@ -233,6 +240,7 @@ impl ConsumerBuilder {
                 held: Mutex::new(HashSet::new()),
                 unacked: Mutex::new(HashSet::new()),
                 stop: stop_rx.clone(),
+                life,
             });
             let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
             tasks.push(GroupTask { key, group, handle });

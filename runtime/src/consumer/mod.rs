@@ -71,6 +71,8 @@ struct GroupSpec {
     unacked: Mutex<HashSet<String>>,
     /// The worker's stop signal, which handlers see through their context.
     stop: watch::Receiver<bool>,
+    /// How the reading loop reports itself to [`Bus::health`](crate::Bus::health).
+    life: Arc<crate::bus::ReaderLife>,
 }
 
 impl GroupSpec {

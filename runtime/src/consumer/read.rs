@@ -97,11 +97,15 @@ pub(super) async fn run_group<T: StreamTransport>(
         }
         let free = prefetch.available_permits();
         if free == 0 && batch.is_empty() {
-            // Wait for one delivery to finish, or for the stop.
+            // Wait for one delivery to finish, or for the stop: busy, not
+            // stuck, for a health check meanwhile.
+            spec.life.set_busy(true);
             tokio::select! {
                 permit = prefetch.clone().acquire_owned() => drop(permit),
                 _ = stop.changed() => {}
             }
+            spec.life.set_busy(false);
+            spec.life.read();
             continue;
         }
         let count = opts.count.min(free);
@@ -193,6 +197,7 @@ pub(super) async fn run_group<T: StreamTransport>(
         match result {
             None => {}
             Some(Ok(entries)) => {
+                spec.life.read();
                 note_seen(&mut seen_up_to, &entries);
                 if failed > 0 {
                     tracing::info!(stream = %spec.key, group = spec.group, "reading the stream again");
@@ -293,6 +298,7 @@ pub(super) async fn run_group<T: StreamTransport>(
             0
         }
     };
+    spec.life.stop();
     // A worker that leaves nothing behind leaves the group too, so that it
     // lists the live consumers; one with pending entries stays, for them to
     // be claimed (or taken back by a worker of the same name).

@@ -348,6 +348,10 @@ impl StreamTransport for MemoryTransport {
         "memory"
     }
 
+    async fn ping(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
     async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, TransportError> {
         let mut ids = Vec::with_capacity(batch.len());
         let mut broker = self.lock();

@@ -405,6 +405,10 @@ impl StreamTransport for StreamsTransport {
         Ok(ids)
     }
 
+    async fn ping(&self) -> Result<(), TransportError> {
+        self.run(&mut redis::cmd("PING")).await
+    }
+
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
