@@ -67,7 +67,8 @@ impl ConsumerOptions {
     /// no reply within this and 2 s more takes the server for gone and
     /// connects again; shutdown ends a read at once.
     pub fn block(mut self, block: Duration) -> Self {
-        self.block = block;
+        // `BLOCK 0` would wait for ever: at least a millisecond.
+        self.block = block.max(Duration::from_millis(1));
         self
     }
 

@@ -49,6 +49,9 @@ pub(super) async fn run_group<T: StreamTransport>(
     let mut failed = 0u32;
     let mut next_claim = tokio::time::Instant::now();
     let mut next_trim = tokio::time::Instant::now();
+    // Removing idle consumers, after a claim: done after the read, outside
+    // its deadline.
+    let mut upkeep_due = false;
     // Where the reading of this consumer's own pending entries goes on
     // from, while it does: at the start (a consumer name reused across
     // restarts takes its entries back at once) and after every failed read
@@ -129,24 +132,23 @@ pub(super) async fn run_group<T: StreamTransport>(
                     Err(e) => Err(e),
                 };
             }
-            if let (Some(min_idle), Ok(v)) = (opts.claim_idle, &result) {
+            // Claims wait until this consumer's own pending list is read
+            // out, which a claim could otherwise take from under it.
+            if let (Some(min_idle), Ok(v), None) = (opts.claim_idle, &result, &own_from) {
                 if v.is_empty() && tokio::time::Instant::now() >= next_claim {
-                    result = transport.claim_idle(&mut reader, request, min_idle).await;
+                    // A claim can take this consumer's own entries back:
+                    // those it holds or has handled are not handled again.
+                    result = transport
+                        .claim_idle(&mut reader, request, min_idle)
+                        .await
+                        .map(|claimed| not_in_hand(&spec, claimed));
                     // A claim that failed (a connection found broken) is
                     // tried again after the reconnect, not a whole
                     // interval later.
                     if result.is_ok() {
                         next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
-                        if let Some(after) = opts.forget_after {
-                            forget_idle_consumers(&transport, &spec, after).await;
-                        }
+                        upkeep_due = true;
                     }
-                }
-            }
-            if let (Some((retention, every)), Ok(_)) = (&opts.retention, &result) {
-                if tokio::time::Instant::now() >= next_trim {
-                    next_trim = tokio::time::Instant::now() + *every;
-                    trim(&transport, &spec, retention).await;
                 }
             }
             if own_from.is_none() && matches!(&result, Ok(v) if v.is_empty()) {
@@ -194,6 +196,23 @@ pub(super) async fn run_group<T: StreamTransport>(
             futures::future::join(dispatching, read).await.1
         };
 
+        // Upkeep after the read, each step bounded on its own: a slow trim
+        // must not pass for a server that stopped answering.
+        if std::mem::take(&mut upkeep_due) {
+            if let Some(after) = opts.forget_after {
+                let forget = forget_idle_consumers(&transport, &spec, after);
+                if tokio::time::timeout(READ_GRACE, forget).await.is_err() {
+                    tracing::debug!(stream = %spec.key, group = spec.group,
+                        "removing idle consumers took too long; left for next time");
+                }
+            }
+        }
+        if let (Some((retention, every)), Some(Ok(_))) = (&opts.retention, &result) {
+            if tokio::time::Instant::now() >= next_trim {
+                next_trim = tokio::time::Instant::now() + *every;
+                trim(&transport, &spec, retention).await;
+            }
+        }
         match result {
             None => {}
             Some(Ok(entries)) => {
@@ -225,7 +244,17 @@ pub(super) async fn run_group<T: StreamTransport>(
                     );
                 }
                 failed = failed.saturating_add(1);
-                own_from = Some(seen_up_to.clone().unwrap_or_else(|| "0".to_owned()));
+                // The reader is made again: a read it sent ahead would
+                // otherwise return entries that the reading of the own
+                // pending list below hands out too.
+                silent = true;
+                // From the newest entry seen, or from where the reading of
+                // the own pending list had got to, if that is older.
+                let from = seen_up_to.clone().unwrap_or_else(|| "0".to_owned());
+                own_from = Some(match own_from.take() {
+                    Some(at) if order(&at, &from).is_lt() => at,
+                    _ => from,
+                });
                 if pause(backoff.delay(failed), &mut stop).await {
                     break;
                 }

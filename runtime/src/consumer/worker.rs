@@ -79,16 +79,32 @@ impl Worker {
     /// ```
     pub async fn shutdown_within(mut self, limit: Duration) -> Result<(), Error> {
         let _ = self.stop.send(true);
-        let tasks = std::mem::take(&mut self.tasks);
-        let handles: Vec<_> = tasks.iter().map(|t| t.handle.abort_handle()).collect();
-        match tokio::time::timeout(limit, join(tasks)).await {
-            Ok(done) => done,
-            Err(_) => {
-                for h in handles {
-                    h.abort();
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut first_error = None;
+        for t in &mut tasks {
+            match tokio::time::timeout_at(deadline, &mut t.handle).await {
+                Ok(done) => {
+                    if let Some(e) = outcome(t, done) {
+                        first_error.get_or_insert(e);
+                    }
                 }
-                Err(Error::ShutdownTimedOut { after: limit })
+                Err(_) => {
+                    // Cancelled where they are; waited for, so that nothing
+                    // of this worker still runs when this returns.
+                    for t in &tasks {
+                        t.handle.abort();
+                    }
+                    for t in &mut tasks {
+                        let _ = (&mut t.handle).await;
+                    }
+                    return Err(Error::ShutdownTimedOut { after: limit });
+                }
             }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 
@@ -106,28 +122,32 @@ impl Worker {
 /// Waits for every group task; the first failure, if any.
 async fn join(tasks: Vec<GroupTask>) -> Result<(), Error> {
     let mut first_error = None;
-    for t in tasks {
-        match t.handle.await {
-            Ok(0) => {}
-            Ok(count) => {
-                first_error.get_or_insert(Error::Unacknowledged {
-                    key: t.key,
-                    group: t.group.to_owned(),
-                    count,
-                });
-            }
-            Err(e) => {
-                first_error.get_or_insert(Error::Worker {
-                    key: t.key,
-                    group: t.group.to_owned(),
-                    reason: e.to_string(),
-                });
-            }
+    for mut t in tasks {
+        let done = (&mut t.handle).await;
+        if let Some(e) = outcome(&t, done) {
+            first_error.get_or_insert(e);
         }
     }
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// The error a finished group task stands for, if any.
+fn outcome(t: &GroupTask, done: Result<usize, tokio::task::JoinError>) -> Option<Error> {
+    match done {
+        Ok(0) => None,
+        Ok(count) => Some(Error::Unacknowledged {
+            key: t.key.clone(),
+            group: t.group.to_owned(),
+            count,
+        }),
+        Err(e) => Some(Error::Worker {
+            key: t.key.clone(),
+            group: t.group.to_owned(),
+            reason: e.to_string(),
+        }),
     }
 }
 
