@@ -446,11 +446,16 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
 
     /// Takes over entries delivered to any consumer of the group and not
     /// acknowledged for at least `min_idle` (a consumer that died, a handler
-    /// that failed), with their delivery counts. Entries deleted or trimmed
-    /// from the stream while pending are dropped from the group, not returned.
+    /// that failed), with their delivery counts, looking from the pending
+    /// entry `start` on (`0-0` for the oldest). Returns them and where the
+    /// next call starts (`0-0` once the whole pending list was looked at):
+    /// Redis looks at no more than ten times `count` pending entries per
+    /// call, so a caller that always started from `0-0` would never reach
+    /// idle entries behind many live ones. Entries deleted or trimmed from
+    /// the stream while pending are dropped from the group, not returned.
     ///
     /// ```text
-    /// XAUTOCLAIM <key> <group> <consumer> <min-idle-ms> 0 COUNT <n>
+    /// XAUTOCLAIM <key> <group> <consumer> <min-idle-ms> <start> COUNT <n>
     /// XPENDING <key> <group> <first> <last> <n> <consumer>     (delivery counts)
     /// ```
     fn claim_idle(
@@ -458,7 +463,8 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         reader: &mut Self::Reader,
         request: ReadRequest<'_>,
         min_idle: Duration,
-    ) -> impl Future<Output = Result<Vec<Entry>, TransportError>> + Send;
+        start: &str,
+    ) -> impl Future<Output = Result<(Vec<Entry>, String), TransportError>> + Send;
 
     /// Trims the stream to `retention`, or with `dry_run` counts what would
     /// go, never past an entry a group has not read or not acknowledged, in

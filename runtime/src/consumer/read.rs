@@ -49,6 +49,9 @@ pub(super) async fn run_group<T: StreamTransport>(
     let mut failed = 0u32;
     let mut next_claim = tokio::time::Instant::now();
     let mut next_trim = tokio::time::Instant::now();
+    // Where the next claim looks from: each claim goes on where the last
+    // stopped, round the whole pending list.
+    let mut claim_from = "0-0".to_owned();
     // Removing idle consumers, after a claim: done after the read, outside
     // its deadline.
     let mut upkeep_due = false;
@@ -139,13 +142,18 @@ pub(super) async fn run_group<T: StreamTransport>(
                     // A claim can take this consumer's own entries back:
                     // those it holds or has handled are not handled again.
                     result = transport
-                        .claim_idle(&mut reader, request, min_idle)
+                        .claim_idle(&mut reader, request, min_idle, &claim_from)
                         .await
-                        .map(|claimed| not_in_hand(&spec, claimed));
+                        .map(|(claimed, next)| {
+                            claim_from = next;
+                            not_in_hand(&spec, claimed)
+                        });
                     // A claim that failed (a connection found broken) is
                     // tried again after the reconnect, not a whole
                     // interval later.
-                    if result.is_ok() {
+                    // Until the cursor is round the list, the next claim
+                    // goes on at once; then after the interval.
+                    if result.is_ok() && claim_from == "0-0" {
                         next_claim = tokio::time::Instant::now() + opts.claim_interval_or(min_idle);
                         upkeep_due = true;
                     }

@@ -509,18 +509,19 @@ impl StreamTransport for StreamsTransport {
         reader: &mut StreamsReader,
         r: ReadRequest<'_>,
         min_idle: Duration,
-    ) -> Result<Vec<Entry>, TransportError> {
+        start: &str,
+    ) -> Result<(Vec<Entry>, String), TransportError> {
         let value: Value = redis::cmd("XAUTOCLAIM")
             .arg(r.key)
             .arg(r.group)
             .arg(r.consumer)
             .arg(min_idle.as_millis() as u64)
-            .arg("0")
+            .arg(start)
             .arg("COUNT")
             .arg(r.count.max(1))
             .query_async(&mut reader.managed)
             .await?;
-        let (mut entries, deleted) = reply::auto_claim(value)?;
+        let (mut entries, deleted, next) = reply::auto_claim(value)?;
         if !deleted.is_empty() {
             // Redis 7 already dropped them from the group; an older server
             // keeps them pending, and there is nothing left to handle.
@@ -529,7 +530,7 @@ impl StreamTransport for StreamsTransport {
             self.ack(r.key, r.group, &deleted).await?;
         }
         self.delivery_counts(reader, &r, &mut entries).await?;
-        Ok(entries)
+        Ok((entries, next))
     }
 
     async fn trim(

@@ -170,19 +170,20 @@ pub(super) fn read_history(v: Value) -> Result<(Vec<Entry>, Vec<String>), Transp
 /// `XAUTOCLAIM` reply: `[next-start, entries, deleted-ids]` (the third
 /// element since Redis 7.0; before, deleted entries come with nil fields).
 /// Returns the entries and every deleted id.
-pub(super) fn auto_claim(v: Value) -> Result<(Vec<Entry>, Vec<String>), TransportError> {
+pub(super) fn auto_claim(v: Value) -> Result<(Vec<Entry>, Vec<String>, String), TransportError> {
     const CMD: &str = "XAUTOCLAIM";
-    let mut it = items(CMD, v)?.into_iter().skip(1);
-    let Some(list) = it.next() else {
+    let mut it = items(CMD, v)?.into_iter();
+    let (Some(next), Some(list)) = (it.next(), it.next()) else {
         return Err(protocol(CMD, "reply is not [next, entries, deleted]"));
     };
+    let next = text(CMD, next)?;
     let (live, mut deleted) = entries(CMD, list)?;
     if let Some(more) = it.next() {
         for id in items(CMD, more)? {
             deleted.push(text(CMD, id)?);
         }
     }
-    Ok((live, deleted))
+    Ok((live, deleted, next))
 }
 
 #[cfg(test)]
@@ -191,6 +192,20 @@ mod tests {
 
     fn s(x: &str) -> Value {
         Value::BulkString(x.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn auto_claim_returns_where_the_next_claim_starts() {
+        let reply = Value::Array(vec![
+            s("1700000000000-3"),
+            Value::Array(vec![]),
+            Value::Array(vec![s("1-0")]),
+        ]);
+        let (live, deleted, next) = auto_claim(reply).unwrap();
+        assert!(live.is_empty());
+        assert_eq!(deleted, ["1-0"]);
+        assert_eq!(next, "1700000000000-3");
+        assert!(auto_claim(Value::Array(vec![s("0-0")])).is_err());
     }
 
     #[test]
