@@ -360,38 +360,25 @@ tidings_testkit::transport_suite! {
     ],
 }
 
-/// Redis only: the in-memory transport has no outage to survive.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_handled() {
-    let _serial = serial().await;
-    let total = scaled(10_000, 10_000);
+/// Publishes `total` events (ids `<prefix><i>`) from 100 tasks, restarting
+/// the server after a third and after two thirds; returns the ids whose
+/// publish succeeded and how many failed.
+async fn publish_across_two_restarts(
+    bus: &tidings::Bus,
+    server: &Arc<std::sync::Mutex<tidings_testkit::RedisServer>>,
+    total: usize,
+    prefix: &'static str,
+) -> (HashSet<String>, usize) {
     const TASKS: usize = 100;
-    let mut h = Harness::redis_durable(Duration::from_secs(10)).await;
-    let server = Arc::new(std::sync::Mutex::new(h.server.take().unwrap()));
-    let p = Probe::default();
-    let worker = h
-        .bus
-        .consumer()
-        .state(p.clone())
-        .options(
-            reclaiming()
-                .claim_idle(Some(Duration::from_secs(1)))
-                .backoff(Duration::from_millis(50), Duration::from_millis(500)),
-        )
-        .handler(steady)
-        .start()
-        .await
-        .unwrap();
-
     let ok = Arc::new(std::sync::Mutex::new(HashSet::new()));
     let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut publishers = Vec::new();
     for t in 0..TASKS {
-        let (bus, ok, failed, done) = (h.bus.clone(), ok.clone(), failed.clone(), done.clone());
+        let (bus, ok, failed, done) = (bus.clone(), ok.clone(), failed.clone(), done.clone());
         publishers.push(tokio::spawn(async move {
             for i in (t..total).step_by(TASKS) {
-                let id = format!("p{i}");
+                let id = format!("{prefix}{i}");
                 match bus.publish(&FileUploaded::new(id.clone())).await {
                     Ok(_) => {
                         ok.lock().unwrap().insert(id);
@@ -423,13 +410,38 @@ async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_hand
         task.await.unwrap();
     }
     let published = ok.lock().unwrap().clone();
+    (published, failed.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Redis only: the in-memory transport has no outage to survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_handled() {
+    let _serial = serial().await;
+    let total = scaled(10_000, 10_000);
+    let mut h = Harness::redis_durable(Duration::from_secs(10)).await;
+    let server = Arc::new(std::sync::Mutex::new(h.server.take().unwrap()));
+    let p = Probe::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(
+            reclaiming()
+                .claim_idle(Some(Duration::from_secs(1)))
+                .backoff(Duration::from_millis(50), Duration::from_millis(500)),
+        )
+        .handler(steady)
+        .start()
+        .await
+        .unwrap();
+
+    let (published, failed) = publish_across_two_restarts(&h.bus, &server, total, "p").await;
     eventually(Duration::from_secs(60), || {
         tally(&published, &p, 0).missing == 0
     })
     .await;
     worker.shutdown().await.unwrap();
     let t = tally(&published, &p, 0);
-    let failed = failed.load(std::sync::atomic::Ordering::SeqCst);
     println!("{t:?}, publish errors: {failed}");
     assert_eq!(t.missing, 0, "{t:?}");
     assert_eq!(t.published + failed, total);
@@ -447,7 +459,6 @@ async fn redis_restarted_twice_while_publishing_every_acknowledged_event_is_hand
 async fn after_two_restarts_a_worker_on_defaults_catches_up_within_seconds() {
     let _serial = serial().await;
     let total = scaled(10_000, 10_000);
-    const TASKS: usize = 100;
     let mut h = Harness::redis_durable(Duration::from_secs(10)).await;
     let key = h.bus.stream_key("contextual").unwrap();
     let server = Arc::new(std::sync::Mutex::new(h.server.take().unwrap()));
@@ -461,39 +472,7 @@ async fn after_two_restarts_a_worker_on_defaults_catches_up_within_seconds() {
         .await
         .unwrap();
 
-    let ok = Arc::new(std::sync::Mutex::new(HashSet::new()));
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut publishers = Vec::new();
-    for t in 0..TASKS {
-        let (bus, ok, done) = (h.bus.clone(), ok.clone(), done.clone());
-        publishers.push(tokio::spawn(async move {
-            for i in (t..total).step_by(TASKS) {
-                let id = format!("d{i}");
-                if bus.publish(&FileUploaded::new(id.clone())).await.is_ok() {
-                    ok.lock().unwrap().insert(id);
-                }
-                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
-    }
-    for third in [1, 2] {
-        let at = total * third / 3;
-        assert!(
-            eventually(Duration::from_secs(60), || done
-                .load(std::sync::atomic::Ordering::SeqCst)
-                >= at)
-            .await
-        );
-        let server = server.clone();
-        tokio::task::spawn_blocking(move || server.lock().unwrap().restart())
-            .await
-            .unwrap();
-    }
-    for task in publishers {
-        task.await.unwrap();
-    }
-    let published = ok.lock().unwrap().clone();
+    let (published, _) = publish_across_two_restarts(&h.bus, &server, total, "d").await;
     // Far below `claim_idle` (60 s): only taking back its own entries at
     // once gets a worker there.
     let caught_up = eventually(Duration::from_secs(15), || {

@@ -30,18 +30,8 @@ impl Position {
             Position::Start => StartFrom::Beginning,
             Position::End => StartFrom::New,
             Position::After(id) => {
-                let number = |s: &str| !s.is_empty() && s.parse::<u64>().is_ok();
-                match id.split_once('-') {
-                    Some((ms, seq)) if number(ms) && number(seq) => StartFrom::After(id.clone()),
-                    _ => {
-                        return Err(Error::InvalidEntryId {
-                            what: "group position",
-                            id: id.clone(),
-                            key: key.to_owned(),
-                            reason: "not a stream entry id (`<milliseconds>-<sequence>`, such as `1732442400123-0`)".to_owned(),
-                        })
-                    }
-                }
+                crate::id::check_entry_id("group position", id, key, "")?;
+                StartFrom::After(id.clone())
             }
             Position::Time(t) => {
                 let ms = t

@@ -116,3 +116,39 @@ impl schemars::JsonSchema for Ulid {
         })
     }
 }
+
+/// Orders stream entry ids (`<ms>-<seq>`) as Redis does; a bare `<ms>` is
+/// `<ms>-0`, and what does not parse sorts first.
+pub(crate) fn order_entry_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(id: &str) -> (u64, u64) {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+    }
+    parts(a).cmp(&parts(b))
+}
+
+/// Checks an entry id given at run time: `<ms>-<seq>`, both decimal. A bare
+/// `<ms>` is refused too, as Redis reads it as every entry of that
+/// millisecond in a range. `what` and `key` name it in the error; `example`
+/// says where such ids are found.
+pub(crate) fn check_entry_id(
+    what: &'static str,
+    id: &str,
+    key: &str,
+    example: &str,
+) -> Result<(), crate::error::Error> {
+    let number = |s: &str| {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
+    };
+    match id.split_once('-') {
+        Some((ms, seq)) if number(ms) && number(seq) => Ok(()),
+        _ => Err(crate::error::Error::InvalidEntryId {
+            what,
+            id: id.to_owned(),
+            key: key.to_owned(),
+            reason: format!(
+                "not a stream entry id (`<milliseconds>-<sequence>`, such as `1732442400123-0`{example})"
+            ),
+        }),
+    }
+}

@@ -14,6 +14,7 @@ use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
 use crate::handler::{Context, Handler, IntoHandler, States};
+use crate::id::{check_entry_id, order_entry_ids};
 use crate::transport::{RawEntry, StreamTransport};
 use crate::Event;
 
@@ -118,33 +119,6 @@ fn millis(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Whether the entry id `a` comes after `b`.
-fn after(a: &str, b: &str) -> bool {
-    let parts = |id: &str| {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        (
-            ms.parse::<u64>().unwrap_or(0),
-            seq.parse::<u64>().unwrap_or(u64::MAX),
-        )
-    };
-    parts(a) > parts(b)
-}
-
-fn checked_id(key: &str, id: &str) -> Result<(), Error> {
-    let number = |s: &str| !s.is_empty() && s.parse::<u64>().is_ok();
-    match id.split_once('-') {
-        Some((ms, seq)) if number(ms) && number(seq) => Ok(()),
-        _ => Err(Error::InvalidEntryId {
-            what: "replay bound",
-            id: id.to_owned(),
-            key: key.to_owned(),
-            reason:
-                "not a stream entry id (`<milliseconds>-<sequence>`, such as `1732442400123-0`)"
-                    .to_owned(),
-        }),
-    }
-}
-
 impl Replay {
     /// From the entries published at `t` on.
     pub fn since(mut self, t: SystemTime) -> Self {
@@ -209,10 +183,10 @@ impl Replay {
             return Err(Error::NoHandler);
         }
         if self.from != "-" {
-            checked_id(&self.key, &self.from)?;
+            check_entry_id("replay bound", &self.from, &self.key, "")?;
         }
         if let Some(until) = &self.until {
-            checked_id(&self.key, until)?;
+            check_entry_id("replay bound", until, &self.key, "")?;
         }
         for h in &self.handlers {
             if let Some(missing) = h.states().into_iter().find(|s| !self.states.contains(s)) {
@@ -238,7 +212,11 @@ impl Replay {
                 break;
             };
             for entry in page {
-                if self.until.as_deref().is_some_and(|u| after(&entry.id, u)) {
+                if self
+                    .until
+                    .as_deref()
+                    .is_some_and(|u| order_entry_ids(&entry.id, u).is_gt())
+                {
                     break 'pages;
                 }
                 report.read += 1;

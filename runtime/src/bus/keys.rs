@@ -24,9 +24,17 @@ pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NameError
         what,
         name,
         max,
-        |c| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ':' | '\\'),
+        forbidden_in_name,
         "glob characters (* ? [ ]), braces, `:`, `\\` and whitespace are not allowed",
     )
+}
+
+/// Whether `c` may not stand in a name given at run time: glob characters,
+/// braces, `:`, `\\`, whitespace and control characters.
+pub(crate) fn forbidden_in_name(c: char) -> bool {
+    matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ':' | '\\')
+        || c.is_whitespace()
+        || c.is_control()
 }
 
 /// Checks the type pattern of [`Bus::subscribe_pattern`](crate::Bus::subscribe_pattern):

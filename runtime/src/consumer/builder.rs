@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::read::run_group;
 use super::worker::{GroupTask, Worker};
 use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
-use crate::bus::{check_name, on_streams, Bus, ReaderLife, MAX_NAME_LEN};
+use crate::bus::{check_name, forbidden_in_name, on_streams, Bus, ReaderLife, MAX_NAME_LEN};
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
 use crate::handler::{Handler, IntoHandler, States};
@@ -275,11 +275,7 @@ fn static_name(name: &str) -> &'static str {
 fn default_consumer_name(source: &str) -> String {
     let mut name = String::with_capacity(MAX_NAME_LEN);
     for c in source.chars() {
-        let c = match c {
-            '*' | '?' | '[' | ']' | '{' | '}' | ':' | '\\' => '-',
-            c if c.is_whitespace() || c.is_control() => '-',
-            c => c,
-        };
+        let c = if forbidden_in_name(c) { '-' } else { c };
         // Room for `-` and a ULID's 26 characters.
         if name.len() + c.len_utf8() > MAX_NAME_LEN - 27 {
             break;

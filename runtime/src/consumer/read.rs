@@ -15,6 +15,7 @@ use super::process::{process, Delivery};
 use super::worker::AbortOnDrop;
 use super::{pause, stopped, Done, GroupSpec};
 use crate::backoff::Backoff;
+use crate::id::order_entry_ids;
 use crate::transport::{Entry, ReadRequest, StreamTransport, TransportError};
 
 /// How much longer than its `block` a read may take before the server is
@@ -260,7 +261,7 @@ pub(super) async fn run_group<T: StreamTransport>(
                 // the own pending list had got to, if that is older.
                 let from = seen_up_to.clone().unwrap_or_else(|| "0".to_owned());
                 own_from = Some(match own_from.take() {
-                    Some(at) if order(&at, &from).is_lt() => at,
+                    Some(at) if order_entry_ids(&at, &from).is_lt() => at,
                     _ => from,
                 });
                 if pause(backoff.delay(failed), &mut stop).await {
@@ -408,25 +409,15 @@ fn note_seen(seen_up_to: &mut Option<String>, entries: &[Entry]) {
     if let Some(newest) = entries
         .iter()
         .map(|e| e.id.as_str())
-        .max_by(|a, b| order(a, b))
+        .max_by(|a, b| order_entry_ids(a, b))
     {
         if seen_up_to
             .as_deref()
-            .is_none_or(|s| order(newest, s).is_gt())
+            .is_none_or(|s| order_entry_ids(newest, s).is_gt())
         {
             *seen_up_to = Some(newest.to_owned());
         }
     }
-}
-
-/// Orders entry ids (`<ms>-<seq>`) as Redis does; an id that does not parse
-/// sorts first.
-fn order(a: &str, b: &str) -> std::cmp::Ordering {
-    fn parts(id: &str) -> (u64, u64) {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-    }
-    parts(a).cmp(&parts(b))
 }
 
 /// The entries of a read of this consumer's own pending list that are not

@@ -205,20 +205,13 @@ impl DeadLetters {
     /// `<ms>-<seq>`. A bare `<ms>` is refused too: Redis reads it as every
     /// entry of that millisecond in a range.
     fn checked(&self, id: &str) -> Result<String, Error> {
-        let number = |s: &str| {
-            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok()
-        };
-        match id.split_once('-') {
-            Some((ms, seq)) if number(ms) && number(seq) => Ok(id.to_owned()),
-            _ => Err(Error::InvalidEntryId {
-                what: "dead-letter id",
-                id: id.to_owned(),
-                key: self.dlq_key.clone(),
-                reason: "not a stream entry id (`<milliseconds>-<sequence>`, such as \
-                         `1732442400123-0`: the first column of `tidings dlq list`)"
-                    .to_owned(),
-            }),
-        }
+        crate::id::check_entry_id(
+            "dead-letter id",
+            id,
+            &self.dlq_key,
+            ": the first column of `tidings dlq list`",
+        )?;
+        Ok(id.to_owned())
     }
 
     /// Up to `n` dead letters after `after` (from the oldest when `None`).

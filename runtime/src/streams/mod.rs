@@ -187,18 +187,6 @@ impl StreamsTransport {
     }
 }
 
-/// Whether the entry id `a` comes after `b` (`<ms>-<seq>`, compared as numbers).
-fn id_after(a: &str, b: &str) -> bool {
-    let parse = |id: &str| {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        (
-            ms.parse::<u64>().unwrap_or(0),
-            seq.parse::<u64>().unwrap_or(0),
-        )
-    };
-    parse(a) > parse(b)
-}
-
 /// The trim of [`StreamTransport::trim`]: KEYS[1] the stream; ARGV the
 /// oldest id to keep by age (`''` for none), the most entries to keep
 /// (`''`), `~` or `=`, and `1` for a dry run. Returns `{trimmed, min id,
@@ -486,7 +474,7 @@ impl StreamTransport for StreamsTransport {
         let (mut entries, deleted) =
             reply::read_history(cmd.query_async(&mut reader.managed).await?)?;
         let last = match (entries.last(), deleted.last()) {
-            (Some(e), Some(d)) => Some(if id_after(&e.id, d) {
+            (Some(e), Some(d)) => Some(if crate::id::order_entry_ids(&e.id, d).is_gt() {
                 e.id.clone()
             } else {
                 d.clone()
