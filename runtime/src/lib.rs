@@ -12,9 +12,10 @@
 //! ground     envelope, id, error, compat, registry, stats, backoff, event
 //! transport  transport (the StreamTransport and ChannelTransport traits)
 //! backends   streams, pubsub, memory
-//! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths)
+//! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths,
+//!            the reply inbox)
 //! above bus  handler, dead_letter, consumer, group, health, observe, replay,
-//!            retention
+//!            request, retention
 //! top        schemas, __private (what the macros call)
 //! ```
 
@@ -45,6 +46,7 @@ mod handler;
 mod health;
 mod observe;
 pub mod replay;
+mod request;
 mod retention;
 
 // Top.
@@ -61,7 +63,7 @@ pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
-pub use event::{Event, DEFAULT_SCHEMA_BASE};
+pub use event::{Event, Request, DEFAULT_SCHEMA_BASE};
 pub use group::{Group, Position};
 pub use handler::{
     fatal, is_fatal, retry, BoxFuture, Context, Fatal, FnHandler, Handler, HandlerCall,
@@ -72,5 +74,8 @@ pub use health::{Health, HealthOptions, ReaderHealth};
 pub use id::Ulid;
 pub use registry::EventInfo;
 pub use replay::{Replay, ReplayFailure, ReplayReport};
-pub use stats::{ConsumerStats, GroupStats, PendingEntry, Retention, StreamStats, TrimReport};
+pub use request::{RequestCall, WaitFor, DEFAULT_REQUEST_TIMEOUT};
+pub use stats::{
+    ConsumerStats, GroupStats, PendingEntry, RequestStats, Retention, StreamStats, TrimReport,
+};
 pub use transport::{ChannelTransport, StartFrom, StreamTransport};

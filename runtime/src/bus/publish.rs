@@ -41,6 +41,8 @@ pub struct Meta {
     pub extensions: Vec<(String, String)>,
     /// The event's `id`, when the caller chooses it (see [`Meta::event_id`]).
     pub event_id: Option<Ulid>,
+    /// `replyto`, set by [`Bus::request`](crate::Bus::request) only.
+    pub(crate) reply_to: Option<String>,
 }
 
 impl Meta {
@@ -488,6 +490,7 @@ impl Bus {
             tenant_id: tenant,
             traceparent: meta.and_then(|m| m.traceparent.as_deref()),
             subject: meta.and_then(|m| m.subject.as_deref()),
+            reply_to: meta.and_then(|m| m.reply_to.as_deref()),
             extensions: meta.map_or(&[], |m| m.extensions.as_slice()),
             data: &draft.data,
         }
@@ -527,6 +530,52 @@ impl Bus {
             entry_id,
             event_id: stamp.id,
         })
+    }
+
+    /// Appends events a handler returned for a request to the requester's
+    /// reply stream `reply_to` (the request's `replyto`), with the ids
+    /// they were published with: only if that stream exists, so that a
+    /// reply to a requester that is gone is dropped instead of making a
+    /// stream that never expires. A `reply_to` that is not a reply stream
+    /// of this bus's namespace is not written to (a warning says so), so
+    /// that no event can make a responder write to another key; the
+    /// events were published all the same, so this is no failure to retry.
+    pub(crate) async fn send_replies(
+        &self,
+        reply_to: &str,
+        drafts: &[Draft],
+        published: &[Published],
+        meta: &Meta,
+    ) -> Result<(), Error> {
+        if let Err(e) = super::keys::check_reply_key(&self.shared.namespace, reply_to) {
+            tracing::warn!(error = %e, "the request's `replyto` is not a reply stream; the reply was published to its own destination only");
+            return Ok(());
+        }
+        let tenant = self.effective_tenant(Some(meta))?;
+        let time = Rfc3339Millis::from_millis(now_millis());
+        for (draft, p) in drafts.iter().zip(published) {
+            let stamp = Stamp::of(p.event_id);
+            let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
+            let o = self.outgoing(
+                &stamp,
+                time.as_str(),
+                draft,
+                &dataschema,
+                Some(meta),
+                tenant,
+            );
+            let backend = &self.shared.backend;
+            let sent = self
+                .patiently("XADD", || async {
+                    super::on_streams!(backend, t => t.append_if_exists(reply_to, o, super::REPLY_STREAM_MAX_LEN))
+                })
+                .await?;
+            if sent.is_none() {
+                tracing::debug!(reply_to, r#type = draft.type_name,
+                    "the requester's reply stream is gone (it stopped or timed out long ago); reply not sent to it");
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn send_drafts(

@@ -167,6 +167,30 @@ pub(super) fn read_history(v: Value) -> Result<(Vec<Entry>, Vec<String>), Transp
     Ok(out)
 }
 
+/// `XREAD` reply: nil on timeout, else one `[key, entries]` per stream
+/// that has entries (a map in RESP3), with each stream's key.
+pub(super) fn read_streams(v: Value) -> Result<Vec<(String, Vec<Entry>)>, TransportError> {
+    const CMD: &str = "XREAD";
+    let streams: Vec<(Value, Value)> = match v {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(m) => m,
+        other => items(CMD, other)?
+            .into_iter()
+            .map(|s| {
+                let mut it = items(CMD, s)?.into_iter();
+                match (it.next(), it.next()) {
+                    (Some(key), Some(list)) => Ok((key, list)),
+                    _ => Err(protocol(CMD, "stream is not [key, entries]")),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    streams
+        .into_iter()
+        .map(|(key, list)| Ok((text(CMD, key)?, entries(CMD, list)?.0)))
+        .collect()
+}
+
 /// `XAUTOCLAIM` reply: `[next-start, entries, deleted-ids]` (the third
 /// element since Redis 7.0; before, deleted entries come with nil fields).
 /// Returns the entries and every deleted id.

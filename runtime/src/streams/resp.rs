@@ -1107,6 +1107,7 @@ mod tests {
             tenant_id: Some("acme"),
             traceparent: None,
             subject: Some("a subject with \r\n inside"),
+            reply_to: Some("tidings:{reply:01JD}"),
             extensions,
             data,
         }
