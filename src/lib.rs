@@ -7,6 +7,7 @@
 #![doc = "[docs/schema-guard.md]: crate::docs::schema_guard"]
 #![doc = "[docs/compatibility.md]: crate::docs::compatibility"]
 #![doc = "[docs/schemas.md]: crate::docs::schemas"]
+#![doc = "[docs/request-reply.md]: crate::docs::request_reply"]
 #![doc = "[`docs/`]: crate::docs"]
 #![doc = ""]
 #![doc = include_str!("../README.md")]
@@ -51,6 +52,9 @@ pub mod docs {
     #[doc = ""]
     #[doc = include_str!("../docs/operations.md")]
     pub mod operations {}
+
+    #[doc = include_str!("../docs/request-reply.md")]
+    pub mod request_reply {}
 
     #[doc = include_str!("../docs/schema-guard.md")]
     pub mod schema_guard {}

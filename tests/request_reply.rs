@@ -127,13 +127,16 @@ async fn the_correlation_id_is_the_request_id_unless_given(h: Harness) {
     responder.shutdown().await.unwrap();
 }
 
+/// The fields of a stream entry.
+type Fields = Vec<(String, Vec<u8>)>;
+
 /// The envelopes of a stream, oldest first.
 async fn on_stream(h: &Harness, key: &str) -> Vec<tidings::Envelope> {
     let raw = match h.bus.memory() {
         Some(m) => m.range(key, "-", 1000).await.unwrap(),
         None => {
             let mut conn = h.server.as_ref().unwrap().connection().await;
-            let reply: Vec<(String, Vec<(String, Vec<u8>)>)> = ::redis::cmd("XRANGE")
+            let reply: Vec<(String, Fields)> = ::redis::cmd("XRANGE")
                 .arg(key)
                 .arg("-")
                 .arg("+")

@@ -20,7 +20,7 @@ use redis::aio::MultiplexedConnection;
 use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
 use tidings_bench::report::{self, Better, Figure, Target};
-use tidings_bench::{bare, ceiling, instructions, macro_cost, raw};
+use tidings_bench::{bare, ceiling, instructions, macro_cost, raw, request};
 use tidings_testkit::RedisServer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -169,6 +169,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     figures.extend(ceilings);
     if config.wants("latency") {
         figures.extend(latency_figures(&config, &url, &client).await?);
+    }
+    if config.wants("request") {
+        figures.extend(request_figures(&config, &url, &client).await?);
     }
     if config.wants("decode") {
         figures.extend(decode_figures(&config));
@@ -807,6 +810,47 @@ async fn latency_figures(
         eprintln!("    {} samples (tidings), {} (baseline)", t.len(), b.len());
     }
     Ok(out)
+}
+
+/// Round trips of `bus.request` against a hand-written `XADD` + `XREAD
+/// BLOCK` round trip, sequential, the sides taking turns.
+async fn request_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    let n = if config.quick { 1_000 } else { 5_000 };
+    let rounds = if config.quick { 2 } else { 4 };
+    progress(&format!(
+        "request/response round trips ({rounds} rounds of {n} a side)"
+    ));
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let (mut t, mut b) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                t.extend(request::tidings_round_trips(url, n, 100).await?);
+            } else {
+                b.extend(request::raw_round_trips(client, n, 100).await?);
+            }
+            request::clean(&mut conn).await?;
+        }
+    }
+    t.sort_unstable();
+    b.sort_unstable();
+    Ok([("p50", 50.0), ("p99", 99.0)]
+        .into_iter()
+        .map(|(name, p)| {
+            let ms = |v: &[u64]| report::percentile(v, p) as f64 / 1e6;
+            Figure::from_runs(
+                format!("request_round_trip_{name}"),
+                "ms",
+                Better::Lower,
+                vec![ms(&t)],
+                vec![ms(&b)],
+            )
+        })
+        .collect())
 }
 
 /// No response timeout: a baseline that falls behind the pace shows it in

@@ -107,3 +107,20 @@ impl FileUploadedV1 {
         }
     }
 }
+
+/// A request for the request/response figure: its reply is
+/// [`TextMeasured`].
+#[event(stream = "bench-requests", version = 1, reply = TextMeasured)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasureText {
+    /// The text.
+    pub text: String,
+}
+
+/// The reply to [`MeasureText`].
+#[event(stream = "bench-requests", version = 1)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextMeasured {
+    /// Its length in bytes.
+    pub length: u64,
+}

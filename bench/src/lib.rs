@@ -11,3 +11,4 @@ pub mod instructions;
 pub mod macro_cost;
 pub mod raw;
 pub mod report;
+pub mod request;

@@ -330,9 +330,7 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let reply = match &input.attrs.reply {
-        Some(reply) => quote_spanned! {reply.span()=>
-            ::core::option::Option::Some(<#reply as #krate::Event>::TYPE)
-        },
+        Some(_) => quote!(::core::option::Option::Some(#p::reply_type::<#ident>())),
         None => quote!(::core::option::Option::None),
     };
     quote! {
