@@ -9,13 +9,14 @@
 //! below:
 //!
 //! ```text
-//! ground     envelope, id, error, compat, registry, stats, backoff, event
+//! ground     envelope, id, error, compat, registry, stats, telemetry, backoff,
+//!            event
 //! transport  transport (the StreamTransport and ChannelTransport traits)
 //! backends   streams, pubsub, memory
 //! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths,
 //!            the reply inbox)
-//! above bus  handler, dead_letter, consumer, group, health, observe, replay,
-//!            request, retention
+//! above bus  handler, dead_letter, consumer, gauges, group, health, observe,
+//!            replay, request, retention
 //! top        schemas, __private (what the macros call)
 //! ```
 
@@ -28,6 +29,7 @@ mod event;
 mod id;
 pub mod registry;
 pub mod stats;
+pub mod telemetry;
 
 // Transports.
 pub mod memory;
@@ -41,6 +43,7 @@ mod bus;
 // Above the bus.
 pub mod consumer;
 pub mod dead_letter;
+mod gauges;
 pub mod group;
 mod handler;
 mod health;
@@ -64,6 +67,7 @@ pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
 pub use event::{Event, Request, DEFAULT_SCHEMA_BASE};
+pub use gauges::GaugeReporter;
 pub use group::{Group, Position};
 pub use handler::{
     fatal, is_fatal, retry, BoxFuture, Context, Fatal, FnHandler, Handler, HandlerCall,

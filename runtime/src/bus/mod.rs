@@ -204,6 +204,7 @@ impl BusBuilder {
                 (checked != DEFAULT_SCHEMA_BASE).then(|| checked.into_boxed_str())
             }
         };
+        crate::telemetry::describe();
         let replies = Replies::new(&self.namespace, self.reply_ttl);
         Ok(Bus {
             shared: Arc::new(Shared {

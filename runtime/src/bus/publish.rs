@@ -8,6 +8,7 @@ use crate::backoff::Backoff;
 use crate::bus::{channel_key, check_name, stream_key, Backend, Bus};
 use crate::envelope::{now_millis, Rfc3339Millis};
 use crate::error::{Error, TransportError};
+use crate::telemetry;
 use crate::transport::{ChannelTransport, Outgoing, StreamTransport};
 use crate::{Event, Ulid};
 
@@ -382,6 +383,7 @@ impl Bus {
         if events.len() < 2 {
             return None;
         }
+        let started = std::time::Instant::now();
         let tenant = self.tenant.as_deref();
         let key = stream_key(&self.shared.namespace, tenant, stream);
         let time = Rfc3339Millis::from_millis(now_millis());
@@ -436,14 +438,19 @@ impl Bus {
             other => other.map_err(Error::from),
         };
         Some(match sent {
-            Ok(Ok(ids)) => Ok(ids
-                .into_iter()
-                .zip(&stamps)
-                .map(|(id, stamp)| Published {
-                    entry_id: Some(id),
-                    event_id: stamp.id,
-                })
-                .collect()),
+            Ok(Ok(ids)) => {
+                let system = self.shared.backend.system();
+                telemetry::sent(system, stream, E::TYPE, ids.len() as u64);
+                telemetry::publish_took(system, stream, "publish_batch", started.elapsed());
+                Ok(ids
+                    .into_iter()
+                    .zip(&stamps)
+                    .map(|(id, stamp)| Published {
+                        entry_id: Some(id),
+                        event_id: stamp.id,
+                    })
+                    .collect())
+            }
             Ok(Err((_, source))) => Err(Error::Encode {
                 type_name: E::TYPE,
                 source,
@@ -498,6 +505,7 @@ impl Bus {
 
     /// The single-event path: keys and attributes on the stack, one command.
     async fn send_one(&self, draft: &Draft, meta: Option<&Meta>) -> Result<Published, Error> {
+        let started = std::time::Instant::now();
         let tenant = self.effective_tenant(meta)?;
         let stamp = meta
             .and_then(|m| m.event_id)
@@ -526,10 +534,43 @@ impl Bus {
             }
         };
         let (entry_id, ()) = futures::future::try_join(append, broadcast).await?;
+        self.count_sent([draft], "publish", started);
         Ok(Published {
             entry_id,
             event_id: stamp.id,
         })
+    }
+
+    /// Counts published events, and the time of the call that published
+    /// them, in the metrics ([`crate::telemetry`]).
+    fn count_sent<'d>(
+        &self,
+        drafts: impl IntoIterator<Item = &'d Draft>,
+        operation: &'static str,
+        started: std::time::Instant,
+    ) {
+        let system = self.shared.backend.system();
+        let mut first = None;
+        let mut run: Option<(&'static str, &'static str, u64)> = None;
+        for d in drafts {
+            let destination = d.stream.or(d.channel).unwrap_or_default();
+            first.get_or_insert(destination);
+            match &mut run {
+                Some((dest, ty, n)) if *dest == destination && *ty == d.type_name => *n += 1,
+                _ => {
+                    if let Some((dest, ty, n)) = run {
+                        telemetry::sent(system, dest, ty, n);
+                    }
+                    run = Some((destination, d.type_name, 1));
+                }
+            }
+        }
+        if let Some((dest, ty, n)) = run {
+            telemetry::sent(system, dest, ty, n);
+        }
+        if let Some(destination) = first {
+            telemetry::publish_took(system, destination, operation, started.elapsed());
+        }
     }
 
     /// Appends events a handler returned for a request to the requester's
@@ -586,6 +627,7 @@ impl Bus {
         if let [one] = drafts {
             return Ok(vec![self.send_one(one, Some(meta)).await?]);
         }
+        let started = std::time::Instant::now();
         let tenant = self.effective_tenant(Some(meta))?;
         let ns = &self.shared.namespace;
         let time = Rfc3339Millis::from_millis(now_millis());
@@ -646,6 +688,7 @@ impl Bus {
             }
         };
         let (entry_ids, ()) = futures::future::try_join(append, broadcast).await?;
+        self.count_sent(drafts, "publish_batch", started);
         let mut entry_ids = entry_ids.into_iter();
         Ok(drafts
             .iter()

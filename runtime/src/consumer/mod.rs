@@ -55,6 +55,13 @@ struct HandlerSlot {
 
 struct GroupSpec {
     key: String,
+    /// The stream's name, for the metrics' labels.
+    stream: &'static str,
+    /// `redis` or `memory`, for the metrics' labels.
+    system: &'static str,
+    /// Types no handler of the group takes that this worker has seen: each
+    /// is logged once.
+    skipped_types: Mutex<HashSet<String>>,
     dlq: String,
     group: &'static str,
     consumer: String,

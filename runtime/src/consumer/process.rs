@@ -14,6 +14,7 @@ use super::{pause, Done, GroupSpec, HandlerSlot};
 use crate::dead_letter::Burial;
 use crate::envelope::{now_millis, Envelope};
 use crate::handler::{is_fatal, Context};
+use crate::telemetry;
 use crate::transport::{DeadLettered, Entry, StreamTransport};
 
 /// Why one handler failed on one attempt.
@@ -65,6 +66,13 @@ pub(super) async fn process<T: StreamTransport>(
         Err(e) => {
             let now = now_millis();
             let error = format!("entry is not a CloudEvents envelope: {e}");
+            telemetry::processed(
+                spec.system,
+                spec.stream,
+                spec.group,
+                "",
+                telemetry::outcome::DEAD_LETTERED,
+            );
             Box::pin(delivery.bury(&id, None, &error, deliveries, now, now)).await;
             return None;
         }
@@ -80,8 +88,25 @@ pub(super) async fn process<T: StreamTransport>(
         }
     }
     if slots.is_empty() {
-        tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
-            "no handler of this group takes this type; acknowledged");
+        let first = spec
+            .skipped_types
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(envelope.type_name.clone());
+        if first {
+            tracing::info!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
+                "no handler of this group takes this type; its events are acknowledged without handling (said once per type; counted as `skipped`)");
+        } else {
+            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
+                "no handler of this group takes this type; acknowledged");
+        }
+        telemetry::processed(
+            spec.system,
+            spec.stream,
+            spec.group,
+            "",
+            telemetry::outcome::SKIPPED,
+        );
         let _ = delivery.ack.send(Done { id, mark: None });
         return None;
     }
@@ -98,6 +123,16 @@ pub(super) async fn process<T: StreamTransport>(
             "delivered {deliveries} times, more than the {allowed} attempts its handlers allow; \
              earlier consumers stopped while handling it"
         );
+        for (i, _) in &slots {
+            let name = spec.handlers[*i].handler.name();
+            telemetry::processed(
+                spec.system,
+                spec.stream,
+                spec.group,
+                name,
+                telemetry::outcome::DEAD_LETTERED,
+            );
+        }
         let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
         Box::pin(delivery.bury(&id, Some(names), &error, deliveries, now, now)).await;
         return None;
@@ -155,12 +190,29 @@ pub(super) async fn attempt<T: StreamTransport>(
                 Err(_) => return None,
             },
         };
-        if let Err((error, fatal)) = run_handler(spec, slot, &envelope, &id).await {
-            failures.push(Failure {
+        let started = std::time::Instant::now();
+        let ran = run_handler(spec, slot, &envelope, &id).await;
+        let name = slot.handler.name();
+        telemetry::process_took(
+            spec.system,
+            spec.stream,
+            spec.group,
+            name,
+            started.elapsed(),
+        );
+        match ran {
+            Ok(()) => telemetry::processed(
+                spec.system,
+                spec.stream,
+                spec.group,
+                name,
+                telemetry::outcome::OK,
+            ),
+            Err((error, fatal)) => failures.push(Failure {
                 index,
                 error,
                 fatal,
-            });
+            }),
         }
     }
     if failures.is_empty() {
@@ -179,6 +231,15 @@ pub(super) async fn attempt<T: StreamTransport>(
         .map(|f| format!("{}: {}", spec.handlers[f.index].handler.name(), f.error))
         .collect::<Vec<_>>()
         .join("; ");
+    let outcome = if give_up {
+        telemetry::outcome::DEAD_LETTERED
+    } else {
+        telemetry::outcome::RETRIED
+    };
+    for f in &failures {
+        let name = spec.handlers[f.index].handler.name();
+        telemetry::processed(spec.system, spec.stream, spec.group, name, outcome);
+    }
     if give_up {
         let names = handler_names(spec, failures.iter().map(|f| f.index));
         Box::pin(delivery.bury(&id, Some(names), &error, attempt, first, now)).await;
