@@ -170,6 +170,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     if config.wants("latency") {
         figures.extend(latency_figures(&config, &url, &client).await?);
     }
+    if config.wants("metrics") {
+        figures.extend(metrics_figures(&config, &url)?);
+    }
     if config.wants("request") {
         figures.extend(request_figures(&config, &url, &client).await?);
     }
@@ -607,6 +610,96 @@ async fn consume_figures(
             b,
         ),
     ])
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// Publish (awaited) and consume + ack with a Prometheus recorder of the
+/// `metrics` facade installed, beside the same with none, taking turns.
+/// The recorder is a thread's own (`metrics::with_local_recorder`), so both
+/// sides run on one thread's runtime, where it applies to every task.
+fn metrics_figures(config: &Config, url: &str) -> Result<Vec<Figure>, BoxError> {
+    progress("publish and consume with a Prometheus recorder installed, beside none");
+    let (url, runs, awaited, consume) =
+        (url.to_owned(), config.runs, config.awaited, config.consume);
+    let measured = std::thread::spawn(move || -> Result<Vec<Figure>, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let events = samples(awaited);
+        let one_run = || {
+            rt.block_on(async {
+                let bus = connect(&url, "metrics").await?;
+                let key = bus.stream_key("bench").unwrap();
+                let client = redis::Client::open(url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                del(&mut conn, &key).await?;
+                let start = Instant::now();
+                for e in &events {
+                    bus.publish(e).await?;
+                }
+                let published = per_second(events.len(), start.elapsed());
+                prefill(&bus, consume).await?;
+                let consumed =
+                    tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", consume)
+                        .await?;
+                del(&mut conn, &key).await?;
+                Ok::<_, BoxError>((published, consumed))
+            })
+            .map_err(|e| e.to_string())
+        };
+        let (mut pub_on, mut pub_off, mut con_on, mut con_off) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // A first round of each side untimed, then the sides take turns.
+        for run in 0..=runs {
+            for on in [run % 2 == 0, run % 2 == 1] {
+                let (p, c) = if on {
+                    metrics::with_local_recorder(&recorder, one_run)?
+                } else {
+                    one_run()?
+                };
+                if run > 0 {
+                    let (p_runs, c_runs) = if on {
+                        (&mut pub_on, &mut con_on)
+                    } else {
+                        (&mut pub_off, &mut con_off)
+                    };
+                    p_runs.push(p);
+                    c_runs.push(c);
+                }
+            }
+        }
+        // The recorder saw the events: the figure measured what it says.
+        let rendered = recorder.handle().render();
+        if !rendered.contains("messaging_client_sent_messages")
+            || !rendered.contains("messaging_process_duration")
+        {
+            return Err("the recorder saw no tidings series".to_owned());
+        }
+        Ok(vec![
+            Figure::from_runs(
+                "publish_awaited_metrics_on",
+                "events/s",
+                Better::Higher,
+                pub_on,
+                pub_off,
+            )
+            .target(Target::RatioAtLeast(0.9)),
+            Figure::from_runs(
+                "consume_ack_metrics_on",
+                "events/s",
+                Better::Higher,
+                con_on,
+                con_off,
+            )
+            .target(Target::RatioAtLeast(0.9)),
+        ])
+    })
+    .join()
+    .map_err(|_| "the metrics figures' thread panicked")?;
+    Ok(measured?)
 }
 
 // ---------------------------------------------------------------- ceiling

@@ -13,12 +13,21 @@
 //! | `messaging.stream.length`, `messaging.stream.dead_letters` | gauge | system, destination |
 //! | `messaging.consumer.lag`, `messaging.consumer.pending`, `messaging.consumer.oldest_pending_age` (s) | gauge | system, destination, group |
 //!
+//! The handles of the hot paths (published events, handler runs) are
+//! registered with the recorder the first time they are used and kept, so
+//! that counting costs an atomic add rather than a key and a look-up per
+//! event: install the recorder before the bus publishes and the workers
+//! start, as a process does at its start.
+//!
 //! Every label is bounded: the stream or channel name (never a key with a
 //! tenant in it, never an event id), the event type, the group, the handler.
 //! The gauges come from Redis through an opt-in task
 //! ([`Bus::report_gauges`](crate::Bus::report_gauges)).
 
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
+
+use metrics::{Counter, Histogram};
 
 /// Metric names.
 pub mod name {
@@ -121,30 +130,6 @@ pub(crate) fn describe() {
     }
 }
 
-/// `n` events of `type_name` published to `destination`.
-pub(crate) fn sent(
-    system: &'static str,
-    destination: &'static str,
-    type_name: &'static str,
-    n: u64,
-) {
-    metrics::counter!(name::SENT,
-        label::SYSTEM => system, label::DESTINATION => destination, label::TYPE => type_name)
-    .increment(n);
-}
-
-/// One publish call to `destination`, which took `took`.
-pub(crate) fn publish_took(
-    system: &'static str,
-    destination: &'static str,
-    operation: &'static str,
-    took: Duration,
-) {
-    metrics::histogram!(name::OPERATION_DURATION,
-        label::SYSTEM => system, label::DESTINATION => destination, label::OPERATION => operation)
-    .record(took.as_secs_f64());
-}
-
 /// `n` entries of `destination` delivered to `group`.
 pub(crate) fn consumed(
     system: &'static str,
@@ -172,16 +157,101 @@ pub(crate) fn processed(
     .increment(1);
 }
 
-/// One handler run, which took `took`.
-pub(crate) fn process_took(
-    system: &'static str,
+/// The handles of one destination and type's publishing, registered at
+/// first use.
+#[derive(Debug)]
+struct PublishHandles {
     destination: &'static str,
-    group: &'static str,
-    handler: &'static str,
-    took: Duration,
-) {
-    metrics::histogram!(name::PROCESS_DURATION,
-        label::SYSTEM => system, label::DESTINATION => destination, label::GROUP => group,
-        label::HANDLER => handler)
-    .record(took.as_secs_f64());
+    type_name: &'static str,
+    operation: &'static str,
+    sent: Counter,
+    took: Histogram,
+}
+
+/// The publishing handles of one bus, by destination, type and operation.
+#[derive(Debug, Default)]
+pub(crate) struct PublishMetrics {
+    handles: RwLock<Vec<PublishHandles>>,
+}
+
+impl PublishMetrics {
+    /// Counts `n` events of `type_name` sent to `destination` by one call
+    /// that took `took`.
+    pub(crate) fn sent(
+        &self,
+        system: &'static str,
+        destination: &'static str,
+        type_name: &'static str,
+        operation: &'static str,
+        n: u64,
+        took: Option<Duration>,
+    ) {
+        let same = |h: &PublishHandles| {
+            std::ptr::eq(h.destination, destination)
+                && std::ptr::eq(h.type_name, type_name)
+                && std::ptr::eq(h.operation, operation)
+        };
+        {
+            let handles = self.handles.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(h) = handles.iter().find(|h| same(h)) {
+                h.sent.increment(n);
+                if let Some(took) = took {
+                    h.took.record(took.as_secs_f64());
+                }
+                return;
+            }
+        }
+        let h = PublishHandles {
+            destination,
+            type_name,
+            operation,
+            sent: metrics::counter!(name::SENT,
+                label::SYSTEM => system, label::DESTINATION => destination, label::TYPE => type_name),
+            took: metrics::histogram!(name::OPERATION_DURATION,
+                label::SYSTEM => system, label::DESTINATION => destination, label::OPERATION => operation),
+        };
+        h.sent.increment(n);
+        if let Some(took) = took {
+            h.took.record(took.as_secs_f64());
+        }
+        self.handles
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(h);
+    }
+}
+
+/// The handles of one handler in one group, registered at first use.
+#[derive(Debug, Default)]
+pub(crate) struct HandlerMetrics {
+    handles: OnceLock<(Counter, Histogram)>,
+}
+
+impl HandlerMetrics {
+    /// Counts one successful run of `handler` that took `took`, or records
+    /// the time of a failed one.
+    pub(crate) fn ran(
+        &self,
+        system: &'static str,
+        destination: &'static str,
+        group: &'static str,
+        handler: &'static str,
+        ok: bool,
+        took: Duration,
+    ) {
+        let (ok_runs, durations) = self.handles.get_or_init(|| {
+            (
+                metrics::counter!(name::PROCESSED,
+                    label::SYSTEM => system, label::DESTINATION => destination, label::GROUP => group,
+                    label::HANDLER => handler, label::OUTCOME => outcome::OK),
+                metrics::histogram!(name::PROCESS_DURATION,
+                    label::SYSTEM => system, label::DESTINATION => destination, label::GROUP => group,
+                    label::HANDLER => handler),
+            )
+        });
+        if ok {
+            ok_runs.increment(1);
+        }
+        durations.record(took.as_secs_f64());
+    }
 }

@@ -43,6 +43,7 @@ struct Shared {
     schema_base: Option<Box<str>>,
     readers: live::Readers,
     replies: Replies,
+    publish_metrics: crate::telemetry::PublishMetrics,
 }
 
 /// The event bus: publishes, subscribes, and builds consumers.
@@ -215,6 +216,7 @@ impl BusBuilder {
                 replies,
                 schema_base,
                 readers: live::Readers::default(),
+                publish_metrics: Default::default(),
             }),
             tenant: None,
         })
@@ -289,6 +291,7 @@ impl Bus {
                 schema_base: None,
                 readers: live::Readers::default(),
                 replies: Replies::new(DEFAULT_NAMESPACE, replies::DEFAULT_REPLY_TTL),
+                publish_metrics: Default::default(),
             }),
             tenant: None,
         }

@@ -8,7 +8,6 @@ use crate::backoff::Backoff;
 use crate::bus::{channel_key, check_name, stream_key, Backend, Bus};
 use crate::envelope::{now_millis, Rfc3339Millis};
 use crate::error::{Error, TransportError};
-use crate::telemetry;
 use crate::transport::{ChannelTransport, Outgoing, StreamTransport};
 use crate::{Event, Ulid};
 
@@ -439,9 +438,14 @@ impl Bus {
         };
         Some(match sent {
             Ok(Ok(ids)) => {
-                let system = self.shared.backend.system();
-                telemetry::sent(system, stream, E::TYPE, ids.len() as u64);
-                telemetry::publish_took(system, stream, "publish_batch", started.elapsed());
+                self.shared.publish_metrics.sent(
+                    self.shared.backend.system(),
+                    stream,
+                    E::TYPE,
+                    "publish_batch",
+                    ids.len() as u64,
+                    Some(started.elapsed()),
+                );
                 Ok(ids
                     .into_iter()
                     .zip(&stamps)
@@ -550,26 +554,23 @@ impl Bus {
         started: std::time::Instant,
     ) {
         let system = self.shared.backend.system();
-        let mut first = None;
+        let metrics = &self.shared.publish_metrics;
+        let mut took = Some(started.elapsed());
         let mut run: Option<(&'static str, &'static str, u64)> = None;
         for d in drafts {
             let destination = d.stream.or(d.channel).unwrap_or_default();
-            first.get_or_insert(destination);
             match &mut run {
                 Some((dest, ty, n)) if *dest == destination && *ty == d.type_name => *n += 1,
                 _ => {
                     if let Some((dest, ty, n)) = run {
-                        telemetry::sent(system, dest, ty, n);
+                        metrics.sent(system, dest, ty, operation, n, took.take());
                     }
                     run = Some((destination, d.type_name, 1));
                 }
             }
         }
         if let Some((dest, ty, n)) = run {
-            telemetry::sent(system, dest, ty, n);
-        }
-        if let Some(destination) = first {
-            telemetry::publish_took(system, destination, operation, started.elapsed());
+            metrics.sent(system, dest, ty, operation, n, took.take());
         }
     }
 

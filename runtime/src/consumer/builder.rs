@@ -203,6 +203,7 @@ impl ConsumerBuilder {
                     limit: Arc::new(Semaphore::new(concurrency)),
                     concurrency,
                     retry,
+                    metrics: Default::default(),
                 });
         }
 

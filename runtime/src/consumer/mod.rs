@@ -51,6 +51,7 @@ struct HandlerSlot {
     /// The limit's size: at most this many of its entries at once.
     concurrency: usize,
     retry: RetryPolicy,
+    metrics: crate::telemetry::HandlerMetrics,
 }
 
 struct GroupSpec {

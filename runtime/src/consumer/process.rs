@@ -193,26 +193,21 @@ pub(super) async fn attempt<T: StreamTransport>(
         let started = std::time::Instant::now();
         let ran = run_handler(spec, slot, &envelope, &id).await;
         let name = slot.handler.name();
-        telemetry::process_took(
+        let took = started.elapsed();
+        slot.metrics.ran(
             spec.system,
             spec.stream,
             spec.group,
             name,
-            started.elapsed(),
+            ran.is_ok(),
+            took,
         );
-        match ran {
-            Ok(()) => telemetry::processed(
-                spec.system,
-                spec.stream,
-                spec.group,
-                name,
-                telemetry::outcome::OK,
-            ),
-            Err((error, fatal)) => failures.push(Failure {
+        if let Err((error, fatal)) = ran {
+            failures.push(Failure {
                 index,
                 error,
                 fatal,
-            }),
+            });
         }
     }
     if failures.is_empty() {
