@@ -16,12 +16,14 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use opentelemetry::trace::TracerProvider as _;
 use redis::aio::MultiplexedConnection;
 use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::{bare, ceiling, instructions, macro_cost, raw, request};
 use tidings_testkit::RedisServer;
+use tracing_subscriber::layer::SubscriberExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -615,11 +617,12 @@ async fn consume_figures(
 // ---------------------------------------------------------------- metrics
 
 /// Publish (awaited) and consume + ack with a Prometheus recorder of the
-/// `metrics` facade installed, beside the same with none, taking turns.
+/// `metrics` facade installed, then with every span recorded by an
+/// OpenTelemetry tracer too, beside the same with neither, taking turns.
 /// The recorder is a thread's own (`metrics::with_local_recorder`), so both
 /// sides run on one thread's runtime, where it applies to every task.
 fn metrics_figures(config: &Config, url: &str) -> Result<Vec<Figure>, BoxError> {
-    progress("publish and consume with a Prometheus recorder installed, beside none");
+    progress("publish and consume with metrics and spans recorded, beside neither");
     let (url, runs, awaited, consume) =
         (url.to_owned(), config.runs, config.awaited, config.consume);
     let measured = std::thread::spawn(move || -> Result<Vec<Figure>, String> {
@@ -628,6 +631,7 @@ fn metrics_figures(config: &Config, url: &str) -> Result<Vec<Figure>, BoxError> 
             .build()
             .map_err(|e| e.to_string())?;
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let events = samples(awaited);
         let one_run = || {
             rt.block_on(async {
@@ -650,51 +654,71 @@ fn metrics_figures(config: &Config, url: &str) -> Result<Vec<Figure>, BoxError> 
             })
             .map_err(|e| e.to_string())
         };
-        let (mut pub_on, mut pub_off, mut con_on, mut con_off) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // A first round of each side untimed, then the sides take turns.
+        // Per side (none, metrics, metrics and spans): publish and consume runs.
+        let mut sides: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+        // A first round untimed, then the sides take turns, starting from a
+        // different one each round.
         for run in 0..=runs {
-            for on in [run % 2 == 0, run % 2 == 1] {
-                let (p, c) = if on {
-                    metrics::with_local_recorder(&recorder, one_run)?
-                } else {
-                    one_run()?
+            for k in 0..3 {
+                let side = (run + k) % 3;
+                let (p, c) = match side {
+                    0 => one_run()?,
+                    1 => metrics::with_local_recorder(&recorder, one_run)?,
+                    _ => {
+                        // An OpenTelemetry tracer behind `tracing-opentelemetry`,
+                        // every span sampled.
+                        let subscriber = tracing_subscriber::registry().with(
+                            tracing_opentelemetry::layer()
+                                .with_tracer(provider.tracer("bench"))
+                                .with_tracked_inactivity(false)
+                                .with_threads(false),
+                        );
+                        tracing::subscriber::with_default(subscriber, || {
+                            metrics::with_local_recorder(&recorder, one_run)
+                        })?
+                    }
                 };
                 if run > 0 {
-                    let (p_runs, c_runs) = if on {
-                        (&mut pub_on, &mut con_on)
-                    } else {
-                        (&mut pub_off, &mut con_off)
-                    };
-                    p_runs.push(p);
-                    c_runs.push(c);
+                    sides[side].0.push(p);
+                    sides[side].1.push(c);
                 }
             }
         }
-        // The recorder saw the events: the figure measured what it says.
+        // The recorder saw the events: the figures measured what they say.
         let rendered = recorder.handle().render();
         if !rendered.contains("messaging_client_sent_messages")
             || !rendered.contains("messaging_process_duration")
         {
             return Err("the recorder saw no tidings series".to_owned());
         }
+        let [(pub_off, con_off), (pub_metrics, con_metrics), (pub_traced, con_traced)] = sides;
+        let figure = |name: &str, on: Vec<f64>, off: &[f64], target: Option<f64>| {
+            let f = Figure::from_runs(name, "events/s", Better::Higher, on, off.to_vec());
+            match target {
+                Some(t) => f.target(Target::RatioAtLeast(t)),
+                None => f,
+            }
+        };
         Ok(vec![
-            Figure::from_runs(
+            figure(
                 "publish_awaited_metrics_on",
-                "events/s",
-                Better::Higher,
-                pub_on,
-                pub_off,
-            )
-            .target(Target::RatioAtLeast(0.9)),
-            Figure::from_runs(
-                "consume_ack_metrics_on",
-                "events/s",
-                Better::Higher,
-                con_on,
-                con_off,
-            )
-            .target(Target::RatioAtLeast(0.9)),
+                pub_metrics,
+                &pub_off,
+                Some(0.9),
+            ),
+            figure("consume_ack_metrics_on", con_metrics, &con_off, Some(0.9)),
+            figure(
+                "publish_awaited_metrics_and_spans_on",
+                pub_traced,
+                &pub_off,
+                Some(0.9),
+            ),
+            figure(
+                "consume_ack_metrics_and_spans_on",
+                con_traced,
+                &con_off,
+                Some(0.9),
+            ),
         ])
     })
     .join()

@@ -42,6 +42,8 @@ pub mod field {
     pub const TENANTID: &str = "tenantid";
     /// `traceparent`: W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
+    /// `tracestate`: W3C trace context, the vendors' part.
+    pub const TRACESTATE: &str = "tracestate";
     /// `subject`: what the event is about, within its source.
     pub const SUBJECT: &str = "subject";
     /// `replyto`: on a request, the stream its reply is appended to (the
@@ -99,6 +101,8 @@ pub struct Envelope {
     pub tenant_id: Option<String>,
     /// `traceparent`.
     pub traceparent: Option<String>,
+    /// `tracestate`.
+    pub tracestate: Option<String>,
     /// `subject`.
     pub subject: Option<String>,
     /// `replyto`: the stream a request's reply goes to (see
@@ -158,6 +162,7 @@ impl Envelope {
             causation_id: None,
             tenant_id: None,
             traceparent: None,
+            tracestate: None,
             subject: None,
             reply_to: None,
             extensions: Vec::new(),
@@ -225,12 +230,13 @@ impl Envelope {
         out
     }
 
-    fn optional_attributes(&self) -> [(&'static str, Option<&String>); 7] {
+    fn optional_attributes(&self) -> [(&'static str, Option<&String>); 8] {
         [
             (field::CORRELATIONID, self.correlation_id.as_ref()),
             (field::CAUSATIONID, self.causation_id.as_ref()),
             (field::TENANTID, self.tenant_id.as_ref()),
             (field::TRACEPARENT, self.traceparent.as_ref()),
+            (field::TRACESTATE, self.tracestate.as_ref()),
             (field::SUBJECT, self.subject.as_ref()),
             (field::REPLYTO, self.reply_to.as_ref()),
             (field::DLQGROUP, self.retry_group.as_ref()),
@@ -345,6 +351,7 @@ struct RawAttributes<'a> {
     causation_id: Option<std::borrow::Cow<'a, [u8]>>,
     tenant_id: Option<std::borrow::Cow<'a, [u8]>>,
     traceparent: Option<std::borrow::Cow<'a, [u8]>>,
+    tracestate: Option<std::borrow::Cow<'a, [u8]>>,
     subject: Option<std::borrow::Cow<'a, [u8]>>,
     reply_to: Option<std::borrow::Cow<'a, [u8]>>,
     retry_group: Option<std::borrow::Cow<'a, [u8]>>,
@@ -368,6 +375,7 @@ impl<'a> RawAttributes<'a> {
             b"causationid" => &mut self.causation_id,
             b"tenantid" => &mut self.tenant_id,
             b"traceparent" => &mut self.traceparent,
+            b"tracestate" => &mut self.tracestate,
             b"subject" => &mut self.subject,
             b"replyto" => &mut self.reply_to,
             b"dlqgroup" => &mut self.retry_group,
@@ -495,6 +503,7 @@ impl<'a> RawAttributes<'a> {
             causation_id: optional(field::CAUSATIONID, self.causation_id)?,
             tenant_id: optional(field::TENANTID, self.tenant_id)?,
             traceparent: optional(field::TRACEPARENT, self.traceparent)?,
+            tracestate: optional(field::TRACESTATE, self.tracestate)?,
             subject: optional(field::SUBJECT, self.subject)?,
             reply_to: optional(field::REPLYTO, self.reply_to)?,
             extensions: self

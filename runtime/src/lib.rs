@@ -9,8 +9,8 @@
 //! below:
 //!
 //! ```text
-//! ground     envelope, id, error, compat, registry, stats, telemetry, backoff,
-//!            event
+//! ground     envelope, id, error, compat, registry, stats, telemetry, trace,
+//!            backoff, event
 //! transport  transport (the StreamTransport and ChannelTransport traits)
 //! backends   streams, pubsub, memory
 //! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths,
@@ -30,6 +30,7 @@ mod id;
 pub mod registry;
 pub mod stats;
 pub mod telemetry;
+mod trace;
 
 // Transports.
 pub mod memory;

@@ -42,6 +42,8 @@ pub struct Outgoing<'a> {
     pub tenant_id: Option<&'a str>,
     /// `traceparent`.
     pub traceparent: Option<&'a str>,
+    /// `tracestate`.
+    pub tracestate: Option<&'a str>,
     /// `subject`.
     pub subject: Option<&'a str>,
     /// `replyto`.
@@ -54,13 +56,14 @@ pub struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The optional attributes with their wire names.
-    pub fn optional(&self) -> [(&'static str, Option<&str>); 6] {
+    pub fn optional(&self) -> [(&'static str, Option<&str>); 7] {
         use crate::envelope::field;
         [
             (field::CORRELATIONID, self.correlation_id),
             (field::CAUSATIONID, self.causation_id),
             (field::TENANTID, self.tenant_id),
             (field::TRACEPARENT, self.traceparent),
+            (field::TRACESTATE, self.tracestate),
             (field::SUBJECT, self.subject),
             (field::REPLYTO, self.reply_to),
         ]
@@ -104,6 +107,7 @@ impl Outgoing<'_> {
             causation_id: own(self.causation_id),
             tenant_id: own(self.tenant_id),
             traceparent: own(self.traceparent),
+            tracestate: own(self.tracestate),
             subject: own(self.subject),
             reply_to: own(self.reply_to),
             extensions: self.extensions.to_vec(),

@@ -7,7 +7,10 @@ use std::time::Duration;
 use crate::backoff::Backoff;
 use crate::bus::{channel_key, check_name, stream_key, Backend, Bus};
 use crate::envelope::{now_millis, Rfc3339Millis};
+use tracing::Instrument;
+
 use crate::error::{Error, TransportError};
+use crate::trace::{self, WireContext};
 use crate::transport::{ChannelTransport, Outgoing, StreamTransport};
 use crate::{Event, Ulid};
 
@@ -37,6 +40,8 @@ pub struct Meta {
     pub subject: Option<String>,
     /// `traceparent`.
     pub traceparent: Option<String>,
+    /// `tracestate`.
+    pub tracestate: Option<String>,
     /// Extension attributes of your own, by name (see [`Meta::extension`]).
     pub extensions: Vec<(String, String)>,
     /// The event's `id`, when the caller chooses it (see [`Meta::event_id`]).
@@ -66,9 +71,16 @@ impl Meta {
         self.subject = Some(v.into());
         self
     }
-    /// Sets `traceparent`.
+    /// Sets `traceparent`. With the `opentelemetry` feature, the
+    /// traceparent of the publish span (a child of the current span) takes
+    /// its place when there is a current trace.
     pub fn traceparent(mut self, v: impl Into<String>) -> Self {
         self.traceparent = Some(v.into());
+        self
+    }
+    /// Sets `tracestate`.
+    pub fn tracestate(mut self, v: impl Into<String>) -> Self {
+        self.tracestate = Some(v.into());
         self
     }
 
@@ -243,6 +255,15 @@ struct Destination {
     channel_key: Option<String>,
 }
 
+/// What an event being sent takes from its call: the caller's attributes,
+/// the tenant it goes to, and the trace context of the publish span.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    meta: Option<&'a Meta>,
+    tenant: Option<&'a str>,
+    wire: Option<&'a WireContext>,
+}
+
 /// The attributes of one event being sent, owned on the stack.
 struct Stamp {
     id: Ulid,
@@ -389,9 +410,23 @@ impl Bus {
         let stamps: Vec<Stamp> = events.iter().map(|_| Stamp::new()).collect();
         let draft = Draft::unwritten::<E>();
         let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
+        let span = self.publish_span([&draft], "publish_batch");
+        let wire = trace::wire_context(&span);
         let attributes: Vec<Outgoing<'_>> = stamps
             .iter()
-            .map(|stamp| self.outgoing(stamp, time.as_str(), &draft, &dataschema, None, tenant))
+            .map(|stamp| {
+                self.outgoing(
+                    stamp,
+                    time.as_str(),
+                    &draft,
+                    &dataschema,
+                    Scope {
+                        meta: None,
+                        tenant,
+                        wire: wire.as_ref(),
+                    },
+                )
+            })
             .collect();
         let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
             Some(e) => serde_json::to_writer(buf, e),
@@ -403,7 +438,9 @@ impl Bus {
         let timeout = self.shared.publish_timeout;
         let first = tokio::time::timeout(
             timeout,
-            streams.append_streamed(&key, &attributes, payload, false),
+            streams
+                .append_streamed(&key, &attributes, payload, false)
+                .instrument(span.clone()),
         )
         .await;
         let first = match first {
@@ -432,6 +469,7 @@ impl Bus {
                             operation: "streamed batches",
                         }))
                 })
+                .instrument(span.clone())
                 .await
             }
             other => other.map_err(Error::from),
@@ -486,9 +524,16 @@ impl Bus {
         time: &'a str,
         draft: &'a Draft,
         dataschema: &'a str,
-        meta: Option<&'a Meta>,
-        tenant: Option<&'a str>,
+        scope: Scope<'a>,
     ) -> Outgoing<'a> {
+        let Scope { meta, tenant, wire } = scope;
+        let (traceparent, tracestate) = match wire {
+            Some(w) => (w.traceparent.as_deref(), w.tracestate.as_deref()),
+            None => (
+                meta.and_then(|m| m.traceparent.as_deref()),
+                meta.and_then(|m| m.tracestate.as_deref()),
+            ),
+        };
         Outgoing {
             id: stamp.id(),
             source: &self.shared.source,
@@ -499,7 +544,8 @@ impl Bus {
             correlation_id: meta.and_then(|m| m.correlation_id.as_deref()),
             causation_id: meta.and_then(|m| m.causation_id.as_deref()),
             tenant_id: tenant,
-            traceparent: meta.and_then(|m| m.traceparent.as_deref()),
+            traceparent,
+            tracestate,
             subject: meta.and_then(|m| m.subject.as_deref()),
             reply_to: meta.and_then(|m| m.reply_to.as_deref()),
             extensions: meta.map_or(&[], |m| m.extensions.as_slice()),
@@ -516,7 +562,22 @@ impl Bus {
             .map_or_else(Stamp::new, Stamp::of);
         let time = Rfc3339Millis::from_millis(now_millis());
         let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
-        let out = self.outgoing(&stamp, time.as_str(), draft, &dataschema, meta, tenant);
+        let span = self.publish_span([draft], "publish");
+        if !span.is_disabled() {
+            span.record("messaging.message.id", stamp.id());
+        }
+        let wire = trace::wire_context(&span);
+        let out = self.outgoing(
+            &stamp,
+            time.as_str(),
+            draft,
+            &dataschema,
+            Scope {
+                meta,
+                tenant,
+                wire: wire.as_ref(),
+            },
+        );
         let ns = &self.shared.namespace;
         let stream_key = draft.stream.map(|s| stream_key(ns, tenant, s));
         let channel_key = draft
@@ -537,12 +598,31 @@ impl Bus {
                 None => Ok(()),
             }
         };
-        let (entry_id, ()) = futures::future::try_join(append, broadcast).await?;
+        let (entry_id, ()) = futures::future::try_join(append, broadcast)
+            .instrument(span)
+            .await?;
         self.count_sent([draft], "publish", started);
         Ok(Published {
             entry_id,
             event_id: stamp.id,
         })
+    }
+
+    /// The span of a publish call, named after its first event.
+    fn publish_span<'d>(
+        &self,
+        drafts: impl IntoIterator<Item = &'d Draft>,
+        operation: &'static str,
+    ) -> tracing::Span {
+        match drafts.into_iter().next() {
+            Some(d) => trace::publish_span(
+                self.shared.backend.system(),
+                d.stream.or(d.channel).unwrap_or_default(),
+                d.type_name,
+                operation,
+            ),
+            None => tracing::Span::none(),
+        }
     }
 
     /// Counts published events, and the time of the call that published
@@ -603,8 +683,11 @@ impl Bus {
                 time.as_str(),
                 draft,
                 &dataschema,
-                Some(meta),
-                tenant,
+                Scope {
+                    meta: Some(meta),
+                    tenant,
+                    wire: None,
+                },
             );
             let backend = &self.shared.backend;
             let sent = self
@@ -661,11 +744,23 @@ impl Bus {
             .iter()
             .map(|d| self.dataschema(d.schema_path, d.dataschema))
             .collect();
+        let span = self.publish_span(drafts, "publish_batch");
+        let wire = trace::wire_context(&span);
         let mut appends = Vec::with_capacity(drafts.len());
         let mut broadcasts = Vec::new();
         for (((draft, stamp), &i), dataschema) in drafts.iter().zip(&stamps).zip(&at).zip(&schemas)
         {
-            let out = self.outgoing(stamp, time.as_str(), draft, dataschema, Some(meta), tenant);
+            let out = self.outgoing(
+                stamp,
+                time.as_str(),
+                draft,
+                dataschema,
+                Scope {
+                    meta: Some(meta),
+                    tenant,
+                    wire: wire.as_ref(),
+                },
+            );
             let d = &destinations[i];
             if let Some(k) = &d.stream_key {
                 appends.push((k.as_str(), out));
@@ -688,7 +783,9 @@ impl Bus {
                 self.broadcast(&broadcasts).await
             }
         };
-        let (entry_ids, ()) = futures::future::try_join(append, broadcast).await?;
+        let (entry_ids, ()) = futures::future::try_join(append, broadcast)
+            .instrument(span)
+            .await?;
         self.count_sent(drafts, "publish_batch", started);
         let mut entry_ids = entry_ids.into_iter();
         Ok(drafts

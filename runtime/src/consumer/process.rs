@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tracing::Instrument;
 
 use super::held::Held;
 use super::{pause, Done, GroupSpec, HandlerSlot};
@@ -294,13 +295,28 @@ pub(super) async fn run_handler(
         .handler
         .dispatch(envelope, ctx.clone())
         .map_err(|e| (e.to_string(), true))?;
-    match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(Ok(outcome)) => ctx.publish_outcome(&outcome).await.map_err(|e| {
-            (
-                format!("publishing the handler's events failed: {e}"),
-                false,
-            )
-        }),
+    let span = crate::trace::process_span(
+        spec.system,
+        spec.stream,
+        spec.group,
+        slot.handler.name(),
+        envelope,
+    );
+    match AssertUnwindSafe(future)
+        .catch_unwind()
+        .instrument(span.clone())
+        .await
+    {
+        Ok(Ok(outcome)) => ctx
+            .publish_outcome(&outcome)
+            .instrument(span)
+            .await
+            .map_err(|e| {
+                (
+                    format!("publishing the handler's events failed: {e}"),
+                    false,
+                )
+            }),
         Ok(Err(e)) => Err((e.to_string(), is_fatal(&e))),
         Err(panic) => {
             let message = panic

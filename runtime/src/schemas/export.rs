@@ -125,6 +125,7 @@ pub fn envelope_schema() -> Value {
             "causationid": s("Id of the event that caused this one (extension attribute)."),
             "tenantid": s("Tenant the event belongs to (extension attribute)."),
             "traceparent": s("W3C Trace Context of the publisher (distributed tracing extension)."),
+            "tracestate": s("W3C Trace Context, the vendors' part (distributed tracing extension)."),
             "subject": s("Subject of the event in the context of the source."),
             "replyto": s("On a request: the requester's reply stream (`<namespace>:{reply:<instance>}`), where the responder appends its reply (extension attribute)."),
             "dlqgroup": s("On an entry a dead-letter retry put back: the only consumer group that handles it; every other group acknowledges it unhandled (extension attribute)."),
