@@ -61,3 +61,8 @@ pub mod docs {
     #[doc = include_str!("../docs/schemas.md")]
     pub mod schemas {}
 }
+
+/// The transactional outbox and inbox on PostgreSQL (the `postgres`
+/// feature): see [tidings-postgres](tidings_postgres).
+#[cfg(feature = "postgres")]
+pub use tidings_postgres as postgres;

@@ -7,6 +7,7 @@ mod backend;
 mod keys;
 mod live;
 mod publish;
+mod raw;
 mod subscribe;
 
 use std::borrow::Cow;
@@ -21,6 +22,7 @@ pub(crate) use keys::{check_name, forbidden_in_name, MAX_NAME_LEN};
 pub(crate) use live::ReaderLife;
 pub(crate) use publish::Draft;
 pub use publish::{Meta, Published};
+pub use raw::RawEvent;
 pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
 
 use crate::memory::MemoryTransport;

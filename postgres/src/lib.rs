@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod inbox;
+mod outbox;
+mod relay;
+mod schema;
+
+pub use error::Error;
+pub use inbox::PgInbox;
+pub use outbox::Outbox;
+pub use relay::{Relay, RelayBuilder, RelayOptions, RelayStats};
+pub use schema::{Migration, DEFAULT_SCHEMA, MIGRATIONS};
