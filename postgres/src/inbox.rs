@@ -96,8 +96,13 @@ impl PgInbox {
     /// event is handled again when it is delivered again. Two deliveries of
     /// one event at once wait on each other at the mark, and the second
     /// finds it once the first commits.
-    pub async fn begin(&self, ctx: &Context) -> Result<Option<Transaction<'static, Postgres>>, Error> {
-        let group = ctx.group().ok_or(Error::NoDelivery { missing: "no group" })?;
+    pub async fn begin(
+        &self,
+        ctx: &Context,
+    ) -> Result<Option<Transaction<'static, Postgres>>, Error> {
+        let group = ctx.group().ok_or(Error::NoDelivery {
+            missing: "no group",
+        })?;
         let id = ctx.event_id().ok_or(Error::NoDelivery {
             missing: "no event id",
         })?;
@@ -110,7 +115,12 @@ impl PgInbox {
         group: &str,
         event_id: &str,
     ) -> Result<Option<Transaction<'static, Postgres>>, Error> {
-        let doing = || format!("marking event `{event_id}` for group `{group}` in {}", self.schema.table("inbox"));
+        let doing = || {
+            format!(
+                "marking event `{event_id}` for group `{group}` in {}",
+                self.schema.table("inbox")
+            )
+        };
         let mut tx = self.pool.begin().await.map_err(Error::database(doing()))?;
         let marked = sqlx::query(&self.mark)
             .bind(group)

@@ -2,8 +2,8 @@
 //! their id and time fixed there, for a relay to publish once committed.
 
 use sqlx::{PgConnection, PgPool};
-use time::OffsetDateTime;
 use tidings_runtime::{Event, Meta, Ulid};
+use time::OffsetDateTime;
 
 use crate::error::Error;
 use crate::schema::{Migration, Schema};
@@ -93,7 +93,11 @@ impl Outbox {
     /// ```
     ///
     /// `conn` is the transaction (`&mut tx`) or any connection.
-    pub async fn enqueue<E: Event>(&self, conn: &mut PgConnection, event: &E) -> Result<Ulid, Error> {
+    pub async fn enqueue<E: Event>(
+        &self,
+        conn: &mut PgConnection,
+        event: &E,
+    ) -> Result<Ulid, Error> {
         self.write(conn, event, Meta::default(), None).await
     }
 
@@ -138,15 +142,17 @@ impl Outbox {
         key: Option<&str>,
     ) -> Result<Ulid, Error> {
         let Some(stream) = E::STREAM else {
-            return Err(Error::NoStream {
-                type_name: E::TYPE,
-            });
+            return Err(Error::NoStream { type_name: E::TYPE });
         };
         let data = serde_json::to_string(event).map_err(|source| Error::Encode {
             type_name: E::TYPE,
             source,
         })?;
-        let id = meta.event_id.unwrap_or_else(Ulid::new);
+        // Not `unwrap_or_default`: the default ULID is the nil one.
+        let id = match meta.event_id {
+            Some(id) => id,
+            None => Ulid::new(),
+        };
         // The time as it goes on the wire, in milliseconds, so that the row
         // holds what is published.
         let now = OffsetDateTime::now_utc();
@@ -163,10 +169,12 @@ impl Outbox {
         let extensions = if meta.extensions.is_empty() {
             None
         } else {
-            Some(serde_json::to_string(&meta.extensions).map_err(|source| Error::Encode {
-                type_name: E::TYPE,
-                source,
-            })?)
+            Some(
+                serde_json::to_string(&meta.extensions).map_err(|source| Error::Encode {
+                    type_name: E::TYPE,
+                    source,
+                })?,
+            )
         };
         // Everything a relay checks, checked where the caller can still act
         // on it: the names, the tenant, the extension names.

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::Row;
-use time::OffsetDateTime;
 use tidings_runtime::{Bus, Meta, RawEvent, TransportError, Ulid};
+use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -254,7 +254,11 @@ async fn listen(mut listener: PgListener, wake: Arc<Notify>) {
 
 /// Pause after the `n`th failure in a row: 50 ms, doubling, at most 2 s.
 fn backoff(n: u32) -> Duration {
-    Duration::from_millis(50u64.saturating_mul(1 << n.min(6).saturating_sub(1)).min(2000))
+    Duration::from_millis(
+        50u64
+            .saturating_mul(1 << n.min(6).saturating_sub(1))
+            .min(2000),
+    )
 }
 
 /// The columns a round reads, in the order [`Pending::read`] takes them.
@@ -438,7 +442,9 @@ impl Rounds {
 
     async fn run(self, mut stop: watch::Receiver<bool>, wake: Arc<Notify>) -> Result<(), Error> {
         let mut failures = 0u32;
-        let mut cleaned = tokio::time::Instant::now();
+        // Published rows kept past their time are deleted when the relay
+        // starts, then once per poll interval.
+        let mut cleaned: Option<tokio::time::Instant> = None;
         loop {
             let stopping = *stop.borrow_and_update();
             match self.round().await {
@@ -447,6 +453,14 @@ impl Rounds {
                         tracing::info!(failures, "the relay publishes again");
                     }
                     failures = 0;
+                    if let Some(keep) = self.options.keep_published {
+                        if cleaned.is_none_or(|at| at.elapsed() >= self.options.poll_interval) {
+                            cleaned = Some(tokio::time::Instant::now());
+                            if let Err(e) = self.clean(keep).await {
+                                tracing::warn!(error = %e, "deleting the outbox's old published rows failed");
+                            }
+                        }
+                    }
                     if taken >= self.options.batch {
                         continue;
                     }
@@ -467,14 +481,6 @@ impl Rounds {
                         _ = stop.changed() => {}
                     }
                     continue;
-                }
-            }
-            if let Some(keep) = self.options.keep_published {
-                if cleaned.elapsed() >= self.options.poll_interval {
-                    cleaned = tokio::time::Instant::now();
-                    if let Err(e) = self.clean(keep).await {
-                        tracing::warn!(error = %e, "deleting the outbox's old published rows failed");
-                    }
                 }
             }
             tokio::select! {
@@ -523,7 +529,9 @@ impl Rounds {
                 .bind((batch - rows.len()) as i64)
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(Error::database(doing("taking the following rows of held keys")))?;
+                .map_err(Error::database(doing(
+                    "taking the following rows of held keys",
+                )))?;
             for r in &followers {
                 rows.push(Pending::read(r, max).map_err(Error::database(doing("reading rows")))?);
             }
@@ -574,7 +582,9 @@ impl Rounds {
                 return Ok(marks);
             }
             Err(e) if unreachable_redis(&e) => return Err(e.into()),
-            Err(e) => tracing::debug!(error = %e, "Redis refused a batch; publishing its rows one by one"),
+            Err(e) => {
+                tracing::debug!(error = %e, "Redis refused a batch; publishing its rows one by one")
+            }
         }
         // Keys with a row left pending: their later rows wait too, so that
         // the key's order holds.
@@ -605,11 +615,7 @@ impl Rounds {
         Ok(marks)
     }
 
-    async fn mark(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        marks: &Marks,
-    ) -> Result<(), Error> {
+    async fn mark(&self, tx: &mut sqlx::PgConnection, marks: &Marks) -> Result<(), Error> {
         let doing = |what: &str| format!("relaying from {}: {what}", self.table);
         if !marks.published.is_empty() {
             let sql = match self.options.keep_published {

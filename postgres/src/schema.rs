@@ -71,7 +71,9 @@ impl Schema {
         match bytes.next() {
             None => return Err(invalid("it is empty")),
             Some(b) if !(b.is_ascii_lowercase() || b == b'_') => {
-                return Err(invalid("it starts with neither a lower-case letter nor `_`"))
+                return Err(invalid(
+                    "it starts with neither a lower-case letter nor `_`",
+                ))
             }
             Some(_) => {}
         }
@@ -111,7 +113,10 @@ impl Schema {
     /// together migrate once.
     pub(crate) async fn migrate(&self, pool: &PgPool) -> Result<Vec<Migration>, Error> {
         let doing = |what: &str| format!("migrating schema `{}`: {what}", self.name);
-        let mut tx = pool.begin().await.map_err(Error::database(doing("begin")))?;
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(Error::database(doing("begin")))?;
         sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!("tidings-postgres migrations {}", self.name))
             .execute(&mut *tx)
@@ -182,7 +187,10 @@ mod tests {
 
     #[test]
     fn schema_names_are_plain_identifiers() {
-        assert_eq!(Schema::new(DEFAULT_SCHEMA).unwrap().quoted, Schema::default().quoted);
+        assert_eq!(
+            Schema::new(DEFAULT_SCHEMA).unwrap().quoted,
+            Schema::default().quoted
+        );
         for ok in ["tidings", "_x", "app_events2"] {
             assert!(Schema::new(ok).is_ok(), "{ok}");
         }
@@ -207,7 +215,9 @@ mod tests {
     fn migrations_are_numbered_in_order_and_match_their_files() {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i32 + 1);
-            assert!(m.sql.contains(&format!("migration {}: the {}", m.version, m.name)));
+            assert!(m
+                .sql
+                .contains(&format!("migration {}: the {}", m.version, m.name)));
         }
     }
 }

@@ -450,7 +450,10 @@ impl Bus {
         })
     }
 
-    pub(super) fn effective_tenant<'a>(&'a self, meta: Option<&'a Meta>) -> Result<Option<&'a str>, Error> {
+    pub(super) fn effective_tenant<'a>(
+        &'a self,
+        meta: Option<&'a Meta>,
+    ) -> Result<Option<&'a str>, Error> {
         match (
             meta.and_then(|m| m.tenant.as_deref()),
             self.tenant.as_deref(),
@@ -608,7 +611,10 @@ impl Bus {
             .collect())
     }
 
-    pub(super) async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, Error> {
+    pub(super) async fn append(
+        &self,
+        batch: &[(&str, Outgoing<'_>)],
+    ) -> Result<Vec<String>, Error> {
         match self.backend() {
             Backend::Redis { streams, .. } => {
                 self.patiently("XADD", || streams.append(batch)).await
