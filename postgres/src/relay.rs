@@ -5,10 +5,13 @@
 //! One round, in one transaction:
 //!
 //! ```text
-//! SELECT … FROM outbox WHERE <pending> AND <no older pending row of its key>
-//!     ORDER BY position LIMIT <batch> FOR UPDATE SKIP LOCKED      -- the heads
-//! SELECT … FROM outbox WHERE <pending> AND partition_key = ANY(<keys held>)
-//!     ORDER BY position LIMIT <rest> FOR UPDATE                   -- their followers
+//! SELECT position, partition_key FROM outbox WHERE <pending>
+//!     ORDER BY position LIMIT <4 batches>                         -- the window
+//! SELECT … FROM outbox WHERE position = ANY(<each key's first row in the window,
+//!     and rows with no key>) ORDER BY position LIMIT <batch>
+//!     FOR UPDATE SKIP LOCKED                                      -- the heads
+//! SELECT … FROM outbox WHERE position = ANY(<the window's next rows of the
+//!     keys whose heads were taken>) FOR UPDATE                    -- their followers
 //! XADD … (one pipeline)                                          -- Bus::publish_raw
 //! DELETE FROM outbox WHERE position = ANY(…)                      -- or mark them published
 //! COMMIT
@@ -266,9 +269,23 @@ const COLUMNS: &str = "position, event_id, stream, type, version, schema_path, d
                        time, partition_key, correlation_id, causation_id, tenant_id, subject, \
                        traceparent, extensions::text, attempts";
 
+/// How many batches of the oldest pending rows a round looks at. Looking at
+/// every pending row makes a round's cost grow with the backlog when few
+/// keys hold many rows (their heads are few and the batch never fills);
+/// looking at one batch only would leave a second relay nothing but the
+/// rows the first holds. Four relays at once each find a batch in the
+/// window; more still work, taking what the window has left.
+const WINDOW: usize = 4;
+
 /// The statements of a round on one outbox table.
+///
+/// Each is a scan of one table by an index, with no join, so that
+/// PostgreSQL's generic plan of it (prepared statements switch to one after
+/// a few runs) stays the plan it must be even before the table has
+/// statistics: a join planned for an empty table once took seconds a round.
 #[derive(Debug)]
 struct Statements {
+    window: String,
     heads: String,
     followers: String,
     delete: String,
@@ -282,17 +299,17 @@ impl Statements {
     fn new(table: &str) -> Self {
         let pending = "published_at is null and failed_at is null";
         Statements {
+            window: format!(
+                "select position, partition_key from {table} where {pending} \
+                 order by position limit $1"
+            ),
             heads: format!(
-                "select {COLUMNS} from {table} o \
-                 where o.{pending} and (o.partition_key is null or o.position = \
-                     (select min(h.position) from {table} h \
-                      where h.partition_key = o.partition_key and h.{pending})) \
-                 order by o.position limit $1 for update of o skip locked"
+                "select {COLUMNS} from {table} where position = any($1) and {pending} \
+                 order by position limit $2 for update skip locked"
             ),
             followers: format!(
-                "select {COLUMNS} from {table} \
-                 where {pending} and partition_key = any($1) and position <> all($2) \
-                 order by position limit $3 for update"
+                "select {COLUMNS} from {table} where position = any($1) and {pending} \
+                 order by position for update"
             ),
             delete: format!("delete from {table} where position = any($1)"),
             keep: format!("update {table} set published_at = now() where position = any($1)"),
@@ -500,39 +517,60 @@ impl Rounds {
         let doing = |what: &str| format!("relaying from {}: {what}", self.table);
         let batch = self.options.batch;
         let max = self.options.max_event_bytes;
+        let window = WINDOW.saturating_mul(batch) as i64;
         let mut tx = self
             .outbox
             .pool
             .begin()
             .await
             .map_err(Error::database(doing("begin")))?;
-        let heads = sqlx::query(&self.sql.heads)
+        // The window: the oldest pending rows, locked by other relays or
+        // not. It holds every older pending row of each key it has a row
+        // of, so its first row of a key is the key's head.
+        let window: Vec<(i64, Option<String>)> = sqlx::query_as(&self.sql.window)
+            .bind(window)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::database(doing("reading the oldest pending rows")))?;
+        if window.is_empty() {
+            return Ok(0);
+        }
+        let mut seen = BTreeSet::new();
+        let heads: Vec<i64> = window
+            .iter()
+            .filter(|(_, key)| key.as_ref().is_none_or(|k| seen.insert(k.as_str())))
+            .map(|(position, _)| *position)
+            .collect();
+        let mut rows = sqlx::query(&self.sql.heads)
+            .bind(&heads)
             .bind(batch as i64)
             .fetch_all(&mut *tx)
             .await
-            .map_err(Error::database(doing("taking pending rows")))?;
-        if heads.is_empty() {
-            return Ok(0);
-        }
-        let mut rows = heads
+            .map_err(Error::database(doing("taking the heads")))?
             .iter()
             .map(|r| Pending::read(r, max))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(Error::database(doing("reading pending rows")))?;
-        let keys: BTreeSet<&str> = rows.iter().filter_map(|r| r.key.as_deref()).collect();
-        if !keys.is_empty() && rows.len() < batch {
-            let keys: Vec<String> = keys.into_iter().map(str::to_owned).collect();
-            let taken: Vec<i64> = rows.iter().map(|r| r.position).collect();
-            let followers = sqlx::query(&self.sql.followers)
-                .bind(&keys)
-                .bind(&taken)
-                .bind((batch - rows.len()) as i64)
+            .map_err(Error::database(doing("reading the heads")))?;
+        // The keys whose heads this round holds: no other relay takes a row
+        // of them, so their next rows in the window are this round's too.
+        let held: BTreeSet<&str> = rows.iter().filter_map(|r| r.key.as_deref()).collect();
+        let room = batch.saturating_sub(rows.len());
+        let taken_heads: BTreeSet<i64> = rows.iter().map(|r| r.position).collect();
+        let followers: Vec<i64> = window
+            .iter()
+            .filter(|(position, key)| {
+                !taken_heads.contains(position) && key.as_deref().is_some_and(|k| held.contains(k))
+            })
+            .map(|(position, _)| *position)
+            .take(room)
+            .collect();
+        if !followers.is_empty() {
+            let more = sqlx::query(&self.sql.followers)
+                .bind(&followers)
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(Error::database(doing(
-                    "taking the following rows of held keys",
-                )))?;
-            for r in &followers {
+                .map_err(Error::database(doing("taking the next rows of held keys")))?;
+            for r in &more {
                 rows.push(Pending::read(r, max).map_err(Error::database(doing("reading rows")))?);
             }
             rows.sort_by_key(|r| r.position);
