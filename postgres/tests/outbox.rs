@@ -12,7 +12,9 @@ use support::{
     assert_order_per_key, assert_published_exactly, read_until, BoxError, OrderStep, Ping, World,
 };
 use tidings::postgres::{Error, Outbox, PgInbox};
-use tidings::{handler, ConsumerOptions, Context, HandlerResult, Meta, StartFrom, State};
+use tidings::{
+    handler, ConsumerOptions, Context, HandlerResult, Meta, RetryPolicy, StartFrom, State,
+};
 use tokio::sync::mpsc;
 
 const WITHIN: Duration = Duration::from_secs(20);
@@ -38,12 +40,7 @@ async fn enqueued_event_is_published_with_the_id_and_time_fixed_at_enqueue() -> 
     assert_eq!(row.try_get::<String, _>(0)?, id.to_string());
     tx.commit().await?;
 
-    let relay = w
-        .outbox
-        .relay(&w.bus)
-        .options(World::relay_options())
-        .start()
-        .await?;
+    let relay = w.relay().await?;
     let mut conn = w.redis().await;
     let entries = read_until(&mut conn, WITHIN, |e| !e.is_empty()).await;
     let stats = relay.shutdown().await?;
@@ -82,12 +79,7 @@ async fn enqueued_event_is_published_with_the_id_and_time_fixed_at_enqueue() -> 
 #[tokio::test]
 async fn rolled_back_enqueue_is_never_published() -> Result<(), BoxError> {
     let w = World::start().await;
-    let relay = w
-        .outbox
-        .relay(&w.bus)
-        .options(World::relay_options())
-        .start()
-        .await?;
+    let relay = w.relay().await?;
     let mut rolled_back = Vec::new();
     for seq in 1..=40u32 {
         if seq % 4 == 0 {
@@ -145,6 +137,43 @@ async fn apply(_step: OrderStep, ctx: Context, State(ledger): State<Ledger>) -> 
 struct Ledger {
     inbox: PgInbox,
     seen: mpsc::UnboundedSender<String>,
+}
+
+/// A worker running [`apply`] from the start of the stream, retrying
+/// through outages for longer than the tests' restarts take.
+async fn ledger(
+    w: &World,
+    seen: mpsc::UnboundedSender<String>,
+) -> Result<tidings::Worker, BoxError> {
+    Ok(w.bus
+        .consumer()
+        .options(ConsumerOptions::default().start_from(StartFrom::Beginning))
+        .retry(
+            RetryPolicy::default()
+                .attempts(50)
+                .backoff(Duration::from_millis(20))
+                .max_delay(Duration::from_millis(200)),
+        )
+        .state(Ledger {
+            inbox: PgInbox::new(w.pool.clone()),
+            seen,
+        })
+        .handler(apply)
+        .start()
+        .await?)
+}
+
+/// Fails unless each committed event's effect was applied exactly once.
+async fn assert_applied_once(w: &World, committed: &[String]) -> Result<(), BoxError> {
+    let applied: Vec<(String, i32)> =
+        sqlx::query_as("select event_id, applied from effects order by event_id")
+            .fetch_all(&w.pool)
+            .await?;
+    let ids: Vec<&str> = applied.iter().map(|(id, _)| id.as_str()).collect();
+    let committed: Vec<&str> = committed.iter().map(String::as_str).collect();
+    assert_eq!(ids, committed, "an effect per committed event");
+    assert!(applied.iter().all(|(_, n)| *n == 1), "{applied:?}");
+    Ok(())
 }
 
 /// Waits until `n` deliveries were reported.
@@ -231,12 +260,7 @@ async fn relay_killed_between_xadd_and_mark_publishes_the_same_ids_again_and_the
         .await?;
 
     // Nothing was marked, so the next relay publishes every row again.
-    let relay = w
-        .outbox
-        .relay(&w.bus)
-        .options(World::relay_options())
-        .start()
-        .await?;
+    let relay = w.relay().await?;
     let entries = read_until(&mut conn, WITHIN, |e| e.len() >= 2 * n as usize).await;
     let stats = relay.shutdown().await?;
     assert_eq!(stats.published, u64::from(n));
@@ -250,41 +274,32 @@ async fn relay_killed_between_xadd_and_mark_publishes_the_same_ids_again_and_the
 
     // The inbox: every copy is delivered, each effect applied once.
     let (seen, mut rx) = mpsc::unbounded_channel::<String>();
-    let worker = w
-        .bus
-        .consumer()
-        .options(ConsumerOptions::default().start_from(StartFrom::Beginning))
-        .state(Ledger {
-            inbox: PgInbox::new(w.pool.clone()),
-            seen,
-        })
-        .handler(apply)
-        .start()
-        .await?;
+    let worker = ledger(&w, seen).await?;
     deliveries(&mut rx, entries.len()).await;
     worker.shutdown().await?;
-    let applied: Vec<(String, i32)> = sqlx::query_as("select event_id, applied from effects")
-        .fetch_all(&w.pool)
-        .await?;
-    assert_eq!(applied.len(), committed.len());
-    assert!(applied.iter().all(|(_, n)| *n == 1), "{applied:?}");
+    assert_applied_once(&w, &committed).await?;
     Ok(())
 }
 
-/// Enqueues `per_key` steps on each of `keys` orders from concurrent
+/// Enqueues `steps` on each of `keys` orders from concurrent
 /// producers, each step in its own transaction; returns how many failed. A
 /// failed step is not tried again under its number (a commit whose answer
 /// was lost may have committed): the `orders` table says what committed.
-fn produce(w: &World, keys: usize, per_key: u32) -> tokio::task::JoinHandle<usize> {
+fn produce(
+    w: &World,
+    keys: usize,
+    steps: std::ops::RangeInclusive<u32>,
+) -> tokio::task::JoinHandle<usize> {
     let producer = w.producer();
     tokio::spawn(async move {
         let tasks: Vec<_> = (0..keys)
             .map(|k| {
                 let p = producer.clone();
+                let steps = steps.clone();
                 tokio::spawn(async move {
                     let order = format!("o-{k}");
                     let mut failures = 0;
-                    for seq in 1..=per_key {
+                    for seq in steps {
                         if p.enqueue_step(&order, seq).await.is_err() {
                             failures += 1;
                         }
@@ -319,13 +334,10 @@ async fn read_all_committed(
 /// producers' failures.
 async fn restart_under_load(restart: impl FnOnce(&mut World)) -> Result<usize, BoxError> {
     let mut w = World::start().await;
-    let relay = w
-        .outbox
-        .relay(&w.bus)
-        .options(World::relay_options())
-        .start()
-        .await?;
-    let producing = produce(&w, 4, 120);
+    let relay = w.relay().await?;
+    let (seen, mut handled) = mpsc::unbounded_channel::<String>();
+    let worker = ledger(&w, seen).await?;
+    let producing = produce(&w, 4, 1..=120);
     let mut conn = w.redis().await;
     read_until(&mut conn, WITHIN, |e| e.len() >= 40).await;
     let before = w.committed().await.len();
@@ -352,6 +364,20 @@ async fn restart_under_load(restart: impl FnOnce(&mut World)) -> Result<usize, B
         .fetch_one(&w.pool)
         .await?;
     assert_eq!(left, 0, "every committed row is marked");
+    // Every committed event reached the handler, whose effect and inbox
+    // mark commit together: each applied once, outage or not.
+    let all_handled = tokio::time::timeout(WITHIN, async {
+        let mut pending: std::collections::HashSet<&str> =
+            committed.iter().map(String::as_str).collect();
+        while !pending.is_empty() {
+            let id = handled.recv().await.expect("the worker runs");
+            pending.remove(id.as_str());
+        }
+    })
+    .await;
+    assert!(all_handled.is_ok(), "not every committed event was handled");
+    worker.shutdown().await?;
+    assert_applied_once(&w, &committed).await?;
     Ok(failures)
 }
 
@@ -371,24 +397,40 @@ async fn redis_restarted_under_load_loses_and_invents_nothing() -> Result<(), Bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_racing_publish_each_event_once_in_order_per_key() -> Result<(), BoxError> {
     let w = World::start().await;
-    let options = World::relay_options().batch(7);
-    let a = w
-        .outbox
-        .relay(&w.bus)
-        .options(options.clone())
-        .start()
-        .await?;
-    let b = w.outbox.relay(&w.bus).options(options).start().await?;
-    let failures = produce(&w, 6, 40).await?;
+    // A backlog of few keys, then four relays on buses of their own, each
+    // with its own connections: every relay finds rows of every key.
+    let failures = produce(&w, 3, 1..=150).await?;
+    assert_eq!(failures, 0);
+    let options = World::relay_options().batch(10);
+    let mut relays = Vec::new();
+    for _ in 0..4 {
+        let bus = tidings::Bus::builder()
+            .source("outbox-tests")
+            .connect(&w.redis.url())
+            .await?;
+        relays.push(
+            w.outbox
+                .relay(&bus)
+                .options(options.clone())
+                .start()
+                .await?,
+        );
+    }
+    // More rows while they run.
+    let failures = produce(&w, 3, 151..=200).await?;
     assert_eq!(failures, 0);
     let committed = w.committed().await;
     let mut conn = w.redis().await;
     read_all_committed(&mut conn, &committed).await;
-    let (a, b) = (a.shutdown().await?, b.shutdown().await?);
-    assert_eq!(a.published + b.published, committed.len() as u64);
+    let mut stats = Vec::new();
+    for relay in relays {
+        stats.push(relay.shutdown().await?);
+    }
+    let published: u64 = stats.iter().map(|s| s.published).sum();
+    assert_eq!(published, committed.len() as u64);
     assert!(
-        a.published > 0 && b.published > 0,
-        "both relays took rows: {a:?} {b:?}"
+        stats.iter().filter(|s| s.published > 0).count() > 1,
+        "the relays shared the rows: {stats:?}"
     );
     let entries = support::read_all(&mut conn).await;
     assert_eq!(entries.len(), committed.len(), "no event published twice");
@@ -579,5 +621,50 @@ async fn inbox_changes_the_database_once_per_event_and_group() -> Result<(), Box
     assert!(inbox.begin_for("audit", &id).await?.is_some());
     let err = inbox.begin(&Context::detached()).await.unwrap_err();
     assert!(matches!(err, Error::NoDelivery { .. }), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn transactions_enqueueing_one_key_take_their_turn_so_commit_order_is_publish_order(
+) -> Result<(), BoxError> {
+    let w = World::start().await;
+    let mut first = w.pool.begin().await?;
+    let step = |seq| OrderStep {
+        order: "o-1".into(),
+        seq,
+    };
+    let first_id = w
+        .outbox
+        .enqueue_keyed(&mut first, "o-1", &step(1), Meta::default())
+        .await?;
+    // A second transaction on the key waits for the first to end...
+    let producer = w.producer();
+    let second = tokio::spawn(async move { producer.enqueue_step("o-1", 2).await });
+    let waiting = tokio::time::timeout(WITHIN, async {
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_locks where locktype = 'advisory' and not granted",
+            )
+            .fetch_one(&w.pool)
+            .await
+            .expect("pg_locks");
+            if waiting > 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waiting.is_ok(), "the second transaction never waited");
+    assert!(!second.is_finished());
+    // ...so it commits after it, and its event goes out after it.
+    first.commit().await?;
+    let second_id = second.await??;
+    let relay = w.relay().await?;
+    let mut conn = w.redis().await;
+    let entries = read_until(&mut conn, WITHIN, |e| e.len() >= 2).await;
+    relay.shutdown().await?;
+    let ids: Vec<&str> = entries.iter().map(|e| e.field("id")).collect();
+    assert_eq!(ids, [first_id.to_string().as_str(), second_id.as_str()]);
     Ok(())
 }

@@ -9,8 +9,11 @@ use tidings::{
 };
 use tidings_testkit::RedisServer;
 
+/// The event the tests publish raw and read back typed.
 #[event(stream = "files", version = 2)]
+#[derive(Debug)]
 pub struct FileStored {
+    /// The file.
     pub file_id: String,
 }
 
@@ -153,7 +156,9 @@ async fn a_raw_event_goes_to_the_keys_of_its_tenant() {
     let bus = Bus::in_memory();
     let event =
         stored(Ulid::new(), time::OffsetDateTime::now_utc()).meta(Meta::default().tenant("acme"));
-    bus.publish_raw(&[event.clone()]).await.expect("publish");
+    bus.publish_raw(std::slice::from_ref(&event))
+        .await
+        .expect("publish");
     assert!(stream_of(&bus).await.is_empty());
     let acme = bus.tenant("acme").expect("tenant");
     let seen = stream_of(&acme).await;

@@ -10,7 +10,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tidings::postgres::{Outbox, RelayOptions};
+use tidings::postgres::{Outbox, Relay, RelayOptions};
 use tidings::{event, Bus};
 use tidings_testkit::{PostgresServer, RedisServer};
 
@@ -74,6 +74,15 @@ impl World {
         RelayOptions::default()
             .batch(50)
             .poll_interval(Duration::from_millis(100))
+    }
+
+    /// A relay from the outbox to the bus, with [`World::relay_options`].
+    pub async fn relay(&self) -> Result<Relay, tidings::postgres::Error> {
+        self.outbox
+            .relay(&self.bus)
+            .options(World::relay_options())
+            .start()
+            .await
     }
 
     /// What enqueues steps, for tasks of their own.
