@@ -3,6 +3,7 @@
 // `docs` below, while on GitHub the README's own definitions, at its end,
 // point at the files.
 #![doc = "[docs/delivery.md]: crate::docs::delivery"]
+#![cfg_attr(feature = "postgres", doc = "[docs/outbox.md]: crate::docs::outbox")]
 #![doc = "[docs/operations.md]: crate::docs::operations"]
 #![doc = "[docs/schema-guard.md]: crate::docs::schema_guard"]
 #![doc = "[docs/compatibility.md]: crate::docs::compatibility"]
@@ -46,6 +47,12 @@ pub mod docs {
 
     #[doc = include_str!("../docs/delivery.md")]
     pub mod delivery {}
+
+    #[cfg(feature = "postgres")]
+    #[doc = "[delivery.md]: crate::docs::delivery"]
+    #[doc = ""]
+    #[doc = include_str!("../docs/outbox.md")]
+    pub mod outbox {}
 
     #[doc = "[delivery]: crate::docs::delivery#dead-letters"]
     #[doc = ""]

@@ -143,7 +143,7 @@ pub enum Error {
     #[error("event `{id}` of type `{type_name}` cannot be published: {reason}")]
     InvalidRawEvent {
         /// The event's id.
-        id: crate::Ulid,
+        id: String,
         /// Its type.
         type_name: String,
         /// What is wrong with it.

@@ -133,7 +133,7 @@ impl RawEvent {
             check_name("tenant", tenant)?;
         }
         let invalid = |reason: String| Error::InvalidRawEvent {
-            id: self.id,
+            id: self.id.to_string(),
             type_name: self.type_name.clone(),
             reason,
         };
