@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
-use tidings::postgres::{Outbox, RelayOptions};
 use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult};
 use tidings_bench::events::FileUploaded;
 use tidings_bench::report::{self, Better, Figure, Target};
+use tidings_postgres::{Outbox, RelayOptions};
 use tidings_testkit::{PostgresServer, RedisServer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -13,7 +13,7 @@ use crate::schema::{Migration, Schema};
 ///
 /// ```no_run
 /// use tidings::{event, handler, Context, HandlerResult, State};
-/// use tidings::postgres::PgInbox;
+/// use tidings_postgres::PgInbox;
 ///
 /// #[event(stream = "billing", version = 1)]
 /// pub struct InvoicePaid { pub invoice: String, pub cents: i64 }

@@ -11,10 +11,10 @@ use sqlx::{Connection, Row};
 use support::{
     assert_order_per_key, assert_published_exactly, read_until, BoxError, OrderStep, Ping, World,
 };
-use tidings::postgres::{Error, Outbox, PgInbox};
 use tidings::{
     handler, ConsumerOptions, Context, HandlerResult, Meta, RetryPolicy, StartFrom, State,
 };
+use tidings_postgres::{Error, Outbox, PgInbox};
 use tokio::sync::mpsc;
 
 const WITHIN: Duration = Duration::from_secs(20);
@@ -573,7 +573,7 @@ async fn migrations_run_once_in_a_schema_of_their_own() -> Result<(), BoxError> 
     assert!(w.outbox.migrate().await?.is_empty(), "already applied");
     let other = Outbox::in_schema(w.pool.clone(), "billing_events")?;
     let (a, b) = tokio::join!(other.migrate(), other.migrate());
-    assert_eq!(a?.len() + b?.len(), tidings::postgres::MIGRATIONS.len());
+    assert_eq!(a?.len() + b?.len(), tidings_postgres::MIGRATIONS.len());
     let mut tx = w.pool.begin().await?;
     other
         .enqueue(

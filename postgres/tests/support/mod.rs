@@ -10,8 +10,8 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use tidings::postgres::{Outbox, Relay, RelayOptions};
 use tidings::{event, Bus};
+use tidings_postgres::{Outbox, Relay, RelayOptions};
 use tidings_testkit::{PostgresServer, RedisServer};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -77,7 +77,7 @@ impl World {
     }
 
     /// A relay from the outbox to the bus, with [`World::relay_options`].
-    pub async fn relay(&self) -> Result<Relay, tidings::postgres::Error> {
+    pub async fn relay(&self) -> Result<Relay, tidings_postgres::Error> {
         self.outbox
             .relay(&self.bus)
             .options(World::relay_options())
