@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::Row;
-use tidings_runtime::{Bus, Meta, RawEvent, TransportError, Ulid};
+use tidings_runtime::{Bus, Meta, RawEvent, Ulid};
 use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -156,8 +156,8 @@ impl RelayBuilder {
             .await
             .map_err(Error::database(format!("LISTEN \"{channel}\"")))?;
         let wake = Arc::new(Notify::new());
-        let listening = tokio::spawn(listen(listener, wake.clone()));
         let (stop, stopped) = watch::channel(false);
+        let listening = tokio::spawn(listen(listener, wake.clone(), stopped.clone()));
         let counters = Arc::new(Counters::default());
         let rounds = Rounds::new(self.outbox, self.bus, self.options, counters.clone());
         let task = tokio::spawn(rounds.run(stopped, wake));
@@ -170,8 +170,9 @@ impl RelayBuilder {
     }
 }
 
-/// A running relay. Dropping it leaves the task running; stop it with
-/// [`Relay::shutdown`].
+/// A running relay. Stop it with [`Relay::shutdown`], which publishes what
+/// is pending first; dropping it stops it after the round in flight,
+/// without that.
 #[derive(Debug)]
 pub struct Relay {
     stop: watch::Sender<bool>,
@@ -223,7 +224,7 @@ impl Relay {
     pub async fn shutdown(self) -> Result<RelayStats, Error> {
         let _ = self.stop.send(true);
         let result = self.task.await;
-        self.listening.abort();
+        let _ = self.listening.await;
         match result {
             Ok(Ok(())) => Ok(self.counters.snapshot()),
             Ok(Err(e)) => Err(e),
@@ -237,10 +238,16 @@ impl Relay {
 /// Turns notifications into wake-ups, reconnecting (through sqlx) when the
 /// connection drops; a dropped connection wakes the relay too, as
 /// notifications may have been missed meanwhile.
-async fn listen(mut listener: PgListener, wake: Arc<Notify>) {
+async fn listen(mut listener: PgListener, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     loop {
-        match listener.try_recv().await {
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            // Stopping (the drain needs no notification) or dropped: the
+            // listener is not used again, so cutting a read short is safe.
+            _ = stop.changed() => return,
+        };
+        match received {
             Ok(Some(_)) => failures = 0,
             Ok(None) => tracing::debug!("the relay's listening connection dropped; reconnecting"),
             Err(e) => {
@@ -248,7 +255,10 @@ async fn listen(mut listener: PgListener, wake: Arc<Notify>) {
                 if failures == 1 {
                     tracing::warn!(error = %e, "the relay cannot listen for notifications; polling meanwhile");
                 }
-                tokio::time::sleep(backoff(failures)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff(failures)) => {}
+                    _ = stop.changed() => return,
+                }
             }
         }
         wake.notify_one();
@@ -282,7 +292,8 @@ const WINDOW: usize = 4;
 /// Each is a scan of one table by an index, with no join, so that
 /// PostgreSQL's generic plan of it (prepared statements switch to one after
 /// a few runs) stays the plan it must be even before the table has
-/// statistics: a join planned for an empty table once took seconds a round.
+/// statistics (a join planned for a table believed empty can scan the whole
+/// table for each row it joins).
 #[derive(Debug)]
 struct Statements {
     window: String,
@@ -417,13 +428,9 @@ impl Pending {
 fn unreachable_redis(e: &tidings_runtime::Error) -> bool {
     match e {
         tidings_runtime::Error::Unavailable { .. } => true,
-        tidings_runtime::Error::Transport(t) => is_transient(t),
+        tidings_runtime::Error::Transport(t) => t.is_transient(),
         _ => false,
     }
-}
-
-fn is_transient(t: &TransportError) -> bool {
-    t.is_transient()
 }
 
 /// What a round decided for its rows.
@@ -463,6 +470,11 @@ impl Rounds {
         // starts, then once per poll interval.
         let mut cleaned: Option<tokio::time::Instant> = None;
         loop {
+            // An error: the relay's handle was dropped, which stops it
+            // without draining.
+            if stop.has_changed().is_err() {
+                return Ok(());
+            }
             let stopping = *stop.borrow_and_update();
             match self.round().await {
                 Ok(taken) => {
@@ -503,11 +515,7 @@ impl Rounds {
             tokio::select! {
                 () = wake.notified() => {}
                 () = tokio::time::sleep(self.options.poll_interval) => {}
-                // An error: the relay's handle is gone, which stops it too.
                 _ = stop.changed() => {}
-            }
-            if stop.has_changed().is_err() {
-                return Ok(());
             }
         }
     }

@@ -668,3 +668,36 @@ async fn transactions_enqueueing_one_key_take_their_turn_so_commit_order_is_publ
     assert_eq!(ids, [first_id.to_string().as_str(), second_id.as_str()]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_dropped_relay_stops_and_leaves_its_rows_to_the_next() -> Result<(), BoxError> {
+    let w = World::start().await;
+    let relay = w.relay().await?;
+    let listening = "select count(*) from pg_stat_activity where query like 'LISTEN %'";
+    let count = |sql: &'static str| {
+        let pool = w.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("pg_stat_activity")
+        }
+    };
+    assert_eq!(count(listening).await, 1);
+    drop(relay);
+    // Its listening connection closes: the relay's tasks have ended.
+    let closed = tokio::time::timeout(WITHIN, async {
+        while count(listening).await > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the dropped relay still listens");
+    w.enqueue_step("o-1", 1).await?;
+    let relay = w.relay().await?;
+    let mut conn = w.redis().await;
+    read_until(&mut conn, WITHIN, |e| !e.is_empty()).await;
+    let stats = relay.shutdown().await?;
+    assert_eq!(stats.published, 1, "the dropped relay published nothing");
+    Ok(())
+}
