@@ -14,7 +14,7 @@ use support::{
 use tidings::{
     handler, ConsumerOptions, Context, HandlerResult, Meta, RetryPolicy, StartFrom, State,
 };
-use tidings_postgres::{Error, Outbox, PgInbox};
+use tidings_postgres::{Error, Outbox, PgInbox, RelayOptions};
 use tokio::sync::mpsc;
 
 const WITHIN: Duration = Duration::from_secs(20);
@@ -574,6 +574,13 @@ async fn migrations_run_once_in_a_schema_of_their_own() -> Result<(), BoxError> 
     let other = Outbox::in_schema(w.pool.clone(), "billing_events")?;
     let (a, b) = tokio::join!(other.migrate(), other.migrate());
     assert_eq!(a?.len() + b?.len(), tidings_postgres::MIGRATIONS.len());
+    // A relay that polls once a minute: only the schema's own notification
+    // can wake it in time.
+    let relay = other
+        .relay(&w.bus)
+        .options(RelayOptions::default().poll_interval(Duration::from_secs(60)))
+        .start()
+        .await?;
     let mut tx = w.pool.begin().await?;
     other
         .enqueue(
@@ -585,10 +592,9 @@ async fn migrations_run_once_in_a_schema_of_their_own() -> Result<(), BoxError> 
         )
         .await?;
     tx.commit().await?;
-    let n: i64 = sqlx::query_scalar("select count(*) from billing_events.outbox")
-        .fetch_one(&w.pool)
-        .await?;
-    assert_eq!(n, 1);
+    let mut conn = w.redis().await;
+    read_until(&mut conn, WITHIN, |e| e.len() == 1).await;
+    assert_eq!(relay.shutdown().await?.published, 1);
     sqlx::query("update billing_events.migrations set name = 'other' where version = 1")
         .execute(&w.pool)
         .await?;
