@@ -159,10 +159,11 @@ impl Outbox {
         let time = now
             .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
             .unwrap_or(now);
-        let mut raw = tidings_runtime::RawEvent::new(stream, E::TYPE, E::VERSION, Vec::new())
-            .id(id)
-            .time(time)
-            .schema_path(E::SCHEMA_PATH);
+        let mut raw =
+            tidings_runtime::RawEvent::new(stream, E::TYPE, E::VERSION, data.clone().into_bytes())
+                .id(id)
+                .time(time)
+                .schema_path(E::SCHEMA_PATH);
         if let Some(key) = key {
             raw = raw.partition_key(key);
         }
@@ -177,8 +178,7 @@ impl Outbox {
             )
         };
         // Everything a relay checks, checked where the caller can still act
-        // on it: the names, the tenant, the extension names.
-        raw.data = b"null".to_vec();
+        // on it: the names, the tenant, the extension names, the key.
         let raw = raw.meta(meta);
         raw.check()?;
         let sql = if key.is_some() {
