@@ -137,6 +137,18 @@ pub enum Error {
         /// Why it is rejected.
         reason: String,
     },
+    /// An event given to [`Bus::publish_raw`](crate::Bus::publish_raw)
+    /// that can never be published as it is (see
+    /// [`RawEvent::check`](crate::RawEvent::check)).
+    #[error("event `{id}` of type `{type_name}` cannot be published: {reason}")]
+    InvalidRawEvent {
+        /// The event's id.
+        id: String,
+        /// Its type.
+        type_name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// [`BusBuilder::schema_base`](crate::BusBuilder::schema_base) is not an
     /// absolute URI.
     #[error("invalid schema base `{base}`: {reason}")]

@@ -60,7 +60,8 @@ pub mod schemas;
 pub mod __private;
 
 pub use bus::{
-    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Published, DEFAULT_NAMESPACE,
+    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Published, RawEvent,
+    DEFAULT_NAMESPACE,
 };
 pub use compat::{Compat, UnknownCompat};
 pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};

@@ -8,6 +8,7 @@ mod keys;
 mod live;
 mod publish;
 mod replies;
+mod raw;
 mod subscribe;
 
 use std::borrow::Cow;
@@ -23,6 +24,7 @@ pub(crate) use live::ReaderLife;
 pub(crate) use publish::Draft;
 pub use publish::{Meta, Published};
 pub(crate) use replies::{Replies, REPLY_STREAM_MAX_LEN};
+pub use raw::RawEvent;
 pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
 
 use crate::memory::MemoryTransport;

@@ -113,7 +113,7 @@ impl Meta {
     }
 
     /// Checks the extension names.
-    fn check(&self) -> Result<(), Error> {
+    pub(super) fn check(&self) -> Result<(), Error> {
         for (name, _) in &self.extensions {
             check_extension_name(name)?;
         }
@@ -265,7 +265,7 @@ struct Scope<'a> {
 }
 
 /// The attributes of one event being sent, owned on the stack.
-struct Stamp {
+pub(super) struct Stamp {
     id: Ulid,
     id_text: [u8; ulid::ULID_LEN],
 }
@@ -274,12 +274,12 @@ impl Stamp {
     fn new() -> Self {
         Stamp::of(Ulid::new())
     }
-    fn of(id: Ulid) -> Self {
+    pub(super) fn of(id: Ulid) -> Self {
         let mut id_text = [0u8; ulid::ULID_LEN];
         id.array_to_str(&mut id_text);
         Stamp { id, id_text }
     }
-    fn id(&self) -> &str {
+    pub(super) fn id(&self) -> &str {
         // Crockford base32 is ASCII.
         std::str::from_utf8(&self.id_text).unwrap_or("")
     }
@@ -501,7 +501,10 @@ impl Bus {
         })
     }
 
-    fn effective_tenant<'a>(&'a self, meta: Option<&'a Meta>) -> Result<Option<&'a str>, Error> {
+    pub(super) fn effective_tenant<'a>(
+        &'a self,
+        meta: Option<&'a Meta>,
+    ) -> Result<Option<&'a str>, Error> {
         match (
             meta.and_then(|m| m.tenant.as_deref()),
             self.tenant.as_deref(),
@@ -798,7 +801,10 @@ impl Bus {
             .collect())
     }
 
-    async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, Error> {
+    pub(super) async fn append(
+        &self,
+        batch: &[(&str, Outgoing<'_>)],
+    ) -> Result<Vec<String>, Error> {
         match self.backend() {
             Backend::Redis { streams, .. } => {
                 self.patiently("XADD", || streams.append(batch)).await

@@ -1110,12 +1110,6 @@ impl ChannelTransport for MemoryTransport {
 
 /// An entry as `XRANGE` shows it: the envelope's wire fields.
 fn raw_entry(id: Id, envelope: &Envelope) -> RawEntry {
-    RawEntry::new(
-        format_id(id),
-        envelope
-            .to_fields()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    // Every field, extension attributes included, as `XRANGE` on Redis.
+    RawEntry::new(format_id(id), envelope.to_all_fields())
 }
