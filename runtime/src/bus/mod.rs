@@ -7,8 +7,8 @@ mod backend;
 mod keys;
 mod live;
 mod publish;
-mod replies;
 mod raw;
+mod replies;
 mod subscribe;
 
 use std::borrow::Cow;
@@ -23,8 +23,8 @@ pub(crate) use keys::{check_name, forbidden_in_name, MAX_NAME_LEN};
 pub(crate) use live::ReaderLife;
 pub(crate) use publish::Draft;
 pub use publish::{Meta, Published};
-pub(crate) use replies::{Replies, REPLY_STREAM_MAX_LEN};
 pub use raw::RawEvent;
+pub(crate) use replies::{Replies, REPLY_STREAM_MAX_LEN};
 pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
 
 use crate::memory::MemoryTransport;
