@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tidings_runtime::DeadLetter;
 
-use crate::ops::{self, Connection, Failure, Format};
+use crate::ops::{self, Confirm, Connection, Failure, Format, Output};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
@@ -24,8 +24,8 @@ pub(crate) struct ListArgs {
     /// Most dead letters to show.
     #[arg(long, default_value_t = 20)]
     count: usize,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -58,6 +58,8 @@ pub(crate) struct RetryArgs {
     #[arg(long)]
     all: bool,
     #[command(flatten)]
+    output: Output,
+    #[command(flatten)]
     connection: Connection,
 }
 
@@ -84,6 +86,10 @@ pub(crate) struct PurgeArgs {
     /// Every dead letter of the stream.
     #[arg(long)]
     all: bool,
+    #[command(flatten)]
+    confirm: Confirm,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -116,7 +122,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         .list(args.count)
         .await
         .map_err(|e| args.connection.failed("XRANGE", e))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => {
             let all: Vec<Value> = letters.iter().map(to_json).collect();
             println!("{}", Value::Array(all));
@@ -196,36 +202,59 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
         .dead_letters(&args.stream)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let failed = |e| args.connection.failed("EVAL (retry)", e);
-    if let Some(group) = &args.group {
-        let n = dlq.retry_group(group).await.map_err(failed)?;
+    let json = args.output.format() == Format::Json;
+    let mut retried = Vec::new();
+    let mut missing = Vec::new();
+    let count = if let Some(group) = &args.group {
+        dlq.retry_group(group).await.map_err(failed)?
+    } else if args.all {
+        dlq.retry_all().await.map_err(failed)?
+    } else {
+        for id in &args.ids {
+            match dlq.retry(id).await.map_err(failed)? {
+                Some(entry) => retried.push((id.clone(), entry)),
+                None => missing.push(id.clone()),
+            }
+        }
+        retried.len()
+    };
+    if json {
+        let entries: Vec<Value> = retried
+            .iter()
+            .map(|(id, entry)| json!({ "dead_letter": id, "entry": entry }))
+            .collect();
         println!(
-            "retried {n} dead letters of group `{group}` into {}",
+            "{}",
+            json!({
+                "stream": dlq.stream_key(),
+                "retried": count,
+                "entries": entries,
+                "missing": missing,
+            })
+        );
+    } else if let Some(group) = &args.group {
+        println!(
+            "retried {count} dead letters of group `{group}` into {}",
             dlq.stream_key()
         );
-        return Ok(());
-    }
-    if args.all {
-        let n = dlq.retry_all().await.map_err(failed)?;
-        println!("retried {n} dead letters into {}", dlq.stream_key());
-        return Ok(());
-    }
-    let mut missing = Vec::new();
-    for id in &args.ids {
-        match dlq.retry(id).await.map_err(failed)? {
-            Some(entry) => println!("retried {id} as entry {entry} of {}", dlq.stream_key()),
-            None => missing.push(format!("`{id}`")),
+    } else if args.all {
+        println!("retried {count} dead letters into {}", dlq.stream_key());
+    } else {
+        for (id, entry) in &retried {
+            println!("retried {id} as entry {entry} of {}", dlq.stream_key());
         }
     }
-    match missing.len() {
+    let quoted: Vec<String> = missing.iter().map(|id| format!("`{id}`")).collect();
+    match quoted.len() {
         0 => Ok(()),
         1 => Err(Failure::Operational(format!(
             "{} is not a dead letter in {}",
-            missing[0],
+            quoted[0],
             dlq.key()
         ))),
         _ => Err(Failure::Operational(format!(
             "{} are not dead letters in {}",
-            missing.join(", "),
+            quoted.join(", "),
             dlq.key()
         ))),
     }
@@ -236,27 +265,34 @@ async fn purge(args: PurgeArgs) -> Result<(), Failure> {
     let dlq = bus
         .dead_letters(&args.stream)
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    let which = match (&args.group, args.all) {
+        (Some(group), _) => format!("the dead letters of group `{group}` in {}", dlq.key()),
+        (None, true) => format!("every dead letter in {}", dlq.key()),
+        (None, false) => format!("{} dead letters in {}", args.ids.len(), dlq.key()),
+    };
+    args.confirm.ask(&format!("Delete {which}?"))?;
     let failed = |e| args.connection.failed("EVAL (purge)", e);
-    if let Some(group) = &args.group {
-        let n = dlq.purge_group(group).await.map_err(failed)?;
-        println!(
-            "purged {n} dead letters of group `{group}` from {}",
-            dlq.key()
-        );
+    let n = if let Some(group) = &args.group {
+        dlq.purge_group(group).await.map_err(failed)?
     } else if args.all {
-        let n = dlq.purge().await.map_err(failed)?;
-        println!("purged {n} dead letters from {}", dlq.key());
+        dlq.purge().await.map_err(failed)?
     } else {
-        let n = dlq.purge_ids(&args.ids).await.map_err(failed)?;
-        let given = args.ids.len();
-        if n == given {
-            println!("purged {n} dead letters from {}", dlq.key());
-        } else {
-            println!(
-                "purged {n} of the {given} dead letters given from {}; the others were not there",
+        dlq.purge_ids(&args.ids).await.map_err(failed)?
+    };
+    let given = (args.group.is_none() && !args.all).then_some(args.ids.len());
+    match (args.output.format(), given) {
+        (Format::Json, _) => println!("{}", json!({ "key": dlq.key(), "purged": n })),
+        (Format::Text, Some(given)) if given != n => println!(
+            "purged {n} of the {given} dead letters given from {}; the others were not there",
+            dlq.key()
+        ),
+        (Format::Text, _) => match &args.group {
+            Some(group) => println!(
+                "purged {n} dead letters of group `{group}` from {}",
                 dlq.key()
-            );
-        }
+            ),
+            None => println!("purged {n} dead letters from {}", dlq.key()),
+        },
     }
     Ok(())
 }

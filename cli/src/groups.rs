@@ -10,7 +10,7 @@ use tidings_runtime::{Bus, Error, Group, GroupStats, Position, StartFrom};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::ops::{self, duration, parse_duration, Connection, Failure, Format};
+use crate::ops::{self, duration, parse_duration, Confirm, Connection, Failure, Format, Output};
 use crate::streams;
 
 /// The forms `--to` and `--from` take, for the messages that refuse one.
@@ -47,8 +47,8 @@ pub(crate) struct Target {
 pub(crate) struct ListArgs {
     /// The stream's name, as in `#[event(stream = "…")]`.
     stream: String,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -63,8 +63,8 @@ pub(crate) struct CreateArgs {
     /// published at or after it). A group that exists is left where it is.
     #[arg(long, value_name = "POSITION", default_value = "end", value_parser = parse_position)]
     from: Spot,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -73,8 +73,10 @@ pub(crate) struct CreateArgs {
 pub(crate) struct DeleteArgs {
     #[command(flatten)]
     target: Target,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    confirm: Confirm,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -89,8 +91,8 @@ pub(crate) struct SetPositionArgs {
     /// `90m`, `2h`, `7d` (the entries published at or after it).
     #[arg(long, value_name = "POSITION", value_parser = parse_position)]
     to: Spot,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -102,8 +104,8 @@ pub(crate) struct ForgetIdleArgs {
     /// Least time without a read, such as `10m`, `2h`, `1d`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     idle: Duration,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -115,8 +117,8 @@ pub(crate) struct PendingArgs {
     /// Most entries to show, the oldest first.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -296,7 +298,7 @@ async fn list(args: ListArgs) -> Result<(), Failure> {
         .stream_stats(&args.stream)
         .await
         .map_err(|e| args.connection.failed("XINFO", e))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => print_json(&json!(stats.groups)),
         Format::Text if stats.groups.is_empty() => println!(
             "no consumer group on {}{}",
@@ -350,7 +352,7 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
             .await?
             .ok_or_else(|| no_group(&group))?,
     };
-    match args.format {
+    match args.output.format() {
         Format::Json => print_json(&json!({
             "key": group.key(),
             "group": group.name(),
@@ -380,6 +382,11 @@ async fn create(args: CreateArgs) -> Result<(), Failure> {
 
 async fn delete(args: DeleteArgs) -> Result<(), Failure> {
     let (bus, group) = open(&args.connection, &args.target).await?;
+    args.confirm.ask(&format!(
+        "Delete group `{}` of {}, with its consumers and pending entries?",
+        group.name(),
+        group.key()
+    ))?;
     let before = stats_of(&args.connection, &bus, &args.target).await?;
     let existed = group
         .delete()
@@ -395,7 +402,7 @@ async fn delete(args: DeleteArgs) -> Result<(), Failure> {
         )));
     }
     let (consumers, pending) = before.map_or((0, 0), |g| (g.consumers.len(), g.pending));
-    match args.format {
+    match args.output.format() {
         Format::Json => print_json(&json!({
             "key": group.key(),
             "group": group.name(),
@@ -426,7 +433,7 @@ async fn set_position(args: SetPositionArgs) -> Result<(), Failure> {
     let after = stats_of(&args.connection, &bus, &args.target)
         .await?
         .ok_or_else(|| no_group(&group))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => print_json(&json!({
             "key": group.key(),
             "group": group.name(),
@@ -467,7 +474,7 @@ async fn forget_idle(args: ForgetIdleArgs) -> Result<(), Failure> {
         .forget_idle_consumers(args.idle)
         .await
         .map_err(|e| failed(&args.connection, &group, "XGROUP DELCONSUMER", e))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => print_json(&json!({
             "key": group.key(),
             "group": group.name(),
@@ -497,7 +504,7 @@ async fn pending(args: PendingArgs) -> Result<(), Failure> {
         .pending(count)
         .await
         .map_err(|e| failed(&args.connection, &group, "XPENDING", e))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => print_json(&json!(entries)),
         Format::Text if entries.is_empty() => println!(
             "no pending entries in group `{}` on {}",

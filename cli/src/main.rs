@@ -42,6 +42,12 @@ enum Command {
     Pending(groups::PendingArgs),
     /// Print the newest entries of a stream, or those from an entry id or a time.
     Tail(tail::TailArgs),
+    /// Print a shell's completion script: `tidings completions bash > /etc/bash_completion.d/tidings`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// How a command ended, as the exit status says it.
@@ -70,6 +76,16 @@ fn main() -> ExitCode {
         Command::Groups(command) => groups::run(command),
         Command::Pending(args) => groups::run_pending(args),
         Command::Tail(args) => tail::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tidings",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,6 +33,64 @@ pub(crate) enum Format {
     Json,
 }
 
+/// `--json`, or `--format text|json`: how a command prints its results.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct Output {
+    /// Print JSON, for scripts (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
+    json: bool,
+    /// How to print the results.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
+}
+
+impl Output {
+    /// The format asked for: text unless `--json` or `--format json`.
+    pub(crate) fn format(&self) -> Format {
+        match (self.json, self.format) {
+            (true, _) => Format::Json,
+            (false, Some(f)) => f,
+            (false, None) => Format::Text,
+        }
+    }
+}
+
+/// `--yes`: the confirmation of a command that deletes.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct Confirm {
+    /// Do it without asking (needed when not at a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+impl Confirm {
+    /// Asks `question` at a terminal and goes on on `y`; without a terminal
+    /// refuses, unless `--yes` was given.
+    pub(crate) fn ask(&self, question: &str) -> Result<(), Failure> {
+        use std::io::{BufRead, IsTerminal, Write};
+        if self.yes {
+            return Ok(());
+        }
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Err(Failure::Usage(format!(
+                "{question} Not at a terminal to ask: add --yes to do it"
+            )));
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        stdin
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| Failure::Usage(format!("reading the answer failed: {e}")))?;
+        match answer.trim() {
+            "y" | "Y" | "yes" => Ok(()),
+            _ => Err(Failure::Usage("not confirmed; nothing was done".to_owned())),
+        }
+    }
+}
+
 /// Why a command failed, and the exit status that says so.
 #[derive(Debug)]
 pub(crate) enum Failure {

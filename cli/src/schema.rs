@@ -3,12 +3,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tidings_runtime::schemas::diff::{try_check_pair, Change, DiffError, Report, Side};
 use tidings_runtime::schemas::portable::{normalize, LEGACY_COMPAT_KEYWORD};
 use tidings_runtime::schemas::Compat;
 
+use crate::ops::{Format, Output};
 use crate::{Outcome, Unreadable};
 
 mod tree;
@@ -23,14 +24,6 @@ pub(crate) enum SchemaCommand {
     Check(CheckArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum Format {
-    /// One line per change.
-    Text,
-    /// One JSON document.
-    Json,
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct DiffArgs {
     /// The older schema (the one data was written with).
@@ -40,8 +33,8 @@ pub(crate) struct DiffArgs {
     /// Compatibility mode: backward, forward, full, their `_transitive` forms, or none.
     #[arg(long, default_value = "backward", value_parser = parse_mode)]
     mode: Compat,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -57,8 +50,8 @@ pub(crate) struct CheckArgs {
     /// (in `asyncapi.json`, or in the version file as older releases wrote it).
     #[arg(long, default_value = "backward", value_parser = parse_mode)]
     mode: Compat,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
 }
 
 fn parse_mode(text: &str) -> Result<Compat, String> {
@@ -135,7 +128,7 @@ fn diff(args: DiffArgs) -> Result<Outcome, Unreadable> {
     );
     let report =
         try_check_pair(&old, &new, args.mode).map_err(|e| explain(e, &old_name, &new_name))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => println!("{}", report_json(&report, args.mode)),
         Format::Text => {
             for change in &report.changes {
@@ -275,7 +268,7 @@ fn check(args: CheckArgs) -> Result<Outcome, Unreadable> {
     }
 
     let compatible = problems.is_empty() && checks.iter().all(|c| c.report.compatible);
-    match args.format {
+    match args.output.format() {
         Format::Json => print_check_json(&args, compatible, &problems, &checks),
         Format::Text => print_check_text(&args, compatible, &problems, &checks),
     }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use clap::{Args, Subcommand};
 use tidings_runtime::StreamStats;
 
-use crate::ops::{self, Connection, Failure, Format};
+use crate::ops::{self, Confirm, Connection, Failure, Format, Output};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StreamsCommand {
@@ -35,8 +35,10 @@ pub(crate) struct TrimArgs {
     /// Say what would go, and remove nothing.
     #[arg(long)]
     dry_run: bool,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    confirm: Confirm,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -45,8 +47,8 @@ pub(crate) struct TrimArgs {
 pub(crate) struct StatsArgs {
     /// The stream's name, as in `#[event(stream = "…")]`.
     stream: String,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -80,13 +82,25 @@ async fn trim(args: TrimArgs) -> Result<(), Failure> {
         retention
     };
     let bus = args.connection.bus().await?;
+    if !args.dry_run {
+        let what = match (args.max_age, args.max_len) {
+            (Some(age), Some(n)) => format!("older than {age:?} or beyond the newest {n}"),
+            (Some(age), None) => format!("older than {age:?}"),
+            (None, Some(n)) => format!("beyond the newest {n}"),
+            (None, None) => String::new(),
+        };
+        args.confirm.ask(&format!(
+            "Remove the entries of `{}` {what} (never one a group has not acknowledged)?",
+            args.stream
+        ))?;
+    }
     let report = if args.dry_run {
         bus.trim_dry_run(&args.stream, &retention).await
     } else {
         bus.trim(&args.stream, &retention).await
     }
     .map_err(|e| args.connection.failed("EVAL (trim)", e))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => println!(
             "{}",
             serde_json::json!({
@@ -127,7 +141,7 @@ async fn stats(args: StatsArgs) -> Result<(), Failure> {
         .stream_stats(&args.stream)
         .await
         .map_err(|e| args.connection.failed("XINFO", e))?;
-    match args.format {
+    match args.output.format() {
         Format::Json => println!(
             "{}",
             serde_json::to_string_pretty(&stats)

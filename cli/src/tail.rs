@@ -8,7 +8,7 @@ use tidings_runtime::Envelope;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::ops::{self, Connection, Failure, Format};
+use crate::ops::{self, Connection, Failure, Format, Output};
 
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
@@ -25,8 +25,8 @@ pub(crate) struct TailArgs {
     /// first entry added at or after it.
     #[arg(long, value_parser = parse_since)]
     since: Option<String>,
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
+    #[command(flatten)]
+    output: Output,
     #[command(flatten)]
     connection: Connection,
 }
@@ -78,7 +78,7 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
             .map_err(|e| args.connection.failed("XREVRANGE", e))?,
     };
     for entry in &entries {
-        match args.format {
+        match args.output.format() {
             Format::Json => println!("{}", to_json(entry)),
             Format::Text => println!("{}", to_text(entry)),
         }

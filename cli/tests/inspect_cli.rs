@@ -11,7 +11,7 @@ use serde_json::Value;
 use tidings::{fatal, handler, Bus, ConsumerOptions, Context, HandlerResult, Published, Worker};
 use tidings_testkit::RedisServer;
 
-use support::{json, ok, stderr, tidings};
+use support::{json, ok, run, stderr, tidings};
 
 /// `file.uploaded` v2, as the services publish it.
 #[tidings::event(stream = "contextual", version = 2)]
@@ -660,5 +660,91 @@ async fn a_stream_name_that_cannot_be_a_key_exits_2_not_as_a_redis_failure() {
         let err = stderr(&out);
         assert!(err.contains("invalid stream `con:textual`"), "{err}");
         assert!(!err.contains("on Redis at"), "not Redis's fault: {err}");
+    }
+}
+
+#[test]
+fn commands_that_delete_ask_first_and_refuse_without_a_terminal() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = RedisServer::start();
+    let url = server.url();
+    let bus = rt.block_on(bus(&server));
+    rt.block_on(publish(&bus, &["a", "b"]));
+    let _ = ok(&server, &["groups", "create", "contextual", "keep"]);
+    for args in [
+        vec!["dlq", "purge", "contextual", "--all"],
+        vec!["groups", "delete", "contextual", "keep"],
+        vec!["streams", "trim", "contextual", "--max-len", "0", "--exact"],
+    ] {
+        let mut with_url = args.clone();
+        with_url.extend(["--redis-url", &url]);
+        let out = support::asks(&with_url);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    }
+    // Nothing was deleted, and a dry run needs no answer.
+    let stats = rt.block_on(bus.stream_stats("contextual")).unwrap();
+    assert_eq!(stats.length, 2);
+    assert!(stats.group("keep").is_some());
+    let dry = support::asks(&[
+        "streams",
+        "trim",
+        "contextual",
+        "--max-len",
+        "0",
+        "--dry-run",
+        "--json",
+        "--redis-url",
+        &url,
+    ]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let dry: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(dry["dry_run"], true);
+}
+
+#[test]
+fn every_command_speaks_json_with_json_and_completions_are_printed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = RedisServer::start();
+    let bus = rt.block_on(bus(&server));
+    rt.block_on(publish(&bus, &["a"]));
+    for args in [
+        vec!["streams", "stats", "contextual", "--json"],
+        vec!["groups", "list", "contextual", "--json"],
+        vec!["dlq", "list", "contextual", "--json"],
+        vec!["dlq", "retry", "contextual", "--all", "--json"],
+        vec!["dlq", "purge", "contextual", "--all", "--json"],
+        vec!["tail", "contextual", "--json"],
+    ] {
+        let out = run(&server, &args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            serde_json::from_str::<Value>(line)
+                .or_else(|_| serde_json::from_str::<Value>(&text))
+                .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {text}"));
+        }
+    }
+    // `--format` stays, and the two do not mix.
+    let both = run(
+        &server,
+        &[
+            "streams",
+            "stats",
+            "contextual",
+            "--json",
+            "--format",
+            "text",
+        ],
+    );
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    for shell in ["bash", "zsh", "fish"] {
+        let out = tidings(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("tidings") && script.contains("purge"),
+            "{shell}: {script}"
+        );
     }
 }

@@ -10,11 +10,27 @@ use serde_json::Value;
 use tidings_testkit::RedisServer;
 
 /// Runs the binary with `args` only: `REDIS_URL` of the environment is
-/// removed, so that a test says which server it means.
+/// removed, so that a test says which server it means. The commands that
+/// ask before they delete (`dlq purge`, `groups delete`, `streams trim`)
+/// are answered `--yes`, as a script answers them; `asks` runs them as given.
 pub(crate) fn tidings(args: &[&str]) -> Output {
+    let deletes = ["purge", "delete", "trim"]
+        .iter()
+        .any(|c| args.get(1) == Some(c))
+        && !args.contains(&"--help");
+    let mut all = args.to_vec();
+    if deletes {
+        all.push("--yes");
+    }
+    asks(&all)
+}
+
+/// Runs the binary with exactly `args`, stdin not a terminal.
+pub(crate) fn asks(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tidings"))
         .args(args)
         .env_remove("REDIS_URL")
+        .stdin(std::process::Stdio::null())
         .output()
         .expect("the tidings binary runs")
 }
