@@ -15,6 +15,15 @@ pub(crate) const MAX_NAME_LEN: usize = 128;
 /// channels, braces would move the Redis Cluster hash tag, and `:` would make
 /// `ns:{tenant:stream}` and `ns:{stream}` ambiguous.
 pub(crate) fn check_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    if what == "tenant" && name == REPLY_SCOPE {
+        return Err(NameError {
+            what,
+            name: name.to_owned(),
+            reason: format!(
+                "`{REPLY_SCOPE}` is reserved: `ns:{{{REPLY_SCOPE}:<instance>}}` are the reply streams of the buses"
+            ),
+        });
+    }
     let max = if what == "tenant" {
         MAX_TENANT_LEN
     } else {
@@ -77,6 +86,10 @@ fn check_chars(
         reason,
     })
 }
+
+/// The scope of the reply streams, `ns:{reply:<instance>}`: no tenant may
+/// take its name, so that no tenant's stream is a reply stream.
+pub(crate) const REPLY_SCOPE: &str = "reply";
 
 /// Checks that `key` is a reply stream of the namespace `ns`:
 /// `ns:{reply:<instance>}`, the instance a valid name.
@@ -176,7 +189,7 @@ mod tests {
     fn tenant_names_that_break_keys_are_rejected() {
         let bus = Bus::in_memory();
         for bad in [
-            "", "a*", "a?", "a[b", "b]", "{x", "x}", "a:b", "a b", "a\tb",
+            "", "a*", "a?", "a[b", "b]", "{x", "x}", "a:b", "a b", "a\tb", "reply",
         ] {
             match bus.tenant(bad) {
                 Err(Error::InvalidName(e)) => assert_eq!(e.what, "tenant"),
@@ -184,6 +197,10 @@ mod tests {
             }
         }
         assert!(bus.tenant("psychotest").is_ok());
+        assert!(bus.tenant("replies").is_ok());
+        // Nor through a `Meta`: the reply streams are no tenant's.
+        let meta = crate::Meta::default().tenant("reply");
+        assert!(bus.effective_tenant(Some(&meta)).is_err());
         assert!(bus.tenant("acme-eu_1.x").is_ok());
     }
 }

@@ -313,7 +313,8 @@ impl Bus {
     ///
     /// A name that would break a key or a pattern (empty, longer than 64
     /// bytes, whitespace or control characters, `*`, `?`, `[`, `]`, `{`,
-    /// `}`, `:`, `\`) is rejected. The same rule, with at most 128 bytes,
+    /// `}`, `:`, `\`) is rejected, and so is `reply`, the scope of the
+    /// reply streams (`ns:{reply:<instance>}`). The same rule, with at most 128 bytes,
     /// holds for every stream, channel, group, consumer and namespace name
     /// given at run time.
     pub fn tenant(&self, tenant: &str) -> Result<Bus, Error> {

@@ -142,7 +142,11 @@ impl Replies {
     /// The inbox of a new bus instance, whose reply stream is
     /// `ns:{reply:<instance>}` (the instance a fresh ULID).
     pub(crate) fn new(namespace: &str, ttl: Duration) -> Self {
-        let key = format!("{namespace}:{{reply:{}}}", crate::Ulid::new());
+        let key = format!(
+            "{namespace}:{{{}:{}}}",
+            super::keys::REPLY_SCOPE,
+            crate::Ulid::new()
+        );
         let mut waiters = Waiters::default();
         waiters
             .streams
