@@ -114,6 +114,7 @@ async fn series_change_as_events_flow(h: Harness) {
             .is_some_and(|v| v >= 3.0)
             && value(b, "messaging_stream_length", system, &["prometheus-demo"]) == Some(3.0)
             && value(b, "messaging_consumer_pending", system, &["indexer"]) == Some(0.0)
+            && value(b, "messaging_consumer_lag", system, &["indexer"]) == Some(0.0)
     })
     .await;
     // The one failure was retried, counted under its outcome.

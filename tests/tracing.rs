@@ -146,6 +146,42 @@ tidings_testkit::transport_suite! {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_given_in_meta_outside_any_span_is_continued() {
+    let _serial = serial().await;
+    exporter().reset();
+    let h = Harness::memory();
+    let worker = h.bus.consumer().handler(scan).start().await.unwrap();
+    // As a service passes on the traceparent of the HTTP request it serves.
+    let meta = tidings::Meta::default()
+        .traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    h.bus
+        .publish_with(
+            &ScanRequested {
+                file_id: "f-http".into(),
+            },
+            meta,
+        )
+        .await
+        .unwrap();
+    let trace = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+    let publish = span("publish", |s| {
+        s.name == "publish tracing-files" && s.span_context.trace_id() == trace
+    })
+    .await;
+    assert_eq!(
+        publish.parent_span_id,
+        SpanId::from_hex("b7ad6b7169203331").unwrap()
+    );
+    assert!(attribute(&publish, "messaging.message.id").is_some_and(|id| id.len() == 26));
+    let process = span("process", |s| {
+        s.name == "process tracing-files" && s.span_context.trace_id() == trace
+    })
+    .await;
+    assert_eq!(process.parent_span_id, publish.span_context.span_id());
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traceparent_written_by_another_language_is_continued() {
     let _serial = serial().await;
     exporter().reset();

@@ -10,8 +10,8 @@
 //! | `messaging.client.consumed.messages` | counter | system, destination, group |
 //! | `messaging.process.messages` | counter | system, destination, group, handler, outcome |
 //! | `messaging.process.duration` | histogram (s) | system, destination, group, handler |
-//! | `messaging.stream.length`, `messaging.stream.dead_letters` | gauge | system, destination |
-//! | `messaging.consumer.lag`, `messaging.consumer.pending`, `messaging.consumer.oldest_pending_age` (s) | gauge | system, destination, group |
+//! | `messaging.stream.length`, `messaging.stream.dead_letters` | gauge | system, destination, tenant (on a tenant's bus) |
+//! | `messaging.consumer.lag`, `messaging.consumer.pending`, `messaging.consumer.oldest_pending_age` (s) | gauge | system, destination, tenant, group |
 //!
 //! The handles of the hot paths (published events, handler runs) are
 //! registered with the recorder the first time they are used and kept, so
@@ -69,6 +69,8 @@ pub mod label {
     pub const HANDLER: &str = "tidings.handler";
     /// What became of a handler run: see [`outcome`](super::outcome).
     pub const OUTCOME: &str = "tidings.outcome";
+    /// The tenant, on the gauges of a tenant's bus.
+    pub const TENANT: &str = "tidings.tenant";
 }
 
 /// Values of the [`label::OUTCOME`] label.

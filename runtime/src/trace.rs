@@ -32,8 +32,18 @@ pub(crate) fn publish_span(
         messaging.system = system,
         messaging.destination.name = destination,
         messaging.operation.name = operation,
+        messaging.message.id = tracing::field::Empty,
         cloudevents.event_type = type_name,
     )
+}
+
+/// Makes the publish span a child of the `traceparent` a caller gave in its
+/// `Meta` (one it received over HTTP, say), when no span of its own
+/// encloses the publish: the caller's trace goes on through the event.
+pub(crate) fn adopt(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) {
+    if traceparent.is_some() && !span.is_disabled() && Span::current().is_none() {
+        continue_trace(span, traceparent, tracestate);
+    }
 }
 
 /// The span of one handler run on one delivered event, continuing the trace

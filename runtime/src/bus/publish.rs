@@ -71,9 +71,9 @@ impl Meta {
         self.subject = Some(v.into());
         self
     }
-    /// Sets `traceparent`. With the `opentelemetry` feature, the
-    /// traceparent of the publish span (a child of the current span) takes
-    /// its place when there is a current trace.
+    /// Sets `traceparent`. With the `opentelemetry` feature, the event
+    /// carries the publish span's own context instead: a child of the
+    /// current span when there is one, else a child of this traceparent.
     pub fn traceparent(mut self, v: impl Into<String>) -> Self {
         self.traceparent = Some(v.into());
         self
@@ -568,6 +568,9 @@ impl Bus {
         let span = self.publish_span([draft], "publish");
         if !span.is_disabled() {
             span.record("messaging.message.id", stamp.id());
+            if let Some(m) = meta {
+                trace::adopt(&span, m.traceparent.as_deref(), m.tracestate.as_deref());
+            }
         }
         let wire = trace::wire_context(&span);
         let out = self.outgoing(
@@ -748,6 +751,11 @@ impl Bus {
             .map(|d| self.dataschema(d.schema_path, d.dataschema))
             .collect();
         let span = self.publish_span(drafts, "publish_batch");
+        trace::adopt(
+            &span,
+            meta.traceparent.as_deref(),
+            meta.tracestate.as_deref(),
+        );
         let wire = trace::wire_context(&span);
         let mut appends = Vec::with_capacity(drafts.len());
         let mut broadcasts = Vec::new();

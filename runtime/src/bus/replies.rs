@@ -6,7 +6,7 @@
 //! waiting for its type and correlation id. A request costs its publish and
 //! nothing else: no task, no connection, no Redis call of its own.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -35,6 +35,10 @@ pub(crate) const LOOKBACK: Duration = Duration::from_secs(5);
 
 /// Events a watched stream keeps for [`LOOKBACK`] at most.
 const RECENT_MAX: usize = 10_000;
+
+/// How long past its `BLOCK` a read may take before its connection counts
+/// as dead.
+const READ_GRACE: Duration = Duration::from_secs(5);
 
 /// Entries one `XREAD` returns at most, per stream.
 const READ_COUNT: usize = 1_000;
@@ -81,10 +85,11 @@ struct Watched {
     is_reply: bool,
     /// By correlation id: the callers waiting, each with its type.
     waiting: HashMap<String, Vec<Waiting>>,
-    /// Types waited for on this stream at some point: their events are
-    /// kept for [`LOOKBACK`].
-    types: HashSet<&'static str>,
-    /// Recent events of those types, oldest first, with when they were read.
+    /// Since when nobody waits on this stream (`None` while someone does):
+    /// a stream nobody waited on for [`LOOKBACK`] is no longer read.
+    idle_since: Option<Instant>,
+    /// Recent events with a correlation id, oldest first, with when they
+    /// were read: kept for [`LOOKBACK`].
     recent: VecDeque<(Instant, Arc<Envelope>)>,
 }
 
@@ -100,7 +105,7 @@ impl Watched {
             after,
             is_reply,
             waiting: HashMap::new(),
-            types: HashSet::new(),
+            idle_since: None,
             recent: VecDeque::new(),
         }
     }
@@ -133,6 +138,9 @@ impl Drop for Waiter {
                 if list.is_empty() {
                     watched.waiting.remove(&self.correlation_id);
                 }
+            }
+            if watched.waiting.is_empty() && watched.idle_since.is_none() {
+                watched.idle_since = Some(Instant::now());
             }
         }
     }
@@ -222,7 +230,7 @@ impl Replies {
                     .or_insert_with(|| Watched::new("0-0".to_owned(), false))
             }
         };
-        watched.types.insert(type_name);
+        watched.idle_since = None;
         let seen = watched.recent.iter().find(|(_, e)| {
             e.type_name == type_name && e.correlation_id.as_deref() == Some(correlation_id)
         });
@@ -249,7 +257,9 @@ impl Replies {
 
     fn start(&self, backend: &Backend) {
         let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        if reader.is_some() {
+        // Running, unless its task ended (the runtime that ran it stopped
+        // while the bus lives on): then it is started again, here.
+        if reader.as_ref().is_some_and(|stop| !stop.is_closed()) {
             return;
         }
         let (stop_tx, stop) = oneshot::channel();
@@ -293,7 +303,8 @@ impl Inbox {
     }
 
     /// Hands each entry read to the callers waiting for it; counts the
-    /// replies nobody waits for and keeps recent events of watched types.
+    /// replies nobody waits for, keeps recent events for the look-back, and
+    /// stops reading the streams nobody waits on any more.
     fn deliver(&self, read: &[(String, String)], entries: Vec<(usize, Entry)>) {
         let now = Instant::now();
         let mut w = self.lock();
@@ -337,11 +348,16 @@ impl Inbox {
                         correlation_id = ?envelope.correlation_id,
                         "reply for no open request (it came after the request's timeout, or twice); dropped");
                 }
-            } else if watched.types.contains(envelope.type_name.as_str()) {
+            } else if envelope.correlation_id.is_some() {
+                // Whatever its type: a wait that begins within the look-back
+                // finds it here, whichever type it waits for.
                 watched.recent.push_back((now, envelope));
             }
         }
         for watched in w.streams.values_mut() {
+            if watched.waiting.is_empty() && watched.idle_since.is_none() {
+                watched.idle_since = Some(now);
+            }
             while watched.recent.len() > RECENT_MAX
                 || watched
                     .recent
@@ -351,6 +367,14 @@ impl Inbox {
                 watched.recent.pop_front();
             }
         }
+        // A stream nobody waited on for the look-back is no longer read: a
+        // later wait reads it again from the look-back before its start.
+        w.streams.retain(|_, watched| {
+            watched.is_reply
+                || watched
+                    .idle_since
+                    .is_none_or(|since| now.duration_since(since) <= LOOKBACK)
+        });
     }
 }
 
@@ -384,9 +408,20 @@ async fn run<T: StreamTransport>(transport: T, inbox: Arc<Inbox>, mut stop: ones
             let Some(conn) = reader.as_mut() else {
                 return Ok(());
             };
-            let entries = transport
-                .read_streams(conn, &streams, READ_COUNT, block)
-                .await?;
+            // Held to a deadline: a connection that died without closing
+            // would otherwise hold the reader, and the reply stream would
+            // expire unrenewed.
+            let entries = tokio::time::timeout(
+                block + READ_GRACE,
+                transport.read_streams(conn, &streams, READ_COUNT, block),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(crate::error::TransportError::Protocol {
+                    command: "XREAD",
+                    reason: format!("no reply within {:?}", block + READ_GRACE),
+                })
+            })?;
             inbox.deliver(&read, entries);
             Ok::<(), crate::error::TransportError>(())
         };

@@ -585,13 +585,20 @@ impl Context {
         Box::pin(async {
             let meta = self.meta();
             let published = bus.send_drafts(&outcome.events, &meta).await?;
-            match self.envelope().and_then(|e| e.reply_to.as_deref()) {
-                Some(reply_to) => {
-                    bus.send_replies(reply_to, &outcome.events, &published, &meta)
-                        .await
+            if let Some(reply_to) = self.envelope().and_then(|e| e.reply_to.as_deref()) {
+                // The events are published: failing here would run the
+                // handler again and publish them twice. A reply that cannot
+                // be appended is a request that times out, as one whose
+                // requester is gone.
+                if let Err(e) = bus
+                    .send_replies(reply_to, &outcome.events, &published, &meta)
+                    .await
+                {
+                    tracing::warn!(reply_to, error = %e,
+                        "appending the reply to the requester's reply stream failed; the request will time out");
                 }
-                None => Ok(()),
             }
+            Ok(())
         })
         .await
     }
