@@ -14,6 +14,12 @@
 pub use tidings_macros::{event, handler, payload};
 pub use tidings_runtime::*;
 
+/// Live views for browsers (feature `web`): Server-Sent Events and
+/// WebSocket bridges from Pub/Sub patterns and streams, with an
+/// authorisation hook per request. See the crate `tidings-web`.
+#[cfg(feature = "web")]
+pub use tidings_web as web;
+
 /// JSON Schemas of events: export to `schemas/`, the check that keeps that
 /// folder honest, and the rules that say which changes are safe.
 ///

@@ -886,6 +886,27 @@ return 1
         entries.reverse();
         Ok(entries)
     }
+
+    async fn read_after(
+        &self,
+        reader: &mut StreamsReader,
+        key: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<RawEntry>, TransportError> {
+        let value: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(key)
+            .arg(after)
+            .query_async(&mut reader.managed)
+            .await?;
+        reply::read_streams(value)
+    }
 }
 
 /// `XCLAIM <key> <group> <consumer> 0`: the ids and options follow.
