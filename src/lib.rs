@@ -6,6 +6,7 @@
 #![doc = "[docs/operations.md]: crate::docs::operations"]
 #![doc = "[docs/schema-guard.md]: crate::docs::schema_guard"]
 #![doc = "[docs/compatibility.md]: crate::docs::compatibility"]
+#![doc = "[docs/dashboard.md]: crate::docs::dashboard"]
 #![doc = "[docs/schemas.md]: crate::docs::schemas"]
 #![doc = "[`docs/`]: crate::docs"]
 #![doc = ""]
@@ -49,6 +50,9 @@ pub mod schemas {
 pub mod docs {
     #[doc = include_str!("../docs/compatibility.md")]
     pub mod compatibility {}
+
+    #[doc = include_str!("../docs/dashboard.md")]
+    pub mod dashboard {}
 
     #[doc = include_str!("../docs/delivery.md")]
     pub mod delivery {}

@@ -713,6 +713,29 @@ async fn meta_carries_extensions_a_chosen_id_and_batch_attributes(h: Harness) {
     }
 }
 
+async fn streams_lists_the_streams_of_its_own_scope_only(h: Harness) {
+    assert!(h.bus.streams().await.unwrap().is_empty());
+    h.bus.publish(&FileUploaded::new("s0")).await.unwrap();
+    h.bus
+        .group("audit", "reader")
+        .unwrap()
+        .create(StartFrom::Beginning)
+        .await
+        .unwrap();
+    let acme = h.bus.tenant("acme").unwrap();
+    acme.publish(&FileUploaded::new("a0")).await.unwrap();
+    assert_eq!(h.bus.streams().await.unwrap(), ["audit", "contextual"]);
+    assert_eq!(acme.streams().await.unwrap(), ["contextual"]);
+    assert!(h
+        .bus
+        .tenant("globex")
+        .unwrap()
+        .streams()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn follow_yields_the_entries_added_after_its_start_in_order(h: Harness) {
     let before = h.bus.publish(&FileUploaded::new("f0")).await.unwrap();
     // From now on: the entry already there is not yielded.
@@ -2165,6 +2188,7 @@ tidings_testkit::transport_suite! {
         meta_carries_extensions_a_chosen_id_and_batch_attributes,
         a_group_is_created_moved_listed_and_deleted_from_code,
         follow_yields_the_entries_added_after_its_start_in_order,
+        streams_lists_the_streams_of_its_own_scope_only,
         trimming_keeps_what_a_group_has_not_read_and_applies_the_bound_otherwise,
         replay_hands_a_range_to_handlers_without_touching_a_group,
         pattern_subscription_receives_matching_types_only,

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dashboard;
 mod dlq;
 mod groups;
 mod ops;
@@ -42,6 +43,9 @@ enum Command {
     Pending(groups::PendingArgs),
     /// Print the newest entries of a stream, or those from an entry id or a time.
     Tail(tail::TailArgs),
+    /// Serve a live dashboard: streams, groups, lag, dead letters (retry,
+    /// purge), a live tail, schema versions; on loopback unless told otherwise.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// How a command ended, as the exit status says it.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Groups(command) => groups::run(command),
         Command::Pending(args) => groups::run_pending(args),
         Command::Tail(args) => tail::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,6 +82,48 @@ impl Bus {
         .await
     }
 
+    /// The names of the streams of this bus's scope (the root scope, or its
+    /// tenant's), sorted: every key `ns:{<stream>}` (`ns:{<tenant>:<stream>}`)
+    /// that holds a stream. Dead letters, reply streams and other tenants'
+    /// streams are not listed. A stream is there once something was
+    /// published to it or a group made it.
+    ///
+    /// ```text
+    /// SCAN <cursor> MATCH ns:{*} COUNT 1000 TYPE stream     (ns:{tenant:*} for a tenant)
+    /// ```
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), tidings::Error> {
+    /// let bus = tidings::Bus::in_memory();
+    /// assert!(bus.streams().await?.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub async fn streams(&self) -> Result<Vec<String>, Error> {
+        // The namespace and the tenant hold no glob character (their names
+        // are checked), so the pattern matches this scope's keys only.
+        let prefix = match self.tenant_name() {
+            Some(t) => format!("{}:{{{t}:", self.namespace()),
+            None => format!("{}:{{", self.namespace()),
+        };
+        let pattern = format!("{prefix}*}}");
+        let keys = self
+            .patiently("SCAN", || async {
+                on_streams!(self.backend(), t => t.stream_keys(&pattern))
+            })
+            .await?;
+        let mut names: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix)?.strip_suffix('}'))
+            // A `:` inside the braces is a tenant's stream, or a reply
+            // stream (`reply:<instance>`); neither is this scope's.
+            .filter(|name| crate::bus::check_name("stream", name).is_ok())
+            .map(str::to_owned)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
     /// The newest `count` entries of a stream (of this bus's tenant),
     /// oldest first. Read-only, like [`Bus::range`].
     ///

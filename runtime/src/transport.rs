@@ -733,6 +733,17 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         count: usize,
     ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send;
 
+    /// The keys of every stream whose key matches the glob `pattern` (as
+    /// `PSUBSCRIBE` globs go), in no particular order.
+    ///
+    /// ```text
+    /// SCAN <cursor> MATCH <pattern> COUNT 1000 TYPE stream   (until the cursor is 0)
+    /// ```
+    fn stream_keys(
+        &self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send;
+
     /// Up to `count` entries added after the entry id `after`, oldest first,
     /// waiting up to `block` for one on the reader's own connection, without
     /// a consumer group. An empty result means nothing came in `block`.

@@ -10,6 +10,7 @@
 //!   `async fn name(h: Harness)`, instantiated in one module per transport.
 //! - [`conformance`]: the upstream conformance cases kept beside the
 //!   repository.
+//! - [`node`]: the npm packages of tests that drive JavaScript tools.
 //!
 //! Servers are found on `PATH`; when one is missing, the test that needs it
 //! fails and names it (tests never skip silently).
@@ -21,6 +22,7 @@
 //! `redis-server`s).
 
 pub mod conformance;
+pub mod node;
 mod process;
 pub mod redis;
 mod suite;

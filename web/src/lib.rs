@@ -3,6 +3,7 @@
 mod access;
 mod bridge;
 mod client;
+mod dashboard;
 mod error;
 mod frame;
 mod hub;
@@ -11,4 +12,5 @@ mod ws;
 
 pub use access::{Authorize, Denied, Grant, Scope};
 pub use bridge::{Bridge, BridgeOptions, Source};
+pub use dashboard::Dashboard;
 pub use error::WebError;

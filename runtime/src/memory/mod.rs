@@ -948,6 +948,20 @@ impl StreamTransport for MemoryTransport {
         Ok(out)
     }
 
+    async fn stream_keys(&self, pattern: &str) -> Result<Vec<String>, TransportError> {
+        let broker = self.lock();
+        let mut keys: Vec<String> = broker
+            .streams
+            .keys()
+            .chain(broker.dead.keys())
+            .filter(|k| glob::matches(pattern.as_bytes(), k.as_bytes()))
+            .cloned()
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
     async fn read_after(
         &self,
         _reader: &mut (),
