@@ -380,8 +380,10 @@ fn sse_response(client: Client, options: &BridgeOptions) -> Response {
         }
         let chunk = tokio::select! {
             next = s.client.next() => match next {
+                // The keep-alive is not pushed back by each event: moving a
+                // timer for every event of every client costs more than an
+                // extra comment line every 15 s.
                 Next::Frames(frames) => {
-                    s.keep_alive.reset();
                     if let [one] = &frames[..] {
                         one.sse()
                     } else {
