@@ -107,3 +107,13 @@ impl FileUploadedV1 {
         }
     }
 }
+
+/// A Pub/Sub event of the live-view figures: the sender's clock, which the
+/// browsers' side reads.
+#[event(channel = "live", version = 1)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Nanoseconds since the benchmark's origin when the event was sent;
+    /// 0 on the last one, which ends a stretch.
+    pub sent_ns: u64,
+}
