@@ -263,3 +263,30 @@ async fn a_slow_client_is_dropped_and_never_stalls_the_others() {
     assert!(overflow["missed"].as_u64().unwrap() > 0, "{overflow}");
     assert_eq!(slow.next().await, None, "its response ends");
 }
+
+#[tokio::test]
+async fn a_redis_restart_is_told_as_a_gap_and_the_events_go_on() {
+    let mut redis = RedisServer::start();
+    let bus = bus(&redis).await;
+    let server = serve(bus.clone(), BridgeOptions::default()).await;
+    let mut sse = get(
+        server.addr,
+        "/live/sse/channel/notifications?pattern=gate.*",
+        &[],
+    )
+    .await;
+    bus.publish(&GateOpened { gate: 1 }).await.unwrap();
+    assert_eq!(sse.event().await.json()["data"]["gate"], 1);
+
+    redis.restart();
+    // The shared subscription subscribes again by itself and says what
+    // happened: what was published meanwhile is lost (at most once).
+    let gap = sse.event().await;
+    assert_eq!(gap.event.as_deref(), Some("gap"), "{gap:?}");
+    assert!(gap.json()["down_ms"].is_u64());
+    bus.publish(&GateOpened { gate: 2 }).await.unwrap();
+    let e = sse.event().await;
+    assert_eq!(e.event.as_deref(), Some("gate.opened"));
+    assert_eq!(e.json()["data"]["gate"], 2);
+    assert_eq!(server.bridge.open_subscriptions(), 1);
+}
