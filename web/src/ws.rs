@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::response::Response;
+use futures::SinkExt;
 use serde::Deserialize;
 
 use crate::bridge::{check_entry_id, Admitted, Bridge, Source};
@@ -122,11 +123,15 @@ async fn serve(mut socket: WebSocket, mut client: Client) {
     loop {
         tokio::select! {
             next = client.next() => match next {
+                // A batch is queued whole, then flushed once.
                 Next::Frames(frames) => {
                     for frame in frames {
-                        if socket.send(Message::Text(frame.ws().into())).await.is_err() {
+                        if socket.feed(Message::Text(frame.ws().into())).await.is_err() {
                             return;
                         }
+                    }
+                    if socket.flush().await.is_err() {
+                        return;
                     }
                 }
                 Next::Overflow { missed } => {

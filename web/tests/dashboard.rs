@@ -54,7 +54,11 @@ async fn dead_letter(redis: &RedisServer, bus: &Bus) -> String {
     for (k, v) in [
         ("dlq_group", "indexer"),
         ("dlq_handler", "index_file"),
-        ("dlq_error", "the index is read-only"),
+        // Markup in what Redis holds must reach the page as text.
+        (
+            "dlq_error",
+            "the index is read-only <img src=x onerror=alert(1)>",
+        ),
         ("dlq_attempts", "5"),
         ("dlq_first_failure", "2026-01-01T00:00:00.000Z"),
         ("dlq_last_failure", "2026-01-01T00:00:09.000Z"),

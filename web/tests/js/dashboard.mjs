@@ -48,6 +48,8 @@ try {
   await row.click();
   await page.locator("#tail-list .entry").first().waitFor();
   await page.locator("#dlq-list .letter").first().waitFor();
+  if ((await page.locator("#dlq-list img").count()) !== 0) throw new Error("markup from Redis was rendered as markup");
+  if (!(await page.locator("#dlq-list .letter").first().textContent()).includes("<img src=x")) throw new Error("the error text is not shown as text");
   const dead = (await row.locator("td.dead").textContent()).trim();
   if (dead !== "1") throw new Error(`the streams table shows ${dead} dead letters, not 1`);
   console.log("ready");
