@@ -3,11 +3,13 @@
 // `docs` below, while on GitHub the README's own definitions, at its end,
 // point at the files.
 #![doc = "[docs/delivery.md]: crate::docs::delivery"]
+#![cfg_attr(feature = "postgres", doc = "[docs/outbox.md]: crate::docs::outbox")]
 #![doc = "[docs/operations.md]: crate::docs::operations"]
 #![doc = "[docs/schema-guard.md]: crate::docs::schema_guard"]
 #![doc = "[docs/compatibility.md]: crate::docs::compatibility"]
 #![doc = "[docs/dashboard.md]: crate::docs::dashboard"]
 #![doc = "[docs/schemas.md]: crate::docs::schemas"]
+#![doc = "[docs/request-reply.md]: crate::docs::request_reply"]
 #![doc = "[`docs/`]: crate::docs"]
 #![doc = ""]
 #![doc = include_str!("../README.md")]
@@ -57,10 +59,19 @@ pub mod docs {
     #[doc = include_str!("../docs/delivery.md")]
     pub mod delivery {}
 
+    #[cfg(feature = "postgres")]
+    #[doc = "[delivery.md]: crate::docs::delivery"]
+    #[doc = ""]
+    #[doc = include_str!("../docs/outbox.md")]
+    pub mod outbox {}
+
     #[doc = "[delivery]: crate::docs::delivery#dead-letters"]
     #[doc = ""]
     #[doc = include_str!("../docs/operations.md")]
     pub mod operations {}
+
+    #[doc = include_str!("../docs/request-reply.md")]
+    pub mod request_reply {}
 
     #[doc = include_str!("../docs/schema-guard.md")]
     pub mod schema_guard {}
@@ -71,3 +82,8 @@ pub mod docs {
     #[doc = include_str!("../docs/schemas.md")]
     pub mod schemas {}
 }
+
+/// The transactional outbox and inbox on PostgreSQL (the `postgres`
+/// feature): see [tidings-postgres](tidings_postgres).
+#[cfg(feature = "postgres")]
+pub use tidings_postgres as postgres;

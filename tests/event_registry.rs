@@ -213,6 +213,7 @@ const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -
         dataschema: "https://tidings.invalid/schemas/test-orders/order.placed/v1.json",
         schema_path: "test-orders/order.placed/v1.json",
         upcast_from,
+        reply: None,
         schema: no_schema,
         decode: None,
     }

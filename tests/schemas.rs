@@ -11,6 +11,10 @@ mod quickstart;
 #[path = "../examples/notifications.rs"]
 mod notifications;
 
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/request_reply.rs"]
+mod request_reply;
+
 use quickstart::{FileUploaded, FileUploadedV1};
 
 #[test]
@@ -31,11 +35,55 @@ fn committed_schemas_are_what_the_examples_declare() {
         .sample(&notifications::GateClosed {
             gate: "north".into(),
         })
-        .sample(&notifications::DoorOpened { door: "lab".into() }))
+        .sample(&notifications::DoorOpened { door: "lab".into() })
+        .sample(&request_reply::EmbeddingGenerationRequested {
+            file_id: "f-1".into(),
+            text_content: "quarterly report".into(),
+        })
+        .sample(&request_reply::EmbeddingGenerationCompleted {
+            file_id: "f-1".into(),
+            embedding: vec![0.5, 0.5, 0.5, 0.5],
+        }))
     .unwrap();
 }
 
 #[test]
 fn the_registry_of_the_examples_has_no_conflicts() {
     tidings::registry::check().unwrap();
+}
+
+#[test]
+fn the_asyncapi_document_shows_each_request_and_its_reply() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("schemas/asyncapi.json").unwrap()).unwrap();
+    let op = &doc["operations"]["request.embedding.generation.requested"];
+    assert_eq!(op["action"], "send");
+    assert_eq!(op["channel"]["$ref"], "#/channels/stream.contextual");
+    assert_eq!(
+        op["messages"][0]["$ref"],
+        "#/channels/stream.contextual/messages/embedding.generation.requested.v1"
+    );
+    let reply = &op["reply"];
+    assert_eq!(reply["address"]["location"], "$message.header#/replyto");
+    assert_eq!(reply["channel"]["$ref"], "#/channels/replies");
+    assert_eq!(
+        reply["messages"][0]["$ref"],
+        "#/channels/replies/messages/embedding.generation.completed.v1"
+    );
+    // Every reference resolves inside the document.
+    let replies = &doc["channels"]["replies"];
+    assert!(replies["address"].is_null());
+    assert_eq!(
+        replies["messages"]["embedding.generation.completed.v1"]["$ref"],
+        "#/components/messages/embedding.generation.completed.v1"
+    );
+    assert!(doc["components"]["messages"]["embedding.generation.completed.v1"].is_object());
+    // An event without `reply` has no request operation.
+    let requests = doc["operations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("request."))
+        .count();
+    assert_eq!(requests, 1);
 }

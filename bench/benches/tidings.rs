@@ -16,12 +16,14 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use opentelemetry::trace::TracerProvider as _;
 use redis::aio::MultiplexedConnection;
 use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2, Tick};
 use tidings_bench::report::{self, Better, Figure, Target};
-use tidings_bench::{bare, ceiling, instructions, live, macro_cost, raw};
+use tidings_bench::{bare, ceiling, instructions, live, macro_cost, raw, request};
 use tidings_testkit::RedisServer;
+use tracing_subscriber::layer::SubscriberExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -184,6 +186,12 @@ async fn run(config: Config) -> Result<(), BoxError> {
     figures.extend(ceilings);
     if config.wants("latency") {
         figures.extend(latency_figures(&config, &url, &client).await?);
+    }
+    if config.wants("metrics") {
+        figures.extend(metrics_figures(&config, &url)?);
+    }
+    if config.wants("request") {
+        figures.extend(request_figures(&config, &url, &client).await?);
     }
     if config.wants("sse") {
         figures.extend(sse_figures(&config, &url, &client).await?);
@@ -624,6 +632,118 @@ async fn consume_figures(
     ])
 }
 
+// ---------------------------------------------------------------- metrics
+
+/// Publish (awaited) and consume + ack with a Prometheus recorder of the
+/// `metrics` facade installed, then with every span recorded by an
+/// OpenTelemetry tracer too, beside the same with neither, taking turns.
+/// The recorder is a thread's own (`metrics::with_local_recorder`), so both
+/// sides run on one thread's runtime, where it applies to every task.
+fn metrics_figures(config: &Config, url: &str) -> Result<Vec<Figure>, BoxError> {
+    progress("publish and consume with metrics and spans recorded, beside neither");
+    let (url, runs, awaited, consume) =
+        (url.to_owned(), config.runs, config.awaited, config.consume);
+    let measured = std::thread::spawn(move || -> Result<Vec<Figure>, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let events = samples(awaited);
+        let one_run = || {
+            rt.block_on(async {
+                let bus = connect(&url, "metrics").await?;
+                let key = bus.stream_key("bench").unwrap();
+                let client = redis::Client::open(url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                del(&mut conn, &key).await?;
+                let start = Instant::now();
+                for e in &events {
+                    bus.publish(e).await?;
+                }
+                let published = per_second(events.len(), start.elapsed());
+                prefill(&bus, consume).await?;
+                let consumed =
+                    tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", consume)
+                        .await?;
+                del(&mut conn, &key).await?;
+                Ok::<_, BoxError>((published, consumed))
+            })
+            .map_err(|e| e.to_string())
+        };
+        // Per side (none, metrics, metrics and spans): publish and consume runs.
+        let mut sides: [(Vec<f64>, Vec<f64>); 3] = Default::default();
+        // A first round untimed, then the sides take turns, starting from a
+        // different one each round.
+        for run in 0..=runs {
+            for k in 0..3 {
+                let side = (run + k) % 3;
+                let (p, c) = match side {
+                    0 => one_run()?,
+                    1 => metrics::with_local_recorder(&recorder, one_run)?,
+                    _ => {
+                        // An OpenTelemetry tracer behind `tracing-opentelemetry`,
+                        // every span sampled.
+                        let subscriber = tracing_subscriber::registry().with(
+                            tracing_opentelemetry::layer()
+                                .with_tracer(provider.tracer("bench"))
+                                .with_tracked_inactivity(false)
+                                .with_threads(false),
+                        );
+                        tracing::subscriber::with_default(subscriber, || {
+                            metrics::with_local_recorder(&recorder, one_run)
+                        })?
+                    }
+                };
+                if run > 0 {
+                    sides[side].0.push(p);
+                    sides[side].1.push(c);
+                }
+            }
+        }
+        // The recorder saw the events: the figures measured what they say.
+        let rendered = recorder.handle().render();
+        if !rendered.contains("messaging_client_sent_messages")
+            || !rendered.contains("messaging_process_duration")
+        {
+            return Err("the recorder saw no tidings series".to_owned());
+        }
+        let [(pub_off, con_off), (pub_metrics, con_metrics), (pub_traced, con_traced)] = sides;
+        let figure = |name: &str, on: Vec<f64>, off: &[f64], target: Option<f64>| {
+            let f = Figure::from_runs(name, "events/s", Better::Higher, on, off.to_vec());
+            match target {
+                Some(t) => f.target(Target::RatioAtLeast(t)),
+                None => f,
+            }
+        };
+        Ok(vec![
+            figure(
+                "publish_awaited_metrics_on",
+                pub_metrics,
+                &pub_off,
+                Some(0.9),
+            ),
+            figure("consume_ack_metrics_on", con_metrics, &con_off, Some(0.9)),
+            figure(
+                "publish_awaited_metrics_and_spans_on",
+                pub_traced,
+                &pub_off,
+                Some(0.9),
+            ),
+            figure(
+                "consume_ack_metrics_and_spans_on",
+                con_traced,
+                &con_off,
+                Some(0.9),
+            ),
+        ])
+    })
+    .join()
+    .map_err(|_| "the metrics figures' thread panicked")?;
+    Ok(measured?)
+}
+
 // ---------------------------------------------------------------- ceiling
 
 /// `redis-benchmark` on the same entry, beside the tidings figure of this
@@ -827,6 +947,47 @@ async fn latency_figures(
     Ok(out)
 }
 
+/// Round trips of `bus.request` against a hand-written `XADD` + `XREAD
+/// BLOCK` round trip, sequential, the sides taking turns.
+async fn request_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    let n = if config.quick { 1_000 } else { 5_000 };
+    let rounds = if config.quick { 2 } else { 4 };
+    progress(&format!(
+        "request/response round trips ({rounds} rounds of {n} a side)"
+    ));
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let (mut t, mut b) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                t.extend(request::tidings_round_trips(url, n, 100).await?);
+            } else {
+                b.extend(request::raw_round_trips(client, n, 100).await?);
+            }
+            request::clean(&mut conn).await?;
+        }
+    }
+    t.sort_unstable();
+    b.sort_unstable();
+    Ok([("p50", 50.0), ("p99", 99.0)]
+        .into_iter()
+        .map(|(name, p)| {
+            let ms = |v: &[u64]| report::percentile(v, p) as f64 / 1e6;
+            Figure::from_runs(
+                format!("request_round_trip_{name}"),
+                "ms",
+                Better::Lower,
+                vec![ms(&t)],
+                vec![ms(&b)],
+            )
+        })
+        .collect())
+}
+
 /// No response timeout: a baseline that falls behind the pace shows it in
 /// its latencies, instead of failing the run after 500 ms.
 async fn patient_connection(
@@ -996,7 +1157,7 @@ async fn sse_latency(
     secs: f64,
     warmup: Duration,
 ) -> Result<Vec<u64>, BoxError> {
-    use tidings::web::{Bridge, Grant};
+    use tidings_web::{Bridge, Grant};
     let bus = connect(url, "sse").await?;
     let bridge = Bridge::new(bus.clone(), |_: &axum::http::request::Parts| {
         Ok(Grant::root())

@@ -108,6 +108,23 @@ impl FileUploadedV1 {
     }
 }
 
+/// A request for the request/response figure: its reply is
+/// [`TextMeasured`].
+#[event(stream = "bench-requests", version = 1, reply = TextMeasured)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasureText {
+    /// The text.
+    pub text: String,
+}
+
+/// The reply to [`MeasureText`].
+#[event(stream = "bench-requests", version = 1)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextMeasured {
+    /// Its length in bytes.
+    pub length: u64,
+}
+
 /// A Pub/Sub event of the live-view figures: the sender's clock, which the
 /// browsers' side reads.
 #[event(channel = "live", version = 1)]

@@ -12,3 +12,4 @@ pub mod live;
 pub mod macro_cost;
 pub mod raw;
 pub mod report;
+pub mod request;

@@ -14,6 +14,7 @@ pub(crate) const VERSION: Symbol = Symbol("version");
 pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const UPCAST_FROM: Symbol = Symbol("upcast_from");
 pub(crate) const COMPAT: Symbol = Symbol("compat");
+pub(crate) const REPLY: Symbol = Symbol("reply");
 
 // `#[handler]`
 pub(crate) const GROUP: Symbol = Symbol("group");
@@ -24,8 +25,16 @@ pub(crate) const CONCURRENCY: Symbol = Symbol("concurrency");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 
 /// Every key `#[event]` accepts, in the order the error messages list them.
-pub(crate) const EVENT_KEYS: &[Symbol] =
-    &[STREAM, CHANNEL, VERSION, NAME, UPCAST_FROM, COMPAT, CRATE];
+pub(crate) const EVENT_KEYS: &[Symbol] = &[
+    STREAM,
+    CHANNEL,
+    VERSION,
+    NAME,
+    UPCAST_FROM,
+    REPLY,
+    COMPAT,
+    CRATE,
+];
 
 /// Every key `#[handler]` accepts, in the order the error messages list them.
 pub(crate) const HANDLER_KEYS: &[Symbol] = &[GROUP, RETRIES, CONCURRENCY, CRATE];
@@ -50,6 +59,7 @@ impl Symbol {
             VERSION => "1",
             NAME => "\"order.placed\"",
             UPCAST_FROM => "OrderPlacedV1",
+            REPLY => "OrderConfirmed",
             COMPAT => "\"backward\"",
             GROUP => "\"my-group\"",
             RETRIES | CONCURRENCY => "3",

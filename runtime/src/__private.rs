@@ -168,6 +168,13 @@ impl<E: From<P>, P> UpcastFrom<P> for E {
     }
 }
 
+/// The reply type name of a request, for its registry entry: through the
+/// `Request` impl, so that a reply that is not an event is reported once,
+/// on that impl.
+pub const fn reply_type<R: crate::event::Request>() -> &'static str {
+    <R::Reply as crate::event::Event>::TYPE
+}
+
 /// `a == b` in a const context, for the compile-time checks of `upcast_from`.
 pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

@@ -42,8 +42,13 @@ pub mod field {
     pub const TENANTID: &str = "tenantid";
     /// `traceparent`: W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
+    /// `tracestate`: W3C trace context, the vendors' part.
+    pub const TRACESTATE: &str = "tracestate";
     /// `subject`: what the event is about, within its source.
     pub const SUBJECT: &str = "subject";
+    /// `replyto`: on a request, the stream its reply is appended to (the
+    /// requester's reply stream, `ns:{reply:<instance>}`).
+    pub const REPLYTO: &str = "replyto";
     /// `dlqgroup`: on an entry put back from dead letters, the one consumer
     /// group that handles it (the group that gave up on it); every other
     /// group acknowledges it without handling it (extension attribute).
@@ -96,8 +101,13 @@ pub struct Envelope {
     pub tenant_id: Option<String>,
     /// `traceparent`.
     pub traceparent: Option<String>,
+    /// `tracestate`.
+    pub tracestate: Option<String>,
     /// `subject`.
     pub subject: Option<String>,
+    /// `replyto`: the stream a request's reply goes to (see
+    /// [`Bus::request`](crate::Bus::request)).
+    pub reply_to: Option<String>,
     /// Every other attribute with a CloudEvents name (lower-case letters and
     /// digits): extensions of the producer's own, in the order read.
     pub extensions: Vec<(String, String)>,
@@ -122,6 +132,7 @@ impl fmt::Debug for Envelope {
             .field("causation_id", &self.causation_id)
             .field("tenant_id", &self.tenant_id)
             .field("subject", &self.subject)
+            .field("reply_to", &self.reply_to)
             .field("extensions", &self.extensions)
             .field("retry_group", &self.retry_group)
             .field("data", &String::from_utf8_lossy(&self.data))
@@ -151,7 +162,9 @@ impl Envelope {
             causation_id: None,
             tenant_id: None,
             traceparent: None,
+            tracestate: None,
             subject: None,
+            reply_to: None,
             extensions: Vec::new(),
             retry_group: None,
             data,
@@ -217,13 +230,15 @@ impl Envelope {
         out
     }
 
-    fn optional_attributes(&self) -> [(&'static str, Option<&String>); 6] {
+    fn optional_attributes(&self) -> [(&'static str, Option<&String>); 8] {
         [
             (field::CORRELATIONID, self.correlation_id.as_ref()),
             (field::CAUSATIONID, self.causation_id.as_ref()),
             (field::TENANTID, self.tenant_id.as_ref()),
             (field::TRACEPARENT, self.traceparent.as_ref()),
+            (field::TRACESTATE, self.tracestate.as_ref()),
             (field::SUBJECT, self.subject.as_ref()),
+            (field::REPLYTO, self.reply_to.as_ref()),
             (field::DLQGROUP, self.retry_group.as_ref()),
         ]
     }
@@ -336,7 +351,9 @@ struct RawAttributes<'a> {
     causation_id: Option<std::borrow::Cow<'a, [u8]>>,
     tenant_id: Option<std::borrow::Cow<'a, [u8]>>,
     traceparent: Option<std::borrow::Cow<'a, [u8]>>,
+    tracestate: Option<std::borrow::Cow<'a, [u8]>>,
     subject: Option<std::borrow::Cow<'a, [u8]>>,
+    reply_to: Option<std::borrow::Cow<'a, [u8]>>,
     retry_group: Option<std::borrow::Cow<'a, [u8]>>,
     data: Option<std::borrow::Cow<'a, [u8]>>,
     /// Attributes with a CloudEvents name that tidings does not know.
@@ -358,7 +375,9 @@ impl<'a> RawAttributes<'a> {
             b"causationid" => &mut self.causation_id,
             b"tenantid" => &mut self.tenant_id,
             b"traceparent" => &mut self.traceparent,
+            b"tracestate" => &mut self.tracestate,
             b"subject" => &mut self.subject,
+            b"replyto" => &mut self.reply_to,
             b"dlqgroup" => &mut self.retry_group,
             b"data" => &mut self.data,
             _ => return None,
@@ -484,7 +503,9 @@ impl<'a> RawAttributes<'a> {
             causation_id: optional(field::CAUSATIONID, self.causation_id)?,
             tenant_id: optional(field::TENANTID, self.tenant_id)?,
             traceparent: optional(field::TRACEPARENT, self.traceparent)?,
+            tracestate: optional(field::TRACESTATE, self.tracestate)?,
             subject: optional(field::SUBJECT, self.subject)?,
+            reply_to: optional(field::REPLYTO, self.reply_to)?,
             extensions: self
                 .extensions
                 .into_iter()

@@ -137,6 +137,18 @@ pub enum Error {
         /// Why it is rejected.
         reason: String,
     },
+    /// An event given to [`Bus::publish_raw`](crate::Bus::publish_raw)
+    /// that can never be published as it is (see
+    /// [`RawEvent::check`](crate::RawEvent::check)).
+    #[error("event `{id}` of type `{type_name}` cannot be published: {reason}")]
+    InvalidRawEvent {
+        /// The event's id.
+        id: String,
+        /// Its type.
+        type_name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// [`BusBuilder::schema_base`](crate::BusBuilder::schema_base) is not an
     /// absolute URI.
     #[error("invalid schema base `{base}`: {reason}")]
@@ -177,6 +189,42 @@ pub enum Error {
     /// `Context::publish` on a context made by `Context::detached()`.
     #[error("this context belongs to no bus (made by `Context::detached`), so it cannot publish")]
     Detached,
+    /// A reply or an awaited event whose payload does not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// No reply to a request within its timeout
+    /// ([`Bus::request`](crate::Bus::request)).
+    #[error("no `{reply_type}` reply to the `{request_type}` request with correlation id `{correlation_id}` within {waited:?}")]
+    RequestTimedOut {
+        /// The request's type name.
+        request_type: &'static str,
+        /// The reply's type name.
+        reply_type: &'static str,
+        /// The correlation id the reply was awaited with.
+        correlation_id: String,
+        /// How long the request waited.
+        waited: std::time::Duration,
+    },
+    /// No event of the type with the correlation id within the timeout
+    /// ([`Bus::wait_for`](crate::Bus::wait_for)).
+    #[error("no `{type_name}` event with correlation id `{correlation_id}` on `{stream}` within {waited:?}")]
+    WaitTimedOut {
+        /// The type name waited for.
+        type_name: &'static str,
+        /// The stream key it was awaited on.
+        stream: String,
+        /// The correlation id.
+        correlation_id: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// A request or a wait on a bus whose transport has no streams, or for
+    /// an event that has none.
+    #[error("`{type_name}` has no stream to wait on; requests and `wait_for` need `#[event(stream = \"…\")]` on a bus with streams")]
+    NoStreamToWait {
+        /// The event type name.
+        type_name: &'static str,
+    },
     /// Redis stayed unreachable for the whole publish timeout
     /// ([`BusBuilder::publish_timeout`](crate::BusBuilder::publish_timeout)).
     #[error("Redis unreachable: `{command}` failed {attempts} times in {after:?}; last error: {last_error}")]

@@ -99,3 +99,28 @@ pub trait Event:
     /// Every version [`Event::decode`] accepts, ascending.
     fn versions() -> Vec<u32>;
 }
+
+/// An event that asks for a reply: what `#[event(…, reply = R)]`
+/// implements, so that [`Bus::request`](crate::Bus::request) returns an `R`.
+///
+/// ```
+/// use tidings::{event, Request};
+///
+/// #[event(stream = "embeddings", version = 1)]
+/// pub struct EmbeddingGenerationCompleted { pub vector: Vec<f32> }
+///
+/// #[event(stream = "embeddings", version = 1, reply = EmbeddingGenerationCompleted)]
+/// pub struct EmbeddingGenerationRequested { pub text_content: String }
+///
+/// fn reply_type<R: Request>() -> &'static str { <R::Reply as tidings::Event>::TYPE }
+/// assert_eq!(reply_type::<EmbeddingGenerationRequested>(), "embedding.generation.completed");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request: it names no reply type",
+    label = "not a request",
+    note = "give the event its reply type: `#[tidings::event(stream = \"…\", version = N, reply = TheReply)]`"
+)]
+pub trait Request: Event {
+    /// The event a responder returns for this request.
+    type Reply: Event;
+}

@@ -9,12 +9,14 @@
 //! below:
 //!
 //! ```text
-//! ground     envelope, id, error, compat, registry, stats, backoff, event
+//! ground     envelope, id, error, compat, registry, stats, telemetry, trace,
+//!            backoff, event
 //! transport  transport (the StreamTransport and ChannelTransport traits)
 //! backends   streams, pubsub, memory
-//! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths)
-//! above bus  handler, dead_letter, consumer, group, health, observe, replay,
-//!            retention
+//! bus        bus (Bus, BusBuilder, Meta, keys, publish and subscribe paths,
+//!            the reply inbox)
+//! above bus  handler, dead_letter, consumer, gauges, group, health, observe,
+//!            replay, request, retention
 //! top        schemas, __private (what the macros call)
 //! ```
 
@@ -27,6 +29,8 @@ mod event;
 mod id;
 pub mod registry;
 pub mod stats;
+pub mod telemetry;
+mod trace;
 
 // Transports.
 pub mod memory;
@@ -40,11 +44,13 @@ mod bus;
 // Above the bus.
 pub mod consumer;
 pub mod dead_letter;
+mod gauges;
 pub mod group;
 mod handler;
 mod health;
 mod observe;
 pub mod replay;
+mod request;
 mod retention;
 
 // Top.
@@ -54,14 +60,16 @@ pub mod schemas;
 pub mod __private;
 
 pub use bus::{
-    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Published, DEFAULT_NAMESPACE,
+    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Published, RawEvent,
+    DEFAULT_NAMESPACE,
 };
 pub use compat::{Compat, UnknownCompat};
 pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
-pub use event::{Event, DEFAULT_SCHEMA_BASE};
+pub use event::{Event, Request, DEFAULT_SCHEMA_BASE};
+pub use gauges::GaugeReporter;
 pub use group::{Group, Position};
 pub use handler::{
     fatal, is_fatal, retry, BoxFuture, Context, Fatal, FnHandler, Handler, HandlerCall,
@@ -73,5 +81,8 @@ pub use id::Ulid;
 pub use observe::Follow;
 pub use registry::EventInfo;
 pub use replay::{Replay, ReplayFailure, ReplayReport};
-pub use stats::{ConsumerStats, GroupStats, PendingEntry, Retention, StreamStats, TrimReport};
+pub use request::{RequestCall, WaitFor, DEFAULT_REQUEST_TIMEOUT};
+pub use stats::{
+    ConsumerStats, GroupStats, PendingEntry, RequestStats, Retention, StreamStats, TrimReport,
+};
 pub use transport::{ChannelTransport, StartFrom, StreamTransport};

@@ -35,6 +35,8 @@ pub struct EventInfo {
     pub schema_path: &'static str,
     /// Version of the `upcast_from` struct, if any.
     pub upcast_from: Option<u32>,
+    /// Type name of the reply, for a request (`reply = …`).
+    pub reply: Option<&'static str>,
     /// JSON Schema (2020-12) of the payload of this version.
     pub schema: fn() -> serde_json::Value,
     /// Decodes a payload of any version this struct reads (as
@@ -73,6 +75,7 @@ impl fmt::Debug for EventInfo {
             .field("dataschema", &self.dataschema)
             .field("schema_path", &self.schema_path)
             .field("upcast_from", &self.upcast_from)
+            .field("reply", &self.reply)
             .finish_non_exhaustive()
     }
 }

@@ -236,3 +236,17 @@ pub struct TrimReport {
     /// (the retention asked for more).
     pub held_back_by: Vec<String>,
 }
+
+/// What the reply reader of a bus has seen
+/// ([`Bus::request_stats`](crate::Bus::request_stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestStats {
+    /// Requests and waits open now.
+    pub open: usize,
+    /// Replies and awaited events handed to a waiting caller.
+    pub delivered: u64,
+    /// Replies that came when no request waited for them (after its
+    /// timeout, or a second reply to one request): dropped.
+    pub late_replies: u64,
+}

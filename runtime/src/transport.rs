@@ -42,8 +42,12 @@ pub struct Outgoing<'a> {
     pub tenant_id: Option<&'a str>,
     /// `traceparent`.
     pub traceparent: Option<&'a str>,
+    /// `tracestate`.
+    pub tracestate: Option<&'a str>,
     /// `subject`.
     pub subject: Option<&'a str>,
+    /// `replyto`.
+    pub reply_to: Option<&'a str>,
     /// Extension attributes of the publisher's own, by name.
     pub extensions: &'a [(String, String)],
     /// `data`: the JSON payload.
@@ -52,14 +56,16 @@ pub struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The optional attributes with their wire names.
-    pub fn optional(&self) -> [(&'static str, Option<&str>); 5] {
+    pub fn optional(&self) -> [(&'static str, Option<&str>); 7] {
         use crate::envelope::field;
         [
             (field::CORRELATIONID, self.correlation_id),
             (field::CAUSATIONID, self.causation_id),
             (field::TENANTID, self.tenant_id),
             (field::TRACEPARENT, self.traceparent),
+            (field::TRACESTATE, self.tracestate),
             (field::SUBJECT, self.subject),
+            (field::REPLYTO, self.reply_to),
         ]
     }
 
@@ -101,7 +107,9 @@ impl Outgoing<'_> {
             causation_id: own(self.causation_id),
             tenant_id: own(self.tenant_id),
             traceparent: own(self.traceparent),
+            tracestate: own(self.tracestate),
             subject: own(self.subject),
+            reply_to: own(self.reply_to),
             extensions: self.extensions.to_vec(),
             retry_group: None,
             data: self.data.to_vec(),
@@ -379,6 +387,52 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         &self,
         batch: &[(&str, Outgoing<'_>)],
     ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send;
+
+    /// Appends one event to the stream `key` only if the stream exists,
+    /// trimming it to about `max_len` entries; `None` when there is no such
+    /// stream (nothing is created). Replies go to a requester's reply
+    /// stream this way, so that a reply to a requester that is gone does
+    /// not make a stream that never expires.
+    ///
+    /// ```text
+    /// XADD <key> NOMKSTREAM MAXLEN ~ <max-len> * specversion 1.0 id <ulid> … data <json>
+    /// ```
+    fn append_if_exists(
+        &self,
+        key: &str,
+        event: Outgoing<'_>,
+        max_len: usize,
+    ) -> impl Future<Output = Result<Option<String>, TransportError>> + Send;
+
+    /// Makes the stream `key` (empty) if it does not exist, and sets it to
+    /// expire `ttl` from now: a reply stream lives as long as its bus
+    /// keeps calling this.
+    ///
+    /// ```text
+    /// EVAL "if EXISTS <key> == 0 then XADD <key> MAXLEN 0 * opened 1 end; PEXPIRE <key> <ttl-ms>" 1 <key>
+    /// ```
+    fn keep_alive(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Reads the entries after `after` of each stream `key` in `streams`
+    /// (`(key, after)` pairs), without a consumer group, waiting up to
+    /// `block` for one; at most `count` per stream. Each entry comes with
+    /// the index of its stream in `streams`. A stream that does not exist
+    /// yet is waited on like an empty one.
+    ///
+    /// ```text
+    /// XREAD COUNT <n> BLOCK <ms> STREAMS <key> … <after> …
+    /// ```
+    fn read_streams(
+        &self,
+        reader: &mut Self::Reader,
+        streams: &[(&str, &str)],
+        count: usize,
+        block: Duration,
+    ) -> impl Future<Output = Result<Vec<(usize, Entry)>, TransportError>> + Send;
 
     /// Whether the server answers.
     ///

@@ -8,6 +8,9 @@
 //!   drop, restartable on the same port for fault tests.
 //! - [`transport_suite!`]: each test written once as
 //!   `async fn name(h: Harness)`, instantiated in one module per transport.
+//! - [`postgres`]: a private PostgreSQL per test on a free port, as the
+//!   `postgres` system user when the tests run as root, restartable for
+//!   fault tests.
 //! - [`conformance`]: the upstream conformance cases kept beside the
 //!   repository.
 //! - [`node`]: the npm packages of tests that drive JavaScript tools.
@@ -16,15 +19,15 @@
 //! fails and names it (tests never skip silently).
 //!
 //! More servers come as their modules beside [`redis`], each built on the
-//! same private process helpers (free port, readiness, kill on drop):
-//! `postgres` (a private PostgreSQL, for the outbox and inbox of
-//! tidings-postgres) and `cluster` (a local Redis Cluster of several
-//! `redis-server`s).
+//! same private process helpers (free port, readiness, kill on drop), such
+//! as `cluster` (a local Redis Cluster of several `redis-server`s).
 
 pub mod conformance;
 pub mod node;
+pub mod postgres;
 mod process;
 pub mod redis;
 mod suite;
 
+pub use postgres::PostgresServer;
 pub use redis::{RedisOptions, RedisServer};

@@ -242,6 +242,40 @@ impl Harness {
         }
     }
 
+    /// Another bus instance on the same broker or server, as another
+    /// process would have.
+    pub async fn another_bus(&self, builder: tidings::BusBuilder) -> Bus {
+        match &self.server {
+            None => builder.memory(self.bus.memory().unwrap().clone()).unwrap(),
+            Some(server) => builder
+                .connect(&server.url())
+                .await
+                .expect("connect to the test redis-server"),
+        }
+    }
+
+    /// Whether the key exists on the broker or server.
+    pub async fn exists(&self, key: &str) -> bool {
+        match &self.server {
+            None => {
+                let memory = self.bus.memory().unwrap();
+                tidings::StreamTransport::stream_stats(memory, key, "-")
+                    .await
+                    .unwrap()
+                    .exists
+            }
+            Some(server) => {
+                let mut conn = server.connection().await;
+                let n: u32 = ::redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                n == 1
+            }
+        }
+    }
+
     /// Delivery counts of the pending entries of `group` on `key`.
     pub async fn deliveries(&self, key: &str, group: &str) -> Vec<u32> {
         match &self.server {

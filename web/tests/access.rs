@@ -7,9 +7,9 @@ mod support;
 
 use support::events::{DriftDetected, FileDeleted, FileUploaded, GateOpened};
 use support::{get, serve};
-use tidings::web::BridgeOptions;
 use tidings::Bus;
 use tidings_testkit::RedisServer;
+use tidings_web::BridgeOptions;
 
 /// Percent-encodes everything but unreserved characters, as a browser
 /// would send a hostile name inside a path or a query.

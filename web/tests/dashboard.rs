@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use support::events::FileUploaded;
 use support::WITHIN;
-use tidings::web::Dashboard;
 use tidings::Bus;
 use tidings_testkit::RedisServer;
+use tidings_web::Dashboard;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const TOKEN: &str = "s3cret-token";

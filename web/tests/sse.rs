@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use support::events::{DriftDetected, FileUploaded, GateOpened};
 use support::{get, serve, WITHIN};
-use tidings::web::BridgeOptions;
 use tidings::{Bus, Published};
 use tidings_testkit::RedisServer;
+use tidings_web::BridgeOptions;
 
 async fn bus(server: &RedisServer) -> Bus {
     Bus::connect(&server.url()).await.unwrap()

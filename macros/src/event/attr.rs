@@ -9,7 +9,7 @@ use syn::{Expr, Lit, LitInt, LitStr, Path};
 use crate::args::{self, crate_value, lit, near_miss, one_of, path_to_string, string_value, Seen};
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    Symbol, CHANNEL, COMPAT, CRATE, EVENT_KEYS, NAME, STREAM, UPCAST_FROM, VERSION,
+    Symbol, CHANNEL, COMPAT, CRATE, EVENT_KEYS, NAME, REPLY, STREAM, UPCAST_FROM, VERSION,
 };
 
 /// Compatibility modes as written in `compat = "…"`, with the variant of
@@ -33,6 +33,8 @@ pub(crate) struct Attrs {
     pub(crate) version: Option<Version>,
     pub(crate) name: Option<LitStr>,
     pub(crate) upcast_from: Option<Path>,
+    /// `reply = R`: the event that answers this one.
+    pub(crate) reply: Option<Path>,
     pub(crate) compat: Option<CompatMode>,
     pub(crate) krate: Option<Path>,
     /// Keys written, even with a value that was rejected, and the keys an
@@ -74,7 +76,8 @@ impl Attrs {
             CHANNEL => self.channel = string_value(cx, expr, key),
             NAME => self.name = string_value(cx, expr, key),
             VERSION => self.version = version_value(cx, expr),
-            UPCAST_FROM => self.upcast_from = upcast_from_value(cx, expr),
+            UPCAST_FROM => self.upcast_from = type_value(cx, expr, key),
+            REPLY => self.reply = type_value(cx, expr, key),
             COMPAT => self.compat = compat_value(cx, expr),
             CRATE => self.krate = crate_value(cx, expr),
             _ => {}
@@ -124,27 +127,33 @@ fn version_value(cx: &Ctxt, expr: &Expr) -> Option<Version> {
     }
 }
 
-fn upcast_from_value(cx: &Ctxt, expr: &Expr) -> Option<Path> {
+/// A key whose value names a type (`upcast_from = FileUploadedV1`,
+/// `reply = FileIndexed`).
+fn type_value(cx: &Ctxt, expr: &Expr, key: Symbol) -> Option<Path> {
+    let (what, example) = match key {
+        REPLY => ("the reply event's struct", "FileIndexed"),
+        _ => ("the struct of the previous version", "FileUploadedV1"),
+    };
     match expr {
         Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Some(p.path.clone()),
-        Expr::Group(g) => upcast_from_value(cx, &g.expr),
+        Expr::Group(g) => type_value(cx, &g.expr, key),
         Expr::Lit(syn::ExprLit {
             lit: Lit::Str(s), ..
         }) => {
             let fix = match s.parse::<Path>() {
                 Ok(p) => path_to_string(&p),
-                Err(_) => "FileUploadedV1".to_owned(),
+                Err(_) => example.to_owned(),
             };
             cx.error_spanned_by(
                 s,
-                format!("`upcast_from` names a type, not a string: write `upcast_from = {fix}`"),
+                format!("`{key}` names a type, not a string: write `{key} = {fix}`"),
             );
             None
         }
         _ => {
             cx.error_spanned_by(
                 expr,
-                "expected the struct of the previous version for `upcast_from`, like `upcast_from = FileUploadedV1`",
+                format!("expected {what} for `{key}`, like `{key} = {example}`"),
             );
             None
         }
@@ -205,7 +214,7 @@ mod tests {
     fn unknown_key_suggests_the_near_miss_and_keeps_reading() {
         let (attrs, errors) = parse(quote!(steam = "x", version = 2));
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("unknown event attribute `steam`; expected one of `stream`, `channel`, `version`, `name`, `upcast_from`, `compat`, `crate`"), "{}", errors[0]);
+        assert!(errors[0].starts_with("unknown event attribute `steam`; expected one of `stream`, `channel`, `version`, `name`, `upcast_from`, `reply`, `compat`, `crate`"), "{}", errors[0]);
         assert!(
             errors[0].ends_with("did you mean `stream`?"),
             "{}",

@@ -21,15 +21,33 @@ pub(crate) fn event(input: &Input<'_>, schema_file: Option<&FsPath>) -> TokenStr
     let event_impl = event_impl(input, &krate, true);
     let registry = registry_entry(input, &krate);
     let checks = upcast_checks(input, &krate);
+    let request = request_impl(input, &krate);
     let rebuild = rebuild_triggers(schema_file);
     quote! {
         #payload
         const _: () = {
             #event_impl
+            #request
             #registry
             #checks
             #rebuild
         };
+    }
+}
+
+/// `impl Request` for `reply = R`, spanned at the user's `R`, so that an
+/// `R` that is not an event is underlined there (`Request::Reply: Event`).
+fn request_impl(input: &Input<'_>, krate: &Path) -> TokenStream {
+    let Some(reply) = &input.attrs.reply else {
+        return TokenStream::new();
+    };
+    let ident = input.ident();
+    let reply_ty = quote_spanned!(reply.span()=> #reply);
+    quote! {
+        #[automatically_derived]
+        impl #krate::Request for #ident {
+            type Reply = #reply_ty;
+        }
     }
 }
 
@@ -311,6 +329,10 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
         },
         None => quote!(::core::option::Option::None),
     };
+    let reply = match &input.attrs.reply {
+        Some(_) => quote!(::core::option::Option::Some(#p::reply_type::<#ident>())),
+        None => quote!(::core::option::Option::None),
+    };
     quote! {
         #p::inventory::submit! {
             #p::EventInfo {
@@ -323,6 +345,7 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
                 dataschema: <#ident as #krate::Event>::DATASCHEMA,
                 schema_path: <#ident as #krate::Event>::SCHEMA_PATH,
                 upcast_from: #upcast_from,
+                reply: #reply,
                 schema: #p::payload_schema::<#ident>,
                 // A deserializer per event, compiled only where the schema
                 // check runs; see `EventInfo::decode`.

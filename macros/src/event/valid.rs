@@ -9,13 +9,14 @@ use super::attr::Attrs;
 use super::expand::PROVIDED_TRAITS;
 use crate::ctxt::Ctxt;
 use crate::names::topic_problem;
-use crate::symbol::{CHANNEL, STREAM, VERSION};
+use crate::symbol::{CHANNEL, REPLY, STREAM, VERSION};
 
 /// Records every problem of the arguments in `cx`; runs whatever the item
 /// is, so that a misplaced attribute still has its arguments checked.
 pub(crate) fn check_attrs(cx: &Ctxt, attrs: &Attrs, ident: Option<&Ident>) {
     check_version(cx, attrs, ident);
     check_topics(cx, attrs);
+    check_reply(cx, attrs);
     if let Some(name) = &attrs.name {
         if !is_valid_type_name(&name.value()) {
             cx.error_spanned_by(
@@ -96,6 +97,21 @@ fn check_version(cx: &Ctxt, attrs: &Attrs, ident: Option<&Ident>) {
             "`version` starts at 1: the first version of an event is `version = 1`",
         ),
         Some(_) => {}
+    }
+}
+
+/// A request is answered by a consumer group's handler, which reads a
+/// stream: `reply` without `stream` could never be answered.
+fn check_reply(cx: &Ctxt, attrs: &Attrs) {
+    if let Some(reply) = &attrs.reply {
+        if attrs.stream.is_none() && !attrs.mentions(STREAM) {
+            cx.error_spanned_by(
+                reply,
+                format!(
+                    "`{REPLY}` needs `stream = \"…\"`: a request is answered by a consumer group's handler, which reads it from a stream"
+                ),
+            );
+        }
     }
 }
 

@@ -18,6 +18,16 @@ pub(crate) enum Backend {
     Memory(MemoryTransport),
 }
 
+impl Backend {
+    /// The `messaging.system` of the metrics: `redis` or `memory`.
+    pub(crate) fn system(&self) -> &'static str {
+        match self {
+            Backend::Redis { .. } => "redis",
+            Backend::Memory(_) => "memory",
+        }
+    }
+}
+
 /// Runs `$call` with `$t` bound to the bus's stream transport
 /// ([`StreamTransport`](crate::transport::StreamTransport)), awaited.
 ///

@@ -78,6 +78,23 @@ fn check_chars(
     })
 }
 
+/// Checks that `key` is a reply stream of the namespace `ns`:
+/// `ns:{reply:<instance>}`, the instance a valid name.
+pub(crate) fn check_reply_key(ns: &str, key: &str) -> Result<(), NameError> {
+    let instance = key
+        .strip_prefix(ns)
+        .and_then(|k| k.strip_prefix(":{reply:"))
+        .and_then(|k| k.strip_suffix('}'));
+    match instance {
+        Some(instance) => check_name("reply stream", instance).map(|_| ()),
+        None => Err(NameError {
+            what: "reply stream",
+            name: key.to_owned(),
+            reason: format!("a reply stream of this bus is `{ns}:{{reply:<instance>}}`"),
+        }),
+    }
+}
+
 /// Key of a stream: `ns:{stream}`, or `ns:{tenant:stream}` for a tenant.
 pub(crate) fn stream_key(ns: &str, tenant: Option<&str>, stream: &str) -> String {
     let mut k = String::with_capacity(ns.len() + stream.len() + 4 + tenant.map_or(0, str::len));

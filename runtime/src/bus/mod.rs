@@ -7,6 +7,8 @@ mod backend;
 mod keys;
 mod live;
 mod publish;
+mod raw;
+mod replies;
 mod subscribe;
 
 use std::borrow::Cow;
@@ -21,6 +23,8 @@ pub(crate) use keys::{check_name, forbidden_in_name, MAX_NAME_LEN};
 pub(crate) use live::ReaderLife;
 pub(crate) use publish::Draft;
 pub use publish::{Meta, Published};
+pub use raw::RawEvent;
+pub(crate) use replies::{Replies, REPLY_STREAM_MAX_LEN};
 pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
 
 use crate::memory::MemoryTransport;
@@ -40,6 +44,8 @@ struct Shared {
     /// a constant.
     schema_base: Option<Box<str>>,
     readers: live::Readers,
+    replies: Replies,
+    publish_metrics: crate::telemetry::PublishMetrics,
 }
 
 /// The event bus: publishes, subscribes, and builds consumers.
@@ -86,6 +92,7 @@ pub struct BusBuilder {
     publish_timeout: Duration,
     connect_timeout: Duration,
     schema_base: Option<String>,
+    reply_ttl: Duration,
 }
 
 /// How long `publish` keeps trying while Redis is unreachable, by default.
@@ -103,6 +110,7 @@ impl Default for BusBuilder {
             publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             schema_base: None,
+            reply_ttl: replies::DEFAULT_REPLY_TTL,
         }
     }
 }
@@ -179,6 +187,16 @@ impl BusBuilder {
         self
     }
 
+    /// How long the reply stream of this bus instance
+    /// (`ns:{reply:<instance>}`, where [`Bus::request`](crate::Bus::request)
+    /// replies arrive) outlives the bus (default 60 s). The bus renews it
+    /// every third of that while it runs; the stream of an instance that
+    /// died expires, and replies to it are dropped by the responder.
+    pub fn reply_ttl(mut self, ttl: Duration) -> Self {
+        self.reply_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
     fn build(self, backend: Backend) -> Result<Bus, Error> {
         check_name("namespace", &self.namespace)?;
         let schema_base = match self.schema_base {
@@ -189,14 +207,18 @@ impl BusBuilder {
                 (checked != DEFAULT_SCHEMA_BASE).then(|| checked.into_boxed_str())
             }
         };
+        crate::telemetry::describe();
+        let replies = Replies::new(&self.namespace, self.reply_ttl);
         Ok(Bus {
             shared: Arc::new(Shared {
                 namespace: self.namespace,
                 source: self.source,
                 backend,
                 publish_timeout: self.publish_timeout,
+                replies,
                 schema_base,
                 readers: live::Readers::default(),
+                publish_metrics: Default::default(),
             }),
             tenant: None,
         })
@@ -270,6 +292,8 @@ impl Bus {
                 publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
                 schema_base: None,
                 readers: live::Readers::default(),
+                replies: Replies::new(DEFAULT_NAMESPACE, replies::DEFAULT_REPLY_TTL),
+                publish_metrics: Default::default(),
             }),
             tenant: None,
         }
@@ -349,6 +373,11 @@ impl Bus {
     /// The workers' reading loops report themselves here.
     pub(crate) fn readers(&self) -> &live::Readers {
         &self.shared.readers
+    }
+
+    /// The reply inbox of this bus instance.
+    pub(crate) fn replies(&self) -> &Replies {
+        &self.shared.replies
     }
 
     pub(crate) fn backend(&self) -> &Backend {

@@ -7,7 +7,10 @@ use std::time::Duration;
 use crate::backoff::Backoff;
 use crate::bus::{channel_key, check_name, stream_key, Backend, Bus};
 use crate::envelope::{now_millis, Rfc3339Millis};
+use tracing::Instrument;
+
 use crate::error::{Error, TransportError};
+use crate::trace::{self, WireContext};
 use crate::transport::{ChannelTransport, Outgoing, StreamTransport};
 use crate::{Event, Ulid};
 
@@ -37,10 +40,14 @@ pub struct Meta {
     pub subject: Option<String>,
     /// `traceparent`.
     pub traceparent: Option<String>,
+    /// `tracestate`.
+    pub tracestate: Option<String>,
     /// Extension attributes of your own, by name (see [`Meta::extension`]).
     pub extensions: Vec<(String, String)>,
     /// The event's `id`, when the caller chooses it (see [`Meta::event_id`]).
     pub event_id: Option<Ulid>,
+    /// `replyto`, set by [`Bus::request`](crate::Bus::request) only.
+    pub(crate) reply_to: Option<String>,
 }
 
 impl Meta {
@@ -64,9 +71,16 @@ impl Meta {
         self.subject = Some(v.into());
         self
     }
-    /// Sets `traceparent`.
+    /// Sets `traceparent`. With the `opentelemetry` feature, the
+    /// traceparent of the publish span (a child of the current span) takes
+    /// its place when there is a current trace.
     pub fn traceparent(mut self, v: impl Into<String>) -> Self {
         self.traceparent = Some(v.into());
+        self
+    }
+    /// Sets `tracestate`.
+    pub fn tracestate(mut self, v: impl Into<String>) -> Self {
+        self.tracestate = Some(v.into());
         self
     }
 
@@ -99,7 +113,7 @@ impl Meta {
     }
 
     /// Checks the extension names.
-    fn check(&self) -> Result<(), Error> {
+    pub(super) fn check(&self) -> Result<(), Error> {
         for (name, _) in &self.extensions {
             check_extension_name(name)?;
         }
@@ -241,8 +255,17 @@ struct Destination {
     channel_key: Option<String>,
 }
 
+/// What an event being sent takes from its call: the caller's attributes,
+/// the tenant it goes to, and the trace context of the publish span.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    meta: Option<&'a Meta>,
+    tenant: Option<&'a str>,
+    wire: Option<&'a WireContext>,
+}
+
 /// The attributes of one event being sent, owned on the stack.
-struct Stamp {
+pub(super) struct Stamp {
     id: Ulid,
     id_text: [u8; ulid::ULID_LEN],
 }
@@ -251,12 +274,12 @@ impl Stamp {
     fn new() -> Self {
         Stamp::of(Ulid::new())
     }
-    fn of(id: Ulid) -> Self {
+    pub(super) fn of(id: Ulid) -> Self {
         let mut id_text = [0u8; ulid::ULID_LEN];
         id.array_to_str(&mut id_text);
         Stamp { id, id_text }
     }
-    fn id(&self) -> &str {
+    pub(super) fn id(&self) -> &str {
         // Crockford base32 is ASCII.
         std::str::from_utf8(&self.id_text).unwrap_or("")
     }
@@ -380,15 +403,30 @@ impl Bus {
         if events.len() < 2 {
             return None;
         }
+        let started = std::time::Instant::now();
         let tenant = self.tenant.as_deref();
         let key = stream_key(&self.shared.namespace, tenant, stream);
         let time = Rfc3339Millis::from_millis(now_millis());
         let stamps: Vec<Stamp> = events.iter().map(|_| Stamp::new()).collect();
         let draft = Draft::unwritten::<E>();
         let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
+        let span = self.publish_span([&draft], "publish_batch");
+        let wire = trace::wire_context(&span);
         let attributes: Vec<Outgoing<'_>> = stamps
             .iter()
-            .map(|stamp| self.outgoing(stamp, time.as_str(), &draft, &dataschema, None, tenant))
+            .map(|stamp| {
+                self.outgoing(
+                    stamp,
+                    time.as_str(),
+                    &draft,
+                    &dataschema,
+                    Scope {
+                        meta: None,
+                        tenant,
+                        wire: wire.as_ref(),
+                    },
+                )
+            })
             .collect();
         let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
             Some(e) => serde_json::to_writer(buf, e),
@@ -400,7 +438,9 @@ impl Bus {
         let timeout = self.shared.publish_timeout;
         let first = tokio::time::timeout(
             timeout,
-            streams.append_streamed(&key, &attributes, payload, false),
+            streams
+                .append_streamed(&key, &attributes, payload, false)
+                .instrument(span.clone()),
         )
         .await;
         let first = match first {
@@ -429,19 +469,30 @@ impl Bus {
                             operation: "streamed batches",
                         }))
                 })
+                .instrument(span.clone())
                 .await
             }
             other => other.map_err(Error::from),
         };
         Some(match sent {
-            Ok(Ok(ids)) => Ok(ids
-                .into_iter()
-                .zip(&stamps)
-                .map(|(id, stamp)| Published {
-                    entry_id: Some(id),
-                    event_id: stamp.id,
-                })
-                .collect()),
+            Ok(Ok(ids)) => {
+                self.shared.publish_metrics.sent(
+                    self.shared.backend.system(),
+                    stream,
+                    E::TYPE,
+                    "publish_batch",
+                    ids.len() as u64,
+                    Some(started.elapsed()),
+                );
+                Ok(ids
+                    .into_iter()
+                    .zip(&stamps)
+                    .map(|(id, stamp)| Published {
+                        entry_id: Some(id),
+                        event_id: stamp.id,
+                    })
+                    .collect())
+            }
             Ok(Err((_, source))) => Err(Error::Encode {
                 type_name: E::TYPE,
                 source,
@@ -450,7 +501,10 @@ impl Bus {
         })
     }
 
-    fn effective_tenant<'a>(&'a self, meta: Option<&'a Meta>) -> Result<Option<&'a str>, Error> {
+    pub(super) fn effective_tenant<'a>(
+        &'a self,
+        meta: Option<&'a Meta>,
+    ) -> Result<Option<&'a str>, Error> {
         match (
             meta.and_then(|m| m.tenant.as_deref()),
             self.tenant.as_deref(),
@@ -473,9 +527,16 @@ impl Bus {
         time: &'a str,
         draft: &'a Draft,
         dataschema: &'a str,
-        meta: Option<&'a Meta>,
-        tenant: Option<&'a str>,
+        scope: Scope<'a>,
     ) -> Outgoing<'a> {
+        let Scope { meta, tenant, wire } = scope;
+        let (traceparent, tracestate) = match wire {
+            Some(w) => (w.traceparent.as_deref(), w.tracestate.as_deref()),
+            None => (
+                meta.and_then(|m| m.traceparent.as_deref()),
+                meta.and_then(|m| m.tracestate.as_deref()),
+            ),
+        };
         Outgoing {
             id: stamp.id(),
             source: &self.shared.source,
@@ -486,8 +547,10 @@ impl Bus {
             correlation_id: meta.and_then(|m| m.correlation_id.as_deref()),
             causation_id: meta.and_then(|m| m.causation_id.as_deref()),
             tenant_id: tenant,
-            traceparent: meta.and_then(|m| m.traceparent.as_deref()),
+            traceparent,
+            tracestate,
             subject: meta.and_then(|m| m.subject.as_deref()),
+            reply_to: meta.and_then(|m| m.reply_to.as_deref()),
             extensions: meta.map_or(&[], |m| m.extensions.as_slice()),
             data: &draft.data,
         }
@@ -495,13 +558,29 @@ impl Bus {
 
     /// The single-event path: keys and attributes on the stack, one command.
     async fn send_one(&self, draft: &Draft, meta: Option<&Meta>) -> Result<Published, Error> {
+        let started = std::time::Instant::now();
         let tenant = self.effective_tenant(meta)?;
         let stamp = meta
             .and_then(|m| m.event_id)
             .map_or_else(Stamp::new, Stamp::of);
         let time = Rfc3339Millis::from_millis(now_millis());
         let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
-        let out = self.outgoing(&stamp, time.as_str(), draft, &dataschema, meta, tenant);
+        let span = self.publish_span([draft], "publish");
+        if !span.is_disabled() {
+            span.record("messaging.message.id", stamp.id());
+        }
+        let wire = trace::wire_context(&span);
+        let out = self.outgoing(
+            &stamp,
+            time.as_str(),
+            draft,
+            &dataschema,
+            Scope {
+                meta,
+                tenant,
+                wire: wire.as_ref(),
+            },
+        );
         let ns = &self.shared.namespace;
         let stream_key = draft.stream.map(|s| stream_key(ns, tenant, s));
         let channel_key = draft
@@ -522,11 +601,109 @@ impl Bus {
                 None => Ok(()),
             }
         };
-        let (entry_id, ()) = futures::future::try_join(append, broadcast).await?;
+        let (entry_id, ()) = futures::future::try_join(append, broadcast)
+            .instrument(span)
+            .await?;
+        self.count_sent([draft], "publish", started);
         Ok(Published {
             entry_id,
             event_id: stamp.id,
         })
+    }
+
+    /// The span of a publish call, named after its first event.
+    fn publish_span<'d>(
+        &self,
+        drafts: impl IntoIterator<Item = &'d Draft>,
+        operation: &'static str,
+    ) -> tracing::Span {
+        match drafts.into_iter().next() {
+            Some(d) => trace::publish_span(
+                self.shared.backend.system(),
+                d.stream.or(d.channel).unwrap_or_default(),
+                d.type_name,
+                operation,
+            ),
+            None => tracing::Span::none(),
+        }
+    }
+
+    /// Counts published events, and the time of the call that published
+    /// them, in the metrics ([`crate::telemetry`]).
+    fn count_sent<'d>(
+        &self,
+        drafts: impl IntoIterator<Item = &'d Draft>,
+        operation: &'static str,
+        started: std::time::Instant,
+    ) {
+        let system = self.shared.backend.system();
+        let metrics = &self.shared.publish_metrics;
+        let mut took = Some(started.elapsed());
+        let mut run: Option<(&'static str, &'static str, u64)> = None;
+        for d in drafts {
+            let destination = d.stream.or(d.channel).unwrap_or_default();
+            match &mut run {
+                Some((dest, ty, n)) if *dest == destination && *ty == d.type_name => *n += 1,
+                _ => {
+                    if let Some((dest, ty, n)) = run {
+                        metrics.sent(system, dest, ty, operation, n, took.take());
+                    }
+                    run = Some((destination, d.type_name, 1));
+                }
+            }
+        }
+        if let Some((dest, ty, n)) = run {
+            metrics.sent(system, dest, ty, operation, n, took.take());
+        }
+    }
+
+    /// Appends events a handler returned for a request to the requester's
+    /// reply stream `reply_to` (the request's `replyto`), with the ids
+    /// they were published with: only if that stream exists, so that a
+    /// reply to a requester that is gone is dropped instead of making a
+    /// stream that never expires. A `reply_to` that is not a reply stream
+    /// of this bus's namespace is not written to (a warning says so), so
+    /// that no event can make a responder write to another key; the
+    /// events were published all the same, so this is no failure to retry.
+    pub(crate) async fn send_replies(
+        &self,
+        reply_to: &str,
+        drafts: &[Draft],
+        published: &[Published],
+        meta: &Meta,
+    ) -> Result<(), Error> {
+        if let Err(e) = super::keys::check_reply_key(&self.shared.namespace, reply_to) {
+            tracing::warn!(error = %e, "the request's `replyto` is not a reply stream; the reply was published to its own destination only");
+            return Ok(());
+        }
+        let tenant = self.effective_tenant(Some(meta))?;
+        let time = Rfc3339Millis::from_millis(now_millis());
+        for (draft, p) in drafts.iter().zip(published) {
+            let stamp = Stamp::of(p.event_id);
+            let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
+            let o = self.outgoing(
+                &stamp,
+                time.as_str(),
+                draft,
+                &dataschema,
+                Scope {
+                    meta: Some(meta),
+                    tenant,
+                    wire: None,
+                },
+            );
+            let backend = &self.shared.backend;
+            let sent = self
+                .patiently("XADD", || async {
+                    super::on_streams!(backend, t => t.append_if_exists(reply_to, o, super::REPLY_STREAM_MAX_LEN))
+                })
+                .await?;
+            if sent.is_none() {
+                tracing::debug!(reply_to, r#type = draft.type_name,
+                    "the requester's reply stream is gone (it stopped or timed out long ago); reply not sent to it");
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn send_drafts(
@@ -537,6 +714,7 @@ impl Bus {
         if let [one] = drafts {
             return Ok(vec![self.send_one(one, Some(meta)).await?]);
         }
+        let started = std::time::Instant::now();
         let tenant = self.effective_tenant(Some(meta))?;
         let ns = &self.shared.namespace;
         let time = Rfc3339Millis::from_millis(now_millis());
@@ -569,11 +747,23 @@ impl Bus {
             .iter()
             .map(|d| self.dataschema(d.schema_path, d.dataschema))
             .collect();
+        let span = self.publish_span(drafts, "publish_batch");
+        let wire = trace::wire_context(&span);
         let mut appends = Vec::with_capacity(drafts.len());
         let mut broadcasts = Vec::new();
         for (((draft, stamp), &i), dataschema) in drafts.iter().zip(&stamps).zip(&at).zip(&schemas)
         {
-            let out = self.outgoing(stamp, time.as_str(), draft, dataschema, Some(meta), tenant);
+            let out = self.outgoing(
+                stamp,
+                time.as_str(),
+                draft,
+                dataschema,
+                Scope {
+                    meta: Some(meta),
+                    tenant,
+                    wire: wire.as_ref(),
+                },
+            );
             let d = &destinations[i];
             if let Some(k) = &d.stream_key {
                 appends.push((k.as_str(), out));
@@ -596,7 +786,10 @@ impl Bus {
                 self.broadcast(&broadcasts).await
             }
         };
-        let (entry_ids, ()) = futures::future::try_join(append, broadcast).await?;
+        let (entry_ids, ()) = futures::future::try_join(append, broadcast)
+            .instrument(span)
+            .await?;
+        self.count_sent(drafts, "publish_batch", started);
         let mut entry_ids = entry_ids.into_iter();
         Ok(drafts
             .iter()
@@ -608,7 +801,10 @@ impl Bus {
             .collect())
     }
 
-    async fn append(&self, batch: &[(&str, Outgoing<'_>)]) -> Result<Vec<String>, Error> {
+    pub(super) async fn append(
+        &self,
+        batch: &[(&str, Outgoing<'_>)],
+    ) -> Result<Vec<String>, Error> {
         match self.backend() {
             Backend::Redis { streams, .. } => {
                 self.patiently("XADD", || streams.append(batch)).await

@@ -203,6 +203,7 @@ impl ConsumerBuilder {
                     limit: Arc::new(Semaphore::new(concurrency)),
                     concurrency,
                     retry,
+                    metrics: Default::default(),
                 });
         }
 
@@ -216,6 +217,7 @@ impl ConsumerBuilder {
         for (_, group) in groups.keys() {
             check_name("group", group)?;
         }
+        crate::telemetry::describe();
         let (stop_tx, stop_rx) = watch::channel(false);
         let states = Arc::new(self.states);
         let mut tasks = Vec::new();
@@ -230,6 +232,9 @@ impl ConsumerBuilder {
             self.bus.readers().register(&life);
             let spec = Arc::new(GroupSpec {
                 key: key.clone(),
+                stream,
+                system: self.bus.backend().system(),
+                skipped_types: Mutex::new(HashSet::new()),
                 dlq: self.bus.dead_letter_key(stream)?,
                 group,
                 consumer: consumer.clone(),

@@ -51,10 +51,18 @@ struct HandlerSlot {
     /// The limit's size: at most this many of its entries at once.
     concurrency: usize,
     retry: RetryPolicy,
+    metrics: crate::telemetry::HandlerMetrics,
 }
 
 struct GroupSpec {
     key: String,
+    /// The stream's name, for the metrics' labels.
+    stream: &'static str,
+    /// `redis` or `memory`, for the metrics' labels.
+    system: &'static str,
+    /// Types no handler of the group takes that this worker has seen: each
+    /// is logged once.
+    skipped_types: Mutex<HashSet<String>>,
     dlq: String,
     group: &'static str,
     consumer: String,

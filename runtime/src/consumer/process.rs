@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tracing::Instrument;
 
 use super::held::Held;
 use super::{pause, Done, GroupSpec, HandlerSlot};
 use crate::dead_letter::Burial;
 use crate::envelope::{now_millis, Envelope};
 use crate::handler::{is_fatal, Context};
+use crate::telemetry;
 use crate::transport::{DeadLettered, Entry, StreamTransport};
 
 /// Why one handler failed on one attempt.
@@ -65,6 +67,13 @@ pub(super) async fn process<T: StreamTransport>(
         Err(e) => {
             let now = now_millis();
             let error = format!("entry is not a CloudEvents envelope: {e}");
+            telemetry::processed(
+                spec.system,
+                spec.stream,
+                spec.group,
+                "",
+                telemetry::outcome::DEAD_LETTERED,
+            );
             Box::pin(delivery.bury(&id, None, &error, deliveries, now, now)).await;
             return None;
         }
@@ -80,8 +89,25 @@ pub(super) async fn process<T: StreamTransport>(
         }
     }
     if slots.is_empty() {
-        tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
-            "no handler of this group takes this type; acknowledged");
+        let first = spec
+            .skipped_types
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(envelope.type_name.clone());
+        if first {
+            tracing::info!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
+                "no handler of this group takes this type; its events are acknowledged without handling (said once per type; counted as `skipped`)");
+        } else {
+            tracing::debug!(stream = %spec.key, group = spec.group, entry = %id, r#type = %envelope.type_name,
+                "no handler of this group takes this type; acknowledged");
+        }
+        telemetry::processed(
+            spec.system,
+            spec.stream,
+            spec.group,
+            "",
+            telemetry::outcome::SKIPPED,
+        );
         let _ = delivery.ack.send(Done { id, mark: None });
         return None;
     }
@@ -98,6 +124,16 @@ pub(super) async fn process<T: StreamTransport>(
             "delivered {deliveries} times, more than the {allowed} attempts its handlers allow; \
              earlier consumers stopped while handling it"
         );
+        for (i, _) in &slots {
+            let name = spec.handlers[*i].handler.name();
+            telemetry::processed(
+                spec.system,
+                spec.stream,
+                spec.group,
+                name,
+                telemetry::outcome::DEAD_LETTERED,
+            );
+        }
         let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
         Box::pin(delivery.bury(&id, Some(names), &error, deliveries, now, now)).await;
         return None;
@@ -155,7 +191,19 @@ pub(super) async fn attempt<T: StreamTransport>(
                 Err(_) => return None,
             },
         };
-        if let Err((error, fatal)) = run_handler(spec, slot, &envelope, &id).await {
+        let started = std::time::Instant::now();
+        let ran = run_handler(spec, slot, &envelope, &id).await;
+        let name = slot.handler.name();
+        let took = started.elapsed();
+        slot.metrics.ran(
+            spec.system,
+            spec.stream,
+            spec.group,
+            name,
+            ran.is_ok(),
+            took,
+        );
+        if let Err((error, fatal)) = ran {
             failures.push(Failure {
                 index,
                 error,
@@ -179,6 +227,15 @@ pub(super) async fn attempt<T: StreamTransport>(
         .map(|f| format!("{}: {}", spec.handlers[f.index].handler.name(), f.error))
         .collect::<Vec<_>>()
         .join("; ");
+    let outcome = if give_up {
+        telemetry::outcome::DEAD_LETTERED
+    } else {
+        telemetry::outcome::RETRIED
+    };
+    for f in &failures {
+        let name = spec.handlers[f.index].handler.name();
+        telemetry::processed(spec.system, spec.stream, spec.group, name, outcome);
+    }
     if give_up {
         let names = handler_names(spec, failures.iter().map(|f| f.index));
         Box::pin(delivery.bury(&id, Some(names), &error, attempt, first, now)).await;
@@ -238,13 +295,28 @@ pub(super) async fn run_handler(
         .handler
         .dispatch(envelope, ctx.clone())
         .map_err(|e| (e.to_string(), true))?;
-    match AssertUnwindSafe(future).catch_unwind().await {
-        Ok(Ok(outcome)) => ctx.publish_outcome(&outcome).await.map_err(|e| {
-            (
-                format!("publishing the handler's events failed: {e}"),
-                false,
-            )
-        }),
+    let span = crate::trace::process_span(
+        spec.system,
+        spec.stream,
+        spec.group,
+        slot.handler.name(),
+        envelope,
+    );
+    match AssertUnwindSafe(future)
+        .catch_unwind()
+        .instrument(span.clone())
+        .await
+    {
+        Ok(Ok(outcome)) => ctx
+            .publish_outcome(&outcome)
+            .instrument(span)
+            .await
+            .map_err(|e| {
+                (
+                    format!("publishing the handler's events failed: {e}"),
+                    false,
+                )
+            }),
         Ok(Err(e)) => Err((e.to_string(), is_fatal(&e))),
         Err(panic) => {
             let message = panic

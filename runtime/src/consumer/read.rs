@@ -480,6 +480,9 @@ pub(super) async fn dispatch<T: StreamTransport>(
     stop: &watch::Receiver<bool>,
     inflight: &mut JoinSet<()>,
 ) {
+    if !batch.is_empty() {
+        crate::telemetry::consumed(spec.system, spec.stream, spec.group, batch.len() as u64);
+    }
     for (entry, held) in batch {
         let mut slots = Vec::new();
         if let Ok(env) = &entry.envelope {

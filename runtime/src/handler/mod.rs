@@ -224,6 +224,9 @@ impl Outcome {
 /// `Vec` of events. Returned events are published after the handler succeeds
 /// and before the handled entry is acknowledged, with `causationid` set to the
 /// handled event's id and `correlationid` carried over (see [`Context::meta`]).
+/// When the handled event is a request ([`Bus::request`](crate::Bus::request)
+/// sent it with `replyto`), they are also appended to the requester's reply
+/// stream: that is how a handler answers a request.
 #[diagnostic::on_unimplemented(
     message = "a handler cannot return `{Self}`",
     note = "return `HandlerResult` (nothing to publish), `HandlerResult<E>`, `HandlerResult<Option<E>>` or `HandlerResult<Vec<E>>` where `E` is an `#[event]`"
@@ -574,14 +577,23 @@ impl Context {
         if outcome.events.is_empty() {
             return Ok(());
         }
-        match &self.inner.bus {
-            // Boxed: the publishing future is large, and would otherwise
-            // be part of every delivery's future, events to publish or not.
-            Some(bus) => Box::pin(bus.send_drafts(&outcome.events, &self.meta()))
-                .await
-                .map(|_| ()),
-            None => Err(Error::Detached),
-        }
+        let Some(bus) = &self.inner.bus else {
+            return Err(Error::Detached);
+        };
+        // Boxed: the publishing future is large, and would otherwise be
+        // part of every delivery's future, events to publish or not.
+        Box::pin(async {
+            let meta = self.meta();
+            let published = bus.send_drafts(&outcome.events, &meta).await?;
+            match self.envelope().and_then(|e| e.reply_to.as_deref()) {
+                Some(reply_to) => {
+                    bus.send_replies(reply_to, &outcome.events, &published, &meta)
+                        .await
+                }
+                None => Ok(()),
+            }
+        })
+        .await
     }
 }
 

@@ -53,9 +53,40 @@ struct Broker {
     dead: HashMap<String, DeadStream>,
     /// Inbox marks and when they expire.
     marks: HashMap<String, Instant>,
+    /// Streams with an expiry (`PEXPIRE`), and when they expire.
+    expiry: HashMap<String, Instant>,
+    /// Woken when a stream is made, for reads waiting on streams that do
+    /// not exist yet.
+    created: Arc<Notify>,
 }
 
 impl Broker {
+    /// The stream at `key`, made empty if it does not exist.
+    fn stream(&mut self, key: &str) -> &mut MemStream {
+        if !self.streams.contains_key(key) {
+            self.streams.insert(key.to_owned(), MemStream::default());
+            self.created.notify_waiters();
+        }
+        // Present: inserted just above if it was not.
+        self.streams.entry(key.to_owned()).or_default()
+    }
+
+    /// Drops the streams whose expiry has passed, as Redis does with keys.
+    fn expire(&mut self) {
+        if self.expiry.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let streams = &mut self.streams;
+        self.expiry.retain(|key, at| {
+            let keep = *at > now;
+            if !keep {
+                streams.remove(key);
+            }
+            keep
+        });
+    }
+
     /// The group `group` of the stream at `key`, if both exist.
     fn group_mut(&mut self, key: &str, group: &str) -> Option<&mut Group> {
         self.streams.get_mut(key)?.groups.get_mut(group)
@@ -229,7 +260,9 @@ impl MemoryTransport {
     fn lock(&self) -> MutexGuard<'_, Broker> {
         // A panic while holding the lock cannot leave the broker half
         // updated in a way later calls would misread, so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        let mut broker = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        broker.expire();
+        broker
     }
 
     /// Number of entries in the stream `key` (0 if it does not exist).
@@ -356,7 +389,7 @@ impl StreamTransport for MemoryTransport {
         let mut ids = Vec::with_capacity(batch.len());
         let mut broker = self.lock();
         for (key, o) in batch {
-            let stream = broker.streams.entry((*key).to_owned()).or_default();
+            let stream = broker.stream(key);
             ids.push(format_id(stream.push(Arc::new(o.to_envelope()))));
         }
         Ok(ids)
@@ -366,6 +399,94 @@ impl StreamTransport for MemoryTransport {
         Ok(())
     }
 
+    async fn append_if_exists(
+        &self,
+        key: &str,
+        event: Outgoing<'_>,
+        max_len: usize,
+    ) -> Result<Option<String>, TransportError> {
+        let mut broker = self.lock();
+        let Some(stream) = broker.streams.get_mut(key) else {
+            return Ok(None);
+        };
+        let id = stream.push(Arc::new(event.to_envelope()));
+        while stream.entries.len() > max_len.max(1) {
+            stream.entries.pop_first();
+        }
+        Ok(Some(format_id(id)))
+    }
+
+    async fn keep_alive(&self, key: &str, ttl: Duration) -> Result<(), TransportError> {
+        let mut broker = self.lock();
+        broker.stream(key);
+        broker.expiry.insert(key.to_owned(), Instant::now() + ttl);
+        Ok(())
+    }
+
+    async fn read_streams(
+        &self,
+        _reader: &mut (),
+        streams: &[(&str, &str)],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<(usize, Entry)>, TransportError> {
+        let mut after = Vec::with_capacity(streams.len());
+        for (_, id) in streams {
+            after.push(parse_id(id).ok_or_else(|| TransportError::Protocol {
+                command: "XREAD",
+                reason: format!("invalid stream id `{id}`"),
+            })?);
+        }
+        let take = |broker: &Broker| {
+            let mut out = Vec::new();
+            for (i, ((key, _), from)) in streams.iter().zip(&after).enumerate() {
+                if let Some(stream) = broker.streams.get(*key) {
+                    let range = (std::ops::Bound::Excluded(*from), std::ops::Bound::Unbounded);
+                    out.extend(
+                        stream
+                            .entries
+                            .range(range)
+                            .take(count.max(1))
+                            .map(|(id, env)| (i, Entry::new(format_id(*id), Ok(env.clone())))),
+                    );
+                }
+            }
+            out
+        };
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            // Every stream's signal and the one for new streams, registered
+            // before looking, so that an append between the look and the
+            // wait is not missed.
+            let notifies: Vec<Arc<Notify>> = {
+                let broker = self.lock();
+                let out = take(&broker);
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+                streams
+                    .iter()
+                    .filter_map(|(key, _)| broker.streams.get(*key).map(|s| s.notify.clone()))
+                    .chain([broker.created.clone()])
+                    .collect()
+            };
+            let mut waits: Vec<_> = notifies.iter().map(|n| Box::pin(n.notified())).collect();
+            for w in &mut waits {
+                w.as_mut().enable();
+            }
+            {
+                let out = take(&self.lock());
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+            }
+            let any = futures::future::select_all(waits);
+            if tokio::time::timeout_at(deadline, any).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
     async fn create_group(
         &self,
         key: &str,
@@ -373,7 +494,7 @@ impl StreamTransport for MemoryTransport {
         start: &StartFrom,
     ) -> Result<(), TransportError> {
         let mut broker = self.lock();
-        let stream = broker.streams.entry(key.to_owned()).or_default();
+        let stream = broker.stream(key);
         let last_delivered = match start {
             StartFrom::New => stream.last,
             StartFrom::Beginning => (0, 0),
@@ -832,7 +953,7 @@ impl StreamTransport for MemoryTransport {
             if let Some(d) = broker.dead.get_mut(dlq) {
                 d.remove(parsed);
             }
-            let stream = broker.streams.entry(key.to_owned()).or_default();
+            let stream = broker.stream(key);
             out.push(Some(format_id(stream.push(Arc::new(envelope)))));
         }
         Ok(out)
@@ -1068,12 +1189,6 @@ impl ChannelTransport for MemoryTransport {
 
 /// An entry as `XRANGE` shows it: the envelope's wire fields.
 fn raw_entry(id: Id, envelope: &Envelope) -> RawEntry {
-    RawEntry::new(
-        format_id(id),
-        envelope
-            .to_fields()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    // Every field, extension attributes included, as `XRANGE` on Redis.
+    RawEntry::new(format_id(id), envelope.to_all_fields())
 }

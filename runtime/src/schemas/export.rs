@@ -125,7 +125,9 @@ pub fn envelope_schema() -> Value {
             "causationid": s("Id of the event that caused this one (extension attribute)."),
             "tenantid": s("Tenant the event belongs to (extension attribute)."),
             "traceparent": s("W3C Trace Context of the publisher (distributed tracing extension)."),
+            "tracestate": s("W3C Trace Context, the vendors' part (distributed tracing extension)."),
             "subject": s("Subject of the event in the context of the source."),
+            "replyto": s("On a request: the requester's reply stream (`<namespace>:{reply:<instance>}`), where the responder appends its reply (extension attribute)."),
             "dlqgroup": s("On an entry a dead-letter retry put back: the only consumer group that handles it; every other group acknowledges it unhandled (extension attribute)."),
             "data": { "description": "The payload: JSON text in a stream entry, inline JSON in structured mode." }
         },
@@ -202,7 +204,7 @@ pub fn asyncapi(infos: &[&EventInfo], namespace: &str, base: &str) -> Value {
                 (
                     format!("channel.{name}.{}", info.type_name),
                     format!("{namespace}:{name}:{}", info.type_name),
-                    format!("Redis Pub/Sub channel of `{}` on `{name}` (fan-out, at most once). Pattern subscriptions: `{namespace}:{name}:*`. Tenant-scoped: `{namespace}:<tenant>:{name}:{}`.", info.type_name, info.type_name),
+                    format!("Redis Pub/Sub channel of `{}` on `{name}` (fan-out, at most once). Pattern subscriptions: `{namespace}:{name}:*`. Tenant-scoped: `{namespace}:{{<tenant>}}:{name}:{}`.", info.type_name, info.type_name),
                 )
             };
             let chan = channels.entry(chan_id.clone()).or_insert_with(|| {
@@ -232,6 +234,16 @@ pub fn asyncapi(infos: &[&EventInfo], namespace: &str, base: &str) -> Value {
             if let Some(Value::Array(list)) = op.get_mut("messages") {
                 list.push(json!({ "$ref": format!("#/channels/{chan_id}/messages/{msg_id}") }));
             }
+            if let (Some(reply), "stream") = (info.reply, kind) {
+                request_operation(
+                    &mut operations,
+                    &mut channels,
+                    &sorted,
+                    info,
+                    reply,
+                    &chan_id,
+                );
+            }
         }
     }
 
@@ -247,6 +259,66 @@ pub fn asyncapi(infos: &[&EventInfo], namespace: &str, base: &str) -> Value {
         "operations": operations,
         "components": { "schemas": schemas, "messages": messages },
     })
+}
+
+/// The channel of the reply streams, whose address is each request's
+/// `replyto`.
+const REPLIES_CHANNEL: &str = "replies";
+
+/// The operation `request.<type>` of a request (`reply = …`) published on
+/// the stream channel `chan_id`: its versions as messages, and as `reply`
+/// every version of the reply type, on the reply stream its `replyto` names.
+fn request_operation(
+    operations: &mut Map<String, Value>,
+    channels: &mut Map<String, Value>,
+    infos: &[&EventInfo],
+    request: &EventInfo,
+    reply: &str,
+    chan_id: &str,
+) {
+    let replies = channels.entry(REPLIES_CHANNEL).or_insert_with(|| {
+        json!({
+            "address": null,
+            "title": "reply streams",
+            "description": "The reply stream of one requesting bus instance, `<namespace>:{reply:<instance>}`, named by each request's `replyto`: the responder appends its reply there (only while it exists) besides publishing it on its own stream. It expires when its instance stops renewing it.",
+            "messages": {},
+            "x-tidings-kind": "reply-stream",
+        })
+    });
+    let mut reply_refs = Vec::new();
+    for info in infos.iter().filter(|i| i.type_name == reply) {
+        let msg_id = format!("{}.v{}", info.type_name, info.version);
+        if let Some(Value::Object(m)) = replies.get_mut("messages") {
+            m.insert(
+                msg_id.clone(),
+                json!({ "$ref": format!("#/components/messages/{msg_id}") }),
+            );
+        }
+        reply_refs
+            .push(json!({ "$ref": format!("#/channels/{REPLIES_CHANNEL}/messages/{msg_id}") }));
+    }
+    let msg_id = format!("{}.v{}", request.type_name, request.version);
+    let op = operations
+        .entry(format!("request.{}", request.type_name))
+        .or_insert_with(|| {
+            json!({
+                "action": "send",
+                "title": format!("request `{}`, reply `{reply}`", request.type_name),
+                "channel": { "$ref": format!("#/channels/{chan_id}") },
+                "messages": [],
+                "reply": {
+                    "address": {
+                        "location": "$message.header#/replyto",
+                        "description": "The requester's reply stream."
+                    },
+                    "channel": { "$ref": format!("#/channels/{REPLIES_CHANNEL}") },
+                    "messages": reply_refs,
+                },
+            })
+        });
+    if let Some(Value::Array(list)) = op.get_mut("messages") {
+        list.push(json!({ "$ref": format!("#/channels/{chan_id}/messages/{msg_id}") }));
+    }
 }
 
 /// Makes a payload schema embeddable under `#/components/schemas/<id>`:

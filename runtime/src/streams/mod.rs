@@ -293,8 +293,13 @@ fn xadd(key: &str, o: &Outgoing<'_>) -> Cmd {
 
 /// Writes `<key> * <attributes…> data <payload>` into `cmd`.
 fn write_xadd(cmd: &mut Cmd, key: &str, o: &Outgoing<'_>) {
-    cmd.arg(key)
-        .arg("*")
+    cmd.arg(key);
+    write_entry(cmd, o);
+}
+
+/// Writes `* <attributes…> data <payload>` into `cmd`.
+fn write_entry(cmd: &mut Cmd, o: &Outgoing<'_>) {
+    cmd.arg("*")
         .arg(field::SPECVERSION)
         .arg(SPECVERSION)
         .arg(field::ID)
@@ -395,6 +400,76 @@ impl StreamTransport for StreamsTransport {
 
     async fn ping(&self) -> Result<(), TransportError> {
         self.run(&mut redis::cmd("PING")).await
+    }
+
+    async fn append_if_exists(
+        &self,
+        key: &str,
+        event: Outgoing<'_>,
+        max_len: usize,
+    ) -> Result<Option<String>, TransportError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(key)
+            .arg("NOMKSTREAM")
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max_len.max(1));
+        write_entry(&mut cmd, &event);
+        let mut conn = self.conn.clone();
+        Ok(cmd.query_async(&mut conn).await?)
+    }
+
+    async fn keep_alive(&self, key: &str, ttl: Duration) -> Result<(), TransportError> {
+        static KEEP_ALIVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"if redis.call('EXISTS', KEYS[1]) == 0 then
+                    redis.call('XADD', KEYS[1], 'MAXLEN', '0', '*', 'opened', '1')
+                end
+                return redis.call('PEXPIRE', KEYS[1], ARGV[1])",
+            )
+        });
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let _: Value = KEEP_ALIVE.key(key).arg(ms).invoke_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn read_streams(
+        &self,
+        reader: &mut StreamsReader,
+        streams: &[(&str, &str)],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<(usize, Entry)>, TransportError> {
+        if streams.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XREAD");
+        // `BLOCK 0` waits for ever: the shortest wait is a millisecond.
+        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
+        cmd.arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(ms)
+            .arg("STREAMS");
+        for (key, _) in streams {
+            cmd.arg(*key);
+        }
+        for (_, after) in streams {
+            cmd.arg(*after);
+        }
+        let read = reply::read_streams(cmd.query_async(&mut reader.managed).await?)?;
+        let mut out = Vec::new();
+        for (key, entries) in read {
+            let Some(i) = streams.iter().position(|(k, _)| *k == key) else {
+                return Err(value::protocol(
+                    "XREAD",
+                    format!("the reply names the stream `{key}`, which was not read"),
+                ));
+            };
+            out.extend(entries.into_iter().map(|e| (i, e)));
+        }
+        Ok(out)
     }
 
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
@@ -931,7 +1006,7 @@ return 1
             .arg(after)
             .query_async(&mut reader.managed)
             .await?;
-        reply::read_streams(value)
+        reply::read_raw(value)
     }
 }
 

@@ -63,7 +63,7 @@ pub(super) fn raw_entries(v: Value) -> Result<Vec<RawEntry>, TransportError> {
 
 /// `XREAD` reply of one stream: nil when the block ran out, else
 /// `[[key, entries]]` (RESP2) or `{key: entries}` (RESP3).
-pub(super) fn read_streams(v: Value) -> Result<Vec<RawEntry>, TransportError> {
+pub(super) fn read_raw(v: Value) -> Result<Vec<RawEntry>, TransportError> {
     const CMD: &str = "XREAD";
     let entries = match v {
         Value::Nil => return Ok(Vec::new()),
@@ -183,6 +183,30 @@ pub(super) fn read_history(v: Value) -> Result<(Vec<Entry>, Vec<String>), Transp
         out.1.extend(deleted);
     }
     Ok(out)
+}
+
+/// `XREAD` reply: nil on timeout, else one `[key, entries]` per stream
+/// that has entries (a map in RESP3), with each stream's key.
+pub(super) fn read_streams(v: Value) -> Result<Vec<(String, Vec<Entry>)>, TransportError> {
+    const CMD: &str = "XREAD";
+    let streams: Vec<(Value, Value)> = match v {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(m) => m,
+        other => items(CMD, other)?
+            .into_iter()
+            .map(|s| {
+                let mut it = items(CMD, s)?.into_iter();
+                match (it.next(), it.next()) {
+                    (Some(key), Some(list)) => Ok((key, list)),
+                    _ => Err(protocol(CMD, "stream is not [key, entries]")),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    streams
+        .into_iter()
+        .map(|(key, list)| Ok((text(CMD, key)?, entries(CMD, list)?.0)))
+        .collect()
 }
 
 /// `XAUTOCLAIM` reply: `[next-start, entries, deleted-ids]` (the third

@@ -1106,7 +1106,9 @@ mod tests {
             causation_id: None,
             tenant_id: Some("acme"),
             traceparent: None,
+            tracestate: Some("vendor=a"),
             subject: Some("a subject with \r\n inside"),
+            reply_to: Some("tidings:{reply:01JD}"),
             extensions,
             data,
         }

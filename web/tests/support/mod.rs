@@ -11,8 +11,8 @@ use axum::http::request::Parts;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tidings::web::{Bridge, BridgeOptions, Denied, Grant};
 use tidings::Bus;
+use tidings_web::{Bridge, BridgeOptions, Denied, Grant};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
