@@ -7,6 +7,7 @@
 #![doc = "[docs/operations.md]: crate::docs::operations"]
 #![doc = "[docs/schema-guard.md]: crate::docs::schema_guard"]
 #![doc = "[docs/compatibility.md]: crate::docs::compatibility"]
+#![doc = "[docs/dashboard.md]: crate::docs::dashboard"]
 #![doc = "[docs/schemas.md]: crate::docs::schemas"]
 #![doc = "[docs/request-reply.md]: crate::docs::request_reply"]
 #![doc = "[`docs/`]: crate::docs"]
@@ -15,6 +16,12 @@
 
 pub use tidings_macros::{event, handler, payload};
 pub use tidings_runtime::*;
+
+/// Live views for browsers (feature `web`): Server-Sent Events and
+/// WebSocket bridges from Pub/Sub patterns and streams, with an
+/// authorisation hook per request. See the crate `tidings-web`.
+#[cfg(feature = "web")]
+pub use tidings_web as web;
 
 /// JSON Schemas of events: export to `schemas/`, the check that keeps that
 /// folder honest, and the rules that say which changes are safe.
@@ -45,6 +52,9 @@ pub mod schemas {
 pub mod docs {
     #[doc = include_str!("../docs/compatibility.md")]
     pub mod compatibility {}
+
+    #[doc = include_str!("../docs/dashboard.md")]
+    pub mod dashboard {}
 
     #[doc = include_str!("../docs/delivery.md")]
     pub mod delivery {}

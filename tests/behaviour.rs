@@ -713,6 +713,77 @@ async fn meta_carries_extensions_a_chosen_id_and_batch_attributes(h: Harness) {
     }
 }
 
+async fn streams_lists_the_streams_of_its_own_scope_only(h: Harness) {
+    assert!(h.bus.streams().await.unwrap().is_empty());
+    h.bus.publish(&FileUploaded::new("s0")).await.unwrap();
+    h.bus
+        .group("audit", "reader")
+        .unwrap()
+        .create(StartFrom::Beginning)
+        .await
+        .unwrap();
+    let acme = h.bus.tenant("acme").unwrap();
+    acme.publish(&FileUploaded::new("a0")).await.unwrap();
+    assert_eq!(h.bus.streams().await.unwrap(), ["audit", "contextual"]);
+    assert_eq!(acme.streams().await.unwrap(), ["contextual"]);
+    assert!(h
+        .bus
+        .tenant("globex")
+        .unwrap()
+        .streams()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn follow_yields_the_entries_added_after_its_start_in_order(h: Harness) {
+    let before = h.bus.publish(&FileUploaded::new("f0")).await.unwrap();
+    // From now on: the entry already there is not yielded.
+    let mut now = h.bus.follow("contextual", None).await.unwrap();
+    // From an entry id: what came after it, then what comes.
+    let mut after = h
+        .bus
+        .follow("contextual", before.entry_id.as_deref())
+        .await
+        .unwrap();
+    let mut added = Vec::new();
+    for i in 1..4 {
+        let p = h
+            .bus
+            .publish(&FileUploaded::new(format!("f{i}")))
+            .await
+            .unwrap();
+        added.push(p.entry_id.unwrap());
+    }
+    for follow in [&mut now, &mut after] {
+        for id in &added {
+            let entry = tokio::time::timeout(Duration::from_secs(5), follow.next())
+                .await
+                .expect("an entry within 5 s")
+                .unwrap()
+                .unwrap();
+            assert_eq!(&entry.id, id);
+        }
+    }
+    // Another tenant's stream of the same name is not followed.
+    let mut other = h
+        .bus
+        .tenant("acme")
+        .unwrap()
+        .follow("contextual", Some("0-0"))
+        .await
+        .unwrap();
+    h.bus.publish(&FileUploaded::new("f4")).await.unwrap();
+    let acme = h.bus.tenant("acme").unwrap();
+    let own = acme.publish(&FileUploaded::new("a0")).await.unwrap();
+    let entry = tokio::time::timeout(Duration::from_secs(5), other.next())
+        .await
+        .expect("an entry within 5 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(entry.id), own.entry_id);
+}
+
 async fn a_group_is_created_moved_listed_and_deleted_from_code(h: Harness) {
     use tidings::{Error, Position};
     let rec = Recorder::default();
@@ -2116,6 +2187,8 @@ tidings_testkit::transport_suite! {
         no_name_or_pattern_reaches_another_tenant,
         meta_carries_extensions_a_chosen_id_and_batch_attributes,
         a_group_is_created_moved_listed_and_deleted_from_code,
+        follow_yields_the_entries_added_after_its_start_in_order,
+        streams_lists_the_streams_of_its_own_scope_only,
         trimming_keeps_what_a_group_has_not_read_and_applies_the_bound_otherwise,
         replay_hands_a_range_to_handlers_without_touching_a_group,
         pattern_subscription_receives_matching_types_only,

@@ -19,9 +19,9 @@ use futures::future::join_all;
 use opentelemetry::trace::TracerProvider as _;
 use redis::aio::MultiplexedConnection;
 use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
-use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2};
+use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2, Tick};
 use tidings_bench::report::{self, Better, Figure, Target};
-use tidings_bench::{bare, ceiling, instructions, macro_cost, raw, request};
+use tidings_bench::{bare, ceiling, instructions, live, macro_cost, raw, request};
 use tidings_testkit::RedisServer;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -40,6 +40,9 @@ struct Config {
     latency_secs: f64,
     latency_rounds: usize,
     rates: Vec<u64>,
+    sse_clients: usize,
+    sse_secs: f64,
+    sse_rounds: usize,
     decode_iters: usize,
     decode_runs: usize,
     rss_events: usize,
@@ -77,6 +80,9 @@ impl Config {
                 latency_secs: 0.6,
                 latency_rounds: 2,
                 rates: vec![1_000, 5_000, 10_000, 50_000],
+                sse_clients: 1_000,
+                sse_secs: 1.0,
+                sse_rounds: 2,
                 decode_iters: 50_000,
                 decode_runs: 3,
                 rss_events: 50_000,
@@ -96,6 +102,9 @@ impl Config {
                 latency_secs: 4.0,
                 latency_rounds: 8,
                 rates: vec![1_000, 5_000, 10_000, 50_000],
+                sse_clients: 1_000,
+                sse_secs: 8.0,
+                sse_rounds: 4,
                 decode_iters: 300_000,
                 decode_runs: 7,
                 rss_events: 1_000_000,
@@ -106,6 +115,12 @@ impl Config {
         };
         if let Some(n) = rss_events {
             c.rss_events = n;
+        }
+        if let Some(n) = std::env::var("TIDINGS_BENCH_SSE_CLIENTS")
+            .ok()
+            .and_then(|s| s.replace('_', "").parse().ok())
+        {
+            c.sse_clients = n;
         }
         c
     }
@@ -177,6 +192,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     }
     if config.wants("request") {
         figures.extend(request_figures(&config, &url, &client).await?);
+    }
+    if config.wants("sse") {
+        figures.extend(sse_figures(&config, &url, &client).await?);
     }
     if config.wants("decode") {
         figures.extend(decode_figures(&config));
@@ -1061,6 +1079,147 @@ async fn raw_latency(
     let b = take_latencies();
     del(&mut conn, &raw_key).await?;
     Ok(b)
+}
+
+// ---------------------------------------------------------------- live views
+
+/// Events per second of the live-view figures.
+const SSE_RATE: u64 = 1_000;
+
+/// Browsers on one pattern of the SSE bridge against one direct Pub/Sub
+/// subscriber: publish → receive delays at [`SSE_RATE`], the two sides
+/// taking turns as the latency figures do.
+async fn sse_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    let clients = config.sse_clients;
+    let rounds = config.sse_rounds.max(1);
+    let secs = config.sse_secs / rounds as f64;
+    progress(&format!(
+        "SSE: {clients} browsers on one pattern at {SSE_RATE} events/s ({rounds} rounds of {secs:.1} s a side)"
+    ));
+    let warmup = Duration::from_millis(100);
+    let (mut t, mut b) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for side in [round % 2, 1 - round % 2] {
+            if side == 0 {
+                t.extend(sse_latency(url, client, clients, secs, warmup).await?);
+            } else {
+                b.extend(direct_latency(url, client, secs, warmup).await?);
+            }
+        }
+    }
+    t.sort_unstable();
+    b.sort_unstable();
+    eprintln!(
+        "    {} deliveries to browsers, {} to the direct subscriber",
+        t.len(),
+        b.len()
+    );
+    let mut out = Vec::new();
+    for (name, p) in [("p50", 50.0), ("p99", 99.0), ("max", 100.0)] {
+        let ms = |v: &[u64]| report::percentile(v, p) as f64 / 1e6;
+        out.push(Figure::from_runs(
+            format!("sse_{clients}_browsers_1k_{name}"),
+            "ms",
+            Better::Lower,
+            vec![ms(&t)],
+            vec![ms(&b)],
+        ));
+    }
+    Ok(out)
+}
+
+/// Publishes ticks at [`SSE_RATE`] for `secs`, then the tick that ends
+/// the stretch.
+async fn publish_ticks(bus: &Bus, secs: f64) -> Result<(), BoxError> {
+    let publisher = bus.clone();
+    paced(SSE_RATE, secs, move |e| {
+        let bus = publisher.clone();
+        async move {
+            bus.publish(&Tick { sent_ns: e.sent_ns }).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    bus.publish(&Tick { sent_ns: 0 }).await?;
+    Ok(())
+}
+
+/// One stretch of the bridge: `clients` browsers on one pattern, served
+/// from one Redis subscription (checked), and their delays.
+async fn sse_latency(
+    url: &str,
+    client: &redis::Client,
+    clients: usize,
+    secs: f64,
+    warmup: Duration,
+) -> Result<Vec<u64>, BoxError> {
+    use tidings_web::{Bridge, Grant};
+    let bus = connect(url, "sse").await?;
+    let bridge = Bridge::new(bus.clone(), |_: &axum::http::request::Parts| {
+        Ok(Grant::root())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = bridge.router();
+    // As a live-view server should: each event goes out when it comes.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let from = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+    let mut readers = Vec::with_capacity(clients);
+    for chunk in (0..clients).collect::<Vec<_>>().chunks(100) {
+        let opened =
+            join_all(chunk.iter().map(|_| {
+                live::browser(addr, "/sse/channel/live?pattern=tick", from.clone(), now_ns)
+            }))
+            .await;
+        for r in opened {
+            readers.push(r?);
+        }
+    }
+    let mut conn = patient_connection(client).await?;
+    let patterns: i64 = redis::cmd("PUBSUB")
+        .arg("NUMPAT")
+        .query_async(&mut conn)
+        .await?;
+    if bridge.open_subscriptions() != 1 || patterns != 1 {
+        return Err(format!(
+            "{clients} browsers on one pattern hold {} bridge subscriptions and {patterns} Redis patterns, not one",
+            bridge.open_subscriptions()
+        )
+        .into());
+    }
+    from.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
+    publish_ticks(&bus, secs).await?;
+    let mut delays = Vec::new();
+    for r in readers {
+        delays.extend(tokio::time::timeout(Duration::from_secs(30), r).await??);
+    }
+    server.abort();
+    Ok(delays)
+}
+
+/// One stretch of the baseline: a direct `PSUBSCRIBE` of the same
+/// channel, the same ticks published through the bus.
+async fn direct_latency(
+    url: &str,
+    client: &redis::Client,
+    secs: f64,
+    warmup: Duration,
+) -> Result<Vec<u64>, BoxError> {
+    let bus = connect(url, "sse").await?;
+    let from = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+    let pattern = bus.channel_pattern("live", "tick")?;
+    let reader = live::direct(client, &pattern, from.clone(), now_ns).await?;
+    from.store(now_ns() + warmup.as_nanos() as u64, Ordering::SeqCst);
+    publish_ticks(&bus, secs).await?;
+    Ok(tokio::time::timeout(Duration::from_secs(30), reader).await??)
 }
 
 // ---------------------------------------------------------------- decode

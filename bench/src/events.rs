@@ -124,3 +124,13 @@ pub struct TextMeasured {
     /// Its length in bytes.
     pub length: u64,
 }
+
+/// A Pub/Sub event of the live-view figures: the sender's clock, which the
+/// browsers' side reads.
+#[event(channel = "live", version = 1)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Nanoseconds since the benchmark's origin when the event was sent;
+    /// 0 on the last one, which ends a stretch.
+    pub sent_ns: u64,
+}

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dashboard;
 mod dlq;
 mod groups;
 mod ops;
@@ -48,6 +49,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Serve a live dashboard: streams, groups, lag, dead letters (retry,
+    /// purge), a live tail, schema versions; on loopback unless told otherwise.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// How a command ended, as the exit status says it.
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Command::Dashboard(args) => dashboard::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

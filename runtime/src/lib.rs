@@ -78,6 +78,7 @@ pub use handler::{
 };
 pub use health::{Health, HealthOptions, ReaderHealth};
 pub use id::Ulid;
+pub use observe::Follow;
 pub use registry::EventInfo;
 pub use replay::{Replay, ReplayFailure, ReplayReport};
 pub use request::{RequestCall, WaitFor, DEFAULT_REQUEST_TIMEOUT};

@@ -786,6 +786,33 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         key: &str,
         count: usize,
     ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send;
+
+    /// The keys of every stream whose key matches the glob `pattern` (as
+    /// `PSUBSCRIBE` globs go), in no particular order.
+    ///
+    /// ```text
+    /// SCAN <cursor> MATCH <pattern> COUNT 1000 TYPE stream   (until the cursor is 0)
+    /// ```
+    fn stream_keys(
+        &self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send;
+
+    /// Up to `count` entries added after the entry id `after`, oldest first,
+    /// waiting up to `block` for one on the reader's own connection, without
+    /// a consumer group. An empty result means nothing came in `block`.
+    ///
+    /// ```text
+    /// XREAD COUNT <count> BLOCK <ms> STREAMS <key> <after>
+    /// ```
+    fn read_after(
+        &self,
+        reader: &mut Self::Reader,
+        key: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send;
 }
 
 /// Fire-and-forget channels: broadcast to whoever listens, subscribe to a

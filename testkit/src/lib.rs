@@ -13,6 +13,7 @@
 //!   fault tests.
 //! - [`conformance`]: the upstream conformance cases kept beside the
 //!   repository.
+//! - [`node`]: the npm packages of tests that drive JavaScript tools.
 //!
 //! Servers are found on `PATH`; when one is missing, the test that needs it
 //! fails and names it (tests never skip silently).
@@ -22,6 +23,7 @@
 //! as `cluster` (a local Redis Cluster of several `redis-server`s).
 
 pub mod conformance;
+pub mod node;
 pub mod postgres;
 mod process;
 pub mod redis;

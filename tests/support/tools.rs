@@ -75,25 +75,5 @@ pub fn node_packages() -> PathBuf {
 /// `package-lock.json`) with its locked npm packages installed (`npm ci`),
 /// again only when the lock is newer than the installed tree.
 pub fn node_packages_in(dir: &str) -> PathBuf {
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = root().join(dir);
-    let stamp = dir.join("node_modules").join(".package-lock.json");
-    let lock = dir.join("package-lock.json");
-    let fresh = match (std::fs::metadata(&stamp), std::fs::metadata(&lock)) {
-        (Ok(s), Ok(l)) => s.modified().ok() >= l.modified().ok(),
-        _ => false,
-    };
-    if !fresh {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .unwrap_or_else(|e| panic!("this test needs `npm` (Node.js) on PATH: {e}"));
-        assert!(
-            status.success(),
-            "`npm ci` failed in {}; npm must reach the registry",
-            dir.display()
-        );
-    }
-    dir
+    tidings_testkit::node::packages(&root().join(dir))
 }

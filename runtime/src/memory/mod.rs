@@ -1068,7 +1068,86 @@ impl StreamTransport for MemoryTransport {
         out.reverse();
         Ok(out)
     }
+
+    async fn stream_keys(&self, pattern: &str) -> Result<Vec<String>, TransportError> {
+        let broker = self.lock();
+        let mut keys: Vec<String> = broker
+            .streams
+            .keys()
+            .chain(broker.dead.keys())
+            .filter(|k| glob::matches(pattern.as_bytes(), k.as_bytes()))
+            .cloned()
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    async fn read_after(
+        &self,
+        _reader: &mut (),
+        key: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<RawEntry>, TransportError> {
+        let after = parse_id(after).ok_or_else(|| TransportError::Protocol {
+            command: "XREAD",
+            reason: format!("invalid stream id `{after}`"),
+        })?;
+        let deadline = tokio::time::Instant::now() + block;
+        let newer = |stream: &MemStream| -> Vec<RawEntry> {
+            stream
+                .entries
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .take(count.max(1))
+                .map(|(id, env)| raw_entry(*id, env))
+                .collect()
+        };
+        loop {
+            let notify = {
+                let broker = self.lock();
+                match broker.streams.get(key) {
+                    Some(stream) => {
+                        let out = newer(stream);
+                        if !out.is_empty() {
+                            return Ok(out);
+                        }
+                        Some(stream.notify.clone())
+                    }
+                    None => None,
+                }
+            };
+            let Some(notify) = notify else {
+                // A stream that does not exist has nothing to wait on yet:
+                // look again shortly, as a blocked `XREAD` would see it come.
+                let again = (tokio::time::Instant::now() + MISSING_STREAM_POLL).min(deadline);
+                tokio::time::sleep_until(again).await;
+                if again >= deadline {
+                    return Ok(Vec::new());
+                }
+                continue;
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            // Registered before looking again, so an append between the look
+            // and the wait is not missed.
+            notified.as_mut().enable();
+            if let Some(stream) = self.lock().streams.get(key) {
+                let out = newer(stream);
+                if !out.is_empty() {
+                    return Ok(out);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
 }
+
+/// How often a read waiting on a stream that does not exist yet looks again.
+const MISSING_STREAM_POLL: Duration = Duration::from_millis(20);
 
 impl ChannelTransport for MemoryTransport {
     fn name(&self) -> &'static str {

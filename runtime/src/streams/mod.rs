@@ -961,6 +961,53 @@ return 1
         entries.reverse();
         Ok(entries)
     }
+
+    async fn stream_keys(&self, pattern: &str) -> Result<Vec<String>, TransportError> {
+        let mut conn = self.conn.clone();
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("TYPE")
+                .arg("stream")
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                // SCAN may return a key more than once.
+                keys.sort_unstable();
+                keys.dedup();
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn read_after(
+        &self,
+        reader: &mut StreamsReader,
+        key: &str,
+        after: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<RawEntry>, TransportError> {
+        let value: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(key)
+            .arg(after)
+            .query_async(&mut reader.managed)
+            .await?;
+        reply::read_raw(value)
+    }
 }
 
 /// `XCLAIM <key> <group> <consumer> 0`: the ids and options follow.

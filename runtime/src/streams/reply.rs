@@ -61,6 +61,24 @@ pub(super) fn raw_entries(v: Value) -> Result<Vec<RawEntry>, TransportError> {
     Ok(out)
 }
 
+/// `XREAD` reply of one stream: nil when the block ran out, else
+/// `[[key, entries]]` (RESP2) or `{key: entries}` (RESP3).
+pub(super) fn read_raw(v: Value) -> Result<Vec<RawEntry>, TransportError> {
+    const CMD: &str = "XREAD";
+    let entries = match v {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(m) => m.into_iter().next().map(|(_, entries)| entries),
+        other => {
+            let mut streams = items(CMD, other)?.into_iter();
+            match streams.next() {
+                None => None,
+                Some(stream) => items(CMD, stream)?.into_iter().nth(1),
+            }
+        }
+    };
+    entries.map_or(Ok(Vec::new()), raw_entries)
+}
+
 /// Extended `XPENDING` reply: `[[id, consumer, idle-ms, deliveries], …]`,
 /// read through redis-rs's typed reply, as `(id, deliveries)`.
 pub(super) fn pending_counts(v: Value) -> Result<Vec<(String, u32)>, TransportError> {
