@@ -11,6 +11,9 @@ use crate::ops::{self, Confirm, Connection, Failure, Format, Output};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum StreamsCommand {
+    /// Every stream of the namespace (or tenant) in one table: length,
+    /// groups, the largest lag, pending entries, dead letters.
+    List(ListArgs),
     /// Length, groups (consumers, pending, lag) and dead letters of a stream.
     Stats(StatsArgs),
     /// Trims a stream by age and/or length, never past an entry that a
@@ -53,8 +56,17 @@ pub(crate) struct StatsArgs {
     connection: Connection,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    output: Output,
+    #[command(flatten)]
+    connection: Connection,
+}
+
 pub(crate) fn run(command: StreamsCommand) -> Result<(), Failure> {
     match command {
+        StreamsCommand::List(args) => ops::block_on(list(args)),
         StreamsCommand::Stats(args) => ops::block_on(stats(args)),
         StreamsCommand::Trim(args) => ops::block_on(trim(args)),
     }
@@ -130,6 +142,66 @@ async fn trim(args: TrimArgs) -> Result<(), Failure> {
                     report.held_back_by.join(", ")
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> Result<(), Failure> {
+    let bus = args.connection.bus().await?;
+    let names = bus
+        .streams()
+        .await
+        .map_err(|e| args.connection.failed("SCAN", e))?;
+    let mut all = Vec::with_capacity(names.len());
+    for name in &names {
+        all.push(
+            bus.stream_stats(name)
+                .await
+                .map_err(|e| args.connection.failed("XINFO", e))?,
+        );
+    }
+    match args.output.format() {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string(&all).map_err(|e| Failure::Operational(e.to_string()))?
+        ),
+        Format::Text if all.is_empty() => println!("no streams in {}", bus.namespace()),
+        Format::Text => {
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|s| {
+                    // The group furthest behind says how late the stream is.
+                    let lag = s.groups.iter().map(|g| g.lag).max().flatten();
+                    let pending: u64 = s.groups.iter().map(|g| g.pending).sum();
+                    vec![
+                        s.stream.clone(),
+                        s.length.to_string(),
+                        s.groups.len().to_string(),
+                        if s.groups.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            count(lag)
+                        },
+                        pending.to_string(),
+                        s.dead_letters.to_string(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                ops::table(
+                    &[
+                        "STREAM",
+                        "LENGTH",
+                        "GROUPS",
+                        "MAX LAG",
+                        "PENDING",
+                        "DEAD LETTERS"
+                    ],
+                    &rows
+                )
+            );
         }
     }
     Ok(())

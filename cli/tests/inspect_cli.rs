@@ -748,3 +748,31 @@ fn every_command_speaks_json_with_json_and_completions_are_printed() {
         );
     }
 }
+
+#[test]
+fn streams_list_shows_every_stream_of_the_scope_in_one_table() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = RedisServer::start();
+    let bus = rt.block_on(bus(&server));
+    rt.block_on(publish(&bus, &["a", "b", "c"]));
+    let acme = bus.tenant("acme").unwrap();
+    rt.block_on(acme.publish(&FileUploaded {
+        file_id: "t".into(),
+    }))
+    .unwrap();
+    rt.block_on(read_without_ack(&server, 2));
+    let text = ok(&server, &["streams", "list"]);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("contextual"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells, ["contextual", "3", "1", "1", "2", "0"], "{text}");
+    // A tenant's stream is not the root's, and a dead-letter stream no stream.
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let all = json(&server, &["streams", "list", "--json"]);
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all[0]["length"], 3);
+    let tenant = json(&server, &["streams", "list", "--tenant", "acme", "--json"]);
+    assert_eq!(tenant[0]["length"], 1, "{tenant}");
+}
