@@ -241,3 +241,54 @@ async fn retries_and_dead_letters_are_logged_and_counted() {
         "{logged:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_is_logged_and_counted() {
+    let (snap, logged) = observed();
+    let mut server = tidings_testkit::RedisServer::durable();
+    let bus = Bus::builder()
+        .namespace("reconnects")
+        .connect(&server.url())
+        .await
+        .unwrap();
+    let worker = bus
+        .consumer()
+        .options(
+            tidings::ConsumerOptions::default()
+                .block(Duration::from_millis(100))
+                .backoff(Duration::from_millis(10), Duration::from_millis(50)),
+        )
+        .handler(bill)
+        .group("billing-reconnects")
+        .start()
+        .await
+        .unwrap();
+    let before = counter(snap, name::RECONNECTS, &[(label::CONNECTION, "consumer")]);
+    server.restart();
+    until("a counted reconnect of the consumer", || {
+        counter(snap, name::RECONNECTS, &[(label::CONNECTION, "consumer")]) > before
+    })
+    .await;
+    // And it still works: an event published now is handled.
+    bus.publish(&OrderPlaced {
+        order_id: "after".into(),
+    })
+    .await
+    .unwrap();
+    let ok = [
+        (label::GROUP, "billing-reconnects"),
+        (label::OUTCOME, outcome::OK),
+    ];
+    until("handled after the restart", || {
+        counter(snap, name::PROCESSED, &ok) >= 1
+    })
+    .await;
+    worker.shutdown().await.unwrap();
+    let logged = logged.lock().unwrap();
+    assert!(
+        logged
+            .iter()
+            .any(|(l, m, _)| *l == tracing::Level::WARN && m.contains("reconnecting")),
+        "{logged:?}"
+    );
+}

@@ -12,6 +12,7 @@
 //! | `messaging.process.duration` | histogram (s) | system, destination, group, handler |
 //! | `messaging.stream.length`, `messaging.stream.dead_letters` | gauge | system, destination, tenant (on a tenant's bus) |
 //! | `messaging.consumer.lag`, `messaging.consumer.pending`, `messaging.consumer.oldest_pending_age` (s) | gauge | system, destination, tenant, group |
+//! | `tidings.reconnects` | counter | `tidings.connection` (`consumer`, `pubsub`, `replies`, `publish`) |
 //!
 //! The handles of the hot paths (published events, handler runs) are
 //! registered with the recorder the first time they are used and kept, so
@@ -51,6 +52,9 @@ pub mod name {
     pub const PENDING: &str = "messaging.consumer.pending";
     /// Age of a group's oldest unacknowledged entry (gauge, seconds).
     pub const OLDEST_PENDING_AGE: &str = "messaging.consumer.oldest_pending_age";
+    /// Connections lost and made again (counter), by
+    /// [`label::CONNECTION`](super::label::CONNECTION).
+    pub const RECONNECTS: &str = "tidings.reconnects";
 }
 
 /// Label names.
@@ -71,6 +75,9 @@ pub mod label {
     pub const OUTCOME: &str = "tidings.outcome";
     /// The tenant, on the gauges of a tenant's bus.
     pub const TENANT: &str = "tidings.tenant";
+    /// Which connection was made again: `consumer`, `pubsub`, `replies`
+    /// or `publish`.
+    pub const CONNECTION: &str = "tidings.connection";
 }
 
 /// Values of the [`label::OUTCOME`] label.
@@ -124,12 +131,23 @@ pub(crate) fn describe() {
             Unit::Count,
             "Entries the group read and has not acknowledged"
         );
+        metrics::describe_counter!(
+            name::RECONNECTS,
+            Unit::Count,
+            "Connections lost and made again"
+        );
         metrics::describe_gauge!(
             name::OLDEST_PENDING_AGE,
             Unit::Seconds,
             "Age of the group's oldest unacknowledged entry"
         );
     }
+}
+
+/// A connection of `what` (`consumer`, `pubsub`, `replies`, `publish`) was
+/// lost and is being made again.
+pub(crate) fn reconnect(what: &'static str) {
+    metrics::counter!(name::RECONNECTS, label::CONNECTION => what).increment(1);
 }
 
 /// `n` entries of `destination` delivered to `group`.

@@ -853,6 +853,7 @@ impl Bus {
                 Ok(Ok(v)) => {
                     if attempts > 1 {
                         tracing::info!(command, attempts, "Redis is reachable again");
+                        crate::telemetry::reconnect("publish");
                     }
                     return Ok(v);
                 }

@@ -438,6 +438,7 @@ async fn run<T: StreamTransport>(transport: T, inbox: Arc<Inbox>, mut stop: ones
                     let pause = READ_BACKOFF.delay(failures);
                     tracing::warn!(stream = %inbox.key, error = %e, retry_in = ?pause,
                         "reading replies failed; reconnecting");
+                    crate::telemetry::reconnect("replies");
                     reader = None;
                     // After a restart the reply stream may be gone: it is
                     // made again before the next read.

@@ -251,6 +251,7 @@ pub(super) async fn run_group<T: StreamTransport>(
                         stream = %spec.key, group = spec.group, error = %e,
                         retry_in = ?backoff.delay(failed + 1), "reading the stream failed; reconnecting"
                     );
+                    crate::telemetry::reconnect("consumer");
                 }
                 failed = failed.saturating_add(1);
                 // The reader is made again: a read it sent ahead would

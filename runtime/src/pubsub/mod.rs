@@ -94,6 +94,7 @@ impl ChannelTransport for PubSubTransport {
                 }
                 let lost = tokio::time::Instant::now();
                 tracing::warn!(target = %name, "Pub/Sub connection lost; subscribing again");
+                crate::telemetry::reconnect("pubsub");
                 let mut failed = 0u32;
                 messages = loop {
                     match subscribed(&client, &target).await {
