@@ -53,6 +53,17 @@ async fn audit(
     Ok(())
 }
 
+/// A responder that handles the requests already in the stream too.
+async fn responder_from_the_start(h: &Harness) -> tidings::Worker {
+    h.bus
+        .consumer()
+        .options(tidings::ConsumerOptions::default().start_from(tidings::StartFrom::Beginning))
+        .handler(measure)
+        .start()
+        .await
+        .unwrap()
+}
+
 fn text(requester: &str, text: &str) -> MeasureText {
     MeasureText {
         requester: requester.to_owned(),
@@ -247,14 +258,7 @@ async fn late_reply_is_dropped_and_counted(h: Harness) {
         .unwrap_err();
     assert!(matches!(err, Error::RequestTimedOut { .. }), "{err}");
     // The responder starts only now: its reply finds no one waiting.
-    let responder = h
-        .bus
-        .consumer()
-        .options(tidings::ConsumerOptions::default().start_from(tidings::StartFrom::Beginning))
-        .handler(measure)
-        .start()
-        .await
-        .unwrap();
+    let responder = responder_from_the_start(&h).await;
     assert!(
         eventually(LONG, || h.bus.request_stats().late_replies == 1).await,
         "{:?}",
@@ -416,14 +420,7 @@ async fn reply_stream_of_a_dead_instance_expires_and_is_not_made_again(h: Harnes
     );
     // The request is answered now: the reply goes to its own stream, and
     // not to the expired reply stream, which stays gone.
-    let responder = h
-        .bus
-        .consumer()
-        .options(tidings::ConsumerOptions::default().start_from(tidings::StartFrom::Beginning))
-        .handler(measure)
-        .start()
-        .await
-        .unwrap();
+    let responder = responder_from_the_start(&h).await;
     let stream = h.bus.stream_key("rr-texts").unwrap();
     let replied = async {
         loop {

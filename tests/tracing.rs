@@ -181,6 +181,31 @@ async fn a_traceparent_given_in_meta_outside_any_span_is_continued() {
     worker.shutdown().await.unwrap();
 }
 
+/// Appends `scan.requested` with `attributes` as a producer in another
+/// language writes it: no tidings code.
+async fn xadd_as_python(
+    conn: &mut ::redis::aio::MultiplexedConnection,
+    key: &str,
+    id: &str,
+    attributes: &[(&str, &str)],
+    data: &str,
+) {
+    let mut cmd = ::redis::cmd("XADD");
+    cmd.arg(key).arg("*");
+    for (k, v) in [
+        ("specversion", "1.0"),
+        ("id", id),
+        ("source", "python"),
+        ("type", "scan.requested"),
+    ]
+    .iter()
+    .chain(attributes)
+    {
+        cmd.arg(*k).arg(*v);
+    }
+    let _: String = cmd.arg("data").arg(data).query_async(conn).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traceparent_written_by_another_language_is_continued() {
     let _serial = serial().await;
@@ -189,27 +214,20 @@ async fn a_traceparent_written_by_another_language_is_continued() {
     let worker = h.bus.consumer().handler(scan).start().await.unwrap();
     let key = h.bus.stream_key("tracing-files").unwrap();
     let mut conn = h.server.as_ref().unwrap().connection().await;
-    // As a Python or Node producer writes it: no tidings code.
-    let _: String = ::redis::cmd("XADD")
-        .arg(&key)
-        .arg("*")
-        .arg("specversion")
-        .arg("1.0")
-        .arg("id")
-        .arg("from-python-1")
-        .arg("source")
-        .arg("python")
-        .arg("type")
-        .arg("scan.requested")
-        .arg("traceparent")
-        .arg("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-        .arg("tracestate")
-        .arg("vendor=abc")
-        .arg("data")
-        .arg(r#"{"file_id":"f-python"}"#)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    xadd_as_python(
+        &mut conn,
+        &key,
+        "from-python-1",
+        &[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=abc"),
+        ],
+        r#"{"file_id":"f-python"}"#,
+    )
+    .await;
     let trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
     let process = span("process", |s| {
         s.name == "process tracing-files" && s.span_context.trace_id() == trace
@@ -222,24 +240,14 @@ async fn a_traceparent_written_by_another_language_is_continued() {
     assert!(process.parent_span_is_remote);
     assert_eq!(process.span_context.trace_state().header(), "vendor=abc");
     // A malformed traceparent starts a trace of its own, and is handled.
-    let _: String = ::redis::cmd("XADD")
-        .arg(&key)
-        .arg("*")
-        .arg("specversion")
-        .arg("1.0")
-        .arg("id")
-        .arg("from-python-2")
-        .arg("source")
-        .arg("python")
-        .arg("type")
-        .arg("scan.requested")
-        .arg("traceparent")
-        .arg("not-a-traceparent")
-        .arg("data")
-        .arg(r#"{"file_id":"f-bad-trace"}"#)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    xadd_as_python(
+        &mut conn,
+        &key,
+        "from-python-2",
+        &[("traceparent", "not-a-traceparent")],
+        r#"{"file_id":"f-bad-trace"}"#,
+    )
+    .await;
     assert!(h.all_acked(&key, "scanner", Duration::from_secs(10)).await);
     assert_eq!(
         h.bus
