@@ -1767,7 +1767,15 @@ async fn dead_letters_are_listed_retried_with_the_same_event_id_and_purged(h: Ha
     assert!(eventually(Duration::from_secs(10), || p.handled_count("x0") == 1).await);
     assert_eq!(p.handled()[0].1, published[0].event_id.to_string());
 
-    assert_eq!(dlq.retry_all().await.unwrap(), 3);
+    let mut seen = Vec::new();
+    let retried = dlq
+        .retry_all_with(|progress| seen.push((progress.done, progress.total)))
+        .await
+        .unwrap();
+    assert_eq!(retried, 3);
+    assert_eq!(seen.first(), Some(&(0, 3)), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(3, 3)), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
     assert!(eventually(Duration::from_secs(10), || p.handled().len() == 4).await);
     let mut handled_ids: Vec<_> = p.handled().into_iter().map(|(_, id)| id).collect();
     let mut published_ids: Vec<_> = published.iter().map(|p| p.event_id.to_string()).collect();

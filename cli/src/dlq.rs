@@ -9,11 +9,16 @@ use crate::ops::{self, Confirm, Connection, Failure, Format, Output};
 #[derive(Debug, Subcommand)]
 pub(crate) enum DlqCommand {
     /// The oldest dead letters: which group gave up, after how many attempts, why.
+    #[command(after_help = "Example:\n  tidings dlq list contextual --count 20")]
     List(ListArgs),
     /// Put dead letters back into their stream, with their original event
     /// ids, each for the group that gave up on it only.
+    #[command(after_help = "Example:\n  tidings dlq retry contextual --group file-processor")]
     Retry(RetryArgs),
     /// Delete dead letters: some, a group's, or all of them.
+    #[command(
+        after_help = "Example:\n  tidings dlq purge contextual 1732442400123-0 1732442400124-0"
+    )]
     Purge(PurgeArgs),
 }
 
@@ -205,19 +210,26 @@ async fn retry(args: RetryArgs) -> Result<(), Failure> {
     let json = args.output.format() == Format::Json;
     let mut retried = Vec::new();
     let mut missing = Vec::new();
+    let bar = ops::progress("retrying dead letters", args.ids.len());
+    let show = |p: tidings_runtime::Progress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    };
     let count = if let Some(group) = &args.group {
-        dlq.retry_group(group).await.map_err(failed)?
+        dlq.retry_group_with(group, show).await.map_err(failed)?
     } else if args.all {
-        dlq.retry_all().await.map_err(failed)?
+        dlq.retry_all_with(show).await.map_err(failed)?
     } else {
         for id in &args.ids {
             match dlq.retry(id).await.map_err(failed)? {
                 Some(entry) => retried.push((id.clone(), entry)),
                 None => missing.push(id.clone()),
             }
+            bar.inc(1);
         }
         retried.len()
     };
+    bar.finish_and_clear();
     if json {
         let entries: Vec<Value> = retried
             .iter()
@@ -272,13 +284,20 @@ async fn purge(args: PurgeArgs) -> Result<(), Failure> {
     };
     args.confirm.ask(&format!("Delete {which}?"))?;
     let failed = |e| args.connection.failed("EVAL (purge)", e);
+    let bar = ops::progress("purging dead letters", 0);
+    let show = |p: tidings_runtime::Progress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    };
     let n = if let Some(group) = &args.group {
-        dlq.purge_group(group).await.map_err(failed)?
+        dlq.purge_group_with(group, show).await.map_err(failed)?
     } else if args.all {
+        // One `DEL`, however many there are.
         dlq.purge().await.map_err(failed)?
     } else {
         dlq.purge_ids(&args.ids).await.map_err(failed)?
     };
+    bar.finish_and_clear();
     let given = (args.group.is_none() && !args.all).then_some(args.ids.len());
     match (args.output.format(), given) {
         (Format::Json, _) => println!("{}", json!({ "key": dlq.key(), "purged": n })),

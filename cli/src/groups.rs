@@ -20,17 +20,26 @@ const POSITION_FORMS: &str = "`start`, `end`, an entry id (`1732442400123-0`), \
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupsCommand {
     /// The groups of a stream: consumers, pending entries, lag, last delivered id.
+    #[command(after_help = "Example:\n  tidings groups list contextual")]
     List(ListArgs),
     /// Create a group that starts at the start, the end, an entry id or a time.
+    #[command(after_help = "Example:\n  tidings groups create contextual audit --from start")]
     Create(CreateArgs),
     /// Delete a group with its consumers and pending entries (the stream
     /// keeps its entries); exits 1 if there is no such group.
+    #[command(after_help = "Example:\n  tidings groups delete contextual audit")]
     Delete(DeleteArgs),
     /// Move a group: read again from the start, an entry id or a time, or
     /// skip to the end.
+    #[command(
+        after_help = "Example:\n  tidings groups set-position contextual file-processor --to 2h"
+    )]
     SetPosition(SetPositionArgs),
     /// Remove the consumers that have nothing pending and have not read
     /// for a while (workers that stopped without removing themselves).
+    #[command(
+        after_help = "Example:\n  tidings groups forget-idle contextual file-processor --idle 1h"
+    )]
     ForgetIdle(ForgetIdleArgs),
 }
 

@@ -40,10 +40,14 @@ enum Command {
     #[command(subcommand)]
     Groups(groups::GroupsCommand),
     /// The entries a group delivered and no consumer acknowledged yet.
+    #[command(after_help = "Example:\n  tidings pending contextual file-processor --count 50")]
     Pending(groups::PendingArgs),
     /// Print the newest entries of a stream, or those from an entry id or a time.
     Tail(tail::TailArgs),
-    /// Print a shell's completion script: `tidings completions bash > /etc/bash_completion.d/tidings`.
+    /// Print a shell's completion script.
+    #[command(
+        after_help = "Example:\n  tidings completions bash > /etc/bash_completion.d/tidings"
+    )]
     Completions {
         /// The shell.
         #[arg(value_enum)]
@@ -51,6 +55,9 @@ enum Command {
     },
     /// Serve a live dashboard: streams, groups, lag, dead letters (retry,
     /// purge), a live tail, schema versions; on loopback unless told otherwise.
+    #[command(
+        after_help = "Example:\n  tidings dashboard --bind 127.0.0.1:8080 --schemas schemas"
+    )]
     Dashboard(dashboard::DashboardArgs),
 }
 
@@ -98,5 +105,49 @@ fn main() -> ExitCode {
             eprintln!("error: {}", failure.message());
             ExitCode::from(failure.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command a user can run, with its path (`tidings dlq retry`).
+    fn leaves(command: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        let path = format!("{path} {}", command.get_name());
+        let subcommands: Vec<_> = command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subcommands.is_empty() {
+            out.push((path.clone(), command.clone()));
+        }
+        for sub in subcommands {
+            leaves(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn every_command_shows_an_example_of_itself() {
+        let mut all = Vec::new();
+        for sub in super::Cli::command().get_subcommands() {
+            leaves(sub, "tidings", &mut all);
+        }
+        assert!(all.len() >= 17, "{} commands", all.len());
+        for (path, command) in all {
+            let help = command
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.contains(&path),
+                "`{path} --help` shows no example of itself: {help:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -262,6 +262,29 @@ pub(crate) fn duration(text: &str) -> Option<Duration> {
     n.checked_mul(unit).map(Duration::from_secs)
 }
 
+/// A progress bar on stderr for `total` items of `what`, drawn only at a
+/// terminal (so scripts and `--json` output see nothing of it).
+pub(crate) fn progress(what: &str, total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/{len} ({elapsed}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// A spinner on stderr for work of unknown length, drawn only at a terminal.
+pub(crate) fn spinner(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

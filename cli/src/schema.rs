@@ -13,14 +13,23 @@ use crate::ops::{Format, Output};
 use crate::{Outcome, Unreadable};
 
 mod tree;
+mod validate;
+
+pub(crate) use validate::{Validators, Verdict};
 
 use tree::{Tree, VersionKey};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SchemaCommand {
     /// Compare two schema files; one line per change, `<CHANGE_TYPE> <json-pointer>`.
+    #[command(
+        after_help = "Example:\n  tidings schema diff old/v1.json schemas/contextual/file.uploaded/v2.json"
+    )]
     Diff(DiffArgs),
     /// Compare a `schemas/` tree with an older one (a directory or a git revision).
+    #[command(
+        after_help = "Example:\n  tidings schema check --schemas schemas --against origin/main"
+    )]
     Check(CheckArgs),
 }
 

@@ -13,12 +13,15 @@ use crate::ops::{self, Confirm, Connection, Failure, Format, Output};
 pub(crate) enum StreamsCommand {
     /// Every stream of the namespace (or tenant) in one table: length,
     /// groups, the largest lag, pending entries, dead letters.
+    #[command(after_help = "Example:\n  tidings streams list --redis-url redis://localhost:6379")]
     List(ListArgs),
     /// Length, groups (consumers, pending, lag) and dead letters of a stream.
+    #[command(after_help = "Example:\n  tidings streams stats contextual --json")]
     Stats(StatsArgs),
     /// Trims a stream by age and/or length, never past an entry that a
     /// group has not read or acknowledged; says what went and which group
     /// held the trim back.
+    #[command(after_help = "Example:\n  tidings streams trim contextual --max-age 30d --dry-run")]
     Trim(TrimArgs),
 }
 
@@ -106,12 +109,15 @@ async fn trim(args: TrimArgs) -> Result<(), Failure> {
             args.stream
         ))?;
     }
+    // One script on Redis, however long: a spinner says it is at work.
+    let spinner = ops::spinner(&format!("trimming {}", args.stream));
     let report = if args.dry_run {
         bus.trim_dry_run(&args.stream, &retention).await
     } else {
         bus.trim(&args.stream, &retention).await
-    }
-    .map_err(|e| args.connection.failed("EVAL (trim)", e))?;
+    };
+    spinner.finish_and_clear();
+    let report = report.map_err(|e| args.connection.failed("EVAL (trim)", e))?;
     match args.output.format() {
         Format::Json => println!(
             "{}",

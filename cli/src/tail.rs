@@ -1,7 +1,16 @@
 //! `tidings tail`: the entries of a stream, read with `XRANGE` (no consumer
-//! group, nothing acknowledged), from an entry id or a point in time.
+//! group, nothing acknowledged), from an entry id or a point in time, and
+//! with `--follow` every entry added after them, as it is added (`XREAD
+//! BLOCK`). With `--schemas`, each entry's data is checked against the JSON
+//! Schema of its type and version. Colour at a terminal only (and never
+//! under `NO_COLOR`).
 
+use std::io::Write;
+use std::path::PathBuf;
+
+use anstyle::{AnsiColor, Style};
 use clap::Args;
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tidings_runtime::transport::RawEntry;
 use tidings_runtime::Envelope;
@@ -9,8 +18,15 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::ops::{self, Connection, Failure, Format, Output};
+use crate::schema::{Validators, Verdict};
+
+const EXAMPLES: &str = "Examples:
+  tidings tail contextual --count 20
+  tidings tail contextual --since 2024-11-24T10:00:00Z --json
+  tidings tail contextual --follow --schemas schemas/";
 
 #[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub(crate) struct TailArgs {
     /// The stream's name, as in `#[event(stream = "…")]`.
     stream: String,
@@ -25,6 +41,14 @@ pub(crate) struct TailArgs {
     /// first entry added at or after it.
     #[arg(long, value_parser = parse_since)]
     since: Option<String>,
+    /// Go on printing entries as they are added, until interrupted (Ctrl-C).
+    /// With `--from` / `--since`, every entry from there on is printed.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Check each entry's data against the JSON Schema of its type and
+    /// version in this `schemas/` tree (`<stream>/<type>/v<N>.json`).
+    #[arg(long, value_name = "DIR")]
+    schemas: Option<PathBuf>,
     #[command(flatten)]
     output: Output,
     #[command(flatten)]
@@ -65,8 +89,22 @@ pub(crate) fn run(args: TailArgs) -> Result<(), Failure> {
 }
 
 async fn tail(args: TailArgs) -> Result<(), Failure> {
+    let validators = match &args.schemas {
+        Some(dir) => Some(Validators::from_dir(dir).map_err(|e| Failure::Usage(e.0))?),
+        None => None,
+    };
     let bus = args.connection.bus().await?;
     let start = args.from.as_ref().or(args.since.as_ref());
+    let printer = Printer {
+        stream: &args.stream,
+        format: args.output.format(),
+        validators: validators.as_ref(),
+    };
+    let mut out = anstream::stdout();
+    // Following from a start: every entry after the id just before it.
+    if let (true, Some(from)) = (args.follow, start) {
+        return follow(&bus, &args, &printer, &mut out, before(from)).await;
+    }
     let entries = match start {
         Some(from) => bus
             .range(&args.stream, from, args.count)
@@ -78,12 +116,108 @@ async fn tail(args: TailArgs) -> Result<(), Failure> {
             .map_err(|e| args.connection.failed("XREVRANGE", e))?,
     };
     for entry in &entries {
-        match args.output.format() {
-            Format::Json => println!("{}", to_json(entry)),
-            Format::Text => println!("{}", to_text(entry)),
+        if printer.print(&mut out, entry).is_err() {
+            return Ok(());
         }
     }
+    if args.follow {
+        let after = entries
+            .last()
+            .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+        return follow(&bus, &args, &printer, &mut out, after).await;
+    }
     Ok(())
+}
+
+/// Prints every entry after `after` as it is added, until Ctrl-C or until
+/// stdout is closed (`| head`).
+async fn follow(
+    bus: &tidings_runtime::Bus,
+    args: &TailArgs,
+    printer: &Printer<'_>,
+    out: &mut impl Write,
+    after: String,
+) -> Result<(), Failure> {
+    let mut entries = bus
+        .follow(&args.stream, Some(&after))
+        .await
+        .map_err(|e| args.connection.failed("XREAD", e))?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let next = tokio::select! {
+            next = entries.next() => next,
+            _ = &mut interrupted => return Ok(()),
+        };
+        match next {
+            Some(Ok(entry)) => {
+                if printer.print(out, &entry).is_err() {
+                    return Ok(());
+                }
+            }
+            // The reading goes on by itself once Redis answers again.
+            Some(Err(e)) => eprintln!("warning: {}", args.connection.failed("XREAD", e).message()),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The entry id just before `id` (`<ms>-<seq>` or `<ms>`), so that reading
+/// after it starts at `id`.
+fn before(id: &str) -> String {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    let (ms, seq) = (
+        ms.parse::<u64>().unwrap_or(0),
+        seq.parse::<u64>().unwrap_or(0),
+    );
+    match (ms, seq) {
+        (_, 1..) => format!("{ms}-{}", seq - 1),
+        (1.., 0) => format!("{}-{}", ms - 1, u64::MAX),
+        (0, 0) => "0-0".to_owned(),
+    }
+}
+
+/// How entries are printed: text or JSON, and checked when schemas are given.
+struct Printer<'a> {
+    stream: &'a str,
+    format: Format,
+    validators: Option<&'a Validators>,
+}
+
+impl Printer<'_> {
+    /// One line for `entry`; an error only when stdout is closed.
+    fn print(&self, out: &mut impl Write, entry: &RawEntry) -> std::io::Result<()> {
+        let envelope = envelope(entry);
+        let verdict = match (&envelope, self.validators) {
+            (Ok(e), Some(v)) => Some(match serde_json::from_slice::<Value>(&e.data) {
+                Ok(data) => v.check(self.stream, &e.type_name, e.dataversion, &data),
+                Err(err) => Verdict::Invalid(vec![format!("/: the data is not JSON: {err}")]),
+            }),
+            _ => None,
+        };
+        match self.format {
+            Format::Json => {
+                let mut row = to_json(entry, &envelope);
+                if let (Some(verdict), Some(map)) = (&verdict, row.as_object_mut()) {
+                    map.insert("schema".to_owned(), verdict_json(verdict));
+                }
+                writeln!(out, "{row}")
+            }
+            Format::Text => {
+                writeln!(out, "{}", to_text(entry, &envelope, verdict.as_ref()))
+            }
+        }
+    }
+}
+
+fn verdict_json(verdict: &Verdict) -> Value {
+    match verdict {
+        Verdict::Valid => json!({ "valid": true }),
+        Verdict::Invalid(errors) => json!({ "valid": false, "errors": errors }),
+        Verdict::NoSchema => {
+            json!({ "valid": null, "errors": ["no schema for this type and version"] })
+        }
+    }
 }
 
 fn envelope(entry: &RawEntry) -> Result<Envelope, String> {
@@ -94,11 +228,27 @@ fn envelope(entry: &RawEntry) -> Result<Envelope, String> {
     .map_err(|e| e.to_string())
 }
 
-/// `<entry id>  <time>  <type> v<version>  <event id>  <data>`.
-fn to_text(entry: &RawEntry) -> String {
-    match envelope(entry) {
+const DIM: Style = Style::new().dimmed();
+const TYPE: Style = Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Cyan)));
+const GOOD: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Green)));
+const BAD: Style = Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(AnsiColor::Red)));
+const WARN: Style = Style::new().fg_color(Some(anstyle::Color::Ansi(AnsiColor::Yellow)));
+
+/// `<entry id>  <time>  <type> v<version>  <event id>  <data>`, then the
+/// schema's verdict when one was asked for: `ok`, `INVALID: <errors>` or
+/// `no schema`.
+fn to_text(
+    entry: &RawEntry,
+    envelope: &Result<Envelope, String>,
+    verdict: Option<&Verdict>,
+) -> String {
+    let mut line = match envelope {
         Ok(e) => format!(
-            "{}  {}  {} v{}  {}  {}",
+            "{DIM}{}{DIM:#}  {DIM}{}{DIM:#}  {TYPE}{} v{}{TYPE:#}  {}  {}",
             entry.id,
             e.time_rfc3339().as_deref().unwrap_or("-"),
             e.type_name,
@@ -113,16 +263,25 @@ fn to_text(entry: &RawEntry) -> String {
                 .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
                 .collect();
             format!(
-                "{}  (not an event: {reason})  {}",
+                "{DIM}{}{DIM:#}  {BAD}(not an event: {reason}){BAD:#}  {}",
                 entry.id,
                 fields.join(" ")
             )
         }
+    };
+    match verdict {
+        None => {}
+        Some(Verdict::Valid) => line.push_str(&format!("  {GOOD}ok{GOOD:#}")),
+        Some(Verdict::Invalid(errors)) => {
+            line.push_str(&format!("  {BAD}INVALID: {}{BAD:#}", errors.join("; ")));
+        }
+        Some(Verdict::NoSchema) => line.push_str(&format!("  {WARN}no schema{WARN:#}")),
     }
+    line
 }
 
-fn to_json(entry: &RawEntry) -> Value {
-    match envelope(entry) {
+fn to_json(entry: &RawEntry, envelope: &Result<Envelope, String>) -> Value {
+    match envelope {
         Ok(e) => json!({
             "entry_id": entry.id,
             "id": e.id.to_string(),
@@ -175,5 +334,19 @@ mod tests {
         assert!(parse_entry_id("1732442400123").is_ok());
         assert!(parse_entry_id("abc").is_err());
         assert!(parse_entry_id("1-").is_err());
+    }
+
+    #[test]
+    fn following_from_an_id_starts_at_it() {
+        assert_eq!(before("1732442400123-5"), "1732442400123-4");
+        assert_eq!(
+            before("1732442400123-0"),
+            "1732442400122-18446744073709551615"
+        );
+        assert_eq!(
+            before("1732442400123"),
+            "1732442400122-18446744073709551615"
+        );
+        assert_eq!(before("0-0"), "0-0");
     }
 }

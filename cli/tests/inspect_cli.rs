@@ -776,3 +776,126 @@ fn streams_list_shows_every_stream_of_the_scope_in_one_table() {
     let tenant = json(&server, &["streams", "list", "--tenant", "acme", "--json"]);
     assert_eq!(tenant[0]["length"], 1, "{tenant}");
 }
+
+/// `tidings tail --follow` running against `server` with `extra` arguments:
+/// its stdout lines as they come, and the process to stop.
+fn follow(
+    server: &RedisServer,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args([
+            "tail",
+            "contextual",
+            "--follow",
+            "--redis-url",
+            &server.url(),
+        ])
+        .args(extra)
+        .envs(env.iter().copied())
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn next_line(rx: &std::sync::mpsc::Receiver<String>) -> String {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("tail --follow printed the entry within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follow_prints_entries_as_they_come_checked_against_the_schemas() {
+    let server = RedisServer::start();
+    let bus = bus(&server).await;
+    publish(&bus, &["old"]).await;
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas");
+    let (mut child, rx) = follow(&server, &["--count", "1", "--schemas", schemas], &[]);
+    let first = next_line(&rx);
+    assert!(first.contains(r#"{"file_id":"old"}"#), "{first}");
+    // schemas/ has file.uploaded v2 with `filename` required: this one is not valid.
+    assert!(first.contains("INVALID: /: "), "{first}");
+    assert!(first.contains("filename"), "{first}");
+    assert!(!first.contains('\u{1b}'), "colour when piped: {first:?}");
+
+    publish(&bus, &["new"]).await;
+    let line = next_line(&rx);
+    assert!(line.contains(r#"{"file_id":"new"}"#), "{line}");
+
+    // A valid entry, and one of a version schemas/ does not have, written
+    // as another language writes them.
+    let mut conn = server.connection().await;
+    for (version, data) in [
+        ("2", r#"{"file_id":"f","filename":"a.pdf"}"#),
+        ("9", r#"{"file_id":"g"}"#),
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg("tidings:{contextual}")
+            .arg("*")
+            .arg("specversion")
+            .arg("1.0")
+            .arg("id")
+            .arg(ulid::Ulid::new().to_string())
+            .arg("source")
+            .arg("python")
+            .arg("type")
+            .arg("file.uploaded")
+            .arg("dataversion")
+            .arg(version)
+            .arg("data")
+            .arg(data)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let valid = next_line(&rx);
+    assert!(
+        valid.contains("a.pdf") && valid.ends_with("  ok"),
+        "{valid}"
+    );
+    let unknown = next_line(&rx);
+    assert!(unknown.ends_with("  no schema"), "{unknown}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follow_from_a_time_prints_everything_after_it_in_json_or_in_colour() {
+    let server = RedisServer::start();
+    let bus = bus(&server).await;
+    let before = publish(&bus, &["a", "b", "c"]).await;
+    let from = before[1].entry_id.clone().unwrap();
+    let (mut child, rx) = follow(&server, &["--from", &from, "--json"], &[]);
+    for expected in ["b", "c"] {
+        let row: Value = serde_json::from_str(&next_line(&rx)).unwrap();
+        assert_eq!(row["data"]["file_id"], expected);
+        assert!(row.get("schema").is_none(), "checked without --schemas");
+    }
+    publish(&bus, &["d"]).await;
+    let row: Value = serde_json::from_str(&next_line(&rx)).unwrap();
+    assert_eq!(row["data"]["file_id"], "d");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Colour where a terminal would get it (forced, as tests have none).
+    let (mut child, rx) = follow(&server, &["--count", "1"], &[("CLICOLOR_FORCE", "1")]);
+    let line = next_line(&rx);
+    assert!(line.contains("\u{1b}["), "no colour: {line:?}");
+    assert!(line.contains("file.uploaded v2"), "{line:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

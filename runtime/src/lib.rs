@@ -83,6 +83,7 @@ pub use registry::EventInfo;
 pub use replay::{Replay, ReplayFailure, ReplayReport};
 pub use request::{RequestCall, WaitFor, DEFAULT_REQUEST_TIMEOUT};
 pub use stats::{
-    ConsumerStats, GroupStats, PendingEntry, RequestStats, Retention, StreamStats, TrimReport,
+    ConsumerStats, GroupStats, PendingEntry, Progress, RequestStats, Retention, StreamStats,
+    TrimReport,
 };
 pub use transport::{ChannelTransport, StartFrom, StreamTransport};

@@ -250,3 +250,15 @@ pub struct RequestStats {
     /// timeout, or a second reply to one request): dropped.
     pub late_replies: u64,
 }
+
+/// How far a long operation has come: `done` of the `total` items there were
+/// when it started (as [`DeadLetters::retry_all_with`](crate::DeadLetters::retry_all_with)
+/// reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Items looked at so far.
+    pub done: usize,
+    /// Items there were at the start.
+    pub total: usize,
+}

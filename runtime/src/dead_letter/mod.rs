@@ -11,6 +11,7 @@ pub use fields::{field, DeadLetter};
 
 use crate::bus::{check_name, on_streams, Bus};
 use crate::error::Error;
+use crate::stats::Progress;
 use crate::transport::{dead_letter_index_key, RawEntry, StreamTransport};
 
 /// The dead letters of one stream, from [`Bus::dead_letters`].
@@ -145,7 +146,27 @@ impl DeadLetters {
     /// it, as [`DeadLetters::retry`] does; one that fails again while this
     /// runs is not picked up twice. Returns how many went back.
     pub async fn retry_all(&self) -> Result<usize, Error> {
-        self.sweep(None, Sweep::Retry).await
+        self.sweep(None, Sweep::Retry, &mut |_| {}).await
+    }
+
+    /// [`DeadLetters::retry_all`], telling `progress` after each page how
+    /// many of the dead letters there were at the start have been looked at.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), tidings::Error> {
+    /// let bus = tidings::Bus::in_memory();
+    /// let dlq = bus.dead_letters("contextual")?;
+    /// let n = dlq
+    ///     .retry_all_with(|p| eprintln!("{} of {} dead letters", p.done, p.total))
+    ///     .await?;
+    /// assert_eq!(n, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry_all_with(
+        &self,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<usize, Error> {
+        self.sweep(None, Sweep::Retry, &mut progress).await
     }
 
     /// Puts back every dead letter of `group` that is there when the call
@@ -156,7 +177,18 @@ impl DeadLetters {
     /// [`Bus::tenant`] for the rule).
     pub async fn retry_group(&self, group: &str) -> Result<usize, Error> {
         check_name("group", group)?;
-        self.sweep(Some(group), Sweep::Retry).await
+        self.sweep(Some(group), Sweep::Retry, &mut |_| {}).await
+    }
+
+    /// [`DeadLetters::retry_group`], telling `progress` after each page how
+    /// many of the dead letters there were at the start have been looked at.
+    pub async fn retry_group_with(
+        &self,
+        group: &str,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<usize, Error> {
+        check_name("group", group)?;
+        self.sweep(Some(group), Sweep::Retry, &mut progress).await
     }
 
     /// Deletes every dead letter; returns how many there were.
@@ -198,7 +230,18 @@ impl DeadLetters {
     /// [`Bus::tenant`] for the rule).
     pub async fn purge_group(&self, group: &str) -> Result<usize, Error> {
         check_name("group", group)?;
-        self.sweep(Some(group), Sweep::Purge).await
+        self.sweep(Some(group), Sweep::Purge, &mut |_| {}).await
+    }
+
+    /// [`DeadLetters::purge_group`], telling `progress` after each page how
+    /// many of the dead letters there were at the start have been looked at.
+    pub async fn purge_group_with(
+        &self,
+        group: &str,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<usize, Error> {
+        check_name("group", group)?;
+        self.sweep(Some(group), Sweep::Purge, &mut progress).await
     }
 
     /// `id`, owned, if it is a stream entry id as the dead letters have:
@@ -227,10 +270,17 @@ impl DeadLetters {
     /// starts (of `group`, or all), oldest first, a page at a time: as many
     /// as there were are looked at, so that one written meanwhile (a retry
     /// that failed again) is not taken.
-    async fn sweep(&self, group: Option<&str>, sweep: Sweep) -> Result<usize, Error> {
-        let mut left = self.len().await?;
+    async fn sweep(
+        &self,
+        group: Option<&str>,
+        sweep: Sweep,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<usize, Error> {
+        let total = self.len().await?;
+        let mut left = total;
         let mut after: Option<String> = None;
         let mut done = 0;
+        progress(Progress { done: 0, total });
         while left > 0 {
             let page = self.page(after.as_deref(), left.min(PAGE)).await?;
             let Some(last) = page.last() else {
@@ -238,22 +288,26 @@ impl DeadLetters {
             };
             after = Some(last.id.clone());
             left = left.saturating_sub(page.len());
+            let looked_at = total - left;
             let ids: Vec<String> = page
                 .into_iter()
                 .filter(|e| group.is_none_or(|g| group_of(e) == Some(g)))
                 .map(|e| e.id)
                 .collect();
-            if ids.is_empty() {
-                continue;
-            }
             done += match sweep {
+                _ if ids.is_empty() => 0,
                 Sweep::Retry => {
                     let out = self.requeue(&ids).await?;
                     out.iter().filter(|o| o.is_some()).count()
                 }
                 Sweep::Purge => self.delete(&ids).await?,
             };
+            progress(Progress {
+                done: looked_at,
+                total,
+            });
         }
+        progress(Progress { done: total, total });
         Ok(done)
     }
 
