@@ -302,31 +302,28 @@ pub(super) async fn run_handler(
         slot.handler.name(),
         envelope,
     );
-    match AssertUnwindSafe(future)
-        .catch_unwind()
-        .instrument(span.clone())
-        .await
-    {
-        Ok(Ok(outcome)) => ctx
-            .publish_outcome(&outcome)
-            .instrument(span)
-            .await
-            .map_err(|e| {
+    // One instrumentation for the handler and what it publishes: the span
+    // is entered once per poll of the whole, not cloned and entered twice.
+    let run = async move {
+        match AssertUnwindSafe(future).catch_unwind().await {
+            Ok(Ok(outcome)) => ctx.publish_outcome(&outcome).await.map_err(|e| {
                 (
                     format!("publishing the handler's events failed: {e}"),
                     false,
                 )
             }),
-        Ok(Err(e)) => Err((e.to_string(), is_fatal(&e))),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string payload".to_owned());
-            Err((format!("handler panicked: {message}"), false))
+            Ok(Err(e)) => Err((e.to_string(), is_fatal(&e))),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string payload".to_owned());
+                Err((format!("handler panicked: {message}"), false))
+            }
         }
-    }
+    };
+    run.instrument(span).await
 }
 
 impl<T: StreamTransport> Delivery<T> {
