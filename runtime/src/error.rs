@@ -78,13 +78,25 @@ impl fmt::Display for Versions<'_> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The Redis URL does not parse.
+    /// The Redis URL does not parse (the URL is kept with its password
+    /// masked).
     #[error("invalid Redis URL `{url}`: {source}")]
     InvalidUrl {
         /// The URL as given.
         url: String,
         /// What redis-rs said about it.
         source: redis::RedisError,
+    },
+    /// A file of a TLS connection (named in the URL's query or given to
+    /// the builder) could not be read.
+    #[error("cannot read the TLS {what} `{}`: {source}", path.display())]
+    TlsFile {
+        /// `CA certificate`, `client certificate` or `client key`.
+        what: &'static str,
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
     },
     /// The transport failed (connection, command error, unexpected reply).
     #[error(transparent)]

@@ -15,19 +15,22 @@
 //! in place.
 //!
 //! Only plain TCP is spoken here (RESP2, with `AUTH` and `SELECT` when the
-//! client has them); any other address falls back to redis-rs.
+//! client has them); any other address (TLS, a Unix socket) falls back to
+//! redis-rs. Behind Sentinel, each new connection goes to the master the
+//! Sentinels name at that moment.
 //!
 //! The file is long (about 800 lines of code, as many again of tests) for
 //! that measured reason: the reader, the encoder and the connection that
 //! owns their buffers are one protocol state, and splitting them would put
 //! the buffer handling of one round trip in several places.
 
-use redis::{ConnectionAddr, ConnectionInfo, Value};
+use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use std::sync::Arc;
 
+use super::endpoint::Endpoint;
 use super::value::protocol;
 use crate::envelope::Envelope;
 use crate::transport::{Entry, Outgoing, ReadRequest, TransportError};
@@ -62,11 +65,15 @@ pub(super) struct RespConnection {
     payload: Vec<u8>,
     /// Whether a read was sent ahead on `conn` and its reply not read yet.
     ahead: bool,
+    /// Behind Sentinel: where to ask for the master's address before each
+    /// new connection.
+    follow: Option<Endpoint>,
 }
 
 impl RespConnection {
-    /// A connection for `info`, if it is plain TCP.
-    pub(super) fn for_info(info: &ConnectionInfo) -> Option<Self> {
+    /// A connection for `info`, if it is plain TCP; behind Sentinel,
+    /// `endpoint` gives the address of each new connection.
+    pub(super) fn for_info(info: &ConnectionInfo, endpoint: &Endpoint) -> Option<Self> {
         let ConnectionAddr::Tcp(host, port) = info.addr() else {
             return None;
         };
@@ -81,10 +88,11 @@ impl RespConnection {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            follow: endpoint.follows_failover().then(|| endpoint.clone()),
         })
     }
 
-    async fn open(&self) -> Result<(TcpStream, Vec<u8>), TransportError> {
+    async fn open(&mut self) -> Result<(TcpStream, Vec<u8>), TransportError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(result) => result,
             Err(_) => Err(super::timed_out(format!(
@@ -94,7 +102,19 @@ impl RespConnection {
         }
     }
 
-    async fn connect(&self) -> Result<(TcpStream, Vec<u8>), TransportError> {
+    async fn connect(&mut self) -> Result<(TcpStream, Vec<u8>), TransportError> {
+        if let Some(endpoint) = &self.follow {
+            let client = endpoint.client().await?;
+            let ConnectionAddr::Tcp(host, port) = client.get_connection_info().addr() else {
+                return Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "the master named by Sentinel is not reached over plain TCP",
+                ))
+                .into());
+            };
+            self.host = host.clone();
+            self.port = *port;
+        }
         let mut stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(redis::RedisError::from)?;
@@ -1182,6 +1202,7 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            follow: None,
         }
     }
 
@@ -1399,6 +1420,7 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            follow: None,
         };
         let started = std::time::Instant::now();
         let request = ReadRequest::new("k", "g", "c", 1, std::time::Duration::ZERO);
