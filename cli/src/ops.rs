@@ -174,7 +174,7 @@ impl Connection {
                 }
                 other => Failure::Usage(other.to_string()),
             })?;
-        let client = tokio::time::timeout(PROBE_TIMEOUT, endpoint.client())
+        let client = tokio::time::timeout(PROBE_TIMEOUT, endpoint.first_client())
             .await
             .map_err(|_| {
                 Failure::Operational(format!(

@@ -411,7 +411,10 @@ impl TransportError {
     }
 
     /// Whether trying again later may succeed: the connection went away or
-    /// timed out, or a restarted server is still loading its data (`LOADING`).
+    /// timed out, a restarted server is still loading its data (`LOADING`),
+    /// or, behind Sentinel, a failover is under way (no Sentinel names a
+    /// master that is up, or the server written to became a replica,
+    /// `READONLY`).
     pub fn is_transient(&self) -> bool {
         match self {
             TransportError::Redis(e) => {
@@ -419,6 +422,8 @@ impl TransportError {
                     || e.is_timeout()
                     || e.code() == Some("LOADING")
                     || e.code() == Some("TRYAGAIN")
+                    || e.code() == Some("READONLY")
+                    || e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
             }
             _ => false,
         }

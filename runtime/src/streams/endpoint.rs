@@ -17,6 +17,38 @@ use redis::{Client, ClientTlsConfig, ErrorKind, RedisConnectionInfo, RedisError,
 
 use crate::error::{Error, TransportError};
 
+/// Every command tidings sends, as ACL rules: the library (publishing,
+/// consuming, dead letters, retries, stats, Pub/Sub, request and reply,
+/// the Lua scripts, whose commands Redis checks too), the CLI, and
+/// `SELECT` for a database other than 0. `AUTH` needs no rule. redis-rs
+/// also sends `CLIENT SETINFO` on connecting and ignores its reply: it is
+/// left out, as Redis before 7.2 does not know it and would refuse the rule.
+pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
++evalsha +script|load \
++publish +subscribe +psubscribe +unsubscribe +punsubscribe \
++xadd +xreadgroup +xread +xack +xautoclaim +xclaim +xgroup +xinfo +xlen +xpending \
++xrange +xrevrange +xdel +xtrim \
++exists +type +scan +set +del +pexpire +hget +hset +hdel";
+
+/// The ACL rule of a user that can do everything tidings does under
+/// `namespace` and nothing else: its keys (`~<ns>:*`), its Pub/Sub
+/// channels (`&<ns>:*`), [`ACL_COMMANDS`], and no `@dangerous` command
+/// whatever is added later. Give it to `ACL SETUSER <user> on ><password>`
+/// (each word an argument), or write it on a `user` line of an ACL file.
+///
+/// ```
+/// let rule = tidings::streams::acl_rule("orders");
+/// assert!(rule.starts_with("resetkeys ~orders:* resetchannels &orders:* -@all +ping "));
+/// assert!(rule.ends_with(" -@dangerous"));
+/// ```
+pub fn acl_rule(namespace: &str) -> String {
+    let commands = ACL_COMMANDS
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("resetkeys ~{namespace}:* resetchannels &{namespace}:* -@all {commands} -@dangerous")
+}
+
 /// The port of a Sentinel when the URL gives none.
 const SENTINEL_PORT: u16 = 26379;
 
@@ -306,7 +338,11 @@ impl Endpoint {
     /// A client for the server to connect to now: the one server, or the
     /// master the Sentinels name at this moment (asked each time, the first
     /// Sentinel that answers with a master that says it is one wins).
-    pub async fn client(&self) -> Result<Client, TransportError> {
+    ///
+    /// Behind Sentinel, while the master is down and not yet replaced, this
+    /// fails as connecting to it does (refused, timed out), which
+    /// [`TransportError::is_transient`] counts as worth a retry.
+    pub async fn client(&self) -> redis::RedisResult<Client> {
         match &*self.inner {
             Inner::Direct(client) => Ok(client.clone()),
             Inner::Sentinel {
@@ -314,17 +350,26 @@ impl Endpoint {
                 master,
                 node,
                 ..
-            } => sentinel
-                .lock()
-                .await
-                .async_master_for(master, Some(node))
-                .await
-                .map_err(|source| TransportError::Connect {
-                    address: self.describe(),
-                    user: self.user(),
-                    source,
-                }),
+            } => {
+                sentinel
+                    .lock()
+                    .await
+                    .async_master_for(master, Some(node))
+                    .await
+            }
         }
+    }
+
+    /// [`Endpoint::client`], failing as a first connection does: with
+    /// [`TransportError::Connect`], naming the Sentinels and the user.
+    pub async fn first_client(&self) -> Result<Client, TransportError> {
+        self.client()
+            .await
+            .map_err(|source| TransportError::Connect {
+                address: self.describe(),
+                user: self.user(),
+                source,
+            })
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use endpoint::redact;
-pub use endpoint::{Endpoint, TlsFiles};
+pub use endpoint::{acl_rule, Endpoint, TlsFiles, ACL_COMMANDS};
 use redis::aio::ConnectionManagerConfig;
 use redis::{Client, Cmd, Pipeline, Value};
 pub use shared::SharedConnection;
@@ -79,7 +79,7 @@ impl StreamsTransport {
         response_timeout: Option<Duration>,
         connect_timeout: Duration,
     ) -> Result<Self, TransportError> {
-        let client = match tokio::time::timeout(connect_timeout, endpoint.client()).await {
+        let client = match tokio::time::timeout(connect_timeout, endpoint.first_client()).await {
             Ok(found) => found?,
             Err(_) => {
                 return Err(TransportError::Connect {

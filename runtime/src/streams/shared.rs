@@ -86,9 +86,9 @@ impl SharedConnection {
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let fresh = match inner.endpoint.client().await {
-                Ok(client) => ConnectionManager::new_with_config(client, inner.config.clone())
-                    .await
-                    .map_err(crate::error::TransportError::from),
+                Ok(client) => {
+                    ConnectionManager::new_with_config(client, inner.config.clone()).await
+                }
                 Err(e) => Err(e),
             };
             match fresh {
