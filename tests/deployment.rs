@@ -301,8 +301,9 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
         .start()
         .await
         .unwrap();
+    let mut gates = bus.subscribe::<GateOpened>().await.unwrap();
 
-    // One publisher, an event every 2 ms, recording what was acknowledged.
+    // One publisher as fast as it goes, recording what was acknowledged.
     let acked: Arc<Mutex<Vec<(String, String, Instant)>>> = Arc::default();
     let failed = Arc::new(AtomicUsize::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
@@ -326,14 +327,14 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
                         first_error.lock().unwrap().get_or_insert(e.to_string());
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                tokio::task::yield_now().await;
             }
         }
     });
-    seen.until(Duration::from_secs(10), |h| h.len() >= 100)
+    seen.until(Duration::from_secs(10), |h| h.len() >= 2_000)
         .await;
     assert!(
-        seen.handled().len() >= 100,
+        seen.handled().len() >= 2_000,
         "nothing flows before the failover"
     );
 
@@ -345,7 +346,7 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
     let promoted = killed.elapsed();
     assert_eq!(port, set.first_replica().port());
 
-    // Publishing resumes: 200 more events acknowledged after the promotion.
+    // Publishing resumes: 2,000 more events acknowledged after the kill.
     let deadline = Instant::now() + Duration::from_secs(20);
     let resumed = loop {
         let after: Vec<Instant> = acked
@@ -355,7 +356,7 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
             .map(|(_, _, at)| *at)
             .filter(|at| *at > killed)
             .collect();
-        if after.len() >= 200 || Instant::now() > deadline {
+        if after.len() >= 2_000 || Instant::now() > deadline {
             break after;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -363,11 +364,39 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
     stop.store(true, Ordering::SeqCst);
     publisher.await.unwrap();
     assert!(
-        resumed.len() >= 200,
+        resumed.len() >= 2_000,
         "publishing did not resume: {} acknowledged after the kill",
         resumed.len()
     );
     let first_after = resumed.iter().min().map(|at| at.duration_since(killed));
+
+    // The subscription subscribes again on the new master, saying that it
+    // has a gap; a message published there then arrives. Until it is
+    // subscribed again, a message published reaches nobody: each try is
+    // published anew.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut gap = false;
+    let mut tries = 0;
+    let got = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no Pub/Sub message after the failover"
+        );
+        tries += 1;
+        bus.publish(&GateOpened {
+            gate: format!("after-{tries}"),
+        })
+        .await
+        .unwrap();
+        match tokio::time::timeout(Duration::from_millis(200), gates.next()).await {
+            Ok(Some(Ok(g))) if g.gate.starts_with("after-") => break g,
+            Ok(Some(Err(tidings::ReceiveError::Gap { .. }))) => gap = true,
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("the subscription ended"),
+        }
+    };
+    assert!(gap, "the subscription did not say it had a gap");
+    eprintln!("Pub/Sub after the failover: {} on try {tries}", got.gate);
 
     // What survived is what the new master has; the worker handles all of it.
     let acked = acked.lock().unwrap().clone();
@@ -388,12 +417,15 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
         .filter(|(_, id, _)| !in_stream.contains(id))
         .map(|(file, _, _)| file)
         .collect();
+    let waited = Instant::now();
     let handled = seen
         .until(Duration::from_secs(20), |h| {
             let h: HashSet<&String> = h.iter().collect();
             surviving.iter().all(|f| h.contains(f))
         })
         .await;
+    let caught_up = killed.elapsed();
+    let waited = waited.elapsed();
     worker.shutdown().await.unwrap();
     let mut times: HashMap<&String, usize> = HashMap::new();
     for f in &handled {
@@ -407,7 +439,8 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
     eprintln!(
         "sentinel failover: {} acknowledged ({} before the kill), {} lost (acknowledged by the \
          old master, not replicated in time: {:?}), {} failed publishes, promoted {:?} after \
-         the kill, first publish acknowledged {:?} after it, {} handled twice",
+         the kill, first publish acknowledged {:?} after it, worker caught up {:?} after it \
+         ({:?} after publishing stopped), {} handled twice",
         acked.len(),
         before,
         lost.len(),
@@ -415,6 +448,8 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
         failed.load(Ordering::SeqCst),
         promoted,
         first_after,
+        caught_up,
+        waited,
         twice
     );
     assert!(
