@@ -120,8 +120,10 @@ pub struct Endpoint {
 }
 
 enum Inner {
-    /// One server, at a fixed address.
-    Direct(Client),
+    /// One server, at a fixed address; for `rediss://` that checks the
+    /// server's certificate, the same TLS configuration for the
+    /// hand-written connections as redis-rs's have.
+    Direct(Client, Option<Arc<rustls::ClientConfig>>),
     /// The master a set of Sentinels names.
     Sentinel {
         sentinel: tokio::sync::Mutex<Sentinel>,
@@ -225,18 +227,32 @@ impl Endpoint {
         if insecure && !plain.contains('#') {
             plain.push_str("#insecure");
         }
+        let certificates = files.certificates()?;
         let client = if files.is_empty() {
             Client::open(plain.as_str())
         } else {
-            Client::build_with_tls(plain.as_str(), files.certificates()?)
+            Client::build_with_tls(plain.as_str(), certificates.clone())
         }
         .map_err(|source| Error::InvalidUrl {
             url: redact(url),
             source,
         })?;
+        let rustls = match tls_url && !insecure {
+            true => Some(Arc::new(rustls_config(&certificates).map_err(invalid)?)),
+            false => None,
+        };
         Ok(Endpoint {
-            inner: Arc::new(Inner::Direct(client)),
+            inner: Arc::new(Inner::Direct(client, rustls)),
         })
+    }
+
+    /// The TLS configuration of the hand-written connections, for a
+    /// `rediss://` URL that checks the server's certificate.
+    pub(crate) fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        match &*self.inner {
+            Inner::Direct(_, tls) => tls.clone(),
+            Inner::Sentinel { .. } => None,
+        }
     }
 
     fn sentinel(rest: &str) -> Result<Endpoint, String> {
@@ -302,7 +318,7 @@ impl Endpoint {
     /// The endpoint of a client made by the caller.
     pub fn from_client(client: Client) -> Endpoint {
         Endpoint {
-            inner: Arc::new(Inner::Direct(client)),
+            inner: Arc::new(Inner::Direct(client, None)),
         }
     }
 
@@ -316,7 +332,7 @@ impl Endpoint {
     /// `host:port` of a server, or the master's name and its Sentinels.
     pub fn describe(&self) -> String {
         match &*self.inner {
-            Inner::Direct(client) => client.get_connection_info().addr().to_string(),
+            Inner::Direct(client, _) => client.get_connection_info().addr().to_string(),
             Inner::Sentinel { master, hosts, .. } => {
                 format!("master `{master}` of the Sentinels at {hosts}")
             }
@@ -326,7 +342,7 @@ impl Endpoint {
     /// The ACL user the URL logs in as, if it names one.
     pub fn user(&self) -> Option<String> {
         match &*self.inner {
-            Inner::Direct(client) => client
+            Inner::Direct(client, _) => client
                 .get_connection_info()
                 .redis_settings()
                 .username()
@@ -344,7 +360,7 @@ impl Endpoint {
     /// [`TransportError::is_transient`] counts as worth a retry.
     pub async fn client(&self) -> redis::RedisResult<Client> {
         match &*self.inner {
-            Inner::Direct(client) => Ok(client.clone()),
+            Inner::Direct(client, _) => Ok(client.clone()),
             Inner::Sentinel {
                 sentinel,
                 master,
@@ -370,6 +386,48 @@ impl Endpoint {
                 user: self.user(),
                 source,
             })
+    }
+}
+
+/// A rustls configuration as redis-rs makes its own: the CA of the files,
+/// or the system's roots, and the client certificate if there is one.
+fn rustls_config(certificates: &TlsCertificates) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &certificates.root_cert {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("the CA certificate: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("the CA certificate: {e}"))?;
+            }
+        }
+        None => {
+            // As redis-rs: a certificate of the system's store that does not
+            // parse is passed over, the others trusted.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    match &certificates.client_tls {
+        None => Ok(builder.with_no_client_auth()),
+        Some(ClientTlsConfig {
+            client_cert,
+            client_key,
+        }) => {
+            let chain = CertificateDer::pem_slice_iter(client_cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the client certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(client_key)
+                .map_err(|e| format!("the client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the client certificate and key: {e}"))
+        }
     }
 }
 

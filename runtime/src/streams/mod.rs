@@ -25,7 +25,7 @@ use crate::transport::{
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
 ///
-/// Publishing over plain TCP goes through a connection the transport keeps
+/// Publishing over TCP (or TLS) goes through a connection the transport keeps
 /// for `XADD`s: the commands are encoded by hand and written from the
 /// publishing task, and the reply is read there too, which spares the hop
 /// through redis-rs's connection task on every awaited publish and costs a
@@ -35,9 +35,10 @@ use crate::transport::{
 /// connection busy (another publish is waiting for its reply) goes through
 /// one shared [`ConnectionManager`](redis::aio::ConnectionManager) instead: it multiplexes, so concurrent
 /// `publish` calls from many tasks are written to the socket back to back
-/// and answered in order (pipelined without waiting for one another). TLS
-/// and Unix addresses always take the shared connection (see
-/// `docs/deployment.md` for what that costs). Each reading
+/// and answered in order (pipelined without waiting for one another). Over
+/// TLS the same holds, with the CA and client certificate of redis-rs's
+/// connections; Unix sockets, and TLS with `insecure`, always take the
+/// shared connection. Each reading
 /// consumer gets connections of its own ([`StreamsReader`]), because a
 /// blocking `XREADGROUP` holds its connection until it returns.
 #[derive(Clone)]
@@ -154,7 +155,7 @@ impl StreamsTransport {
     /// (see [`resp::RespConnection::append_streamed`]): the entry ids, or
     /// the event whose payload could not be serialized, with nothing
     /// appended. `None`, with nothing done, when the server is not reached
-    /// over plain TCP, or when the connection is busy and `wait` is false.
+    /// over TCP or TLS, or when the connection is busy and `wait` is false.
     pub(crate) async fn append_streamed(
         &self,
         key: &str,
@@ -377,7 +378,7 @@ fn timed_out(message: String) -> TransportError {
 
 /// The connections of one reading consumer: `XREADGROUP` goes through a
 /// connection of its own with a cheaper reply parser when the server is
-/// reached over plain TCP, everything else through redis-rs.
+/// reached over TCP or TLS, everything else through redis-rs.
 pub struct StreamsReader {
     managed: SharedConnection,
     fast: Option<resp::RespConnection>,
