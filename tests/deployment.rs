@@ -308,6 +308,7 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
     let failed = Arc::new(AtomicUsize::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
+    let publishing = Instant::now();
     let publisher = tokio::spawn({
         let (bus, acked, failed, stop) = (bus.clone(), acked.clone(), failed.clone(), stop.clone());
         let first_error = first_error.clone();
@@ -363,6 +364,7 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
     };
     stop.store(true, Ordering::SeqCst);
     publisher.await.unwrap();
+    let published_for = publishing.elapsed();
     assert!(
         resumed.len() >= 2_000,
         "publishing did not resume: {} acknowledged after the kill",
@@ -437,11 +439,12 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
         .collect();
     let twice = times.values().filter(|n| **n > 1).count();
     eprintln!(
-        "sentinel failover: {} acknowledged ({} before the kill), {} lost (acknowledged by the \
+        "sentinel failover: {} acknowledged in {:?} ({} before the kill), {} lost (acknowledged by the \
          old master, not replicated in time: {:?}), {} failed publishes, promoted {:?} after \
          the kill, first publish acknowledged {:?} after it, worker caught up {:?} after it \
          ({:?} after publishing stopped), {} handled twice",
         acked.len(),
+        published_for,
         before,
         lost.len(),
         lost.iter().take(10).collect::<Vec<_>>(),

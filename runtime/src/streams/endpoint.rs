@@ -227,6 +227,7 @@ impl Endpoint {
         if insecure && !plain.contains('#') {
             plain.push_str("#insecure");
         }
+        let insecure = insecure || plain.ends_with("#insecure");
         let certificates = files.certificates()?;
         let client = if files.is_empty() {
             Client::open(plain.as_str())
@@ -313,13 +314,6 @@ impl Endpoint {
                 user,
             }),
         })
-    }
-
-    /// The endpoint of a client made by the caller.
-    pub fn from_client(client: Client) -> Endpoint {
-        Endpoint {
-            inner: Arc::new(Inner::Direct(client, None)),
-        }
     }
 
     /// Whether the address is looked up at each connection (Sentinel), so
