@@ -398,7 +398,11 @@ async fn publishers_and_workers_follow_a_sentinel_failover() {
         }
     };
     assert!(gap, "the subscription did not say it had a gap");
-    eprintln!("Pub/Sub after the failover: {} on try {tries}", got.gate);
+    eprintln!(
+        "Pub/Sub after the failover: {} on try {tries}, {:?} after the kill",
+        got.gate,
+        killed.elapsed()
+    );
 
     // What survived is what the new master has; the worker handles all of it.
     let acked = acked.lock().unwrap().clone();

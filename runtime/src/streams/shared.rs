@@ -51,6 +51,13 @@ impl SharedConnection {
         client: Client,
         config: ConnectionManagerConfig,
     ) -> redis::RedisResult<Self> {
+        // redis-rs retries a lost connection 6 times from 100 ms, doubling
+        // (6.3 s): behind Sentinel the address it retries is the old
+        // master's, so one retry, then a replacement made to the new one.
+        let config = match endpoint.follows_failover() {
+            true => config.set_number_of_retries(1),
+            false => config,
+        };
         let conn = ConnectionManager::new_with_config(client, config.clone()).await?;
         Ok(SharedConnection {
             inner: Arc::new(Inner {
