@@ -1,6 +1,7 @@
 //! The built `tidings` binary takes the URLs the library takes: `rediss://`
 //! with the TLS files in the query (and refuses a server another CA
-//! signed), and `redis+sentinel://`.
+//! signed), and `redis+sentinel://`; and it needs no more than the ACL rule
+//! of the library.
 
 mod support;
 
@@ -73,4 +74,55 @@ async fn the_command_line_finds_the_master_through_the_sentinels() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["length"], 3);
+}
+
+#[tokio::test]
+async fn the_command_line_runs_as_a_user_limited_to_the_namespace() {
+    let server = RedisServer::start();
+    let mut admin = server.connection().await;
+    let mut setuser = redis::cmd("ACL");
+    setuser
+        .arg("SETUSER")
+        .arg("ops")
+        .arg("on")
+        .arg(">s3cret-pw");
+    for word in tidings::streams::acl_rule("tidings").split_whitespace() {
+        setuser.arg(word);
+    }
+    let _: () = setuser.query_async(&mut admin).await.unwrap();
+    let url = format!("redis://ops:s3cret-pw@127.0.0.1:{}", server.port());
+    publish(&url, 3).await;
+
+    let commands: &[&[&str]] = &[
+        &["streams", "list"],
+        &["streams", "stats", "contextual"],
+        &["groups", "create", "contextual", "audit", "--from", "start"],
+        &["groups", "list", "contextual"],
+        &["pending", "contextual", "audit"],
+        &["dlq", "list", "contextual"],
+        &["dlq", "purge", "contextual", "--all", "--yes"],
+        &["tail", "contextual", "--from", "0", "--count", "3"],
+        &["groups", "delete", "contextual", "audit", "--yes"],
+        &[
+            "streams",
+            "trim",
+            "contextual",
+            "--max-len",
+            "1",
+            "--exact",
+            "--yes",
+        ],
+    ];
+    for args in commands {
+        let mut all = args.to_vec();
+        all.extend(["--redis-url", &url]);
+        let out = support::asks(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "tidings {args:?} as the limited user: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("s3cret-pw"));
+    }
 }
