@@ -22,7 +22,7 @@ use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, Star
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2, Tick};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::{bare, ceiling, instructions, live, macro_cost, raw, request};
-use tidings_testkit::RedisServer;
+use tidings_testkit::{RedisOptions, RedisServer, TestCa};
 use tracing_subscriber::layer::SubscriberExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -186,6 +186,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     figures.extend(ceilings);
     if config.wants("latency") {
         figures.extend(latency_figures(&config, &url, &client).await?);
+    }
+    if config.wants("tls") {
+        figures.extend(tls_figures(&config, &url).await?);
     }
     if config.wants("metrics") {
         figures.extend(metrics_figures(&config, &url)?);
@@ -628,6 +631,126 @@ async fn consume_figures(
             Better::Higher,
             tp,
             b,
+        ),
+    ])
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// tidings over TLS (`rediss://`, a second private server with a CA made
+/// for the run) beside tidings over plain TCP (the run's server), the two
+/// taking turns: awaited publish, batches of 100, and consume + ack. Over
+/// TLS the hand-written `XADD`/`XREADGROUP` paths give way to redis-rs, so
+/// the figures hold both the cost of TLS and that of the fallback; redis-rs
+/// alone over TLS beside over TCP (`tls_raw_consume_ack`) parts the two.
+async fn tls_figures(config: &Config, plain_url: &str) -> Result<Vec<Figure>, BoxError> {
+    progress("publish and consume over TLS, beside plain TCP");
+    let ca = TestCa::try_generate()?;
+    let server = RedisServer::try_with_options(RedisOptions::default().tls(&ca))?;
+    let tls_url = server.url();
+    let plain_client = redis::Client::open(plain_url)?;
+    let mut plain_conn = plain_client.get_multiplexed_async_connection().await?;
+    let mut tls_conn = server.connection().await;
+    let sides = [
+        (connect(&tls_url, "tls").await?, true),
+        (connect(plain_url, "tls").await?, false),
+    ];
+    let events = samples(config.awaited.max(config.batched));
+    let (mut awaited, mut batched, mut consumed, mut raw_consumed) = (
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+    );
+    // A first round untimed, then the sides take turns, the first one
+    // alternating from round to round.
+    for run in 0..=config.runs {
+        let n_awaited = if run == 0 { 200 } else { config.awaited };
+        let n_batched = if run == 0 { 1_000 } else { config.batched };
+        let n_consume = if run == 0 { 1_000 } else { config.consume };
+        for turn in 0..2 {
+            let side = (turn + run) % 2;
+            let (bus, tls) = &sides[side];
+            let conn = if *tls { &mut tls_conn } else { &mut plain_conn };
+            let key = bus.stream_key("bench").unwrap();
+            del(conn, &key).await?;
+
+            let start = Instant::now();
+            for e in &events[..n_awaited] {
+                bus.publish(e).await?;
+            }
+            let a = per_second(n_awaited, start.elapsed());
+            del(conn, &key).await?;
+
+            let start = Instant::now();
+            for chunk in events[..n_batched].chunks(100) {
+                bus.publish_batch(chunk).await?;
+            }
+            let b = per_second(n_batched, start.elapsed());
+            del(conn, &key).await?;
+
+            prefill(bus, n_consume).await?;
+            let c = tidings_consume(bus, conn, consume_noop, "bench-consume", n_consume).await?;
+
+            let url = if *tls { tls_url.as_str() } else { plain_url };
+            let client = match tls {
+                true => {
+                    tidings::streams::Endpoint::parse(url, &Default::default())?
+                        .client()
+                        .await?
+                }
+                false => redis::Client::open(url)?,
+            };
+            destroy_group(conn, &key, "raw-consume").await?;
+            let mut reader = client.get_multiplexed_async_connection().await?;
+            let start = Instant::now();
+            raw::create_group(&mut reader, &key, "raw-consume").await?;
+            let acked = raw::consume(&mut reader, &key, "raw-consume", n_consume, |e| {
+                std::hint::black_box(&e);
+            })
+            .await?;
+            let r = per_second(acked, start.elapsed());
+            del(conn, &key).await?;
+            if run > 0 {
+                awaited[side].push(a);
+                batched[side].push(b);
+                consumed[side].push(c);
+                raw_consumed[side].push(r);
+            }
+        }
+    }
+    let [awaited_tls, awaited_tcp] = awaited;
+    let [batched_tls, batched_tcp] = batched;
+    let [consumed_tls, consumed_tcp] = consumed;
+    let [raw_tls, raw_tcp] = raw_consumed;
+    Ok(vec![
+        Figure::from_runs(
+            "tls_publish_awaited",
+            "events/s",
+            Better::Higher,
+            awaited_tls,
+            awaited_tcp,
+        ),
+        Figure::from_runs(
+            "tls_publish_batch_100",
+            "events/s",
+            Better::Higher,
+            batched_tls,
+            batched_tcp,
+        ),
+        Figure::from_runs(
+            "tls_consume_ack",
+            "events/s",
+            Better::Higher,
+            consumed_tls,
+            consumed_tcp,
+        ),
+        Figure::from_runs(
+            "tls_raw_consume_ack",
+            "events/s",
+            Better::Higher,
+            raw_tls,
+            raw_tcp,
         ),
     ])
 }

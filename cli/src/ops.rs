@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use tidings_runtime::streams::{Endpoint, TlsFiles};
 use tidings_runtime::{Bus, Error};
 
 /// How long the first connection may take before Redis counts as unreachable.
@@ -13,7 +14,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Where the events are: the Redis server, the key namespace, the tenant.
 #[derive(Debug, Args)]
 pub(crate) struct Connection {
-    /// Redis URL, `redis://[:password@]host:port[/db]`.
+    /// Redis URL: `redis://[user:password@]host:port[/db]`;
+    /// `rediss://…?tls_ca=<ca.crt>&tls_cert=<client.crt>&tls_key=<client.key>`
+    /// over TLS (`?insecure` accepts any certificate); or
+    /// `redis+sentinel://[user:password@]h1:26379,h2:26379/<master>[/db]`.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: String,
     /// Key namespace of the services (`<namespace>:{<stream>}`).
@@ -163,8 +167,21 @@ impl Connection {
     /// the bus's own connection retries with backoff for several seconds,
     /// which suits a service riding out a restart, not a person at a prompt.
     async fn probe(&self, url: &str) -> Result<(), Failure> {
-        let client = redis::Client::open(self.redis_url.as_str())
-            .map_err(|e| Failure::Usage(format!("invalid Redis URL `{url}`: {e}")))?;
+        let endpoint =
+            Endpoint::parse(&self.redis_url, &TlsFiles::default()).map_err(|e| match e {
+                Error::InvalidUrl { source, .. } => {
+                    Failure::Usage(format!("invalid Redis URL `{url}`: {source}"))
+                }
+                other => Failure::Usage(other.to_string()),
+            })?;
+        let client = tokio::time::timeout(PROBE_TIMEOUT, endpoint.first_client())
+            .await
+            .map_err(|_| {
+                Failure::Operational(format!(
+                    "cannot reach Redis at {url}: no master named within {PROBE_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(|e| Failure::Operational(format!("cannot reach Redis at {url}: {e}")))?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(PROBE_TIMEOUT))
             .set_response_timeout(Some(PROBE_TIMEOUT));

@@ -78,13 +78,25 @@ impl fmt::Display for Versions<'_> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The Redis URL does not parse.
+    /// The Redis URL does not parse (the URL is kept with its password
+    /// masked).
     #[error("invalid Redis URL `{url}`: {source}")]
     InvalidUrl {
         /// The URL as given.
         url: String,
         /// What redis-rs said about it.
         source: redis::RedisError,
+    },
+    /// A file of a TLS connection (named in the URL's query or given to
+    /// the builder) could not be read.
+    #[error("cannot read the TLS {what} `{}`: {source}", path.display())]
+    TlsFile {
+        /// `CA certificate`, `client certificate` or `client key`.
+        what: &'static str,
+        /// The path as given.
+        path: std::path::PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
     },
     /// The transport failed (connection, command error, unexpected reply).
     #[error(transparent)]
@@ -399,7 +411,10 @@ impl TransportError {
     }
 
     /// Whether trying again later may succeed: the connection went away or
-    /// timed out, or a restarted server is still loading its data (`LOADING`).
+    /// timed out, a restarted server is still loading its data (`LOADING`),
+    /// or, behind Sentinel, a failover is under way (no Sentinel names a
+    /// master that is up, or the server written to became a replica,
+    /// `READONLY`).
     pub fn is_transient(&self) -> bool {
         match self {
             TransportError::Redis(e) => {
@@ -407,6 +422,8 @@ impl TransportError {
                     || e.is_timeout()
                     || e.code() == Some("LOADING")
                     || e.code() == Some("TRYAGAIN")
+                    || e.code() == Some("READONLY")
+                    || e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
             }
             _ => false,
         }

@@ -14,6 +14,10 @@
 //! - [`conformance`]: the upstream conformance cases kept beside the
 //!   repository.
 //! - [`node`]: the npm packages of tests that drive JavaScript tools.
+//! - [`tls`]: a private CA per test (made with `openssl`), for a
+//!   `redis-server` that speaks TLS only ([`RedisOptions::tls`]).
+//! - [`sentinel`]: a master, a replica and three Sentinels watching them,
+//!   for failover tests.
 //!
 //! Servers are found on `PATH`; when one is missing, the test that needs it
 //! fails and names it (tests never skip silently).
@@ -27,7 +31,11 @@ pub mod node;
 pub mod postgres;
 mod process;
 pub mod redis;
+pub mod sentinel;
 mod suite;
+pub mod tls;
 
 pub use postgres::PostgresServer;
-pub use redis::{RedisOptions, RedisServer};
+pub use redis::{RedisOptions, RedisServer, ServerTls};
+pub use sentinel::SentinelSet;
+pub use tls::TestCa;

@@ -33,6 +33,26 @@ pub struct RedisOptions {
     pub appendfsync: Option<&'static str>,
     /// Extra `--<name> <value>` arguments.
     pub extra: Vec<(String, String)>,
+    /// TLS only (`--port 0 --tls-port <port>`), with the server
+    /// certificate of this CA; clients must show a certificate it signed.
+    pub tls: Option<ServerTls>,
+    /// The port of a master on 127.0.0.1 to replicate (`--replicaof`).
+    pub replica_of: Option<u16>,
+}
+
+/// The files of a TLS server, from a [`TestCa`](crate::TestCa).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The CA certificate, for clients and for the server's check of them.
+    pub ca: PathBuf,
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// The server key.
+    pub key: PathBuf,
+    /// A client certificate signed by the CA.
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
 }
 
 impl RedisOptions {
@@ -40,6 +60,25 @@ impl RedisOptions {
     /// `everysec` or `no`).
     pub fn appendonly(mut self, policy: &'static str) -> Self {
         self.appendfsync = Some(policy);
+        self
+    }
+
+    /// Speaks TLS only, with a server certificate of `ca`, and asks
+    /// clients for a certificate it signed (Redis's default).
+    pub fn tls(mut self, ca: &crate::TestCa) -> Self {
+        self.tls = Some(ServerTls {
+            ca: ca.ca_cert(),
+            cert: ca.server_cert(),
+            key: ca.server_key(),
+            client_cert: ca.client_cert(),
+            client_key: ca.client_key(),
+        });
+        self
+    }
+
+    /// Replicates the master listening on `port` of 127.0.0.1.
+    pub fn replica_of(mut self, port: u16) -> Self {
+        self.replica_of = Some(port);
         self
     }
 
@@ -124,7 +163,22 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), StartError> {
         let mut cmd = Command::new(REDIS_SERVER.name);
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let port = self.port.to_string();
+        match &self.options.tls {
+            None => cmd.args(["--port", &port]),
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        if let Some(master) = self.options.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+        }
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -137,18 +191,50 @@ impl RedisServer {
         for (name, value) in &self.options.extra {
             cmd.arg(format!("--{name}")).arg(value);
         }
+        let ready = match self.options.tls {
+            None => ping,
+            // The port opens once the server is ready; speaking TLS here
+            // would need a TLS client in the kit for nothing more.
+            Some(_) => listening,
+        };
         self.child = Some(process::spawn_ready(
             REDIS_SERVER,
             &mut cmd,
             self.port,
-            ping,
+            ready,
         )?);
         Ok(())
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>`; for a TLS server,
+    /// `rediss://127.0.0.1:<port>/?tls_ca=…&tls_cert=…&tls_key=…`, with
+    /// the test CA and its client certificate.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.options.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(tls) => format!(
+                "rediss://127.0.0.1:{}/?tls_ca={}&tls_cert={}&tls_key={}",
+                self.port,
+                tls.ca.display(),
+                tls.client_cert.display(),
+                tls.client_key.display()
+            ),
+        }
+    }
+
+    /// `rediss://127.0.0.1:<port>` with no files named, for a TLS server.
+    pub fn bare_url(&self) -> String {
+        let scheme = if self.options.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The TLS files of the server, if it speaks TLS.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.options.tls.as_ref()
     }
 
     /// The port the server listens on (the same across restarts).
@@ -175,7 +261,25 @@ impl RedisServer {
     ///
     /// When the server does not accept it.
     pub async fn connection(&self) -> ::redis::aio::MultiplexedConnection {
-        ::redis::Client::open(self.url())
+        let client = match &self.options.tls {
+            None => ::redis::Client::open(self.url()),
+            Some(tls) => {
+                let read = |p: &PathBuf| {
+                    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+                };
+                ::redis::Client::build_with_tls(
+                    self.bare_url(),
+                    ::redis::TlsCertificates {
+                        client_tls: Some(::redis::ClientTlsConfig {
+                            client_cert: read(&tls.client_cert),
+                            client_key: read(&tls.client_key),
+                        }),
+                        root_cert: Some(read(&tls.ca)),
+                    },
+                )
+            }
+        };
+        client
             .expect("a valid redis URL")
             .get_multiplexed_async_connection()
             .await
@@ -212,8 +316,13 @@ impl Drop for RedisServer {
     }
 }
 
+/// Whether something accepts connections on `port`.
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
 /// Whether a server on `port` answers `PING` with `+PONG`.
-fn ping(port: u16) -> bool {
+pub(crate) fn ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

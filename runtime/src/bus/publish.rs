@@ -300,7 +300,7 @@ impl Bus {
     /// PUBLISH ns:channel:type <cloudevents json>
     /// ```
     ///
-    /// The payload is serialized once. Over plain TCP the `XADD` goes out on
+    /// The payload is serialized once. Over TCP or TLS the `XADD` goes out on
     /// a connection the bus keeps for publishing, written and answered in
     /// the calling task; calls made while it is busy share the multiplexed
     /// connection and are pipelined on it.
@@ -333,7 +333,7 @@ impl Bus {
     /// the connection fails half-way, the batch is sent again (with the same
     /// event ids) until the publish timeout, so an event may appear twice.
     ///
-    /// Over plain TCP a batch goes through a connection the bus keeps for
+    /// Over TCP or TLS a batch goes through a connection the bus keeps for
     /// publishing, with the commands encoded by tidings itself; a batch sent
     /// while another publish is on it goes through the shared connection.
     /// On the bus's own connection, a batch of events bound for one stream

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use redis::{Client, Pipeline};
+use redis::Pipeline;
 
 use crate::backoff::Backoff;
-use crate::streams::SharedConnection;
+use crate::streams::{Endpoint, SharedConnection};
 use crate::transport::{
     ChannelTransport, Message, MessageBody, MessageStream, Outgoing, Target, TransportError,
 };
@@ -21,22 +21,24 @@ use crate::transport::{
 /// other command).
 #[derive(Clone)]
 pub struct PubSubTransport {
-    client: Client,
+    endpoint: Endpoint,
     conn: SharedConnection,
 }
 
 impl std::fmt::Debug for PubSubTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PubSubTransport")
-            .field("server", &self.client.get_connection_info().addr())
+            .field("server", &self.endpoint.describe())
             .finish_non_exhaustive()
     }
 }
 
 impl PubSubTransport {
-    /// A transport that publishes over `conn` and subscribes through `client`.
-    pub fn new(client: Client, conn: SharedConnection) -> Self {
-        PubSubTransport { client, conn }
+    /// A transport that publishes over `conn` and subscribes on
+    /// connections of its own to the server `endpoint` names (behind
+    /// Sentinel, the master at the time of each subscription).
+    pub fn new(endpoint: Endpoint, conn: SharedConnection) -> Self {
+        PubSubTransport { endpoint, conn }
     }
 }
 
@@ -73,9 +75,9 @@ impl ChannelTransport for PubSubTransport {
     /// and yields a [`MessageBody::Gap`] before the messages that follow.
     /// Ends only when the stream is dropped.
     async fn subscribe(&self, target: Target) -> Result<MessageStream, TransportError> {
-        let first = subscribed(&self.client, &target).await?;
+        let first = subscribed(&self.endpoint, &target).await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Message>(BUFFERED);
-        let client = self.client.clone();
+        let endpoint = self.endpoint.clone();
         tokio::spawn(async move {
             let name = match &target {
                 Target::Channel(c) | Target::Pattern(c) => c.clone(),
@@ -97,7 +99,7 @@ impl ChannelTransport for PubSubTransport {
                 crate::telemetry::reconnect("pubsub");
                 let mut failed = 0u32;
                 messages = loop {
-                    match subscribed(&client, &target).await {
+                    match subscribed(&endpoint, &target).await {
                         Ok(m) => break m,
                         Err(e) => {
                             failed = failed.saturating_add(1);
@@ -133,10 +135,10 @@ const BUFFERED: usize = 4096;
 
 /// A new connection subscribed to `target`, as a stream of its messages.
 async fn subscribed(
-    client: &Client,
+    endpoint: &Endpoint,
     target: &Target,
 ) -> Result<impl futures::Stream<Item = Message> + Send + Unpin + 'static, TransportError> {
-    let mut pubsub = client.get_async_pubsub().await?;
+    let mut pubsub = endpoint.client().await?.get_async_pubsub().await?;
     match target {
         Target::Channel(c) => pubsub.subscribe(c).await?,
         Target::Pattern(p) => pubsub.psubscribe(p).await?,

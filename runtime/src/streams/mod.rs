@@ -1,5 +1,6 @@
 //! Redis Streams transport: durable, at-least-once delivery through consumer groups.
 
+mod endpoint;
 mod info;
 mod reply;
 mod resp;
@@ -9,7 +10,9 @@ mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+pub(crate) use endpoint::redact;
+pub use endpoint::{acl_rule, Endpoint, TlsFiles, ACL_COMMANDS};
+use redis::aio::ConnectionManagerConfig;
 use redis::{Client, Cmd, Pipeline, Value};
 pub use shared::SharedConnection;
 
@@ -22,7 +25,7 @@ use crate::transport::{
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
 ///
-/// Publishing over plain TCP goes through a connection the transport keeps
+/// Publishing over TCP (or TLS) goes through a connection the transport keeps
 /// for `XADD`s: the commands are encoded by hand and written from the
 /// publishing task, and the reply is read there too, which spares the hop
 /// through redis-rs's connection task on every awaited publish and costs a
@@ -30,14 +33,17 @@ use crate::transport::{
 /// one stream is streamed out inside `MULTI`/`EXEC` as its payloads are
 /// serialized, see [`Bus::publish_batch`](crate::Bus::publish_batch)). Whoever finds that
 /// connection busy (another publish is waiting for its reply) goes through
-/// one shared [`ConnectionManager`] instead: it multiplexes, so concurrent
+/// one shared [`ConnectionManager`](redis::aio::ConnectionManager) instead: it multiplexes, so concurrent
 /// `publish` calls from many tasks are written to the socket back to back
-/// and answered in order (pipelined without waiting for one another). TLS
-/// and Unix addresses always take the shared connection. Each reading
+/// and answered in order (pipelined without waiting for one another). Over
+/// TLS the same holds, with the CA and client certificate of redis-rs's
+/// connections; Unix sockets, and TLS with `insecure`, always take the
+/// shared connection. Each reading
 /// consumer gets connections of its own ([`StreamsReader`]), because a
 /// blocking `XREADGROUP` holds its connection until it returns.
 #[derive(Clone)]
 pub struct StreamsTransport {
+    endpoint: Endpoint,
     client: Client,
     conn: SharedConnection,
     own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
@@ -48,7 +54,7 @@ pub struct StreamsTransport {
 impl std::fmt::Debug for StreamsTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamsTransport")
-            .field("server", &self.client.get_connection_info().addr())
+            .field("server", &self.endpoint.describe())
             .finish_non_exhaustive()
     }
 }
@@ -67,12 +73,26 @@ impl StreamsTransport {
     /// One attempt first, held to `connect_timeout`, so that a closed port,
     /// a wrong password or a frozen server fails at once with its own
     /// reason; redis-rs's manager, which retries with backoff, only takes
-    /// over a server that answered.
+    /// over a server that answered. Behind Sentinel, the Sentinels are asked
+    /// for the master first, within the same time.
     pub async fn connect(
-        client: Client,
+        endpoint: Endpoint,
         response_timeout: Option<Duration>,
         connect_timeout: Duration,
     ) -> Result<Self, TransportError> {
+        let client = match tokio::time::timeout(connect_timeout, endpoint.first_client()).await {
+            Ok(found) => found?,
+            Err(_) => {
+                return Err(TransportError::Connect {
+                    address: endpoint.describe(),
+                    user: endpoint.user(),
+                    source: redis::RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no master named within {connect_timeout:?}"),
+                    )),
+                })
+            }
+        };
         let probe = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(connect_timeout));
@@ -89,8 +109,12 @@ impl StreamsTransport {
         });
         if let Err(e) = first {
             let info = client.get_connection_info();
+            let address = match endpoint.follows_failover() {
+                true => format!("{} ({})", info.addr(), endpoint.describe()),
+                false => info.addr().to_string(),
+            };
             return Err(TransportError::Connect {
-                address: info.addr().to_string(),
+                address,
                 user: info.redis_settings().username().map(str::to_owned),
                 source: e,
             });
@@ -98,10 +122,11 @@ impl StreamsTransport {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(response_timeout)
             .set_connection_timeout(Some(connect_timeout));
-        let conn = SharedConnection::connect(client.clone(), config).await?;
-        let own = resp::RespConnection::for_info(client.get_connection_info())
+        let conn = SharedConnection::connect(endpoint.clone(), client.clone(), config).await?;
+        let own = resp::RespConnection::for_info(client.get_connection_info(), &endpoint)
             .map(|c| Arc::new(tokio::sync::Mutex::new(c)));
         Ok(StreamsTransport {
+            endpoint,
             client,
             conn,
             own,
@@ -115,9 +140,14 @@ impl StreamsTransport {
         &self.conn
     }
 
-    /// The client the transport was built from.
+    /// The client of the server the transport first connected to.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Where the transport finds Redis.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// A batch to one stream, streamed out on the transport's own
@@ -125,7 +155,7 @@ impl StreamsTransport {
     /// (see [`resp::RespConnection::append_streamed`]): the entry ids, or
     /// the event whose payload could not be serialized, with nothing
     /// appended. `None`, with nothing done, when the server is not reached
-    /// over plain TCP, or when the connection is busy and `wait` is false.
+    /// over TCP or TLS, or when the connection is busy and `wait` is false.
     pub(crate) async fn append_streamed(
         &self,
         key: &str,
@@ -348,9 +378,9 @@ fn timed_out(message: String) -> TransportError {
 
 /// The connections of one reading consumer: `XREADGROUP` goes through a
 /// connection of its own with a cheaper reply parser when the server is
-/// reached over plain TCP, everything else through redis-rs.
+/// reached over TCP or TLS, everything else through redis-rs.
 pub struct StreamsReader {
-    managed: ConnectionManager,
+    managed: SharedConnection,
     fast: Option<resp::RespConnection>,
 }
 
@@ -478,8 +508,10 @@ impl StreamTransport for StreamsTransport {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(self.connect_timeout));
-        let managed = ConnectionManager::new_with_config(self.client.clone(), config).await?;
-        let fast = resp::RespConnection::for_info(self.client.get_connection_info());
+        let client = self.endpoint.client().await?;
+        let managed =
+            SharedConnection::connect(self.endpoint.clone(), client.clone(), config).await?;
+        let fast = resp::RespConnection::for_info(client.get_connection_info(), &self.endpoint);
         Ok(StreamsReader { managed, fast })
     }
 

@@ -14,20 +14,28 @@
 //! framing and all, sent from the publishing task, and the replies are read
 //! in place.
 //!
-//! Only plain TCP is spoken here (RESP2, with `AUTH` and `SELECT` when the
-//! client has them); any other address falls back to redis-rs.
+//! RESP2 is spoken here over plain TCP or over TLS (rustls, with the same
+//! CA and client certificate as redis-rs's connections), with `AUTH` and
+//! `SELECT` when the client has them; a Unix socket, or TLS with
+//! `insecure`, falls back to redis-rs. Behind Sentinel, each new
+//! connection goes to the master the Sentinels name at that moment.
 //!
 //! The file is long (about 800 lines of code, as many again of tests) for
 //! that measured reason: the reader, the encoder and the connection that
 //! owns their buffers are one protocol state, and splitting them would put
 //! the buffer handling of one round trip in several places.
 
-use redis::{ConnectionAddr, ConnectionInfo, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use redis::{ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, Value};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use super::endpoint::Endpoint;
 use super::value::protocol;
 use crate::envelope::Envelope;
 use crate::transport::{Entry, Outgoing, ReadRequest, TransportError};
@@ -54,7 +62,7 @@ pub(super) struct RespConnection {
     username: Option<String>,
     password: Option<String>,
     db: i64,
-    conn: Option<(TcpStream, Vec<u8>)>,
+    conn: Option<(Socket, Vec<u8>)>,
     /// Encoded commands on their way out, kept between batches.
     out: Vec<u8>,
     /// The payload being serialized, in a batch streamed out as it is
@@ -62,13 +70,73 @@ pub(super) struct RespConnection {
     payload: Vec<u8>,
     /// Whether a read was sent ahead on `conn` and its reply not read yet.
     ahead: bool,
+    /// Behind Sentinel: where to ask for the master's address before each
+    /// new connection.
+    follow: Option<Endpoint>,
+    /// For `rediss://`: the TLS configuration of each new connection.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The socket of a connection: TCP, or TLS over TCP.
+pub(super) enum Socket {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 impl RespConnection {
-    /// A connection for `info`, if it is plain TCP.
-    pub(super) fn for_info(info: &ConnectionInfo) -> Option<Self> {
-        let ConnectionAddr::Tcp(host, port) = info.addr() else {
-            return None;
+    /// A connection for `info`, if it is TCP, or TLS that checks the
+    /// server's certificate; behind Sentinel, `endpoint` gives the address
+    /// of each new connection.
+    pub(super) fn for_info(info: &ConnectionInfo, endpoint: &Endpoint) -> Option<Self> {
+        let (host, port, tls) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host, port, None),
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                ..
+            } => (host, port, Some(endpoint.rustls_config()?)),
+            _ => return None,
         };
         let settings = info.redis_settings();
         Some(RespConnection {
@@ -81,10 +149,12 @@ impl RespConnection {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            follow: endpoint.follows_failover().then(|| endpoint.clone()),
+            tls,
         })
     }
 
-    async fn open(&self) -> Result<(TcpStream, Vec<u8>), TransportError> {
+    async fn open(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(result) => result,
             Err(_) => Err(super::timed_out(format!(
@@ -94,11 +164,40 @@ impl RespConnection {
         }
     }
 
-    async fn connect(&self) -> Result<(TcpStream, Vec<u8>), TransportError> {
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port))
+    async fn connect(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
+        if let Some(endpoint) = &self.follow {
+            let client = endpoint.client().await?;
+            let ConnectionAddr::Tcp(host, port) = client.get_connection_info().addr() else {
+                return Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "the master named by Sentinel is not reached over plain TCP",
+                ))
+                .into());
+            };
+            self.host = host.clone();
+            self.port = *port;
+        }
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(redis::RedisError::from)?;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream = match &self.tls {
+            None => Socket::Tcp(tcp),
+            Some(config) => {
+                let name = ServerName::try_from(self.host.clone()).map_err(|e| {
+                    RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "not a TLS server name",
+                        format!("`{}`: {e}", self.host),
+                    ))
+                })?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(redis::RedisError::from)?;
+                Socket::Tls(Box::new(tls))
+            }
+        };
         let mut buf = Vec::with_capacity(READ_CHUNK);
         if let Some(password) = &self.password {
             let mut auth = redis::cmd("AUTH");
@@ -297,7 +396,7 @@ impl RespConnection {
 /// `+QUEUED` (or the error that refused a command) each, then `EXEC`'s
 /// array of `n` replies, or its error when a command was refused.
 async fn read_exec_replies(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut Vec<u8>,
     n: usize,
 ) -> Result<Vec<Result<String, TransportError>>, TransportError> {
@@ -355,7 +454,7 @@ async fn read_exec_replies(
 /// Reads until the RESP item at `start` of `buf` is whole; returns its end.
 /// Each read is walked on from where the last one stopped.
 async fn whole_item(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut Vec<u8>,
     start: usize,
     command: &'static str,
@@ -380,15 +479,20 @@ fn server_error(reply: &[u8], command: &'static str) -> Result<TransportError, T
     }
 }
 
-async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), TransportError> {
+/// Writes `bytes` out (through TLS too: flushed, not left in a record).
+async fn write(stream: &mut Socket, bytes: &[u8]) -> Result<(), TransportError> {
     stream
         .write_all(bytes)
+        .await
+        .map_err(redis::RedisError::from)?;
+    stream
+        .flush()
         .await
         .map_err(|e| redis::RedisError::from(e).into())
 }
 
 /// Reads more of a reply into `buf`; the end of the stream is an error.
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), TransportError> {
+async fn fill(stream: &mut Socket, buf: &mut Vec<u8>) -> Result<(), TransportError> {
     if buf.capacity() - buf.len() < READ_CHUNK / 2 {
         buf.reserve(READ_CHUNK);
     }
@@ -493,7 +597,7 @@ fn bulk_open(out: &mut Vec<u8>, bytes: &[u8]) {
 /// Reads the `n` replies of pipelined `XADD`s: an entry id each, or a
 /// server error, which is kept in its place.
 async fn read_xadd_replies(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut Vec<u8>,
     n: usize,
 ) -> Result<Vec<Result<String, TransportError>>, TransportError> {
@@ -545,7 +649,7 @@ fn is_server_error(reason: &str) -> bool {
 }
 
 async fn expect_ok(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut Vec<u8>,
     cmd: &redis::Cmd,
     command: &'static str,
@@ -561,7 +665,7 @@ async fn expect_ok(
 /// Sends `cmd`, waits for its whole reply and gives it to `decode`; a
 /// server error is an `Err`.
 async fn roundtrip<T>(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut Vec<u8>,
     cmd: &redis::Cmd,
     command: &'static str,
@@ -577,7 +681,7 @@ async fn roundtrip<T>(
 /// Waits for the whole reply at the start of `buf` and returns its length;
 /// a server error is consumed and returned as an `Err`.
 async fn reply(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut Vec<u8>,
     command: &'static str,
 ) -> Result<usize, TransportError> {
@@ -596,7 +700,7 @@ async fn reply(
 /// ahead that cannot be sent clears `keep`: the entries are still returned,
 /// and the connection is dropped after.
 async fn receive_entries(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut Vec<u8>,
     r: &ReadRequest<'_>,
     ahead: &mut bool,
@@ -629,7 +733,7 @@ async fn receive_entries(
 /// it is read in one walk. Only a reply still arriving (or an error) is
 /// first followed to its end as it comes, which spares a second walk over
 /// every reply that is whole.
-async fn entries(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<Entry>, TransportError> {
+async fn entries(stream: &mut Socket, buf: &mut Vec<u8>) -> Result<Vec<Entry>, TransportError> {
     if buf.first() == Some(&b'*') {
         if let Some((entries, len)) = read_group_prefix(buf)? {
             buf.drain(..len);
@@ -1182,7 +1286,41 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            follow: None,
+            tls: None,
         }
+    }
+
+    #[tokio::test]
+    async fn rediss_takes_this_path_over_tls_unless_insecure() {
+        use tidings_testkit::{RedisOptions, RedisServer, TestCa};
+        let ca = TestCa::generate();
+        let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+        let endpoint = Endpoint::parse(&server.url(), &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint)
+            .expect("a rediss:// URL with its CA takes the hand-written path");
+        let o = outgoing(b"{}", None, &[]);
+        let ids = conn.append(&[("k", o), ("k", o)]).await.unwrap();
+        assert_eq!(ids.len(), 2);
+        assert!(matches!(conn.conn, Some((Socket::Tls(_), _))));
+        let request = ReadRequest::new("k", "g", "c", 10, std::time::Duration::from_millis(10));
+        let mut admin = server.connection().await;
+        let _: Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("k")
+            .arg("g")
+            .arg("0")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let read = conn.read_group(&request).await.unwrap();
+        assert_eq!(read.len(), 2);
+
+        let insecure = format!("{}&insecure", server.url());
+        let endpoint = Endpoint::parse(&insecure, &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        assert!(RespConnection::for_info(client.get_connection_info(), &endpoint).is_none());
     }
 
     #[tokio::test]
@@ -1399,6 +1537,8 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            follow: None,
+            tls: None,
         };
         let started = std::time::Instant::now();
         let request = ReadRequest::new("k", "g", "c", 1, std::time::Duration::ZERO);

@@ -8,12 +8,19 @@
 //! minutes). This wrapper is what the transports hold instead: a command
 //! that times out starts one replacement in the background, and commands
 //! go through the new connection once it is up.
+//!
+//! Behind Sentinel the manager would reconnect to the address it was made
+//! for, the old master's: there, a command that finds the connection gone
+//! (or the server turned replica, `READONLY`) also starts a replacement,
+//! made to the master the Sentinels name then.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
+
+use super::endpoint::Endpoint;
 
 /// A cheap handle (one `Arc`) on the shared connection.
 #[derive(Clone)]
@@ -22,7 +29,7 @@ pub struct SharedConnection {
 }
 
 struct Inner {
-    client: Client,
+    endpoint: Endpoint,
     config: ConnectionManagerConfig,
     current: RwLock<ConnectionManager>,
     renewing: AtomicBool,
@@ -31,21 +38,30 @@ struct Inner {
 impl std::fmt::Debug for SharedConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedConnection")
-            .field("server", &self.inner.client.get_connection_info().addr())
+            .field("server", &self.inner.endpoint.describe())
             .finish_non_exhaustive()
     }
 }
 
 impl SharedConnection {
-    /// Connects, as `ConnectionManager::new_with_config` does.
+    /// Connects, as `ConnectionManager::new_with_config` does, to
+    /// `client`, the server `endpoint` names now.
     pub async fn connect(
+        endpoint: Endpoint,
         client: Client,
         config: ConnectionManagerConfig,
     ) -> redis::RedisResult<Self> {
-        let conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        // redis-rs retries a lost connection 6 times from 100 ms, doubling
+        // (6.3 s): behind Sentinel the address it retries is the old
+        // master's, so one retry, then a replacement made to the new one.
+        let config = match endpoint.follows_failover() {
+            true => config.set_number_of_retries(1),
+            false => config,
+        };
+        let conn = ConnectionManager::new_with_config(client, config.clone()).await?;
         Ok(SharedConnection {
             inner: Arc::new(Inner {
-                client,
+                endpoint,
                 config,
                 current: RwLock::new(conn),
                 renewing: AtomicBool::new(false),
@@ -62,23 +78,34 @@ impl SharedConnection {
             .clone()
     }
 
-    /// After a timeout: starts one replacement, unless one is under way.
+    /// After a timeout (or, behind Sentinel, a lost connection or a
+    /// replica's `READONLY`): starts one replacement, unless one is under
+    /// way.
     fn renew_after(&self, e: &redis::RedisError) {
-        if !e.is_timeout() || self.inner.renewing.swap(true, Ordering::AcqRel) {
+        let lost = self.inner.endpoint.follows_failover()
+            && (e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_io_error()
+                || e.code() == Some("READONLY"));
+        if !(e.is_timeout() || lost) || self.inner.renewing.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.inner.clone();
         tokio::spawn(async move {
-            let fresh =
-                ConnectionManager::new_with_config(inner.client.clone(), inner.config.clone())
-                    .await;
+            let fresh = match inner.endpoint.client().await {
+                Ok(client) => {
+                    ConnectionManager::new_with_config(client, inner.config.clone()).await
+                }
+                Err(e) => Err(e),
+            };
             match fresh {
                 Ok(conn) => {
                     *inner.current.write().unwrap_or_else(|e| e.into_inner()) = conn;
-                    tracing::info!("made the shared Redis connection again after a timeout");
+                    tracing::info!(server = %inner.endpoint.describe(),
+                        "made the shared Redis connection again");
                 }
                 Err(e) => tracing::warn!(error = %e,
-                    "making the shared Redis connection again failed; the next timeout tries again"),
+                    "making the shared Redis connection again failed; the next failed command tries again"),
             }
             inner.renewing.store(false, Ordering::Release);
         });

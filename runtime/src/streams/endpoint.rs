@@ -1,0 +1,501 @@
+//! Where Redis is: one server (`redis://`, `rediss://`), or the master that
+//! a set of Sentinels names (`redis+sentinel://`), looked up again each time
+//! a connection is made, so that connections follow a failover.
+//!
+//! TLS goes through redis-rs and rustls. The files a TLS connection needs
+//! (the CA that signed the server's certificate, a client certificate and
+//! its key) come from [`TlsFiles`] or from the URL's query
+//! (`?tls_ca=…&tls_cert=…&tls_key=…`); `?insecure` (redis-rs's `#insecure`)
+//! turns certificate checks off, and only when it is written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use percent_encoding::percent_decode_str;
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{Client, ClientTlsConfig, ErrorKind, RedisConnectionInfo, RedisError, TlsCertificates};
+
+use crate::error::{Error, TransportError};
+
+/// Every command tidings sends, as ACL rules: the library (publishing,
+/// consuming, dead letters, retries, stats, Pub/Sub, request and reply,
+/// the Lua scripts, whose commands Redis checks too), the CLI, and
+/// `SELECT` for a database other than 0. `AUTH` needs no rule. redis-rs
+/// also sends `CLIENT SETINFO` on connecting and ignores its reply: it is
+/// left out, as Redis before 7.2 does not know it and would refuse the rule.
+pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
++evalsha +script|load \
++publish +subscribe +psubscribe +unsubscribe +punsubscribe \
++xadd +xreadgroup +xread +xack +xautoclaim +xclaim +xgroup +xinfo +xlen +xpending \
++xrange +xrevrange +xdel +xtrim \
++exists +type +scan +set +del +pexpire +hget +hset +hdel";
+
+/// The ACL rule of a user that can do everything tidings does under
+/// `namespace` and nothing else: its keys (`~<ns>:*`), its Pub/Sub
+/// channels (`&<ns>:*`), [`ACL_COMMANDS`], and no `@dangerous` command
+/// whatever is added later. Give it to `ACL SETUSER <user> on ><password>`
+/// (each word an argument), or write it on a `user` line of an ACL file.
+///
+/// ```
+/// let rule = tidings::streams::acl_rule("orders");
+/// assert!(rule.starts_with("resetkeys ~orders:* resetchannels &orders:* -@all +ping "));
+/// assert!(rule.ends_with(" -@dangerous"));
+/// ```
+pub fn acl_rule(namespace: &str) -> String {
+    let commands = ACL_COMMANDS
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("resetkeys ~{namespace}:* resetchannels &{namespace}:* -@all {commands} -@dangerous")
+}
+
+/// The port of a Sentinel when the URL gives none.
+const SENTINEL_PORT: u16 = 26379;
+
+/// The files of a TLS connection, all in PEM: the CA certificates that
+/// signed the server's certificate (the system's roots when none), and a
+/// client certificate with its key for servers that ask for one
+/// (`tls-auth-clients yes`, Redis's default).
+///
+/// ```
+/// # use tidings::streams::TlsFiles;
+/// let files = TlsFiles::default()
+///     .ca("/etc/redis/tls/ca.crt")
+///     .client("/etc/redis/tls/client.crt", "/etc/redis/tls/client.key");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    ca: Option<PathBuf>,
+    client: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsFiles {
+    /// The CA certificate file (PEM; several certificates may follow one
+    /// another) that the server's certificate must chain to.
+    pub fn ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca = Some(path.into());
+        self
+    }
+
+    /// The client certificate and its private key (PEM), for mutual TLS.
+    pub fn client(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client = Some((cert.into(), key.into()));
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.client.is_none()
+    }
+
+    fn certificates(&self) -> Result<TlsCertificates, Error> {
+        let read = |path: &Path, what: &'static str| {
+            std::fs::read(path).map_err(|source| Error::TlsFile {
+                what,
+                path: path.to_owned(),
+                source,
+            })
+        };
+        let root_cert = match &self.ca {
+            Some(path) => Some(read(path, "CA certificate")?),
+            None => None,
+        };
+        let client_tls = match &self.client {
+            Some((cert, key)) => Some(ClientTlsConfig {
+                client_cert: read(cert, "client certificate")?,
+                client_key: read(key, "client key")?,
+            }),
+            None => None,
+        };
+        Ok(TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
+}
+
+/// Where the bus finds Redis; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    /// One server, at a fixed address; for `rediss://` that checks the
+    /// server's certificate, the same TLS configuration for the
+    /// hand-written connections as redis-rs's have.
+    Direct(Client, Option<Arc<rustls::ClientConfig>>),
+    /// The master a set of Sentinels names.
+    Sentinel {
+        sentinel: tokio::sync::Mutex<Sentinel>,
+        /// The master's name in the Sentinels' configuration.
+        master: String,
+        /// How to log in to the master (user, password, database).
+        node: SentinelNodeConnectionInfo,
+        /// `h1:26379,h2:26379`, for messages.
+        hosts: String,
+        user: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Endpoint").field(&self.describe()).finish()
+    }
+}
+
+impl Endpoint {
+    /// Reads a Redis URL:
+    ///
+    /// - `redis://[user:password@]host:port[/db]`: one server over TCP;
+    /// - `rediss://…`: the same over TLS, checked against the CA of
+    ///   `tls` or of the query (`?tls_ca=/path/ca.crt`), with a client
+    ///   certificate from `?tls_cert=…&tls_key=…`; `?insecure` (or
+    ///   `#insecure`) accepts any certificate;
+    /// - `redis+sentinel://[user:password@]h1:26379,h2:26379/master-name[/db]`:
+    ///   the master that the Sentinels at `h1`, `h2`, … name
+    ///   `master-name`. The user and password are the master's; the
+    ///   Sentinels are asked without any.
+    ///
+    /// A file named in the query or in `tls` is read here: a missing one
+    /// fails with [`Error::TlsFile`]. The password never appears in an
+    /// error.
+    ///
+    /// ```
+    /// # use tidings::streams::{Endpoint, TlsFiles};
+    /// let one = Endpoint::parse("redis://127.0.0.1:6379/0", &TlsFiles::default())?;
+    /// let watched = Endpoint::parse(
+    ///     "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/orders",
+    ///     &TlsFiles::default(),
+    /// )?;
+    /// assert_eq!(watched.describe(), "master `orders` of the Sentinels at 10.0.0.1:26379,10.0.0.2:26379");
+    /// assert!(Endpoint::parse("redis://h:6379/?insecure", &TlsFiles::default()).is_err());
+    /// # Ok::<(), tidings::Error>(())
+    /// ```
+    pub fn parse(url: &str, tls: &TlsFiles) -> Result<Endpoint, Error> {
+        let invalid = |detail: String| Error::InvalidUrl {
+            url: redact(url),
+            source: RedisError::from((ErrorKind::InvalidClientConfig, "invalid URL", detail)),
+        };
+        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+            if !tls.is_empty() {
+                return Err(invalid(
+                    "TLS files were given for a Sentinel URL; TLS to Sentinels is not supported"
+                        .into(),
+                ));
+            }
+            return Self::sentinel(rest).map_err(invalid);
+        }
+        let (base, query) = split_query(url);
+        let mut files = tls.clone();
+        let mut insecure = false;
+        let mut cert = None;
+        let mut key = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = || percent_decode_str(value).decode_utf8_lossy().into_owned();
+            match name {
+                "tls_ca" => files = files.ca(value()),
+                "tls_cert" => cert = Some(value()),
+                "tls_key" => key = Some(value()),
+                "insecure" => insecure = true,
+                _ => kept.push(pair),
+            }
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => files = files.client(cert, key),
+            (None, None) => {}
+            _ => {
+                return Err(invalid(
+                    "`tls_cert` and `tls_key` go together: give both or neither".into(),
+                ))
+            }
+        }
+        let tls_url = url.starts_with("rediss://") || url.starts_with("valkeys://");
+        if !tls_url && (insecure || !files.is_empty()) {
+            return Err(invalid(
+                "TLS options (`tls_ca`, `tls_cert`, `tls_key`, `insecure`, or TLS files on the \
+                 builder) need a `rediss://` URL"
+                    .into(),
+            ));
+        }
+        let mut plain = base.to_owned();
+        if !kept.is_empty() {
+            plain.push('?');
+            plain.push_str(&kept.join("&"));
+        }
+        if insecure && !plain.contains('#') {
+            plain.push_str("#insecure");
+        }
+        let insecure = insecure || plain.ends_with("#insecure");
+        let certificates = files.certificates()?;
+        let client = if files.is_empty() {
+            Client::open(plain.as_str())
+        } else {
+            Client::build_with_tls(plain.as_str(), certificates.clone())
+        }
+        .map_err(|source| Error::InvalidUrl {
+            url: redact(url),
+            source,
+        })?;
+        let rustls = match tls_url && !insecure {
+            true => Some(Arc::new(rustls_config(&certificates).map_err(invalid)?)),
+            false => None,
+        };
+        Ok(Endpoint {
+            inner: Arc::new(Inner::Direct(client, rustls)),
+        })
+    }
+
+    /// The TLS configuration of the hand-written connections, for a
+    /// `rediss://` URL that checks the server's certificate.
+    pub(crate) fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        match &*self.inner {
+            Inner::Direct(_, tls) => tls.clone(),
+            Inner::Sentinel { .. } => None,
+        }
+    }
+
+    fn sentinel(rest: &str) -> Result<Endpoint, String> {
+        let (login, rest) = match rest.rsplit_once('@') {
+            Some((login, rest)) => (Some(login), rest),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut path = path.split('/');
+        let master = path.next().unwrap_or("");
+        if master.is_empty() {
+            return Err(
+                "a Sentinel URL names its master: redis+sentinel://host:26379/master-name".into(),
+            );
+        }
+        let db = match path.next() {
+            None | Some("") => 0,
+            Some(db) => db.parse::<i64>().map_err(|_| {
+                format!("the database `{db}` after the master name is not a number")
+            })?,
+        };
+        let mut sentinels = Vec::new();
+        for host in hosts.split(',') {
+            let (name, port) = match host.rsplit_once(':') {
+                Some((name, port)) => (
+                    name,
+                    port.parse::<u16>().map_err(|_| {
+                        format!("the port of the Sentinel `{host}` is not a number")
+                    })?,
+                ),
+                None => (host, SENTINEL_PORT),
+            };
+            if name.is_empty() {
+                return Err(format!("a Sentinel host is empty in `{hosts}`"));
+            }
+            sentinels.push(redis::ConnectionAddr::Tcp(name.to_owned(), port));
+        }
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let mut settings = RedisConnectionInfo::default().set_db(db);
+        let mut user = None;
+        if let Some(login) = login {
+            let (name, password) = login.split_once(':').unwrap_or((login, ""));
+            if !name.is_empty() {
+                settings = settings.set_username(decode(name));
+                user = Some(decode(name));
+            }
+            if !password.is_empty() {
+                settings = settings.set_password(decode(password));
+            }
+        }
+        let sentinel = Sentinel::build(sentinels).map_err(|e| e.to_string())?;
+        Ok(Endpoint {
+            inner: Arc::new(Inner::Sentinel {
+                sentinel: tokio::sync::Mutex::new(sentinel),
+                master: master.to_owned(),
+                node: SentinelNodeConnectionInfo::default().set_redis_connection_info(settings),
+                hosts: hosts.to_owned(),
+                user,
+            }),
+        })
+    }
+
+    /// Whether the address is looked up at each connection (Sentinel), so
+    /// that a connection that fails should be made again rather than
+    /// retried at the same address.
+    pub fn follows_failover(&self) -> bool {
+        matches!(*self.inner, Inner::Sentinel { .. })
+    }
+
+    /// `host:port` of a server, or the master's name and its Sentinels.
+    pub fn describe(&self) -> String {
+        match &*self.inner {
+            Inner::Direct(client, _) => client.get_connection_info().addr().to_string(),
+            Inner::Sentinel { master, hosts, .. } => {
+                format!("master `{master}` of the Sentinels at {hosts}")
+            }
+        }
+    }
+
+    /// The ACL user the URL logs in as, if it names one.
+    pub fn user(&self) -> Option<String> {
+        match &*self.inner {
+            Inner::Direct(client, _) => client
+                .get_connection_info()
+                .redis_settings()
+                .username()
+                .map(str::to_owned),
+            Inner::Sentinel { user, .. } => user.clone(),
+        }
+    }
+
+    /// A client for the server to connect to now: the one server, or the
+    /// master the Sentinels name at this moment (asked each time, the first
+    /// Sentinel that answers with a master that says it is one wins).
+    ///
+    /// Behind Sentinel, while the master is down and not yet replaced, this
+    /// fails as connecting to it does (refused, timed out), which
+    /// [`TransportError::is_transient`] counts as worth a retry.
+    pub async fn client(&self) -> redis::RedisResult<Client> {
+        match &*self.inner {
+            Inner::Direct(client, _) => Ok(client.clone()),
+            Inner::Sentinel {
+                sentinel,
+                master,
+                node,
+                ..
+            } => {
+                sentinel
+                    .lock()
+                    .await
+                    .async_master_for(master, Some(node))
+                    .await
+            }
+        }
+    }
+
+    /// [`Endpoint::client`], failing as a first connection does: with
+    /// [`TransportError::Connect`], naming the Sentinels and the user.
+    pub async fn first_client(&self) -> Result<Client, TransportError> {
+        self.client()
+            .await
+            .map_err(|source| TransportError::Connect {
+                address: self.describe(),
+                user: self.user(),
+                source,
+            })
+    }
+}
+
+/// A rustls configuration as redis-rs makes its own: the CA of the files,
+/// or the system's roots, and the client certificate if there is one.
+fn rustls_config(certificates: &TlsCertificates) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match &certificates.root_cert {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| format!("the CA certificate: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("the CA certificate: {e}"))?;
+            }
+        }
+        None => {
+            // As redis-rs: a certificate of the system's store that does not
+            // parse is passed over, the others trusted.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    match &certificates.client_tls {
+        None => Ok(builder.with_no_client_auth()),
+        Some(ClientTlsConfig {
+            client_cert,
+            client_key,
+        }) => {
+            let chain = CertificateDer::pem_slice_iter(client_cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the client certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(client_key)
+                .map_err(|e| format!("the client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the client certificate and key: {e}"))
+        }
+    }
+}
+
+/// The URL before its query, and the query (empty when there is none); a
+/// fragment (`#insecure`) stays with the URL.
+fn split_query(url: &str) -> (String, &str) {
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (url, None),
+    };
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let base = match fragment {
+        Some(fragment) => format!("{base}#{fragment}"),
+        None => base.to_owned(),
+    };
+    (base, query)
+}
+
+/// `scheme://user:password@host` to `scheme://***@host`, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<Endpoint, Error> {
+        Endpoint::parse(url, &TlsFiles::default())
+    }
+
+    #[test]
+    fn sentinel_urls_name_their_master_and_hosts() {
+        let e = parse("redis+sentinel://u:p%40ss@a:1,b,c:3/orders/2").unwrap();
+        assert!(e.follows_failover());
+        assert_eq!(e.user().as_deref(), Some("u"));
+        assert_eq!(
+            e.describe(),
+            "master `orders` of the Sentinels at a:1,b,c:3"
+        );
+        for bad in [
+            "redis+sentinel://a:26379",
+            "redis+sentinel://a:26379/",
+            "redis+sentinel://a:x/m",
+            "redis+sentinel://a:1,/m",
+            "redis+sentinel://a:1/m/zero",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_options_need_rediss_and_never_show_the_password() {
+        let e = parse("redis://u:secret@h:6379/?insecure")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rediss://"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+        let e = parse("rediss://h:6379/?tls_cert=/a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls_key"), "{e}");
+        let e = parse("rediss://h:6379/?tls_ca=/no/such/ca.crt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/no/such/ca.crt"), "{e}");
+        assert!(parse("rediss://h:6379/?insecure").is_ok());
+        assert!(parse("rediss://h:6379/#insecure").is_ok());
+        assert!(!parse("redis://h:6379").unwrap().follows_failover());
+    }
+}

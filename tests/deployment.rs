@@ -1,0 +1,474 @@
+//! Redis as production runs it: over TLS (`rediss://`, with a CA the test
+//! makes, a client certificate, and a wrong CA refused), as an ACL user
+//! limited to the namespace by the very rule `docs/deployment.md` lists,
+//! and behind Sentinel, with the master killed under load.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+mod support;
+
+use support::events::{FileUploaded, GateOpened};
+use tidings::{
+    fatal, handler, Bus, ConsumerOptions, Context, Error, HandlerResult, RetryPolicy, State,
+    TransportError,
+};
+use tidings_testkit::{RedisOptions, RedisServer, SentinelSet, TestCa};
+
+/// What the handlers of these tests saw, and whether `bad` is taken yet.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    handled: Arc<Mutex<Vec<String>>>,
+    take_bad: Arc<AtomicBool>,
+}
+
+impl Seen {
+    fn handled(&self) -> Vec<String> {
+        self.handled.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `limit`) until `done` holds for what was handled.
+    async fn until(&self, limit: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.handled();
+            if done(&got) || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[handler(group = "deployment")]
+async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
+    if e.file_id == "bad" && !seen.take_bad.load(Ordering::SeqCst) {
+        return Err(fatal("bad is not taken yet"));
+    }
+    seen.handled.lock().unwrap().push(e.file_id);
+    Ok(())
+}
+
+fn quick() -> ConsumerOptions {
+    ConsumerOptions::default().block(Duration::from_millis(100))
+}
+
+/// Everything a service does, on `bus`: publish one and a batch, consume,
+/// dead letter, retry the dead letter, read stats, and Pub/Sub.
+async fn workout(bus: &Bus) {
+    let seen = Seen::default();
+    let worker = bus
+        .consumer()
+        .state(seen.clone())
+        .options(quick())
+        .retry(RetryPolicy::default().attempts(1))
+        .handler(take)
+        .start()
+        .await
+        .expect("a worker starts");
+    let mut gates = bus.subscribe::<GateOpened>().await.expect("subscribe");
+
+    bus.publish(&FileUploaded::new("one"))
+        .await
+        .expect("publish");
+    bus.publish_batch(&[FileUploaded::new("two"), FileUploaded::new("bad")])
+        .await
+        .expect("publish_batch");
+    let dlq = bus.dead_letters("contextual").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dlq.len().await.expect("dead letters are counted") < 1 {
+        assert!(Instant::now() < deadline, "`bad` was never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = seen.until(Duration::from_secs(10), |h| h.len() >= 2).await;
+    assert_eq!(got, ["one", "two"]);
+
+    seen.take_bad.store(true, Ordering::SeqCst);
+    assert_eq!(dlq.retry_all().await.expect("retry_all"), 1);
+    let got = seen.until(Duration::from_secs(10), |h| h.len() >= 3).await;
+    assert_eq!(got, ["one", "two", "bad"]);
+    assert!(dlq.is_empty().await.unwrap());
+
+    let stats = bus.stream_stats("contextual").await.expect("stream_stats");
+    // The retried dead letter is appended again, as a new entry.
+    assert_eq!(stats.length, 4, "{stats:?}");
+
+    bus.publish(&GateOpened { gate: "g".into() })
+        .await
+        .expect("publish to a channel");
+    let gate = tokio::time::timeout(Duration::from_secs(5), gates.next())
+        .await
+        .expect("a Pub/Sub message in time")
+        .expect("a message")
+        .expect("a decoded message");
+    assert_eq!(gate.gate, "g");
+    worker.shutdown().await.unwrap();
+}
+
+fn connect_error(bus: Result<Bus, Error>) -> (String, Option<String>, String) {
+    match bus {
+        Err(Error::Transport(TransportError::Connect {
+            address,
+            user,
+            source,
+        })) => (address, user, source.to_string()),
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn every_connection_goes_over_tls_with_the_files_of_the_url() {
+    let ca = TestCa::generate();
+    // `--port 0`: the server speaks TLS only, so a connection of the bus
+    // that did not would fail the workout.
+    let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .connect(&server.url())
+        .await
+        .expect("connects over TLS");
+    workout(&bus).await;
+}
+
+#[tokio::test]
+async fn the_builder_gives_the_ca_and_the_client_certificate() {
+    let ca = TestCa::generate();
+    let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .tls_ca_file(ca.ca_cert())
+        .tls_client_cert(ca.client_cert(), ca.client_key())
+        .connect(&server.bare_url())
+        .await
+        .expect("connects over TLS");
+    bus.publish(&FileUploaded::new("f")).await.unwrap();
+    assert_eq!(bus.stream_stats("contextual").await.unwrap().length, 1);
+}
+
+#[tokio::test]
+async fn a_server_signed_by_another_ca_is_refused_unless_insecure_is_asked() {
+    let ca = TestCa::generate();
+    let other = TestCa::generate();
+    let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+    let port = server.port();
+    let client = format!(
+        "tls_cert={}&tls_key={}",
+        ca.client_cert().display(),
+        ca.client_key().display()
+    );
+
+    let wrong = format!(
+        "rediss://127.0.0.1:{port}/?tls_ca={}&{client}",
+        other.ca_cert().display()
+    );
+    let started = Instant::now();
+    let refused = Bus::builder().connect_timeout(LIMIT).connect(&wrong).await;
+    let (address, _, reason) = connect_error(refused);
+    assert!(
+        started.elapsed() < LIMIT * 2,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(address.contains(&port.to_string()), "{address}");
+    assert!(
+        reason.contains("invalid peer certificate: UnknownIssuer"),
+        "the reason does not say the certificate is untrusted: {reason}"
+    );
+
+    // The system's roots do not know the test CA either.
+    let system = format!("rediss://127.0.0.1:{port}/?{client}");
+    let refused = Bus::builder().connect_timeout(LIMIT).connect(&system).await;
+    let (_, _, reason) = connect_error(refused);
+    assert!(reason.contains("certificate"), "{reason}");
+
+    let insecure = format!("rediss://127.0.0.1:{port}/?{client}&insecure");
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .connect(&insecure)
+        .await
+        .expect("?insecure accepts any certificate");
+    bus.publish(&FileUploaded::new("f")).await.unwrap();
+}
+
+/// The rule `docs/deployment.md` shows, in the ACL file form.
+fn documented_rule() -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deployment.md"))
+        .expect("docs/deployment.md");
+    let rule = tidings::streams::acl_rule("tidings");
+    let line = format!("user orders on >change-me {rule}");
+    assert!(
+        doc.contains(&line),
+        "docs/deployment.md does not show the rule tidings::streams::acl_rule gives:\n{line}"
+    );
+    rule
+}
+
+#[tokio::test]
+async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
+    let rule = documented_rule();
+    let server = RedisServer::start();
+    let mut admin = server.connection().await;
+    let mut setuser = redis::cmd("ACL");
+    setuser
+        .arg("SETUSER")
+        .arg("orders")
+        .arg("on")
+        .arg(">s3cret-pw");
+    for word in rule.split_whitespace() {
+        setuser.arg(word);
+    }
+    let _: () = setuser.query_async(&mut admin).await.unwrap();
+    let url = format!("redis://orders:s3cret-pw@127.0.0.1:{}", server.port());
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .connect(&url)
+        .await
+        .expect("the user logs in");
+    workout(&bus).await;
+
+    // Nothing outside the namespace, nothing dangerous.
+    let mut own = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for cmd in [
+        redis::cmd("GET").arg("elsewhere").clone(),
+        redis::cmd("XLEN").arg("other:{contextual}").clone(),
+        redis::cmd("PUBLISH").arg("other:channel").arg("x").clone(),
+        redis::cmd("FLUSHALL").clone(),
+        redis::cmd("KEYS").arg("*").clone(),
+        redis::cmd("CONFIG").arg("GET").arg("*").clone(),
+    ] {
+        let denied = cmd.query_async::<redis::Value>(&mut own).await;
+        let e = denied.expect_err("the user is limited");
+        assert_eq!(e.code(), Some("NOPERM"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_fast_naming_the_user_never_the_password() {
+    let server = RedisServer::start();
+    let mut admin = server.connection().await;
+    let mut setuser = redis::cmd("ACL");
+    setuser.arg("SETUSER").arg("orders").arg("on").arg(">right");
+    for word in tidings::streams::acl_rule("tidings").split_whitespace() {
+        setuser.arg(word);
+    }
+    let _: () = setuser.query_async(&mut admin).await.unwrap();
+    let url = format!("redis://orders:wr0ng-pw@127.0.0.1:{}", server.port());
+    let started = Instant::now();
+    let bus = Bus::builder().connect_timeout(LIMIT).connect(&url).await;
+    let took = started.elapsed();
+    let shown = format!("{}", bus.as_ref().map(|_| ()).unwrap_err());
+    let (_, user, _) = connect_error(bus);
+    assert_eq!(user.as_deref(), Some("orders"));
+    assert!(shown.contains("as user `orders`"), "{shown}");
+    assert!(
+        !shown.contains("wr0ng-pw"),
+        "the password is shown: {shown}"
+    );
+    assert!(took < LIMIT, "took {took:?}");
+}
+
+#[handler(group = "failover")]
+async fn follow(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
+    seen.handled.lock().unwrap().push(e.file_id);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_and_workers_follow_a_sentinel_failover() {
+    let mut set = SentinelSet::start();
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .publish_timeout(Duration::from_secs(20))
+        .connect(&set.url())
+        .await
+        .expect("connects through the Sentinels");
+    let seen = Seen::default();
+    let worker = bus
+        .consumer()
+        .state(seen.clone())
+        .options(quick())
+        .handler(follow)
+        .start()
+        .await
+        .unwrap();
+    let mut gates = bus.subscribe::<GateOpened>().await.unwrap();
+
+    // One publisher as fast as it goes, recording what was acknowledged.
+    let acked: Arc<Mutex<Vec<(String, String, Instant)>>> = Arc::default();
+    let failed = Arc::new(AtomicUsize::new(0));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = Instant::now();
+    let publisher = tokio::spawn({
+        let (bus, acked, failed, stop) = (bus.clone(), acked.clone(), failed.clone(), stop.clone());
+        let first_error = first_error.clone();
+        async move {
+            let mut i = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let file = format!("e{i}");
+                i += 1;
+                match bus.publish(&FileUploaded::new(&file)).await {
+                    Ok(p) => acked.lock().unwrap().push((
+                        file,
+                        p.entry_id.unwrap_or_default(),
+                        Instant::now(),
+                    )),
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                        first_error.lock().unwrap().get_or_insert(e.to_string());
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    seen.until(Duration::from_secs(10), |h| h.len() >= 2_000)
+        .await;
+    assert!(
+        seen.handled().len() >= 2_000,
+        "nothing flows before the failover"
+    );
+
+    let before = acked.lock().unwrap().len();
+    set.kill_master();
+    let killed = Instant::now();
+    let port = tokio::task::block_in_place(|| set.wait_failover(Duration::from_secs(20)))
+        .expect("the Sentinels promote the replica");
+    let promoted = killed.elapsed();
+    assert_eq!(port, set.first_replica().port());
+
+    // Publishing resumes: 2,000 more events acknowledged after the kill.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let resumed = loop {
+        let after: Vec<Instant> = acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, _, at)| *at)
+            .filter(|at| *at > killed)
+            .collect();
+        if after.len() >= 2_000 || Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop.store(true, Ordering::SeqCst);
+    publisher.await.unwrap();
+    let published_for = publishing.elapsed();
+    assert!(
+        resumed.len() >= 2_000,
+        "publishing did not resume: {} acknowledged after the kill",
+        resumed.len()
+    );
+    let first_after = resumed.iter().min().map(|at| at.duration_since(killed));
+
+    // The subscription subscribes again on the new master, saying that it
+    // has a gap; a message published there then arrives. Until it is
+    // subscribed again, a message published reaches nobody: each try is
+    // published anew.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut gap = false;
+    let mut tries = 0;
+    let got = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no Pub/Sub message after the failover"
+        );
+        tries += 1;
+        bus.publish(&GateOpened {
+            gate: format!("after-{tries}"),
+        })
+        .await
+        .unwrap();
+        match tokio::time::timeout(Duration::from_millis(200), gates.next()).await {
+            Ok(Some(Ok(g))) if g.gate.starts_with("after-") => break g,
+            Ok(Some(Err(tidings::ReceiveError::Gap { .. }))) => gap = true,
+            Ok(Some(_)) | Err(_) => {}
+            Ok(None) => panic!("the subscription ended"),
+        }
+    };
+    assert!(gap, "the subscription did not say it had a gap");
+    eprintln!(
+        "Pub/Sub after the failover: {} on try {tries}, {:?} after the kill",
+        got.gate,
+        killed.elapsed()
+    );
+
+    // What survived is what the new master has; the worker handles all of it.
+    let acked = acked.lock().unwrap().clone();
+    let in_stream: HashSet<String> = bus
+        .last_entries("contextual", 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let surviving: Vec<&String> = acked
+        .iter()
+        .filter(|(_, id, _)| in_stream.contains(id))
+        .map(|(file, _, _)| file)
+        .collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|(_, id, _)| !in_stream.contains(id))
+        .map(|(file, _, _)| file)
+        .collect();
+    let waited = Instant::now();
+    let handled = seen
+        .until(Duration::from_secs(20), |h| {
+            let h: HashSet<&String> = h.iter().collect();
+            surviving.iter().all(|f| h.contains(f))
+        })
+        .await;
+    let caught_up = killed.elapsed();
+    let waited = waited.elapsed();
+    worker.shutdown().await.unwrap();
+    let mut times: HashMap<&String, usize> = HashMap::new();
+    for f in &handled {
+        *times.entry(f).or_default() += 1;
+    }
+    let missing: Vec<&&String> = surviving
+        .iter()
+        .filter(|f| !times.contains_key(**f))
+        .collect();
+    let twice = times.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "sentinel failover: {} acknowledged in {:?} ({} before the kill), {} lost (acknowledged by the \
+         old master, not replicated in time: {:?}), {} failed publishes, promoted {:?} after \
+         the kill, first publish acknowledged {:?} after it, worker caught up {:?} after it \
+         ({:?} after publishing stopped), {} handled twice",
+        acked.len(),
+        published_for,
+        before,
+        lost.len(),
+        lost.iter().take(10).collect::<Vec<_>>(),
+        failed.load(Ordering::SeqCst),
+        promoted,
+        first_after,
+        caught_up,
+        waited,
+        twice
+    );
+    assert!(
+        missing.is_empty(),
+        "{} surviving events were never handled after the failover, such as {:?}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "a publish failed within its 20 s timeout: {:?}",
+        first_error.lock().unwrap()
+    );
+}
