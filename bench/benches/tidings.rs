@@ -184,6 +184,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     }
     let ceilings = ceiling_figures(&config, server.port(), &figures)?;
     figures.extend(ceilings);
+    if config.wants("payload") {
+        figures.extend(payload_figures(&config, &url, &client).await?);
+    }
     if config.wants("latency") {
         figures.extend(latency_figures(&config, &url, &client).await?);
     }
@@ -633,6 +636,93 @@ async fn consume_figures(
             b,
         ),
     ])
+}
+
+// ---------------------------------------------------------------- payload
+
+/// Seconds of CPU the server has used (`used_cpu_sys` + `used_cpu_user`).
+async fn server_cpu(conn: &mut MultiplexedConnection) -> Result<f64, BoxError> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    let mut total = 0.0;
+    for line in info.lines() {
+        if let Some((name, value)) = line.split_once(':') {
+            if name == "used_cpu_sys" || name == "used_cpu_user" {
+                total += value.trim().parse::<f64>()?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Consume + ack of events whose payload is about 250 B, 4 KiB and 64 KiB,
+/// beside the raw redis-rs loop on the same entries, taking turns; and the
+/// server's CPU per event serving each reader (`INFO cpu`), lower better.
+async fn payload_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    progress("consume + ack by payload size (250 B, 4 KiB, 64 KiB)");
+    let bus = connect(url, "payload").await?;
+    let key = bus.stream_key("bench").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut figures = Vec::new();
+    for (name, pad, n) in [
+        ("250b", 0usize, config.consume),
+        ("4kb", 4096, (config.consume / 4).max(2_000)),
+        ("64kb", 65_536, (config.consume / 40).max(500)),
+    ] {
+        del(&mut conn, &key).await?;
+        let chunk: Vec<FileUploaded> = (0..100u64)
+            .map(|i| {
+                let mut e = FileUploaded::sample(i, 0);
+                if pad > 0 {
+                    e.checksum = Some("x".repeat(pad));
+                }
+                e
+            })
+            .collect();
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(chunk.len());
+            bus.publish_batch(&chunk[..k]).await?;
+            left -= k;
+        }
+        let (mut t, mut b, mut t_cpu, mut b_cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..config.runs {
+            let cpu = server_cpu(&mut conn).await?;
+            t.push(tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", n).await?);
+            t_cpu.push((server_cpu(&mut conn).await? - cpu) * 1e6 / n as f64);
+
+            destroy_group(&mut conn, &key, "raw-payload").await?;
+            let mut reader = client.get_multiplexed_async_connection().await?;
+            let cpu = server_cpu(&mut conn).await?;
+            let start = Instant::now();
+            raw::create_group(&mut reader, &key, "raw-payload").await?;
+            let acked = raw::consume(&mut reader, &key, "raw-payload", n, |e| {
+                std::hint::black_box(&e);
+            })
+            .await?;
+            b.push(per_second(acked, start.elapsed()));
+            b_cpu.push((server_cpu(&mut conn).await? - cpu) * 1e6 / n as f64);
+        }
+        figures.push(Figure::from_runs(
+            &format!("consume_ack_payload_{name}"),
+            "events/s",
+            Better::Higher,
+            t,
+            b,
+        ));
+        figures.push(Figure::from_runs(
+            &format!("redis_cpu_per_event_payload_{name}"),
+            "us/event",
+            Better::Lower,
+            t_cpu,
+            b_cpu,
+        ));
+    }
+    del(&mut conn, &key).await?;
+    Ok(figures)
 }
 
 // ---------------------------------------------------------------- TLS
