@@ -68,7 +68,7 @@ pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
-pub use event::{Event, Request, DEFAULT_SCHEMA_BASE};
+pub use event::{Event, PartitionKey, Request, DEFAULT_SCHEMA_BASE};
 pub use gauges::GaugeReporter;
 pub use group::{Group, Position};
 pub use handler::{

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::Stream;
 
-use crate::envelope::Envelope;
+use crate::envelope::{field, Envelope};
 pub use crate::error::{EnvelopeError, TransportError};
 
 /// An event ready to be written: every attribute borrowed from the publisher,
@@ -48,6 +48,8 @@ pub struct Outgoing<'a> {
     pub subject: Option<&'a str>,
     /// `replyto`.
     pub reply_to: Option<&'a str>,
+    /// `partitionkey`: the key the event's order is kept within.
+    pub partition_key: Option<&'a str>,
     /// Extension attributes of the publisher's own, by name.
     pub extensions: &'a [(String, String)],
     /// `data`: the JSON payload.
@@ -56,8 +58,7 @@ pub struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The optional attributes with their wire names.
-    pub fn optional(&self) -> [(&'static str, Option<&str>); 7] {
-        use crate::envelope::field;
+    pub fn optional(&self) -> [(&'static str, Option<&str>); 8] {
         [
             (field::CORRELATIONID, self.correlation_id),
             (field::CAUSATIONID, self.causation_id),
@@ -66,6 +67,7 @@ impl Outgoing<'_> {
             (field::TRACESTATE, self.tracestate),
             (field::SUBJECT, self.subject),
             (field::REPLYTO, self.reply_to),
+            (field::PARTITIONKEY, self.partition_key),
         ]
     }
 
@@ -110,7 +112,16 @@ impl Outgoing<'_> {
             tracestate: own(self.tracestate),
             subject: own(self.subject),
             reply_to: own(self.reply_to),
-            extensions: self.extensions.to_vec(),
+            // Read back from a stream entry, `partitionkey` is one of the
+            // extensions (see `Envelope::partition_key`): kept the same here.
+            extensions: match self.partition_key {
+                None => self.extensions.to_vec(),
+                Some(key) => {
+                    let mut all = self.extensions.to_vec();
+                    all.push((field::PARTITIONKEY.to_owned(), key.to_owned()));
+                    all
+                }
+            },
             retry_group: None,
             data: self.data.to_vec(),
         }

@@ -46,6 +46,9 @@ pub struct Meta {
     pub extensions: Vec<(String, String)>,
     /// The event's `id`, when the caller chooses it (see [`Meta::event_id`]).
     pub event_id: Option<Ulid>,
+    /// `partitionkey`, in place of the event's own key (see
+    /// [`Meta::partition_key`]).
+    pub partition_key: Option<String>,
     /// `replyto`, set by [`Bus::request`](crate::Bus::request) only.
     pub(crate) reply_to: Option<String>,
 }
@@ -112,10 +115,27 @@ impl Meta {
         self
     }
 
-    /// Checks the extension names.
+    /// Sets `partitionkey`, in place of the key the event's type takes
+    /// from its fields (`#[event(…, key = field)]`): events of one key are
+    /// handled one after another, in stream order, by each consumer group.
+    /// Not empty and without control characters; publishing fails with
+    /// [`Error::InvalidName`] otherwise.
+    ///
+    /// ```
+    /// let meta = tidings::Meta::default().partition_key("customer-42");
+    /// ```
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
+    /// Checks the extension names and the partition key.
     pub(super) fn check(&self) -> Result<(), Error> {
         for (name, _) in &self.extensions {
             check_extension_name(name)?;
+        }
+        if let Some(key) = &self.partition_key {
+            check_partition_key(key)?;
         }
         Ok(())
     }
@@ -165,6 +185,19 @@ fn check_extension_name(name: &str) -> Result<(), crate::error::NameError> {
     })
 }
 
+/// A partition key is not empty and holds no control characters, so that
+/// every reader (and a terminal showing it) sees it as it was written.
+pub(crate) fn check_partition_key(key: &str) -> Result<(), crate::error::NameError> {
+    if key.is_empty() || key.chars().any(char::is_control) {
+        return Err(crate::error::NameError {
+            what: "partition key",
+            name: key.to_owned(),
+            reason: "a partition key is not empty and holds no control characters".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Where a published event went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -186,6 +219,8 @@ pub(crate) struct Draft {
     schema_path: &'static str,
     stream: Option<&'static str>,
     channel: Option<&'static str>,
+    /// The event's own key ([`Event::partition_key`]).
+    partition_key: Option<String>,
     data: Vec<u8>,
 }
 
@@ -221,6 +256,7 @@ impl Draft {
             schema_path: E::SCHEMA_PATH,
             stream: E::STREAM,
             channel: E::CHANNEL,
+            partition_key: None,
             data: Vec::new(),
         }
     }
@@ -234,6 +270,10 @@ impl Draft {
             type_name: E::TYPE,
             source,
         })?;
+        let partition_key = e.partition_key();
+        if let Some(key) = &partition_key {
+            check_partition_key(key)?;
+        }
         Ok(Draft {
             type_name: E::TYPE,
             version: E::VERSION,
@@ -241,6 +281,7 @@ impl Draft {
             schema_path: E::SCHEMA_PATH,
             stream: E::STREAM,
             channel: E::CHANNEL,
+            partition_key,
             data,
         })
     }
@@ -412,10 +453,18 @@ impl Bus {
         let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
         let span = self.publish_span([&draft], "publish_batch");
         let wire = trace::wire_context(&span);
+        // Each event's own key, taken before anything is sent.
+        let keys: Vec<Option<String>> = events.iter().map(Event::partition_key).collect();
+        for key in keys.iter().flatten() {
+            if let Err(e) = check_partition_key(key) {
+                return Some(Err(e.into()));
+            }
+        }
         let attributes: Vec<Outgoing<'_>> = stamps
             .iter()
-            .map(|stamp| {
-                self.outgoing(
+            .zip(&keys)
+            .map(|(stamp, key)| {
+                let mut o = self.outgoing(
                     stamp,
                     time.as_str(),
                     &draft,
@@ -425,7 +474,9 @@ impl Bus {
                         tenant,
                         wire: wire.as_ref(),
                     },
-                )
+                );
+                o.partition_key = key.as_deref();
+                o
             })
             .collect();
         let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
@@ -551,6 +602,9 @@ impl Bus {
             tracestate,
             subject: meta.and_then(|m| m.subject.as_deref()),
             reply_to: meta.and_then(|m| m.reply_to.as_deref()),
+            partition_key: meta
+                .and_then(|m| m.partition_key.as_deref())
+                .or(draft.partition_key.as_deref()),
             extensions: meta.map_or(&[], |m| m.extensions.as_slice()),
             data: &draft.data,
         }

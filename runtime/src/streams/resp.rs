@@ -1109,6 +1109,7 @@ mod tests {
             tracestate: Some("vendor=a"),
             subject: Some("a subject with \r\n inside"),
             reply_to: Some("tidings:{reply:01JD}"),
+            partition_key: Some("file-7"),
             extensions,
             data,
         }
