@@ -16,13 +16,15 @@
 //!
 //! Files: `builder` (handlers, options, start), `worker` (stop and abort),
 //! `read` (the reading loop), `process` (per-entry policy), `ack` (the
-//! acknowledging and heartbeat tasks), `held` (the held set), `options` and
-//! `retry` (what users configure).
+//! acknowledging and heartbeat tasks), `held` (the held set), `order` (the
+//! lanes that keep the entries of one key in order), `options` and `retry`
+//! (what users configure).
 
 mod ack;
 mod builder;
 mod held;
 mod options;
+mod order;
 mod process;
 mod read;
 mod retry;
