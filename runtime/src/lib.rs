@@ -85,4 +85,4 @@ pub use request::{RequestCall, WaitFor, DEFAULT_REQUEST_TIMEOUT};
 pub use stats::{
     ConsumerStats, GroupStats, PendingEntry, RequestStats, Retention, StreamStats, TrimReport,
 };
-pub use transport::{ChannelTransport, StartFrom, StreamTransport};
+pub use transport::{ChannelTransport, DueDelivery, StartFrom, StreamTransport};

@@ -71,6 +71,45 @@ impl Outgoing<'_> {
         ]
     }
 
+    /// The sorted-set member of a delayed event: its fields and values, as
+    /// an `XADD` writes them, in one JSON array of strings.
+    pub fn delayed_member(&self) -> String {
+        let version = self.dataversion.to_string();
+        let data = String::from_utf8_lossy(self.data);
+        let mut parts: Vec<&str> = vec![
+            field::SPECVERSION,
+            crate::envelope::SPECVERSION,
+            field::ID,
+            self.id,
+            field::SOURCE,
+            self.source,
+            field::TYPE,
+            self.type_name,
+            field::TIME,
+            self.time,
+            field::DATACONTENTTYPE,
+            crate::envelope::JSON_CONTENT_TYPE,
+            field::DATASCHEMA,
+            self.dataschema,
+            field::DATAVERSION,
+            &version,
+        ];
+        for (name, value) in self.optional() {
+            if let Some(v) = value {
+                parts.push(name);
+                parts.push(v);
+            }
+        }
+        for (name, value) in self.extensions {
+            parts.push(name);
+            parts.push(value);
+        }
+        parts.push(field::DATA);
+        parts.push(&data);
+        // A list of strings always serializes.
+        serde_json::to_string(&parts).unwrap_or_default()
+    }
+
     /// The event in CloudEvents JSON structured mode.
     pub fn to_json(&self) -> Vec<u8> {
         let optional = self.optional();
@@ -124,6 +163,30 @@ impl Outgoing<'_> {
             },
             retry_group: None,
             data: self.data.to_vec(),
+        }
+    }
+}
+
+/// What one [`StreamTransport::deliver_due`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DueDelivery {
+    /// Delayed events appended to their stream.
+    pub moved: usize,
+    /// Members that were not an entry's fields (written by something other
+    /// than tidings): removed from the set, not appended.
+    pub malformed: usize,
+    /// When the next delayed event is due (ms since the Unix epoch), if any.
+    pub next_due: Option<i64>,
+}
+
+impl DueDelivery {
+    /// A report of `moved` events moved, with the next one due at `next_due`.
+    pub fn new(moved: usize, malformed: usize, next_due: Option<i64>) -> Self {
+        DueDelivery {
+            moved,
+            malformed,
+            next_due,
         }
     }
 }
@@ -651,6 +714,39 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         consumer: &str,
         ids: &[String],
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Keeps an event in the sorted set `delayed` (`ns:{stream}:delayed`)
+    /// until `due` (milliseconds since the Unix epoch), instead of appending
+    /// it: [`StreamTransport::deliver_due`] moves it into its stream then.
+    /// The member is the entry's fields and values as one JSON array of
+    /// strings, in the order an `XADD` writes them ([`Outgoing::delayed_member`]).
+    ///
+    /// ```text
+    /// ZADD ns:{stream}:delayed <due ms> <["specversion","1.0","id",…,"data","{…}"]>
+    /// ```
+    fn delay(
+        &self,
+        delayed: &str,
+        due: i64,
+        event: Outgoing<'_>,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Moves the delayed events due by `now` (at most `limit`, earliest
+    /// first) from `delayed` into the stream `key`, in one atomic step
+    /// (a script): each is appended and removed from the set, or neither.
+    ///
+    /// ```text
+    /// EVAL <script> 2 ns:{stream}:delayed ns:{stream} <now ms> <limit>
+    ///   -- ZRANGEBYSCORE … LIMIT 0 <limit>, XADD ns:{stream} * <fields…>, ZREM,
+    ///   -- ZRANGE ns:{stream}:delayed 0 0 WITHSCORES
+    /// ```
+    fn deliver_due(
+        &self,
+        delayed: &str,
+        key: &str,
+        now: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<DueDelivery, TransportError>> + Send;
 
     /// Records that `attempts` attempts at an entry failed, in its delivery
     /// counter, so that a worker that claims it later goes on counting.

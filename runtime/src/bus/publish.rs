@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, TransportError};
 use crate::trace::{self, WireContext};
-use crate::transport::{ChannelTransport, Outgoing, StreamTransport};
+use crate::transport::{ChannelTransport, DueDelivery, Outgoing, StreamTransport};
 use crate::{Event, Ulid};
 
 /// Optional attributes of a published event.
@@ -49,6 +49,9 @@ pub struct Meta {
     /// `partitionkey`, in place of the event's own key (see
     /// [`Meta::partition_key`]).
     pub partition_key: Option<String>,
+    /// When the event is to be delivered, if later than now (see
+    /// [`Meta::deliver_at`]).
+    pub deliver_at: Option<std::time::SystemTime>,
     /// `replyto`, set by [`Bus::request`](crate::Bus::request) only.
     pub(crate) reply_to: Option<String>,
 }
@@ -127,6 +130,48 @@ impl Meta {
     pub fn partition_key(mut self, key: impl Into<String>) -> Self {
         self.partition_key = Some(key.into());
         self
+    }
+
+    /// Delivers the event at `at` instead of now: it waits in the sorted set
+    /// `ns:{stream}:delayed` (score: `at` in milliseconds) and is appended to
+    /// its stream when due, by the workers of the stream (or
+    /// [`Bus::deliver_due`]), each event within the workers'
+    /// [`delayed_poll`](crate::ConsumerOptions::delayed_poll) of its time.
+    /// A time not in the future publishes at once. Only for events with a
+    /// stream and no channel ([`Error::DelayOnChannel`] otherwise); the
+    /// [`Published`] of a delayed event has no `entry_id` yet.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let meta = tidings::Meta::default().deliver_at(SystemTime::now() + Duration::from_secs(60));
+    /// ```
+    pub fn deliver_at(mut self, at: std::time::SystemTime) -> Self {
+        self.deliver_at = Some(at);
+        self
+    }
+
+    /// Delivers the event `after` from now: [`Meta::deliver_at`] with
+    /// now + `after`.
+    ///
+    /// ```
+    /// let meta = tidings::Meta::default().deliver_after(std::time::Duration::from_secs(30));
+    /// ```
+    pub fn deliver_after(self, after: Duration) -> Self {
+        let at = std::time::SystemTime::now()
+            .checked_add(after)
+            .unwrap_or_else(|| std::time::SystemTime::now() + Duration::from_secs(u32::MAX.into()));
+        self.deliver_at(at)
+    }
+
+    /// When the event is due, in milliseconds since the Unix epoch, if that
+    /// is later than `now`.
+    fn due_after(&self, now: i64) -> Option<i64> {
+        let at = self.deliver_at?;
+        let ms = match at.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(_) => return None,
+        };
+        (ms > now).then_some(ms)
     }
 
     /// Checks the extension names and the partition key.
@@ -643,6 +688,19 @@ impl Bus {
         let channel_key = draft
             .channel
             .map(|c| channel_key(ns, tenant, c, draft.type_name));
+        if let Some(due) = meta.and_then(|m| m.due_after(now_millis())) {
+            return self
+                .send_delayed(draft, stream_key.as_deref(), out, due)
+                .instrument(span)
+                .await
+                .map(|()| {
+                    self.count_sent([draft], "publish", started);
+                    Published {
+                        entry_id: None,
+                        event_id: stamp.id,
+                    }
+                });
+        }
         let append = async {
             match &stream_key {
                 Some(k) => self
@@ -666,6 +724,49 @@ impl Bus {
             entry_id,
             event_id: stamp.id,
         })
+    }
+
+    /// Appends the delayed events of `stream` that fell due (at most 1,000
+    /// a call, earliest first), atomically each: what the workers of the
+    /// stream do every [`delayed_poll`](crate::ConsumerOptions::delayed_poll),
+    /// for a process that runs none.
+    ///
+    /// ```text
+    /// EVALSHA <deliver-due> 2 ns:{stream}:delayed ns:{stream} <now ms> 1000
+    /// ```
+    pub async fn deliver_due(&self, stream: &str) -> Result<DueDelivery, Error> {
+        let key = self.stream_key(stream)?;
+        let delayed = super::keys::delayed_key(&key);
+        let backend = &self.shared.backend;
+        self.patiently("EVALSHA", || async {
+            super::on_streams!(backend, t => t.deliver_due(&delayed, &key, now_millis(), 1000))
+        })
+        .await
+    }
+
+    /// Keeps a delayed event in its stream's delayed set until `due`.
+    ///
+    /// ```text
+    /// ZADD ns:{stream}:delayed <due ms> <["specversion","1.0",…,"data","{…}"]>
+    /// ```
+    async fn send_delayed(
+        &self,
+        draft: &Draft,
+        stream_key: Option<&str>,
+        out: Outgoing<'_>,
+        due: i64,
+    ) -> Result<(), Error> {
+        let (Some(key), None) = (stream_key, draft.channel) else {
+            return Err(Error::DelayOnChannel {
+                type_name: draft.type_name,
+            });
+        };
+        let delayed = super::keys::delayed_key(key);
+        let backend = &self.shared.backend;
+        self.patiently("ZADD", || async {
+            super::on_streams!(backend, t => t.delay(&delayed, due, out))
+        })
+        .await
     }
 
     /// The span of a publish call, named after its first event.
@@ -770,6 +871,15 @@ impl Bus {
     ) -> Result<Vec<Published>, Error> {
         if let [one] = drafts {
             return Ok(vec![self.send_one(one, Some(meta)).await?]);
+        }
+        if meta.due_after(now_millis()).is_some() {
+            // One `ZADD` each: a delayed batch is appended as its events
+            // fall due, not as one transaction.
+            let mut published = Vec::with_capacity(drafts.len());
+            for d in drafts {
+                published.push(self.send_one(d, Some(meta)).await?);
+            }
+            return Ok(published);
         }
         let started = std::time::Instant::now();
         let tenant = self.effective_tenant(Some(meta))?;

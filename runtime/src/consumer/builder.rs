@@ -221,7 +221,12 @@ impl ConsumerBuilder {
         let (stop_tx, stop_rx) = watch::channel(false);
         let states = Arc::new(self.states);
         let mut tasks = Vec::new();
+        let mut last_stream = None;
         for ((stream, group), handlers) in groups {
+            // Groups are ordered by stream: the first of each moves its
+            // delayed events.
+            let moves_delayed = last_stream != Some(stream);
+            last_stream = Some(stream);
             let key = self.bus.stream_key(stream)?;
             let life = Arc::new(ReaderLife::new(
                 key.clone(),
@@ -246,6 +251,7 @@ impl ConsumerBuilder {
                 unacked: Mutex::new(HashSet::new()),
                 stop: stop_rx.clone(),
                 life,
+                moves_delayed,
             });
             let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
             tasks.push(GroupTask { key, group, handle });

@@ -16,12 +16,14 @@
 //!
 //! Files: `builder` (handlers, options, start), `worker` (stop and abort),
 //! `read` (the reading loop), `process` (per-entry policy), `ack` (the
-//! acknowledging and heartbeat tasks), `held` (the held set), `order` (the
+//! acknowledging and heartbeat tasks), `delay` (delayed events that fell
+//! due), `held` (the held set), `order` (the
 //! lanes that keep the entries of one key in order), `options` and `retry`
 //! (what users configure).
 
 mod ack;
 mod builder;
+mod delay;
 mod held;
 mod options;
 mod order;
@@ -83,6 +85,9 @@ struct GroupSpec {
     stop: watch::Receiver<bool>,
     /// How the reading loop reports itself to [`Bus::health`](crate::Bus::health).
     life: Arc<crate::bus::ReaderLife>,
+    /// Whether this group's task moves the stream's delayed events (the
+    /// first group of each stream in the worker).
+    moves_delayed: bool,
 }
 
 impl GroupSpec {

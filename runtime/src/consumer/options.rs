@@ -34,7 +34,13 @@ pub struct ConsumerOptions {
     pub(crate) inbox: Option<Duration>,
     pub(crate) forget_after: Option<Duration>,
     pub(crate) retention: Option<(crate::stats::Retention, Duration)>,
+    pub(crate) delayed_poll: Option<Duration>,
 }
+
+/// How often a worker looks for delayed events that fell due, when none is
+/// due sooner: four calls a second per stream while idle, and a delayed
+/// event appended at most this late.
+pub(crate) const DEFAULT_DELAYED_POLL: Duration = Duration::from_millis(250);
 
 impl Default for ConsumerOptions {
     fn default() -> Self {
@@ -52,6 +58,7 @@ impl Default for ConsumerOptions {
             inbox: None,
             forget_after: Some(Duration::from_secs(600)),
             retention: None,
+            delayed_poll: Some(DEFAULT_DELAYED_POLL),
         }
     }
 }
@@ -168,6 +175,25 @@ impl ConsumerOptions {
     /// trim back. Default: no trim.
     pub fn retention(mut self, retention: crate::stats::Retention, every: Duration) -> Self {
         self.retention = Some((retention, every.max(Duration::from_millis(1))));
+        self
+    }
+
+    /// How often the worker moves the delayed events that fell due
+    /// ([`Meta::deliver_at`](crate::Meta::deliver_at)) from
+    /// `ns:{stream}:delayed` into each stream it reads (default 250 ms;
+    /// `None`: never, for a worker that leaves it to others). One script
+    /// call per stream each time, so an idle worker makes four calls a
+    /// second per stream at the default; when the next delayed event is due
+    /// sooner, it looks then instead, so an event is appended within a few
+    /// milliseconds of its time once known, and at most `every` late when it
+    /// was delayed while the worker waited. One worker per stream is enough;
+    /// several share the work safely (each move is atomic).
+    ///
+    /// ```text
+    /// EVALSHA <deliver-due> 2 ns:{stream}:delayed ns:{stream} <now ms> 1000
+    /// ```
+    pub fn delayed_poll(mut self, every: Option<Duration>) -> Self {
+        self.delayed_poll = every.map(|d| d.max(Duration::from_millis(1)));
         self
     }
 

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::ack::{ack_loop, heartbeat_loop};
+use super::delay::deliver_due_loop;
 use super::held::{Held, HeldId};
 use super::order::{run_lane, Lanes, Step, Waiting};
 use super::process::{process, Delivery};
@@ -42,6 +43,14 @@ pub(super) async fn run_group<T: StreamTransport>(
         transport.clone(),
         spec.clone(),
     ))));
+    let _delayed = AbortOnDrop(match (spec.moves_delayed, opts.delayed_poll) {
+        (true, Some(poll)) => Some(tokio::spawn(deliver_due_loop(
+            transport.clone(),
+            spec.clone(),
+            poll,
+        ))),
+        _ => None,
+    });
     // Bounds the entries read and not yet finished, so that a slow handler
     // slows reading down instead of piling deliveries up in memory.
     let prefetch = Arc::new(Semaphore::new(opts.prefetch_or_default()));

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::envelope::Envelope;
 use crate::stats::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::{
-    dead_letter_field, ChannelTransport, DeadLettered, Entry, Message, MessageBody, MessageStream,
+    dead_letter_field, ChannelTransport, DeadLettered, DueDelivery, Entry, Message, MessageBody, MessageStream,
     Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport, Target, TransportError,
 };
 
@@ -53,6 +53,9 @@ struct Broker {
     dead: HashMap<String, DeadStream>,
     /// Inbox marks and when they expire.
     marks: HashMap<String, Instant>,
+    /// Delayed events (`ns:{stream}:delayed`): (due ms, member), ordered
+    /// as Redis orders a sorted set, by score and then member.
+    delayed: HashMap<String, std::collections::BTreeSet<(i64, String)>>,
     /// Streams with an expiry (`PEXPIRE`), and when they expire.
     expiry: HashMap<String, Instant>,
     /// Woken when a stream is made, for reads waiting on streams that do
@@ -113,6 +116,20 @@ impl DeadStream {
         }
         Some(fields)
     }
+}
+
+/// The envelope a delayed member stands for, as the script's `XADD` and a
+/// read of the entry would make it; `None` when it is not a JSON array of
+/// field and value strings or not an envelope.
+fn delayed_envelope(member: &str) -> Option<Envelope> {
+    let parts: Vec<String> = serde_json::from_str(member).ok()?;
+    if parts.len() < 2 || parts.len() % 2 != 0 {
+        return None;
+    }
+    let fields = parts
+        .chunks(2)
+        .map(|pair| (pair[0].as_bytes(), pair[1].as_bytes()));
+    Envelope::from_fields("0-0", fields).ok()
 }
 
 /// The value of the field `name` of a dead letter, as text.
@@ -414,6 +431,55 @@ impl StreamTransport for MemoryTransport {
             stream.entries.pop_first();
         }
         Ok(Some(format_id(id)))
+    }
+
+    async fn delay(&self, delayed: &str, due: i64, event: Outgoing<'_>) -> Result<(), TransportError> {
+        let member = event.delayed_member();
+        let mut broker = self.lock();
+        let set = broker.delayed.entry(delayed.to_owned()).or_default();
+        // ZADD updates the score of a member already there.
+        set.retain(|(_, m)| *m != member);
+        set.insert((due, member));
+        Ok(())
+    }
+
+    async fn deliver_due(
+        &self,
+        delayed: &str,
+        key: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<DueDelivery, TransportError> {
+        let mut broker = self.lock();
+        let Some(set) = broker.delayed.get_mut(delayed) else {
+            return Ok(DueDelivery::default());
+        };
+        let mut due = Vec::new();
+        while due.len() < limit.max(1) {
+            match set.first() {
+                Some((at, _)) if *at <= now => {
+                    if let Some(first) = set.pop_first() {
+                        due.push(first.1);
+                    }
+                }
+                _ => break,
+            }
+        }
+        let next_due = set.first().map(|(at, _)| *at);
+        if set.is_empty() {
+            broker.delayed.remove(delayed);
+        }
+        let (mut moved, mut malformed) = (0, 0);
+        for member in due {
+            match delayed_envelope(&member) {
+                Some(envelope) => {
+                    broker.stream(key).push(Arc::new(envelope));
+                    moved += 1;
+                }
+                None => malformed += 1,
+            }
+        }
+        Ok(DueDelivery::new(moved, malformed, next_due))
     }
 
     async fn keep_alive(&self, key: &str, ttl: Duration) -> Result<(), TransportError> {
