@@ -60,7 +60,7 @@ pub mod schemas;
 pub mod __private;
 
 pub use bus::{
-    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Published, RawEvent,
+    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Priority, Published, RawEvent,
     DEFAULT_NAMESPACE,
 };
 pub use compat::{Compat, UnknownCompat};

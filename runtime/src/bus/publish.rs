@@ -52,6 +52,8 @@ pub struct Meta {
     /// When the event is to be delivered, if later than now (see
     /// [`Meta::deliver_at`]).
     pub deliver_at: Option<std::time::SystemTime>,
+    /// The priority level the event is queued at (see [`Meta::priority`]).
+    pub priority: Option<Priority>,
     /// `replyto`, set by [`Bus::request`](crate::Bus::request) only.
     pub(crate) reply_to: Option<String>,
 }
@@ -174,6 +176,23 @@ impl Meta {
         (ms > now).then_some(ms)
     }
 
+    /// Queues the event at a priority level: [`Priority::High`] and
+    /// [`Priority::Low`] go to the streams `ns:{stream}:high` and
+    /// `ns:{stream}:low` beside the stream itself, which holds the
+    /// [`Priority::Normal`] ones (and every event published without a
+    /// priority). A worker with
+    /// [`ConsumerOptions::priorities`](crate::ConsumerOptions::priorities)
+    /// reads all three, higher levels first without starving lower ones;
+    /// one without reads the normal level only.
+    ///
+    /// ```
+    /// let meta = tidings::Meta::default().priority(tidings::Priority::High);
+    /// ```
+    pub fn priority(mut self, level: Priority) -> Self {
+        self.priority = Some(level);
+        self
+    }
+
     /// Checks the extension names and the partition key.
     pub(super) fn check(&self) -> Result<(), Error> {
         for (name, _) in &self.extensions {
@@ -183,6 +202,85 @@ impl Meta {
             check_partition_key(key)?;
         }
         Ok(())
+    }
+}
+
+/// How urgent a task is: the level of a priority queue it waits in (see
+/// [`Meta::priority`]).
+///
+/// A worker that reads the levels ([`ConsumerOptions::priorities`](crate::ConsumerOptions::priorities))
+/// hands its handlers' free slots to the levels with entries waiting in a
+/// weighted round: up to 6 to `High`, then 3 to `Normal`, then 1 to `Low`,
+/// again and again. A level with nothing waiting takes no turn, so a high
+/// task is started before any waiting lower one while high tasks last at
+/// most 6 in a row, and a low task still gets one slot in 10 when every
+/// level is busy: none starves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[non_exhaustive]
+pub enum Priority {
+    /// Before everything else.
+    High,
+    /// The stream itself: events published without a priority.
+    #[default]
+    Normal,
+    /// After the others, when they leave room.
+    Low,
+}
+
+impl Priority {
+    /// Every level, highest first.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// The level's suffix on the stream key (`:high`, `:low`), none for
+    /// `Normal`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Priority::High => ":high",
+            Priority::Normal => "",
+            Priority::Low => ":low",
+        }
+    }
+
+    /// Turns of this level in each weighted round.
+    pub fn weight(self) -> u32 {
+        match self {
+            Priority::High => 6,
+            Priority::Normal => 3,
+            Priority::Low => 1,
+        }
+    }
+
+    /// The level as written: `high`, `normal` or `low`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = crate::error::NameError;
+
+    /// `high`, `normal` or `low`, as records write `priority: 'normal'`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| crate::error::NameError {
+                what: "priority",
+                name: s.to_owned(),
+                reason: "a priority is `high`, `normal` or `low`".to_owned(),
+            })
+    }
+}
+
+/// The key of a stream's priority level.
+pub(crate) fn level_key(stream_key: String, level: Option<Priority>) -> String {
+    match level {
+        None | Some(Priority::Normal) => stream_key,
+        Some(p) => stream_key + p.suffix(),
     }
 }
 
@@ -684,7 +782,9 @@ impl Bus {
             },
         );
         let ns = &self.shared.namespace;
-        let stream_key = draft.stream.map(|s| stream_key(ns, tenant, s));
+        let stream_key = draft
+            .stream
+            .map(|s| level_key(stream_key(ns, tenant, s), meta.and_then(|m| m.priority)));
         let channel_key = draft
             .channel
             .map(|c| channel_key(ns, tenant, c, draft.type_name));
@@ -902,7 +1002,9 @@ impl Bus {
                             stream: d.stream,
                             channel: d.channel,
                             type_name: d.type_name,
-                            stream_key: d.stream.map(|s| stream_key(ns, tenant, s)),
+                            stream_key: d
+                                .stream
+                                .map(|s| level_key(stream_key(ns, tenant, s), meta.priority)),
                             channel_key: d.channel.map(|c| channel_key(ns, tenant, c, d.type_name)),
                         });
                         destinations.len() - 1

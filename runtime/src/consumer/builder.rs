@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::priority::Gate;
 use super::read::run_group;
 use super::worker::{GroupTask, Worker};
 use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
-use crate::bus::{check_name, forbidden_in_name, on_streams, Bus, ReaderLife, MAX_NAME_LEN};
+use crate::bus::{
+    check_name, forbidden_in_name, level_key, on_streams, Bus, Priority, ReaderLife, MAX_NAME_LEN,
+};
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
 use crate::handler::{Handler, IntoHandler, States};
@@ -227,34 +230,46 @@ impl ConsumerBuilder {
             // delayed events.
             let moves_delayed = last_stream != Some(stream);
             last_stream = Some(stream);
-            let key = self.bus.stream_key(stream)?;
-            let life = Arc::new(ReaderLife::new(
-                key.clone(),
-                group.to_owned(),
-                consumer.clone(),
-                self.options.block,
-            ));
-            self.bus.readers().register(&life);
-            let spec = Arc::new(GroupSpec {
-                key: key.clone(),
-                stream,
-                system: self.bus.backend().system(),
-                skipped_types: Mutex::new(HashSet::new()),
-                dlq: self.bus.dead_letter_key(stream)?,
-                group,
-                consumer: consumer.clone(),
-                handlers,
-                bus: self.bus.clone(),
-                states: states.clone(),
-                options: self.options.clone(),
-                held: Mutex::new(HashSet::new()),
-                unacked: Mutex::new(HashSet::new()),
-                stop: stop_rx.clone(),
-                life,
-                moves_delayed,
-            });
-            let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
-            tasks.push(GroupTask { key, group, handle });
+            let stream_key = self.bus.stream_key(stream)?;
+            let levels: Vec<Option<Priority>> = if self.options.priorities {
+                Priority::ALL.into_iter().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            let gate = Arc::new(Gate::default());
+            for level in levels {
+                let key = level_key(stream_key.clone(), level);
+                // Every level of the group shares the handlers' slots.
+                let handlers = handlers.iter().map(HandlerSlot::share).collect();
+                let life = Arc::new(ReaderLife::new(
+                    key.clone(),
+                    group.to_owned(),
+                    consumer.clone(),
+                    self.options.block,
+                ));
+                self.bus.readers().register(&life);
+                let spec = Arc::new(GroupSpec {
+                    key: key.clone(),
+                    stream,
+                    system: self.bus.backend().system(),
+                    skipped_types: Mutex::new(HashSet::new()),
+                    dlq: self.bus.dead_letter_key(stream)?,
+                    group,
+                    consumer: consumer.clone(),
+                    handlers,
+                    bus: self.bus.clone(),
+                    states: states.clone(),
+                    options: self.options.clone(),
+                    held: Mutex::new(HashSet::new()),
+                    unacked: Mutex::new(HashSet::new()),
+                    stop: stop_rx.clone(),
+                    life,
+                    moves_delayed,
+                    priority: level.map(|l| (gate.clone(), l)),
+                });
+                let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
+                tasks.push(GroupTask { key, group, handle });
+            }
         }
         Ok(Worker {
             stop: stop_tx,

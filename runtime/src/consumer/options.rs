@@ -35,6 +35,7 @@ pub struct ConsumerOptions {
     pub(crate) forget_after: Option<Duration>,
     pub(crate) retention: Option<(crate::stats::Retention, Duration)>,
     pub(crate) delayed_poll: Option<Duration>,
+    pub(crate) priorities: bool,
 }
 
 /// How often a worker looks for delayed events that fell due, when none is
@@ -59,6 +60,7 @@ impl Default for ConsumerOptions {
             forget_after: Some(Duration::from_secs(600)),
             retention: None,
             delayed_poll: Some(DEFAULT_DELAYED_POLL),
+            priorities: false,
         }
     }
 }
@@ -194,6 +196,24 @@ impl ConsumerOptions {
     /// ```
     pub fn delayed_poll(mut self, every: Option<Duration>) -> Self {
         self.delayed_poll = every.map(|d| d.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Reads every priority level of each stream (default: the stream
+    /// only): `ns:{stream}:high`, the stream itself (normal) and
+    /// `ns:{stream}:low`, where [`Meta::priority`](crate::Meta::priority)
+    /// publishes. Each level has a reading loop of its own (one more
+    /// `XREADGROUP` connection each, same group); they share the handlers'
+    /// concurrency, whose free slots go to the levels with entries waiting in
+    /// the weighted round of [`Priority`](crate::Priority): high first, low
+    /// never starved. Retries, dead letters and order per key work as on any
+    /// stream, within each level.
+    ///
+    /// ```
+    /// let opts = tidings::ConsumerOptions::default().priorities(true);
+    /// ```
+    pub fn priorities(mut self, on: bool) -> Self {
+        self.priorities = on;
         self
     }
 

@@ -526,6 +526,7 @@ pub(super) async fn dispatch<T: StreamTransport>(
         }
         let mut slots = Vec::new();
         if let Ok(env) = &entry.envelope {
+            let turn = spec.turn().await;
             for (i, slot) in spec.handlers.iter().enumerate() {
                 if slot.handler.type_name() == env.type_name {
                     if let Ok(p) = slot.limit.clone().acquire_owned().await {
@@ -533,13 +534,17 @@ pub(super) async fn dispatch<T: StreamTransport>(
                     }
                 }
             }
+            drop(turn);
         }
         // Handlers that take one entry at a time run here, in the reading
         // task: the loop would only wait for their slot before the next
         // entry anyway, and a task per entry (spawn, wake the reader, join)
         // would cost more than a short handler. A retry still waits in a
         // task of its own, so that it holds neither the loop nor the slot.
-        let one_at_a_time = !slots.is_empty()
+        // With priority levels, the loop must be back at the gate while the
+        // handler runs, to compete for the next slot: never inline.
+        let one_at_a_time = spec.priority.is_none()
+            && !slots.is_empty()
             && slots
                 .iter()
                 .all(|(i, _)| spec.handlers[*i].concurrency == 1);
@@ -607,12 +612,15 @@ async fn dispatch_keyed<T: StreamTransport>(
         return;
     };
     let mut slots = Vec::with_capacity(handlers.len());
+    let turn = spec.turn().await;
     for i in handlers {
         if let Ok(p) = spec.handlers[i].limit.clone().acquire_owned().await {
             slots.push((i, p));
         }
     }
-    let one_at_a_time = !slots.is_empty()
+    drop(turn);
+    let one_at_a_time = spec.priority.is_none()
+        && !slots.is_empty()
         && slots
             .iter()
             .all(|(i, _)| spec.handlers[*i].concurrency == 1);
