@@ -124,7 +124,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Meta::default().priority(priority),
         )
         .await?;
-        println!("queued {filename} {processing_type:?} at {}", priority.as_str());
+        println!(
+            "queued {filename} {processing_type:?} at {}",
+            priority.as_str()
+        );
     }
     bus.publish_with(
         &FileProcessingRequested {

@@ -134,7 +134,11 @@ async fn delayed_events_reach_the_stream_in_due_order_once_with_two_workers(h: H
                 .unwrap() as u32
         })
         .collect();
-    assert_eq!(stream, (0..20).collect::<Vec<_>>(), "{key} holds them in due order");
+    assert_eq!(
+        stream,
+        (0..20).collect::<Vec<_>>(),
+        "{key} holds them in due order"
+    );
     order.sort_unstable();
     assert_eq!(order, (0..20).collect::<Vec<_>>());
 }

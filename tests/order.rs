@@ -165,7 +165,11 @@ fn assert_in_order(ledger: &Ledger, keys: u32, per_key: u32) {
             "the changes of {key} were handled out of order"
         );
     }
-    assert_eq!(ledger.lock().overlaps, 0, "two entries of one key ran at once");
+    assert_eq!(
+        ledger.lock().overlaps,
+        0,
+        "two entries of one key ran at once"
+    );
 }
 
 async fn events_of_one_key_are_handled_in_order_while_keys_run_concurrently(h: Harness) {
@@ -183,7 +187,11 @@ async fn events_of_one_key_are_handled_in_order_while_keys_run_concurrently(h: H
     for chunk in events.chunks(60) {
         h.bus.publish_batch(chunk).await.unwrap();
     }
-    assert!(eventually(Duration::from_secs(20), || ledger.handled().len() == events.len()).await);
+    assert!(
+        eventually(Duration::from_secs(20), || ledger.handled().len()
+            == events.len())
+        .await
+    );
     worker.shutdown().await.unwrap();
     assert_in_order(&ledger, 12, 25);
     assert!(
@@ -191,7 +199,9 @@ async fn events_of_one_key_are_handled_in_order_while_keys_run_concurrently(h: H
         "entries of different keys never ran at once"
     );
     let seen = ledger.lock().keys_seen.clone();
-    assert!(seen.iter().all(|k| k.as_deref().is_some_and(|k| k.starts_with("acct-"))));
+    assert!(seen
+        .iter()
+        .all(|k| k.as_deref().is_some_and(|k| k.starts_with("acct-"))));
 }
 
 async fn a_retry_holds_back_later_events_of_its_key_only(h: Harness) {
@@ -208,7 +218,11 @@ async fn a_retry_holds_back_later_events_of_its_key_only(h: Harness) {
         .unwrap();
     let events = interleaved(6, 10);
     h.bus.publish_batch(&events).await.unwrap();
-    assert!(eventually(Duration::from_secs(20), || ledger.handled().len() == events.len()).await);
+    assert!(
+        eventually(Duration::from_secs(20), || ledger.handled().len()
+            == events.len())
+        .await
+    );
     worker.shutdown().await.unwrap();
     assert_in_order(&ledger, 6, 10);
     // The other keys did not wait for the 400 ms retry: all of them were
@@ -240,7 +254,11 @@ async fn one_at_a_time_handler_keeps_a_key_in_order_across_a_retry(h: Harness) {
         .unwrap();
     let events = interleaved(4, 8);
     h.bus.publish_batch(&events).await.unwrap();
-    assert!(eventually(Duration::from_secs(20), || ledger.handled().len() == events.len()).await);
+    assert!(
+        eventually(Duration::from_secs(20), || ledger.handled().len()
+            == events.len())
+        .await
+    );
     worker.shutdown().await.unwrap();
     assert_in_order(&ledger, 4, 8);
     // Keys 0 and 3 never failed and went on during the retries.
@@ -266,7 +284,10 @@ async fn meta_sets_the_key_of_an_event_without_one(h: Harness) {
         )
         .await
         .unwrap();
-    h.bus.publish(&NoteAdded { text: "b".into() }).await.unwrap();
+    h.bus
+        .publish(&NoteAdded { text: "b".into() })
+        .await
+        .unwrap();
     let bad = h
         .bus
         .publish_with(

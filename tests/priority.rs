@@ -130,7 +130,11 @@ async fn a_broken_task_of_any_level_goes_to_the_dead_letters(h: Harness) {
         .state(done.clone())
         .options(options())
         .handler(process_file)
-        .retry(RetryPolicy::new().attempts(2).backoff(Duration::from_millis(10)))
+        .retry(
+            RetryPolicy::new()
+                .attempts(2)
+                .backoff(Duration::from_millis(10)),
+        )
         .start()
         .await
         .unwrap();

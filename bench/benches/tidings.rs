@@ -722,12 +722,20 @@ async fn order_figures(
         del(&mut conn, &bus.stream_key("bench-keyed")?).await?;
         del(&mut conn, &bus.stream_key("bench-unkeyed")?).await?;
         figures.push(
-            Figure::from_runs("order_consume_ack_keyed_c100", "events/s", Better::Higher, t, b)
-                .target(Target::RatioAtLeast(0.5)),
+            Figure::from_runs(
+                "order_consume_ack_keyed_c100",
+                "events/s",
+                Better::Higher,
+                t,
+                b,
+            )
+            .target(Target::RatioAtLeast(0.5)),
         );
     }
     if config.wants("delayed") {
-        progress(&format!("{n} delayed events moved into their stream as they fall due"));
+        progress(&format!(
+            "{n} delayed events moved into their stream as they fall due"
+        ));
         let bus = connect(url, "delayed").await?;
         let key = bus.stream_key("bench-unkeyed")?;
         let delayed = format!("{key}:delayed");

@@ -62,7 +62,7 @@ fn check_key(cx: &Ctxt, input: &Input<'_>) {
         Shape::Unit => Vec::new(),
     };
     let wanted = key.to_string();
-    if names.iter().any(|n| *n == wanted) {
+    if names.contains(&wanted) {
         return;
     }
     let mut msg = if names.is_empty() {

@@ -241,10 +241,7 @@ impl Bus {
                         tracestate: meta.tracestate.as_deref(),
                         subject: meta.subject.as_deref(),
                         reply_to: None,
-                        partition_key: e
-                            .partition_key
-                            .as_deref()
-                            .or(meta.partition_key.as_deref()),
+                        partition_key: e.partition_key.as_deref().or(meta.partition_key.as_deref()),
                         extensions: &meta.extensions,
                         data: &e.data,
                     },

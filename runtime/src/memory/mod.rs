@@ -19,8 +19,9 @@ use tokio::sync::Notify;
 use crate::envelope::Envelope;
 use crate::stats::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::{
-    dead_letter_field, ChannelTransport, DeadLettered, DueDelivery, Entry, Message, MessageBody, MessageStream,
-    Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport, Target, TransportError,
+    dead_letter_field, ChannelTransport, DeadLettered, DueDelivery, Entry, Message, MessageBody,
+    MessageStream, Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport, Target,
+    TransportError,
 };
 
 /// Messages a subscription buffers before it starts missing them.
@@ -123,7 +124,7 @@ impl DeadStream {
 /// field and value strings or not an envelope.
 fn delayed_envelope(member: &str) -> Option<Envelope> {
     let parts: Vec<String> = serde_json::from_str(member).ok()?;
-    if parts.len() < 2 || parts.len() % 2 != 0 {
+    if parts.len() < 2 || !parts.len().is_multiple_of(2) {
         return None;
     }
     let fields = parts
@@ -433,7 +434,12 @@ impl StreamTransport for MemoryTransport {
         Ok(Some(format_id(id)))
     }
 
-    async fn delay(&self, delayed: &str, due: i64, event: Outgoing<'_>) -> Result<(), TransportError> {
+    async fn delay(
+        &self,
+        delayed: &str,
+        due: i64,
+        event: Outgoing<'_>,
+    ) -> Result<(), TransportError> {
         let member = event.delayed_member();
         let mut broker = self.lock();
         let set = broker.delayed.entry(delayed.to_owned()).or_default();

@@ -16,8 +16,8 @@ pub use shared::SharedConnection;
 use crate::envelope::{field, SPECVERSION};
 use crate::stats::StreamStats;
 use crate::transport::{
-    dead_letter_index_key, DeadLettered, DueDelivery, Entry, Outgoing, RawEntry, ReadRequest, StartFrom,
-    StreamTransport, TransportError,
+    dead_letter_index_key, DeadLettered, DueDelivery, Entry, Outgoing, RawEntry, ReadRequest,
+    StartFrom, StreamTransport, TransportError,
 };
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
@@ -447,7 +447,12 @@ impl StreamTransport for StreamsTransport {
         Ok(cmd.query_async(&mut conn).await?)
     }
 
-    async fn delay(&self, delayed: &str, due: i64, event: Outgoing<'_>) -> Result<(), TransportError> {
+    async fn delay(
+        &self,
+        delayed: &str,
+        due: i64,
+        event: Outgoing<'_>,
+    ) -> Result<(), TransportError> {
         let mut conn = self.conn.clone();
         let _: i64 = redis::cmd("ZADD")
             .arg(delayed)
