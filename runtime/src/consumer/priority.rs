@@ -42,6 +42,28 @@ fn index(level: Priority) -> usize {
 #[derive(Debug)]
 pub(super) struct Turn {
     gate: Option<Arc<Gate>>,
+    level: usize,
+}
+
+impl Turn {
+    /// Keeps the turn for the next entry of the same level when `again`
+    /// (the level has another entry to start) and the round would give the
+    /// next turn to this level anyway; else passes it on and returns `None`.
+    /// Without this, the level that just took its slots would never be
+    /// waiting when the turn is passed, and never get two turns in a row.
+    pub(super) fn next(self, again: bool) -> Option<Turn> {
+        if again {
+            if let Some(gate) = &self.gate {
+                let mut state = gate.lock();
+                if next_level(&mut state, Some(self.level)) == Some(self.level) {
+                    state.taken[self.level] += 1;
+                    drop(state);
+                    return Some(self);
+                }
+            }
+        }
+        None
+    }
 }
 
 impl Drop for Turn {
@@ -77,6 +99,7 @@ impl Gate {
                 (
                     Some(Turn {
                         gate: Some(self.clone()),
+                        level: index(level),
                     }),
                     None,
                 )
@@ -87,8 +110,14 @@ impl Gate {
                 (Some(turn), _) => turn,
                 // A turn sent is this waiter's; one never sent means the
                 // gate is gone, and there is nothing to wait for.
-                (None, Some(rx)) => rx.await.unwrap_or(Turn { gate: None }),
-                (None, None) => Turn { gate: None },
+                (None, Some(rx)) => rx.await.unwrap_or(Turn {
+                    gate: None,
+                    level: 0,
+                }),
+                (None, None) => Turn {
+                    gate: None,
+                    level: 0,
+                },
             }
         }
     }
@@ -97,7 +126,7 @@ impl Gate {
     fn pass(self: Arc<Self>) {
         let mut state = self.lock();
         loop {
-            let Some(next) = next_level(&mut state) else {
+            let Some(next) = next_level(&mut state, None) else {
                 state.held = false;
                 return;
             };
@@ -105,6 +134,7 @@ impl Gate {
             if let Some(tx) = state.waiting[next].pop_front() {
                 match tx.send(Turn {
                     gate: Some(self.clone()),
+                    level: next,
                 }) {
                     Ok(()) => return,
                     // A waiter that was cancelled takes no turn: its turn
@@ -122,8 +152,8 @@ impl Gate {
 /// The level the next turn goes to: the highest waiting level with turns
 /// left in this round; when every waiting level has spent its share, a new
 /// round.
-fn next_level(state: &mut GateState) -> Option<usize> {
-    let waiting = |state: &GateState, i: usize| !state.waiting[i].is_empty();
+fn next_level(state: &mut GateState, also: Option<usize>) -> Option<usize> {
+    let waiting = |state: &GateState, i: usize| also == Some(i) || !state.waiting[i].is_empty();
     if !(0..3).any(|i| waiting(state, i)) {
         return None;
     }

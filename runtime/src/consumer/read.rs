@@ -13,6 +13,7 @@ use super::ack::{ack_loop, heartbeat_loop};
 use super::delay::deliver_due_loop;
 use super::held::{Held, HeldId};
 use super::order::{run_lane, Lanes, Step, Waiting};
+use super::priority::Turn;
 use super::process::{process, Delivery};
 use super::worker::AbortOnDrop;
 use super::{pause, stopped, Done, GroupSpec};
@@ -507,7 +508,12 @@ pub(super) async fn dispatch<T: StreamTransport>(
     if !batch.is_empty() {
         crate::telemetry::consumed(spec.system, spec.stream, spec.group, batch.len() as u64);
     }
-    for (entry, held) in batch {
+    // With priority levels, the level's turn at the handler slots, kept
+    // from one entry to the next while the round allows.
+    let mut turn = None;
+    let total = batch.len();
+    for (n, (entry, held)) in batch.into_iter().enumerate() {
+        let more = n + 1 < total;
         // An entry with a key goes through its key's lane; one without
         // (checked with no hashing: an event without extensions has no
         // key) is dispatched as it always was.
@@ -521,12 +527,23 @@ pub(super) async fn dispatch<T: StreamTransport>(
                 _held: held,
                 stop: stop.clone(),
             };
-            dispatch_keyed(spec, lanes, key, delivery, entry, inflight).await;
+            dispatch_keyed(
+                spec,
+                lanes,
+                key,
+                delivery,
+                entry,
+                inflight,
+                (&mut turn, more),
+            )
+            .await;
             continue;
         }
         let mut slots = Vec::new();
         if let Ok(env) = &entry.envelope {
-            let turn = spec.turn().await;
+            if turn.is_none() {
+                turn = spec.turn().await;
+            }
             for (i, slot) in spec.handlers.iter().enumerate() {
                 if slot.handler.type_name() == env.type_name {
                     if let Ok(p) = slot.limit.clone().acquire_owned().await {
@@ -534,7 +551,7 @@ pub(super) async fn dispatch<T: StreamTransport>(
                     }
                 }
             }
-            drop(turn);
+            turn = turn.and_then(|t| t.next(more));
         }
         // Handlers that take one entry at a time run here, in the reading
         // task: the loop would only wait for their slot before the next
@@ -587,6 +604,7 @@ async fn dispatch_keyed<T: StreamTransport>(
     delivery: Delivery<T>,
     entry: Entry,
     inflight: &mut JoinSet<()>,
+    (turn, more): (&mut Option<Turn>, bool),
 ) {
     let handlers: Vec<usize> = match &entry.envelope {
         Ok(env) => spec
@@ -612,13 +630,15 @@ async fn dispatch_keyed<T: StreamTransport>(
         return;
     };
     let mut slots = Vec::with_capacity(handlers.len());
-    let turn = spec.turn().await;
+    if turn.is_none() {
+        *turn = spec.turn().await;
+    }
     for i in handlers {
         if let Ok(p) = spec.handlers[i].limit.clone().acquire_owned().await {
             slots.push((i, p));
         }
     }
-    drop(turn);
+    *turn = turn.take().and_then(|t| t.next(more));
     let one_at_a_time = spec.priority.is_none()
         && !slots.is_empty()
         && slots
