@@ -60,8 +60,8 @@ pub mod schemas;
 pub mod __private;
 
 pub use bus::{
-    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Priority, Published, RawEvent,
-    DEFAULT_NAMESPACE,
+    partition_of, AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Priority,
+    Published, RawEvent, DEFAULT_NAMESPACE,
 };
 pub use compat::{Compat, UnknownCompat};
 pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
@@ -85,4 +85,4 @@ pub use request::{RequestCall, WaitFor, DEFAULT_REQUEST_TIMEOUT};
 pub use stats::{
     ConsumerStats, GroupStats, PendingEntry, RequestStats, Retention, StreamStats, TrimReport,
 };
-pub use transport::{ChannelTransport, DueDelivery, StartFrom, StreamTransport};
+pub use transport::{ChannelTransport, DueDelivery, Lease, StartFrom, StreamTransport};

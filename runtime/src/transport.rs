@@ -167,6 +167,29 @@ impl Outgoing<'_> {
     }
 }
 
+/// What [`StreamTransport::lease`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lease {
+    /// Take the lease if it is free (or already the owner's).
+    Take,
+    /// Extend the owner's lease.
+    Renew,
+    /// Give the owner's lease up.
+    Release,
+}
+
+impl Lease {
+    /// The operation as the script reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lease::Take => "take",
+            Lease::Renew => "renew",
+            Lease::Release => "release",
+        }
+    }
+}
+
 /// What one [`StreamTransport::deliver_due`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -747,6 +770,59 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         now: i64,
         limit: usize,
     ) -> impl Future<Output = Result<DueDelivery, TransportError>> + Send;
+
+    /// Takes, renews or releases the lease `key` for `owner`, in one atomic
+    /// step: [`Lease::Take`] succeeds when nobody holds it (or `owner` does),
+    /// [`Lease::Renew`] when `owner` holds it, [`Lease::Release`] deletes it
+    /// when `owner` holds it. A taken or renewed lease expires after `ttl`.
+    /// Returns whether it succeeded.
+    ///
+    /// ```text
+    /// EVAL <script> 1 <lease key> <owner> <ttl ms> take|renew|release
+    ///   -- GET, then SET <key> <owner> PX <ttl> / PEXPIRE <key> <ttl> / DEL
+    /// ```
+    fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        op: Lease,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// Makes every entry pending in `group` on `key` from the cursor
+    /// `start` on (at most `count`) pending to `consumer`, without counting
+    /// a delivery (a new owner of a partition takes its entries over: none
+    /// of them was attempted again). Returns the next cursor, `0-0` past
+    /// the last.
+    ///
+    /// ```text
+    /// XAUTOCLAIM <key> <group> <consumer> 0 <start> COUNT <count> JUSTID
+    /// ```
+    fn take_pending(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        start: &str,
+        count: usize,
+    ) -> impl Future<Output = Result<String, TransportError>> + Send;
+
+    /// Marks `member` alive in the set `key` at `now` (ms), or removes it
+    /// with `leave`, drops the members not seen for `ttl`, and returns how
+    /// many are left.
+    ///
+    /// ```text
+    /// EVAL <script> 1 <members key> <member> <now ms> <ttl ms> join|leave
+    ///   -- ZADD / ZREM, ZREMRANGEBYSCORE -inf <now - ttl>, PEXPIRE, ZCARD
+    /// ```
+    fn members(
+        &self,
+        key: &str,
+        member: &str,
+        now: i64,
+        ttl: Duration,
+        leave: bool,
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send;
 
     /// Records that `attempts` attempts at an entry failed, in its delivery
     /// counter, so that a worker that claims it later goes on counting.

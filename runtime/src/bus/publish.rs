@@ -584,7 +584,7 @@ impl Bus {
         else {
             return None;
         };
-        if events.len() < 2 {
+        if events.len() < 2 || self.partitions(stream).is_some() {
             return None;
         }
         let started = std::time::Instant::now();
@@ -782,9 +782,10 @@ impl Bus {
             },
         );
         let ns = &self.shared.namespace;
-        let stream_key = draft
-            .stream
-            .map(|s| level_key(stream_key(ns, tenant, s), meta.and_then(|m| m.priority)));
+        let stream_key = draft.stream.map(|s| {
+            let key = level_key(stream_key(ns, tenant, s), meta.and_then(|m| m.priority));
+            self.routed_key(key, s, out.partition_key)
+        });
         let channel_key = draft
             .channel
             .map(|c| channel_key(ns, tenant, c, draft.type_name));
@@ -1023,9 +1024,33 @@ impl Bus {
             meta.tracestate.as_deref(),
         );
         let wire = trace::wire_context(&span);
+        // Each event's partition, on streams declared with partitions.
+        let routed: Vec<Option<String>> = if drafts
+            .iter()
+            .any(|d| d.stream.and_then(|s| self.partitions(s)).is_some())
+        {
+            drafts
+                .iter()
+                .zip(&at)
+                .map(|(d, &i)| {
+                    let key = meta.partition_key.as_deref().or(d.partition_key.as_deref());
+                    destinations[i]
+                        .stream_key
+                        .clone()
+                        .map(|k| self.routed_key(k, d.stream.unwrap_or_default(), key))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut appends = Vec::with_capacity(drafts.len());
         let mut broadcasts = Vec::new();
-        for (((draft, stamp), &i), dataschema) in drafts.iter().zip(&stamps).zip(&at).zip(&schemas)
+        for (n, (((draft, stamp), &i), dataschema)) in drafts
+            .iter()
+            .zip(&stamps)
+            .zip(&at)
+            .zip(&schemas)
+            .enumerate()
         {
             let out = self.outgoing(
                 stamp,
@@ -1039,8 +1064,12 @@ impl Bus {
                 },
             );
             let d = &destinations[i];
-            if let Some(k) = &d.stream_key {
-                appends.push((k.as_str(), out));
+            let key = routed
+                .get(n)
+                .and_then(Option::as_deref)
+                .or(d.stream_key.as_deref());
+            if let Some(k) = key {
+                appends.push((k, out));
             }
             if let Some(k) = &d.channel_key {
                 broadcasts.push((k.as_str(), out));

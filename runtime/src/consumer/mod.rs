@@ -17,7 +17,8 @@
 //! Files: `builder` (handlers, options, start), `worker` (stop and abort),
 //! `read` (the reading loop), `process` (per-entry policy), `ack` (the
 //! acknowledging and heartbeat tasks), `delay` (delayed events that fell
-//! due), `held` (the held set), `order` (the
+//! due), `held` (the held set), `partition` (leases on a stream's
+//! partitions), `priority` (turns of the priority levels), `order` (the
 //! lanes that keep the entries of one key in order), `options` and `retry`
 //! (what users configure).
 
@@ -27,6 +28,7 @@ mod delay;
 mod held;
 mod options;
 mod order;
+mod partition;
 mod priority;
 mod process;
 mod read;

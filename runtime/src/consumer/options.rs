@@ -36,6 +36,7 @@ pub struct ConsumerOptions {
     pub(crate) retention: Option<(crate::stats::Retention, Duration)>,
     pub(crate) delayed_poll: Option<Duration>,
     pub(crate) priorities: bool,
+    pub(crate) partition_lease: Duration,
 }
 
 /// How often a worker looks for delayed events that fell due, when none is
@@ -61,6 +62,7 @@ impl Default for ConsumerOptions {
             retention: None,
             delayed_poll: Some(DEFAULT_DELAYED_POLL),
             priorities: false,
+            partition_lease: Duration::from_secs(10),
         }
     }
 }
@@ -214,6 +216,18 @@ impl ConsumerOptions {
     /// ```
     pub fn priorities(mut self, on: bool) -> Self {
         self.priorities = on;
+        self
+    }
+
+    /// How long a worker's lease on a partition lasts (default 10 s), on
+    /// streams declared with partitions
+    /// ([`BusBuilder::partitions`](crate::BusBuilder::partitions)): renewed
+    /// every third of it while the worker runs; a partition whose worker
+    /// died is taken over by another within about this long. A worker
+    /// stops handling a partition a tenth of it (at least 20 ms) before its
+    /// lease could run out. At least 150 ms.
+    pub fn partition_lease(mut self, lease: Duration) -> Self {
+        self.partition_lease = lease.max(Duration::from_millis(150));
         self
     }
 

@@ -16,8 +16,8 @@ pub use shared::SharedConnection;
 use crate::envelope::{field, SPECVERSION};
 use crate::stats::StreamStats;
 use crate::transport::{
-    dead_letter_index_key, DeadLettered, DueDelivery, Entry, Outgoing, RawEntry, ReadRequest,
-    StartFrom, StreamTransport, TransportError,
+    dead_letter_index_key, DeadLettered, DueDelivery, Entry, Lease, Outgoing, RawEntry,
+    ReadRequest, StartFrom, StreamTransport, TransportError,
 };
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
@@ -482,6 +482,115 @@ impl StreamTransport for StreamsTransport {
             .await?;
         let next_due = next.and_then(|s| s.parse::<f64>().ok()).map(|f| f as i64);
         Ok(DueDelivery::new(moved, malformed, next_due))
+    }
+
+    async fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        op: Lease,
+    ) -> Result<bool, TransportError> {
+        static LEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"local cur = redis.call('GET', KEYS[1])
+                if ARGV[3] == 'take' then
+                  if cur == false or cur == ARGV[1] then
+                    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                    return 1
+                  end
+                  return 0
+                end
+                if cur ~= ARGV[1] then return 0 end
+                if ARGV[3] == 'renew' then
+                  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+                else
+                  redis.call('DEL', KEYS[1])
+                end
+                return 1",
+            )
+        });
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let done: i64 = LEASE
+            .key(key)
+            .arg(owner)
+            .arg(ms)
+            .arg(op.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn take_pending(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        start: &str,
+        count: usize,
+    ) -> Result<String, TransportError> {
+        let mut conn = self.conn.clone();
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(key)
+            .arg(group)
+            .arg(consumer)
+            .arg(0)
+            .arg(start)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        match reply {
+            Value::Array(items) => match items.into_iter().next() {
+                Some(next) => redis::from_redis_value(next).map_err(|e| TransportError::Protocol {
+                    command: "XAUTOCLAIM",
+                    reason: format!("its cursor is not an entry id: {e}"),
+                }),
+                None => Err(TransportError::Protocol {
+                    command: "XAUTOCLAIM",
+                    reason: "an empty array".to_owned(),
+                }),
+            },
+            other => Err(TransportError::Protocol {
+                command: "XAUTOCLAIM",
+                reason: format!("{other:?} instead of an array"),
+            }),
+        }
+    }
+
+    async fn members(
+        &self,
+        key: &str,
+        member: &str,
+        now: i64,
+        ttl: Duration,
+        leave: bool,
+    ) -> Result<usize, TransportError> {
+        static MEMBERS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"if ARGV[4] == 'leave' then
+                  redis.call('ZREM', KEYS[1], ARGV[1])
+                else
+                  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+                end
+                redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+                redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 10)
+                return redis.call('ZCARD', KEYS[1])",
+            )
+        });
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let live: usize = MEMBERS
+            .key(key)
+            .arg(member)
+            .arg(now)
+            .arg(ms)
+            .arg(if leave { "leave" } else { "join" })
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(live)
     }
 
     async fn keep_alive(&self, key: &str, ttl: Duration) -> Result<(), TransportError> {
