@@ -543,14 +543,12 @@ impl StreamTransport for MemoryTransport {
         };
         let from = parse_id(start).unwrap_or((0, 0));
         let mut next = "0-0".to_owned();
-        let mut taken = 0;
-        for (id, p) in g.pending.range_mut(from..) {
+        for (taken, (id, p)) in g.pending.range_mut(from..).enumerate() {
             if taken >= count.max(1) {
                 next = format_id(*id);
                 break;
             }
             p.consumer = consumer.to_owned();
-            taken += 1;
         }
         Ok(next)
     }
