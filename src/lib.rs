@@ -56,6 +56,8 @@ pub mod docs {
     #[doc = include_str!("../docs/dashboard.md")]
     pub mod dashboard {}
 
+    #[doc = "[order-delay-priority.md]: crate::docs::order_delay_priority"]
+    #[doc = ""]
     #[doc = include_str!("../docs/delivery.md")]
     pub mod delivery {}
 
@@ -69,6 +71,11 @@ pub mod docs {
     #[doc = ""]
     #[doc = include_str!("../docs/operations.md")]
     pub mod operations {}
+
+    #[doc = "[delivery]: crate::docs::delivery"]
+    #[doc = ""]
+    #[doc = include_str!("../docs/order-delay-priority.md")]
+    pub mod order_delay_priority {}
 
     #[doc = include_str!("../docs/request-reply.md")]
     pub mod request_reply {}

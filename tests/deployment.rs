@@ -58,7 +58,8 @@ fn quick() -> ConsumerOptions {
 }
 
 /// Everything a service does, on `bus`: publish one and a batch, consume,
-/// dead letter, retry the dead letter, read stats, and Pub/Sub.
+/// dead letter, retry the dead letter, a delayed event, read stats, and
+/// Pub/Sub.
 async fn workout(bus: &Bus) {
     let seen = Seen::default();
     let worker = bus
@@ -93,9 +94,19 @@ async fn workout(bus: &Bus) {
     assert_eq!(got, ["one", "two", "bad"]);
     assert!(dlq.is_empty().await.unwrap());
 
+    // A delayed event: kept in the delayed set, moved in by the worker.
+    bus.publish_with(
+        &FileUploaded::new("later"),
+        tidings::Meta::default().deliver_after(Duration::from_millis(50)),
+    )
+    .await
+    .expect("publish a delayed event");
+    let got = seen.until(Duration::from_secs(10), |h| h.len() >= 4).await;
+    assert_eq!(got, ["one", "two", "bad", "later"]);
+
     let stats = bus.stream_stats("contextual").await.expect("stream_stats");
     // The retried dead letter is appended again, as a new entry.
-    assert_eq!(stats.length, 4, "{stats:?}");
+    assert_eq!(stats.length, 5, "{stats:?}");
 
     bus.publish(&GateOpened { gate: "g".into() })
         .await

@@ -214,6 +214,7 @@ const fn info(rust_name: &'static str, version: u32, upcast_from: Option<u32>) -
         schema_path: "test-orders/order.placed/v1.json",
         upcast_from,
         reply: None,
+        partition_key: None,
         schema: no_schema,
         decode: None,
     }

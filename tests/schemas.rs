@@ -15,6 +15,10 @@ mod notifications;
 #[path = "../examples/request_reply.rs"]
 mod request_reply;
 
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/task_queue.rs"]
+mod task_queue;
+
 use quickstart::{FileUploaded, FileUploadedV1};
 
 #[test]
@@ -43,8 +47,24 @@ fn committed_schemas_are_what_the_examples_declare() {
         .sample(&request_reply::EmbeddingGenerationCompleted {
             file_id: "f-1".into(),
             embedding: vec![0.5, 0.5, 0.5, 0.5],
+        })
+        .sample(&task_queue::FileProcessingRequested {
+            file_id: "f-4".into(),
+            filename: "contract.pdf".into(),
+            processing_type: task_queue::ProcessingType::TextExtraction,
         }))
     .unwrap();
+}
+
+#[test]
+fn the_asyncapi_document_names_the_field_a_key_comes_from() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("schemas/asyncapi.json").unwrap()).unwrap();
+    let messages = &doc["components"]["messages"];
+    let key = &messages["file.processing.requested.v1"]["x-tidings-partitionkey"];
+    assert_eq!(key["attribute"], "partitionkey");
+    assert_eq!(key["field"], "file_id");
+    assert!(messages["file.uploaded.v2"]["x-tidings-partitionkey"].is_null());
 }
 
 #[test]

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use opentelemetry::trace::TracerProvider as _;
 use redis::aio::MultiplexedConnection;
-use tidings::{handler, Bus, ConsumerOptions, Context, Event, HandlerResult, StartFrom};
+use tidings::{
+    event, handler, Bus, ConsumerOptions, Context, Event, HandlerResult, Meta, StartFrom,
+};
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2, Tick};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::{bare, ceiling, instructions, live, macro_cost, raw, request};
@@ -184,6 +186,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     }
     let ceilings = ceiling_figures(&config, server.port(), &figures)?;
     figures.extend(ceilings);
+    if config.wants("order") || config.wants("delayed") {
+        figures.extend(order_figures(&config, &url, &client).await?);
+    }
     if config.wants("payload") {
         figures.extend(payload_figures(&config, &url, &client).await?);
     }
@@ -537,7 +542,8 @@ where
     H: tidings::IntoHandler<Args>,
     <H::Handler as tidings::Handler>::Event: Event,
 {
-    let key = bus.stream_key("bench").unwrap();
+    let stream = <<H::Handler as tidings::Handler>::Event as Event>::STREAM.unwrap_or("bench");
+    let key = bus.stream_key(stream).unwrap();
     destroy_group(conn, &key, group).await?;
     CONSUMED.store(0, Ordering::SeqCst);
     let options = ConsumerOptions::default()
@@ -636,6 +642,151 @@ async fn consume_figures(
             b,
         ),
     ])
+}
+
+// ---------------------------------------------------------------- order and delay
+
+/// How many accounts the keyed events spread over.
+const ORDER_KEYS: u64 = 1_000;
+
+/// A change to one of [`ORDER_KEYS`] accounts: handled in order per account.
+#[event(stream = "bench-keyed", version = 1, key = account)]
+#[derive(Debug, Clone)]
+pub struct AccountChanged {
+    /// The account: the key.
+    pub account: String,
+    /// Counts up.
+    pub n: u64,
+}
+
+/// The same payload with no key, for the figure beside it.
+#[event(stream = "bench-unkeyed", version = 1)]
+#[derive(Debug, Clone)]
+pub struct AccountNoted {
+    /// The account.
+    pub account: String,
+    /// Counts up.
+    pub n: u64,
+}
+
+#[handler(group = "bench-keyed", concurrency = 100)]
+async fn consume_keyed(event: AccountChanged, _ctx: Context) -> HandlerResult {
+    std::hint::black_box(&event);
+    CONSUMED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+#[handler(group = "bench-unkeyed", concurrency = 100)]
+async fn consume_unkeyed(event: AccountNoted, _ctx: Context) -> HandlerResult {
+    std::hint::black_box(&event);
+    CONSUMED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Consume + ack at `concurrency = 100` of events spread over 1,000 keys,
+/// handled in order per key, beside the same payloads without a key; and
+/// delayed events moved into their stream per second by the script, beside
+/// the same move written by hand (ZRANGEBYSCORE, then XADD and ZREM in one
+/// MULTI/EXEC per 1,000).
+async fn order_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    let mut figures = Vec::new();
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let n = config.consume;
+    if config.wants("order") {
+        progress(&format!(
+            "consume + ack, {n} events over {ORDER_KEYS} keys in order, concurrency 100"
+        ));
+        let bus = connect(url, "order").await?;
+        let keyed: Vec<AccountChanged> = (0..n as u64)
+            .map(|i| AccountChanged {
+                account: format!("acct-{}", i % ORDER_KEYS),
+                n: i,
+            })
+            .collect();
+        let unkeyed: Vec<AccountNoted> = keyed
+            .iter()
+            .map(|e| AccountNoted {
+                account: e.account.clone(),
+                n: e.n,
+            })
+            .collect();
+        for chunk in keyed.chunks(1000) {
+            bus.publish_batch(chunk).await?;
+        }
+        for chunk in unkeyed.chunks(1000) {
+            bus.publish_batch(chunk).await?;
+        }
+        let (mut t, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..config.runs {
+            t.push(tidings_consume(&bus, &mut conn, consume_keyed, "bench-keyed", n).await?);
+            b.push(tidings_consume(&bus, &mut conn, consume_unkeyed, "bench-unkeyed", n).await?);
+        }
+        del(&mut conn, &bus.stream_key("bench-keyed")?).await?;
+        del(&mut conn, &bus.stream_key("bench-unkeyed")?).await?;
+        figures.push(
+            Figure::from_runs(
+                "order_consume_ack_keyed_c100",
+                "events/s",
+                Better::Higher,
+                t,
+                b,
+            )
+            .target(Target::RatioAtLeast(0.5)),
+        );
+    }
+    if config.wants("delayed") {
+        progress(&format!(
+            "{n} delayed events moved into their stream as they fall due"
+        ));
+        let bus = connect(url, "delayed").await?;
+        let key = bus.stream_key("bench-unkeyed")?;
+        let delayed = format!("{key}:delayed");
+        let events: Vec<AccountNoted> = (0..n as u64)
+            .map(|i| AccountNoted {
+                account: format!("acct-{}", i % ORDER_KEYS),
+                n: i,
+            })
+            .collect();
+        let (mut t, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..config.runs {
+            // Delayed by 5 ms, all due by the time they are moved.
+            let fill = || async {
+                for e in &events {
+                    bus.publish_with(e, Meta::default().deliver_after(Duration::from_millis(5)))
+                        .await?;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok::<_, BoxError>(())
+            };
+            fill().await?;
+            let start = Instant::now();
+            let mut moved = 0;
+            while moved < n {
+                let done = bus.deliver_due("bench-unkeyed").await?;
+                if done.moved == 0 {
+                    return Err("delayed events were not due".into());
+                }
+                moved += done.moved;
+            }
+            t.push(per_second(moved, start.elapsed()));
+            del(&mut conn, &key).await?;
+
+            fill().await?;
+            let start = Instant::now();
+            let moved = raw::move_due(&mut conn, &delayed, &key, n).await?;
+            b.push(per_second(moved, start.elapsed()));
+            del(&mut conn, &key).await?;
+        }
+        figures.push(
+            Figure::from_runs("delayed_due_per_second", "events/s", Better::Higher, t, b)
+                .target(Target::RatioAtLeast(0.8)),
+        );
+    }
+    Ok(figures)
 }
 
 // ---------------------------------------------------------------- payload

@@ -212,3 +212,45 @@ fn entries(reply: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     out
 }
+
+/// Moves every delayed event due by now from the sorted set `delayed` into
+/// the stream `key` by hand: `ZRANGEBYSCORE … LIMIT 0 1000`, then one
+/// `MULTI` with an `XADD` per member (its JSON array of fields) and a
+/// `ZREM` of them, until `n` are moved or none is due. Returns how many.
+pub async fn move_due(
+    conn: &mut MultiplexedConnection,
+    delayed: &str,
+    key: &str,
+    n: usize,
+) -> Result<usize, BoxError> {
+    let mut moved = 0;
+    while moved < n {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64;
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(delayed)
+            .arg("-inf")
+            .arg(now)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        if members.is_empty() {
+            break;
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for m in &members {
+            let fields: Vec<String> = serde_json::from_str(m)?;
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(key).arg("*").arg(fields);
+            pipe.add_command(cmd).ignore();
+        }
+        pipe.cmd("ZREM").arg(delayed).arg(&members).ignore();
+        let _: () = pipe.query_async(conn).await?;
+        moved += members.len();
+    }
+    Ok(moved)
+}

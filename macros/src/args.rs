@@ -234,7 +234,7 @@ mod tests {
         let (values, seen, errors) = read("event", EVENT_KEYS, quote!(steam = "x", version = 2));
         assert_eq!(
             errors,
-            ["unknown event attribute `steam`; expected one of `stream`, `channel`, `version`, `name`, `upcast_from`, `reply`, `compat`, `crate`\nhelp: did you mean `stream`?"]
+            ["unknown event attribute `steam`; expected one of `stream`, `channel`, `version`, `name`, `upcast_from`, `reply`, `compat`, `key`, `crate`\nhelp: did you mean `stream`?"]
         );
         assert_eq!(values.len(), 1);
         assert!(values[0].0 == VERSION);

@@ -32,6 +32,9 @@ mod symbol;
 ///   is the upcaster, and older payloads decode through the chain;
 /// - `compat = "…"`: `backward` (default), `backward_transitive`, `forward`,
 ///   `forward_transitive`, `full`, `full_transitive` or `none`;
+/// - `key = field`: the field (a string, an integer or a ULID, or an `Option` of
+///   one) whose value is the event's `partitionkey`; each consumer group handles
+///   the events of one key one after another, in stream order;
 /// - `crate = "…"`: the path `tidings` is reachable at, for crates that re-export it.
 ///
 /// The struct gets serde's `Serialize`/`Deserialize` and schemars' `JsonSchema`

@@ -15,6 +15,7 @@ pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const UPCAST_FROM: Symbol = Symbol("upcast_from");
 pub(crate) const COMPAT: Symbol = Symbol("compat");
 pub(crate) const REPLY: Symbol = Symbol("reply");
+pub(crate) const KEY: Symbol = Symbol("key");
 
 // `#[handler]`
 pub(crate) const GROUP: Symbol = Symbol("group");
@@ -33,6 +34,7 @@ pub(crate) const EVENT_KEYS: &[Symbol] = &[
     UPCAST_FROM,
     REPLY,
     COMPAT,
+    KEY,
     CRATE,
 ];
 
@@ -61,6 +63,7 @@ impl Symbol {
             UPCAST_FROM => "OrderPlacedV1",
             REPLY => "OrderConfirmed",
             COMPAT => "\"backward\"",
+            KEY => "file_id",
             GROUP => "\"my-group\"",
             RETRIES | CONCURRENCY => "3",
             _ => "\"::my_crate::tidings\"",

@@ -49,6 +49,9 @@ pub mod field {
     /// `replyto`: on a request, the stream its reply is appended to (the
     /// requester's reply stream, `ns:{reply:<instance>}`).
     pub const REPLYTO: &str = "replyto";
+    /// `partitionkey`: the key whose events are handled in order (the
+    /// CloudEvents partitioning extension).
+    pub const PARTITIONKEY: &str = "partitionkey";
     /// `dlqgroup`: on an entry put back from dead letters, the one consumer
     /// group that handles it (the group that gave up on it); every other
     /// group acknowledges it without handling it (extension attribute).
@@ -141,6 +144,18 @@ impl fmt::Debug for Envelope {
 }
 
 impl Envelope {
+    /// `partitionkey`: the key the event is ordered by, if it has one
+    /// (`#[event(…, key = field)]` or [`Meta::partition_key`](crate::Meta::partition_key)).
+    /// Read as one of the [`extensions`](Envelope::extensions), as any
+    /// CloudEvents reader sees it; an event without extensions answers at
+    /// once.
+    pub fn partition_key(&self) -> Option<&str> {
+        self.extensions
+            .iter()
+            .find(|(name, _)| name == field::PARTITIONKEY)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// A new envelope with a fresh ULID, the current time and a JSON payload.
     pub fn new(
         source: impl Into<String>,

@@ -115,6 +115,14 @@ pub enum Error {
         /// Event type name.
         type_name: &'static str,
     },
+    /// A delay ([`Meta::deliver_at`](crate::Meta::deliver_at)) on an event
+    /// with a Pub/Sub channel: a delayed event waits in its stream's delayed
+    /// set, and a channel has no such place.
+    #[error("`{type_name}` has a channel; only events with a stream and no channel can be delayed (publish the delayed event to a stream-only type, or publish it now)")]
+    DelayOnChannel {
+        /// Event type name.
+        type_name: &'static str,
+    },
     /// `subscribe::<E>()` on an event that has no `channel`.
     #[error(
         "`{type_name}` has no channel; give it `#[event(channel = \"…\")]` to subscribe to it"

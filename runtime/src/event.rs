@@ -98,7 +98,92 @@ pub trait Event:
 
     /// Every version [`Event::decode`] accepts, ascending.
     fn versions() -> Vec<u32>;
+
+    /// The event's `partitionkey`: the value of the field named by
+    /// `#[event(…, key = field)]`, `None` for an event declared without
+    /// one. Events of one key are handled one after another, in stream
+    /// order, by each consumer group (see `docs/order-delay-priority.md`).
+    ///
+    /// ```
+    /// use tidings::{event, Event};
+    ///
+    /// #[event(stream = "contextual", version = 1, key = file_id)]
+    /// pub struct FileUploaded { pub file_id: String, pub filename: String }
+    ///
+    /// let e = FileUploaded { file_id: "f-7".into(), filename: "a.pdf".into() };
+    /// assert_eq!(e.partition_key().as_deref(), Some("f-7"));
+    /// ```
+    #[inline]
+    fn partition_key(&self) -> Option<String> {
+        None
+    }
 }
+
+/// A field type that can be an event's key (`#[event(…, key = field)]`):
+/// strings, integers and ULIDs, and an `Option` of one (`None` is no key).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an event's key",
+    label = "the `key` field has this type",
+    note = "an event's key is a string, an integer or a ULID (or an `Option` of one); name another field in `key = …`, or remove `key`"
+)]
+pub trait PartitionKey {
+    /// The key as written in `partitionkey`, or `None` for no key.
+    fn partition_key(&self) -> Option<String>;
+}
+
+impl PartitionKey for String {
+    fn partition_key(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+impl PartitionKey for str {
+    fn partition_key(&self) -> Option<String> {
+        Some(self.to_owned())
+    }
+}
+
+impl PartitionKey for std::borrow::Cow<'_, str> {
+    fn partition_key(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl PartitionKey for crate::Ulid {
+    fn partition_key(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl<T: PartitionKey + ?Sized> PartitionKey for &T {
+    fn partition_key(&self) -> Option<String> {
+        (**self).partition_key()
+    }
+}
+
+impl<T: PartitionKey + ?Sized> PartitionKey for Box<T> {
+    fn partition_key(&self) -> Option<String> {
+        (**self).partition_key()
+    }
+}
+
+impl<T: PartitionKey> PartitionKey for Option<T> {
+    fn partition_key(&self) -> Option<String> {
+        self.as_ref().and_then(PartitionKey::partition_key)
+    }
+}
+
+macro_rules! integer_keys {
+    ($($t:ty),*) => {$(
+        impl PartitionKey for $t {
+            fn partition_key(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        }
+    )*};
+}
+
+integer_keys!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 
 /// An event that asks for a reply: what `#[event(…, reply = R)]`
 /// implements, so that [`Bus::request`](crate::Bus::request) returns an `R`.

@@ -60,15 +60,15 @@ pub mod schemas;
 pub mod __private;
 
 pub use bus::{
-    AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Published, RawEvent,
-    DEFAULT_NAMESPACE,
+    partition_of, AnyEvent, AnyEventStream, Bus, BusBuilder, EventStream, Meta, Priority,
+    Published, RawEvent, DEFAULT_NAMESPACE,
 };
 pub use compat::{Compat, UnknownCompat};
 pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};
-pub use event::{Event, Request, DEFAULT_SCHEMA_BASE};
+pub use event::{Event, PartitionKey, Request, DEFAULT_SCHEMA_BASE};
 pub use gauges::GaugeReporter;
 pub use group::{Group, Position};
 pub use handler::{
@@ -86,4 +86,4 @@ pub use stats::{
     ConsumerStats, GroupStats, PendingEntry, Progress, RequestStats, Retention, StreamStats,
     TrimReport,
 };
-pub use transport::{ChannelTransport, StartFrom, StreamTransport};
+pub use transport::{ChannelTransport, DueDelivery, Lease, StartFrom, StreamTransport};

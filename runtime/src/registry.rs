@@ -37,6 +37,9 @@ pub struct EventInfo {
     pub upcast_from: Option<u32>,
     /// Type name of the reply, for a request (`reply = …`).
     pub reply: Option<&'static str>,
+    /// The field whose value is the event's `partitionkey`
+    /// (`#[event(…, key = field)]`), if it has one.
+    pub partition_key: Option<&'static str>,
     /// JSON Schema (2020-12) of the payload of this version.
     pub schema: fn() -> serde_json::Value,
     /// Decodes a payload of any version this struct reads (as
@@ -76,6 +79,7 @@ impl fmt::Debug for EventInfo {
             .field("schema_path", &self.schema_path)
             .field("upcast_from", &self.upcast_from)
             .field("reply", &self.reply)
+            .field("partition_key", &self.partition_key)
             .finish_non_exhaustive()
     }
 }

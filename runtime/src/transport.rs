@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::Stream;
 
-use crate::envelope::Envelope;
+use crate::envelope::{field, Envelope};
 pub use crate::error::{EnvelopeError, TransportError};
 
 /// An event ready to be written: every attribute borrowed from the publisher,
@@ -48,6 +48,8 @@ pub struct Outgoing<'a> {
     pub subject: Option<&'a str>,
     /// `replyto`.
     pub reply_to: Option<&'a str>,
+    /// `partitionkey`: the key the event's order is kept within.
+    pub partition_key: Option<&'a str>,
     /// Extension attributes of the publisher's own, by name.
     pub extensions: &'a [(String, String)],
     /// `data`: the JSON payload.
@@ -56,8 +58,7 @@ pub struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The optional attributes with their wire names.
-    pub fn optional(&self) -> [(&'static str, Option<&str>); 7] {
-        use crate::envelope::field;
+    pub fn optional(&self) -> [(&'static str, Option<&str>); 8] {
         [
             (field::CORRELATIONID, self.correlation_id),
             (field::CAUSATIONID, self.causation_id),
@@ -66,7 +67,47 @@ impl Outgoing<'_> {
             (field::TRACESTATE, self.tracestate),
             (field::SUBJECT, self.subject),
             (field::REPLYTO, self.reply_to),
+            (field::PARTITIONKEY, self.partition_key),
         ]
+    }
+
+    /// The sorted-set member of a delayed event: its fields and values, as
+    /// an `XADD` writes them, in one JSON array of strings.
+    pub fn delayed_member(&self) -> String {
+        let version = self.dataversion.to_string();
+        let data = String::from_utf8_lossy(self.data);
+        let mut parts: Vec<&str> = vec![
+            field::SPECVERSION,
+            crate::envelope::SPECVERSION,
+            field::ID,
+            self.id,
+            field::SOURCE,
+            self.source,
+            field::TYPE,
+            self.type_name,
+            field::TIME,
+            self.time,
+            field::DATACONTENTTYPE,
+            crate::envelope::JSON_CONTENT_TYPE,
+            field::DATASCHEMA,
+            self.dataschema,
+            field::DATAVERSION,
+            &version,
+        ];
+        for (name, value) in self.optional() {
+            if let Some(v) = value {
+                parts.push(name);
+                parts.push(v);
+            }
+        }
+        for (name, value) in self.extensions {
+            parts.push(name);
+            parts.push(value);
+        }
+        parts.push(field::DATA);
+        parts.push(&data);
+        // A list of strings always serializes.
+        serde_json::to_string(&parts).unwrap_or_default()
     }
 
     /// The event in CloudEvents JSON structured mode.
@@ -110,9 +151,65 @@ impl Outgoing<'_> {
             tracestate: own(self.tracestate),
             subject: own(self.subject),
             reply_to: own(self.reply_to),
-            extensions: self.extensions.to_vec(),
+            // Read back from a stream entry, `partitionkey` is one of the
+            // extensions (see `Envelope::partition_key`): kept the same here.
+            extensions: match self.partition_key {
+                None => self.extensions.to_vec(),
+                Some(key) => {
+                    let mut all = self.extensions.to_vec();
+                    all.push((field::PARTITIONKEY.to_owned(), key.to_owned()));
+                    all
+                }
+            },
             retry_group: None,
             data: self.data.to_vec(),
+        }
+    }
+}
+
+/// What [`StreamTransport::lease`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lease {
+    /// Take the lease if it is free (or already the owner's).
+    Take,
+    /// Extend the owner's lease.
+    Renew,
+    /// Give the owner's lease up.
+    Release,
+}
+
+impl Lease {
+    /// The operation as the script reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lease::Take => "take",
+            Lease::Renew => "renew",
+            Lease::Release => "release",
+        }
+    }
+}
+
+/// What one [`StreamTransport::deliver_due`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DueDelivery {
+    /// Delayed events appended to their stream.
+    pub moved: usize,
+    /// Members that were not an entry's fields (written by something other
+    /// than tidings): removed from the set, not appended.
+    pub malformed: usize,
+    /// When the next delayed event is due (ms since the Unix epoch), if any.
+    pub next_due: Option<i64>,
+}
+
+impl DueDelivery {
+    /// A report of `moved` events moved, with the next one due at `next_due`.
+    pub fn new(moved: usize, malformed: usize, next_due: Option<i64>) -> Self {
+        DueDelivery {
+            moved,
+            malformed,
+            next_due,
         }
     }
 }
@@ -640,6 +737,92 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         consumer: &str,
         ids: &[String],
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Keeps an event in the sorted set `delayed` (`ns:{stream}:delayed`)
+    /// until `due` (milliseconds since the Unix epoch), instead of appending
+    /// it: [`StreamTransport::deliver_due`] moves it into its stream then.
+    /// The member is the entry's fields and values as one JSON array of
+    /// strings, in the order an `XADD` writes them ([`Outgoing::delayed_member`]).
+    ///
+    /// ```text
+    /// ZADD ns:{stream}:delayed <due ms> <["specversion","1.0","id",…,"data","{…}"]>
+    /// ```
+    fn delay(
+        &self,
+        delayed: &str,
+        due: i64,
+        event: Outgoing<'_>,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Moves the delayed events due by `now` (at most `limit`, earliest
+    /// first) from `delayed` into the stream `key`, in one atomic step
+    /// (a script): each is appended and removed from the set, or neither.
+    ///
+    /// ```text
+    /// EVAL <script> 2 ns:{stream}:delayed ns:{stream} <now ms> <limit>
+    ///   -- ZRANGEBYSCORE … LIMIT 0 <limit>, XADD ns:{stream} * <fields…>, ZREM,
+    ///   -- ZRANGE ns:{stream}:delayed 0 0 WITHSCORES
+    /// ```
+    fn deliver_due(
+        &self,
+        delayed: &str,
+        key: &str,
+        now: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<DueDelivery, TransportError>> + Send;
+
+    /// Takes, renews or releases the lease `key` for `owner`, in one atomic
+    /// step: [`Lease::Take`] succeeds when nobody holds it (or `owner` does),
+    /// [`Lease::Renew`] when `owner` holds it, [`Lease::Release`] deletes it
+    /// when `owner` holds it. A taken or renewed lease expires after `ttl`.
+    /// Returns whether it succeeded.
+    ///
+    /// ```text
+    /// EVAL <script> 1 <lease key> <owner> <ttl ms> take|renew|release
+    ///   -- GET, then SET <key> <owner> PX <ttl> / PEXPIRE <key> <ttl> / DEL
+    /// ```
+    fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        op: Lease,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// Makes every entry pending in `group` on `key` from the cursor
+    /// `start` on (at most `count`) pending to `consumer`, without counting
+    /// a delivery (a new owner of a partition takes its entries over: none
+    /// of them was attempted again). Returns the next cursor, `0-0` past
+    /// the last.
+    ///
+    /// ```text
+    /// XAUTOCLAIM <key> <group> <consumer> 0 <start> COUNT <count> JUSTID
+    /// ```
+    fn take_pending(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        start: &str,
+        count: usize,
+    ) -> impl Future<Output = Result<String, TransportError>> + Send;
+
+    /// Marks `member` alive in the set `key` at `now` (ms), or removes it
+    /// with `leave`, drops the members not seen for `ttl`, and returns how
+    /// many are left.
+    ///
+    /// ```text
+    /// EVAL <script> 1 <members key> <member> <now ms> <ttl ms> join|leave
+    ///   -- ZADD / ZREM, ZREMRANGEBYSCORE -inf <now - ttl>, PEXPIRE, ZCARD
+    /// ```
+    fn members(
+        &self,
+        key: &str,
+        member: &str,
+        now: i64,
+        ttl: Duration,
+        leave: bool,
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send;
 
     /// Records that `attempts` attempts at an entry failed, in its delivery
     /// counter, so that a worker that claims it later goes on counting.

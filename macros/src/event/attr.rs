@@ -9,7 +9,7 @@ use syn::{Expr, Lit, LitInt, LitStr, Path};
 use crate::args::{self, crate_value, lit, near_miss, one_of, path_to_string, string_value, Seen};
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    Symbol, CHANNEL, COMPAT, CRATE, EVENT_KEYS, NAME, REPLY, STREAM, UPCAST_FROM, VERSION,
+    Symbol, CHANNEL, COMPAT, CRATE, EVENT_KEYS, KEY, NAME, REPLY, STREAM, UPCAST_FROM, VERSION,
 };
 
 /// Compatibility modes as written in `compat = "…"`, with the variant of
@@ -36,6 +36,8 @@ pub(crate) struct Attrs {
     /// `reply = R`: the event that answers this one.
     pub(crate) reply: Option<Path>,
     pub(crate) compat: Option<CompatMode>,
+    /// `key = field`: the field whose value is the event's `partitionkey`.
+    pub(crate) key: Option<syn::Ident>,
     pub(crate) krate: Option<Path>,
     /// Keys written, even with a value that was rejected, and the keys an
     /// unknown key is a near miss of.
@@ -79,6 +81,7 @@ impl Attrs {
             UPCAST_FROM => self.upcast_from = type_value(cx, expr, key),
             REPLY => self.reply = type_value(cx, expr, key),
             COMPAT => self.compat = compat_value(cx, expr),
+            KEY => self.key = key_value(cx, expr),
             CRATE => self.krate = crate_value(cx, expr),
             _ => {}
         }
@@ -160,6 +163,43 @@ fn type_value(cx: &Ctxt, expr: &Expr, key: Symbol) -> Option<Path> {
     }
 }
 
+/// `key = field`: one field name of the struct.
+fn key_value(cx: &Ctxt, expr: &Expr) -> Option<syn::Ident> {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => match p.path.get_ident() {
+            Some(ident) => Some(ident.clone()),
+            None => {
+                cx.error_spanned_by(
+                    &p.path,
+                    "`key` names one field of this struct, not a path: write `key = file_id`",
+                );
+                None
+            }
+        },
+        Expr::Group(g) => key_value(cx, &g.expr),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            let fix = match s.parse::<syn::Ident>() {
+                Ok(ident) => ident.to_string(),
+                Err(_) => "file_id".to_owned(),
+            };
+            cx.error_spanned_by(
+                s,
+                format!("`key` names a field, not a string: write `key = {fix}`"),
+            );
+            None
+        }
+        _ => {
+            cx.error_spanned_by(
+                expr,
+                "expected the name of a field for `key`, like `key = file_id`",
+            );
+            None
+        }
+    }
+}
+
 fn compat_value(cx: &Ctxt, expr: &Expr) -> Option<CompatMode> {
     let lit = string_value(cx, expr, COMPAT)?;
     let value = lit.value();
@@ -214,7 +254,7 @@ mod tests {
     fn unknown_key_suggests_the_near_miss_and_keeps_reading() {
         let (attrs, errors) = parse(quote!(steam = "x", version = 2));
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("unknown event attribute `steam`; expected one of `stream`, `channel`, `version`, `name`, `upcast_from`, `reply`, `compat`, `crate`"), "{}", errors[0]);
+        assert!(errors[0].starts_with("unknown event attribute `steam`; expected one of `stream`, `channel`, `version`, `name`, `upcast_from`, `reply`, `compat`, `key`, `crate`"), "{}", errors[0]);
         assert!(
             errors[0].ends_with("did you mean `stream`?"),
             "{}",

@@ -286,6 +286,7 @@ fn event_impl(input: &Input<'_>, krate: &Path, with_chain: bool) -> TokenStream 
         Some(prev) => quote_spanned!(prev.span()=> <#prev as #krate::Event>::versions()),
         None => quote!(::std::vec::Vec::with_capacity(1)),
     };
+    let key = partition_key_fn(input, krate);
     quote! {
         #[automatically_derived]
         impl #krate::Event for #ident {
@@ -315,6 +316,34 @@ fn event_impl(input: &Input<'_>, krate: &Path, with_chain: bool) -> TokenStream 
                 versions.push(#version);
                 versions
             }
+
+            #key
+        }
+    }
+}
+
+/// `Event::partition_key` for `key = field`: the field's value through
+/// `PartitionKey`, spanned at the field's type so that a type that cannot
+/// be a key is underlined where it is declared. Nothing when the event has
+/// no key (or names a field it does not have, reported elsewhere).
+fn partition_key_fn(input: &Input<'_>, krate: &Path) -> TokenStream {
+    let Some(key) = &input.attrs.key else {
+        return TokenStream::new();
+    };
+    let Shape::Named(named) = &input.shape else {
+        return TokenStream::new();
+    };
+    let Some(field) = named.named.iter().find(|f| f.ident.as_ref() == Some(key)) else {
+        return TokenStream::new();
+    };
+    let ty = &field.ty;
+    let access = quote_spanned!(ty.span()=>
+        <#ty as #krate::PartitionKey>::partition_key(&self.#key)
+    );
+    quote! {
+        #[inline]
+        fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+            #access
         }
     }
 }
@@ -333,6 +362,13 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
         Some(_) => quote!(::core::option::Option::Some(#p::reply_type::<#ident>())),
         None => quote!(::core::option::Option::None),
     };
+    let partition_key = match &input.attrs.key {
+        Some(key) => {
+            let name = LitStr::new(&key.to_string(), key.span());
+            quote!(::core::option::Option::Some(#name))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     quote! {
         #p::inventory::submit! {
             #p::EventInfo {
@@ -346,6 +382,7 @@ fn registry_entry(input: &Input<'_>, krate: &Path) -> TokenStream {
                 schema_path: <#ident as #krate::Event>::SCHEMA_PATH,
                 upcast_from: #upcast_from,
                 reply: #reply,
+                partition_key: #partition_key,
                 schema: #p::payload_schema::<#ident>,
                 // A deserializer per event, compiled only where the schema
                 // check runs; see `EventInfo::decode`.

@@ -4,7 +4,7 @@
 use proc_macro2::Span;
 use syn::{Ident, LitStr};
 
-use super::ast::{is_valid_type_name, Input};
+use super::ast::{is_valid_type_name, Input, Shape};
 use super::attr::Attrs;
 use super::expand::PROVIDED_TRAITS;
 use crate::ctxt::Ctxt;
@@ -33,6 +33,7 @@ pub(crate) fn check_attrs(cx: &Ctxt, attrs: &Attrs, ident: Option<&Ident>) {
 /// Records the problems of the struct itself in `cx`.
 pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) {
     check_derives(cx, input);
+    check_key(cx, input);
     if input.attrs.name.is_none() && !is_valid_type_name(&input.type_name) {
         cx.error_at(
             input.type_name_span,
@@ -43,6 +44,45 @@ pub(crate) fn check(cx: &Ctxt, input: &Input<'_>) {
             ),
         );
     }
+}
+
+/// `key = field` names a field of the struct. Its type (a string, an
+/// integer or a ULID) is checked by the compiler, through the
+/// `PartitionKey` bound the expansion puts under the field's type.
+fn check_key(cx: &Ctxt, input: &Input<'_>) {
+    let Some(key) = &input.attrs.key else {
+        return;
+    };
+    let names: Vec<String> = match &input.shape {
+        Shape::Named(named) => named
+            .named
+            .iter()
+            .filter_map(|f| f.ident.as_ref().map(|i| i.to_string()))
+            .collect(),
+        Shape::Unit => Vec::new(),
+    };
+    let wanted = key.to_string();
+    if names.contains(&wanted) {
+        return;
+    }
+    let mut msg = if names.is_empty() {
+        format!(
+            "`key = {wanted}` names a field, but `{}` has no fields; give it the field the events are ordered by, or remove `key`",
+            input.ident()
+        )
+    } else {
+        let list: Vec<&str> = names.iter().map(String::as_str).collect();
+        format!(
+            "`{}` has no field `{wanted}`; `key` names {}",
+            input.ident(),
+            crate::args::one_of(&list)
+        )
+    };
+    let list: Vec<&str> = names.iter().map(String::as_str).collect();
+    if let Some(hint) = crate::args::near_miss(&wanted, &list) {
+        msg.push_str(&format!("\nhelp: did you mean `{hint}`?"));
+    }
+    cx.error_spanned_by(key, msg);
 }
 
 /// A derive of a trait `#[event]` implements would conflict with it; say so

@@ -108,6 +108,12 @@ pub(crate) fn check_reply_key(ns: &str, key: &str) -> Result<(), NameError> {
     }
 }
 
+/// The sorted set of a stream's delayed events, `ns:{stream}:delayed`: in
+/// the stream's hash slot, beside its dead letters.
+pub(crate) fn delayed_key(stream_key: &str) -> String {
+    format!("{stream_key}:delayed")
+}
+
 /// Key of a stream: `ns:{stream}`, or `ns:{tenant:stream}` for a tenant.
 pub(crate) fn stream_key(ns: &str, tenant: Option<&str>, stream: &str) -> String {
     let mut k = String::with_capacity(ns.len() + stream.len() + 4 + tenant.map_or(0, str::len));

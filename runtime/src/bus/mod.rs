@@ -19,10 +19,11 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::event::{self, DEFAULT_SCHEMA_BASE};
 pub(crate) use backend::{on_channels, on_streams, Backend};
-pub(crate) use keys::{check_name, forbidden_in_name, MAX_NAME_LEN};
+pub(crate) use keys::{check_name, delayed_key, forbidden_in_name, MAX_NAME_LEN};
 pub(crate) use live::ReaderLife;
+pub(crate) use publish::level_key;
 pub(crate) use publish::Draft;
-pub use publish::{Meta, Published};
+pub use publish::{Meta, Priority, Published};
 pub use raw::RawEvent;
 pub(crate) use replies::{Replies, REPLY_STREAM_MAX_LEN};
 pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
@@ -46,6 +47,19 @@ struct Shared {
     readers: live::Readers,
     replies: Replies,
     publish_metrics: crate::telemetry::PublishMetrics,
+    /// Streams declared with partitions, and how many each has.
+    partitions: Vec<(String, u32)>,
+}
+
+/// The partition of `key` among `count`: FNV-1a (32 bits) of its UTF-8
+/// bytes, modulo `count`, which any language computes the same way.
+pub fn partition_of(key: &str, count: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % count.max(1)
 }
 
 /// The event bus: publishes, subscribes, and builds consumers.
@@ -94,6 +108,7 @@ pub struct BusBuilder {
     schema_base: Option<String>,
     reply_ttl: Duration,
     tls: TlsFiles,
+    partitions: Vec<(String, u32)>,
 }
 
 /// How long `publish` keeps trying while Redis is unreachable, by default.
@@ -113,6 +128,7 @@ impl Default for BusBuilder {
             schema_base: None,
             reply_ttl: replies::DEFAULT_REPLY_TTL,
             tls: TlsFiles::default(),
+            partitions: Vec::new(),
         }
     }
 }
@@ -199,8 +215,37 @@ impl BusBuilder {
         self
     }
 
+    /// Declares `stream` with `count` partitions (1 to 1024), each a stream
+    /// of its own, `ns:{stream#<k>}`: an event with a key goes to partition
+    /// `fnv1a32(key) % count`, one without to partition 0. A consumer group
+    /// has one active worker per partition at a time (it holds the
+    /// partition's lease), so the events of one key are handled in order
+    /// across all the workers of the group. Every bus that publishes to the
+    /// stream or reads it declares the same count.
+    ///
+    /// ```
+    /// let bus = tidings::Bus::builder().partitions("ledger", 8).in_memory().unwrap();
+    /// assert_eq!(bus.partitions("ledger"), Some(8));
+    /// ```
+    pub fn partitions(mut self, stream: impl Into<String>, count: u32) -> Self {
+        let stream = stream.into();
+        self.partitions.retain(|(s, _)| *s != stream);
+        self.partitions.push((stream, count));
+        self
+    }
+
     fn build(self, backend: Backend) -> Result<Bus, Error> {
         check_name("namespace", &self.namespace)?;
+        for (stream, count) in &self.partitions {
+            check_name("stream", stream)?;
+            if !(1..=1024).contains(count) {
+                return Err(Error::InvalidName(crate::error::NameError {
+                    what: "partition count",
+                    name: format!("{stream}: {count}"),
+                    reason: "a stream has 1 to 1024 partitions".to_owned(),
+                }));
+            }
+        }
         let schema_base = match self.schema_base {
             None => None,
             Some(base) => {
@@ -221,6 +266,7 @@ impl BusBuilder {
                 schema_base,
                 readers: live::Readers::default(),
                 publish_metrics: Default::default(),
+                partitions: self.partitions,
             }),
             tenant: None,
         })
@@ -337,6 +383,7 @@ impl Bus {
                 schema_base: None,
                 readers: live::Readers::default(),
                 replies: Replies::new(DEFAULT_NAMESPACE, replies::DEFAULT_REPLY_TTL),
+                partitions: Vec::new(),
                 publish_metrics: Default::default(),
             }),
             tenant: None,
@@ -447,6 +494,41 @@ impl Bus {
             self.tenant.as_deref(),
             stream,
         ))
+    }
+
+    /// How many partitions `stream` was declared with
+    /// ([`BusBuilder::partitions`]), if any.
+    pub fn partitions(&self, stream: &str) -> Option<u32> {
+        self.shared
+            .partitions
+            .iter()
+            .find(|(s, _)| s == stream)
+            .map(|(_, n)| *n)
+    }
+
+    /// Key of partition `k` of a stream: `ns:{stream#<k>}`.
+    pub fn partition_stream_key(&self, stream: &str, k: u32) -> Result<String, Error> {
+        check_name("stream", stream)?;
+        Ok(stream_key(
+            &self.shared.namespace,
+            self.tenant.as_deref(),
+            &format!("{stream}#{k}"),
+        ))
+    }
+
+    /// The stream key an event of `stream` with `key` goes to: its
+    /// partition's when the stream has partitions, else the stream's.
+    pub(crate) fn routed_key(&self, stream_key: String, stream: &str, key: Option<&str>) -> String {
+        match self.partitions(stream) {
+            None => stream_key,
+            Some(count) => {
+                let k = key.map_or(0, |key| partition_of(key, count));
+                stream_key
+                    .strip_suffix('}')
+                    .map(|open| format!("{open}#{k}}}"))
+                    .unwrap_or(stream_key)
+            }
+        }
     }
 
     /// Key of a stream's dead letters: `ns:{stream}:dlq`.

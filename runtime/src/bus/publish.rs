@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, TransportError};
 use crate::trace::{self, WireContext};
-use crate::transport::{ChannelTransport, Outgoing, StreamTransport};
+use crate::transport::{ChannelTransport, DueDelivery, Outgoing, StreamTransport};
 use crate::{Event, Ulid};
 
 /// Optional attributes of a published event.
@@ -46,6 +46,14 @@ pub struct Meta {
     pub extensions: Vec<(String, String)>,
     /// The event's `id`, when the caller chooses it (see [`Meta::event_id`]).
     pub event_id: Option<Ulid>,
+    /// `partitionkey`, in place of the event's own key (see
+    /// [`Meta::partition_key`]).
+    pub partition_key: Option<String>,
+    /// When the event is to be delivered, if later than now (see
+    /// [`Meta::deliver_at`]).
+    pub deliver_at: Option<std::time::SystemTime>,
+    /// The priority level the event is queued at (see [`Meta::priority`]).
+    pub priority: Option<Priority>,
     /// `replyto`, set by [`Bus::request`](crate::Bus::request) only.
     pub(crate) reply_to: Option<String>,
 }
@@ -112,12 +120,167 @@ impl Meta {
         self
     }
 
-    /// Checks the extension names.
+    /// Sets `partitionkey`, in place of the key the event's type takes
+    /// from its fields (`#[event(…, key = field)]`): events of one key are
+    /// handled one after another, in stream order, by each consumer group.
+    /// Not empty and without control characters; publishing fails with
+    /// [`Error::InvalidName`] otherwise.
+    ///
+    /// ```
+    /// let meta = tidings::Meta::default().partition_key("customer-42");
+    /// ```
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partition_key = Some(key.into());
+        self
+    }
+
+    /// Delivers the event at `at` instead of now: it waits in the sorted set
+    /// `ns:{stream}:delayed` (score: `at` in milliseconds) and is appended to
+    /// its stream when due, by the workers of the stream (or
+    /// [`Bus::deliver_due`]), each event within the workers'
+    /// [`delayed_poll`](crate::ConsumerOptions::delayed_poll) of its time.
+    /// A time not in the future publishes at once. Only for events with a
+    /// stream and no channel ([`Error::DelayOnChannel`] otherwise); the
+    /// [`Published`] of a delayed event has no `entry_id` yet.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// let meta = tidings::Meta::default().deliver_at(SystemTime::now() + Duration::from_secs(60));
+    /// ```
+    pub fn deliver_at(mut self, at: std::time::SystemTime) -> Self {
+        self.deliver_at = Some(at);
+        self
+    }
+
+    /// Delivers the event `after` from now: [`Meta::deliver_at`] with
+    /// now + `after`.
+    ///
+    /// ```
+    /// let meta = tidings::Meta::default().deliver_after(std::time::Duration::from_secs(30));
+    /// ```
+    pub fn deliver_after(self, after: Duration) -> Self {
+        let at = std::time::SystemTime::now()
+            .checked_add(after)
+            .unwrap_or_else(|| std::time::SystemTime::now() + Duration::from_secs(u32::MAX.into()));
+        self.deliver_at(at)
+    }
+
+    /// When the event is due, in milliseconds since the Unix epoch, if that
+    /// is later than `now`.
+    fn due_after(&self, now: i64) -> Option<i64> {
+        let at = self.deliver_at?;
+        let ms = match at.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(_) => return None,
+        };
+        (ms > now).then_some(ms)
+    }
+
+    /// Queues the event at a priority level: [`Priority::High`] and
+    /// [`Priority::Low`] go to the streams `ns:{stream}:high` and
+    /// `ns:{stream}:low` beside the stream itself, which holds the
+    /// [`Priority::Normal`] ones (and every event published without a
+    /// priority). A worker with
+    /// [`ConsumerOptions::priorities`](crate::ConsumerOptions::priorities)
+    /// reads all three, higher levels first without starving lower ones;
+    /// one without reads the normal level only.
+    ///
+    /// ```
+    /// let meta = tidings::Meta::default().priority(tidings::Priority::High);
+    /// ```
+    pub fn priority(mut self, level: Priority) -> Self {
+        self.priority = Some(level);
+        self
+    }
+
+    /// Checks the extension names and the partition key.
     pub(super) fn check(&self) -> Result<(), Error> {
         for (name, _) in &self.extensions {
             check_extension_name(name)?;
         }
+        if let Some(key) = &self.partition_key {
+            check_partition_key(key)?;
+        }
         Ok(())
+    }
+}
+
+/// How urgent a task is: the level of a priority queue it waits in (see
+/// [`Meta::priority`]).
+///
+/// A worker that reads the levels ([`ConsumerOptions::priorities`](crate::ConsumerOptions::priorities))
+/// hands its handlers' free slots to the levels with entries waiting in a
+/// weighted round: up to 6 to `High`, then 3 to `Normal`, then 1 to `Low`,
+/// again and again. A level with nothing waiting takes no turn, so a high
+/// task is started before any waiting lower one while high tasks last at
+/// most 6 in a row, and a low task still gets one slot in 10 when every
+/// level is busy: none starves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[non_exhaustive]
+pub enum Priority {
+    /// Before everything else.
+    High,
+    /// The stream itself: events published without a priority.
+    #[default]
+    Normal,
+    /// After the others, when they leave room.
+    Low,
+}
+
+impl Priority {
+    /// Every level, highest first.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// The level's suffix on the stream key (`:high`, `:low`), none for
+    /// `Normal`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Priority::High => ":high",
+            Priority::Normal => "",
+            Priority::Low => ":low",
+        }
+    }
+
+    /// Turns of this level in each weighted round.
+    pub fn weight(self) -> u32 {
+        match self {
+            Priority::High => 6,
+            Priority::Normal => 3,
+            Priority::Low => 1,
+        }
+    }
+
+    /// The level as written: `high`, `normal` or `low`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = crate::error::NameError;
+
+    /// `high`, `normal` or `low`, as records write `priority: 'normal'`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| crate::error::NameError {
+                what: "priority",
+                name: s.to_owned(),
+                reason: "a priority is `high`, `normal` or `low`".to_owned(),
+            })
+    }
+}
+
+/// The key of a stream's priority level.
+pub(crate) fn level_key(stream_key: String, level: Option<Priority>) -> String {
+    match level {
+        None | Some(Priority::Normal) => stream_key,
+        Some(p) => stream_key + p.suffix(),
     }
 }
 
@@ -165,6 +328,19 @@ fn check_extension_name(name: &str) -> Result<(), crate::error::NameError> {
     })
 }
 
+/// A partition key is not empty and holds no control characters, so that
+/// every reader (and a terminal showing it) sees it as it was written.
+pub(crate) fn check_partition_key(key: &str) -> Result<(), crate::error::NameError> {
+    if key.is_empty() || key.chars().any(char::is_control) {
+        return Err(crate::error::NameError {
+            what: "partition key",
+            name: key.to_owned(),
+            reason: "a partition key is not empty and holds no control characters".to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Where a published event went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -186,6 +362,8 @@ pub(crate) struct Draft {
     schema_path: &'static str,
     stream: Option<&'static str>,
     channel: Option<&'static str>,
+    /// The event's own key ([`Event::partition_key`]).
+    partition_key: Option<String>,
     data: Vec<u8>,
 }
 
@@ -221,6 +399,7 @@ impl Draft {
             schema_path: E::SCHEMA_PATH,
             stream: E::STREAM,
             channel: E::CHANNEL,
+            partition_key: None,
             data: Vec::new(),
         }
     }
@@ -234,6 +413,10 @@ impl Draft {
             type_name: E::TYPE,
             source,
         })?;
+        let partition_key = e.partition_key();
+        if let Some(key) = &partition_key {
+            check_partition_key(key)?;
+        }
         Ok(Draft {
             type_name: E::TYPE,
             version: E::VERSION,
@@ -241,6 +424,7 @@ impl Draft {
             schema_path: E::SCHEMA_PATH,
             stream: E::STREAM,
             channel: E::CHANNEL,
+            partition_key,
             data,
         })
     }
@@ -400,7 +584,7 @@ impl Bus {
         else {
             return None;
         };
-        if events.len() < 2 {
+        if events.len() < 2 || self.partitions(stream).is_some() {
             return None;
         }
         let started = std::time::Instant::now();
@@ -412,10 +596,18 @@ impl Bus {
         let dataschema = self.dataschema(draft.schema_path, draft.dataschema);
         let span = self.publish_span([&draft], "publish_batch");
         let wire = trace::wire_context(&span);
+        // Each event's own key, taken before anything is sent.
+        let keys: Vec<Option<String>> = events.iter().map(Event::partition_key).collect();
+        for key in keys.iter().flatten() {
+            if let Err(e) = check_partition_key(key) {
+                return Some(Err(e.into()));
+            }
+        }
         let attributes: Vec<Outgoing<'_>> = stamps
             .iter()
-            .map(|stamp| {
-                self.outgoing(
+            .zip(&keys)
+            .map(|(stamp, key)| {
+                let mut o = self.outgoing(
                     stamp,
                     time.as_str(),
                     &draft,
@@ -425,7 +617,9 @@ impl Bus {
                         tenant,
                         wire: wire.as_ref(),
                     },
-                )
+                );
+                o.partition_key = key.as_deref();
+                o
             })
             .collect();
         let payload = |i: usize, buf: &mut Vec<u8>| match events.get(i) {
@@ -551,6 +745,9 @@ impl Bus {
             tracestate,
             subject: meta.and_then(|m| m.subject.as_deref()),
             reply_to: meta.and_then(|m| m.reply_to.as_deref()),
+            partition_key: meta
+                .and_then(|m| m.partition_key.as_deref())
+                .or(draft.partition_key.as_deref()),
             extensions: meta.map_or(&[], |m| m.extensions.as_slice()),
             data: &draft.data,
         }
@@ -585,10 +782,26 @@ impl Bus {
             },
         );
         let ns = &self.shared.namespace;
-        let stream_key = draft.stream.map(|s| stream_key(ns, tenant, s));
+        let stream_key = draft.stream.map(|s| {
+            let key = level_key(stream_key(ns, tenant, s), meta.and_then(|m| m.priority));
+            self.routed_key(key, s, out.partition_key)
+        });
         let channel_key = draft
             .channel
             .map(|c| channel_key(ns, tenant, c, draft.type_name));
+        if let Some(due) = meta.and_then(|m| m.due_after(now_millis())) {
+            return self
+                .send_delayed(draft, stream_key.as_deref(), out, due)
+                .instrument(span)
+                .await
+                .map(|()| {
+                    self.count_sent([draft], "publish", started);
+                    Published {
+                        entry_id: None,
+                        event_id: stamp.id,
+                    }
+                });
+        }
         let append = async {
             match &stream_key {
                 Some(k) => self
@@ -612,6 +825,49 @@ impl Bus {
             entry_id,
             event_id: stamp.id,
         })
+    }
+
+    /// Appends the delayed events of `stream` that fell due (at most 1,000
+    /// a call, earliest first), atomically each: what the workers of the
+    /// stream do every [`delayed_poll`](crate::ConsumerOptions::delayed_poll),
+    /// for a process that runs none.
+    ///
+    /// ```text
+    /// EVALSHA <deliver-due> 2 ns:{stream}:delayed ns:{stream} <now ms> 1000
+    /// ```
+    pub async fn deliver_due(&self, stream: &str) -> Result<DueDelivery, Error> {
+        let key = self.stream_key(stream)?;
+        let delayed = super::keys::delayed_key(&key);
+        let backend = &self.shared.backend;
+        self.patiently("EVALSHA", || async {
+            super::on_streams!(backend, t => t.deliver_due(&delayed, &key, now_millis(), 1000))
+        })
+        .await
+    }
+
+    /// Keeps a delayed event in its stream's delayed set until `due`.
+    ///
+    /// ```text
+    /// ZADD ns:{stream}:delayed <due ms> <["specversion","1.0",…,"data","{…}"]>
+    /// ```
+    async fn send_delayed(
+        &self,
+        draft: &Draft,
+        stream_key: Option<&str>,
+        out: Outgoing<'_>,
+        due: i64,
+    ) -> Result<(), Error> {
+        let (Some(key), None) = (stream_key, draft.channel) else {
+            return Err(Error::DelayOnChannel {
+                type_name: draft.type_name,
+            });
+        };
+        let delayed = super::keys::delayed_key(key);
+        let backend = &self.shared.backend;
+        self.patiently("ZADD", || async {
+            super::on_streams!(backend, t => t.delay(&delayed, due, out))
+        })
+        .await
     }
 
     /// The span of a publish call, named after its first event.
@@ -717,6 +973,15 @@ impl Bus {
         if let [one] = drafts {
             return Ok(vec![self.send_one(one, Some(meta)).await?]);
         }
+        if meta.due_after(now_millis()).is_some() {
+            // One `ZADD` each: a delayed batch is appended as its events
+            // fall due, not as one transaction.
+            let mut published = Vec::with_capacity(drafts.len());
+            for d in drafts {
+                published.push(self.send_one(d, Some(meta)).await?);
+            }
+            return Ok(published);
+        }
         let started = std::time::Instant::now();
         let tenant = self.effective_tenant(Some(meta))?;
         let ns = &self.shared.namespace;
@@ -738,7 +1003,9 @@ impl Bus {
                             stream: d.stream,
                             channel: d.channel,
                             type_name: d.type_name,
-                            stream_key: d.stream.map(|s| stream_key(ns, tenant, s)),
+                            stream_key: d
+                                .stream
+                                .map(|s| level_key(stream_key(ns, tenant, s), meta.priority)),
                             channel_key: d.channel.map(|c| channel_key(ns, tenant, c, d.type_name)),
                         });
                         destinations.len() - 1
@@ -757,9 +1024,33 @@ impl Bus {
             meta.tracestate.as_deref(),
         );
         let wire = trace::wire_context(&span);
+        // Each event's partition, on streams declared with partitions.
+        let routed: Vec<Option<String>> = if drafts
+            .iter()
+            .any(|d| d.stream.and_then(|s| self.partitions(s)).is_some())
+        {
+            drafts
+                .iter()
+                .zip(&at)
+                .map(|(d, &i)| {
+                    let key = meta.partition_key.as_deref().or(d.partition_key.as_deref());
+                    destinations[i]
+                        .stream_key
+                        .clone()
+                        .map(|k| self.routed_key(k, d.stream.unwrap_or_default(), key))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut appends = Vec::with_capacity(drafts.len());
         let mut broadcasts = Vec::new();
-        for (((draft, stamp), &i), dataschema) in drafts.iter().zip(&stamps).zip(&at).zip(&schemas)
+        for (n, (((draft, stamp), &i), dataschema)) in drafts
+            .iter()
+            .zip(&stamps)
+            .zip(&at)
+            .zip(&schemas)
+            .enumerate()
         {
             let out = self.outgoing(
                 stamp,
@@ -773,8 +1064,12 @@ impl Bus {
                 },
             );
             let d = &destinations[i];
-            if let Some(k) = &d.stream_key {
-                appends.push((k.as_str(), out));
+            let key = routed
+                .get(n)
+                .and_then(Option::as_deref)
+                .or(d.stream_key.as_deref());
+            if let Some(k) = key {
+                appends.push((k, out));
             }
             if let Some(k) = &d.channel_key {
                 broadcasts.push((k.as_str(), out));

@@ -13,9 +13,6 @@ use crate::error::{Error, NameError};
 use crate::transport::Outgoing;
 use crate::Ulid;
 
-/// The CloudEvents `partitionkey` attribute, written on the stream entry.
-const PARTITIONKEY: &str = "partitionkey";
-
 /// An event already serialized, with its id and time fixed: what
 /// [`Bus::publish_raw`] publishes to the event's stream.
 ///
@@ -175,15 +172,6 @@ impl RawEvent {
         }
         Ok(())
     }
-
-    /// The extensions as written: the meta's, then `partitionkey`.
-    fn extensions(&self) -> Vec<(String, String)> {
-        let mut all = self.meta.extensions.clone();
-        if let Some(key) = &self.partition_key {
-            all.push((PARTITIONKEY.to_owned(), key.clone()));
-        }
-        all
-    }
 }
 
 impl Bus {
@@ -232,8 +220,6 @@ impl Bus {
                 format!("{}{path}", self.schema_base())
             })
             .collect();
-        let extensions: Vec<Vec<(String, String)>> =
-            events.iter().map(RawEvent::extensions).collect();
         let batch: Vec<(&str, Outgoing<'_>)> = events
             .iter()
             .enumerate()
@@ -255,7 +241,8 @@ impl Bus {
                         tracestate: meta.tracestate.as_deref(),
                         subject: meta.subject.as_deref(),
                         reply_to: None,
-                        extensions: &extensions[i],
+                        partition_key: e.partition_key.as_deref().or(meta.partition_key.as_deref()),
+                        extensions: &meta.extensions,
                         data: &e.data,
                     },
                 )

@@ -8,10 +8,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::partition::Partitions;
+use super::priority::Gate;
 use super::read::run_group;
 use super::worker::{GroupTask, Worker};
 use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
-use crate::bus::{check_name, forbidden_in_name, on_streams, Bus, ReaderLife, MAX_NAME_LEN};
+use crate::bus::{
+    check_name, forbidden_in_name, level_key, on_streams, Backend, Bus, Priority, ReaderLife,
+    MAX_NAME_LEN,
+};
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
 use crate::handler::{Handler, IntoHandler, States};
@@ -221,34 +226,71 @@ impl ConsumerBuilder {
         let (stop_tx, stop_rx) = watch::channel(false);
         let states = Arc::new(self.states);
         let mut tasks = Vec::new();
+        let mut last_stream = None;
         for ((stream, group), handlers) in groups {
-            let key = self.bus.stream_key(stream)?;
-            let life = Arc::new(ReaderLife::new(
-                key.clone(),
-                group.to_owned(),
-                consumer.clone(),
-                self.options.block,
-            ));
-            self.bus.readers().register(&life);
-            let spec = Arc::new(GroupSpec {
-                key: key.clone(),
-                stream,
-                system: self.bus.backend().system(),
-                skipped_types: Mutex::new(HashSet::new()),
-                dlq: self.bus.dead_letter_key(stream)?,
-                group,
-                consumer: consumer.clone(),
-                handlers,
-                bus: self.bus.clone(),
-                states: states.clone(),
-                options: self.options.clone(),
-                held: Mutex::new(HashSet::new()),
-                unacked: Mutex::new(HashSet::new()),
-                stop: stop_rx.clone(),
-                life,
-            });
-            let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
-            tasks.push(GroupTask { key, group, handle });
+            // Groups are ordered by stream: the first of each moves its
+            // delayed events.
+            let moves_delayed = last_stream != Some(stream);
+            last_stream = Some(stream);
+            let stream_key = self.bus.stream_key(stream)?;
+            if let Some(count) = self.bus.partitions(stream) {
+                let handle = start_partitions(
+                    &self.bus,
+                    stream,
+                    group,
+                    count,
+                    handlers,
+                    &consumer,
+                    &states,
+                    &self.options,
+                    &stop_rx,
+                )?;
+                tasks.push(GroupTask {
+                    key: stream_key,
+                    group,
+                    handle,
+                });
+                continue;
+            }
+            let levels: Vec<Option<Priority>> = if self.options.priorities {
+                Priority::ALL.into_iter().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            let gate = Arc::new(Gate::default());
+            for level in levels {
+                let key = level_key(stream_key.clone(), level);
+                // Every level of the group shares the handlers' slots.
+                let handlers = handlers.iter().map(HandlerSlot::share).collect();
+                let life = Arc::new(ReaderLife::new(
+                    key.clone(),
+                    group.to_owned(),
+                    consumer.clone(),
+                    self.options.block,
+                ));
+                self.bus.readers().register(&life);
+                let spec = Arc::new(GroupSpec {
+                    key: key.clone(),
+                    stream,
+                    system: self.bus.backend().system(),
+                    skipped_types: Mutex::new(HashSet::new()),
+                    dlq: self.bus.dead_letter_key(stream)?,
+                    group,
+                    consumer: consumer.clone(),
+                    handlers,
+                    bus: self.bus.clone(),
+                    states: states.clone(),
+                    options: self.options.clone(),
+                    held: Mutex::new(HashSet::new()),
+                    unacked: Mutex::new(HashSet::new()),
+                    stop: stop_rx.clone(),
+                    life,
+                    moves_delayed,
+                    priority: level.map(|l| (gate.clone(), l)),
+                });
+                let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
+                tasks.push(GroupTask { key, group, handle });
+            }
         }
         Ok(Worker {
             stop: stop_tx,
@@ -289,6 +331,93 @@ fn default_consumer_name(source: &str) -> String {
     }
     format!("{name}-{}", ulid::Ulid::new())
 }
+
+/// The task that holds the leases of a partitioned stream's partitions in
+/// one group and runs a reading loop for each partition it holds.
+#[allow(clippy::too_many_arguments)]
+fn start_partitions(
+    bus: &Bus,
+    stream: &'static str,
+    group: &'static str,
+    count: u32,
+    handlers: Vec<HandlerSlot>,
+    consumer: &str,
+    states: &Arc<States>,
+    options: &ConsumerOptions,
+    stop: &watch::Receiver<bool>,
+) -> Result<JoinHandle<usize>, Error> {
+    let mut keys = Vec::with_capacity(count as usize);
+    for k in 0..count {
+        keys.push(bus.partition_stream_key(stream, k)?);
+    }
+    let dlq = bus.dead_letter_key(stream)?;
+    let members_key = format!("{}:workers:{group}", bus.stream_key(stream)?);
+    let leases: Vec<String> = keys.iter().map(|k| format!("{k}:lease:{group}")).collect();
+    // A partition's owner holds every entry pending there: nobody else's
+    // entries are to be claimed while it reads.
+    let mut part_options = options.clone();
+    part_options.claim_idle = None;
+    part_options.delayed_poll = None;
+    let (bus_c, consumer_c, states_c) = (bus.clone(), consumer.to_owned(), states.clone());
+    let spec_of = move |k: u32, stop: watch::Receiver<bool>| {
+        let key = keys[k as usize].clone();
+        let life = Arc::new(ReaderLife::new(
+            key.clone(),
+            group.to_owned(),
+            consumer_c.clone(),
+            part_options.block,
+        ));
+        bus_c.readers().register(&life);
+        Arc::new(GroupSpec {
+            key,
+            stream,
+            system: bus_c.backend().system(),
+            skipped_types: Mutex::new(HashSet::new()),
+            dlq: dlq.clone(),
+            group,
+            consumer: consumer_c.clone(),
+            handlers: handlers.iter().map(HandlerSlot::share).collect(),
+            bus: bus_c.clone(),
+            states: states_c.clone(),
+            options: part_options.clone(),
+            held: Mutex::new(HashSet::new()),
+            unacked: Mutex::new(HashSet::new()),
+            stop,
+            life,
+            moves_delayed: false,
+            priority: None,
+        })
+    };
+    fn spawn<T: StreamTransport>(p: Partitions<T>) -> JoinHandle<usize> {
+        tokio::spawn(p.run())
+    }
+    let spec_of: SpecOf = Box::new(spec_of);
+    let ttl = options.partition_lease;
+    Ok(match bus.backend() {
+        Backend::Redis { streams, .. } => spawn(Partitions {
+            transport: streams.clone(),
+            spec_of,
+            count,
+            members_key,
+            leases: leases.clone(),
+            consumer: consumer.to_owned(),
+            ttl,
+            stop: stop.clone(),
+        }),
+        Backend::Memory(m) => spawn(Partitions {
+            transport: m.clone(),
+            spec_of,
+            count,
+            members_key,
+            leases: leases.clone(),
+            consumer: consumer.to_owned(),
+            ttl,
+            stop: stop.clone(),
+        }),
+    })
+}
+
+type SpecOf = Box<dyn Fn(u32, watch::Receiver<bool>) -> Arc<GroupSpec> + Send + Sync>;
 
 async fn start_group<T: StreamTransport>(
     bus: &Bus,

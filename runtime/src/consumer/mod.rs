@@ -16,13 +16,20 @@
 //!
 //! Files: `builder` (handlers, options, start), `worker` (stop and abort),
 //! `read` (the reading loop), `process` (per-entry policy), `ack` (the
-//! acknowledging and heartbeat tasks), `held` (the held set), `options` and
-//! `retry` (what users configure).
+//! acknowledging and heartbeat tasks), `delay` (delayed events that fell
+//! due), `held` (the held set), `partition` (leases on a stream's
+//! partitions), `priority` (turns of the priority levels), `order` (the
+//! lanes that keep the entries of one key in order), `options` and `retry`
+//! (what users configure).
 
 mod ack;
 mod builder;
+mod delay;
 mod held;
 mod options;
+mod order;
+mod partition;
+mod priority;
 mod process;
 mod read;
 mod retry;
@@ -81,9 +88,38 @@ struct GroupSpec {
     stop: watch::Receiver<bool>,
     /// How the reading loop reports itself to [`Bus::health`](crate::Bus::health).
     life: Arc<crate::bus::ReaderLife>,
+    /// Whether this group's task moves the stream's delayed events (the
+    /// first group of each stream in the worker).
+    moves_delayed: bool,
+    /// The priority level this task reads, with the gate its group's levels
+    /// share; `None` for a worker without priorities.
+    priority: Option<(Arc<priority::Gate>, crate::bus::Priority)>,
+}
+
+impl HandlerSlot {
+    /// The same handler for another priority level of its group: the same
+    /// concurrency slots, metrics of its own.
+    fn share(&self) -> HandlerSlot {
+        HandlerSlot {
+            handler: self.handler.clone(),
+            limit: self.limit.clone(),
+            concurrency: self.concurrency,
+            retry: self.retry,
+            metrics: Default::default(),
+        }
+    }
 }
 
 impl GroupSpec {
+    /// Waits for this level's turn at the handler slots, when the group
+    /// reads priority levels; hold it while taking the slots.
+    async fn turn(&self) -> Option<priority::Turn> {
+        match &self.priority {
+            Some((gate, level)) => Some(gate.turn(*level).await),
+            None => None,
+        }
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashSet<HeldId>> {
         // The set is only inserted into and removed from; a panic elsewhere
         // cannot leave it inconsistent.

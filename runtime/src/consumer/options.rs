@@ -34,7 +34,15 @@ pub struct ConsumerOptions {
     pub(crate) inbox: Option<Duration>,
     pub(crate) forget_after: Option<Duration>,
     pub(crate) retention: Option<(crate::stats::Retention, Duration)>,
+    pub(crate) delayed_poll: Option<Duration>,
+    pub(crate) priorities: bool,
+    pub(crate) partition_lease: Duration,
 }
+
+/// How often a worker looks for delayed events that fell due, when none is
+/// due sooner: four calls a second per stream while idle, and a delayed
+/// event appended at most this late.
+pub(crate) const DEFAULT_DELAYED_POLL: Duration = Duration::from_millis(250);
 
 impl Default for ConsumerOptions {
     fn default() -> Self {
@@ -52,6 +60,9 @@ impl Default for ConsumerOptions {
             inbox: None,
             forget_after: Some(Duration::from_secs(600)),
             retention: None,
+            delayed_poll: Some(DEFAULT_DELAYED_POLL),
+            priorities: false,
+            partition_lease: Duration::from_secs(10),
         }
     }
 }
@@ -168,6 +179,55 @@ impl ConsumerOptions {
     /// trim back. Default: no trim.
     pub fn retention(mut self, retention: crate::stats::Retention, every: Duration) -> Self {
         self.retention = Some((retention, every.max(Duration::from_millis(1))));
+        self
+    }
+
+    /// How often the worker moves the delayed events that fell due
+    /// ([`Meta::deliver_at`](crate::Meta::deliver_at)) from
+    /// `ns:{stream}:delayed` into each stream it reads (default 250 ms;
+    /// `None`: never, for a worker that leaves it to others). One script
+    /// call per stream each time, so an idle worker makes four calls a
+    /// second per stream at the default; when the next delayed event is due
+    /// sooner, it looks then instead, so an event is appended within a few
+    /// milliseconds of its time once known, and at most `every` late when it
+    /// was delayed while the worker waited. One worker per stream is enough;
+    /// several share the work safely (each move is atomic).
+    ///
+    /// ```text
+    /// EVALSHA <deliver-due> 2 ns:{stream}:delayed ns:{stream} <now ms> 1000
+    /// ```
+    pub fn delayed_poll(mut self, every: Option<Duration>) -> Self {
+        self.delayed_poll = every.map(|d| d.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Reads every priority level of each stream (default: the stream
+    /// only): `ns:{stream}:high`, the stream itself (normal) and
+    /// `ns:{stream}:low`, where [`Meta::priority`](crate::Meta::priority)
+    /// publishes. Each level has a reading loop of its own (one more
+    /// `XREADGROUP` connection each, same group); they share the handlers'
+    /// concurrency, whose free slots go to the levels with entries waiting in
+    /// the weighted round of [`Priority`](crate::Priority): high first, low
+    /// never starved. Retries, dead letters and order per key work as on any
+    /// stream, within each level.
+    ///
+    /// ```
+    /// let opts = tidings::ConsumerOptions::default().priorities(true);
+    /// ```
+    pub fn priorities(mut self, on: bool) -> Self {
+        self.priorities = on;
+        self
+    }
+
+    /// How long a worker's lease on a partition lasts (default 10 s), on
+    /// streams declared with partitions
+    /// ([`BusBuilder::partitions`](crate::BusBuilder::partitions)): renewed
+    /// every third of it while the worker runs; a partition whose worker
+    /// died is taken over by another within about this long. A worker
+    /// stops handling a partition a tenth of it (at least 20 ms) before its
+    /// lease could run out. At least 150 ms.
+    pub fn partition_lease(mut self, lease: Duration) -> Self {
+        self.partition_lease = lease.max(Duration::from_millis(150));
         self
     }
 

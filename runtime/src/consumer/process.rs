@@ -144,13 +144,14 @@ pub(super) async fn process<T: StreamTransport>(
 
 impl<T: StreamTransport> Retry<T> {
     /// Waits out each backoff and runs the failed handlers again, until they
-    /// succeed or give up.
-    pub(super) async fn run(mut self) {
+    /// succeed or give up (`true`), or the worker stops during a wait
+    /// (`false`: the entry is left pending).
+    pub(super) async fn run(mut self) -> bool {
         loop {
             if pause(self.delay, &mut self.delivery.stop).await {
                 tracing::info!(stream = %self.delivery.spec.key, group = self.delivery.spec.group,
                     entry = %self.id, "worker stopping during a retry wait; entry left pending for another worker");
-                return;
+                return false;
             }
             let todo = self.todo.iter().map(|&i| (i, None)).collect();
             match attempt(
@@ -164,7 +165,7 @@ impl<T: StreamTransport> Retry<T> {
             .await
             {
                 Some(next) => self = next,
-                None => return,
+                None => return true,
             }
         }
     }

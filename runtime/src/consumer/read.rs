@@ -10,7 +10,10 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::ack::{ack_loop, heartbeat_loop};
+use super::delay::deliver_due_loop;
 use super::held::{Held, HeldId};
+use super::order::{run_lane, Lanes, Step, Waiting};
+use super::priority::Turn;
 use super::process::{process, Delivery};
 use super::worker::AbortOnDrop;
 use super::{pause, stopped, Done, GroupSpec};
@@ -41,10 +44,19 @@ pub(super) async fn run_group<T: StreamTransport>(
         transport.clone(),
         spec.clone(),
     ))));
+    let _delayed = AbortOnDrop(match (spec.moves_delayed, opts.delayed_poll) {
+        (true, Some(poll)) => Some(tokio::spawn(deliver_due_loop(
+            transport.clone(),
+            spec.clone(),
+            poll,
+        ))),
+        _ => None,
+    });
     // Bounds the entries read and not yet finished, so that a slow handler
     // slows reading down instead of piling deliveries up in memory.
     let prefetch = Arc::new(Semaphore::new(opts.prefetch_or_default()));
     let mut inflight = JoinSet::new();
+    let lanes = Arc::new(Lanes::default());
     let backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
     // Reads failed in a row: what the reconnect backoff grows with.
     let mut failed = 0u32;
@@ -198,6 +210,7 @@ pub(super) async fn run_group<T: StreamTransport>(
             &ack_tx,
             &entry_stop,
             &mut inflight,
+            &lanes,
         );
         let result = if backlog {
             futures::future::join(read, dispatching).await.0
@@ -290,6 +303,7 @@ pub(super) async fn run_group<T: StreamTransport>(
         &ack_tx,
         &entry_stop,
         &mut inflight,
+        &lanes,
     )
     .await;
     // So is what a read cut short by the stop was given: the entries
@@ -323,7 +337,16 @@ pub(super) async fn run_group<T: StreamTransport>(
         };
         let mut last = Vec::new();
         admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut last).await;
-        dispatch(&transport, &spec, last, &ack_tx, &entry_stop, &mut inflight).await;
+        dispatch(
+            &transport,
+            &spec,
+            last,
+            &ack_tx,
+            &entry_stop,
+            &mut inflight,
+            &lanes,
+        )
+        .await;
     }
 
     while let Some(done) = inflight.join_next().await {
@@ -480,13 +503,47 @@ pub(super) async fn dispatch<T: StreamTransport>(
     ack: &mpsc::UnboundedSender<Done>,
     stop: &watch::Receiver<bool>,
     inflight: &mut JoinSet<()>,
+    lanes: &Arc<Lanes<T>>,
 ) {
     if !batch.is_empty() {
         crate::telemetry::consumed(spec.system, spec.stream, spec.group, batch.len() as u64);
     }
-    for (entry, held) in batch {
+    // With priority levels, the level's turn at the handler slots, kept
+    // from one entry to the next while the round allows.
+    let mut turn = None;
+    let total = batch.len();
+    for (n, (entry, held)) in batch.into_iter().enumerate() {
+        let more = n + 1 < total;
+        // An entry with a key goes through its key's lane; one without
+        // (checked with no hashing: an event without extensions has no
+        // key) is dispatched as it always was.
+        let key = entry.envelope.as_ref().ok().and_then(|e| e.partition_key());
+        if let Some(key) = key {
+            let key: Box<str> = key.into();
+            let delivery = Delivery {
+                transport: transport.clone(),
+                spec: spec.clone(),
+                ack: ack.clone(),
+                _held: held,
+                stop: stop.clone(),
+            };
+            dispatch_keyed(
+                spec,
+                lanes,
+                key,
+                delivery,
+                entry,
+                inflight,
+                (&mut turn, more),
+            )
+            .await;
+            continue;
+        }
         let mut slots = Vec::new();
         if let Ok(env) = &entry.envelope {
+            if turn.is_none() {
+                turn = spec.turn().await;
+            }
             for (i, slot) in spec.handlers.iter().enumerate() {
                 if slot.handler.type_name() == env.type_name {
                     if let Ok(p) = slot.limit.clone().acquire_owned().await {
@@ -494,13 +551,17 @@ pub(super) async fn dispatch<T: StreamTransport>(
                     }
                 }
             }
+            turn = turn.and_then(|t| t.next(more));
         }
         // Handlers that take one entry at a time run here, in the reading
         // task: the loop would only wait for their slot before the next
         // entry anyway, and a task per entry (spawn, wake the reader, join)
         // would cost more than a short handler. A retry still waits in a
         // task of its own, so that it holds neither the loop nor the slot.
-        let one_at_a_time = !slots.is_empty()
+        // With priority levels, the loop must be back at the gate while the
+        // handler runs, to compete for the next slot: never inline.
+        let one_at_a_time = spec.priority.is_none()
+            && !slots.is_empty()
             && slots
                 .iter()
                 .all(|(i, _)| spec.handlers[*i].concurrency == 1);
@@ -513,7 +574,9 @@ pub(super) async fn dispatch<T: StreamTransport>(
         };
         if one_at_a_time {
             if let Some(retry) = process(delivery, entry, slots).await {
-                inflight.spawn(retry.run());
+                inflight.spawn(async move {
+                    retry.run().await;
+                });
             }
         } else {
             // Boxed before it is spawned, so that the task is built around
@@ -524,10 +587,79 @@ pub(super) async fn dispatch<T: StreamTransport>(
             // every delivery's future.
             inflight.spawn(Box::pin(async move {
                 if let Some(retry) = process(delivery, entry, slots).await {
-                    Box::pin(retry.run()).await;
+                    let _ = Box::pin(retry.run()).await;
                 }
             }));
         }
+    }
+}
+
+/// Dispatches an entry with a key: queued behind the entries of its key in
+/// hand, or started at once (in the reading loop for handlers that take one
+/// entry at a time, else in its lane's task) when there are none.
+async fn dispatch_keyed<T: StreamTransport>(
+    spec: &Arc<GroupSpec>,
+    lanes: &Arc<Lanes<T>>,
+    key: Box<str>,
+    delivery: Delivery<T>,
+    entry: Entry,
+    inflight: &mut JoinSet<()>,
+    (turn, more): (&mut Option<Turn>, bool),
+) {
+    let handlers: Vec<usize> = match &entry.envelope {
+        Ok(env) => spec
+            .handlers
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.handler.type_name() == env.type_name)
+            .map(|(i, _)| i)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let waiting = Waiting {
+        delivery,
+        entry,
+        handlers,
+    };
+    let Some(Waiting {
+        delivery,
+        entry,
+        handlers,
+    }) = lanes.enter(&key, waiting)
+    else {
+        return;
+    };
+    let mut slots = Vec::with_capacity(handlers.len());
+    if turn.is_none() {
+        *turn = spec.turn().await;
+    }
+    for i in handlers {
+        if let Ok(p) = spec.handlers[i].limit.clone().acquire_owned().await {
+            slots.push((i, p));
+        }
+    }
+    *turn = turn.take().and_then(|t| t.next(more));
+    let one_at_a_time = spec.priority.is_none()
+        && !slots.is_empty()
+        && slots
+            .iter()
+            .all(|(i, _)| spec.handlers[*i].concurrency == 1);
+    if one_at_a_time {
+        // Nothing was queued behind it meanwhile: only this loop queues.
+        match process(delivery, entry, slots).await {
+            Some(retry) => {
+                inflight.spawn(run_lane(lanes.clone(), key, Step::Retry(retry)));
+            }
+            None => {
+                let _ = lanes.next(&key);
+            }
+        }
+    } else {
+        inflight.spawn(Box::pin(run_lane(
+            lanes.clone(),
+            key,
+            Step::Fresh(delivery, entry, slots),
+        )));
     }
 }
 

@@ -522,6 +522,12 @@ impl Context {
         self.envelope().map(|e| e.id.as_str())
     }
 
+    /// `partitionkey` of the event being handled: the key it is ordered
+    /// by within the group (see [`Envelope::partition_key`]).
+    pub fn partition_key(&self) -> Option<&str> {
+        self.envelope().and_then(Envelope::partition_key)
+    }
+
     /// Stream entry id of the delivery.
     pub fn entry_id(&self) -> Option<&str> {
         self.inner.entry_id.as_deref()

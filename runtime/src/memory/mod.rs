@@ -19,8 +19,9 @@ use tokio::sync::Notify;
 use crate::envelope::Envelope;
 use crate::stats::{ConsumerStats, GroupStats, StreamStats};
 use crate::transport::{
-    dead_letter_field, ChannelTransport, DeadLettered, Entry, Message, MessageBody, MessageStream,
-    Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport, Target, TransportError,
+    dead_letter_field, ChannelTransport, DeadLettered, DueDelivery, Entry, Lease, Message,
+    MessageBody, MessageStream, Outgoing, RawEntry, ReadRequest, StartFrom, StreamTransport,
+    Target, TransportError,
 };
 
 /// Messages a subscription buffers before it starts missing them.
@@ -53,6 +54,13 @@ struct Broker {
     dead: HashMap<String, DeadStream>,
     /// Inbox marks and when they expire.
     marks: HashMap<String, Instant>,
+    /// Delayed events (`ns:{stream}:delayed`): (due ms, member), ordered
+    /// as Redis orders a sorted set, by score and then member.
+    delayed: HashMap<String, std::collections::BTreeSet<(i64, String)>>,
+    /// Leases: owner and expiry.
+    leases: HashMap<String, (String, Instant)>,
+    /// Member sets: each member and when it was last seen (ms).
+    members: HashMap<String, HashMap<String, i64>>,
     /// Streams with an expiry (`PEXPIRE`), and when they expire.
     expiry: HashMap<String, Instant>,
     /// Woken when a stream is made, for reads waiting on streams that do
@@ -113,6 +121,20 @@ impl DeadStream {
         }
         Some(fields)
     }
+}
+
+/// The envelope a delayed member stands for, as the script's `XADD` and a
+/// read of the entry would make it; `None` when it is not a JSON array of
+/// field and value strings or not an envelope.
+fn delayed_envelope(member: &str) -> Option<Envelope> {
+    let parts: Vec<String> = serde_json::from_str(member).ok()?;
+    if parts.len() < 2 || !parts.len().is_multiple_of(2) {
+        return None;
+    }
+    let fields = parts
+        .chunks(2)
+        .map(|pair| (pair[0].as_bytes(), pair[1].as_bytes()));
+    Envelope::from_fields("0-0", fields).ok()
 }
 
 /// The value of the field `name` of a dead letter, as text.
@@ -416,6 +438,141 @@ impl StreamTransport for MemoryTransport {
         Ok(Some(format_id(id)))
     }
 
+    async fn delay(
+        &self,
+        delayed: &str,
+        due: i64,
+        event: Outgoing<'_>,
+    ) -> Result<(), TransportError> {
+        let member = event.delayed_member();
+        let mut broker = self.lock();
+        let set = broker.delayed.entry(delayed.to_owned()).or_default();
+        // ZADD updates the score of a member already there.
+        set.retain(|(_, m)| *m != member);
+        set.insert((due, member));
+        Ok(())
+    }
+
+    async fn deliver_due(
+        &self,
+        delayed: &str,
+        key: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<DueDelivery, TransportError> {
+        let mut broker = self.lock();
+        let Some(set) = broker.delayed.get_mut(delayed) else {
+            return Ok(DueDelivery::default());
+        };
+        let mut due = Vec::new();
+        while due.len() < limit.max(1) {
+            match set.first() {
+                Some((at, _)) if *at <= now => {
+                    if let Some(first) = set.pop_first() {
+                        due.push(first.1);
+                    }
+                }
+                _ => break,
+            }
+        }
+        let next_due = set.first().map(|(at, _)| *at);
+        if set.is_empty() {
+            broker.delayed.remove(delayed);
+        }
+        let (mut moved, mut malformed) = (0, 0);
+        for member in due {
+            match delayed_envelope(&member) {
+                Some(envelope) => {
+                    broker.stream(key).push(Arc::new(envelope));
+                    moved += 1;
+                }
+                None => malformed += 1,
+            }
+        }
+        Ok(DueDelivery::new(moved, malformed, next_due))
+    }
+
+    async fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        op: Lease,
+    ) -> Result<bool, TransportError> {
+        let mut broker = self.lock();
+        let now = Instant::now();
+        let current = broker
+            .leases
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(o, _)| o.clone());
+        let mine = current.as_deref() == Some(owner);
+        let done = match op {
+            Lease::Take if current.is_none() || mine => {
+                broker
+                    .leases
+                    .insert(key.to_owned(), (owner.to_owned(), now + ttl));
+                true
+            }
+            Lease::Renew if mine => {
+                broker
+                    .leases
+                    .insert(key.to_owned(), (owner.to_owned(), now + ttl));
+                true
+            }
+            Lease::Release if mine => {
+                broker.leases.remove(key);
+                true
+            }
+            _ => false,
+        };
+        Ok(done)
+    }
+
+    async fn take_pending(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        start: &str,
+        count: usize,
+    ) -> Result<String, TransportError> {
+        let mut broker = self.lock();
+        let Some(g) = broker.group_mut(key, group) else {
+            return Err(no_group("XAUTOCLAIM", key, group));
+        };
+        let from = parse_id(start).unwrap_or((0, 0));
+        let mut next = "0-0".to_owned();
+        for (taken, (id, p)) in g.pending.range_mut(from..).enumerate() {
+            if taken >= count.max(1) {
+                next = format_id(*id);
+                break;
+            }
+            p.consumer = consumer.to_owned();
+        }
+        Ok(next)
+    }
+
+    async fn members(
+        &self,
+        key: &str,
+        member: &str,
+        now: i64,
+        ttl: Duration,
+        leave: bool,
+    ) -> Result<usize, TransportError> {
+        let mut broker = self.lock();
+        let set = broker.members.entry(key.to_owned()).or_default();
+        if leave {
+            set.remove(member);
+        } else {
+            set.insert(member.to_owned(), now);
+        }
+        let oldest = now.saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        set.retain(|_, seen| *seen > oldest);
+        Ok(set.len())
+    }
+
     async fn keep_alive(&self, key: &str, ttl: Duration) -> Result<(), TransportError> {
         let mut broker = self.lock();
         broker.stream(key);
@@ -595,7 +752,7 @@ impl StreamTransport for MemoryTransport {
         _reader: &mut (),
         r: ReadRequest<'_>,
         min_idle: Duration,
-        _start: &str,
+        start: &str,
     ) -> Result<(Vec<Entry>, String), TransportError> {
         let mut broker = self.lock();
         let stream = broker
@@ -604,8 +761,13 @@ impl StreamTransport for MemoryTransport {
             .ok_or_else(|| no_group("XAUTOCLAIM", r.key, r.group))?;
         let (group, now) = reading(&mut stream.groups, "XAUTOCLAIM", &r)?;
         let mut out = Vec::new();
-        for (id, p) in group.pending.iter_mut() {
+        // As XAUTOCLAIM: from the cursor on, and the next cursor is the
+        // first pending entry not looked at (`0-0` past the last).
+        let from = parse_id(start).unwrap_or((0, 0));
+        let mut next = "0-0".to_owned();
+        for (id, p) in group.pending.range_mut(from..) {
             if out.len() >= r.count.max(1) {
+                next = format_id(*id);
                 break;
             }
             if now.duration_since(p.since) < min_idle {
@@ -623,8 +785,7 @@ impl StreamTransport for MemoryTransport {
         group
             .pending
             .retain(|id, _| stream.entries.contains_key(id));
-        // The whole pending list is looked at on every call.
-        Ok((out, "0-0".to_owned()))
+        Ok((out, next))
     }
 
     async fn trim(

@@ -192,6 +192,20 @@ pub fn asyncapi(infos: &[&EventInfo], namespace: &str, base: &str) -> Value {
                 "x-tidings-compat": info.compat.as_str(),
             }),
         );
+        if let (Some(field), Some(Value::Object(m))) =
+            (info.partition_key, messages.get_mut(&msg_id))
+        {
+            // Where the `partitionkey` attribute comes from: events of one key
+            // are handled in order within a consumer group.
+            m.insert(
+                "x-tidings-partitionkey".to_owned(),
+                json!({
+                    "attribute": "partitionkey",
+                    "field": field,
+                    "description": format!("`partitionkey` holds the payload field `{field}`: events with the same key are handled one after another, in stream order, by each consumer group"),
+                }),
+            );
+        }
         for (kind, name) in [("stream", info.stream), ("channel", info.channel)] {
             let Some(name) = name else { continue };
             let (chan_id, address, description) = if kind == "stream" {

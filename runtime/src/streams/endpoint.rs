@@ -28,7 +28,8 @@ pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
 +publish +subscribe +psubscribe +unsubscribe +punsubscribe \
 +xadd +xreadgroup +xread +xack +xautoclaim +xclaim +xgroup +xinfo +xlen +xpending \
 +xrange +xrevrange +xdel +xtrim \
-+exists +type +scan +set +del +pexpire +hget +hset +hdel";
++exists +type +scan +get +set +del +pexpire +hget +hset +hdel \
++zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyscore";
 
 /// The ACL rule of a user that can do everything tidings does under
 /// `namespace` and nothing else: its keys (`~<ns>:*`), its Pub/Sub

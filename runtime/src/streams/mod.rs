@@ -19,8 +19,8 @@ pub use shared::SharedConnection;
 use crate::envelope::{field, SPECVERSION};
 use crate::stats::StreamStats;
 use crate::transport::{
-    dead_letter_index_key, DeadLettered, Entry, Outgoing, RawEntry, ReadRequest, StartFrom,
-    StreamTransport, TransportError,
+    dead_letter_index_key, DeadLettered, DueDelivery, Entry, Lease, Outgoing, RawEntry,
+    ReadRequest, StartFrom, StreamTransport, TransportError,
 };
 
 /// Redis Streams: `XADD` to publish, `XREADGROUP`/`XACK`/`XAUTOCLAIM` to consume.
@@ -222,6 +222,34 @@ impl StreamsTransport {
 /// (`''`), `~` or `=`, and `1` for a dry run. Returns `{trimmed, min id,
 /// groups that held it back…}`. Ids are compared as numbers, built as text
 /// (a sequence past 2^53 moves to the next millisecond).
+/// Moves the delayed events due by ARGV[1] (ms) from the sorted set
+/// KEYS[1] into the stream KEYS[2], at most ARGV[2] of them, earliest
+/// first: each member is a JSON array of the entry's fields and values. A
+/// member that is not one is removed and counted, so that it cannot stop
+/// the ones behind it. Returns {moved, malformed, score of the next or nil}.
+const DELIVER_DUE_SCRIPT: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local moved, malformed = 0, 0
+for _, member in ipairs(due) do
+  local ok, fields = pcall(cjson.decode, member)
+  local valid = ok and type(fields) == 'table' and #fields >= 2 and #fields % 2 == 0
+  if valid then
+    for _, v in ipairs(fields) do
+      if type(v) ~= 'string' then valid = false end
+    end
+  end
+  if valid then
+    redis.call('XADD', KEYS[2], '*', unpack(fields))
+    moved = moved + 1
+  else
+    malformed = malformed + 1
+  end
+  redis.call('ZREM', KEYS[1], member)
+end
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {moved, malformed, next[2] or false}
+"#;
+
 const TRIM_SCRIPT: &str = r#"-- KEYS[1]: the stream. ARGV[1]: oldest id to keep by age ('' for none);
 -- ARGV[2]: most entries to keep ('' for none); ARGV[3]: '~' or '=';
 -- ARGV[4]: '1' for a dry run. Returns {trimmed, min id applied, groups that held it back…}.
@@ -447,6 +475,152 @@ impl StreamTransport for StreamsTransport {
         write_entry(&mut cmd, &event);
         let mut conn = self.conn.clone();
         Ok(cmd.query_async(&mut conn).await?)
+    }
+
+    async fn delay(
+        &self,
+        delayed: &str,
+        due: i64,
+        event: Outgoing<'_>,
+    ) -> Result<(), TransportError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(delayed)
+            .arg(due)
+            .arg(event.delayed_member())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn deliver_due(
+        &self,
+        delayed: &str,
+        key: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<DueDelivery, TransportError> {
+        static DELIVER_DUE: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(DELIVER_DUE_SCRIPT));
+        let mut conn = self.conn.clone();
+        let (moved, malformed, next): (usize, usize, Option<String>) = DELIVER_DUE
+            .key(delayed)
+            .key(key)
+            .arg(now)
+            .arg(limit.max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        let next_due = next.and_then(|s| s.parse::<f64>().ok()).map(|f| f as i64);
+        Ok(DueDelivery::new(moved, malformed, next_due))
+    }
+
+    async fn lease(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        op: Lease,
+    ) -> Result<bool, TransportError> {
+        static LEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"local cur = redis.call('GET', KEYS[1])
+                if ARGV[3] == 'take' then
+                  if cur == false or cur == ARGV[1] then
+                    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                    return 1
+                  end
+                  return 0
+                end
+                if cur ~= ARGV[1] then return 0 end
+                if ARGV[3] == 'renew' then
+                  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+                else
+                  redis.call('DEL', KEYS[1])
+                end
+                return 1",
+            )
+        });
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let done: i64 = LEASE
+            .key(key)
+            .arg(owner)
+            .arg(ms)
+            .arg(op.as_str())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn take_pending(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        start: &str,
+        count: usize,
+    ) -> Result<String, TransportError> {
+        let mut conn = self.conn.clone();
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(key)
+            .arg(group)
+            .arg(consumer)
+            .arg(0)
+            .arg(start)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("JUSTID")
+            .query_async(&mut conn)
+            .await?;
+        match reply {
+            Value::Array(items) => match items.into_iter().next() {
+                Some(next) => redis::from_redis_value(next).map_err(|e| TransportError::Protocol {
+                    command: "XAUTOCLAIM",
+                    reason: format!("its cursor is not an entry id: {e}"),
+                }),
+                None => Err(TransportError::Protocol {
+                    command: "XAUTOCLAIM",
+                    reason: "an empty array".to_owned(),
+                }),
+            },
+            other => Err(TransportError::Protocol {
+                command: "XAUTOCLAIM",
+                reason: format!("{other:?} instead of an array"),
+            }),
+        }
+    }
+
+    async fn members(
+        &self,
+        key: &str,
+        member: &str,
+        now: i64,
+        ttl: Duration,
+        leave: bool,
+    ) -> Result<usize, TransportError> {
+        static MEMBERS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"if ARGV[4] == 'leave' then
+                  redis.call('ZREM', KEYS[1], ARGV[1])
+                else
+                  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+                end
+                redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+                redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 10)
+                return redis.call('ZCARD', KEYS[1])",
+            )
+        });
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        let live: usize = MEMBERS
+            .key(key)
+            .arg(member)
+            .arg(now)
+            .arg(ms)
+            .arg(if leave { "leave" } else { "join" })
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(live)
     }
 
     async fn keep_alive(&self, key: &str, ttl: Duration) -> Result<(), TransportError> {

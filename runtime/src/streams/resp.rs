@@ -294,7 +294,9 @@ impl RespConnection {
         let Some((mut stream, mut buf)) = self.conn.take() else {
             return Ok(Vec::new());
         };
-        let result = entries(&mut stream, &mut buf).await.map(|(entries, _)| entries);
+        let result = entries(&mut stream, &mut buf)
+            .await
+            .map(|(entries, _)| entries);
         if result.is_ok() {
             self.conn = Some((stream, buf));
         }
@@ -1247,6 +1249,7 @@ mod tests {
             tracestate: Some("vendor=a"),
             subject: Some("a subject with \r\n inside"),
             reply_to: Some("tidings:{reply:01JD}"),
+            partition_key: Some("file-7"),
             extensions,
             data,
         }
@@ -1320,6 +1323,7 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            large: false,
             follow: None,
             tls: None,
         }
@@ -1571,6 +1575,7 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
+            large: false,
             follow: None,
             tls: None,
         };
