@@ -858,14 +858,14 @@ async fn payload_figures(
             b_cpu.push((server_cpu(&mut conn).await? - cpu) * 1e6 / n as f64);
         }
         figures.push(Figure::from_runs(
-            &format!("consume_ack_payload_{name}"),
+            format!("consume_ack_payload_{name}"),
             "events/s",
             Better::Higher,
             t,
             b,
         ));
         figures.push(Figure::from_runs(
-            &format!("redis_cpu_per_event_payload_{name}"),
+            format!("redis_cpu_per_event_payload_{name}"),
             "us/event",
             Better::Lower,
             t_cpu,
