@@ -80,6 +80,9 @@ impl StreamsTransport {
         response_timeout: Option<Duration>,
         connect_timeout: Duration,
     ) -> Result<Self, TransportError> {
+        if endpoint.cluster_client().is_some() {
+            return Self::connect_cluster(endpoint, response_timeout, connect_timeout).await;
+        }
         let client = match tokio::time::timeout(connect_timeout, endpoint.first_client()).await {
             Ok(found) => found?,
             Err(_) => {
@@ -133,6 +136,79 @@ impl StreamsTransport {
             response_timeout,
             connect_timeout,
         })
+    }
+
+    /// On a Redis Cluster: redis-rs's cluster connection is the shared
+    /// one, and the hand-written connections are not used (they speak to
+    /// one node).
+    async fn connect_cluster(
+        endpoint: Endpoint,
+        response_timeout: Option<Duration>,
+        connect_timeout: Duration,
+    ) -> Result<Self, TransportError> {
+        let conn = cluster_connection(&endpoint, response_timeout, connect_timeout).await?;
+        let client = endpoint.first_client().await?;
+        Ok(StreamsTransport {
+            conn: SharedConnection::cluster(endpoint.clone(), conn),
+            endpoint,
+            client,
+            own: None,
+            response_timeout,
+            connect_timeout,
+        })
+    }
+
+    /// `XREAD` on a cluster: one per hash slot of the streams, all sent
+    /// together on the reader's cluster connection (those to one node wait
+    /// one after another there, so a read of streams in several slots of
+    /// one node may wait up to `block` once per slot).
+    async fn read_streams_per_slot(
+        &self,
+        reader: &mut StreamsReader,
+        streams: &[(&str, &str)],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<(usize, Entry)>, TransportError> {
+        use redis::cluster_routing::Slot;
+        let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
+        for (i, (key, _)) in streams.iter().enumerate() {
+            let slot = Slot::for_key(key);
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, at)) => at.push(i),
+                None => groups.push((slot, vec![i])),
+            }
+        }
+        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
+        let replies = futures::future::join_all(groups.iter().map(|(_, at)| {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(count.max(1))
+                .arg("BLOCK")
+                .arg(ms)
+                .arg("STREAMS");
+            for i in at {
+                cmd.arg(streams[*i].0);
+            }
+            for i in at {
+                cmd.arg(streams[*i].1);
+            }
+            let mut conn = reader.managed.clone();
+            async move { cmd.query_async::<Value>(&mut conn).await }
+        }))
+        .await;
+        let mut out = Vec::new();
+        for reply in replies {
+            for (key, entries) in reply::read_streams(reply?)? {
+                let Some(i) = streams.iter().position(|(k, _)| *k == key) else {
+                    return Err(value::protocol(
+                        "XREAD",
+                        format!("the reply names the stream `{key}`, which was not read"),
+                    ));
+                };
+                out.extend(entries.into_iter().map(|e| (i, e)));
+            }
+        }
+        Ok(out)
     }
 
     /// The shared publishing connection.
@@ -372,6 +448,84 @@ fn xreadgroup(r: &ReadRequest<'_>, count: usize, block: Option<Duration>) -> Cmd
     cmd
 }
 
+/// A connection to the cluster of `endpoint`, failing as a first
+/// connection does ([`TransportError::Connect`]) within `connect_timeout`.
+async fn cluster_connection(
+    endpoint: &Endpoint,
+    response_timeout: Option<Duration>,
+    connect_timeout: Duration,
+) -> Result<redis::cluster_async::ClusterConnection, TransportError> {
+    let failed = |source| TransportError::Connect {
+        address: endpoint.describe(),
+        user: endpoint.user(),
+        source,
+    };
+    let Some(client) = endpoint.cluster_client() else {
+        return Err(failed(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "not a cluster URL",
+        ))));
+    };
+    let mut config = redis::cluster::ClusterConfig::new().set_connection_timeout(connect_timeout);
+    // A blocking read waits for `BLOCK`: those connections have no limit.
+    config = config.set_response_timeout(response_timeout.unwrap_or(Duration::from_secs(3600)));
+    match tokio::time::timeout(connect_timeout, client.get_async_connection_with_config(config))
+        .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(failed(e)),
+        Err(_) => Err(failed(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {connect_timeout:?}"),
+        )))),
+    }
+}
+
+/// Runs `cmds` as one pipeline, or on a cluster as one pipeline per hash
+/// slot of their keys (all sent together), and gives the replies in the
+/// order of `cmds`. Nothing is atomic across pipelines.
+async fn pipelined(
+    conn: &SharedConnection,
+    cmds: Vec<(&str, Cmd)>,
+) -> Result<Vec<Value>, TransportError> {
+    use redis::cluster_routing::Slot;
+    let mut groups: Vec<(Slot, Vec<usize>, Pipeline)> = Vec::new();
+    let cluster = conn.is_cluster();
+    for (i, (key, cmd)) in cmds.into_iter().enumerate() {
+        let slot = Slot::for_key(key);
+        let at = match cluster {
+            true => groups.iter().position(|(s, _, _)| *s == slot),
+            false => (!groups.is_empty()).then_some(0),
+        };
+        let at = at.unwrap_or_else(|| {
+            groups.push((slot, Vec::new(), Pipeline::new()));
+            groups.len() - 1
+        });
+        groups[at].1.push(i);
+        groups[at].2.add_command(cmd);
+    }
+    let total: usize = groups.iter().map(|g| g.1.len()).sum();
+    let replies = futures::future::join_all(groups.iter().map(|(_, _, pipe)| {
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+    }))
+    .await;
+    let mut out = vec![Value::Nil; total];
+    for ((_, at, _), reply) in groups.iter().zip(replies) {
+        let reply = reply?;
+        if reply.len() != at.len() {
+            return Err(value::protocol(
+                "pipeline",
+                format!("{} replies to {} commands", reply.len(), at.len()),
+            ));
+        }
+        for (i, v) in at.iter().zip(reply) {
+            out[*i] = v;
+        }
+    }
+    Ok(out)
+}
+
 fn timed_out(message: String) -> TransportError {
     TransportError::timed_out(message)
 }
@@ -420,12 +574,15 @@ impl StreamTransport for StreamsTransport {
             let id: String = xadd(key, o).query_async(&mut conn).await?;
             return Ok(vec![id]);
         }
-        let mut pipe = Pipeline::with_capacity(batch.len());
-        for (key, o) in batch {
-            pipe.add_command(xadd(key, o));
-        }
-        let ids: Vec<String> = pipe.query_async(&mut conn).await?;
-        Ok(ids)
+        let cmds = batch.iter().map(|(key, o)| (*key, xadd(key, o))).collect();
+        pipelined(&self.conn, cmds)
+            .await?
+            .into_iter()
+            .map(|id| {
+                redis::from_redis_value::<String>(id)
+                    .map_err(|e| TransportError::from(redis::RedisError::from(e)))
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<(), TransportError> {
@@ -474,6 +631,9 @@ impl StreamTransport for StreamsTransport {
         if streams.is_empty() {
             return Ok(Vec::new());
         }
+        if reader.managed.is_cluster() {
+            return self.read_streams_per_slot(reader, streams, count, block).await;
+        }
         let mut cmd = redis::cmd("XREAD");
         // `BLOCK 0` waits for ever: the shortest wait is a millisecond.
         let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -503,6 +663,13 @@ impl StreamTransport for StreamsTransport {
     }
 
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
+        if self.conn.is_cluster() {
+            let conn = cluster_connection(&self.endpoint, None, self.connect_timeout).await?;
+            return Ok(StreamsReader {
+                managed: SharedConnection::cluster(self.endpoint.clone(), conn),
+                fast: None,
+            });
+        }
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
         let config = ConnectionManagerConfig::new()
@@ -995,29 +1162,40 @@ return 1
     }
 
     async fn stream_keys(&self, pattern: &str) -> Result<Vec<String>, TransportError> {
-        let mut conn = self.conn.clone();
+        // On a cluster each master holds its slots' keys: each is scanned.
+        let nodes = match self.conn.cluster_masters().await? {
+            Some(masters) => masters.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
         let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream")
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                // SCAN may return a key more than once.
-                keys.sort_unstable();
-                keys.dedup();
-                return Ok(keys);
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("TYPE")
+                    .arg("stream");
+                let reply = match &node {
+                    Some((host, port)) => self.conn.query_node(scan, host, *port).await?,
+                    None => scan.query_async(&mut self.conn.clone()).await?,
+                };
+                let (next, batch): (u64, Vec<String>) =
+                    redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        // SCAN may return a key more than once.
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     async fn read_after(

@@ -1,0 +1,240 @@
+//! A private Redis Cluster per test: three masters and three replicas
+//! (`redis-server --cluster-enabled yes` ×6, joined by `redis-cli --cluster
+//! create … --cluster-replicas 1`), on free loopback ports below 55,536
+//! (each node's cluster bus listens 10,000 above), with a node timeout of
+//! 1 s so that a killed master is replaced within a few seconds; every node
+//! killed on drop.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use tidings_testkit::ClusterSet;
+//! let mut cluster = ClusterSet::start();
+//! let url = cluster.url(); // redis+cluster://127.0.0.1:p1,127.0.0.1:p2,…
+//! let port = cluster.master_of("tidings:{orders}:stream").unwrap();
+//! cluster.kill(port);
+//! cluster.wait_ok(Duration::from_secs(20)).unwrap();
+//! ```
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::redis::{RedisOptions, RedisServer};
+
+/// Three masters and their three replicas, joined in one cluster.
+#[derive(Debug)]
+pub struct ClusterSet {
+    nodes: Vec<RedisServer>,
+}
+
+impl ClusterSet {
+    /// Starts six nodes, joins them (three masters, one replica each), and
+    /// waits (up to 30 s) until every node says `cluster_state:ok`.
+    ///
+    /// # Panics
+    ///
+    /// When a node cannot start (`redis-server` or `redis-cli` not on
+    /// `PATH` first of all) or the cluster is not whole in time.
+    #[track_caller]
+    pub fn start() -> ClusterSet {
+        match Self::try_start() {
+            Ok(set) => set,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Starts the cluster, or says why it could not.
+    pub fn try_start() -> Result<ClusterSet, String> {
+        let options = RedisOptions::default()
+            .cluster_node()
+            .config("repl-diskless-sync-delay", "0");
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            nodes.push(RedisServer::try_with_options(options.clone())?);
+        }
+        let mut cmd = Command::new("redis-cli");
+        cmd.arg("--cluster").arg("create");
+        for node in &nodes {
+            cmd.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        cmd.args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null());
+        let out = cmd.output().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "`redis-cli` was not found on PATH; the cluster tests \
+                 need it (Debian/Ubuntu: `apt-get install redis-tools`)"
+                .to_string(),
+            _ => format!("running redis-cli --cluster create: {e}"),
+        })?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+        let set = ClusterSet { nodes };
+        set.wait_ok(Duration::from_secs(30))?;
+        Ok(set)
+    }
+
+    /// `redis+cluster://127.0.0.1:<p1>,…` naming every node started.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// The nodes, in the order they were started.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// The ports of the nodes that are masters now and not failed, as a
+    /// live node sees them.
+    pub fn masters(&self) -> Result<Vec<u16>, String> {
+        let nodes = self.ask_any(&["CLUSTER", "NODES"])?;
+        Ok(nodes
+            .lines()
+            .filter(|l| {
+                let flags = l.split(' ').nth(2).unwrap_or("");
+                flags.contains("master") && !flags.contains("fail")
+            })
+            .filter_map(node_port)
+            .collect())
+    }
+
+    /// The port of the master serving the slot of `key` now.
+    pub fn master_of(&self, key: &str) -> Result<u16, String> {
+        let slot: u16 = self
+            .ask_any(&["CLUSTER", "KEYSLOT", key])?
+            .trim()
+            .parse()
+            .map_err(|e| format!("CLUSTER KEYSLOT: {e}"))?;
+        let nodes = self.ask_any(&["CLUSTER", "NODES"])?;
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            for range in &fields[8..] {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    if (lo..=hi).contains(&slot) {
+                        return node_port(line).ok_or_else(|| format!("no port in `{line}`"));
+                    }
+                }
+            }
+        }
+        Err(format!("no live master serves slot {slot} of `{key}`"))
+    }
+
+    /// Kills the node on `port` (SIGKILL, as in a crash).
+    ///
+    /// # Panics
+    ///
+    /// When no node of the cluster listens on `port`.
+    pub fn kill(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no cluster node on port {port}"))
+            .stop();
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and sees
+    /// three live masters, or says what it saw last.
+    pub fn wait_ok(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        let mut last;
+        loop {
+            last = self.state();
+            if last.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the cluster is not whole within {within:?}: {}",
+                    last.unwrap_err()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn state(&self) -> Result<(), String> {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let info = ask(node.port(), &["CLUSTER", "INFO"])?;
+            if !info.contains("cluster_state:ok") {
+                return Err(format!("node {} is not ok", node.port()));
+            }
+        }
+        let masters = self.masters()?;
+        match masters.len() {
+            3 => Ok(()),
+            n => Err(format!("{n} live masters")),
+        }
+    }
+
+    fn ask_any(&self, args: &[&str]) -> Result<String, String> {
+        let mut last = String::from("no node is running");
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            match ask(node.port(), args) {
+                Ok(reply) => return Ok(reply),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The port of a `CLUSTER NODES` line (`id ip:port@bus flags …`).
+fn node_port(line: &str) -> Option<u16> {
+    let addr = line.split(' ').nth(1)?;
+    let addr = addr.split('@').next()?;
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Sends one command to 127.0.0.1:`port` and reads a bulk string, simple
+/// string or integer reply, as text.
+pub(crate) fn ask(port: u16, args: &[&str]) -> Result<String, String> {
+    let fail = |e: std::io::Error| format!("node {port}: {e}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(fail)?;
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(out.as_bytes()).map_err(fail)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk).map_err(fail)?;
+        if n == 0 {
+            return Err(format!("node {port} closed the connection"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[1..end]).into_owned();
+        match buf[0] {
+            b'+' | b':' => return Ok(head),
+            b'-' => return Err(format!("node {port}: {head}")),
+            b'$' => {
+                let len: usize = head
+                    .parse()
+                    .map_err(|_| format!("node {port}: bad bulk length `{head}`"))?;
+                if buf.len() >= end + 2 + len + 2 {
+                    let body = &buf[end + 2..end + 2 + len];
+                    return Ok(String::from_utf8_lossy(body).into_owned());
+                }
+            }
+            other => return Err(format!("node {port}: unexpected reply type `{other}`")),
+        }
+    }
+}
