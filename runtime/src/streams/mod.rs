@@ -481,9 +481,10 @@ async fn cluster_connection(
     }
 }
 
-/// Runs `cmds` as one pipeline, or on a cluster as one pipeline per hash
-/// slot of their keys (all sent together), and gives the replies in the
-/// order of `cmds`. Nothing is atomic across pipelines.
+/// Runs `cmds` as one pipeline, or on a cluster as one `MULTI`/`EXEC`
+/// per hash slot of their keys (all sent together: atomic per slot, so per
+/// stream, never across slots), and gives the replies in the order of
+/// `cmds`.
 async fn pipelined(
     conn: &SharedConnection,
     cmds: Vec<(&str, Cmd)>,
@@ -498,7 +499,11 @@ async fn pipelined(
             false => (!groups.is_empty()).then_some(0),
         };
         let at = at.unwrap_or_else(|| {
-            groups.push((slot, Vec::new(), Pipeline::new()));
+            let mut pipe = Pipeline::new();
+            if cluster {
+                pipe.atomic();
+            }
+            groups.push((slot, Vec::new(), pipe));
             groups.len() - 1
         });
         groups[at].1.push(i);

