@@ -15,7 +15,8 @@ mod support;
 
 use support::events::{FileIndexed, FileUploaded, GateOpened};
 use tidings::{
-    fatal, handler, Bus, ConsumerOptions, Context, HandlerResult, RawEvent, RetryPolicy, State,
+    fatal, handler, streams::Durability, Bus, ConsumerOptions, Context, HandlerResult, RawEvent,
+    RetryPolicy, State,
 };
 use tidings_testkit::ClusterSet;
 
@@ -55,7 +56,10 @@ async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> Handl
 
 #[handler(group = "cluster")]
 async fn indexed(e: FileIndexed, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
-    seen.handled.lock().unwrap().push(format!("indexed:{}", e.file_id));
+    seen.handled
+        .lock()
+        .unwrap()
+        .push(format!("indexed:{}", e.file_id));
     Ok(())
 }
 
@@ -96,16 +100,33 @@ async fn everything_a_service_does_works_on_a_cluster() {
         .expect("a worker starts");
     let mut gates = bus.subscribe::<GateOpened>().await.expect("subscribe");
 
-    bus.publish(&FileUploaded::new("one")).await.expect("publish");
+    bus.publish(&FileUploaded::new("one"))
+        .await
+        .expect("publish");
     bus.publish_batch(&[FileUploaded::new("two"), FileUploaded::new("bad")])
         .await
         .expect("publish_batch");
     // One call, two streams in two slots on two masters.
     let across = bus
         .publish_raw(&[
-            RawEvent::new("indexing", "file.indexed", 1, br#"{"file_id":"x"}"#.to_vec()),
-            RawEvent::new("contextual", "file.uploaded", 2, br#"{"file_id":"three","filename":"t.pdf"}"#.to_vec()),
-            RawEvent::new("indexing", "file.indexed", 1, br#"{"file_id":"y"}"#.to_vec()),
+            RawEvent::new(
+                "indexing",
+                "file.indexed",
+                1,
+                br#"{"file_id":"x"}"#.to_vec(),
+            ),
+            RawEvent::new(
+                "contextual",
+                "file.uploaded",
+                2,
+                br#"{"file_id":"three","filename":"t.pdf"}"#.to_vec(),
+            ),
+            RawEvent::new(
+                "indexing",
+                "file.indexed",
+                1,
+                br#"{"file_id":"y"}"#.to_vec(),
+            ),
         ])
         .await
         .expect("a batch across slots");
@@ -146,4 +167,193 @@ async fn everything_a_service_does_works_on_a_cluster() {
         .expect("a decoded message");
     assert_eq!(gate.gate, "g");
     worker.shutdown().await.unwrap();
+}
+
+#[handler(group = "failover")]
+async fn follow(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
+    seen.handled.lock().unwrap().push(e.file_id);
+    Ok(())
+}
+
+/// What one publisher had acknowledged: (file id, entry id).
+type Acked = Arc<Mutex<Vec<(String, String)>>>;
+
+fn publisher(
+    bus: Bus,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+    acked: Acked,
+    failed: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0u32;
+        while !stop.load(Ordering::SeqCst) {
+            let file = format!("{prefix}{i}");
+            i += 1;
+            match bus.publish(&FileUploaded::new(&file)).await {
+                Ok(p) => acked
+                    .lock()
+                    .unwrap()
+                    .push((file, p.entry_id.unwrap_or_default())),
+                Err(_) => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_under_load_loses_nothing_replicated() {
+    let mut cluster = ClusterSet::start();
+    let plain = Bus::builder()
+        .connect_timeout(LIMIT)
+        .publish_timeout(Duration::from_secs(20))
+        .connect(&cluster.url())
+        .await
+        .unwrap();
+    let replicated = Bus::builder()
+        .connect_timeout(LIMIT)
+        .publish_timeout(Duration::from_secs(20))
+        .durability(Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_millis(500),
+        })
+        .connect(&cluster.url())
+        .await
+        .unwrap();
+    let seen = Seen::default();
+    let worker = plain
+        .consumer()
+        .state(seen.clone())
+        .options(quick())
+        .handler(follow)
+        .start()
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (fast, safe): (Acked, Acked) = Default::default();
+    let (fast_failed, safe_failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let publishing = Instant::now();
+    let publishers = [
+        publisher(
+            plain.clone(),
+            "p",
+            stop.clone(),
+            fast.clone(),
+            fast_failed.clone(),
+        ),
+        publisher(
+            replicated.clone(),
+            "r",
+            stop.clone(),
+            safe.clone(),
+            safe_failed.clone(),
+        ),
+    ];
+    seen.until(Duration::from_secs(20), |h| h.len() >= 2_000)
+        .await;
+    assert!(
+        seen.handled().len() >= 2_000,
+        "nothing flows before the kill"
+    );
+
+    let master = cluster.master_of("tidings:{contextual}").unwrap();
+    cluster.kill(master);
+    let killed = Instant::now();
+    tokio::task::block_in_place(|| cluster.wait_ok(Duration::from_secs(30)))
+        .expect("a replica takes the killed master's slots");
+    let promoted = killed.elapsed();
+    let new_master = cluster.master_of("tidings:{contextual}").unwrap();
+    assert_ne!(new_master, master);
+
+    // The new master has no replica until the old one comes back as its
+    // replica: until then a publish that waits for one fails.
+    let restarted = Instant::now();
+    tokio::task::block_in_place(|| cluster.restart(master));
+
+    // Both publishers go on after the failover.
+    let after = |acked: &Acked| acked.lock().unwrap().len();
+    let (fast_at_kill, safe_at_kill) = (after(&fast), after(&safe));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (after(&fast) < fast_at_kill + 500 || after(&safe) < safe_at_kill + 500)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let published_for = publishing.elapsed();
+    assert!(
+        after(&fast) >= fast_at_kill + 500 && after(&safe) >= safe_at_kill + 500,
+        "publishing did not resume after the failover: {} plain, {} replicated acknowledged \
+         after the kill; {} and {} failed",
+        after(&fast) - fast_at_kill,
+        after(&safe) - safe_at_kill,
+        fast_failed.load(Ordering::SeqCst),
+        safe_failed.load(Ordering::SeqCst),
+    );
+    let restarted = restarted.elapsed();
+
+    let in_stream: HashSet<String> = plain
+        .last_entries("contextual", 10_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let lost = |acked: &Acked| -> Vec<String> {
+        acked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, id)| !in_stream.contains(id))
+            .map(|(file, _)| file.clone())
+            .collect()
+    };
+    let (fast_lost, safe_lost) = (lost(&fast), lost(&safe));
+    let surviving: Vec<String> = fast
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(safe.lock().unwrap().iter())
+        .filter(|(_, id)| in_stream.contains(id))
+        .map(|(file, _)| file.clone())
+        .collect();
+    let handled = seen
+        .until(Duration::from_secs(30), |h| {
+            let h: HashSet<&String> = h.iter().collect();
+            surviving.iter().all(|f| h.contains(f))
+        })
+        .await;
+    let caught_up = killed.elapsed();
+    worker.shutdown().await.unwrap();
+    let handled: HashSet<String> = handled.into_iter().collect();
+    let missing = surviving.iter().filter(|f| !handled.contains(*f)).count();
+    eprintln!(
+        "cluster failover: in {published_for:?}, acknowledged {} (plain) and {} (WAIT 1 replica, \
+         500 ms); lost after the kill: {} plain {:?}, {} replicated; failed publishes: {} plain, \
+         {} replicated; slots taken over {promoted:?} after the kill; old master back as a \
+         replica and publishing resumed {restarted:?} after that; worker caught up \
+         {caught_up:?} after the kill",
+        after(&fast),
+        after(&safe),
+        fast_lost.len(),
+        fast_lost.iter().take(5).collect::<Vec<_>>(),
+        safe_lost.len(),
+        fast_failed.load(Ordering::SeqCst),
+        safe_failed.load(Ordering::SeqCst),
+    );
+    assert!(
+        safe_lost.is_empty(),
+        "events acknowledged with WAIT were lost: {safe_lost:?}"
+    );
+    assert_eq!(
+        missing, 0,
+        "surviving events never handled after the failover"
+    );
 }

@@ -145,8 +145,24 @@ impl ClusterSet {
             .stop();
     }
 
-    /// Waits until every running node says `cluster_state:ok` and sees
-    /// three live masters, or says what it saw last.
+    /// Starts the node on `port` again, with its `nodes.conf`: it rejoins
+    /// the cluster, as a replica of whichever node took its slots.
+    ///
+    /// # Panics
+    ///
+    /// When no node of the cluster listens on `port`, or it does not start.
+    #[track_caller]
+    pub fn restart(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port() == port)
+            .unwrap_or_else(|| panic!("no cluster node on port {port}"))
+            .restart();
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and three
+    /// masters serve the slots, all of them running (a killed master has
+    /// been replaced), or says what it saw last.
     pub fn wait_ok(&self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         let mut last;
@@ -173,6 +189,15 @@ impl ClusterSet {
             }
         }
         let masters = self.masters()?;
+        let running: Vec<u16> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(RedisServer::port)
+            .collect();
+        if let Some(dead) = masters.iter().find(|m| !running.contains(m)) {
+            return Err(format!("the killed node {dead} is still a master"));
+        }
         match masters.len() {
             3 => Ok(()),
             n => Err(format!("{n} live masters")),

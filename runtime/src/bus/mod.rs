@@ -29,7 +29,7 @@ pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
 
 use crate::memory::MemoryTransport;
 use crate::pubsub::PubSubTransport;
-use crate::streams::{redact, Endpoint, StreamsTransport, TlsFiles};
+use crate::streams::{redact, Durability, Endpoint, StreamsTransport, TlsFiles};
 use keys::{channel_key, stream_key};
 
 /// Key namespace used when none is configured.
@@ -94,6 +94,7 @@ pub struct BusBuilder {
     schema_base: Option<String>,
     reply_ttl: Duration,
     tls: TlsFiles,
+    durability: Durability,
 }
 
 /// How long `publish` keeps trying while Redis is unreachable, by default.
@@ -113,6 +114,7 @@ impl Default for BusBuilder {
             schema_base: None,
             reply_ttl: replies::DEFAULT_REPLY_TTL,
             tls: TlsFiles::default(),
+            durability: Durability::Acknowledged,
         }
     }
 }
@@ -226,6 +228,14 @@ impl BusBuilder {
         })
     }
 
+    /// When a publish to Redis is acknowledged: once the master has the
+    /// entries (the default), or once replicas have them too
+    /// ([`Durability::Replicated`], which `WAIT`s after each publish).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// The CA certificate (PEM) that a `rediss://` server's certificate
     /// must chain to, instead of the system's roots; the same as
     /// `?tls_ca=<path>` in the URL.
@@ -262,7 +272,9 @@ impl BusBuilder {
     /// - `rediss://…?tls_ca=…&tls_cert=…&tls_key=…` over TLS (`?insecure`
     ///   accepts any certificate, and is never implied);
     /// - `redis+sentinel://[user:password@]h1:26379,h2:26379/master-name[/db]`,
-    ///   the master the Sentinels name, followed through a failover.
+    ///   the master the Sentinels name, followed through a failover;
+    /// - `redis+cluster://[user:password@]h1:p1,h2:p2,…`, a Redis Cluster
+    ///   that any of the nodes named introduces.
     ///
     /// Every connection of the bus (publishing, reading, Pub/Sub) goes to
     /// that server. A wrong password or an untrusted certificate fails
@@ -276,7 +288,8 @@ impl BusBuilder {
             self.response_timeout,
             self.connect_timeout,
         )
-        .await?;
+        .await?
+        .with_durability(self.durability);
         let pubsub = PubSubTransport::new(endpoint, streams.connection().clone());
         self.build(Backend::Redis { streams, pubsub })
     }

@@ -47,6 +47,7 @@ pub struct StreamsTransport {
     client: Client,
     conn: SharedConnection,
     own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
+    durability: Durability,
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
 }
@@ -133,6 +134,7 @@ impl StreamsTransport {
             client,
             conn,
             own,
+            durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,
         })
@@ -153,6 +155,7 @@ impl StreamsTransport {
             endpoint,
             client,
             own: None,
+            durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,
         })
@@ -209,6 +212,17 @@ impl StreamsTransport {
             }
         }
         Ok(out)
+    }
+
+    /// Publishes with `durability`: with [`Durability::Replicated`], every
+    /// append is followed by `WAIT` on the same connection, and the
+    /// hand-written publishing connection is not used.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        if let Durability::Replicated { .. } = durability {
+            self.own = None;
+        }
+        self.durability = durability;
+        self
     }
 
     /// The shared publishing connection.
@@ -448,6 +462,40 @@ fn xreadgroup(r: &ReadRequest<'_>, count: usize, block: Option<Duration>) -> Cmd
     cmd
 }
 
+/// When a publish is acknowledged.
+///
+/// Redis replicates asynchronously: a write the master acknowledged can be
+/// lost if the master fails before a replica has it. `Replicated` makes
+/// each publish wait (`WAIT`) until `replicas` replicas have the entries,
+/// for `timeout` at most, and fail with
+/// [`TransportError::NotReplicated`](crate::TransportError::NotReplicated)
+/// if fewer do. It costs a round trip to the replicas per publish.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # async fn run() -> Result<(), tidings::Error> {
+/// use tidings::streams::Durability;
+/// let bus = tidings::Bus::builder()
+///     .durability(Durability::Replicated { replicas: 1, timeout: Duration::from_millis(500) })
+///     .connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged once the master has appended the entries (the
+    /// default).
+    #[default]
+    Acknowledged,
+    /// Acknowledged once `replicas` replicas have them too.
+    Replicated {
+        /// How many replicas must have the entries.
+        replicas: u32,
+        /// How long the master waits for them.
+        timeout: Duration,
+    },
+}
+
 /// A connection to the cluster of `endpoint`, failing as a first
 /// connection does ([`TransportError::Connect`]) within `connect_timeout`.
 async fn cluster_connection(
@@ -469,8 +517,11 @@ async fn cluster_connection(
     let mut config = redis::cluster::ClusterConfig::new().set_connection_timeout(connect_timeout);
     // A blocking read waits for `BLOCK`: those connections have no limit.
     config = config.set_response_timeout(response_timeout.unwrap_or(Duration::from_secs(3600)));
-    match tokio::time::timeout(connect_timeout, client.get_async_connection_with_config(config))
-        .await
+    match tokio::time::timeout(
+        connect_timeout,
+        client.get_async_connection_with_config(config),
+    )
+    .await
     {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(failed(e)),
@@ -485,9 +536,13 @@ async fn cluster_connection(
 /// per hash slot of their keys (all sent together: atomic per slot, so per
 /// stream, never across slots), and gives the replies in the order of
 /// `cmds`.
+///
+/// With [`Durability::Replicated`], each pipeline ends with `WAIT`, and
+/// fewer replicas than asked fail the call.
 async fn pipelined(
     conn: &SharedConnection,
     cmds: Vec<(&str, Cmd)>,
+    durability: Durability,
 ) -> Result<Vec<Value>, TransportError> {
     use redis::cluster_routing::Slot;
     let mut groups: Vec<(Slot, Vec<usize>, Pipeline)> = Vec::new();
@@ -501,13 +556,24 @@ async fn pipelined(
         let at = at.unwrap_or_else(|| {
             let mut pipe = Pipeline::new();
             if cluster {
-                pipe.atomic();
+                pipe.cmd("MULTI");
             }
             groups.push((slot, Vec::new(), pipe));
             groups.len() - 1
         });
         groups[at].1.push(i);
         groups[at].2.add_command(cmd);
+    }
+    for (_, _, pipe) in &mut groups {
+        if cluster {
+            pipe.cmd("EXEC");
+        }
+        if let Durability::Replicated { replicas, timeout } = durability {
+            let ms = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            pipe.cmd("WAIT").arg(replicas).arg(ms);
+        }
     }
     let total: usize = groups.iter().map(|g| g.1.len()).sum();
     let replies = futures::future::join_all(groups.iter().map(|(_, _, pipe)| {
@@ -517,7 +583,39 @@ async fn pipelined(
     .await;
     let mut out = vec![Value::Nil; total];
     for ((_, at, _), reply) in groups.iter().zip(replies) {
-        let reply = reply?;
+        let mut reply = reply?;
+        if let Durability::Replicated { replicas, timeout } = durability {
+            let reached = match reply.pop() {
+                Some(Value::Int(n)) => u32::try_from(n).unwrap_or(0),
+                other => {
+                    return Err(value::protocol("WAIT", format!("not a count: {other:?}")));
+                }
+            };
+            if reached < replicas {
+                return Err(TransportError::NotReplicated {
+                    replicas,
+                    reached,
+                    timeout,
+                });
+            }
+        }
+        if cluster {
+            // MULTI's OK and a QUEUED per command, then EXEC's array.
+            reply = match reply.pop() {
+                Some(Value::Array(replies)) => replies,
+                Some(Value::ServerError(e)) => {
+                    return Err(redis::RedisError::from(e).into());
+                }
+                other => {
+                    return Err(value::protocol("EXEC", format!("not an array: {other:?}")));
+                }
+            };
+        }
+        if let Some(Value::ServerError(e)) =
+            reply.iter().find(|v| matches!(v, Value::ServerError(_)))
+        {
+            return Err(redis::RedisError::from(e.clone()).into());
+        }
         if reply.len() != at.len() {
             return Err(value::protocol(
                 "pipeline",
@@ -574,13 +672,13 @@ impl StreamTransport for StreamsTransport {
                     }),
             };
         }
-        let mut conn = self.conn.clone();
-        if let [(key, o)] = batch {
+        if let ([(key, o)], Durability::Acknowledged) = (batch, self.durability) {
+            let mut conn = self.conn.clone();
             let id: String = xadd(key, o).query_async(&mut conn).await?;
             return Ok(vec![id]);
         }
         let cmds = batch.iter().map(|(key, o)| (*key, xadd(key, o))).collect();
-        pipelined(&self.conn, cmds)
+        pipelined(&self.conn, cmds, self.durability)
             .await?
             .into_iter()
             .map(|id| {
@@ -637,7 +735,9 @@ impl StreamTransport for StreamsTransport {
             return Ok(Vec::new());
         }
         if reader.managed.is_cluster() {
-            return self.read_streams_per_slot(reader, streams, count, block).await;
+            return self
+                .read_streams_per_slot(reader, streams, count, block)
+                .await;
         }
         let mut cmd = redis::cmd("XREAD");
         // `BLOCK 0` waits for ever: the shortest wait is a millisecond.
