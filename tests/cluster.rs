@@ -99,6 +99,10 @@ async fn everything_a_service_does_works_on_a_cluster() {
         .await
         .expect("a worker starts");
     let mut gates = bus.subscribe::<GateOpened>().await.expect("subscribe");
+    let mut pattern = bus
+        .subscribe_pattern("notifications", "gate.*")
+        .await
+        .expect("subscribe to a pattern");
 
     bus.publish(&FileUploaded::new("one"))
         .await
@@ -166,6 +170,12 @@ async fn everything_a_service_does_works_on_a_cluster() {
         .expect("a message")
         .expect("a decoded message");
     assert_eq!(gate.gate, "g");
+    let any = tokio::time::timeout(Duration::from_secs(5), pattern.next())
+        .await
+        .expect("a pattern message in time")
+        .expect("a message")
+        .expect("an envelope");
+    assert_eq!(any.type_name(), "gate.opened");
     worker.shutdown().await.unwrap();
 }
 
