@@ -367,3 +367,92 @@ async fn a_master_killed_under_load_loses_nothing_replicated() {
         "surviving events never handled after the failover"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_streams_slot_under_load_loses_and_fails_nothing() {
+    let cluster = ClusterSet::start();
+    let bus = connect(&cluster).await;
+    let seen = Seen::default();
+    let worker = bus
+        .consumer()
+        .state(seen.clone())
+        .options(quick())
+        .handler(follow)
+        .start()
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Acked = Default::default();
+    let failed = Arc::new(AtomicUsize::new(0));
+    let publishing = publisher(
+        bus.clone(),
+        "m",
+        stop.clone(),
+        acked.clone(),
+        failed.clone(),
+    );
+    seen.until(Duration::from_secs(20), |h| h.len() >= 1_000)
+        .await;
+    assert!(
+        seen.handled().len() >= 1_000,
+        "nothing flows before the move"
+    );
+
+    let key = "tidings:{contextual}";
+    let from = cluster.master_of(key).unwrap();
+    let to = cluster
+        .masters()
+        .unwrap()
+        .into_iter()
+        .find(|m| *m != from)
+        .unwrap();
+    let moving = Instant::now();
+    let moved_from =
+        tokio::task::block_in_place(|| cluster.move_slot_of(key, to)).expect("the slot moves");
+    let moved_in = moving.elapsed();
+    assert_eq!(moved_from, from);
+    assert_eq!(cluster.master_of(key).unwrap(), to);
+
+    let at_move = acked.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < at_move + 1_000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    publishing.await.unwrap();
+    let acked: Vec<(String, String)> = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= at_move + 1_000,
+        "publishing did not go on after the move"
+    );
+
+    let in_stream: HashSet<String> = bus
+        .last_entries("contextual", 10_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let lost = acked
+        .iter()
+        .filter(|(_, id)| !in_stream.contains(id))
+        .count();
+    let handled = seen
+        .until(Duration::from_secs(20), |h| {
+            let h: HashSet<&String> = h.iter().collect();
+            acked.iter().all(|(f, _)| h.contains(f))
+        })
+        .await;
+    worker.shutdown().await.unwrap();
+    let handled: HashSet<String> = handled.into_iter().collect();
+    let missing = acked.iter().filter(|(f, _)| !handled.contains(f)).count();
+    eprintln!(
+        "slot moved from {from} to {to} in {moved_in:?} under load: {} acknowledged, {lost} lost, \
+         {} failed publishes, {missing} never handled",
+        acked.len(),
+        failed.load(Ordering::SeqCst)
+    );
+    assert_eq!(lost, 0);
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert_eq!(missing, 0);
+}

@@ -145,6 +145,38 @@ impl ClusterSet {
             .stop();
     }
 
+    /// Moves the slot of `key` to the master on `to`, as `redis-cli
+    /// --cluster reshard` does for each slot: `CLUSTER SETSLOT … IMPORTING`
+    /// on `to`, `MIGRATING` on the owner, `MIGRATE` of the slot's keys a
+    /// hundred at a time (clients meanwhile get `ASK` for keys already
+    /// moved), then `CLUSTER SETSLOT … NODE` on every master (clients then
+    /// get `MOVED`). Returns the port the slot was on.
+    pub fn move_slot_of(&self, key: &str, to: u16) -> Result<u16, String> {
+        let from = self.master_of(key)?;
+        if from == to {
+            return Err(format!("the slot of `{key}` is already on {to}"));
+        }
+        let slot = ask(from, &["CLUSTER", "KEYSLOT", key])?;
+        let from_id = ask(from, &["CLUSTER", "MYID"])?;
+        let to_id = ask(to, &["CLUSTER", "MYID"])?;
+        ask(to, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id])?;
+        ask(from, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id])?;
+        let port = to.to_string();
+        loop {
+            let keys = ask_keys(from, &slot)?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            ask(from, &args)?;
+        }
+        for master in self.masters()? {
+            ask(master, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])?;
+        }
+        Ok(from)
+    }
+
     /// Starts the node on `port` again, with its `nodes.conf`: it rejoins
     /// the cluster, as a replica of whichever node took its slots.
     ///
@@ -216,6 +248,68 @@ impl ClusterSet {
     }
 }
 
+/// A command as a RESP array of bulk strings.
+fn encode(args: &[&str]) -> String {
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    out
+}
+
+/// Up to 100 keys of `slot` on the node at `port` (`CLUSTER GETKEYSINSLOT`).
+fn ask_keys(port: u16, slot: &str) -> Result<Vec<String>, String> {
+    let fail = |e: std::io::Error| format!("node {port}: {e}");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(fail)?;
+    s.write_all(encode(&["CLUSTER", "GETKEYSINSLOT", slot, "100"]).as_bytes())
+        .map_err(fail)?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = s.read(&mut chunk).map_err(fail)?;
+        if n == 0 {
+            return Err(format!("node {port} closed the connection"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(keys) = parse_array(&buf)? {
+            return Ok(keys);
+        }
+    }
+}
+
+/// An array of bulk strings, or `None` while it is not whole.
+fn parse_array(buf: &[u8]) -> Result<Option<Vec<String>>, String> {
+    let line = |at: usize| -> Option<(String, usize)> {
+        let end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        Some((String::from_utf8_lossy(&buf[at..end]).into_owned(), end + 2))
+    };
+    let Some((head, mut at)) = line(0) else {
+        return Ok(None);
+    };
+    let count: usize = head
+        .strip_prefix('*')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("not an array: `{head}`"))?;
+    let mut keys = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some((len, next)) = line(at) else {
+            return Ok(None);
+        };
+        let len: usize = len
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("not a bulk string: `{len}`"))?;
+        if buf.len() < next + len + 2 {
+            return Ok(None);
+        }
+        keys.push(String::from_utf8_lossy(&buf[next..next + len]).into_owned());
+        at = next + len + 2;
+    }
+    Ok(Some(keys))
+}
+
 /// The port of a `CLUSTER NODES` line (`id ip:port@bus flags …`).
 fn node_port(line: &str) -> Option<u16> {
     let addr = line.split(' ').nth(1)?;
@@ -230,11 +324,7 @@ pub(crate) fn ask(port: u16, args: &[&str]) -> Result<String, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
     s.set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(fail)?;
-    let mut out = format!("*{}\r\n", args.len());
-    for a in args {
-        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
-    s.write_all(out.as_bytes()).map_err(fail)?;
+    s.write_all(encode(args).as_bytes()).map_err(fail)?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
