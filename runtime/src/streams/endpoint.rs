@@ -608,6 +608,29 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_name_their_nodes() {
+        let e = parse("redis+cluster://u:p%40ss@a:7000,b:7001/").unwrap();
+        assert!(e.cluster_client().is_some());
+        assert!(!e.follows_failover());
+        assert_eq!(e.user().as_deref(), Some("u"));
+        assert_eq!(e.describe(), "the Redis Cluster of a:7000,b:7001");
+        for bad in [
+            "redis+cluster://a",
+            "redis+cluster://a:x",
+            "redis+cluster://a:1,:2",
+            "redis+cluster://a:1/0",
+            "rediss+cluster://a:1",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+        }
+        let e = parse("redis+cluster://u:secret@a:x")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
     fn tls_options_need_rediss_and_never_show_the_password() {
         let e = parse("redis://u:secret@h:6379/?insecure")
             .unwrap_err()
