@@ -468,7 +468,7 @@ fn xreadgroup(r: &ReadRequest<'_>, count: usize, block: Option<Duration>) -> Cmd
 /// lost if the master fails before a replica has it. `Replicated` makes
 /// each publish wait (`WAIT`) until `replicas` replicas have the entries,
 /// for `timeout` at most, and fail with
-/// [`TransportError::NotReplicated`](crate::TransportError::NotReplicated)
+/// [`TransportError::NotReplicated`]
 /// if fewer do. It costs a round trip to the replicas per publish.
 ///
 /// ```no_run
