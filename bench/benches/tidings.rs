@@ -24,7 +24,7 @@ use tidings::{
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2, Tick};
 use tidings_bench::report::{self, Better, Figure, Target};
 use tidings_bench::{bare, ceiling, instructions, live, macro_cost, raw, request};
-use tidings_testkit::{RedisOptions, RedisServer, TestCa};
+use tidings_testkit::{ClusterSet, RedisOptions, RedisServer, TestCa};
 use tracing_subscriber::layer::SubscriberExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -197,6 +197,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     }
     if config.wants("tls") {
         figures.extend(tls_figures(&config, &url).await?);
+    }
+    if config.wants("cluster") {
+        figures.extend(cluster_figures(&config, &url).await?);
     }
     if config.wants("metrics") {
         figures.extend(metrics_figures(&config, &url)?);
@@ -993,6 +996,105 @@ async fn tls_figures(config: &Config, plain_url: &str) -> Result<Vec<Figure>, Bo
             raw_tls,
             raw_tcp,
         ),
+    ])
+}
+
+// ---------------------------------------------------------------- cluster
+
+/// tidings on a Redis Cluster of three masters and three replicas (started
+/// for the run, on the same machine) beside tidings on the run's single
+/// server, taking turns: awaited publish, batches of 100, and consume +
+/// ack, all on one stream (one slot, so one master). On the cluster the
+/// hand-written `XADD`/`XREADGROUP` paths give way to redis-rs's cluster
+/// connection, so the figure holds the cost of routing and of that
+/// fallback; the baseline is the single node with its own paths.
+async fn cluster_figures(config: &Config, single_url: &str) -> Result<Vec<Figure>, BoxError> {
+    progress("publish and consume on a 3-master cluster, beside one node");
+    let cluster = ClusterSet::try_start()?;
+    let sides = [
+        connect(&cluster.url(), "cluster").await?,
+        connect(single_url, "cluster").await?,
+    ];
+    let key = sides[0].stream_key("bench").unwrap();
+    // Both sides' stream commands beside the bus go to the node holding
+    // the stream's slot.
+    let owner = cluster.master_of(&key)?;
+    let mut conns = [
+        redis::Client::open(format!("redis://127.0.0.1:{owner}"))?
+            .get_multiplexed_async_connection()
+            .await?,
+        redis::Client::open(single_url)?
+            .get_multiplexed_async_connection()
+            .await?,
+    ];
+    let events = samples(config.awaited.max(config.batched));
+    let (mut awaited, mut batched, mut consumed) = (
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+    );
+    for run in 0..=config.runs {
+        let n_awaited = if run == 0 { 200 } else { config.awaited };
+        let n_batched = if run == 0 { 1_000 } else { config.batched };
+        let n_consume = if run == 0 { 1_000 } else { config.consume };
+        for turn in 0..2 {
+            let side = (turn + run) % 2;
+            let bus = &sides[side];
+            let conn = &mut conns[side];
+            del(conn, &key).await?;
+
+            let start = Instant::now();
+            for e in &events[..n_awaited] {
+                bus.publish(e).await?;
+            }
+            let a = per_second(n_awaited, start.elapsed());
+            del(conn, &key).await?;
+
+            let start = Instant::now();
+            for chunk in events[..n_batched].chunks(100) {
+                bus.publish_batch(chunk).await?;
+            }
+            let b = per_second(n_batched, start.elapsed());
+            del(conn, &key).await?;
+
+            prefill(bus, n_consume).await?;
+            let c = tidings_consume(bus, conn, consume_noop, "bench-consume", n_consume).await?;
+            del(conn, &key).await?;
+            if run > 0 {
+                awaited[side].push(a);
+                batched[side].push(b);
+                consumed[side].push(c);
+            }
+        }
+    }
+    let [awaited_cluster, awaited_single] = awaited;
+    let [batched_cluster, batched_single] = batched;
+    let [consumed_cluster, consumed_single] = consumed;
+    Ok(vec![
+        Figure::from_runs(
+            "cluster_publish_awaited",
+            "events/s",
+            Better::Higher,
+            awaited_cluster,
+            awaited_single,
+        )
+        .target(Target::RatioAtLeast(0.7)),
+        Figure::from_runs(
+            "cluster_publish_batch_100",
+            "events/s",
+            Better::Higher,
+            batched_cluster,
+            batched_single,
+        )
+        .target(Target::RatioAtLeast(0.7)),
+        Figure::from_runs(
+            "cluster_consume_ack",
+            "events/s",
+            Better::Higher,
+            consumed_cluster,
+            consumed_single,
+        )
+        .target(Target::RatioAtLeast(0.7)),
     ])
 }
 

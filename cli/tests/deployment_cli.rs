@@ -1,12 +1,12 @@
 //! The built `tidings` binary takes the URLs the library takes: `rediss://`
 //! with the TLS files in the query (and refuses a server another CA
-//! signed), and `redis+sentinel://`; and it needs no more than the ACL rule
-//! of the library.
+//! signed), `redis+sentinel://` and `redis+cluster://`; and it needs no
+//! more than the ACL rule of the library.
 
 mod support;
 
 use tidings::Bus;
-use tidings_testkit::{RedisOptions, RedisServer, SentinelSet, TestCa};
+use tidings_testkit::{ClusterSet, RedisOptions, RedisServer, SentinelSet, TestCa};
 
 use support::{json, stderr, tidings};
 
@@ -125,4 +125,30 @@ async fn the_command_line_runs_as_a_user_limited_to_the_namespace() {
         );
         assert!(!stderr(&out).contains("s3cret-pw"));
     }
+}
+
+#[tokio::test]
+async fn the_command_line_reads_a_cluster() {
+    let cluster = ClusterSet::start();
+    let url = cluster.url();
+    publish(&url, 4).await;
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--redis-url", &url]);
+        let out = tidings(&all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let out = run(&["streams", "stats", "contextual", "--format", "json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["length"], 4);
+    let out = run(&["streams", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("contextual"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(&["dlq", "list", "contextual", "--format", "json"]);
+    let letters: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(letters.as_array().map(Vec::len), Some(0), "{letters}");
 }

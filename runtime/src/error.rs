@@ -384,6 +384,20 @@ pub enum TransportError {
         /// What was wrong with the reply.
         reason: String,
     },
+    /// With [`Durability::Replicated`](crate::streams::Durability): the
+    /// master appended the entries, but fewer replicas than asked
+    /// acknowledged them within the time given (`WAIT`), so a failover may
+    /// still lose them. The publish is not acknowledged; publishing again
+    /// appends them again (with the same event ids).
+    #[error("the write was acknowledged by {reached} of the {replicas} replica(s) asked within {timeout:?} (WAIT)")]
+    NotReplicated {
+        /// Replicas asked for.
+        replicas: u32,
+        /// Replicas that acknowledged the write in time.
+        reached: u32,
+        /// How long the master waited.
+        timeout: std::time::Duration,
+    },
     /// The first connection to the server failed: refused, timed out, or
     /// the server refused the credentials.
     #[error("cannot connect to Redis at {address}{}: {source}", user.as_ref().map(|u| format!(" as user `{u}`")).unwrap_or_default())]
@@ -422,7 +436,8 @@ impl TransportError {
     /// timed out, a restarted server is still loading its data (`LOADING`),
     /// or, behind Sentinel, a failover is under way (no Sentinel names a
     /// master that is up, or the server written to became a replica,
-    /// `READONLY`).
+    /// `READONLY`), or on a cluster a slot has no master yet
+    /// (`CLUSTERDOWN`).
     pub fn is_transient(&self) -> bool {
         match self {
             TransportError::Redis(e) => {
@@ -430,6 +445,7 @@ impl TransportError {
                     || e.is_timeout()
                     || e.code() == Some("LOADING")
                     || e.code() == Some("TRYAGAIN")
+                    || e.code() == Some("CLUSTERDOWN")
                     || e.code() == Some("READONLY")
                     || e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
             }

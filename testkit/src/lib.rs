@@ -22,10 +22,9 @@
 //! Servers are found on `PATH`; when one is missing, the test that needs it
 //! fails and names it (tests never skip silently).
 //!
-//! More servers come as their modules beside [`redis`], each built on the
-//! same private process helpers (free port, readiness, kill on drop), such
-//! as `cluster` (a local Redis Cluster of several `redis-server`s).
+//! - [`cluster`]: a Redis Cluster of three masters and three replicas.
 
+pub mod cluster;
 pub mod conformance;
 pub mod node;
 pub mod postgres;
@@ -35,6 +34,7 @@ pub mod sentinel;
 mod suite;
 pub mod tls;
 
+pub use cluster::ClusterSet;
 pub use postgres::PostgresServer;
 pub use redis::{RedisOptions, RedisServer, ServerTls};
 pub use sentinel::SentinelSet;

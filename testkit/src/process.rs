@@ -94,3 +94,15 @@ fn free_port() -> Result<u16, String> {
         .map(|a| a.port())
         .map_err(|e| format!("no free loopback port: {e}"))
 }
+
+/// A free port below 55,536 whose port 10,000 above (a cluster node's bus)
+/// is free too; the probe stops after 100 ports.
+pub(crate) fn free_cluster_port() -> Result<u16, String> {
+    for _ in 0..100 {
+        let port = free_port()?;
+        if port < 55_536 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free loopback port below 55,536 with its cluster bus port free".into())
+}

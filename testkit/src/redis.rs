@@ -38,6 +38,9 @@ pub struct RedisOptions {
     pub tls: Option<ServerTls>,
     /// The port of a master on 127.0.0.1 to replicate (`--replicaof`).
     pub replica_of: Option<u16>,
+    /// A cluster node (`--cluster-enabled yes`), on a port below 55,536
+    /// whose cluster bus port (+10,000) is free too.
+    pub cluster: bool,
 }
 
 /// The files of a TLS server, from a [`TestCa`](crate::TestCa).
@@ -79,6 +82,14 @@ impl RedisOptions {
     /// Replicates the master listening on `port` of 127.0.0.1.
     pub fn replica_of(mut self, port: u16) -> Self {
         self.replica_of = Some(port);
+        self
+    }
+
+    /// A Redis Cluster node: `--cluster-enabled yes`, its `nodes.conf` in
+    /// its own directory, a port below 55,536 with the port 10,000 above
+    /// it (the cluster bus) free too.
+    pub fn cluster_node(mut self) -> Self {
+        self.cluster = true;
         self
     }
 
@@ -145,6 +156,10 @@ impl RedisServer {
     /// Starts a server with the given options, or says why it could not.
     pub fn try_with_options(options: RedisOptions) -> Result<Self, String> {
         process::on_free_port(REDIS_SERVER, |port| {
+            let port = match options.cluster {
+                true => process::free_cluster_port().map_err(StartError::Failed)?,
+                false => port,
+            };
             let dir =
                 std::env::temp_dir().join(format!("tidings-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir)
@@ -175,6 +190,11 @@ impl RedisServer {
                 .arg("--tls-ca-cert-file")
                 .arg(&tls.ca),
         };
+        if self.options.cluster {
+            cmd.args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "1000"]);
+        }
         if let Some(master) = self.options.replica_of {
             cmd.args(["--replicaof", "127.0.0.1", &master.to_string()]);
         }
@@ -284,6 +304,11 @@ impl RedisServer {
             .get_multiplexed_async_connection()
             .await
             .unwrap_or_else(|e| panic!("connecting to the test redis-server: {e}"))
+    }
+
+    /// Whether the server runs (not stopped by [`RedisServer::stop`]).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the server (SIGKILL: no chance to save, as in a crash).

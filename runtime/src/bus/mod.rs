@@ -30,7 +30,7 @@ pub use subscribe::{AnyEvent, AnyEventStream, EventStream};
 
 use crate::memory::MemoryTransport;
 use crate::pubsub::PubSubTransport;
-use crate::streams::{redact, Endpoint, StreamsTransport, TlsFiles};
+use crate::streams::{redact, Durability, Endpoint, StreamsTransport, TlsFiles};
 use keys::{channel_key, stream_key};
 
 /// Key namespace used when none is configured.
@@ -109,6 +109,7 @@ pub struct BusBuilder {
     reply_ttl: Duration,
     tls: TlsFiles,
     partitions: Vec<(String, u32)>,
+    durability: Durability,
 }
 
 /// How long `publish` keeps trying while Redis is unreachable, by default.
@@ -129,6 +130,7 @@ impl Default for BusBuilder {
             reply_ttl: replies::DEFAULT_REPLY_TTL,
             tls: TlsFiles::default(),
             partitions: Vec::new(),
+            durability: Durability::Acknowledged,
         }
     }
 }
@@ -272,6 +274,14 @@ impl BusBuilder {
         })
     }
 
+    /// When a publish to Redis is acknowledged: once the master has the
+    /// entries (the default), or once replicas have them too
+    /// ([`Durability::Replicated`], which `WAIT`s after each publish).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// The CA certificate (PEM) that a `rediss://` server's certificate
     /// must chain to, instead of the system's roots; the same as
     /// `?tls_ca=<path>` in the URL.
@@ -308,7 +318,9 @@ impl BusBuilder {
     /// - `rediss://…?tls_ca=…&tls_cert=…&tls_key=…` over TLS (`?insecure`
     ///   accepts any certificate, and is never implied);
     /// - `redis+sentinel://[user:password@]h1:26379,h2:26379/master-name[/db]`,
-    ///   the master the Sentinels name, followed through a failover.
+    ///   the master the Sentinels name, followed through a failover;
+    /// - `redis+cluster://[user:password@]h1:p1,h2:p2,…`, a Redis Cluster
+    ///   that any of the nodes named introduces.
     ///
     /// Every connection of the bus (publishing, reading, Pub/Sub) goes to
     /// that server. A wrong password or an untrusted certificate fails
@@ -322,7 +334,8 @@ impl BusBuilder {
             self.response_timeout,
             self.connect_timeout,
         )
-        .await?;
+        .await?
+        .with_durability(self.durability);
         let pubsub = PubSubTransport::new(endpoint, streams.connection().clone());
         self.build(Backend::Redis { streams, pubsub })
     }

@@ -1,6 +1,8 @@
 //! Where Redis is: one server (`redis://`, `rediss://`), or the master that
 //! a set of Sentinels names (`redis+sentinel://`), looked up again each time
-//! a connection is made, so that connections follow a failover.
+//! a connection is made, so that connections follow a failover, or a
+//! Redis Cluster (`redis+cluster://`), whose commands redis-rs's cluster
+//! client routes to the node owning each key's slot.
 //!
 //! TLS goes through redis-rs and rustls. The files a TLS connection needs
 //! (the CA that signed the server's certificate, a client certificate and
@@ -12,8 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
+use redis::cluster::ClusterClient;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
-use redis::{Client, ClientTlsConfig, ErrorKind, RedisConnectionInfo, RedisError, TlsCertificates};
+use redis::{
+    Client, ClientTlsConfig, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
+    TlsCertificates, Value,
+};
 
 use crate::error::{Error, TransportError};
 
@@ -136,6 +142,16 @@ enum Inner {
         hosts: String,
         user: Option<String>,
     },
+    /// The nodes of a Redis Cluster.
+    Cluster {
+        client: ClusterClient,
+        /// A client of each node named in the URL, for Pub/Sub (a
+        /// `PUBLISH` reaches the subscribers of every node).
+        nodes: Vec<Client>,
+        /// `h1:p1,h2:p2`, for messages.
+        hosts: String,
+        user: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -155,7 +171,11 @@ impl Endpoint {
     /// - `redis+sentinel://[user:password@]h1:26379,h2:26379/master-name[/db]`:
     ///   the master that the Sentinels at `h1`, `h2`, … name
     ///   `master-name`. The user and password are the master's; the
-    ///   Sentinels are asked without any.
+    ///   Sentinels are asked without any;
+    /// - `redis+cluster://[user:password@]h1:p1,h2:p2,…`: a Redis Cluster
+    ///   that any of the nodes named introduces (redis-rs asks them for
+    ///   the map of slots and follows `MOVED` and `ASK`). TLS to a cluster
+    ///   (`rediss+cluster://`) is refused for now.
     ///
     /// A file named in the query or in `tls` is read here: a missing one
     /// fails with [`Error::TlsFile`]. The password never appears in an
@@ -169,6 +189,8 @@ impl Endpoint {
     ///     &TlsFiles::default(),
     /// )?;
     /// assert_eq!(watched.describe(), "master `orders` of the Sentinels at 10.0.0.1:26379,10.0.0.2:26379");
+    /// let cluster = Endpoint::parse("redis+cluster://10.0.0.1:7000,10.0.0.2:7000", &TlsFiles::default())?;
+    /// assert_eq!(cluster.describe(), "the Redis Cluster of 10.0.0.1:7000,10.0.0.2:7000");
     /// assert!(Endpoint::parse("redis://h:6379/?insecure", &TlsFiles::default()).is_err());
     /// # Ok::<(), tidings::Error>(())
     /// ```
@@ -185,6 +207,19 @@ impl Endpoint {
                 ));
             }
             return Self::sentinel(rest).map_err(invalid);
+        }
+        if url.starts_with("rediss+cluster://") {
+            return Err(invalid(
+                "TLS to a Redis Cluster is not supported yet: use `redis+cluster://`".into(),
+            ));
+        }
+        if let Some(rest) = url.strip_prefix("redis+cluster://") {
+            if !tls.is_empty() {
+                return Err(invalid(
+                    "TLS files were given for a `redis+cluster://` URL, which is plain TCP".into(),
+                ));
+            }
+            return Self::cluster(rest).map_err(invalid);
         }
         let (base, query) = split_query(url);
         let mut files = tls.clone();
@@ -253,7 +288,78 @@ impl Endpoint {
     pub(crate) fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
         match &*self.inner {
             Inner::Direct(_, tls) => tls.clone(),
-            Inner::Sentinel { .. } => None,
+            Inner::Sentinel { .. } | Inner::Cluster { .. } => None,
+        }
+    }
+
+    fn cluster(rest: &str) -> Result<Endpoint, String> {
+        let (login, rest) = match rest.rsplit_once('@') {
+            Some((login, rest)) => (Some(login), rest),
+            None => (None, rest),
+        };
+        let hosts = rest.trim_end_matches('/');
+        if hosts.contains('/') || hosts.contains('?') {
+            return Err(
+                "a cluster URL names its nodes only (no database, no options): \
+                 redis+cluster://h1:p1,h2:p2"
+                    .into(),
+            );
+        }
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let (user, password) = match login {
+            Some(login) => {
+                let (name, password) = login.split_once(':').unwrap_or((login, ""));
+                (
+                    (!name.is_empty()).then(|| decode(name)),
+                    (!password.is_empty()).then(|| decode(password)),
+                )
+            }
+            None => (None, None),
+        };
+        let mut infos = Vec::new();
+        for host in hosts.split(',') {
+            let (name, port) = host
+                .rsplit_once(':')
+                .ok_or_else(|| format!("the cluster node `{host}` has no port"))?;
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("the port of the cluster node `{host}` is not a number"))?;
+            if name.is_empty() {
+                return Err(format!("a cluster node's host is empty in `{hosts}`"));
+            }
+            let mut settings = RedisConnectionInfo::default();
+            if let Some(user) = &user {
+                settings = settings.set_username(user.clone());
+            }
+            if let Some(password) = &password {
+                settings = settings.set_password(password.clone());
+            }
+            let info = redis::ConnectionAddr::Tcp(name.to_owned(), port)
+                .into_connection_info()
+                .map_err(|e| e.to_string())?
+                .set_redis_settings(settings);
+            infos.push(info);
+        }
+        let nodes = infos
+            .iter()
+            .map(|info| Client::open(info.clone()).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = ClusterClient::new(infos).map_err(|e| e.to_string())?;
+        Ok(Endpoint {
+            inner: Arc::new(Inner::Cluster {
+                client,
+                nodes,
+                hosts: hosts.to_owned(),
+                user,
+            }),
+        })
+    }
+
+    /// The cluster client, for a `redis+cluster://` URL.
+    pub fn cluster_client(&self) -> Option<&ClusterClient> {
+        match &*self.inner {
+            Inner::Cluster { client, .. } => Some(client),
+            _ => None,
         }
     }
 
@@ -331,6 +437,7 @@ impl Endpoint {
             Inner::Sentinel { master, hosts, .. } => {
                 format!("master `{master}` of the Sentinels at {hosts}")
             }
+            Inner::Cluster { hosts, .. } => format!("the Redis Cluster of {hosts}"),
         }
     }
 
@@ -342,7 +449,7 @@ impl Endpoint {
                 .redis_settings()
                 .username()
                 .map(str::to_owned),
-            Inner::Sentinel { user, .. } => user.clone(),
+            Inner::Sentinel { user, .. } | Inner::Cluster { user, .. } => user.clone(),
         }
     }
 
@@ -353,9 +460,30 @@ impl Endpoint {
     /// Behind Sentinel, while the master is down and not yet replaced, this
     /// fails as connecting to it does (refused, timed out), which
     /// [`TransportError::is_transient`] counts as worth a retry.
+    ///
+    /// On a cluster, a client of the first node named in the URL that
+    /// answers a `PING`: good for Pub/Sub, which every node relays, and
+    /// for nothing that touches a key (see [`Endpoint::cluster_client`]).
     pub async fn client(&self) -> redis::RedisResult<Client> {
         match &*self.inner {
             Inner::Direct(client, _) => Ok(client.clone()),
+            Inner::Cluster { nodes, .. } => {
+                let mut last = None;
+                for node in nodes {
+                    match node.get_multiplexed_async_connection().await {
+                        Ok(mut conn) => {
+                            match redis::cmd("PING").query_async::<Value>(&mut conn).await {
+                                Ok(_) => return Ok(node.clone()),
+                                Err(e) => last = Some(e),
+                            }
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    RedisError::from((ErrorKind::InvalidClientConfig, "no cluster node named"))
+                }))
+            }
             Inner::Sentinel {
                 sentinel,
                 master,
@@ -478,6 +606,29 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn cluster_urls_name_their_nodes() {
+        let e = parse("redis+cluster://u:p%40ss@a:7000,b:7001/").unwrap();
+        assert!(e.cluster_client().is_some());
+        assert!(!e.follows_failover());
+        assert_eq!(e.user().as_deref(), Some("u"));
+        assert_eq!(e.describe(), "the Redis Cluster of a:7000,b:7001");
+        for bad in [
+            "redis+cluster://a",
+            "redis+cluster://a:x",
+            "redis+cluster://a:1,:2",
+            "redis+cluster://a:1/0",
+            "rediss+cluster://a:1",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+        }
+        let e = parse("redis+cluster://u:secret@a:x")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
     }
 
     #[test]

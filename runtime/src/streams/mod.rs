@@ -47,6 +47,7 @@ pub struct StreamsTransport {
     client: Client,
     conn: SharedConnection,
     own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
+    durability: Durability,
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
 }
@@ -80,6 +81,9 @@ impl StreamsTransport {
         response_timeout: Option<Duration>,
         connect_timeout: Duration,
     ) -> Result<Self, TransportError> {
+        if endpoint.cluster_client().is_some() {
+            return Self::connect_cluster(endpoint, response_timeout, connect_timeout).await;
+        }
         let client = match tokio::time::timeout(connect_timeout, endpoint.first_client()).await {
             Ok(found) => found?,
             Err(_) => {
@@ -130,9 +134,95 @@ impl StreamsTransport {
             client,
             conn,
             own,
+            durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,
         })
+    }
+
+    /// On a Redis Cluster: redis-rs's cluster connection is the shared
+    /// one, and the hand-written connections are not used (they speak to
+    /// one node).
+    async fn connect_cluster(
+        endpoint: Endpoint,
+        response_timeout: Option<Duration>,
+        connect_timeout: Duration,
+    ) -> Result<Self, TransportError> {
+        let conn = cluster_connection(&endpoint, response_timeout, connect_timeout).await?;
+        let client = endpoint.first_client().await?;
+        Ok(StreamsTransport {
+            conn: SharedConnection::cluster(endpoint.clone(), conn),
+            endpoint,
+            client,
+            own: None,
+            durability: Durability::Acknowledged,
+            response_timeout,
+            connect_timeout,
+        })
+    }
+
+    /// `XREAD` on a cluster: one per hash slot of the streams, all sent
+    /// together on the reader's cluster connection (those to one node wait
+    /// one after another there, so a read of streams in several slots of
+    /// one node may wait up to `block` once per slot).
+    async fn read_streams_per_slot(
+        &self,
+        reader: &mut StreamsReader,
+        streams: &[(&str, &str)],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<(usize, Entry)>, TransportError> {
+        use redis::cluster_routing::Slot;
+        let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
+        for (i, (key, _)) in streams.iter().enumerate() {
+            let slot = Slot::for_key(key);
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, at)) => at.push(i),
+                None => groups.push((slot, vec![i])),
+            }
+        }
+        let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
+        let replies = futures::future::join_all(groups.iter().map(|(_, at)| {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(count.max(1))
+                .arg("BLOCK")
+                .arg(ms)
+                .arg("STREAMS");
+            for i in at {
+                cmd.arg(streams[*i].0);
+            }
+            for i in at {
+                cmd.arg(streams[*i].1);
+            }
+            let mut conn = reader.managed.clone();
+            async move { cmd.query_async::<Value>(&mut conn).await }
+        }))
+        .await;
+        let mut out = Vec::new();
+        for reply in replies {
+            for (key, entries) in reply::read_streams(reply?)? {
+                let Some(i) = streams.iter().position(|(k, _)| *k == key) else {
+                    return Err(value::protocol(
+                        "XREAD",
+                        format!("the reply names the stream `{key}`, which was not read"),
+                    ));
+                };
+                out.extend(entries.into_iter().map(|e| (i, e)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Publishes with `durability`: with [`Durability::Replicated`], every
+    /// append is followed by `WAIT` on the same connection, and the
+    /// hand-written publishing connection is not used.
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        if let Durability::Replicated { .. } = durability {
+            self.own = None;
+        }
+        self.durability = durability;
+        self
     }
 
     /// The shared publishing connection.
@@ -400,6 +490,173 @@ fn xreadgroup(r: &ReadRequest<'_>, count: usize, block: Option<Duration>) -> Cmd
     cmd
 }
 
+/// When a publish is acknowledged.
+///
+/// Redis replicates asynchronously: a write the master acknowledged can be
+/// lost if the master fails before a replica has it. `Replicated` makes
+/// each publish wait (`WAIT`) until `replicas` replicas have the entries,
+/// for `timeout` at most, and fail with
+/// [`TransportError::NotReplicated`]
+/// if fewer do. It costs a round trip to the replicas per publish.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # async fn run() -> Result<(), tidings::Error> {
+/// use tidings::streams::Durability;
+/// let bus = tidings::Bus::builder()
+///     .durability(Durability::Replicated { replicas: 1, timeout: Duration::from_millis(500) })
+///     .connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged once the master has appended the entries (the
+    /// default).
+    #[default]
+    Acknowledged,
+    /// Acknowledged once `replicas` replicas have them too.
+    Replicated {
+        /// How many replicas must have the entries.
+        replicas: u32,
+        /// How long the master waits for them.
+        timeout: Duration,
+    },
+}
+
+/// A connection to the cluster of `endpoint`, failing as a first
+/// connection does ([`TransportError::Connect`]) within `connect_timeout`.
+async fn cluster_connection(
+    endpoint: &Endpoint,
+    response_timeout: Option<Duration>,
+    connect_timeout: Duration,
+) -> Result<redis::cluster_async::ClusterConnection, TransportError> {
+    let failed = |source| TransportError::Connect {
+        address: endpoint.describe(),
+        user: endpoint.user(),
+        source,
+    };
+    let Some(client) = endpoint.cluster_client() else {
+        return Err(failed(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "not a cluster URL",
+        ))));
+    };
+    let mut config = redis::cluster::ClusterConfig::new().set_connection_timeout(connect_timeout);
+    // A blocking read waits for `BLOCK`: those connections have no limit.
+    config = config.set_response_timeout(response_timeout.unwrap_or(Duration::from_secs(3600)));
+    match tokio::time::timeout(
+        connect_timeout,
+        client.get_async_connection_with_config(config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(failed(e)),
+        Err(_) => Err(failed(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {connect_timeout:?}"),
+        )))),
+    }
+}
+
+/// Runs `cmds` as one pipeline, or on a cluster as one `MULTI`/`EXEC`
+/// per hash slot of their keys (all sent together: atomic per slot, so per
+/// stream, never across slots), and gives the replies in the order of
+/// `cmds`.
+///
+/// With [`Durability::Replicated`], each pipeline ends with `WAIT`, and
+/// fewer replicas than asked fail the call.
+async fn pipelined(
+    conn: &SharedConnection,
+    cmds: Vec<(&str, Cmd)>,
+    durability: Durability,
+) -> Result<Vec<Value>, TransportError> {
+    use redis::cluster_routing::Slot;
+    let mut groups: Vec<(Slot, Vec<usize>, Pipeline)> = Vec::new();
+    let cluster = conn.is_cluster();
+    for (i, (key, cmd)) in cmds.into_iter().enumerate() {
+        let slot = Slot::for_key(key);
+        let at = match cluster {
+            true => groups.iter().position(|(s, _, _)| *s == slot),
+            false => (!groups.is_empty()).then_some(0),
+        };
+        let at = at.unwrap_or_else(|| {
+            let mut pipe = Pipeline::new();
+            if cluster {
+                pipe.cmd("MULTI");
+            }
+            groups.push((slot, Vec::new(), pipe));
+            groups.len() - 1
+        });
+        groups[at].1.push(i);
+        groups[at].2.add_command(cmd);
+    }
+    for (_, _, pipe) in &mut groups {
+        if cluster {
+            pipe.cmd("EXEC");
+        }
+        if let Durability::Replicated { replicas, timeout } = durability {
+            let ms = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            pipe.cmd("WAIT").arg(replicas).arg(ms);
+        }
+    }
+    let total: usize = groups.iter().map(|g| g.1.len()).sum();
+    let replies = futures::future::join_all(groups.iter().map(|(_, _, pipe)| {
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<Vec<Value>>(&mut conn).await }
+    }))
+    .await;
+    let mut out = vec![Value::Nil; total];
+    for ((_, at, _), reply) in groups.iter().zip(replies) {
+        let mut reply = reply?;
+        if let Durability::Replicated { replicas, timeout } = durability {
+            let reached = match reply.pop() {
+                Some(Value::Int(n)) => u32::try_from(n).unwrap_or(0),
+                other => {
+                    return Err(value::protocol("WAIT", format!("not a count: {other:?}")));
+                }
+            };
+            if reached < replicas {
+                return Err(TransportError::NotReplicated {
+                    replicas,
+                    reached,
+                    timeout,
+                });
+            }
+        }
+        if cluster {
+            // MULTI's OK and a QUEUED per command, then EXEC's array.
+            reply = match reply.pop() {
+                Some(Value::Array(replies)) => replies,
+                Some(Value::ServerError(e)) => {
+                    return Err(redis::RedisError::from(e).into());
+                }
+                other => {
+                    return Err(value::protocol("EXEC", format!("not an array: {other:?}")));
+                }
+            };
+        }
+        if let Some(Value::ServerError(e)) =
+            reply.iter().find(|v| matches!(v, Value::ServerError(_)))
+        {
+            return Err(redis::RedisError::from(e.clone()).into());
+        }
+        if reply.len() != at.len() {
+            return Err(value::protocol(
+                "pipeline",
+                format!("{} replies to {} commands", reply.len(), at.len()),
+            ));
+        }
+        for (i, v) in at.iter().zip(reply) {
+            out[*i] = v;
+        }
+    }
+    Ok(out)
+}
+
 fn timed_out(message: String) -> TransportError {
     TransportError::timed_out(message)
 }
@@ -443,17 +700,20 @@ impl StreamTransport for StreamsTransport {
                     }),
             };
         }
-        let mut conn = self.conn.clone();
-        if let [(key, o)] = batch {
+        if let ([(key, o)], Durability::Acknowledged) = (batch, self.durability) {
+            let mut conn = self.conn.clone();
             let id: String = xadd(key, o).query_async(&mut conn).await?;
             return Ok(vec![id]);
         }
-        let mut pipe = Pipeline::with_capacity(batch.len());
-        for (key, o) in batch {
-            pipe.add_command(xadd(key, o));
-        }
-        let ids: Vec<String> = pipe.query_async(&mut conn).await?;
-        Ok(ids)
+        let cmds = batch.iter().map(|(key, o)| (*key, xadd(key, o))).collect();
+        pipelined(&self.conn, cmds, self.durability)
+            .await?
+            .into_iter()
+            .map(|id| {
+                redis::from_redis_value::<String>(id)
+                    .map_err(|e| TransportError::from(redis::RedisError::from(e)))
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<(), TransportError> {
@@ -648,6 +908,11 @@ impl StreamTransport for StreamsTransport {
         if streams.is_empty() {
             return Ok(Vec::new());
         }
+        if reader.managed.is_cluster() {
+            return self
+                .read_streams_per_slot(reader, streams, count, block)
+                .await;
+        }
         let mut cmd = redis::cmd("XREAD");
         // `BLOCK 0` waits for ever: the shortest wait is a millisecond.
         let ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -677,6 +942,13 @@ impl StreamTransport for StreamsTransport {
     }
 
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
+        if self.conn.is_cluster() {
+            let conn = cluster_connection(&self.endpoint, None, self.connect_timeout).await?;
+            return Ok(StreamsReader {
+                managed: SharedConnection::cluster(self.endpoint.clone(), conn),
+                fast: None,
+            });
+        }
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
         let config = ConnectionManagerConfig::new()
@@ -1169,29 +1441,40 @@ return 1
     }
 
     async fn stream_keys(&self, pattern: &str) -> Result<Vec<String>, TransportError> {
-        let mut conn = self.conn.clone();
+        // On a cluster each master holds its slots' keys: each is scanned.
+        let nodes = match self.conn.cluster_masters().await? {
+            Some(masters) => masters.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
         let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream")
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                // SCAN may return a key more than once.
-                keys.sort_unstable();
-                keys.dedup();
-                return Ok(keys);
+        for node in nodes {
+            let mut cursor = 0u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .arg("TYPE")
+                    .arg("stream");
+                let reply = match &node {
+                    Some((host, port)) => self.conn.query_node(scan, host, *port).await?,
+                    None => scan.query_async(&mut self.conn.clone()).await?,
+                };
+                let (next, batch): (u64, Vec<String>) =
+                    redis::from_redis_value(reply).map_err(redis::RedisError::from)?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        // SCAN may return a key more than once.
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     async fn read_after(

@@ -13,11 +13,17 @@
 //! for, the old master's: there, a command that finds the connection gone
 //! (or the server turned replica, `READONLY`) also starts a replacement,
 //! made to the master the Sentinels name then.
+//!
+//! On a Redis Cluster the connection is redis-rs's cluster connection,
+//! which routes each command (and each pipeline, all of whose keys must be
+//! in one slot) to the node serving its slot, follows `MOVED` and `ASK`,
+//! and reconnects to nodes itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
 
 use super::endpoint::Endpoint;
@@ -31,8 +37,43 @@ pub struct SharedConnection {
 struct Inner {
     endpoint: Endpoint,
     config: ConnectionManagerConfig,
-    current: RwLock<ConnectionManager>,
+    current: RwLock<Conn>,
     renewing: AtomicBool,
+}
+
+/// One server's connection, or a cluster's.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SharedConnection {
@@ -63,13 +104,95 @@ impl SharedConnection {
             inner: Arc::new(Inner {
                 endpoint,
                 config,
-                current: RwLock::new(conn),
+                current: RwLock::new(Conn::Single(conn)),
                 renewing: AtomicBool::new(false),
             }),
         })
     }
 
-    fn current(&self) -> ConnectionManager {
+    /// Wraps a cluster connection of `endpoint`, a `redis+cluster://` one.
+    pub fn cluster(endpoint: Endpoint, conn: ClusterConnection) -> Self {
+        SharedConnection {
+            inner: Arc::new(Inner {
+                endpoint,
+                config: ConnectionManagerConfig::new(),
+                current: RwLock::new(Conn::Cluster(conn)),
+                renewing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Whether commands go to a Redis Cluster, each to its slot's node.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.current(), Conn::Cluster(_))
+    }
+
+    /// On a cluster, the address of each master serving slots now (from
+    /// `CLUSTER SLOTS`, asked of any node); `None` on one server.
+    pub async fn cluster_masters(&self) -> redis::RedisResult<Option<Vec<(String, u16)>>> {
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        let Conn::Cluster(mut conn) = self.current() else {
+            return Ok(None);
+        };
+        let reply = conn
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await?;
+        let bad = |detail: String| {
+            redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "unexpected CLUSTER SLOTS reply",
+                detail,
+            ))
+        };
+        let Value::Array(ranges) = reply else {
+            return Err(bad(format!("{reply:?}")));
+        };
+        let mut masters = Vec::new();
+        for range in ranges {
+            let Value::Array(fields) = range else {
+                return Err(bad(format!("a range is {range:?}")));
+            };
+            let Some(Value::Array(node)) = fields.get(2) else {
+                return Err(bad(format!("no master in {fields:?}")));
+            };
+            let host: String = match node.first() {
+                Some(v) => redis::from_redis_value_ref(v).map_err(redis::RedisError::from)?,
+                None => return Err(bad("a master without a host".into())),
+            };
+            let port: u16 = match node.get(1) {
+                Some(v) => redis::from_redis_value_ref(v).map_err(redis::RedisError::from)?,
+                None => return Err(bad("a master without a port".into())),
+            };
+            if !masters.contains(&(host.clone(), port)) {
+                masters.push((host, port));
+            }
+        }
+        Ok(Some(masters))
+    }
+
+    /// Sends `cmd` to the cluster node at `host:port` (on one server, to
+    /// the server).
+    pub async fn query_node(&self, cmd: Cmd, host: &str, port: u16) -> redis::RedisResult<Value> {
+        use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+        match self.current() {
+            Conn::Cluster(mut conn) => {
+                conn.route_command(
+                    cmd,
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.to_owned(),
+                        port,
+                    }),
+                )
+                .await
+            }
+            Conn::Single(mut conn) => cmd.query_async(&mut conn).await,
+        }
+    }
+
+    fn current(&self) -> Conn {
         // Only ever replaced whole: a poisoned lock holds a valid manager.
         self.inner
             .current
@@ -87,7 +210,10 @@ impl SharedConnection {
                 || e.is_connection_refusal()
                 || e.is_io_error()
                 || e.code() == Some("READONLY"));
-        if !(e.is_timeout() || lost) || self.inner.renewing.swap(true, Ordering::AcqRel) {
+        if self.is_cluster()
+            || !(e.is_timeout() || lost)
+            || self.inner.renewing.swap(true, Ordering::AcqRel)
+        {
             return;
         }
         let inner = self.inner.clone();
@@ -100,7 +226,7 @@ impl SharedConnection {
             };
             match fresh {
                 Ok(conn) => {
-                    *inner.current.write().unwrap_or_else(|e| e.into_inner()) = conn;
+                    *inner.current.write().unwrap_or_else(|e| e.into_inner()) = Conn::Single(conn);
                     tracing::info!(server = %inner.endpoint.describe(),
                         "made the shared Redis connection again");
                 }
