@@ -209,10 +209,8 @@ fn documented_rule() -> String {
     rule
 }
 
-#[tokio::test]
-async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
-    let rule = documented_rule();
-    let server = RedisServer::start();
+/// Makes (or remakes) the user `orders`, password `s3cret-pw`, with `rule`.
+async fn set_user(server: &RedisServer, rule: &str) {
     let mut admin = server.connection().await;
     let mut setuser = redis::cmd("ACL");
     setuser
@@ -224,6 +222,13 @@ async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
         setuser.arg(word);
     }
     let _: () = setuser.query_async(&mut admin).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
+    let rule = documented_rule();
+    let server = RedisServer::start();
+    set_user(&server, &rule).await;
     let url = format!("redis://orders:s3cret-pw@127.0.0.1:{}", server.port());
     let bus = Bus::builder()
         .connect_timeout(LIMIT)
@@ -275,6 +280,24 @@ async fn a_wrong_password_fails_fast_naming_the_user_never_the_password() {
         "the password is shown: {shown}"
     );
     assert!(took < LIMIT, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_user_works_through_sentinel() {
+    let rule = documented_rule();
+    let set = SentinelSet::start();
+    // ACL users are not replicated: the master and its replica both get it.
+    set_user(set.first_master(), &rule).await;
+    set_user(set.first_replica(), &rule).await;
+    let url = set
+        .url()
+        .replacen("redis+sentinel://", "redis+sentinel://orders:s3cret-pw@", 1);
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .connect(&url)
+        .await
+        .expect("the user logs in to the master the Sentinels name");
+    workout(&bus).await;
 }
 
 #[handler(group = "failover")]

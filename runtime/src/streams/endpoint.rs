@@ -32,22 +32,36 @@ pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
 
 /// The ACL rule of a user that can do everything tidings does under
 /// `namespace` and nothing else: its keys (`~<ns>:*`), its Pub/Sub
-/// channels (`&<ns>:*`), [`ACL_COMMANDS`], and no `@dangerous` command
-/// whatever is added later. Give it to `ACL SETUSER <user> on ><password>`
-/// (each word an argument), or write it on a `user` line of an ACL file.
+/// channels (`&<ns>:*`), [`ACL_COMMANDS`], no `@dangerous` command
+/// whatever is added later, and then `ROLE` (which is `@dangerous`),
+/// which redis-rs sends to the master a Sentinel names to check that it
+/// is one. Give it to `ACL SETUSER <user> on ><password>` (each word an
+/// argument), or write it on a `user` line of an ACL file.
 ///
 /// ```
 /// let rule = tidings::streams::acl_rule("orders");
 /// assert!(rule.starts_with("resetkeys ~orders:* resetchannels &orders:* -@all +ping "));
-/// assert!(rule.ends_with(" -@dangerous"));
+/// assert!(rule.ends_with(" -@dangerous +role"));
 /// ```
 pub fn acl_rule(namespace: &str) -> String {
+    rule(namespace)
+}
+
+fn rule(namespace: &str) -> String {
     let commands = ACL_COMMANDS
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    format!("resetkeys ~{namespace}:* resetchannels &{namespace}:* -@all {commands} -@dangerous")
+    // Rules apply left to right: `+role` after `-@dangerous`, or it is undone.
+    format!(
+        "resetkeys ~{namespace}:* resetchannels &{namespace}:* -@all {commands} \
+         -@dangerous {AFTER_DANGEROUS}"
+    )
 }
+
+/// The `@dangerous` commands tidings needs: `ROLE`, sent by redis-rs to
+/// the master a Sentinel names (`INFO replication` only if `ROLE` fails).
+const AFTER_DANGEROUS: &str = "+role";
 
 /// The port of a Sentinel when the URL gives none.
 const SENTINEL_PORT: u16 = 26379;
