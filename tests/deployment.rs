@@ -237,6 +237,32 @@ async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
         .expect("the user logs in");
     workout(&bus).await;
 
+    // Redis compares a PSUBSCRIBE pattern with the `&` rules as strings:
+    // `&tidings:*` does not allow `tidings:notifications:gate.*` ...
+    match bus.subscribe_pattern("notifications", "gate.*").await {
+        Err(Error::Transport(TransportError::Redis(e))) => {
+            assert_eq!(e.code(), Some("NOPERM"), "{e}")
+        }
+        Err(e) => panic!("expected NOPERM, got {e}"),
+        Ok(_) => panic!("the pattern is not in the rule, yet PSUBSCRIBE was allowed"),
+    }
+    // ... which the rule names with acl_rule_with_patterns.
+    let pattern = bus.channel_pattern("notifications", "gate.*").unwrap();
+    let with_pattern =
+        tidings::streams::acl_rule_with_patterns("tidings", &[pattern.as_str()]).unwrap();
+    set_user(&server, &with_pattern).await;
+    let mut gates = bus
+        .subscribe_pattern("notifications", "gate.*")
+        .await
+        .expect("the pattern of the rule is allowed");
+    bus.publish(&GateOpened { gate: "p".into() }).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), gates.next())
+        .await
+        .expect("a message through the pattern in time")
+        .expect("a message")
+        .expect("a decoded message");
+    assert_eq!(got.type_name(), "gate.opened");
+
     // Nothing outside the namespace, nothing dangerous.
     let mut own = redis::Client::open(url.as_str())
         .unwrap()

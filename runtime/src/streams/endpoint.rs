@@ -15,7 +15,7 @@ use percent_encoding::percent_decode_str;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Client, ClientTlsConfig, ErrorKind, RedisConnectionInfo, RedisError, TlsCertificates};
 
-use crate::error::{Error, TransportError};
+use crate::error::{Error, NameError, TransportError};
 
 /// Every command tidings sends, as ACL rules: the library (publishing,
 /// consuming, dead letters, retries, stats, Pub/Sub, request and reply,
@@ -38,23 +38,77 @@ pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
 /// is one. Give it to `ACL SETUSER <user> on ><password>` (each word an
 /// argument), or write it on a `user` line of an ACL file.
 ///
+/// Pattern subscriptions ([`Bus::subscribe_pattern`](crate::Bus::subscribe_pattern))
+/// need more: Redis allows a `PSUBSCRIBE` pattern only when the rule names
+/// that very pattern, so `&<ns>:*` does not cover `<ns>:gates:gate.*`;
+/// [`acl_rule_with_patterns`] adds them.
+///
 /// ```
 /// let rule = tidings::streams::acl_rule("orders");
 /// assert!(rule.starts_with("resetkeys ~orders:* resetchannels &orders:* -@all +ping "));
 /// assert!(rule.ends_with(" -@dangerous +role"));
 /// ```
 pub fn acl_rule(namespace: &str) -> String {
-    rule(namespace)
+    rule(namespace, "")
 }
 
-fn rule(namespace: &str) -> String {
+/// [`acl_rule`], allowing the pattern subscriptions `patterns` too: each
+/// is a `PSUBSCRIBE` pattern as the bus sends it, which
+/// [`Bus::channel_pattern`](crate::Bus::channel_pattern) gives
+/// (`<ns>:<channel>:<type pattern>`, with the tenant after the namespace
+/// on a tenant's bus).
+///
+/// Fails with a [`NameError`] when a pattern is outside `namespace` (it
+/// does not start with `<namespace>:`) or holds whitespace, which would
+/// end the rule's word.
+///
+/// ```
+/// # use tidings::streams::acl_rule_with_patterns;
+/// let rule = acl_rule_with_patterns("orders", &["orders:gates:gate.*"])?;
+/// assert!(rule.starts_with("resetkeys ~orders:* resetchannels &orders:* &orders:gates:gate.* -@all "));
+/// assert!(acl_rule_with_patterns("orders", &["billing:gates:*"]).is_err());
+/// # Ok::<(), tidings::NameError>(())
+/// ```
+pub fn acl_rule_with_patterns(namespace: &str, patterns: &[&str]) -> Result<String, NameError> {
+    let mut extra = String::new();
+    for pattern in patterns {
+        let refuse = |reason: String| NameError {
+            what: "pattern of the ACL rule",
+            name: (*pattern).to_owned(),
+            reason,
+        };
+        let outside = pattern
+            .strip_prefix(namespace)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_none_or(str::is_empty);
+        if outside {
+            return Err(refuse(format!(
+                "it is not a pattern of the namespace: write `{namespace}:<channel>:<type pattern>`, \
+                 as Bus::channel_pattern gives it"
+            )));
+        }
+        if let Some(c) = pattern
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(refuse(format!(
+                "it contains {c:?}, which would split the rule"
+            )));
+        }
+        extra.push_str(" &");
+        extra.push_str(pattern);
+    }
+    Ok(rule(namespace, &extra))
+}
+
+fn rule(namespace: &str, patterns: &str) -> String {
     let commands = ACL_COMMANDS
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
     // Rules apply left to right: `+role` after `-@dangerous`, or it is undone.
     format!(
-        "resetkeys ~{namespace}:* resetchannels &{namespace}:* -@all {commands} \
+        "resetkeys ~{namespace}:* resetchannels &{namespace}:*{patterns} -@all {commands} \
          -@dangerous {AFTER_DANGEROUS}"
     )
 }
