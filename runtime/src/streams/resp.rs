@@ -154,6 +154,13 @@ impl RespConnection {
         })
     }
 
+    /// Whether `e` says the connection is to a server that is no longer
+    /// the master: a replica's `READONLY`, behind Sentinel, where the next
+    /// connection goes to the master named then.
+    fn stale(&self, e: &TransportError) -> bool {
+        self.follow.is_some() && e.is_read_only()
+    }
+
     async fn open(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(result) => result,
@@ -252,6 +259,7 @@ impl RespConnection {
         }
         let in_step = match &result {
             Ok(_) => keep,
+            Err(e) if self.stale(e) => false,
             Err(TransportError::Protocol { reason, .. }) => is_server_error(reason),
             Err(_) => false,
         };
@@ -289,7 +297,9 @@ impl RespConnection {
     /// the connection, with whatever replies were still to come. A server
     /// error in one reply is returned after every reply was read, as
     /// redis-rs reports a pipeline: the connection stays usable, and the
-    /// other entries of the batch were appended.
+    /// other entries of the batch were appended. Behind Sentinel, a
+    /// replica's `READONLY` drops it instead: the next batch connects to
+    /// the master the Sentinels name then.
     pub(super) async fn append(
         &mut self,
         batch: &[(&str, Outgoing<'_>)],
@@ -311,8 +321,11 @@ impl RespConnection {
             self.out = Vec::new();
         }
         let ids = read_xadd_replies(&mut stream, &mut buf, batch.len()).await?;
-        self.conn = Some((stream, buf));
-        ids.into_iter().collect()
+        let ids: Result<Vec<String>, TransportError> = ids.into_iter().collect();
+        if !matches!(&ids, Err(e) if self.stale(e)) {
+            self.conn = Some((stream, buf));
+        }
+        ids
     }
 }
 
@@ -387,7 +400,9 @@ impl RespConnection {
             self.out = Vec::new();
         }
         let replies = read_exec_replies(&mut stream, &mut buf, events.len()).await?;
-        self.conn = Some((stream, buf));
+        if !replies.iter().any(|r| matches!(r, Err(e) if self.stale(e))) {
+            self.conn = Some((stream, buf));
+        }
         Ok(Ok(replies))
     }
 }
@@ -1321,6 +1336,26 @@ mod tests {
         let endpoint = Endpoint::parse(&insecure, &Default::default()).unwrap();
         let client = endpoint.client().await.unwrap();
         assert!(RespConnection::for_info(client.get_connection_info(), &endpoint).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_replica_refusal_drops_the_connection_only_behind_sentinel() {
+        const READONLY: &[u8] = b"-READONLY You can't write against a read only replica.\r\n";
+        let o = outgoing(b"{}", None, &[]);
+        for behind_sentinel in [false, true] {
+            let (port, _server) = one_reply_server(READONLY).await;
+            let mut conn = connection(port);
+            conn.conn = Some(conn.open().await.unwrap());
+            if behind_sentinel {
+                let endpoint =
+                    Endpoint::parse("redis+sentinel://127.0.0.1:1/m", &Default::default()).unwrap();
+                conn.follow = Some(endpoint);
+            }
+            let e = conn.append(&[("k", o)]).await.unwrap_err();
+            assert!(e.is_read_only(), "{e}");
+            assert!(!e.is_transient(), "{e}");
+            assert_eq!(conn.conn.is_none(), behind_sentinel, "{e}");
+        }
     }
 
     #[tokio::test]
