@@ -1338,6 +1338,61 @@ mod tests {
         assert!(RespConnection::for_info(client.get_connection_info(), &endpoint).is_none());
     }
 
+    /// The hand-written connection of `url` (its own TLS configuration,
+    /// not redis-rs's), and what its first command says.
+    async fn first_append(url: &str) -> Result<Vec<String>, TransportError> {
+        let endpoint = Endpoint::parse(url, &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint)
+            .expect("a rediss:// URL that checks certificates takes the hand-written path");
+        assert!(conn.tls.is_some());
+        conn.append(&[("k", outgoing(b"{}", None, &[]))]).await
+    }
+
+    /// `rediss://<host>:<port>/?tls_ca=<ca>&…` with the client certificate
+    /// of `client`.
+    fn tls_url(
+        host: &str,
+        port: u16,
+        ca: &std::path::Path,
+        client: &tidings_testkit::TestCa,
+    ) -> String {
+        format!(
+            "rediss://{host}:{port}/?tls_ca={}&tls_cert={}&tls_key={}",
+            ca.display(),
+            client.client_cert().display(),
+            client.client_key().display()
+        )
+    }
+
+    #[tokio::test]
+    async fn the_hand_written_path_refuses_a_server_of_another_ca() {
+        use tidings_testkit::{RedisOptions, RedisServer, TestCa};
+        let ca = TestCa::generate();
+        let other = TestCa::generate();
+        let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+        let wrong = tls_url("127.0.0.1", server.port(), &other.ca_cert(), &ca);
+        let e = first_append(&wrong).await.unwrap_err().to_string();
+        assert!(e.contains("UnknownIssuer"), "{e}");
+        let right = tls_url("127.0.0.1", server.port(), &ca.ca_cert(), &ca);
+        assert_eq!(first_append(&right).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_hand_written_path_checks_the_name_it_connects_to() {
+        use tidings_testkit::{RedisOptions, RedisServer, TestCa};
+        let ca = TestCa::generate_for("DNS:localhost");
+        let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+        let by_ip = tls_url("127.0.0.1", server.port(), &ca.ca_cert(), &ca);
+        let e = first_append(&by_ip).await.unwrap_err().to_string();
+        assert!(
+            e.contains(r#"certificate not valid for name "127.0.0.1""#),
+            "{e}"
+        );
+        let by_name = tls_url("localhost", server.port(), &ca.ca_cert(), &ca);
+        assert_eq!(first_append(&by_name).await.unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn a_replica_refusal_drops_the_connection_only_behind_sentinel() {
         const READONLY: &[u8] = b"-READONLY You can't write against a read only replica.\r\n";
