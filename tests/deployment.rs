@@ -220,10 +220,8 @@ fn documented_rule() -> String {
     rule
 }
 
-#[tokio::test]
-async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
-    let rule = documented_rule();
-    let server = RedisServer::start();
+/// Makes (or remakes) the user `orders`, password `s3cret-pw`, with `rule`.
+async fn set_user(server: &RedisServer, rule: &str) {
     let mut admin = server.connection().await;
     let mut setuser = redis::cmd("ACL");
     setuser
@@ -235,6 +233,13 @@ async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
         setuser.arg(word);
     }
     let _: () = setuser.query_async(&mut admin).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
+    let rule = documented_rule();
+    let server = RedisServer::start();
+    set_user(&server, &rule).await;
     let url = format!("redis://orders:s3cret-pw@127.0.0.1:{}", server.port());
     let bus = Bus::builder()
         .connect_timeout(LIMIT)
@@ -242,6 +247,32 @@ async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
         .await
         .expect("the user logs in");
     workout(&bus).await;
+
+    // Redis compares a PSUBSCRIBE pattern with the `&` rules as strings:
+    // `&tidings:*` does not allow `tidings:notifications:gate.*` ...
+    match bus.subscribe_pattern("notifications", "gate.*").await {
+        Err(Error::Transport(TransportError::Redis(e))) => {
+            assert_eq!(e.code(), Some("NOPERM"), "{e}")
+        }
+        Err(e) => panic!("expected NOPERM, got {e}"),
+        Ok(_) => panic!("the pattern is not in the rule, yet PSUBSCRIBE was allowed"),
+    }
+    // ... which the rule names with acl_rule_with_patterns.
+    let pattern = bus.channel_pattern("notifications", "gate.*").unwrap();
+    let with_pattern =
+        tidings::streams::acl_rule_with_patterns("tidings", &[pattern.as_str()]).unwrap();
+    set_user(&server, &with_pattern).await;
+    let mut gates = bus
+        .subscribe_pattern("notifications", "gate.*")
+        .await
+        .expect("the pattern of the rule is allowed");
+    bus.publish(&GateOpened { gate: "p".into() }).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), gates.next())
+        .await
+        .expect("a message through the pattern in time")
+        .expect("a message")
+        .expect("a decoded message");
+    assert_eq!(got.type_name(), "gate.opened");
 
     // Nothing outside the namespace, nothing dangerous.
     let mut own = redis::Client::open(url.as_str())
@@ -286,6 +317,122 @@ async fn a_wrong_password_fails_fast_naming_the_user_never_the_password() {
         "the password is shown: {shown}"
     );
     assert!(took < LIMIT, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_user_works_through_sentinel() {
+    let rule = documented_rule();
+    let set = SentinelSet::start();
+    // ACL users are not replicated: the master and its replica both get it.
+    set_user(set.first_master(), &rule).await;
+    set_user(set.first_replica(), &rule).await;
+    let url = set
+        .url()
+        .replacen("redis+sentinel://", "redis+sentinel://orders:s3cret-pw@", 1);
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .connect(&url)
+        .await
+        .expect("the user logs in to the master the Sentinels name");
+    workout(&bus).await;
+}
+
+/// Behind Sentinel, a master turned replica while it stays up answers
+/// writes with `READONLY` over connections that are still open: the shared
+/// and the hand-written connections are made again to the new master, and
+/// publishes retried meanwhile go there, well within the publish timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_turned_replica_sends_publishes_to_the_new_master() {
+    let set = SentinelSet::start();
+    let publish_timeout = Duration::from_secs(15);
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .publish_timeout(publish_timeout)
+        .connect(&set.url())
+        .await
+        .expect("connects through the Sentinels");
+    // Both the hand-written connection (publish) and the shared one
+    // (XGROUP CREATE) are open on the first master.
+    bus.publish(&FileUploaded::new("before")).await.unwrap();
+    bus.group("contextual", "before")
+        .unwrap()
+        .create(tidings::StartFrom::New)
+        .await
+        .unwrap();
+
+    let new =
+        tokio::task::block_in_place(|| set.failover_keeping_the_master(Duration::from_secs(20)))
+            .expect("the replica is promoted and the old master follows it");
+    assert_eq!(new, set.first_replica().port());
+    let demoted = Instant::now();
+
+    // Within a bound far below the publish timeout: one publish, one
+    // batch, and a command of the shared connection.
+    let bound = Duration::from_secs(5);
+    let published = tokio::time::timeout(bound, bus.publish(&FileUploaded::new("after")))
+        .await
+        .expect("the publish did not move to the new master in time")
+        .expect("the publish went to the new master");
+    let batch = [FileUploaded::new("a1"), FileUploaded::new("a2")];
+    tokio::time::timeout(bound, bus.publish_batch(&batch))
+        .await
+        .expect("the batch did not move to the new master in time")
+        .expect("the batch went to the new master");
+    tokio::time::timeout(
+        bound,
+        bus.group("contextual", "after")
+            .unwrap()
+            .create(tidings::StartFrom::New),
+    )
+    .await
+    .expect("XGROUP CREATE did not move to the new master in time")
+    .expect("XGROUP CREATE went to the new master");
+    let moved = demoted.elapsed();
+
+    // On the new master: the entries and both groups.
+    let mut conn = set.first_replica().connection().await;
+    let key = bus.stream_key("contextual").unwrap();
+    let ids: Vec<String> = redis::cmd("XRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .query_async::<Vec<(String, redis::Value)>>(&mut conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.contains(&published.entry_id.unwrap()), "{ids:?}");
+    let groups: Vec<redis::Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 2);
+    eprintln!("a master turned replica: writes moved to the new master in {moved:?}");
+}
+
+/// On a fixed address, `READONLY` is no failover: a publish to a replica
+/// fails at once, not after the publish timeout.
+#[tokio::test]
+async fn a_replica_named_by_a_plain_url_refuses_publishes_at_once() {
+    let master = RedisServer::start();
+    let replica = RedisServer::with_options(RedisOptions::default().replica_of(master.port()));
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .publish_timeout(Duration::from_secs(10))
+        .connect(&replica.url())
+        .await
+        .expect("connects to the replica");
+    let started = Instant::now();
+    match bus.publish(&FileUploaded::new("f")).await {
+        Err(Error::Transport(e)) => assert!(e.is_read_only(), "{e}"),
+        Err(e) => panic!("expected READONLY, got {e}"),
+        Ok(_) => panic!("a replica took a write"),
+    }
+    assert!(started.elapsed() < LIMIT, "took {:?}", started.elapsed());
 }
 
 #[handler(group = "failover")]

@@ -434,10 +434,14 @@ impl TransportError {
 
     /// Whether trying again later may succeed: the connection went away or
     /// timed out, a restarted server is still loading its data (`LOADING`),
-    /// or, behind Sentinel, a failover is under way (no Sentinel names a
-    /// master that is up, or the server written to became a replica,
-    /// `READONLY`), or on a cluster a slot has no master yet
-    /// (`CLUSTERDOWN`).
+    /// or, behind Sentinel, no Sentinel names a master that is up yet, or
+    /// on a cluster a slot has no master yet (`CLUSTERDOWN`).
+    ///
+    /// `READONLY` (the server written to is a replica) is not counted: on
+    /// a fixed address nothing turns the replica into a master. Behind
+    /// Sentinel it is worth a retry on a connection made again, which is
+    /// [`TransportError::is_read_only`] together with
+    /// [`Endpoint::follows_failover`](crate::streams::Endpoint::follows_failover).
     pub fn is_transient(&self) -> bool {
         match self {
             TransportError::Redis(e) => {
@@ -446,9 +450,20 @@ impl TransportError {
                     || e.code() == Some("LOADING")
                     || e.code() == Some("TRYAGAIN")
                     || e.code() == Some("CLUSTERDOWN")
-                    || e.code() == Some("READONLY")
                     || e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
             }
+            _ => false,
+        }
+    }
+
+    /// Whether the server refused a write because it is a replica
+    /// (`READONLY`), for one command or inside a transaction or pipeline:
+    /// behind Sentinel, the master it was turned into a replica, a
+    /// failover.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => is_read_only(e),
+            TransportError::Protocol { reason, .. } => reason.starts_with("READONLY"),
             _ => false,
         }
     }
@@ -462,4 +477,13 @@ impl TransportError {
             _ => false,
         }
     }
+}
+
+/// Whether `e` is a replica's `READONLY`, alone or among the errors of a
+/// transaction or pipeline.
+pub(crate) fn is_read_only(e: &redis::RedisError) -> bool {
+    e.code() == Some("READONLY")
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "READONLY"))
 }

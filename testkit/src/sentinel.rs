@@ -138,6 +138,42 @@ impl SentinelSet {
         Err(format!("no failover within {timeout:?}"))
     }
 
+    /// A failover with the first master up: asks a Sentinel for one
+    /// (`SENTINEL FAILOVER`), waits until the replica is the master the
+    /// Sentinels name, then makes the old master its replica at once
+    /// (`REPLICAOF`, what the Sentinels themselves do only some seconds
+    /// later) and waits until it says so. From then on a write to the old
+    /// master is refused with `READONLY`. The new master's port.
+    pub fn failover_keeping_the_master(&self, timeout: Duration) -> Result<u16, String> {
+        let deadline = Instant::now() + timeout;
+        let sentinel = self.sentinels.first().ok_or("no Sentinel")?;
+        let mut conn = sentinel.connection()?;
+        ::redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(MASTER_NAME)
+            .query::<()>(&mut conn)
+            .map_err(|e| format!("SENTINEL FAILOVER: {e}"))?;
+        let new = self.wait_failover(deadline.saturating_duration_since(Instant::now()))?;
+        let old = self.master.port();
+        let mut conn = ::redis::Client::open(format!("redis://127.0.0.1:{old}"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+            .map_err(|e| e.to_string())?;
+        ::redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(new)
+            .query::<()>(&mut conn)
+            .map_err(|e| format!("REPLICAOF on the old master: {e}"))?;
+        while Instant::now() < deadline {
+            if info_field(old, "role").as_deref() == Ok("slave") {
+                return Ok(new);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "the old master was not a replica within {timeout:?}"
+        ))
+    }
+
     fn wait_watching(&self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();

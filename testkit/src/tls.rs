@@ -12,6 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// The names of the server certificate of [`TestCa::generate`].
+const SERVER_NAMES: &str = "DNS:localhost,IP:127.0.0.1";
+
 /// A CA and the certificates it signed, as PEM files in a directory of
 /// their own.
 #[derive(Debug)]
@@ -37,6 +40,26 @@ impl TestCa {
 
     /// Makes a new CA, or says why it could not.
     pub fn try_generate() -> Result<TestCa, String> {
+        Self::try_generate_for(SERVER_NAMES)
+    }
+
+    /// Makes a new CA whose server certificate names only `names`, an
+    /// OpenSSL `subjectAltName` value (`DNS:localhost`), to test that a
+    /// client checks the name it connects to against it.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestCa::generate`].
+    #[track_caller]
+    pub fn generate_for(names: &str) -> TestCa {
+        match Self::try_generate_for(names) {
+            Ok(ca) => ca,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`TestCa::generate_for`], or says why it could not.
+    pub fn try_generate_for(names: &str) -> Result<TestCa, String> {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -46,11 +69,11 @@ impl TestCa {
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let ca = TestCa { dir };
-        ca.make()?;
+        ca.make(names)?;
         Ok(ca)
     }
 
-    fn make(&self) -> Result<(), String> {
+    fn make(&self, names: &str) -> Result<(), String> {
         let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
         // A subject of its own, so that another test CA is another issuer.
         let subject = format!(
@@ -65,12 +88,9 @@ impl TestCa {
             &["-addext", "basicConstraints=critical,CA:TRUE"],
             &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
         ])?;
+        let server_san = format!("subjectAltName={names}\n");
         for (name, usage, san) in [
-            (
-                "server",
-                "serverAuth",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-            ),
+            ("server", "serverAuth", server_san.as_str()),
             ("client", "clientAuth", ""),
         ] {
             self.openssl(&[

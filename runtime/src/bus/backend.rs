@@ -26,6 +26,16 @@ impl Backend {
             Backend::Memory(_) => "memory",
         }
     }
+
+    /// Whether Redis is the master a set of Sentinels names, looked up
+    /// again for each connection: there a replica's `READONLY` means a
+    /// failover, worth a retry.
+    pub(crate) fn follows_failover(&self) -> bool {
+        match self {
+            Backend::Redis { streams, .. } => streams.endpoint().follows_failover(),
+            Backend::Memory(_) => false,
+        }
+    }
 }
 
 /// Runs `$call` with `$t` bound to the bus's stream transport

@@ -650,7 +650,7 @@ impl Bus {
         };
         let sent = match first {
             // Sent again with the same event ids, as the other path does.
-            Err(e) if e.is_transient() => {
+            Err(e) if self.worth_a_retry(&e) => {
                 tracing::debug!(error = %e, "streamed batch failed; sending it again");
                 self.patiently("XADD", || async {
                     // Waiting for the connection, which the first attempt
@@ -1125,6 +1125,13 @@ impl Bus {
         }
     }
 
+    /// Whether `e` may pass if the command is sent again: a transient
+    /// error, or behind Sentinel a master turned replica (`READONLY`),
+    /// whose connections are being made again to the new master.
+    fn worth_a_retry(&self, e: &TransportError) -> bool {
+        e.is_transient() || (e.is_read_only() && self.shared.backend.follows_failover())
+    }
+
     /// Runs `op` until it succeeds, fails for good, or the publish timeout
     /// has passed; only a transient failure (dropped connection, timeout, a
     /// server still loading its data) is tried again, after a backoff. Every
@@ -1152,7 +1159,7 @@ impl Bus {
                     }
                     return Ok(v);
                 }
-                Ok(Err(e)) if !e.is_transient() => return Err(e.into()),
+                Ok(Err(e)) if !self.worth_a_retry(&e) => return Err(e.into()),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => "no reply in time".to_owned(),
             };

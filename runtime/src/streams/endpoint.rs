@@ -7,8 +7,9 @@
 //! TLS goes through redis-rs and rustls. The files a TLS connection needs
 //! (the CA that signed the server's certificate, a client certificate and
 //! its key) come from [`TlsFiles`] or from the URL's query
-//! (`?tls_ca=…&tls_cert=…&tls_key=…`); `?insecure` (redis-rs's `#insecure`)
-//! turns certificate checks off, and only when it is written.
+//! (`?tls_ca=…&tls_cert=…&tls_key=…`); `?insecure` (or `?insecure=true`,
+//! `?insecure=1`, redis-rs's `#insecure`) turns certificate checks off, and
+//! only when it is written: any other value is refused.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use redis::{
     TlsCertificates, Value,
 };
 
-use crate::error::{Error, TransportError};
+use crate::error::{Error, NameError, TransportError};
 
 /// Every command tidings sends, as ACL rules: the library (publishing,
 /// consuming, dead letters, retries, stats, Pub/Sub, request and reply,
@@ -39,22 +40,90 @@ pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
 
 /// The ACL rule of a user that can do everything tidings does under
 /// `namespace` and nothing else: its keys (`~<ns>:*`), its Pub/Sub
-/// channels (`&<ns>:*`), [`ACL_COMMANDS`], and no `@dangerous` command
-/// whatever is added later. Give it to `ACL SETUSER <user> on ><password>`
-/// (each word an argument), or write it on a `user` line of an ACL file.
+/// channels (`&<ns>:*`), [`ACL_COMMANDS`], no `@dangerous` command
+/// whatever is added later, and then `ROLE` (which is `@dangerous`),
+/// which redis-rs sends to the master a Sentinel names to check that it
+/// is one. Give it to `ACL SETUSER <user> on ><password>` (each word an
+/// argument), or write it on a `user` line of an ACL file.
+///
+/// Pattern subscriptions ([`Bus::subscribe_pattern`](crate::Bus::subscribe_pattern))
+/// need more: Redis allows a `PSUBSCRIBE` pattern only when the rule names
+/// that very pattern, so `&<ns>:*` does not cover `<ns>:gates:gate.*`;
+/// [`acl_rule_with_patterns`] adds them.
 ///
 /// ```
 /// let rule = tidings::streams::acl_rule("orders");
 /// assert!(rule.starts_with("resetkeys ~orders:* resetchannels &orders:* -@all +ping "));
-/// assert!(rule.ends_with(" -@dangerous"));
+/// assert!(rule.ends_with(" -@dangerous +role"));
 /// ```
 pub fn acl_rule(namespace: &str) -> String {
+    rule(namespace, "")
+}
+
+/// [`acl_rule`], allowing the pattern subscriptions `patterns` too: each
+/// is a `PSUBSCRIBE` pattern as the bus sends it, which
+/// [`Bus::channel_pattern`](crate::Bus::channel_pattern) gives
+/// (`<ns>:<channel>:<type pattern>`, with the tenant after the namespace
+/// on a tenant's bus).
+///
+/// Fails with a [`NameError`] when a pattern is outside `namespace` (it
+/// does not start with `<namespace>:`) or holds whitespace, which would
+/// end the rule's word.
+///
+/// ```
+/// # use tidings::streams::acl_rule_with_patterns;
+/// let rule = acl_rule_with_patterns("orders", &["orders:gates:gate.*"])?;
+/// assert!(rule.starts_with("resetkeys ~orders:* resetchannels &orders:* &orders:gates:gate.* -@all "));
+/// assert!(acl_rule_with_patterns("orders", &["billing:gates:*"]).is_err());
+/// # Ok::<(), tidings::NameError>(())
+/// ```
+pub fn acl_rule_with_patterns(namespace: &str, patterns: &[&str]) -> Result<String, NameError> {
+    let mut extra = String::new();
+    for pattern in patterns {
+        let refuse = |reason: String| NameError {
+            what: "pattern of the ACL rule",
+            name: (*pattern).to_owned(),
+            reason,
+        };
+        let outside = pattern
+            .strip_prefix(namespace)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_none_or(str::is_empty);
+        if outside {
+            return Err(refuse(format!(
+                "it is not a pattern of the namespace: write `{namespace}:<channel>:<type pattern>`, \
+                 as Bus::channel_pattern gives it"
+            )));
+        }
+        if let Some(c) = pattern
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(refuse(format!(
+                "it contains {c:?}, which would split the rule"
+            )));
+        }
+        extra.push_str(" &");
+        extra.push_str(pattern);
+    }
+    Ok(rule(namespace, &extra))
+}
+
+fn rule(namespace: &str, patterns: &str) -> String {
     let commands = ACL_COMMANDS
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    format!("resetkeys ~{namespace}:* resetchannels &{namespace}:* -@all {commands} -@dangerous")
+    // Rules apply left to right: `+role` after `-@dangerous`, or it is undone.
+    format!(
+        "resetkeys ~{namespace}:* resetchannels &{namespace}:*{patterns} -@all {commands} \
+         -@dangerous {AFTER_DANGEROUS}"
+    )
 }
+
+/// The `@dangerous` commands tidings needs: `ROLE`, sent by redis-rs to
+/// the master a Sentinel names (`INFO replication` only if `ROLE` fails).
+const AFTER_DANGEROUS: &str = "+role";
 
 /// The port of a Sentinel when the URL gives none.
 const SENTINEL_PORT: u16 = 26379;
@@ -167,10 +236,12 @@ impl Endpoint {
     /// - `rediss://…`: the same over TLS, checked against the CA of
     ///   `tls` or of the query (`?tls_ca=/path/ca.crt`), with a client
     ///   certificate from `?tls_cert=…&tls_key=…`; `?insecure` (or
-    ///   `#insecure`) accepts any certificate;
+    ///   `?insecure=true`, `?insecure=1`, `#insecure`) accepts any
+    ///   certificate, and any other value of `insecure` is refused;
     /// - `redis+sentinel://[user:password@]h1:26379,h2:26379/master-name[/db]`:
-    ///   the master that the Sentinels at `h1`, `h2`, … name
-    ///   `master-name`. The user and password are the master's; the
+    ///   the master that the Sentinels at `h1`, `h2`, … (an IPv6 address
+    ///   in brackets, `[::1]:26379`) name `master-name`, with a database
+    ///   of 0 or more. The user and password are the master's; the
     ///   Sentinels are asked without any;
     /// - `redis+cluster://[user:password@]h1:p1,h2:p2,…`: a Redis Cluster
     ///   that any of the nodes named introduces (redis-rs asks them for
@@ -221,20 +292,35 @@ impl Endpoint {
             }
             return Self::cluster(rest).map_err(invalid);
         }
-        let (base, query) = split_query(url);
+        let (base, query, fragment) = split_query(url);
         let mut files = tls.clone();
         let mut insecure = false;
         let mut cert = None;
         let mut key = None;
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = || percent_decode_str(value).decode_utf8_lossy().into_owned();
+            let (name, raw) = match pair.split_once('=') {
+                Some((name, raw)) => (name, Some(raw)),
+                None => (pair, None),
+            };
+            let value = || {
+                percent_decode_str(raw.unwrap_or(""))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             match name {
                 "tls_ca" => files = files.ca(value()),
                 "tls_cert" => cert = Some(value()),
                 "tls_key" => key = Some(value()),
-                "insecure" => insecure = true,
+                "insecure" => match raw {
+                    None | Some("true") | Some("1") => insecure = true,
+                    Some(other) => {
+                        return Err(invalid(format!(
+                            "`insecure={other}`: write `insecure` (or `insecure=true`) to turn \
+                             certificate checks off, and leave it out to keep them"
+                        )))
+                    }
+                },
                 _ => kept.push(pair),
             }
         }
@@ -255,15 +341,21 @@ impl Endpoint {
                     .into(),
             ));
         }
+        let insecure = insecure || fragment == Some("insecure");
+        // As a URL is written: `base?query#fragment`.
         let mut plain = base.to_owned();
         if !kept.is_empty() {
             plain.push('?');
             plain.push_str(&kept.join("&"));
         }
-        if insecure && !plain.contains('#') {
-            plain.push_str("#insecure");
+        match fragment {
+            Some(fragment) => {
+                plain.push('#');
+                plain.push_str(fragment);
+            }
+            None if insecure => plain.push_str("#insecure"),
+            None => {}
         }
-        let insecure = insecure || plain.ends_with("#insecure");
         let certificates = files.certificates()?;
         let client = if files.is_empty() {
             Client::open(plain.as_str())
@@ -369,30 +461,34 @@ impl Endpoint {
             None => (None, rest),
         };
         let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let mut path = path.split('/');
-        let master = path.next().unwrap_or("");
+        let segments: Vec<&str> = path.split('/').collect();
+        if segments.len() > 2 {
+            return Err(format!(
+                "the path `/{path}` has more than a master name and a database: \
+                 redis+sentinel://host:26379/master-name[/db]"
+            ));
+        }
+        let master = segments[0];
         if master.is_empty() {
             return Err(
                 "a Sentinel URL names its master: redis+sentinel://host:26379/master-name".into(),
             );
         }
-        let db = match path.next() {
-            None | Some("") => 0,
-            Some(db) => db.parse::<i64>().map_err(|_| {
-                format!("the database `{db}` after the master name is not a number")
-            })?,
+        let db = match segments.get(1) {
+            None | Some(&"") => 0,
+            Some(db) => db
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| {
+                    format!(
+                        "the database `{db}` after the master name is not a number of 0 or more"
+                    )
+                })?,
         };
         let mut sentinels = Vec::new();
         for host in hosts.split(',') {
-            let (name, port) = match host.rsplit_once(':') {
-                Some((name, port)) => (
-                    name,
-                    port.parse::<u16>().map_err(|_| {
-                        format!("the port of the Sentinel `{host}` is not a number")
-                    })?,
-                ),
-                None => (host, SENTINEL_PORT),
-            };
+            let (name, port) = sentinel_address(host)?;
             if name.is_empty() {
                 return Err(format!("a Sentinel host is empty in `{hosts}`"));
             }
@@ -512,6 +608,33 @@ impl Endpoint {
     }
 }
 
+/// The host and port of one Sentinel of a URL: `host`, `host:port`,
+/// `[v6]` or `[v6]:port` (the host without its brackets).
+fn sentinel_address(host: &str) -> Result<(&str, u16), String> {
+    let port = |port: &str| {
+        port.parse::<u16>()
+            .map_err(|_| format!("the port of the Sentinel `{host}` is not a number"))
+    };
+    if let Some(bracketed) = host.strip_prefix('[') {
+        let (name, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("the IPv6 address of the Sentinel `{host}` has no `]`"))?;
+        return match after {
+            "" => Ok((name, SENTINEL_PORT)),
+            _ => match after.strip_prefix(':') {
+                Some(p) => Ok((name, port(p)?)),
+                None => Err(format!(
+                    "`{after}` after the IPv6 address of the Sentinel `{host}`: write `[address]:port`"
+                )),
+            },
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((name, p)) => Ok((name, port(p)?)),
+        None => Ok((host, SENTINEL_PORT)),
+    }
+}
+
 /// A rustls configuration as redis-rs makes its own: the CA of the files,
 /// or the system's roots, and the client certificate if there is one.
 fn rustls_config(certificates: &TlsCertificates) -> Result<rustls::ClientConfig, String> {
@@ -554,19 +677,15 @@ fn rustls_config(certificates: &TlsCertificates) -> Result<rustls::ClientConfig,
     }
 }
 
-/// The URL before its query, and the query (empty when there is none); a
-/// fragment (`#insecure`) stays with the URL.
-fn split_query(url: &str) -> (String, &str) {
+/// The URL before its query, the query (empty when there is none), and
+/// the fragment (`insecure` in `…#insecure`), if there is one.
+fn split_query(url: &str) -> (&str, &str, Option<&str>) {
     let (url, fragment) = match url.split_once('#') {
         Some((url, fragment)) => (url, Some(fragment)),
         None => (url, None),
     };
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let base = match fragment {
-        Some(fragment) => format!("{base}#{fragment}"),
-        None => base.to_owned(),
-    };
-    (base, query)
+    (base, query, fragment)
 }
 
 /// `scheme://user:password@host` to `scheme://***@host`, for messages.
@@ -649,5 +768,114 @@ mod tests {
         assert!(parse("rediss://h:6379/?insecure").is_ok());
         assert!(parse("rediss://h:6379/#insecure").is_ok());
         assert!(!parse("redis://h:6379").unwrap().follows_failover());
+    }
+
+    /// The connection info of a `redis://` or `rediss://` endpoint, and
+    /// whether the hand-written connections check the certificate.
+    fn direct(url: &str) -> (redis::ConnectionInfo, bool) {
+        match &*parse(url).unwrap().inner {
+            Inner::Direct(client, rustls) => {
+                (client.get_connection_info().clone(), rustls.is_some())
+            }
+            Inner::Sentinel { .. } | Inner::Cluster { .. } => {
+                panic!("{url} is not a direct URL")
+            }
+        }
+    }
+
+    fn is_insecure(info: &redis::ConnectionInfo) -> bool {
+        matches!(
+            info.addr(),
+            redis::ConnectionAddr::TcpTls { insecure: true, .. }
+        )
+    }
+
+    #[test]
+    fn a_kept_query_goes_before_the_fragment() {
+        let (info, checked) = direct("rediss://h:6379/?protocol=resp3#insecure");
+        assert!(is_insecure(&info), "{:?}", info.addr());
+        assert!(!checked);
+        assert_eq!(
+            info.redis_settings().protocol(),
+            redis::ProtocolVersion::RESP3
+        );
+        let (info, checked) = direct("rediss://h:6379/2?protocol=resp3&insecure");
+        assert!(is_insecure(&info), "{:?}", info.addr());
+        assert!(!checked);
+        assert_eq!(
+            info.redis_settings().protocol(),
+            redis::ProtocolVersion::RESP3
+        );
+        assert_eq!(info.redis_settings().db(), 2);
+        let (info, checked) = direct("rediss://h:6379/?protocol=resp3");
+        assert!(!is_insecure(&info));
+        assert!(checked);
+        assert_eq!(
+            info.redis_settings().protocol(),
+            redis::ProtocolVersion::RESP3
+        );
+    }
+
+    #[test]
+    fn insecure_is_only_turned_on_when_asked() {
+        for on in ["?insecure", "?insecure=true", "?insecure=1", "#insecure"] {
+            let (info, checked) = direct(&format!("rediss://h:6379/{on}"));
+            assert!(is_insecure(&info), "{on}");
+            assert!(!checked, "{on}");
+        }
+        for refused in ["false", "0", "no", "", "TRUE"] {
+            let url = format!("rediss://h:6379/?insecure={refused}");
+            let e = parse(&url).unwrap_err().to_string();
+            assert!(e.contains(&format!("`insecure={refused}`")), "{url}: {e}");
+        }
+        let (info, checked) = direct("rediss://h:6379/");
+        assert!(!is_insecure(&info));
+        assert!(checked);
+    }
+
+    /// The master's database of a Sentinel URL.
+    fn sentinel_db(url: &str) -> String {
+        match &*parse(url).unwrap().inner {
+            Inner::Sentinel { node, .. } => {
+                let node = format!("{node:?}");
+                let at = node.find("db: ").expect("the node's settings show its db") + 4;
+                node[at..].split([',', ' ']).next().unwrap().to_owned()
+            }
+            Inner::Direct(..) | Inner::Cluster { .. } => panic!("{url} is not a Sentinel URL"),
+        }
+    }
+
+    #[test]
+    fn sentinel_paths_are_a_master_and_a_database_of_0_or_more() {
+        assert_eq!(sentinel_db("redis+sentinel://a/m"), "0");
+        assert_eq!(sentinel_db("redis+sentinel://a/m/"), "0");
+        assert_eq!(sentinel_db("redis+sentinel://a/m/3"), "3");
+        for bad in [
+            "redis+sentinel://a/m/1/extra",
+            "redis+sentinel://a/m/1/",
+            "redis+sentinel://a/m/-1",
+            "redis+sentinel://[::1/m",
+            "redis+sentinel://[::1]x/m",
+            "redis+sentinel://[::1]:port/m",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn ipv6_sentinels_lose_their_brackets() {
+        assert_eq!(sentinel_address("[::1]:26380"), Ok(("::1", 26380)));
+        assert_eq!(
+            sentinel_address("[fe80::2]"),
+            Ok(("fe80::2", SENTINEL_PORT))
+        );
+        assert_eq!(sentinel_address("10.0.0.1:1"), Ok(("10.0.0.1", 1)));
+        assert_eq!(sentinel_address("h"), Ok(("h", SENTINEL_PORT)));
+        let e = parse("redis+sentinel://[::1]:26380,[fe80::2]/m").unwrap();
+        assert_eq!(
+            e.describe(),
+            "master `m` of the Sentinels at [::1]:26380,[fe80::2]"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use endpoint::redact;
-pub use endpoint::{acl_rule, Endpoint, TlsFiles, ACL_COMMANDS};
+pub use endpoint::{acl_rule, acl_rule_with_patterns, Endpoint, TlsFiles, ACL_COMMANDS};
 use redis::aio::ConnectionManagerConfig;
 use redis::{Client, Cmd, Pipeline, Value};
 pub use shared::SharedConnection;

@@ -158,6 +158,13 @@ impl RespConnection {
         })
     }
 
+    /// Whether `e` says the connection is to a server that is no longer
+    /// the master: a replica's `READONLY`, behind Sentinel, where the next
+    /// connection goes to the master named then.
+    fn stale(&self, e: &TransportError) -> bool {
+        self.follow.is_some() && e.is_read_only()
+    }
+
     async fn open(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(result) => result,
@@ -272,6 +279,7 @@ impl RespConnection {
         }
         let in_step = match &result {
             Ok(_) => keep,
+            Err(e) if self.stale(e) => false,
             Err(TransportError::Protocol { reason, .. }) => is_server_error(reason),
             Err(_) => false,
         };
@@ -311,7 +319,9 @@ impl RespConnection {
     /// the connection, with whatever replies were still to come. A server
     /// error in one reply is returned after every reply was read, as
     /// redis-rs reports a pipeline: the connection stays usable, and the
-    /// other entries of the batch were appended.
+    /// other entries of the batch were appended. Behind Sentinel, a
+    /// replica's `READONLY` drops it instead: the next batch connects to
+    /// the master the Sentinels name then.
     pub(super) async fn append(
         &mut self,
         batch: &[(&str, Outgoing<'_>)],
@@ -333,8 +343,11 @@ impl RespConnection {
             self.out = Vec::new();
         }
         let ids = read_xadd_replies(&mut stream, &mut buf, batch.len()).await?;
-        self.conn = Some((stream, buf));
-        ids.into_iter().collect()
+        let ids: Result<Vec<String>, TransportError> = ids.into_iter().collect();
+        if !matches!(&ids, Err(e) if self.stale(e)) {
+            self.conn = Some((stream, buf));
+        }
+        ids
     }
 }
 
@@ -409,7 +422,9 @@ impl RespConnection {
             self.out = Vec::new();
         }
         let replies = read_exec_replies(&mut stream, &mut buf, events.len()).await?;
-        self.conn = Some((stream, buf));
+        if !replies.iter().any(|r| matches!(r, Err(e) if self.stale(e))) {
+            self.conn = Some((stream, buf));
+        }
         Ok(Ok(replies))
     }
 }
@@ -1359,6 +1374,81 @@ mod tests {
         let endpoint = Endpoint::parse(&insecure, &Default::default()).unwrap();
         let client = endpoint.client().await.unwrap();
         assert!(RespConnection::for_info(client.get_connection_info(), &endpoint).is_none());
+    }
+
+    /// The hand-written connection of `url` (its own TLS configuration,
+    /// not redis-rs's), and what its first command says.
+    async fn first_append(url: &str) -> Result<Vec<String>, TransportError> {
+        let endpoint = Endpoint::parse(url, &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint)
+            .expect("a rediss:// URL that checks certificates takes the hand-written path");
+        assert!(conn.tls.is_some());
+        conn.append(&[("k", outgoing(b"{}", None, &[]))]).await
+    }
+
+    /// `rediss://<host>:<port>/?tls_ca=<ca>&…` with the client certificate
+    /// of `client`.
+    fn tls_url(
+        host: &str,
+        port: u16,
+        ca: &std::path::Path,
+        client: &tidings_testkit::TestCa,
+    ) -> String {
+        format!(
+            "rediss://{host}:{port}/?tls_ca={}&tls_cert={}&tls_key={}",
+            ca.display(),
+            client.client_cert().display(),
+            client.client_key().display()
+        )
+    }
+
+    #[tokio::test]
+    async fn the_hand_written_path_refuses_a_server_of_another_ca() {
+        use tidings_testkit::{RedisOptions, RedisServer, TestCa};
+        let ca = TestCa::generate();
+        let other = TestCa::generate();
+        let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+        let wrong = tls_url("127.0.0.1", server.port(), &other.ca_cert(), &ca);
+        let e = first_append(&wrong).await.unwrap_err().to_string();
+        assert!(e.contains("UnknownIssuer"), "{e}");
+        let right = tls_url("127.0.0.1", server.port(), &ca.ca_cert(), &ca);
+        assert_eq!(first_append(&right).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_hand_written_path_checks_the_name_it_connects_to() {
+        use tidings_testkit::{RedisOptions, RedisServer, TestCa};
+        let ca = TestCa::generate_for("DNS:localhost");
+        let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+        let by_ip = tls_url("127.0.0.1", server.port(), &ca.ca_cert(), &ca);
+        let e = first_append(&by_ip).await.unwrap_err().to_string();
+        assert!(
+            e.contains(r#"certificate not valid for name "127.0.0.1""#),
+            "{e}"
+        );
+        let by_name = tls_url("localhost", server.port(), &ca.ca_cert(), &ca);
+        assert_eq!(first_append(&by_name).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_replica_refusal_drops_the_connection_only_behind_sentinel() {
+        const READONLY: &[u8] = b"-READONLY You can't write against a read only replica.\r\n";
+        let o = outgoing(b"{}", None, &[]);
+        for behind_sentinel in [false, true] {
+            let (port, _server) = one_reply_server(READONLY).await;
+            let mut conn = connection(port);
+            conn.conn = Some(conn.open().await.unwrap());
+            if behind_sentinel {
+                let endpoint =
+                    Endpoint::parse("redis+sentinel://127.0.0.1:1/m", &Default::default()).unwrap();
+                conn.follow = Some(endpoint);
+            }
+            let e = conn.append(&[("k", o)]).await.unwrap_err();
+            assert!(e.is_read_only(), "{e}");
+            assert!(!e.is_transient(), "{e}");
+            assert_eq!(conn.conn.is_none(), behind_sentinel, "{e}");
+        }
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, Pipeline, RedisFuture, Value};
 
 use super::endpoint::Endpoint;
+use crate::error::is_read_only;
 
 /// A cheap handle (one `Arc`) on the shared connection.
 #[derive(Clone)]
@@ -209,11 +210,29 @@ impl SharedConnection {
             && (e.is_connection_dropped()
                 || e.is_connection_refusal()
                 || e.is_io_error()
-                || e.code() == Some("READONLY"));
-        if self.is_cluster()
-            || !(e.is_timeout() || lost)
-            || self.inner.renewing.swap(true, Ordering::AcqRel)
-        {
+                || is_read_only(e));
+        if !self.is_cluster() && (e.is_timeout() || lost) {
+            self.renew();
+        }
+    }
+
+    /// After a reply: redis-rs hands a server's error to one command back
+    /// as a value (`query_async` makes it an error later), so a replica's
+    /// `READONLY` is seen here, behind Sentinel a sign of a failover.
+    fn renew_after_reply(&self, value: &Value) {
+        let read_only = |v: &Value| matches!(v, Value::ServerError(e) if e.code() == "READONLY");
+        let any = match value {
+            Value::Array(items) => items.iter().any(read_only),
+            other => read_only(other),
+        };
+        if any && !self.is_cluster() && self.inner.endpoint.follows_failover() {
+            self.renew();
+        }
+    }
+
+    /// Starts one replacement, unless one is under way.
+    fn renew(&self) {
+        if self.inner.renewing.swap(true, Ordering::AcqRel) {
             return;
         }
         let inner = self.inner.clone();
@@ -243,8 +262,9 @@ impl ConnectionLike for SharedConnection {
         let mut conn = self.current();
         Box::pin(async move {
             let reply = conn.req_packed_command(cmd).await;
-            if let Err(e) = &reply {
-                self.renew_after(e);
+            match &reply {
+                Ok(value) => self.renew_after_reply(value),
+                Err(e) => self.renew_after(e),
             }
             reply
         })
@@ -259,8 +279,9 @@ impl ConnectionLike for SharedConnection {
         let mut conn = self.current();
         Box::pin(async move {
             let reply = conn.req_packed_commands(pipeline, offset, count).await;
-            if let Err(e) = &reply {
-                self.renew_after(e);
+            match &reply {
+                Ok(values) => values.iter().for_each(|v| self.renew_after_reply(v)),
+                Err(e) => self.renew_after(e),
             }
             reply
         })
