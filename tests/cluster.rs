@@ -13,37 +13,14 @@ use futures::StreamExt;
 
 mod support;
 
+use support::seen::Seen;
+
 use support::events::{FileIndexed, FileUploaded, GateOpened};
 use tidings::{
     fatal, handler, streams::Durability, Bus, ConsumerOptions, Context, HandlerResult, RawEvent,
     RetryPolicy, State,
 };
 use tidings_testkit::ClusterSet;
-
-/// What the handlers of these tests saw, and whether `bad` is taken yet.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    handled: Arc<Mutex<Vec<String>>>,
-    take_bad: Arc<AtomicBool>,
-}
-
-impl Seen {
-    fn handled(&self) -> Vec<String> {
-        self.handled.lock().unwrap().clone()
-    }
-
-    /// Waits (up to `limit`) until `done` holds for what was handled.
-    async fn until(&self, limit: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let got = self.handled();
-            if done(&got) || Instant::now() > deadline {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
 
 #[handler(group = "cluster")]
 async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {

@@ -12,37 +12,14 @@ use futures::StreamExt;
 
 mod support;
 
+use support::seen::Seen;
+
 use support::events::{FileUploaded, GateOpened};
 use tidings::{
     fatal, handler, Bus, ConsumerOptions, Context, Error, HandlerResult, RetryPolicy, State,
     TransportError,
 };
 use tidings_testkit::{RedisOptions, RedisServer, SentinelSet, TestCa};
-
-/// What the handlers of these tests saw, and whether `bad` is taken yet.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    handled: Arc<Mutex<Vec<String>>>,
-    take_bad: Arc<AtomicBool>,
-}
-
-impl Seen {
-    fn handled(&self) -> Vec<String> {
-        self.handled.lock().unwrap().clone()
-    }
-
-    /// Waits (up to `limit`) until `done` holds for what was handled.
-    async fn until(&self, limit: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let got = self.handled();
-            if done(&got) || Instant::now() > deadline {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
 
 #[handler(group = "deployment")]
 async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod events;
+pub mod seen;
 pub mod tools;
 
 use std::collections::HashMap;
