@@ -139,7 +139,10 @@ impl Meta {
     /// its stream when due, by the workers of the stream (or
     /// [`Bus::deliver_due`]), each event within the workers'
     /// [`delayed_poll`](crate::ConsumerOptions::delayed_poll) of its time.
-    /// A time not in the future publishes at once. Only for events with a
+    /// On a stream declared with partitions, the set is that of the
+    /// event's partition and level (`ns:{stream#<k>}:delayed`,
+    /// `ns:{stream#<k>}:high:delayed`), moved by the worker that holds the
+    /// partition. A time not in the future publishes at once. Only for events with a
     /// stream and no channel ([`Error::DelayOnChannel`] otherwise); the
     /// [`Published`] of a delayed event has no `entry_id` yet.
     ///
@@ -183,7 +186,9 @@ impl Meta {
     /// priority). A worker with
     /// [`ConsumerOptions::priorities`](crate::ConsumerOptions::priorities)
     /// reads all three, higher levels first without starving lower ones;
-    /// one without reads the normal level only.
+    /// one without reads the normal level only. On a stream declared with
+    /// partitions, the levels are those of the event's partition
+    /// (`ns:{stream#<k>}:high`).
     ///
     /// ```
     /// let meta = tidings::Meta::default().priority(tidings::Priority::High);
@@ -782,9 +787,10 @@ impl Bus {
             },
         );
         let ns = &self.shared.namespace;
+        // The partition first, then the level within it: `ns:{stream#k}:high`.
         let stream_key = draft.stream.map(|s| {
-            let key = level_key(stream_key(ns, tenant, s), meta.and_then(|m| m.priority));
-            self.routed_key(key, s, out.partition_key)
+            let key = self.routed_key(stream_key(ns, tenant, s), s, out.partition_key);
+            level_key(key, meta.and_then(|m| m.priority))
         });
         let channel_key = draft
             .channel
@@ -835,14 +841,39 @@ impl Bus {
     /// ```text
     /// EVALSHA <deliver-due> 2 ns:{stream}:delayed ns:{stream} <now ms> 1000
     /// ```
+    ///
+    /// The priority levels' sets (`ns:{stream}:high:delayed`,
+    /// `ns:{stream}:low:delayed`) are moved the same way, and on a stream
+    /// declared with partitions, those of every partition
+    /// (`ns:{stream#<k>}:delayed` and its levels'); the counts add up, and
+    /// `next_due` is the earliest of them.
     pub async fn deliver_due(&self, stream: &str) -> Result<DueDelivery, Error> {
-        let key = self.stream_key(stream)?;
-        let delayed = super::keys::delayed_key(&key);
-        let backend = &self.shared.backend;
-        self.patiently("EVALSHA", || async {
-            super::on_streams!(backend, t => t.deliver_due(&delayed, &key, now_millis(), 1000))
-        })
-        .await
+        let bases = match self.partitions(stream) {
+            None => vec![self.stream_key(stream)?],
+            Some(count) => (0..count)
+                .map(|k| self.partition_stream_key(stream, k))
+                .collect::<Result<_, _>>()?,
+        };
+        let (mut moved, mut malformed, mut next_due) = (0, 0, None::<i64>);
+        for base in bases {
+            for level in Priority::ALL {
+                let key = level_key(base.clone(), Some(level));
+                let delayed = super::keys::delayed_key(&key);
+                let backend = &self.shared.backend;
+                let done = self
+                    .patiently("EVALSHA", || async {
+                        super::on_streams!(backend, t => t.deliver_due(&delayed, &key, now_millis(), 1000))
+                    })
+                    .await?;
+                moved += done.moved;
+                malformed += done.malformed;
+                next_due = match (next_due, done.next_due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        Ok(DueDelivery::new(moved, malformed, next_due))
     }
 
     /// Keeps a delayed event in its stream's delayed set until `due`.
@@ -1034,10 +1065,11 @@ impl Bus {
                 .zip(&at)
                 .map(|(d, &i)| {
                     let key = meta.partition_key.as_deref().or(d.partition_key.as_deref());
-                    destinations[i]
-                        .stream_key
-                        .clone()
-                        .map(|k| self.routed_key(k, d.stream.unwrap_or_default(), key))
+                    // The partition first, then the level within it.
+                    destinations[i].stream.map(|s| {
+                        let routed = self.routed_key(stream_key(ns, tenant, s), s, key);
+                        level_key(routed, meta.priority)
+                    })
                 })
                 .collect()
         } else {

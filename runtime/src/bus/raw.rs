@@ -184,6 +184,11 @@ impl Bus {
     ///      time <fixed rfc3339> … dataversion <n> [partitionkey <key>] data <json>
     /// ```
     ///
+    /// On a stream declared with partitions ([`BusBuilder::partitions`](crate::BusBuilder::partitions))
+    /// each event goes to the partition of its `partitionkey`
+    /// (`ns:{stream#<k>}`, as [`Bus::publish`] routes it; partition 0 without
+    /// a key).
+    ///
     /// Every event is checked first ([`RawEvent::check`]); one that fails
     /// fails the call and nothing is sent. Entries of one stream are
     /// appended in the order given. As with [`Bus::publish_batch`], a batch
@@ -208,7 +213,13 @@ impl Bus {
         let keys: Vec<String> = events
             .iter()
             .zip(&tenants)
-            .map(|(e, t)| stream_key(ns, *t, &e.stream))
+            .map(|(e, t)| {
+                let key = e
+                    .partition_key
+                    .as_deref()
+                    .or(e.meta.partition_key.as_deref());
+                self.routed_key(stream_key(ns, *t, &e.stream), &e.stream, key)
+            })
             .collect();
         let schemas: Vec<String> = events
             .iter()
