@@ -30,6 +30,17 @@ async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> Handl
     Ok(())
 }
 
+/// Fails the first attempt at each file, which the test parks in Redis.
+#[handler(group = "deployment-parked")]
+async fn fails_first(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
+    let mut handled = seen.handled.lock().unwrap();
+    handled.push(e.file_id.clone());
+    if handled.iter().filter(|f| **f == e.file_id).count() == 1 {
+        return Err("the first attempt fails".into());
+    }
+    Ok(())
+}
+
 fn quick() -> ConsumerOptions {
     ConsumerOptions::default().block(Duration::from_millis(100))
 }
@@ -224,6 +235,39 @@ async fn a_user_limited_to_the_namespace_does_all_tidings_does() {
         .await
         .expect("the user logs in");
     workout(&bus).await;
+
+    // A retry parked in Redis and run from the group's retry stream: its
+    // script and keys are within the rule too.
+    let seen = Seen::default();
+    let worker = bus
+        .consumer()
+        .state(seen.clone())
+        .options(
+            quick()
+                .delayed_poll(Some(Duration::from_millis(20)))
+                .park_retries_after(Some(Duration::from_millis(10))),
+        )
+        .retry(
+            RetryPolicy::default()
+                .attempts(2)
+                .backoff(Duration::from_millis(50))
+                .jitter(false),
+        )
+        .handler(fails_first)
+        .start()
+        .await
+        .expect("a worker that parks retries starts");
+    bus.publish(&FileUploaded::new("parked")).await.unwrap();
+    let got = seen.until(Duration::from_secs(10), |h| h.len() >= 2).await;
+    worker.shutdown().await.unwrap();
+    assert_eq!(got, ["parked", "parked"]);
+    let mut admin = server.connection().await;
+    let retried: usize = redis::cmd("XLEN")
+        .arg("tidings:{contextual}:retry:deployment-parked")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(retried, 1, "the retry was not parked");
 
     // Redis compares a PSUBSCRIBE pattern with the `&` rules as strings:
     // `&tidings:*` does not allow `tidings:notifications:gate.*` ...

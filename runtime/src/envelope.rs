@@ -120,6 +120,25 @@ pub struct Envelope {
     pub retry_group: Option<String>,
     /// `data`: the payload bytes (JSON).
     pub data: Vec<u8>,
+    /// On an entry of a group's retry stream: where its retry stands.
+    pub(crate) parked: Option<Box<Parked>>,
+}
+
+/// What an entry parked for a later retry carries besides the event (the
+/// `dlq_…` fields of a dead letter, with the same meaning), so that the
+/// retry goes on from where it was: attempts made, first failure, the
+/// entry id in the stream it was first read from, and the handlers to run
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parked {
+    /// Attempts made before it was parked.
+    pub(crate) attempts: u32,
+    /// Time of the first failure, in Unix milliseconds, if it was readable.
+    pub(crate) first_failure: Option<i64>,
+    /// The entry id in the stream it was first read from.
+    pub(crate) entry_id: String,
+    /// The handlers that failed, comma-separated, if named.
+    pub(crate) handlers: Option<String>,
 }
 
 impl fmt::Debug for Envelope {
@@ -183,6 +202,7 @@ impl Envelope {
             extensions: Vec::new(),
             retry_group: None,
             data,
+            parked: None,
         }
     }
 
@@ -370,6 +390,10 @@ struct RawAttributes<'a> {
     subject: Option<std::borrow::Cow<'a, [u8]>>,
     reply_to: Option<std::borrow::Cow<'a, [u8]>>,
     retry_group: Option<std::borrow::Cow<'a, [u8]>>,
+    parked_attempts: Option<std::borrow::Cow<'a, [u8]>>,
+    parked_first_failure: Option<std::borrow::Cow<'a, [u8]>>,
+    parked_entry_id: Option<std::borrow::Cow<'a, [u8]>>,
+    parked_handlers: Option<std::borrow::Cow<'a, [u8]>>,
     data: Option<std::borrow::Cow<'a, [u8]>>,
     /// Attributes with a CloudEvents name that tidings does not know.
     extensions: Vec<(Vec<u8>, std::borrow::Cow<'a, [u8]>)>,
@@ -395,6 +419,11 @@ impl<'a> RawAttributes<'a> {
             b"replyto" => &mut self.reply_to,
             b"dlqgroup" => &mut self.retry_group,
             b"data" => &mut self.data,
+            // An entry of a retry stream: read apart, never an attribute.
+            b"dlq_attempts" => &mut self.parked_attempts,
+            b"dlq_first_failure" => &mut self.parked_first_failure,
+            b"dlq_entry_id" => &mut self.parked_entry_id,
+            b"dlq_handler" => &mut self.parked_handlers,
             _ => return None,
         })
     }
@@ -531,11 +560,43 @@ impl<'a> RawAttributes<'a> {
                 })
                 .collect(),
             retry_group: optional(field::DLQGROUP, self.retry_group)?,
+            parked: parked(
+                self.parked_attempts.as_deref(),
+                self.parked_first_failure.as_deref(),
+                self.parked_entry_id.as_deref(),
+                self.parked_handlers.as_deref(),
+            ),
             data: self
                 .data
                 .map_or_else(|| b"null".to_vec(), std::borrow::Cow::into_owned),
         })
     }
+}
+
+/// Where a parked retry stands, from its `dlq_attempts`, `dlq_first_failure`,
+/// `dlq_entry_id` and `dlq_handler` fields: `None` unless the attempts and
+/// the entry id are there and readable. Written by tidings only; a field
+/// that does not read (another writer's) leaves the entry an ordinary one
+/// rather than failing it.
+fn parked(
+    attempts: Option<&[u8]>,
+    first_failure: Option<&[u8]>,
+    entry_id: Option<&[u8]>,
+    handlers: Option<&[u8]>,
+) -> Option<Box<Parked>> {
+    let text = |v: &[u8]| std::str::from_utf8(v).ok().map(str::to_owned);
+    let attempts = std::str::from_utf8(attempts?).ok()?.parse::<u32>().ok()?;
+    let entry_id = text(entry_id?).filter(|id| !id.is_empty())?;
+    let first_failure = first_failure
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok());
+    Some(Box::new(Parked {
+        attempts,
+        first_failure,
+        entry_id,
+        handlers: handlers.and_then(text).filter(|h| !h.is_empty()),
+    }))
 }
 
 /// Whether `name` is a CloudEvents attribute name: 1 to 20 lower-case
@@ -796,6 +857,40 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v[field::DLQGROUP], "indexer");
         assert_eq!(Envelope::from_json("chan", &json).unwrap(), e);
+    }
+
+    #[test]
+    fn a_parked_retry_reads_back_where_it_stood_and_is_no_attribute() {
+        let e = sample();
+        let mut fields: Vec<(String, Vec<u8>)> = e.to_all_fields();
+        for (k, v) in [
+            ("dlq_attempts", "2"),
+            ("dlq_first_failure", "2026-11-24T10:00:00.123Z"),
+            ("dlq_entry_id", "1732442400000-0"),
+            ("dlq_handler", "index_file,thumbnail"),
+        ] {
+            fields.push((k.to_owned(), v.as_bytes().to_vec()));
+        }
+        let read = |fields: &[(String, Vec<u8>)]| {
+            Envelope::from_fields("9-0", fields.iter().map(|(k, v)| (k.as_bytes(), &v[..])))
+                .unwrap()
+        };
+        let back = read(&fields);
+        let parked = back.parked.as_deref().unwrap();
+        assert_eq!(parked.attempts, 2);
+        assert_eq!(parked.first_failure, Some(1_795_514_400_123));
+        assert_eq!(parked.entry_id, "1732442400000-0");
+        assert_eq!(parked.handlers.as_deref(), Some("index_file,thumbnail"));
+        assert!(back.extensions.is_empty(), "{:?}", back.extensions);
+        assert!(!back
+            .to_all_fields()
+            .iter()
+            .any(|(k, _)| k.starts_with("dlq_")));
+        // Unreadable attempts: an ordinary entry, not a failure.
+        let attempts = fields.len() - 4;
+        fields[attempts].1 = b"two".to_vec();
+        assert!(read(&fields).parked.is_none());
+        assert!(read(&e.to_all_fields()).parked.is_none());
     }
 
     fn without(e: &Envelope, names: &[&str]) -> Result<Envelope, EnvelopeError> {

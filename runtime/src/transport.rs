@@ -163,6 +163,7 @@ impl Outgoing<'_> {
             },
             retry_group: None,
             data: self.data.to_vec(),
+            parked: None,
         }
     }
 }
@@ -290,13 +291,18 @@ pub mod dead_letter_field {
     pub const ENTRY_ID: &str = "dlq_entry_id";
     /// The consumer that wrote the dead letter.
     pub const CONSUMER: &str = "dlq_consumer";
+    /// On a stream declared with partitions, the partition the entry was
+    /// read from (`k` of `ns:{stream#<k>}`), where a retry puts it back;
+    /// absent otherwise.
+    pub const PARTITION: &str = "dlq_partition";
 }
 
 /// The key of the index of the dead-letter stream `dlq`: `<dlq>:idx`, so
 /// `ns:{stream}:dlq:idx`, in the stream's hash slot. A hash from
 /// `<entry id>:<group>` to the id of that entry's dead letter in that
 /// group, which keeps one dead letter per entry and group (a group name
-/// holds no `:`, and an entry id neither).
+/// holds no `:`, and an entry id neither); on a partitioned stream the
+/// entry is `<entry id>#<partition>`, as partitions give out the same ids.
 pub fn dead_letter_index_key(dlq: &str) -> String {
     format!("{dlq}:idx")
 }
@@ -770,6 +776,33 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         now: i64,
         limit: usize,
     ) -> impl Future<Output = Result<DueDelivery, TransportError>> + Send;
+
+    /// Parks a pending entry of `group` on `key` for a retry at `due`
+    /// (milliseconds since the Unix epoch), in one atomic step: its fields
+    /// (any `dlq_…` field of an earlier park left out) and `extra` (the
+    /// attempts, first failure, original entry id and failed handlers, as
+    /// the [`dead_letter_field`]s name them) go to the sorted set `delayed`
+    /// (a member as [`StreamTransport::delay`] writes one), and the entry is
+    /// acknowledged. [`StreamTransport::deliver_due`] appends it to the
+    /// group's retry stream when due. Returns `false`, with nothing done,
+    /// when the entry is no longer pending in the group (another consumer
+    /// finished it); an entry deleted from the stream meanwhile is only
+    /// acknowledged (`true`).
+    ///
+    /// ```text
+    /// EVAL <script> 2 <key> <delayed> <group> <id> <due ms> <extra field> <value> …
+    ///   -- XPENDING, XRANGE <key> <id> <id>,
+    ///   -- ZADD <delayed> <due> <["specversion","1.0",…,"dlq_attempts","2",…]>, XACK
+    /// ```
+    fn park(
+        &self,
+        key: &str,
+        group: &str,
+        id: &str,
+        delayed: &str,
+        due: i64,
+        extra: &[(&'static str, String)],
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
 
     /// Takes, renews or releases the lease `key` for `owner`, in one atomic
     /// step: [`Lease::Take`] succeeds when nobody holds it (or `owner` does),

@@ -114,6 +114,13 @@ pub(crate) fn delayed_key(stream_key: &str) -> String {
     format!("{stream_key}:delayed")
 }
 
+/// The retry stream of `group` on the stream (or partition) `stream_key`,
+/// `<stream key>:retry:<group>`: in the stream's hash slot, read by that
+/// group only. A group name holds no `:`, so no two groups share one.
+pub(crate) fn retry_stream_key(stream_key: &str, group: &str) -> String {
+    format!("{stream_key}:retry:{group}")
+}
+
 /// Key of a stream: `ns:{stream}`, or `ns:{tenant:stream}` for a tenant.
 pub(crate) fn stream_key(ns: &str, tenant: Option<&str>, stream: &str) -> String {
     let mut k = String::with_capacity(ns.len() + stream.len() + 4 + tenant.map_or(0, str::len));

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::event::{self, DEFAULT_SCHEMA_BASE};
 pub(crate) use backend::{on_channels, on_streams, Backend};
-pub(crate) use keys::{check_name, delayed_key, forbidden_in_name, MAX_NAME_LEN};
+pub(crate) use keys::{check_name, delayed_key, forbidden_in_name, retry_stream_key, MAX_NAME_LEN};
 pub(crate) use live::ReaderLife;
 pub(crate) use publish::level_key;
 pub(crate) use publish::Draft;

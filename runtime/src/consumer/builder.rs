@@ -8,19 +8,19 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::partition::Partitions;
+use super::partition::{Partitions, SpecOf};
 use super::priority::Gate;
 use super::read::run_group;
 use super::worker::{GroupTask, Worker};
 use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
 use crate::bus::{
-    check_name, forbidden_in_name, level_key, on_streams, Backend, Bus, Priority, ReaderLife,
-    MAX_NAME_LEN,
+    check_name, delayed_key, forbidden_in_name, level_key, on_streams, retry_stream_key, Backend,
+    Bus, Priority, ReaderLife, MAX_NAME_LEN,
 };
 use crate::error::Error;
 use crate::handler::erase::{Erase, ErasedHandler};
 use crate::handler::{Handler, IntoHandler, States};
-use crate::transport::StreamTransport;
+use crate::transport::{StartFrom, StreamTransport};
 use crate::Event;
 
 impl Bus {
@@ -233,18 +233,19 @@ impl ConsumerBuilder {
             let moves_delayed = last_stream != Some(stream);
             last_stream = Some(stream);
             let stream_key = self.bus.stream_key(stream)?;
+            let parts = SpecParts {
+                bus: self.bus.clone(),
+                stream,
+                group,
+                consumer: consumer.clone(),
+                dlq: self.bus.dead_letter_key(stream)?,
+                handlers,
+                states: states.clone(),
+                options: self.options.clone(),
+                gate: self.options.priorities.then(|| Arc::new(Gate::default())),
+            };
             if let Some(count) = self.bus.partitions(stream) {
-                let handle = start_partitions(
-                    &self.bus,
-                    stream,
-                    group,
-                    count,
-                    handlers,
-                    &consumer,
-                    &states,
-                    &self.options,
-                    &stop_rx,
-                )?;
+                let handle = start_partitions(&self.bus, parts, count, &stop_rx)?;
                 tasks.push(GroupTask {
                     key: stream_key,
                     group,
@@ -252,42 +253,8 @@ impl ConsumerBuilder {
                 });
                 continue;
             }
-            let levels: Vec<Option<Priority>> = if self.options.priorities {
-                Priority::ALL.into_iter().map(Some).collect()
-            } else {
-                vec![None]
-            };
-            let gate = Arc::new(Gate::default());
-            for level in levels {
-                let key = level_key(stream_key.clone(), level);
-                // Every level of the group shares the handlers' slots.
-                let handlers = handlers.iter().map(HandlerSlot::share).collect();
-                let life = Arc::new(ReaderLife::new(
-                    key.clone(),
-                    group.to_owned(),
-                    consumer.clone(),
-                    self.options.block,
-                ));
-                self.bus.readers().register(&life);
-                let spec = Arc::new(GroupSpec {
-                    key: key.clone(),
-                    stream,
-                    system: self.bus.backend().system(),
-                    skipped_types: Mutex::new(HashSet::new()),
-                    dlq: self.bus.dead_letter_key(stream)?,
-                    group,
-                    consumer: consumer.clone(),
-                    handlers,
-                    bus: self.bus.clone(),
-                    states: states.clone(),
-                    options: self.options.clone(),
-                    held: Mutex::new(HashSet::new()),
-                    unacked: Mutex::new(HashSet::new()),
-                    stop: stop_rx.clone(),
-                    life,
-                    moves_delayed,
-                    priority: level.map(|l| (gate.clone(), l)),
-                });
+            for spec in parts.specs(&stream_key, None, moves_delayed, &stop_rx) {
+                let key = spec.key.clone();
                 let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
                 tasks.push(GroupTask { key, group, handle });
             }
@@ -332,67 +299,141 @@ fn default_consumer_name(source: &str) -> String {
     format!("{name}-{}", ulid::Ulid::new())
 }
 
-/// The task that holds the leases of a partitioned stream's partitions in
-/// one group and runs a reading loop for each partition it holds.
-#[allow(clippy::too_many_arguments)]
-fn start_partitions(
-    bus: &Bus,
+/// What every reading loop of one (stream, group) in a worker shares.
+struct SpecParts {
+    bus: Bus,
     stream: &'static str,
     group: &'static str,
-    count: u32,
+    consumer: String,
+    dlq: String,
     handlers: Vec<HandlerSlot>,
-    consumer: &str,
-    states: &Arc<States>,
-    options: &ConsumerOptions,
+    states: Arc<States>,
+    options: ConsumerOptions,
+    /// With priorities, the gate the group's levels take turns at.
+    gate: Option<Arc<Gate>>,
+}
+
+impl SpecParts {
+    /// The reading loops of the stream or partition `base`: one per level
+    /// (the stream itself without priorities), each moving its level's
+    /// delayed events when `moves_delayed`; and with parked retries, one
+    /// for the group's retry stream, which moves its own delayed set (no
+    /// other group does) and reads it from its start (nothing but this
+    /// group's retries is ever in it).
+    fn specs(
+        &self,
+        base: &str,
+        partition: Option<u32>,
+        moves_delayed: bool,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<Arc<GroupSpec>> {
+        let retry = self
+            .options
+            .park_after
+            .map(|_| retry_stream_key(base, self.group));
+        let place = Place {
+            park: retry.as_deref().map(delayed_key),
+            partition,
+            stop,
+        };
+        let levels: Vec<Option<Priority>> = match self.gate {
+            Some(_) => Priority::ALL.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        let mut specs: Vec<Arc<GroupSpec>> = levels
+            .into_iter()
+            .map(|level| {
+                let priority = level.zip(self.gate.clone()).map(|(l, g)| (g, l));
+                let key = level_key(base.to_owned(), level);
+                self.spec(key, self.options.clone(), moves_delayed, priority, &place)
+            })
+            .collect();
+        if let Some(retry) = retry {
+            let options = self.options.clone().start_from(StartFrom::Beginning);
+            // Retries come back at the normal level.
+            let priority = self.gate.clone().map(|g| (g, Priority::Normal));
+            specs.push(self.spec(retry, options, true, priority, &place));
+        }
+        specs
+    }
+
+    fn spec(
+        &self,
+        key: String,
+        options: ConsumerOptions,
+        moves_delayed: bool,
+        priority: Option<(Arc<Gate>, Priority)>,
+        place: &Place<'_>,
+    ) -> Arc<GroupSpec> {
+        let life = Arc::new(ReaderLife::new(
+            key.clone(),
+            self.group.to_owned(),
+            self.consumer.clone(),
+            options.block,
+        ));
+        self.bus.readers().register(&life);
+        Arc::new(GroupSpec {
+            key,
+            stream: self.stream,
+            system: self.bus.backend().system(),
+            skipped_types: Mutex::new(HashSet::new()),
+            dlq: self.dlq.clone(),
+            group: self.group,
+            consumer: self.consumer.clone(),
+            // Every loop of the group shares the handlers' slots.
+            handlers: self.handlers.iter().map(HandlerSlot::share).collect(),
+            bus: self.bus.clone(),
+            states: self.states.clone(),
+            options,
+            held: Mutex::new(HashSet::new()),
+            unacked: Mutex::new(HashSet::new()),
+            stop: place.stop.clone(),
+            life,
+            moves_delayed,
+            priority,
+            park: place.park.clone(),
+            partition: place.partition,
+        })
+    }
+}
+
+/// What the reading loops of one stream or partition share: where retries
+/// are parked, the partition, and the stop signal.
+struct Place<'a> {
+    park: Option<String>,
+    partition: Option<u32>,
+    stop: &'a watch::Receiver<bool>,
+}
+
+/// The task that holds the leases of a partitioned stream's partitions in
+/// one group and runs the reading loops of each partition it holds: its
+/// priority levels and retry stream, as on a stream without partitions,
+/// each moving its own delayed events.
+fn start_partitions(
+    bus: &Bus,
+    mut parts: SpecParts,
+    count: u32,
     stop: &watch::Receiver<bool>,
 ) -> Result<JoinHandle<usize>, Error> {
+    let (stream, group) = (parts.stream, parts.group);
     let mut keys = Vec::with_capacity(count as usize);
     for k in 0..count {
         keys.push(bus.partition_stream_key(stream, k)?);
     }
-    let dlq = bus.dead_letter_key(stream)?;
     let members_key = format!("{}:workers:{group}", bus.stream_key(stream)?);
     let leases: Vec<String> = keys.iter().map(|k| format!("{k}:lease:{group}")).collect();
     // A partition's owner holds every entry pending there: nobody else's
     // entries are to be claimed while it reads.
-    let mut part_options = options.clone();
-    part_options.claim_idle = None;
-    part_options.delayed_poll = None;
-    let (bus_c, consumer_c, states_c) = (bus.clone(), consumer.to_owned(), states.clone());
+    parts.options.claim_idle = None;
+    let ttl = parts.options.partition_lease;
+    let consumer = parts.consumer.clone();
     let spec_of = move |k: u32, stop: watch::Receiver<bool>| {
-        let key = keys[k as usize].clone();
-        let life = Arc::new(ReaderLife::new(
-            key.clone(),
-            group.to_owned(),
-            consumer_c.clone(),
-            part_options.block,
-        ));
-        bus_c.readers().register(&life);
-        Arc::new(GroupSpec {
-            key,
-            stream,
-            system: bus_c.backend().system(),
-            skipped_types: Mutex::new(HashSet::new()),
-            dlq: dlq.clone(),
-            group,
-            consumer: consumer_c.clone(),
-            handlers: handlers.iter().map(HandlerSlot::share).collect(),
-            bus: bus_c.clone(),
-            states: states_c.clone(),
-            options: part_options.clone(),
-            held: Mutex::new(HashSet::new()),
-            unacked: Mutex::new(HashSet::new()),
-            stop,
-            life,
-            moves_delayed: false,
-            priority: None,
-        })
+        parts.specs(&keys[k as usize], Some(k), true, &stop)
     };
     fn spawn<T: StreamTransport>(p: Partitions<T>) -> JoinHandle<usize> {
         tokio::spawn(p.run())
     }
     let spec_of: SpecOf = Box::new(spec_of);
-    let ttl = options.partition_lease;
     Ok(match bus.backend() {
         Backend::Redis { streams, .. } => spawn(Partitions {
             transport: streams.clone(),
@@ -400,7 +441,7 @@ fn start_partitions(
             count,
             members_key,
             leases: leases.clone(),
-            consumer: consumer.to_owned(),
+            consumer,
             ttl,
             stop: stop.clone(),
         }),
@@ -410,14 +451,12 @@ fn start_partitions(
             count,
             members_key,
             leases: leases.clone(),
-            consumer: consumer.to_owned(),
+            consumer,
             ttl,
             stop: stop.clone(),
         }),
     })
 }
-
-type SpecOf = Box<dyn Fn(u32, watch::Receiver<bool>) -> Arc<GroupSpec> + Send + Sync>;
 
 async fn start_group<T: StreamTransport>(
     bus: &Bus,

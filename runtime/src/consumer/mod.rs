@@ -10,7 +10,10 @@
 //! task that batches their ids into as few `XACK`s as possible. Per-entry
 //! policy (retries with backoff, dead letters, the inbox mark) lives in
 //! `process` and `attempt`; a retry waits in a task of its own (`Retry::run`),
-//! holding neither the reading loop nor the handler's concurrency slot. A
+//! holding neither the reading loop nor the handler's concurrency slot, or,
+//! with a backoff past `park_retries_after`, is parked in Redis and comes
+//! back through the group's retry stream, which a reading loop of its own
+//! reads. A
 //! heartbeat task keeps the entries a worker holds from looking idle to the
 //! `XAUTOCLAIM` of other workers.
 //!
@@ -94,6 +97,13 @@ struct GroupSpec {
     /// The priority level this task reads, with the gate its group's levels
     /// share; `None` for a worker without priorities.
     priority: Option<(Arc<priority::Gate>, crate::bus::Priority)>,
+    /// The delayed set of the group's retry stream, where a retry with a
+    /// long backoff is parked; `None` unless
+    /// [`ConsumerOptions::park_retries_after`] is set.
+    park: Option<String>,
+    /// The partition this task reads, on a stream declared with partitions:
+    /// its dead letters name it, for a retry to put them back there.
+    partition: Option<u32>,
 }
 
 impl HandlerSlot {

@@ -37,6 +37,7 @@ pub struct ConsumerOptions {
     pub(crate) delayed_poll: Option<Duration>,
     pub(crate) priorities: bool,
     pub(crate) partition_lease: Duration,
+    pub(crate) park_after: Option<Duration>,
 }
 
 /// How often a worker looks for delayed events that fell due, when none is
@@ -63,6 +64,7 @@ impl Default for ConsumerOptions {
             delayed_poll: Some(DEFAULT_DELAYED_POLL),
             priorities: false,
             partition_lease: Duration::from_secs(10),
+            park_after: None,
         }
     }
 }
@@ -209,7 +211,9 @@ impl ConsumerOptions {
     /// concurrency, whose free slots go to the levels with entries waiting in
     /// the weighted round of [`Priority`](crate::Priority): high first, low
     /// never starved. Retries, dead letters and order per key work as on any
-    /// stream, within each level.
+    /// stream, within each level. On a stream declared with partitions,
+    /// these are the levels of each partition the worker holds
+    /// (`ns:{stream#<k>}:high`, …), read under the partition's lease.
     ///
     /// ```
     /// let opts = tidings::ConsumerOptions::default().priorities(true);
@@ -228,6 +232,44 @@ impl ConsumerOptions {
     /// lease could run out. At least 150 ms.
     pub fn partition_lease(mut self, lease: Duration) -> Self {
         self.partition_lease = lease.max(Duration::from_millis(150));
+        self
+    }
+
+    /// Parks a retry whose backoff is at least `threshold` in Redis instead
+    /// of waiting for it in the worker (default `None`: every retry waits
+    /// in the worker, as it always did). A parked entry is acknowledged and,
+    /// in the same atomic step, kept with its attempts in the group's
+    /// delayed set `<stream key>:retry:<group>:delayed` until due; it is
+    /// then appended to the group's retry stream `<stream key>:retry:<group>`,
+    /// which the workers of that group read (one more reading connection
+    /// and one more delayed poll per stream and group) with the same
+    /// handlers, going on with the attempt count: the attempts, the
+    /// backoff and the dead letter (in `ns:{stream}:dlq`, naming the
+    /// original entry id) are those of a retry that waited in the worker.
+    /// No other group sees it, and the stream itself is not written to.
+    ///
+    /// A parked retry holds no memory, no prefetch permit and no pending
+    /// entry while it waits, and survives the worker: any worker of the
+    /// group runs it when due (within [`delayed_poll`](Self::delayed_poll)
+    /// of its time). An event with a key is never parked: the later events
+    /// of its key wait behind its retry, which parking would let pass.
+    ///
+    /// Off by default because it costs the group a reading connection and
+    /// a poll of the delayed set while idle, which a retry of a few seconds
+    /// (the default [`RetryPolicy`](crate::RetryPolicy) waits 30 s at most)
+    /// does not need; turn it on for backoffs of minutes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = tidings::ConsumerOptions::default().park_retries_after(Some(Duration::from_secs(30)));
+    /// ```
+    ///
+    /// ```text
+    /// EVAL <park> 2 ns:{stream} ns:{stream}:retry:<group>:delayed <group> <id> <due ms> dlq_attempts <n> …
+    /// EVALSHA <deliver-due> 2 ns:{stream}:retry:<group>:delayed ns:{stream}:retry:<group> <now ms> 1000
+    /// ```
+    pub fn park_retries_after(mut self, threshold: Option<Duration>) -> Self {
+        self.park_after = threshold;
         self
     }
 

@@ -14,6 +14,11 @@
 //! owner first claims every entry still pending in the group on that
 //! partition, whoever took it, and handles those before reading new ones,
 //! so that a key's events keep their order across owners.
+//!
+//! Each partition held has a reading loop per priority level it reads (and
+//! one for the group's retry stream of the partition, with parked
+//! retries), each moving its own delayed events; they start, are taken
+//! over and stop together, under the one lease.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,11 +57,17 @@ impl Drop for Reading {
     }
 }
 
+/// Builds the specs of a partition's reading loops, given the partition and
+/// its stop signal.
+pub(super) type SpecOf =
+    Box<dyn Fn(u32, watch::Receiver<bool>) -> Vec<Arc<GroupSpec>> + Send + Sync>;
+
 /// What the partition supervisor of one (stream, group) needs.
 pub(super) struct Partitions<T> {
     pub(super) transport: T,
-    /// Builds the spec of partition `k`, with its stop signal.
-    pub(super) spec_of: Box<dyn Fn(u32, watch::Receiver<bool>) -> Arc<GroupSpec> + Send + Sync>,
+    /// Builds the specs of partition `k`'s reading loops (its levels and
+    /// retry stream), with their stop signal.
+    pub(super) spec_of: SpecOf,
     pub(super) count: u32,
     /// `ns:{stream}:workers:<group>`.
     pub(super) members_key: String,
@@ -193,20 +204,38 @@ impl<T: StreamTransport> Partitions<T> {
         }
         let until = sent + self.ttl - margin(self.ttl);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let spec = (self.spec_of)(k, stop_rx.clone());
+        let specs = (self.spec_of)(k, stop_rx.clone());
+        let Some(first) = specs.first().cloned() else {
+            release(&self.transport, &lease, &self.consumer, self.ttl).await;
+            return None;
+        };
         // Bounded by a third of the lease, so that the leases this worker
         // holds are renewed in time.
         let by = until.min(Instant::now() + self.ttl / 3);
-        match self.start(&spec, by).await {
-            Ok(reader) => {
-                tracing::info!(stream = %spec.key, group = spec.group, consumer = %self.consumer,
-                    "partition taken");
-                let reading = Reading(tokio::spawn(run_group(
-                    self.transport.clone(),
-                    reader,
-                    spec,
-                    stop_rx,
-                )));
+        let mut readers = Vec::with_capacity(specs.len());
+        let mut failed = None;
+        for spec in &specs {
+            match self.start(spec, by).await {
+                Ok(reader) => readers.push(reader),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => {
+                tracing::info!(stream = %first.key, group = first.group, consumer = %self.consumer,
+                    loops = specs.len(), "partition taken");
+                // Every loop of the partition (its levels, its retry
+                // stream) in one task, which ends when all of them have.
+                let transport = self.transport.clone();
+                let loops = specs.into_iter().zip(readers).map(move |(spec, reader)| {
+                    run_group(transport.clone(), reader, spec, stop_rx.clone())
+                });
+                let reading = Reading(tokio::spawn(async move {
+                    futures::future::join_all(loops).await.into_iter().sum()
+                }));
                 let (hand_back, hand_back_rx) = watch::channel(false);
                 let keeper = tokio::spawn(keep(
                     self.transport.clone(),
@@ -224,8 +253,8 @@ impl<T: StreamTransport> Partitions<T> {
                     keeper,
                 })
             }
-            Err(e) => {
-                tracing::warn!(stream = %spec.key, group = spec.group, error = %e,
+            Some(e) => {
+                tracing::warn!(stream = %first.key, group = first.group, error = %e,
                     "starting a partition failed; its lease is given back");
                 release(&self.transport, &lease, &self.consumer, self.ttl).await;
                 None

@@ -13,10 +13,10 @@ use tracing::Instrument;
 use super::held::Held;
 use super::{pause, Done, GroupSpec, HandlerSlot};
 use crate::dead_letter::Burial;
-use crate::envelope::{now_millis, Envelope};
+use crate::envelope::{now_millis, Envelope, Rfc3339Millis};
 use crate::handler::{is_fatal, Context};
 use crate::telemetry;
-use crate::transport::{DeadLettered, Entry, StreamTransport};
+use crate::transport::{dead_letter_field as field, DeadLettered, Entry, StreamTransport};
 
 /// Why one handler failed on one attempt.
 pub(super) struct Failure {
@@ -45,6 +45,23 @@ pub(super) struct Retry<T> {
     pub(super) delay: Duration,
     /// The handlers to run again.
     pub(super) todo: Vec<usize>,
+    pub(super) trail: Trail,
+}
+
+/// Where the attempts at an entry began: those made before it was parked
+/// (none for an entry read from its own stream), and its entry id in the
+/// stream it was first read from, which its dead letter names.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Trail {
+    pub(super) before: u32,
+    pub(super) origin: Option<String>,
+}
+
+impl Trail {
+    /// The entry id a dead letter or a park names: the original one.
+    fn entry_id<'a>(&'a self, id: &'a str) -> &'a str {
+        self.origin.as_deref().unwrap_or(id)
+    }
 }
 
 /// Runs every handler of the group that takes the entry's type once (the
@@ -74,7 +91,7 @@ pub(super) async fn process<T: StreamTransport>(
                 "",
                 telemetry::outcome::DEAD_LETTERED,
             );
-            Box::pin(delivery.bury(&id, None, &error, deliveries, now, now)).await;
+            Box::pin(delivery.bury(&id, &id, (None, &error, deliveries, now, now))).await;
             return None;
         }
     };
@@ -88,6 +105,19 @@ pub(super) async fn process<T: StreamTransport>(
             return None;
         }
     }
+    // A parked retry: its attempts go on from where they were, for the
+    // handlers that failed.
+    let parked = envelope.parked.as_deref();
+    let trail = Trail {
+        before: parked.map_or(0, |p| p.attempts),
+        origin: parked.map(|p| p.entry_id.clone()),
+    };
+    let first_failure = parked.and_then(|p| p.first_failure);
+    let slots = match parked.and_then(|p| p.handlers.as_deref()) {
+        Some(failed) => only_failed(spec, slots, failed),
+        None => slots,
+    };
+    let deliveries = trail.before.saturating_add(deliveries);
     if slots.is_empty() {
         let first = spec
             .skipped_types
@@ -135,11 +165,40 @@ pub(super) async fn process<T: StreamTransport>(
             );
         }
         let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
-        Box::pin(delivery.bury(&id, Some(names), &error, deliveries, now, now)).await;
+        let first = first_failure.unwrap_or(now);
+        let burial = (Some(names), error.as_str(), deliveries, first, now);
+        Box::pin(delivery.bury(&id, trail.entry_id(&id), burial)).await;
         return None;
     }
     let todo = slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
-    attempt(delivery, id, envelope, deliveries, None, todo).await
+    attempt(
+        delivery,
+        id,
+        envelope,
+        deliveries,
+        first_failure,
+        todo,
+        trail,
+    )
+    .await
+}
+
+/// The slots of the handlers named in `failed` (comma-separated), the
+/// others' given back; all of them when none is named there (a handler
+/// renamed since), rather than none.
+fn only_failed(
+    spec: &GroupSpec,
+    slots: Vec<(usize, OwnedSemaphorePermit)>,
+    failed: &str,
+) -> Vec<(usize, OwnedSemaphorePermit)> {
+    let named = |i: usize| {
+        let name = spec.handlers[i].handler.name();
+        failed.split(',').any(|n| n == name)
+    };
+    if !slots.iter().any(|(i, _)| named(*i)) {
+        return slots;
+    }
+    slots.into_iter().filter(|(i, _)| named(*i)).collect()
 }
 
 impl<T: StreamTransport> Retry<T> {
@@ -161,6 +220,7 @@ impl<T: StreamTransport> Retry<T> {
                 self.attempt + 1,
                 Some(self.first_failure),
                 todo,
+                self.trail,
             )
             .await
             {
@@ -172,7 +232,8 @@ impl<T: StreamTransport> Retry<T> {
 }
 
 /// One attempt of the handlers in `todo` (each with its concurrency slot,
-/// taken here when not given): acknowledges, buries, or returns the retry.
+/// taken here when not given): acknowledges, buries, parks, or returns the
+/// retry.
 pub(super) async fn attempt<T: StreamTransport>(
     delivery: Delivery<T>,
     id: String,
@@ -180,6 +241,7 @@ pub(super) async fn attempt<T: StreamTransport>(
     attempt: u32,
     first_failure: Option<i64>,
     todo: Vec<(usize, Option<OwnedSemaphorePermit>)>,
+    trail: Trail,
 ) -> Option<Retry<T>> {
     let (transport, spec) = (&delivery.transport, &delivery.spec);
     let mut failures = Vec::new();
@@ -237,9 +299,10 @@ pub(super) async fn attempt<T: StreamTransport>(
         let name = spec.handlers[f.index].handler.name();
         telemetry::processed(spec.system, spec.stream, spec.group, name, outcome);
     }
+    let names = handler_names(spec, failures.iter().map(|f| f.index));
     if give_up {
-        let names = handler_names(spec, failures.iter().map(|f| f.index));
-        Box::pin(delivery.bury(&id, Some(names), &error, attempt, first, now)).await;
+        let burial = (Some(names), error.as_str(), attempt, first, now);
+        Box::pin(delivery.bury(&id, trail.entry_id(&id), burial)).await;
         return None;
     }
     let delay = failures
@@ -247,12 +310,25 @@ pub(super) async fn attempt<T: StreamTransport>(
         .map(|f| spec.handlers[f.index].retry.delay_after(attempt))
         .max()
         .unwrap_or_default();
+    let parking = Parking {
+        attempt,
+        first,
+        delay,
+        handlers: names,
+    };
+    if Box::pin(delivery.park(&id, &envelope, &trail, parking)).await {
+        tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, attempt,
+            retry_in = ?delay, error = %error, "handler failed; retry parked until it is due");
+        return None;
+    }
     tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, attempt,
         retry_in = ?delay, error = %error, "handler failed; will retry");
-    // Counted in the entry's delivery counter, so that a worker that
-    // claims it after this one stopped goes on from here.
+    // Counted in the entry's delivery counter (of this entry: the attempts
+    // before a park are in its fields), so that a worker that claims it
+    // after this one stopped goes on from here.
+    let delivered = attempt.saturating_sub(trail.before).max(1);
     if let Err(e) =
-        Box::pin(transport.record_attempts(&spec.key, spec.group, &spec.consumer, &id, attempt))
+        Box::pin(transport.record_attempts(&spec.key, spec.group, &spec.consumer, &id, delivered))
             .await
     {
         tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
@@ -266,7 +342,17 @@ pub(super) async fn attempt<T: StreamTransport>(
         first_failure: first,
         delay,
         todo: failures.into_iter().map(|f| f.index).collect(),
+        trail,
     })
+}
+
+/// A retry that may be parked: the attempt that failed, the first failure
+/// (Unix ms), the backoff, and the handlers that failed.
+struct Parking {
+    attempt: u32,
+    first: i64,
+    delay: Duration,
+    handlers: String,
 }
 
 pub(super) fn handler_names(spec: &GroupSpec, indexes: impl Iterator<Item = usize>) -> String {
@@ -327,21 +413,62 @@ pub(super) async fn run_handler(
     run.instrument(span).await
 }
 
+/// Why an entry is buried: the handlers that failed, the error, the
+/// attempts, and the first and last failures (Unix ms).
+type Why<'a> = (Option<String>, &'a str, u32, i64, i64);
+
 impl<T: StreamTransport> Delivery<T> {
+    /// Parks the retry in the group's delayed set when the group parks
+    /// retries, the backoff is long enough, and the event has no key (the
+    /// later events of a key wait behind its retry, which a park would let
+    /// pass): the entry goes there with its attempts and is acknowledged,
+    /// atomically. Returns whether the entry is dealt with (parked, or
+    /// finished by another consumer meanwhile); `false` leaves the retry to
+    /// the worker, as without parking (a failed park too).
+    async fn park(&self, id: &str, envelope: &Envelope, trail: &Trail, parking: Parking) -> bool {
+        let spec = &self.spec;
+        let (Some(delayed), Some(threshold)) = (&spec.park, spec.options.park_after) else {
+            return false;
+        };
+        if parking.delay < threshold || envelope.partition_key().is_some() {
+            return false;
+        }
+        let rfc3339 = |ms| Rfc3339Millis::from_millis(ms).as_str().to_owned();
+        let extra = [
+            (field::ATTEMPTS, parking.attempt.to_string()),
+            (field::FIRST_FAILURE, rfc3339(parking.first)),
+            (field::ENTRY_ID, trail.entry_id(id).to_owned()),
+            (field::HANDLER, parking.handlers),
+        ];
+        let wait = i64::try_from(parking.delay.as_millis()).unwrap_or(i64::MAX);
+        let due = now_millis().saturating_add(wait);
+        match self
+            .transport
+            .park(&spec.key, spec.group, id, delayed, due, &extra)
+            .await
+        {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(stream = %spec.key, group = spec.group, entry = %id,
+                    "entry was acknowledged by another consumer meanwhile");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(stream = %spec.key, group = spec.group, entry = %id, error = %e,
+                    "parking the retry failed; it waits in the worker instead");
+                false
+            }
+        }
+    }
+
     /// Moves an entry to dead letters and acknowledges it, in one atomic step
     /// (updating the dead letter this group left for the same entry before,
     /// if there is one); if that fails the entry stays pending and is
-    /// claimed again later.
-    #[allow(clippy::too_many_arguments)]
-    async fn bury(
-        &self,
-        id: &str,
-        handler: Option<String>,
-        error: &str,
-        attempts: u32,
-        first_failure: i64,
-        last_failure: i64,
-    ) {
+    /// claimed again later. `entry_id` is the entry the dead letter names:
+    /// `id`, or for a parked retry its entry in the stream it was first
+    /// read from.
+    async fn bury(&self, id: &str, entry_id: &str, why: Why<'_>) {
+        let (handler, error, attempts, first_failure, last_failure) = why;
         let (transport, spec) = (&self.transport, &self.spec);
         let extra = Burial {
             group: spec.group,
@@ -350,8 +477,9 @@ impl<T: StreamTransport> Delivery<T> {
             attempts,
             first_failure,
             last_failure,
-            entry_id: id,
+            entry_id,
             consumer: &spec.consumer,
+            partition: spec.partition,
         }
         .fields();
         match transport

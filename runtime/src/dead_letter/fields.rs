@@ -34,6 +34,9 @@ pub struct DeadLetter {
     pub first_failure: Option<OffsetDateTime>,
     /// Time of the last failure.
     pub last_failure: Option<OffsetDateTime>,
+    /// On a stream declared with partitions, the partition it was read
+    /// from, where a retry puts it back.
+    pub partition: Option<u32>,
     /// The original entry's fields (the `dlq_…` ones left out), as written.
     pub fields: Vec<(String, Vec<u8>)>,
     /// The original event, or why its fields are not an envelope (a poison
@@ -52,6 +55,7 @@ impl DeadLetter {
             attempts: 0,
             first_failure: None,
             last_failure: None,
+            partition: None,
             fields: Vec::new(),
             envelope: Err(EnvelopeError::Missing {
                 field: "id",
@@ -80,6 +84,7 @@ impl DeadLetter {
                 field::FIRST_FAILURE => letter.first_failure = time(&value),
                 field::LAST_FAILURE => letter.last_failure = time(&value),
                 field::ENTRY_ID => letter.entry_id = text(&value),
+                field::PARTITION => letter.partition = text(&value).parse().ok(),
                 n if n.starts_with("dlq_") => {}
                 _ => letter.fields.push((name, value)),
             }
@@ -115,6 +120,8 @@ pub(crate) struct Burial<'a> {
     pub(crate) last_failure: i64,
     pub(crate) entry_id: &'a str,
     pub(crate) consumer: &'a str,
+    /// The partition the entry was read from, on a partitioned stream.
+    pub(crate) partition: Option<u32>,
 }
 
 impl Burial<'_> {
@@ -133,6 +140,9 @@ impl Burial<'_> {
             (field::ENTRY_ID, self.entry_id.to_owned()),
             (field::CONSUMER, self.consumer.to_owned()),
         ]);
+        if let Some(k) = self.partition {
+            extra.push((field::PARTITION, k.to_string()));
+        }
         extra
     }
 }
@@ -164,6 +174,7 @@ mod tests {
             last_failure: 1_732_442_401_456,
             entry_id: "1732442400000-0",
             consumer: "worker-1",
+            partition: Some(3),
         };
         for (k, v) in burial.fields() {
             fields.push((k.to_owned(), v.into_bytes()));
@@ -174,6 +185,7 @@ mod tests {
         assert_eq!(letter.error, "index_file: boom");
         assert_eq!(letter.attempts, 3);
         assert_eq!(letter.entry_id, "1732442400000-0");
+        assert_eq!(letter.partition, Some(3));
         assert_eq!(
             letter
                 .first_failure

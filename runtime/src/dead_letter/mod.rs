@@ -37,6 +37,7 @@ use crate::transport::{dead_letter_index_key, RawEntry, StreamTransport};
 #[derive(Clone)]
 pub struct DeadLetters {
     bus: Bus,
+    stream: String,
     stream_key: String,
     dlq_key: String,
     index_key: String,
@@ -67,6 +68,7 @@ impl DeadLetters {
     fn new(bus: Bus, stream: &str) -> Result<Self, Error> {
         let dlq_key = bus.dead_letter_key(stream)?;
         Ok(DeadLetters {
+            stream: stream.to_owned(),
             stream_key: bus.stream_key(stream)?,
             index_key: dead_letter_index_key(&dlq_key),
             dlq_key,
@@ -120,7 +122,14 @@ impl DeadLetters {
     }
 
     /// Puts one dead letter back into its stream for the group that gave up
-    /// on it, and deletes it from dead letters, in one atomic step. The
+    /// on it, and deletes it from dead letters, in one atomic step. On a
+    /// stream with partitions ([`BusBuilder::partitions`](crate::BusBuilder::partitions)),
+    /// whose dead letters are all kept in `ns:{stream}:dlq`, it goes back to
+    /// the partition it was read from (`ns:{stream#<k>}`, its
+    /// `dlq_partition`), so that the group's worker for that partition
+    /// handles it, whether this bus declares the partitions or not (the
+    /// CLI's does not); one without that field goes to the partition of its
+    /// `partitionkey` when this bus declares them. The
     /// entry has its original fields (the same event id, so an inbox still
     /// knows it; an older version is upcast by the reader as usual) and
     /// `dlqgroup` naming that group: the group handles it again, and every
@@ -131,19 +140,89 @@ impl DeadLetters {
     /// `id` is not a stream entry id (`<milliseconds>-<sequence>`).
     ///
     /// ```text
+    /// XRANGE ns:{stream}:dlq (<id - 1> + COUNT 1
     /// EVAL <script> 3 ns:{stream} ns:{stream}:dlq ns:{stream}:dlq:idx <id>
     ///   -- XRANGE the dead letter, XADD its original fields and dlqgroup,
     ///   -- XDEL it, HDEL its index entry
     /// ```
     pub async fn retry(&self, id: &str) -> Result<Option<String>, Error> {
         let ids = [self.checked(id)?];
-        let mut out = self.requeue(&ids).await?;
+        let mut out = match self.one(&ids[0]).await? {
+            Some(letter) => self.requeue(&[letter]).await?,
+            None => vec![None],
+        };
         Ok(out.pop().flatten())
+    }
+
+    /// The dead letter `id` (a checked entry id), if it is there: the first
+    /// one after the id just before it.
+    async fn one(&self, id: &str) -> Result<Option<RawEntry>, Error> {
+        let before = id
+            .split_once('-')
+            .and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)))
+            .and_then(|(ms, seq)| match (ms, seq) {
+                (_, 1..) => Some(format!("{ms}-{}", seq - 1)),
+                (1.., 0) => Some(format!("{}-{}", ms - 1, u64::MAX)),
+                (0, 0) => None,
+            });
+        let found = self.page(before.as_deref(), 1).await?;
+        Ok(found.into_iter().find(|e| e.id == id))
+    }
+
+    /// Moves dead letters back, each to its stream: on a stream with
+    /// partitions, the partition it was read from (its `dlq_partition`),
+    /// or for one without that field the partition of its `partitionkey`
+    /// when this bus declares the partitions (partition 0 without a key);
+    /// one call per stream. A dead letter whose reply was lost and is moved
+    /// again is no longer one, and comes back as `None`; the new entry ids
+    /// come in the order given.
+    async fn requeue(&self, letters: &[RawEntry]) -> Result<Vec<Option<String>>, Error> {
+        let mut out = vec![None; letters.len()];
+        // Each stream's key, with the dead letters (by place) that go there.
+        let mut routes: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, letter) in letters.iter().enumerate() {
+            let text = |name: &str| {
+                letter
+                    .fields
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            };
+            // At most as many partitions as a stream may have.
+            let read_from = text(field::PARTITION)
+                .and_then(|k| k.parse::<u32>().ok())
+                .filter(|k| *k < 1024);
+            let to = match read_from {
+                Some(k) => self.bus.partition_stream_key(&self.stream, k)?,
+                None => self.bus.routed_key(
+                    self.stream_key.clone(),
+                    &self.stream,
+                    text(crate::envelope::field::PARTITIONKEY),
+                ),
+            };
+            match routes.iter_mut().find(|(k, _)| *k == to) {
+                Some((_, places)) => places.push(i),
+                None => routes.push((to, vec![i])),
+            }
+        }
+        for (to, places) in routes {
+            let ids: Vec<String> = places.iter().map(|&i| letters[i].id.clone()).collect();
+            let moved = self
+                .bus
+                .patiently("EVAL (retry)", || async {
+                    on_streams!(self.bus.backend(), t => t.requeue(&to, &self.dlq_key, &ids))
+                })
+                .await?;
+            for (i, id) in places.into_iter().zip(moved) {
+                out[i] = id;
+            }
+        }
+        Ok(out)
     }
 
     /// Puts back every dead letter that is there when the call starts
     /// (oldest first, a page at a time), each for the group that gave up on
-    /// it, as [`DeadLetters::retry`] does; one that fails again while this
+    /// it (and to its partition), as [`DeadLetters::retry`] does; one that fails again while this
     /// runs is not picked up twice. Returns how many went back.
     pub async fn retry_all(&self) -> Result<usize, Error> {
         self.sweep(None, Sweep::Retry, &mut |_| {}).await
@@ -289,15 +368,15 @@ impl DeadLetters {
             after = Some(last.id.clone());
             left = left.saturating_sub(page.len());
             let looked_at = total - left;
-            let ids: Vec<String> = page
+            let letters: Vec<RawEntry> = page
                 .into_iter()
                 .filter(|e| group.is_none_or(|g| group_of(e) == Some(g)))
-                .map(|e| e.id)
                 .collect();
+            let ids: Vec<String> = letters.iter().map(|e| e.id.clone()).collect();
             done += match sweep {
                 _ if ids.is_empty() => 0,
                 Sweep::Retry => {
-                    let out = self.requeue(&ids).await?;
+                    let out = self.requeue(&letters).await?;
                     out.iter().filter(|o| o.is_some()).count()
                 }
                 Sweep::Purge => self.delete(&ids).await?,
@@ -309,16 +388,6 @@ impl DeadLetters {
         }
         progress(Progress { done: total, total });
         Ok(done)
-    }
-
-    /// Moves dead letters back; one whose reply was lost and is moved again
-    /// is no longer a dead letter, and comes back as `None`.
-    async fn requeue(&self, ids: &[String]) -> Result<Vec<Option<String>>, Error> {
-        self.bus
-            .patiently("EVAL (retry)", || async {
-                on_streams!(self.bus.backend(), t => t.requeue(&self.stream_key, &self.dlq_key, ids))
-            })
-            .await
     }
 
     /// Deletes dead letters; returns how many were there.

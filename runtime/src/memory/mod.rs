@@ -145,11 +145,24 @@ fn field_text<'f>(fields: &'f [(String, Vec<u8>)], name: &str) -> Option<&'f str
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// The index entry of a dead letter: `<entry id>:<group>`.
+/// The index entry of a dead letter: `<entry id>:<group>`, or
+/// `<entry id>#<partition>:<group>` on a partitioned stream, whose
+/// partitions give out the same entry ids.
 fn index_slot(fields: &[(String, Vec<u8>)]) -> Option<String> {
     let entry = field_text(fields, dead_letter_field::ENTRY_ID)?;
     let group = field_text(fields, dead_letter_field::GROUP)?;
-    Some(format!("{entry}:{group}"))
+    Some(slot_of(
+        entry,
+        field_text(fields, dead_letter_field::PARTITION),
+        group,
+    ))
+}
+
+fn slot_of(entry: &str, partition: Option<&str>, group: &str) -> String {
+    match partition {
+        Some(k) => format!("{entry}#{k}:{group}"),
+        None => format!("{entry}:{group}"),
+    }
 }
 
 /// The id `XADD *` would give after `last`.
@@ -490,6 +503,54 @@ impl StreamTransport for MemoryTransport {
             }
         }
         Ok(DueDelivery::new(moved, malformed, next_due))
+    }
+
+    async fn park(
+        &self,
+        key: &str,
+        group: &str,
+        id: &str,
+        delayed: &str,
+        due: i64,
+        extra: &[(&'static str, String)],
+    ) -> Result<bool, TransportError> {
+        let mut broker = self.lock();
+        let parsed = parse_id(id).ok_or_else(|| TransportError::Protocol {
+            command: "EVAL",
+            reason: format!("invalid stream id `{id}`"),
+        })?;
+        let stream = broker
+            .streams
+            .get_mut(key)
+            .ok_or_else(|| no_group("EVAL", key, group))?;
+        let envelope = stream.entries.get(&parsed).cloned();
+        let g = stream
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| no_group("EVAL", key, group))?;
+        if g.pending.remove(&parsed).is_none() {
+            return Ok(false);
+        }
+        let Some(envelope) = envelope else {
+            return Ok(true);
+        };
+        // The entry's fields as `XRANGE` gives them (an earlier park's are
+        // not among them: they live apart, in `Envelope::parked`), then the
+        // new ones.
+        let mut parts: Vec<String> = Vec::new();
+        for (name, value) in envelope.to_all_fields() {
+            parts.push(name);
+            parts.push(String::from_utf8_lossy(&value).into_owned());
+        }
+        for (name, value) in extra {
+            parts.push((*name).to_owned());
+            parts.push(value.clone());
+        }
+        let member = serde_json::to_string(&parts).unwrap_or_default();
+        let set = broker.delayed.entry(delayed.to_owned()).or_default();
+        set.retain(|(_, m)| *m != member);
+        set.insert((due, member));
+        Ok(true)
     }
 
     async fn lease(
@@ -1004,13 +1065,20 @@ impl StreamTransport for MemoryTransport {
         if envelope.retry_group.as_deref().is_some_and(|g| g != group) {
             return Ok(DeadLettered::OtherGroup);
         }
-        let mut fields: Vec<(String, Vec<u8>)> = envelope
-            .to_fields()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        // Every field, extension attributes (`partitionkey`) included, as
+        // the script on Redis copies them.
+        let mut fields: Vec<(String, Vec<u8>)> = envelope.to_all_fields();
         let dead = broker.dead.entry(dlq.to_owned()).or_default();
-        let slot = format!("{id}:{group}");
+        // The entry as the dead letter names it: a parked retry's entry in
+        // the stream it was first read from.
+        let extra_field = |field: &str| {
+            extra
+                .iter()
+                .find(|(name, _)| *name == field)
+                .map(|(_, v)| v.as_str())
+        };
+        let entry = extra_field(dead_letter_field::ENTRY_ID).unwrap_or(id);
+        let slot = slot_of(entry, extra_field(dead_letter_field::PARTITION), group);
         let earlier = dead
             .index
             .get(&slot)

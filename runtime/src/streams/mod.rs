@@ -774,6 +774,25 @@ impl StreamTransport for StreamsTransport {
         Ok(DueDelivery::new(moved, malformed, next_due))
     }
 
+    async fn park(
+        &self,
+        key: &str,
+        group: &str,
+        id: &str,
+        delayed: &str,
+        due: i64,
+        extra: &[(&'static str, String)],
+    ) -> Result<bool, TransportError> {
+        let mut invocation = script::PARK.prepare_invoke();
+        invocation.key(key).key(delayed).arg(group).arg(id).arg(due);
+        for (name, value) in extra {
+            invocation.arg(*name).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let code: i64 = invocation.invoke_async(&mut conn).await?;
+        Ok(code != -1)
+    }
+
     async fn lease(
         &self,
         key: &str,
@@ -1518,17 +1537,21 @@ mod script {
     use redis::Script;
 
     /// Two Lua functions the scripts that delete dead letters start with:
-    /// `group_and_entry(fields)` reads `dlq_group` and `dlq_entry_id`, and
+    /// `group_and_entry(fields)` reads `dlq_group` and `dlq_entry_id` (with
+    /// `#<dlq_partition>` after it on a partitioned stream, whose partitions
+    /// give out the same entry ids), and
     /// `forget(index, fields, id)` deletes the index entry that maps
     /// `<entry id>:<group>` to the dead letter `id`, unless a newer dead
     /// letter of the same entry and group took its place.
     const FORGET: &str = r"
 local function group_and_entry(f)
-  local group, entry
+  local group, entry, part
   for j = 1, #f, 2 do
     if f[j] == 'dlq_group' then group = f[j + 1]
-    elseif f[j] == 'dlq_entry_id' then entry = f[j + 1] end
+    elseif f[j] == 'dlq_entry_id' then entry = f[j + 1]
+    elseif f[j] == 'dlq_partition' then part = f[j + 1] end
   end
+  if entry and part then entry = entry .. '#' .. part end
   return group, entry
 end
 local function forget(index, f, id)
@@ -1545,6 +1568,10 @@ end
     /// the entry in this group replaced, and acked), 0 (entry deleted: acked
     /// only), -1 (no longer pending: nothing done, another consumer finished
     /// it), -2 (a dead letter put back for another group: acked only).
+    /// The entry's own `dlq_…` fields (a parked retry's) are left out, and
+    /// the index names the entry by the extra `dlq_entry_id` (for a parked
+    /// retry, its entry in the stream it was first read from), followed by
+    /// `#<dlq_partition>` on a partitioned stream.
     pub(super) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
         Script::new(
             r"
@@ -1555,14 +1582,25 @@ if #found == 0 then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
   return 0
 end
-local fields = found[1][2]
-for i = 1, #fields, 2 do
-  if fields[i] == 'dlqgroup' and fields[i + 1] ~= ARGV[1] then
+local fields = {}
+local f = found[1][2]
+for i = 1, #f, 2 do
+  if f[i] == 'dlqgroup' and f[i + 1] ~= ARGV[1] then
     redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
     return -2
   end
+  if string.sub(f[i], 1, 4) ~= 'dlq_' then
+    fields[#fields + 1] = f[i]
+    fields[#fields + 1] = f[i + 1]
+  end
 end
-local slot = ARGV[2] .. ':' .. ARGV[1]
+local entry, part = ARGV[2], nil
+for i = 3, #ARGV, 2 do
+  if ARGV[i] == 'dlq_entry_id' then entry = ARGV[i + 1]
+  elseif ARGV[i] == 'dlq_partition' then part = ARGV[i + 1] end
+end
+if part then entry = entry .. '#' .. part end
+local slot = entry .. ':' .. ARGV[1]
 local earlier = redis.call('HGET', KEYS[3], slot)
 local attempts, first
 if earlier then
@@ -1592,6 +1630,39 @@ local dead = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('HSET', KEYS[3], slot, dead)
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if earlier then return 2 end
+return 1
+",
+        )
+    });
+
+    /// KEYS: stream, delayed set. ARGV: group, entry id, due ms, extra
+    /// field/value pairs. Returns 1 (parked and acked), 0 (entry deleted:
+    /// acked only), -1 (no longer pending: nothing done). The fields of an
+    /// earlier park (`dlq_…`) are left out, so that the new ones stand alone.
+    pub(super) static PARK: LazyLock<Script> = LazyLock::new(|| {
+        Script::new(
+            r"
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #pending == 0 then return -1 end
+local found = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if #found == 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  return 0
+end
+local f = found[1][2]
+local member = {}
+for i = 1, #f, 2 do
+  if string.sub(f[i], 1, 4) ~= 'dlq_' then
+    member[#member + 1] = f[i]
+    member[#member + 1] = f[i + 1]
+  end
+end
+for i = 4, #ARGV, 2 do
+  member[#member + 1] = ARGV[i]
+  member[#member + 1] = ARGV[i + 1]
+end
+redis.call('ZADD', KEYS[2], ARGV[3], cjson.encode(member))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ",
         )
