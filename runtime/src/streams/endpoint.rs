@@ -26,8 +26,12 @@ use crate::error::{Error, NameError, TransportError};
 
 /// Every command tidings sends, as ACL rules: the library (publishing,
 /// consuming, dead letters, retries, stats, Pub/Sub, request and reply,
-/// the Lua scripts, whose commands Redis checks too), the CLI, and
-/// `SELECT` for a database other than 0. `AUTH` needs no rule. redis-rs
+/// the Lua scripts, whose commands Redis checks too), the CLI, `SELECT`
+/// for a database other than 0, `WAIT` for
+/// [`Durability::Replicated`](crate::streams::Durability::Replicated), and
+/// on a Redis Cluster the `CLUSTER SLOTS` and `ASKING` that redis-rs's
+/// cluster client sends to learn the map of slots and to follow an `ASK`
+/// redirection while a slot moves. `AUTH` needs no rule. redis-rs
 /// also sends `CLIENT SETINFO` on connecting and ignores its reply: it is
 /// left out, as Redis before 7.2 does not know it and would refuse the rule.
 pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
@@ -36,7 +40,8 @@ pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
 +xadd +xreadgroup +xread +xack +xautoclaim +xclaim +xgroup +xinfo +xlen +xpending \
 +xrange +xrevrange +xdel +xtrim \
 +exists +type +scan +get +set +del +pexpire +hget +hset +hdel \
-+zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyscore";
++zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyscore \
++wait +cluster|slots +asking";
 
 /// The ACL rule of a user that can do everything tidings does under
 /// `namespace` and nothing else: its keys (`~<ns>:*`), its Pub/Sub
