@@ -20,7 +20,7 @@ use tidings::{
     fatal, handler, streams::Durability, Bus, ConsumerOptions, Context, HandlerResult, RawEvent,
     RetryPolicy, State,
 };
-use tidings_testkit::ClusterSet;
+use tidings_testkit::{ClusterSet, TestCa};
 
 #[handler(group = "cluster")]
 async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
@@ -123,6 +123,43 @@ async fn the_documented_user_works_on_a_cluster() {
         .await
         .expect_err("the user is limited");
     assert_eq!(denied.code(), Some("NOPERM"), "{denied}");
+}
+
+/// `rediss+cluster://`: every connection to every node speaks TLS, the
+/// nodes' certificates are checked against the URL's CA, and the nodes ask
+/// for the client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_does_a_services_work() {
+    let ca = TestCa::generate();
+    let cluster = ClusterSet::start_tls(&ca);
+    assert!(cluster.url().starts_with("rediss+cluster://"));
+    workout(&connect(&cluster).await).await;
+
+    let port = cluster.nodes()[0].port();
+    let other = TestCa::generate();
+    let refused = |url: String| async move {
+        match Bus::builder().connect_timeout(LIMIT).connect(&url).await {
+            Ok(_) => panic!("{url} connected"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // Another CA's certificate is not the nodes'.
+    let e = refused(format!(
+        "rediss+cluster://127.0.0.1:{port}/?tls_ca={}&tls_cert={}&tls_key={}",
+        other.ca_cert().display(),
+        ca.client_cert().display(),
+        ca.client_key().display()
+    ))
+    .await;
+    assert!(e.contains("certificate"), "{e}");
+    // Without a client certificate the nodes hang up; over plain TCP they
+    // do not answer.
+    refused(format!(
+        "rediss+cluster://127.0.0.1:{port}/?tls_ca={}",
+        ca.ca_cert().display()
+    ))
+    .await;
+    refused(format!("redis+cluster://127.0.0.1:{port}")).await;
 }
 
 /// Publishing (one, batches, across slots), a worker over two streams,

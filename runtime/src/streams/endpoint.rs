@@ -250,8 +250,10 @@ impl Endpoint {
     ///   Sentinels are asked without any;
     /// - `redis+cluster://[user:password@]h1:p1,h2:p2,…`: a Redis Cluster
     ///   that any of the nodes named introduces (redis-rs asks them for
-    ///   the map of slots and follows `MOVED` and `ASK`). TLS to a cluster
-    ///   (`rediss+cluster://`) is refused for now.
+    ///   the map of slots and follows `MOVED` and `ASK`);
+    /// - `rediss+cluster://[user:password@]h1:p1,…[/?tls_ca=…&tls_cert=…&tls_key=…]`:
+    ///   the same over TLS, with the TLS options of `rediss://` (every node
+    ///   is reached with the same files).
     ///
     /// A file named in the query or in `tls` is read here: a missing one
     /// fails with [`Error::TlsFile`]. The password never appears in an
@@ -284,60 +286,39 @@ impl Endpoint {
             }
             return Self::sentinel(rest).map_err(invalid);
         }
-        if url.starts_with("rediss+cluster://") {
-            return Err(invalid(
-                "TLS to a Redis Cluster is not supported yet: use `redis+cluster://`".into(),
-            ));
-        }
-        if let Some(rest) = url.strip_prefix("redis+cluster://") {
-            if !tls.is_empty() {
+        let cluster_tls = url.starts_with("rediss+cluster://");
+        if cluster_tls || url.starts_with("redis+cluster://") {
+            let q = TlsQuery::read(url, tls).map_err(invalid)?;
+            if !cluster_tls && q.asks_tls() {
                 return Err(invalid(
-                    "TLS files were given for a `redis+cluster://` URL, which is plain TCP".into(),
+                    "TLS options (`tls_ca`, `tls_cert`, `tls_key`, `insecure`, or TLS files on \
+                     the builder) need a `rediss+cluster://` URL"
+                        .into(),
                 ));
             }
-            return Self::cluster(rest).map_err(invalid);
-        }
-        let (base, query, fragment) = split_query(url);
-        let mut files = tls.clone();
-        let mut insecure = false;
-        let mut cert = None;
-        let mut key = None;
-        let mut kept = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, raw) = match pair.split_once('=') {
-                Some((name, raw)) => (name, Some(raw)),
-                None => (pair, None),
-            };
-            let value = || {
-                percent_decode_str(raw.unwrap_or(""))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            match name {
-                "tls_ca" => files = files.ca(value()),
-                "tls_cert" => cert = Some(value()),
-                "tls_key" => key = Some(value()),
-                "insecure" => match raw {
-                    None | Some("true") | Some("1") => insecure = true,
-                    Some(other) => {
-                        return Err(invalid(format!(
-                            "`insecure={other}`: write `insecure` (or `insecure=true`) to turn \
-                             certificate checks off, and leave it out to keep them"
-                        )))
-                    }
-                },
-                _ => kept.push(pair),
+            if !q.kept.is_empty() {
+                return Err(invalid(format!(
+                    "`{}`: a cluster URL names its nodes and, over TLS, its TLS options only",
+                    q.kept.join("&")
+                )));
             }
+            let tls = match cluster_tls {
+                true => Some((
+                    q.files.certificates()?,
+                    q.insecure || q.fragment == Some("insecure"),
+                )),
+                false => None,
+            };
+            let rest = q.base.split_once("://").map_or(q.base, |(_, rest)| rest);
+            return Self::cluster(rest, tls).map_err(invalid);
         }
-        match (cert, key) {
-            (Some(cert), Some(key)) => files = files.client(cert, key),
-            (None, None) => {}
-            _ => {
-                return Err(invalid(
-                    "`tls_cert` and `tls_key` go together: give both or neither".into(),
-                ))
-            }
-        }
+        let TlsQuery {
+            base,
+            files,
+            insecure,
+            kept,
+            fragment,
+        } = TlsQuery::read(url, tls).map_err(invalid)?;
         let tls_url = url.starts_with("rediss://") || url.starts_with("valkeys://");
         if !tls_url && (insecure || !files.is_empty()) {
             return Err(invalid(
@@ -389,18 +370,18 @@ impl Endpoint {
         }
     }
 
-    fn cluster(rest: &str) -> Result<Endpoint, String> {
+    /// The nodes of `h1:p1,h2:p2` after the scheme, over TLS with these
+    /// certificates (and checks off when insecure) when `tls` is given.
+    fn cluster(rest: &str, tls: Option<(TlsCertificates, bool)>) -> Result<Endpoint, String> {
         let (login, rest) = match rest.rsplit_once('@') {
             Some((login, rest)) => (Some(login), rest),
             None => (None, rest),
         };
         let hosts = rest.trim_end_matches('/');
         if hosts.contains('/') || hosts.contains('?') {
-            return Err(
-                "a cluster URL names its nodes only (no database, no options): \
+            return Err("a cluster URL names its nodes, and no database: \
                  redis+cluster://h1:p1,h2:p2"
-                    .into(),
-            );
+                .into());
         }
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         let (user, password) = match login {
@@ -431,7 +412,16 @@ impl Endpoint {
             if let Some(password) = &password {
                 settings = settings.set_password(password.clone());
             }
-            let info = redis::ConnectionAddr::Tcp(name.to_owned(), port)
+            let addr = match &tls {
+                None => redis::ConnectionAddr::Tcp(name.to_owned(), port),
+                Some((_, insecure)) => redis::ConnectionAddr::TcpTls {
+                    host: name.to_owned(),
+                    port,
+                    insecure: *insecure,
+                    tls_params: None,
+                },
+            };
+            let info = addr
                 .into_connection_info()
                 .map_err(|e| e.to_string())?
                 .set_redis_settings(settings);
@@ -439,9 +429,24 @@ impl Endpoint {
         }
         let nodes = infos
             .iter()
-            .map(|info| Client::open(info.clone()).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = ClusterClient::new(infos).map_err(|e| e.to_string())?;
+            .map(|info| match &tls {
+                Some((certificates, _)) => {
+                    Client::build_with_tls(info.clone(), certificates.clone())
+                }
+                None => Client::open(info.clone()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut builder = ClusterClient::builder(infos);
+        if let Some((certificates, insecure)) = tls {
+            builder = builder
+                .tls(match insecure {
+                    true => redis::TlsMode::Insecure,
+                    false => redis::TlsMode::Secure,
+                })
+                .certs(certificates);
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(Endpoint {
             inner: Arc::new(Inner::Cluster {
                 client,
@@ -682,6 +687,75 @@ fn rustls_config(certificates: &TlsCertificates) -> Result<rustls::ClientConfig,
     }
 }
 
+/// What the query and fragment of a URL say about TLS: the files (those
+/// given to the builder, then the query's), whether certificate checks are
+/// off by the query (`?insecure`, `?insecure=true|1`), the fragment
+/// (`#insecure` is redis-rs's way to say the same), and the rest of
+/// the query, for redis-rs.
+struct TlsQuery<'a> {
+    /// The URL before its query.
+    base: &'a str,
+    files: TlsFiles,
+    insecure: bool,
+    /// The query's other pairs, as written.
+    kept: Vec<&'a str>,
+    fragment: Option<&'a str>,
+}
+
+impl<'a> TlsQuery<'a> {
+    fn read(url: &'a str, tls: &TlsFiles) -> Result<TlsQuery<'a>, String> {
+        let (base, query, fragment) = split_query(url);
+        let mut files = tls.clone();
+        let mut insecure = false;
+        let mut cert = None;
+        let mut key = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, raw) = match pair.split_once('=') {
+                Some((name, raw)) => (name, Some(raw)),
+                None => (pair, None),
+            };
+            let value = || {
+                percent_decode_str(raw.unwrap_or(""))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            match name {
+                "tls_ca" => files = files.ca(value()),
+                "tls_cert" => cert = Some(value()),
+                "tls_key" => key = Some(value()),
+                "insecure" => match raw {
+                    None | Some("true") | Some("1") => insecure = true,
+                    Some(other) => {
+                        return Err(format!(
+                            "`insecure={other}`: write `insecure` (or `insecure=true`) to turn \
+                             certificate checks off, and leave it out to keep them"
+                        ))
+                    }
+                },
+                _ => kept.push(pair),
+            }
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => files = files.client(cert, key),
+            (None, None) => {}
+            _ => return Err("`tls_cert` and `tls_key` go together: give both or neither".into()),
+        }
+        Ok(TlsQuery {
+            base,
+            files,
+            insecure,
+            kept,
+            fragment,
+        })
+    }
+
+    /// Whether anything of TLS was asked for.
+    fn asks_tls(&self) -> bool {
+        self.insecure || !self.files.is_empty()
+    }
+}
+
 /// The URL before its query, the query (empty when there is none), and
 /// the fragment (`insecure` in `…#insecure`), if there is one.
 fn split_query(url: &str) -> (&str, &str, Option<&str>) {
@@ -744,10 +818,27 @@ mod tests {
             "redis+cluster://a:x",
             "redis+cluster://a:1,:2",
             "redis+cluster://a:1/0",
-            "rediss+cluster://a:1",
+            "redis+cluster://a:1/?tls_ca=/a",
+            "redis+cluster://a:1/?insecure",
+            "redis+cluster://a:1/?timeout=3",
+            "rediss+cluster://a:1/?insecure=no",
+            "rediss+cluster://a:1/?tls_cert=/a",
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+        }
+        let e = parse("rediss+cluster://a:1/?tls_ca=/no/such/ca.crt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/no/such/ca.crt"), "{e}");
+        // Over TLS, checking the certificate or not.
+        for url in [
+            "rediss+cluster://u:p@a:7000,b:7001",
+            "rediss+cluster://a:7000,b:7001/?insecure",
+            "rediss+cluster://a:7000/#insecure",
+        ] {
+            let e = parse(url).unwrap();
+            assert!(e.cluster_client().is_some(), "{url}");
         }
         let e = parse("redis+cluster://u:secret@a:x")
             .unwrap_err()
