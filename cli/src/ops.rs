@@ -16,8 +16,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct Connection {
     /// Redis URL: `redis://[user:password@]host:port[/db]`;
     /// `rediss://…?tls_ca=<ca.crt>&tls_cert=<client.crt>&tls_key=<client.key>`
-    /// over TLS (`?insecure` accepts any certificate); or
-    /// `redis+sentinel://[user:password@]h1:26379,h2:26379/<master>[/db]`.
+    /// over TLS (`?insecure` accepts any certificate);
+    /// `redis+sentinel://[user:password@]h1:26379,h2:26379/<master>[/db]`
+    /// (`?sentinel_password=…` for Sentinels that ask for one;
+    /// `rediss+sentinel://` over TLS); or
+    /// `redis+cluster://h1:p1,h2:p2` (`rediss+cluster://` over TLS).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: String,
     /// Key namespace of the services (`<namespace>:{<stream>}`).

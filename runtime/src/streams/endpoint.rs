@@ -1,5 +1,5 @@
 //! Where Redis is: one server (`redis://`, `rediss://`), or the master that
-//! a set of Sentinels names (`redis+sentinel://`), looked up again each time
+//! a set of Sentinels names (`redis+sentinel://`, `rediss+sentinel://`), looked up again each time
 //! a connection is made, so that connections follow a failover, or a
 //! Redis Cluster (`redis+cluster://`), whose commands redis-rs's cluster
 //! client routes to the node owning each key's slot.
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 use redis::cluster::ClusterClient;
-use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     Client, ClientTlsConfig, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
     TlsCertificates, Value,
@@ -207,14 +207,16 @@ enum Inner {
     Direct(Client, Option<Arc<rustls::ClientConfig>>),
     /// The master a set of Sentinels names.
     Sentinel {
-        sentinel: tokio::sync::Mutex<Sentinel>,
+        /// Asks the Sentinels, and logs in to the master they name.
+        sentinel: tokio::sync::Mutex<SentinelClient>,
         /// The master's name in the Sentinels' configuration.
         master: String,
-        /// How to log in to the master (user, password, database).
-        node: SentinelNodeConnectionInfo,
         /// `h1:26379,h2:26379`, for messages.
         hosts: String,
         user: Option<String>,
+        /// For `rediss+sentinel://` that checks certificates, the TLS
+        /// configuration of the hand-written connections to the master.
+        rustls: Option<Arc<rustls::ClientConfig>>,
     },
     /// The nodes of a Redis Cluster.
     Cluster {
@@ -246,8 +248,11 @@ impl Endpoint {
     /// - `redis+sentinel://[user:password@]h1:26379,h2:26379/master-name[/db]`:
     ///   the master that the Sentinels at `h1`, `h2`, … (an IPv6 address
     ///   in brackets, `[::1]:26379`) name `master-name`, with a database
-    ///   of 0 or more. The user and password are the master's; the
-    ///   Sentinels are asked without any;
+    ///   of 0 or more. The user and password are the master's; Sentinels
+    ///   that ask for their own get them from the query
+    ///   (`?sentinel_user=…&sentinel_password=…`);
+    /// - `rediss+sentinel://…`: the same over TLS, to the Sentinels and to
+    ///   the master, with the TLS options of `rediss://`;
     /// - `redis+cluster://[user:password@]h1:p1,h2:p2,…`: a Redis Cluster
     ///   that any of the nodes named introduces (redis-rs asks them for
     ///   the map of slots and follows `MOVED` and `ASK`);
@@ -277,14 +282,44 @@ impl Endpoint {
             url: redact(url),
             source: RedisError::from((ErrorKind::InvalidClientConfig, "invalid URL", detail)),
         };
-        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            if !tls.is_empty() {
+        let sentinel_tls = url.starts_with("rediss+sentinel://");
+        if sentinel_tls || url.starts_with("redis+sentinel://") {
+            let q = TlsQuery::read(url, tls).map_err(invalid)?;
+            if !sentinel_tls && q.asks_tls() {
                 return Err(invalid(
-                    "TLS files were given for a Sentinel URL; TLS to Sentinels is not supported"
+                    "TLS options (`tls_ca`, `tls_cert`, `tls_key`, `insecure`, or TLS files on \
+                     the builder) need a `rediss+sentinel://` URL"
                         .into(),
                 ));
             }
-            return Self::sentinel(rest).map_err(invalid);
+            let mut login = Login::default();
+            for pair in &q.kept {
+                let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+                let value = percent_decode_str(raw).decode_utf8_lossy().into_owned();
+                match name {
+                    "sentinel_user" if !value.is_empty() => login.user = Some(value),
+                    "sentinel_password" if !value.is_empty() => login.password = Some(value),
+                    // The value is not shown: it may be a password.
+                    _ => {
+                        return Err(invalid(format!(
+                            "`{name}`: a Sentinel URL takes `sentinel_user` and \
+                             `sentinel_password` (not empty) and, over TLS, the TLS options"
+                        )))
+                    }
+                }
+            }
+            let tls = match sentinel_tls {
+                true => Some(SentinelTls {
+                    certificates: (!q.files.is_empty())
+                        .then(|| q.files.certificates())
+                        .transpose()?,
+                    insecure: q.insecure || q.fragment == Some("insecure"),
+                }),
+                false => None,
+            };
+            let rest = q.base.split_once("://").map_or(q.base, |(_, rest)| rest);
+            let parsed = SentinelUrl::parse(rest).map_err(invalid)?;
+            return Self::sentinel(parsed, login, tls).map_err(invalid);
         }
         let cluster_tls = url.starts_with("rediss+cluster://");
         if cluster_tls || url.starts_with("redis+cluster://") {
@@ -365,8 +400,8 @@ impl Endpoint {
     /// `rediss://` URL that checks the server's certificate.
     pub(crate) fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
         match &*self.inner {
-            Inner::Direct(_, tls) => tls.clone(),
-            Inner::Sentinel { .. } | Inner::Cluster { .. } => None,
+            Inner::Direct(_, tls) | Inner::Sentinel { rustls: tls, .. } => tls.clone(),
+            Inner::Cluster { .. } => None,
         }
     }
 
@@ -465,66 +500,69 @@ impl Endpoint {
         }
     }
 
-    fn sentinel(rest: &str) -> Result<Endpoint, String> {
-        let (login, rest) = match rest.rsplit_once('@') {
-            Some((login, rest)) => (Some(login), rest),
-            None => (None, rest),
-        };
-        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let segments: Vec<&str> = path.split('/').collect();
-        if segments.len() > 2 {
-            return Err(format!(
-                "the path `/{path}` has more than a master name and a database: \
-                 redis+sentinel://host:26379/master-name[/db]"
-            ));
+    /// The master the Sentinels of `url` name, logging in to the
+    /// Sentinels as `sentinels` says, over TLS when `tls` is given (to the
+    /// Sentinels and to the master alike).
+    fn sentinel(
+        url: SentinelUrl,
+        sentinels: Login,
+        tls: Option<SentinelTls>,
+    ) -> Result<Endpoint, String> {
+        let addrs = url.addrs.iter().map(|(host, port)| match &tls {
+            None => redis::ConnectionAddr::Tcp(host.clone(), *port),
+            Some(tls) => redis::ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: tls.insecure,
+                tls_params: None,
+            },
+        });
+        let mut builder =
+            SentinelClientBuilder::new(addrs, &url.master, SentinelServerType::Master)
+                .map_err(|e| e.to_string())?
+                .set_client_to_redis_db(url.db);
+        if let Some(user) = &url.login.user {
+            builder = builder.set_client_to_redis_username(user);
         }
-        let master = segments[0];
-        if master.is_empty() {
-            return Err(
-                "a Sentinel URL names its master: redis+sentinel://host:26379/master-name".into(),
-            );
+        if let Some(password) = &url.login.password {
+            builder = builder.set_client_to_redis_password(password);
         }
-        let db = match segments.get(1) {
-            None | Some(&"") => 0,
-            Some(db) => db
-                .parse::<i64>()
-                .ok()
-                .filter(|db| *db >= 0)
-                .ok_or_else(|| {
-                    format!(
-                        "the database `{db}` after the master name is not a number of 0 or more"
-                    )
-                })?,
-        };
-        let mut sentinels = Vec::new();
-        for host in hosts.split(',') {
-            let (name, port) = sentinel_address(host)?;
-            if name.is_empty() {
-                return Err(format!("a Sentinel host is empty in `{hosts}`"));
+        if let Some(user) = &sentinels.user {
+            builder = builder.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = &sentinels.password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        let mut rustls = None;
+        if let Some(tls) = tls {
+            let mode = match tls.insecure {
+                true => redis::TlsMode::Insecure,
+                false => redis::TlsMode::Secure,
+            };
+            builder = builder
+                .set_client_to_redis_tls_mode(mode)
+                .set_client_to_sentinel_tls_mode(mode);
+            let certificates = tls.certificates.unwrap_or(TlsCertificates {
+                client_tls: None,
+                root_cert: None,
+            });
+            if !tls.insecure {
+                rustls = Some(Arc::new(rustls_config(&certificates)?));
             }
-            sentinels.push(redis::ConnectionAddr::Tcp(name.to_owned(), port));
-        }
-        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let mut settings = RedisConnectionInfo::default().set_db(db);
-        let mut user = None;
-        if let Some(login) = login {
-            let (name, password) = login.split_once(':').unwrap_or((login, ""));
-            if !name.is_empty() {
-                settings = settings.set_username(decode(name));
-                user = Some(decode(name));
-            }
-            if !password.is_empty() {
-                settings = settings.set_password(decode(password));
+            if certificates.root_cert.is_some() || certificates.client_tls.is_some() {
+                builder = builder
+                    .set_client_to_redis_certificates(certificates.clone())
+                    .set_client_to_sentinel_certificates(certificates);
             }
         }
-        let sentinel = Sentinel::build(sentinels).map_err(|e| e.to_string())?;
+        let sentinel = builder.build().map_err(|e| e.to_string())?;
         Ok(Endpoint {
             inner: Arc::new(Inner::Sentinel {
                 sentinel: tokio::sync::Mutex::new(sentinel),
-                master: master.to_owned(),
-                node: SentinelNodeConnectionInfo::default().set_redis_connection_info(settings),
-                hosts: hosts.to_owned(),
-                user,
+                master: url.master,
+                hosts: url.hosts,
+                user: url.login.user,
+                rustls,
             }),
         })
     }
@@ -590,18 +628,7 @@ impl Endpoint {
                     RedisError::from((ErrorKind::InvalidClientConfig, "no cluster node named"))
                 }))
             }
-            Inner::Sentinel {
-                sentinel,
-                master,
-                node,
-                ..
-            } => {
-                sentinel
-                    .lock()
-                    .await
-                    .async_master_for(master, Some(node))
-                    .await
-            }
+            Inner::Sentinel { sentinel, .. } => sentinel.lock().await.async_get_client().await,
         }
     }
 
@@ -615,6 +642,99 @@ impl Endpoint {
                 user: self.user(),
                 source,
             })
+    }
+}
+
+/// A user and a password, each if given.
+#[derive(Default)]
+struct Login {
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// TLS to the Sentinels and to the master: the files of the URL or the
+/// builder (the system's roots when none), and whether checks are off.
+struct SentinelTls {
+    certificates: Option<TlsCertificates>,
+    insecure: bool,
+}
+
+/// What a Sentinel URL says after its scheme and before its query:
+/// `[user:password@]h1:26379,h2/master-name[/db]`.
+#[derive(Debug)]
+struct SentinelUrl {
+    /// `h1:26379,h2`, as written, for messages.
+    hosts: String,
+    addrs: Vec<(String, u16)>,
+    master: String,
+    db: i64,
+    /// The master's user and password.
+    login: Login,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl SentinelUrl {
+    fn parse(rest: &str) -> Result<SentinelUrl, String> {
+        let (login, rest) = match rest.rsplit_once('@') {
+            Some((login, rest)) => (Some(login), rest),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let segments: Vec<&str> = path.split('/').collect();
+        if segments.len() > 2 {
+            return Err(format!(
+                "the path `/{path}` has more than a master name and a database: \
+                 redis+sentinel://host:26379/master-name[/db]"
+            ));
+        }
+        let master = segments[0];
+        if master.is_empty() {
+            return Err(
+                "a Sentinel URL names its master: redis+sentinel://host:26379/master-name".into(),
+            );
+        }
+        let db = match segments.get(1) {
+            None | Some(&"") => 0,
+            Some(db) => db
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| {
+                    format!(
+                        "the database `{db}` after the master name is not a number of 0 or more"
+                    )
+                })?,
+        };
+        let mut addrs = Vec::new();
+        for host in hosts.split(',') {
+            let (name, port) = sentinel_address(host)?;
+            if name.is_empty() {
+                return Err(format!("a Sentinel host is empty in `{hosts}`"));
+            }
+            addrs.push((name.to_owned(), port));
+        }
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let mut parsed = Login::default();
+        if let Some(login) = login {
+            let (name, password) = login.split_once(':').unwrap_or((login, ""));
+            parsed.user = (!name.is_empty()).then(|| decode(name));
+            parsed.password = (!password.is_empty()).then(|| decode(password));
+        }
+        Ok(SentinelUrl {
+            hosts: hosts.to_owned(),
+            addrs,
+            master: master.to_owned(),
+            db,
+            login: parsed,
+        })
     }
 }
 
@@ -767,14 +887,40 @@ fn split_query(url: &str) -> (&str, &str, Option<&str>) {
     (base, query, fragment)
 }
 
-/// `scheme://user:password@host` to `scheme://***@host`, for messages.
+/// `scheme://user:password@host` to `scheme://***@host`, and the value
+/// of a query pair whose name speaks of a password (`sentinel_password`,
+/// misspelt or not) to `***`, for messages.
 pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            format!("{}://***@{}", &base[..scheme], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        shown.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if secret(name) => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push_str(&pairs.join("&"));
     }
+    shown
+}
+
+/// Whether a query pair named `name` may hold a secret.
+fn secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token", "pw"]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 #[cfg(test)]
@@ -804,6 +950,43 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn sentinel_urls_take_the_sentinels_login_and_tls_options() {
+        for url in [
+            "redis+sentinel://a:1/m?sentinel_password=s%40cret",
+            "redis+sentinel://u:p@a:1,b:2/m/1?sentinel_user=watch&sentinel_password=pw",
+            "rediss+sentinel://a:1/m",
+            "rediss+sentinel://a:1/m?insecure&sentinel_password=pw",
+            "rediss+sentinel://a:1/m#insecure",
+        ] {
+            assert!(parse(url).unwrap().follows_failover(), "{url}");
+        }
+        assert!(parse("rediss+sentinel://a:1/m")
+            .unwrap()
+            .rustls_config()
+            .is_some());
+        assert!(parse("rediss+sentinel://a:1/m?insecure")
+            .unwrap()
+            .rustls_config()
+            .is_none());
+        for bad in [
+            "redis+sentinel://a:1/m?insecure",
+            "redis+sentinel://a:1/m?tls_ca=/a",
+            "redis+sentinel://a:1/m?sentinel_password=",
+            "redis+sentinel://a:1/m?sentinel_pass=s3cret-pw",
+            "rediss+sentinel://a:1/m?insecure=no",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+            assert!(!e.contains("s3cret-pw"), "{bad}: {e}");
+        }
+        let e = parse("redis+sentinel://a:x/m?sentinel_password=s3cret-pw")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret-pw"), "{e}");
+        assert!(e.contains("sentinel_password=***"), "{e}");
     }
 
     #[test]
@@ -931,14 +1114,9 @@ mod tests {
 
     /// The master's database of a Sentinel URL.
     fn sentinel_db(url: &str) -> String {
-        match &*parse(url).unwrap().inner {
-            Inner::Sentinel { node, .. } => {
-                let node = format!("{node:?}");
-                let at = node.find("db: ").expect("the node's settings show its db") + 4;
-                node[at..].split([',', ' ']).next().unwrap().to_owned()
-            }
-            Inner::Direct(..) | Inner::Cluster { .. } => panic!("{url} is not a Sentinel URL"),
-        }
+        assert!(parse(url).unwrap().follows_failover(), "{url}");
+        let rest = url.strip_prefix("redis+sentinel://").unwrap();
+        SentinelUrl::parse(rest).unwrap().db.to_string()
     }
 
     #[test]

@@ -178,12 +178,22 @@ impl RespConnection {
     async fn connect(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
         if let Some(endpoint) = &self.follow {
             let client = endpoint.client().await?;
-            let ConnectionAddr::Tcp(host, port) = client.get_connection_info().addr() else {
-                return Err(RedisError::from((
-                    ErrorKind::InvalidClientConfig,
-                    "the master named by Sentinel is not reached over plain TCP",
-                ))
-                .into());
+            let (host, port) = match client.get_connection_info().addr() {
+                ConnectionAddr::Tcp(host, port) if self.tls.is_none() => (host, port),
+                ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: false,
+                    ..
+                } if self.tls.is_some() => (host, port),
+                _ => {
+                    return Err(RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "the master named by Sentinel is not reached as the URL says \
+                         (plain TCP, or TLS that checks certificates)",
+                    ))
+                    .into())
+                }
             };
             self.host = host.clone();
             self.port = *port;
@@ -1374,6 +1384,45 @@ mod tests {
         let endpoint = Endpoint::parse(&insecure, &Default::default()).unwrap();
         let client = endpoint.client().await.unwrap();
         assert!(RespConnection::for_info(client.get_connection_info(), &endpoint).is_none());
+    }
+
+    /// Behind Sentinels over TLS, the hand-written path speaks TLS to the
+    /// master they name, and finds the new one after a failover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rediss_sentinel_takes_this_path_over_tls_and_follows_a_failover() {
+        use tidings_testkit::{SentinelSet, TestCa};
+        let ca = TestCa::generate();
+        let mut set = SentinelSet::start_secured(&ca, "watch-pw");
+        let endpoint = Endpoint::parse(&set.url(), &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint).expect(
+            "a rediss+sentinel:// URL that checks certificates takes the hand-written path",
+        );
+        let o = outgoing(b"{}", None, &[]);
+        assert_eq!(conn.append(&[("k", o)]).await.unwrap().len(), 1);
+        assert!(matches!(conn.conn, Some((Socket::Tls(_), _))));
+        assert_eq!(conn.port, set.first_master().port());
+
+        set.kill_master();
+        let new =
+            tokio::task::block_in_place(|| set.wait_failover(std::time::Duration::from_secs(20)))
+                .unwrap();
+        // The dead connection fails once; the next one goes to the master
+        // named now, over TLS.
+        let _ = conn.append(&[("k", o)]).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match conn.append(&[("k", o)]).await {
+                Ok(ids) if ids.len() == 1 => break,
+                other => assert!(
+                    std::time::Instant::now() < deadline,
+                    "no append after the failover: {other:?}"
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(conn.port, new);
+        assert!(matches!(conn.conn, Some((Socket::Tls(_), _))));
     }
 
     /// The hand-written connection of `url` (its own TLS configuration,
