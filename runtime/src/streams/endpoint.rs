@@ -221,6 +221,9 @@ enum Inner {
     /// The nodes of a Redis Cluster.
     Cluster {
         client: ClusterClient,
+        /// For `rediss+cluster://` that checks certificates, the TLS
+        /// configuration of the hand-written reading connections.
+        rustls: Option<Arc<rustls::ClientConfig>>,
         /// A client of each node named in the URL, for Pub/Sub (a
         /// `PUBLISH` reaches the subscribers of every node).
         nodes: Vec<Client>,
@@ -400,8 +403,9 @@ impl Endpoint {
     /// `rediss://` URL that checks the server's certificate.
     pub(crate) fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
         match &*self.inner {
-            Inner::Direct(_, tls) | Inner::Sentinel { rustls: tls, .. } => tls.clone(),
-            Inner::Cluster { .. } => None,
+            Inner::Direct(_, tls)
+            | Inner::Sentinel { rustls: tls, .. }
+            | Inner::Cluster { rustls: tls, .. } => tls.clone(),
         }
     }
 
@@ -472,6 +476,10 @@ impl Endpoint {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
+        let rustls = match &tls {
+            Some((certificates, false)) => Some(Arc::new(rustls_config(certificates)?)),
+            _ => None,
+        };
         let mut builder = ClusterClient::builder(infos);
         if let Some((certificates, insecure)) = tls {
             builder = builder
@@ -485,6 +493,7 @@ impl Endpoint {
         Ok(Endpoint {
             inner: Arc::new(Inner::Cluster {
                 client,
+                rustls,
                 nodes,
                 hosts: hosts.to_owned(),
                 user,

@@ -141,8 +141,9 @@ impl StreamsTransport {
     }
 
     /// On a Redis Cluster: redis-rs's cluster connection is the shared
-    /// one, and the hand-written connections are not used (they speak to
-    /// one node).
+    /// one; of the hand-written connections, only the readers' are used,
+    /// each made to the master of its stream's slot (a publish may span
+    /// slots).
     async fn connect_cluster(
         endpoint: Endpoint,
         response_timeout: Option<Duration>,
@@ -944,10 +945,15 @@ impl StreamTransport for StreamsTransport {
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
         if self.conn.is_cluster() {
             let conn = cluster_connection(&self.endpoint, None, self.connect_timeout).await?;
-            return Ok(StreamsReader {
-                managed: SharedConnection::cluster(self.endpoint.clone(), conn),
-                fast: None,
-            });
+            let managed = SharedConnection::cluster(self.endpoint.clone(), conn);
+            // `XREADGROUP` through a connection of its own to the master
+            // of the slot of the stream read.
+            let fast = resp::RespConnection::for_cluster(
+                self.client.get_connection_info(),
+                &self.endpoint,
+                managed.clone(),
+            );
+            return Ok(StreamsReader { managed, fast });
         }
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
@@ -990,13 +996,18 @@ impl StreamTransport for StreamsTransport {
         reader: &mut StreamsReader,
         r: ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
-        match &mut reader.fast {
-            Some(conn) => conn.read_group(&r).await,
-            None => {
-                let cmd = xreadgroup(&r, r.count, Some(r.block));
-                reply::read_group(cmd.query_async(&mut reader.managed).await?)
+        if let Some(conn) = &mut reader.fast {
+            match conn.read_group(&r).await {
+                // On a cluster, the node read no longer serves the slot:
+                // nothing was read, and redis-rs, which follows the
+                // redirection, reads this time (the next read connects to
+                // the slot's master named then).
+                Err(e) if e.is_cluster_redirect() && reader.managed.is_cluster() => {}
+                other => return other,
             }
         }
+        let cmd = xreadgroup(&r, r.count, Some(r.block));
+        reply::read_group(cmd.query_async(&mut reader.managed).await?)
     }
 
     async fn read_ahead_rest(

@@ -78,6 +78,16 @@ pub(super) struct RespConnection {
     follow: Option<Endpoint>,
     /// For `rediss://`: the TLS configuration of each new connection.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// On a Redis Cluster: where to ask for the master of the slot of the
+    /// key read before each new connection.
+    slot: Option<SlotFollow>,
+}
+
+/// A reading connection's way to the master of its key's slot: the
+/// reader's cluster connection, asked with `CLUSTER SLOTS`, and the key.
+pub(super) struct SlotFollow {
+    cluster: super::shared::SharedConnection,
+    key: String,
 }
 
 /// The socket of a connection: TCP, or TLS over TCP.
@@ -155,14 +165,35 @@ impl RespConnection {
             large: false,
             follow: endpoint.follows_failover().then(|| endpoint.clone()),
             tls,
+            slot: None,
         })
+    }
+
+    /// A reading connection on a Redis Cluster, made to the master of the
+    /// slot of the key it reads, as `cluster` names it then: for a node's
+    /// `info` (user, password, TLS), if it is TCP or TLS that checks
+    /// certificates.
+    pub(super) fn for_cluster(
+        info: &ConnectionInfo,
+        endpoint: &Endpoint,
+        cluster: super::shared::SharedConnection,
+    ) -> Option<Self> {
+        let mut conn = Self::for_info(info, endpoint)?;
+        conn.slot = Some(SlotFollow {
+            cluster,
+            key: String::new(),
+        });
+        Some(conn)
     }
 
     /// Whether `e` says the connection is to a server that is no longer
     /// the master: a replica's `READONLY`, behind Sentinel, where the next
-    /// connection goes to the master named then.
+    /// connection goes to the master named then; on a cluster, a node that
+    /// no longer serves the key's slot (`MOVED`, `ASK`, `CLUSTERDOWN`),
+    /// where the next goes to the slot's master named then.
     fn stale(&self, e: &TransportError) -> bool {
-        self.follow.is_some() && e.is_read_only()
+        (self.follow.is_some() && e.is_read_only())
+            || (self.slot.is_some() && e.is_cluster_redirect())
     }
 
     async fn open(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
@@ -176,6 +207,17 @@ impl RespConnection {
     }
 
     async fn connect(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
+        if let Some(slot) = &self.slot {
+            let Some((host, port)) = slot.cluster.master_of(&slot.key).await? else {
+                return Err(RedisError::from(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("no master serves the slot of `{}` now", slot.key),
+                ))
+                .into());
+            };
+            self.host = host;
+            self.port = port;
+        }
         if let Some(endpoint) = &self.follow {
             let client = endpoint.client().await?;
             let (host, port) = match client.get_connection_info().addr() {
@@ -247,6 +289,14 @@ impl RespConnection {
         &mut self,
         r: &ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
+        if let Some(slot) = &mut self.slot {
+            if slot.key != r.key {
+                // Another key may live on another node: a new connection.
+                slot.key = r.key.to_owned();
+                self.conn = None;
+                self.ahead = false;
+            }
+        }
         let (mut stream, mut buf, fresh) = match self.conn.take() {
             Some((stream, buf)) => (stream, buf, false),
             None => {
@@ -1351,6 +1401,7 @@ mod tests {
             large: false,
             follow: None,
             tls: None,
+            slot: None,
         }
     }
 
@@ -1423,6 +1474,71 @@ mod tests {
         }
         assert_eq!(conn.port, new);
         assert!(matches!(conn.conn, Some((Socket::Tls(_), _))));
+    }
+
+    /// On a cluster, the reading connection goes to the master of its
+    /// key's slot, and after the slot moves, to its new master.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster_a_read_goes_to_the_slots_master_and_follows_a_move() {
+        use super::super::shared::SharedConnection;
+        use std::time::Duration;
+        use tidings_testkit::ClusterSet;
+        let cluster = ClusterSet::start();
+        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
+        let conn = super::super::cluster_connection(&endpoint, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut shared = SharedConnection::cluster(endpoint.clone(), conn);
+        let client = endpoint.first_client().await.unwrap();
+        let mut reader =
+            RespConnection::for_cluster(client.get_connection_info(), &endpoint, shared.clone())
+                .expect("a plain cluster URL takes the hand-written reading path");
+        let key = "t:{moving}";
+        let add = |shared: &mut SharedConnection| {
+            let mut shared = shared.clone();
+            async move {
+                let _: String = redis::cmd("XADD")
+                    .arg(key)
+                    .arg("*")
+                    .arg("f")
+                    .arg("v")
+                    .query_async(&mut shared)
+                    .await
+                    .unwrap();
+            }
+        };
+        let _: Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg("g")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut shared)
+            .await
+            .unwrap();
+        add(&mut shared).await;
+        add(&mut shared).await;
+        let request = ReadRequest::new(key, "g", "c", 10, Duration::from_millis(10));
+        assert_eq!(reader.read_group(&request).await.unwrap().len(), 2);
+        let from = cluster.master_of(key).unwrap();
+        assert_eq!(reader.port, from);
+
+        let to = cluster
+            .masters()
+            .unwrap()
+            .into_iter()
+            .find(|m| *m != from)
+            .unwrap();
+        tokio::task::block_in_place(|| cluster.move_slot_of(key, to)).unwrap();
+        add(&mut shared).await;
+        let moved = reader.read_group(&request).await;
+        assert!(
+            matches!(&moved, Err(e) if e.is_cluster_redirect()),
+            "{moved:?}"
+        );
+        let got = reader.read_group(&request).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(reader.port, to);
     }
 
     /// The hand-written connection of `url` (its own TLS configuration,
@@ -1717,6 +1833,7 @@ mod tests {
             large: false,
             follow: None,
             tls: None,
+            slot: None,
         };
         let started = std::time::Instant::now();
         let request = ReadRequest::new("k", "g", "c", 1, std::time::Duration::ZERO);
