@@ -226,15 +226,9 @@ pub(crate) fn block_on<T>(
         .block_on(future)
 }
 
-/// `scheme://user:password@host` to `scheme://***@host`.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
+/// `scheme://user:password@host` to `scheme://***@host`, and secret query
+/// values (`sentinel_password=…`) to `***`: the library's own.
+pub(crate) use tidings_runtime::streams::redact;
 
 /// Left-aligned columns under upper-case headers, two spaces apart.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

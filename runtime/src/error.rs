@@ -483,6 +483,19 @@ impl TransportError {
         }
     }
 
+    /// Whether a Redis Cluster node said `ASK` (the slot is moving, and
+    /// this key already went) or `TRYAGAIN` (it is moving now): the slot is
+    /// still the node's, and one command goes elsewhere or later.
+    pub fn is_asked(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => matches!(e.code(), Some("ASK" | "TRYAGAIN")),
+            TransportError::Protocol { reason, .. } => {
+                reason.starts_with("ASK ") || reason.starts_with("TRYAGAIN ")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the consumer group (or its stream) does not exist: a server
     /// restarted without persistence lost it.
     pub fn is_no_group(&self) -> bool {

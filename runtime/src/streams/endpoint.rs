@@ -287,21 +287,23 @@ impl Endpoint {
         };
         let sentinel_tls = url.starts_with("rediss+sentinel://");
         if sentinel_tls || url.starts_with("redis+sentinel://") {
-            let q = TlsQuery::read(url, tls).map_err(invalid)?;
-            if !sentinel_tls && q.asks_tls() {
+            let (login, rest) = split_login(url);
+            let q = TlsQuery::read(rest, tls).map_err(invalid)?;
+            refuse_fragment(&q).map_err(invalid)?;
+            if !sentinel_tls && (q.asks_tls() || q.fragment.is_some()) {
                 return Err(invalid(
                     "TLS options (`tls_ca`, `tls_cert`, `tls_key`, `insecure`, or TLS files on \
                      the builder) need a `rediss+sentinel://` URL"
                         .into(),
                 ));
             }
-            let mut login = Login::default();
+            let mut sentinels = Login::default();
             for pair in &q.kept {
                 let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
                 let value = percent_decode_str(raw).decode_utf8_lossy().into_owned();
                 match name {
-                    "sentinel_user" if !value.is_empty() => login.user = Some(value),
-                    "sentinel_password" if !value.is_empty() => login.password = Some(value),
+                    "sentinel_user" if !value.is_empty() => sentinels.user = Some(value),
+                    "sentinel_password" if !value.is_empty() => sentinels.password = Some(value),
                     // The value is not shown: it may be a password.
                     _ => {
                         return Err(invalid(format!(
@@ -320,24 +322,26 @@ impl Endpoint {
                 }),
                 false => None,
             };
-            let rest = q.base.split_once("://").map_or(q.base, |(_, rest)| rest);
-            let parsed = SentinelUrl::parse(rest).map_err(invalid)?;
-            return Self::sentinel(parsed, login, tls).map_err(invalid);
+            let parsed = SentinelUrl::parse(login, q.base).map_err(invalid)?;
+            return Self::sentinel(parsed, sentinels, tls).map_err(invalid);
         }
         let cluster_tls = url.starts_with("rediss+cluster://");
         if cluster_tls || url.starts_with("redis+cluster://") {
-            let q = TlsQuery::read(url, tls).map_err(invalid)?;
-            if !cluster_tls && q.asks_tls() {
+            let (login, rest) = split_login(url);
+            let q = TlsQuery::read(rest, tls).map_err(invalid)?;
+            refuse_fragment(&q).map_err(invalid)?;
+            if !cluster_tls && (q.asks_tls() || q.fragment.is_some()) {
                 return Err(invalid(
                     "TLS options (`tls_ca`, `tls_cert`, `tls_key`, `insecure`, or TLS files on \
                      the builder) need a `rediss+cluster://` URL"
                         .into(),
                 ));
             }
-            if !q.kept.is_empty() {
+            if let Some(pair) = q.kept.first() {
+                // The name only: the value may be a secret.
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
                 return Err(invalid(format!(
-                    "`{}`: a cluster URL names its nodes and, over TLS, its TLS options only",
-                    q.kept.join("&")
+                    "`{name}`: a cluster URL names its nodes and, over TLS, its TLS options only"
                 )));
             }
             let tls = match cluster_tls {
@@ -347,8 +351,7 @@ impl Endpoint {
                 )),
                 false => None,
             };
-            let rest = q.base.split_once("://").map_or(q.base, |(_, rest)| rest);
-            return Self::cluster(rest, tls).map_err(invalid);
+            return Self::cluster(login, q.base, tls).map_err(invalid);
         }
         let TlsQuery {
             base,
@@ -409,13 +412,14 @@ impl Endpoint {
         }
     }
 
-    /// The nodes of `h1:p1,h2:p2` after the scheme, over TLS with these
-    /// certificates (and checks off when insecure) when `tls` is given.
-    fn cluster(rest: &str, tls: Option<(TlsCertificates, bool)>) -> Result<Endpoint, String> {
-        let (login, rest) = match rest.rsplit_once('@') {
-            Some((login, rest)) => (Some(login), rest),
-            None => (None, rest),
-        };
+    /// The nodes of `h1:p1,h2:p2` (after the scheme and the login), over
+    /// TLS with these certificates (and checks off when insecure) when
+    /// `tls` is given.
+    fn cluster(
+        login: Option<&str>,
+        rest: &str,
+        tls: Option<(TlsCertificates, bool)>,
+    ) -> Result<Endpoint, String> {
         let hosts = rest.trim_end_matches('/');
         if hosts.contains('/') || hosts.contains('?') {
             return Err("a cluster URL names its nodes, and no database: \
@@ -654,6 +658,27 @@ impl Endpoint {
     }
 }
 
+/// The login (`user:password`, before the last `@`) of a Sentinel or
+/// cluster URL, and the rest after the scheme. A password may hold `?`,
+/// `#` or `/` as written; a query value that holds `@` must write it `%40`.
+fn split_login(url: &str) -> (Option<&str>, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.rsplit_once('@') {
+        Some((login, rest)) => (Some(login), rest),
+        None => (None, rest),
+    }
+}
+
+/// Refuses a fragment other than `#insecure`, as redis-rs does.
+fn refuse_fragment(q: &TlsQuery<'_>) -> Result<(), String> {
+    match q.fragment {
+        None | Some("insecure") => Ok(()),
+        Some(_) => {
+            Err("a fragment other than `#insecure`: write `%23` for a `#` in a value".into())
+        }
+    }
+}
+
 /// A user and a password, each if given.
 #[derive(Default)]
 struct Login {
@@ -691,11 +716,8 @@ impl std::fmt::Debug for Login {
 }
 
 impl SentinelUrl {
-    fn parse(rest: &str) -> Result<SentinelUrl, String> {
-        let (login, rest) = match rest.rsplit_once('@') {
-            Some((login, rest)) => (Some(login), rest),
-            None => (None, rest),
-        };
+    /// `rest` is what follows the scheme and the login (`user:password`).
+    fn parse(login: Option<&str>, rest: &str) -> Result<SentinelUrl, String> {
         let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
         let segments: Vec<&str> = path.split('/').collect();
         if segments.len() > 2 {
@@ -896,32 +918,42 @@ fn split_query(url: &str) -> (&str, &str, Option<&str>) {
     (base, query, fragment)
 }
 
-/// `scheme://user:password@host` to `scheme://***@host`, and the value
-/// of a query pair whose name speaks of a password (`sentinel_password`,
-/// misspelt or not) to `***`, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let mut shown = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &base[..scheme], &base[at + 1..])
+/// A URL as it may be shown: `scheme://user:password@host` as
+/// `scheme://***@host`, and the value of every `name=value` pair whose name
+/// speaks of a password (`sentinel_password`, misspelt or not) as `***`.
+///
+/// ```
+/// use tidings::streams::redact;
+/// assert_eq!(redact("redis://u:s3cret@h:6379/0"), "redis://***@h:6379/0");
+/// assert_eq!(
+///     redact("redis+sentinel://h:26379/m?sentinel_password=s3cret&x=1"),
+///     "redis+sentinel://h:26379/m?sentinel_password=***&x=1"
+/// );
+/// ```
+pub fn redact(url: &str) -> String {
+    // The pairs first: a raw `@` in a secret value is hidden with it, and
+    // is then no login's end.
+    let mut masked = String::with_capacity(url.len());
+    for (i, part) in url.split_inclusive(['?', '&', '#']).enumerate() {
+        let (body, end) = match part.char_indices().last() {
+            Some((at, '?' | '&' | '#')) => (&part[..at], &part[at..]),
+            _ => (part, ""),
+        };
+        match body.split_once('=') {
+            Some((name, _)) if i > 0 && secret(name) => {
+                masked.push_str(name);
+                masked.push_str("=***");
+            }
+            _ => masked.push_str(body),
         }
-        _ => base.to_owned(),
-    };
-    if let Some(query) = query {
-        shown.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if secret(name) => format!("{name}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        shown.push_str(&pairs.join("&"));
+        masked.push_str(end);
     }
-    shown
+    match (masked.find("://"), masked.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &masked[..scheme], &masked[at + 1..])
+        }
+        _ => masked,
+    }
 }
 
 /// Whether a query pair named `name` may hold a secret.
@@ -996,6 +1028,48 @@ mod tests {
             .to_string();
         assert!(!e.contains("s3cret-pw"), "{e}");
         assert!(e.contains("sentinel_password=***"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_never_shown_whatever_they_hold() {
+        for (url, secret) in [
+            ("redis+sentinel://u:pa?ss@h:26379/m", "pa?ss"),
+            ("redis+cluster://u:p#w@a:1", "p#w"),
+            (
+                "redis+sentinel://h:1/m?sentinel_password=p@ss-word",
+                "ss-word",
+            ),
+            ("redis+sentinel://h:1/m?sentinel_pass=s3cret&x=1", "s3cret"),
+            ("redis://:s3cret@h:6379/0", "s3cret"),
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains(secret), "{url} shown as {shown}");
+        }
+        // Passwords may hold `?`, `#` and `/` in a Sentinel or cluster URL.
+        let e = parse("redis+sentinel://u:pa?s#s/w@h:1/m").unwrap();
+        assert_eq!(e.user().as_deref(), Some("u"));
+        assert!(parse("redis+cluster://u:p#w@a:1,b:2")
+            .unwrap()
+            .cluster_client()
+            .is_some());
+        // A cluster URL's unknown query is refused by name, value unshown.
+        let e = parse("redis+cluster://a:1/?sentinel_password=s3cret-pw")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sentinel_password`"), "{e}");
+        assert!(!e.contains("s3cret-pw"), "{e}");
+        // Fragments other than `#insecure` are refused, and that one
+        // without TLS.
+        for bad in [
+            "redis+sentinel://h:1/m?sentinel_password=ab#cd",
+            "redis+sentinel://h:1/m#insecure",
+            "redis+cluster://a:1#insecure",
+            "rediss+cluster://a:1#other",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+            assert!(!e.contains("ab#cd"), "{bad}: {e}");
+        }
     }
 
     #[test]
@@ -1124,8 +1198,8 @@ mod tests {
     /// The master's database of a Sentinel URL.
     fn sentinel_db(url: &str) -> String {
         assert!(parse(url).unwrap().follows_failover(), "{url}");
-        let rest = url.strip_prefix("redis+sentinel://").unwrap();
-        SentinelUrl::parse(rest).unwrap().db.to_string()
+        let (login, rest) = split_login(url);
+        SentinelUrl::parse(login, rest).unwrap().db.to_string()
     }
 
     #[test]

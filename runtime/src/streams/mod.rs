@@ -10,8 +10,7 @@ mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use endpoint::redact;
-pub use endpoint::{acl_rule, acl_rule_with_patterns, Endpoint, TlsFiles, ACL_COMMANDS};
+pub use endpoint::{acl_rule, acl_rule_with_patterns, redact, Endpoint, TlsFiles, ACL_COMMANDS};
 use redis::aio::ConnectionManagerConfig;
 use redis::{Client, Cmd, Pipeline, Value};
 pub use shared::SharedConnection;
@@ -996,15 +995,21 @@ impl StreamTransport for StreamsTransport {
         reader: &mut StreamsReader,
         r: ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
-        if let Some(conn) = &mut reader.fast {
-            match conn.read_group(&r).await {
-                // On a cluster, the node read no longer serves the slot:
-                // nothing was read, and redis-rs, which follows the
-                // redirection, reads this time (the next read connects to
-                // the slot's master named then).
-                Err(e) if e.is_cluster_redirect() && reader.managed.is_cluster() => {}
+        match &mut reader.fast {
+            // On a cluster, a connection that could not be made rests a
+            // while: redis-rs reads meanwhile.
+            Some(conn) if conn.resting() => {}
+            Some(conn) => match conn.read_group(&r).await {
+                // On a cluster: the node read no longer serves the slot, or
+                // the connection to the slot's master could not be made.
+                // Nothing was read, and redis-rs, which follows
+                // redirections, reads this time.
+                Err(e)
+                    if reader.managed.is_cluster()
+                        && (e.is_cluster_redirect() || conn.resting()) => {}
                 other => return other,
-            }
+            },
+            None => {}
         }
         let cmd = xreadgroup(&r, r.count, Some(r.block));
         reply::read_group(cmd.query_async(&mut reader.managed).await?)

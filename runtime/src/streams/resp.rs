@@ -88,6 +88,52 @@ pub(super) struct RespConnection {
 pub(super) struct SlotFollow {
     cluster: super::shared::SharedConnection,
     key: String,
+    /// Where the last `MOVED` said the slot is: the next connection goes
+    /// there without asking for the map of slots.
+    moved_to: Option<(String, u16)>,
+    /// Until when no connection is tried after one could not be made (no
+    /// master known for the slot, an address that does not answer), or the
+    /// cluster said `CLUSTERDOWN`: reads go through redis-rs meanwhile.
+    resting_until: Option<std::time::Instant>,
+}
+
+/// The address of `MOVED <slot> <host>:<port>`, unless the host is empty
+/// or unknown (`?`), as a cluster that announces no endpoint says.
+fn moved_address(reason: &str) -> Option<(String, u16)> {
+    let mut words = reason.split_whitespace();
+    if words.next() != Some("MOVED") {
+        return None;
+    }
+    let (host, port) = words.nth(1)?.rsplit_once(':')?;
+    if host.is_empty() || host == "?" {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// How long a reading connection on a cluster rests after it could not be
+/// made, before the next try.
+const SLOT_REST: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl SlotFollow {
+    /// Takes in what a failed read says about the slot: the new master of
+    /// a `MOVED`, or a rest after `CLUSTERDOWN`.
+    fn note(&mut self, e: &TransportError) {
+        let reason = match e {
+            TransportError::Protocol { reason, .. } => reason.clone(),
+            TransportError::Redis(e) => e.to_string(),
+            _ => return,
+        };
+        match reason.split_whitespace().next() {
+            Some("MOVED") => self.moved_to = moved_address(&reason),
+            Some("CLUSTERDOWN") => self.rest(),
+            _ => {}
+        }
+    }
+
+    fn rest(&mut self) {
+        self.resting_until = Some(std::time::Instant::now() + SLOT_REST);
+    }
 }
 
 /// The socket of a connection: TCP, or TLS over TCP.
@@ -182,18 +228,30 @@ impl RespConnection {
         conn.slot = Some(SlotFollow {
             cluster,
             key: String::new(),
+            moved_to: None,
+            resting_until: None,
         });
         Some(conn)
+    }
+
+    /// On a cluster, whether this connection is resting after it could not
+    /// be made: the caller reads through redis-rs meanwhile.
+    pub(super) fn resting(&self) -> bool {
+        self.slot
+            .as_ref()
+            .and_then(|s| s.resting_until)
+            .is_some_and(|until| std::time::Instant::now() < until)
     }
 
     /// Whether `e` says the connection is to a server that is no longer
     /// the master: a replica's `READONLY`, behind Sentinel, where the next
     /// connection goes to the master named then; on a cluster, a node that
-    /// no longer serves the key's slot (`MOVED`, `ASK`, `CLUSTERDOWN`),
-    /// where the next goes to the slot's master named then.
+    /// no longer serves the key's slot (`MOVED`, `CLUSTERDOWN`), where the
+    /// next goes to the slot's master (`ASK` and `TRYAGAIN`, while a slot
+    /// moves, keep the connection: the slot is still this node's).
     fn stale(&self, e: &TransportError) -> bool {
         (self.follow.is_some() && e.is_read_only())
-            || (self.slot.is_some() && e.is_cluster_redirect())
+            || (self.slot.is_some() && e.is_cluster_redirect() && !e.is_asked())
     }
 
     async fn open(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
@@ -207,11 +265,17 @@ impl RespConnection {
     }
 
     async fn connect(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
-        if let Some(slot) = &self.slot {
-            let Some((host, port)) = slot.cluster.master_of(&slot.key).await? else {
+        if let Some(slot) = &mut self.slot {
+            let named = match slot.moved_to.take() {
+                Some(addr) => Some(addr),
+                None => slot.cluster.master_of(&slot.key).await?,
+            };
+            // An empty or unknown host (a cluster that announces none) is
+            // no address to connect to: redis-rs reads instead.
+            let Some((host, port)) = named.filter(|(h, _)| !h.is_empty() && h != "?") else {
                 return Err(RedisError::from(io::Error::new(
                     io::ErrorKind::NotConnected,
-                    format!("no master serves the slot of `{}` now", slot.key),
+                    format!("no address of the master of the slot of `{}`", slot.key),
                 ))
                 .into());
             };
@@ -299,10 +363,15 @@ impl RespConnection {
         }
         let (mut stream, mut buf, fresh) = match self.conn.take() {
             Some((stream, buf)) => (stream, buf, false),
-            None => {
-                let (stream, buf) = self.open().await?;
-                (stream, buf, true)
-            }
+            None => match self.open().await {
+                Ok((stream, buf)) => (stream, buf, true),
+                Err(e) => {
+                    if let Some(slot) = &mut self.slot {
+                        slot.rest();
+                    }
+                    return Err(e);
+                }
+            },
         };
         // A read cut short (cancelled at a stop, or past its deadline) took
         // its connection with it: a read it sent ahead is gone too.
@@ -336,6 +405,9 @@ impl RespConnection {
                 }
                 Err(e) => Err(e),
             };
+        }
+        if let (Some(slot), Err(e)) = (&mut self.slot, &result) {
+            slot.note(e);
         }
         let in_step = match &result {
             Ok(_) => keep,
@@ -1539,6 +1611,66 @@ mod tests {
         let got = reader.read_group(&request).await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(reader.port, to);
+    }
+
+    #[test]
+    fn moved_names_the_new_master_unless_it_has_no_host() {
+        assert_eq!(
+            moved_address("MOVED 3999 127.0.0.1:6381"),
+            Some(("127.0.0.1".to_owned(), 6381))
+        );
+        assert_eq!(
+            moved_address("MOVED 3999 redis-2.internal:7000"),
+            Some(("redis-2.internal".to_owned(), 7000))
+        );
+        assert_eq!(moved_address("MOVED 3999 :6381"), None);
+        assert_eq!(moved_address("MOVED 3999 ?:6381"), None);
+        assert_eq!(moved_address("ASK 3999 127.0.0.1:6381"), None);
+        assert_eq!(moved_address("MOVED 3999"), None);
+    }
+
+    /// On a cluster, a reading connection that cannot be made rests, and
+    /// the transport reads through redis-rs meanwhile: nothing waits on an
+    /// address that does not answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster_reads_go_through_redis_rs_while_the_own_connection_cannot_be_made() {
+        use super::super::{StreamsReader, StreamsTransport};
+        use crate::transport::StreamTransport;
+        use std::time::Duration;
+        use tidings_testkit::ClusterSet;
+        let cluster = ClusterSet::start();
+        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
+        let transport = StreamsTransport::connect(endpoint, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut reader: StreamsReader = transport.reader().await.unwrap();
+        let key = "t:{unreachable}";
+        transport
+            .create_group(key, "g", &crate::StartFrom::Beginning)
+            .await
+            .unwrap();
+        let o = outgoing(b"{}", None, &[]);
+        transport.append(&[(key, o), (key, o)]).await.unwrap();
+        // Where the slot's master is said to be, nothing listens.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let fast = reader.fast.as_mut().expect("the own reading connection");
+        fast.slot.as_mut().unwrap().key = key.to_owned();
+        fast.slot.as_mut().unwrap().moved_to = Some(("127.0.0.1".to_owned(), closed));
+        let request = ReadRequest::new(key, "g", "c", 10, Duration::from_millis(10));
+        let got = transport.read_group(&mut reader, request).await.unwrap();
+        assert_eq!(got.len(), 2, "redis-rs read in its place");
+        let fast = reader.fast.as_ref().unwrap();
+        assert!(fast.resting());
+        assert!(fast.conn.is_none());
+        // While it rests, no connection is tried; redis-rs reads.
+        transport.append(&[(key, o)]).await.unwrap();
+        let got = transport.read_group(&mut reader, request).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(reader.fast.as_ref().unwrap().conn.is_none());
     }
 
     /// The hand-written connection of `url` (its own TLS configuration,

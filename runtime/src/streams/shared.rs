@@ -351,8 +351,12 @@ mod tests {
         assert_eq!(key_slot("foo{hash_tag}"), 2515);
         assert_eq!(key_slot("bar{hash_tag}"), 2515);
         // An empty tag is no tag: the whole key counts.
-        assert_eq!(key_slot("{}foo"), key_slot("{}foo"));
-        assert_ne!(key_slot("{}foo"), key_slot("foo"));
+        assert_eq!(key_slot("{}foo"), 9500);
+        // The first `{`, then the first `}` after it.
+        assert_eq!(key_slot("foo{{bar}}"), 4015);
+        assert_eq!(key_slot("{bar"), 4015);
+        // An empty first tag is no tag, whatever follows.
+        assert_eq!(key_slot("foo{}{bar}"), 8363);
         assert_eq!(key_slot("tidings:{contextual}"), key_slot("contextual"));
     }
 }
