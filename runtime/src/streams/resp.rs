@@ -70,8 +70,10 @@ pub(super) struct RespConnection {
     payload: Vec<u8>,
     /// Whether a read was sent ahead on `conn` and its reply not read yet.
     ahead: bool,
-    /// Whether the last reply was longer than [`AHEAD_MAX_REPLY`]: then no
-    /// read goes ahead of the next.
+    /// Whether the last reply was longer than [`AHEAD_MAX_REPLY`], or no
+    /// reply was read yet: then no read goes ahead of the next (the first
+    /// read of a stream of large entries must not have a second large
+    /// reply sent behind it before their size is known).
     large: bool,
     /// Behind Sentinel: where to ask for the master's address before each
     /// new connection.
@@ -208,7 +210,7 @@ impl RespConnection {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
-            large: false,
+            large: true,
             follow: endpoint.follows_failover().then(|| endpoint.clone()),
             tls,
             slot: None,
