@@ -20,7 +20,7 @@ use tidings::{
     fatal, handler, streams::Durability, Bus, ConsumerOptions, Context, HandlerResult, RawEvent,
     RetryPolicy, State,
 };
-use tidings_testkit::ClusterSet;
+use tidings_testkit::{ClusterSet, TestCa};
 
 #[handler(group = "cluster")]
 async fn take(e: FileUploaded, _ctx: Context, State(seen): State<Seen>) -> HandlerResult {
@@ -54,6 +54,31 @@ async fn connect(cluster: &ClusterSet) -> Bus {
         .expect("connects to the cluster")
 }
 
+/// The ACL user `orders` (password `s3cret-pw`) with the documented rule
+/// and the pattern the workout subscribes to, on every node: ACL users
+/// are not shared between the nodes of a cluster.
+async fn documented_user(cluster: &ClusterSet) -> String {
+    let rule =
+        tidings::streams::acl_rule_with_patterns("tidings", &["tidings:notifications:gate.*"])
+            .unwrap();
+    for node in cluster.nodes() {
+        let mut admin = node.connection().await;
+        let mut setuser = redis::cmd("ACL");
+        setuser
+            .arg("SETUSER")
+            .arg("orders")
+            .arg("on")
+            .arg(">s3cret-pw");
+        for word in rule.split_whitespace() {
+            setuser.arg(word);
+        }
+        let _: () = setuser.query_async(&mut admin).await.unwrap();
+    }
+    cluster
+        .url()
+        .replacen("redis+cluster://", "redis+cluster://orders:s3cret-pw@", 1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_a_service_does_works_on_a_cluster() {
     let cluster = ClusterSet::start();
@@ -62,8 +87,84 @@ async fn everything_a_service_does_works_on_a_cluster() {
     let contextual = cluster.master_of("tidings:{contextual}").unwrap();
     let indexing = cluster.master_of("tidings:{indexing}").unwrap();
     assert_ne!(contextual, indexing, "the test's streams share a master");
+    workout(&connect(&cluster).await).await;
+}
 
-    let bus = connect(&cluster).await;
+/// The documented ACL rule is all a service needs on a cluster, `WAIT`
+/// of [`Durability::Replicated`] and the map of slots included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_user_works_on_a_cluster() {
+    let cluster = ClusterSet::start();
+    let url = documented_user(&cluster).await;
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .durability(Durability::Replicated {
+            replicas: 1,
+            timeout: Duration::from_secs(5),
+        })
+        .connect(&url)
+        .await
+        .expect("the user logs in to the cluster");
+    workout(&bus).await;
+    // Nothing outside the namespace.
+    let mut own = redis::cluster::ClusterClient::new(vec![url
+        .replacen("redis+cluster://", "redis://", 1)
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned()])
+    .unwrap()
+    .get_async_connection()
+    .await
+    .unwrap();
+    let denied = redis::cmd("GET")
+        .arg("elsewhere")
+        .query_async::<redis::Value>(&mut own)
+        .await
+        .expect_err("the user is limited");
+    assert_eq!(denied.code(), Some("NOPERM"), "{denied}");
+}
+
+/// `rediss+cluster://`: every connection to every node speaks TLS, the
+/// nodes' certificates are checked against the URL's CA, and the nodes ask
+/// for the client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_does_a_services_work() {
+    let ca = TestCa::generate();
+    let cluster = ClusterSet::start_tls(&ca);
+    assert!(cluster.url().starts_with("rediss+cluster://"));
+    workout(&connect(&cluster).await).await;
+
+    let port = cluster.nodes()[0].port();
+    let other = TestCa::generate();
+    let refused = |url: String| async move {
+        match Bus::builder().connect_timeout(LIMIT).connect(&url).await {
+            Ok(_) => panic!("{url} connected"),
+            Err(e) => e.to_string(),
+        }
+    };
+    // Another CA's certificate is not the nodes'.
+    let e = refused(format!(
+        "rediss+cluster://127.0.0.1:{port}/?tls_ca={}&tls_cert={}&tls_key={}",
+        other.ca_cert().display(),
+        ca.client_cert().display(),
+        ca.client_key().display()
+    ))
+    .await;
+    assert!(e.contains("certificate"), "{e}");
+    // Without a client certificate the nodes hang up; over plain TCP they
+    // do not answer.
+    refused(format!(
+        "rediss+cluster://127.0.0.1:{port}/?tls_ca={}",
+        ca.ca_cert().display()
+    ))
+    .await;
+    refused(format!("redis+cluster://127.0.0.1:{port}")).await;
+}
+
+/// Publishing (one, batches, across slots), a worker over two streams,
+/// a dead letter and its retry, stats, the list of streams and Pub/Sub.
+async fn workout(bus: &Bus) {
     let seen = Seen::default();
     let worker = bus
         .consumer()
@@ -348,7 +449,12 @@ async fn a_master_killed_under_load_loses_nothing_replicated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_a_streams_slot_under_load_loses_and_fails_nothing() {
     let cluster = ClusterSet::start();
-    let bus = connect(&cluster).await;
+    // As the documented ACL user: following `ASK` needs `ASKING`.
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .connect(&documented_user(&cluster).await)
+        .await
+        .expect("the user logs in to the cluster");
     let seen = Seen::default();
     let worker = bus
         .consumer()

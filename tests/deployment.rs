@@ -1,7 +1,8 @@
 //! Redis as production runs it: over TLS (`rediss://`, with a CA the test
 //! makes, a client certificate, and a wrong CA refused), as an ACL user
 //! limited to the namespace by the very rule `docs/deployment.md` lists,
-//! and behind Sentinel, with the master killed under load.
+//! and behind Sentinel (over TLS with a Sentinel password too), with the
+//! master killed under load.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -356,6 +357,66 @@ async fn the_documented_user_works_through_sentinel() {
         .await
         .expect("the user logs in to the master the Sentinels name");
     workout(&bus).await;
+}
+
+/// `rediss+sentinel://` with a Sentinel password: the Sentinels, the
+/// master and the replica speak TLS only (so every connection of the bus,
+/// the hand-written ones included, must), the Sentinels ask for a
+/// password, and the bus follows a failover over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_over_tls_with_a_password_are_followed_through_a_failover() {
+    let ca = TestCa::generate();
+    let mut set = SentinelSet::start_secured(&ca, "watch-pw");
+    let url = set.url();
+    assert!(url.starts_with("rediss+sentinel://"), "{url}");
+    let bus = Bus::builder()
+        .connect_timeout(LIMIT)
+        .publish_timeout(Duration::from_secs(20))
+        .connect(&url)
+        .await
+        .expect("connects through the Sentinels over TLS");
+    workout(&bus).await;
+
+    set.kill_master();
+    let port = tokio::task::block_in_place(|| set.wait_failover(Duration::from_secs(20)))
+        .expect("the Sentinels promote the replica");
+    assert_eq!(port, set.first_replica().port());
+    let published = bus
+        .publish(&FileUploaded::new("after"))
+        .await
+        .expect("a publish after the failover reaches the new master");
+    assert!(published.entry_id.is_some());
+    let mut check = set.first_replica().connection().await;
+    let length: usize = redis::cmd("XLEN")
+        .arg("tidings:{contextual}")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    assert!(length >= 6, "{length} entries on the new master");
+
+    // A wrong Sentinel password, none, and plain TCP are refused in time.
+    for bad in [
+        url.replace("sentinel_password=watch-pw", "sentinel_password=wrong-pw"),
+        url.replace("&sentinel_password=watch-pw", ""),
+        url.replacen("rediss+sentinel://", "redis+sentinel://", 1)
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned(),
+    ] {
+        let started = Instant::now();
+        let refused = Bus::builder().connect_timeout(LIMIT).connect(&bad).await;
+        let shown = format!("{}", refused.as_ref().map(|_| ()).unwrap_err());
+        assert!(
+            !shown.contains("wrong-pw"),
+            "the password is shown: {shown}"
+        );
+        assert!(
+            started.elapsed() < LIMIT * 3,
+            "{bad}: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 /// Behind Sentinel, a master turned replica while it stays up answers

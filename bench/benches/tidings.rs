@@ -1001,44 +1001,49 @@ async fn tls_figures(config: &Config, plain_url: &str) -> Result<Vec<Figure>, Bo
 
 // ---------------------------------------------------------------- cluster
 
-/// tidings on a Redis Cluster of three masters and three replicas (started
-/// for the run, on the same machine) beside tidings on the run's single
-/// server, taking turns: awaited publish, batches of 100, and consume +
-/// ack, all on one stream (one slot, so one master). On the cluster the
-/// hand-written `XADD`/`XREADGROUP` paths give way to redis-rs's cluster
-/// connection, so the figure holds the cost of routing and of that
-/// fallback; the baseline is the single node with its own paths.
+/// Publish and consume on a 3-master cluster (each master with a
+/// replica), beside one node with one replica (so that both sides' Redis
+/// replicates every write, and what differs is the routing) and beside the
+/// bench's one node without a replica (a note on each figure), taking
+/// turns.
 async fn cluster_figures(config: &Config, single_url: &str) -> Result<Vec<Figure>, BoxError> {
-    progress("publish and consume on a 3-master cluster, beside one node");
+    progress("publish and consume on a 3-master cluster, beside one node with a replica");
     let cluster = ClusterSet::try_start()?;
+    let options = RedisOptions::default().config("repl-diskless-sync-delay", "0");
+    let master = RedisServer::try_with_options(options.clone())?;
+    let _replica = RedisServer::try_with_options(options.replica_of(master.port()))?;
+    let replicated_url = master.url();
     let sides = [
         connect(&cluster.url(), "cluster").await?,
+        connect(&replicated_url, "cluster").await?,
         connect(single_url, "cluster").await?,
     ];
     let key = sides[0].stream_key("bench").unwrap();
-    // Both sides' stream commands beside the bus go to the node holding
+    // Each side's stream commands beside the bus go to the node holding
     // the stream's slot.
     let owner = cluster.master_of(&key)?;
-    let mut conns = [
-        redis::Client::open(format!("redis://127.0.0.1:{owner}"))?
-            .get_multiplexed_async_connection()
-            .await?,
-        redis::Client::open(single_url)?
-            .get_multiplexed_async_connection()
-            .await?,
-    ];
+    let mut conns = Vec::new();
+    for url in [
+        format!("redis://127.0.0.1:{owner}"),
+        replicated_url.clone(),
+        single_url.to_owned(),
+    ] {
+        conns.push(
+            redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?,
+        );
+    }
     let events = samples(config.awaited.max(config.batched));
-    let (mut awaited, mut batched, mut consumed) = (
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-    );
+    let mut awaited: [Vec<f64>; 3] = Default::default();
+    let mut batched: [Vec<f64>; 3] = Default::default();
+    let mut consumed: [Vec<f64>; 3] = Default::default();
     for run in 0..=config.runs {
         let n_awaited = if run == 0 { 200 } else { config.awaited };
         let n_batched = if run == 0 { 1_000 } else { config.batched };
         let n_consume = if run == 0 { 1_000 } else { config.consume };
-        for turn in 0..2 {
-            let side = (turn + run) % 2;
+        for turn in 0..3 {
+            let side = (turn + run) % 3;
             let bus = &sides[side];
             let conn = &mut conns[side];
             del(conn, &key).await?;
@@ -1067,34 +1072,20 @@ async fn cluster_figures(config: &Config, single_url: &str) -> Result<Vec<Figure
             }
         }
     }
-    let [awaited_cluster, awaited_single] = awaited;
-    let [batched_cluster, batched_single] = batched;
-    let [consumed_cluster, consumed_single] = consumed;
+    let figure = |name: &str, [cluster, replicated, single]: [Vec<f64>; 3]| {
+        let bare = Figure::from_runs(name, "events/s", Better::Higher, cluster.clone(), single);
+        let mut f = Figure::from_runs(name, "events/s", Better::Higher, cluster, replicated)
+            .target(Target::RatioAtLeast(0.7));
+        f.notes.push(format!(
+            "beside one node without a replica: {:.2}x",
+            bare.tidings / bare.baseline
+        ));
+        f
+    };
     Ok(vec![
-        Figure::from_runs(
-            "cluster_publish_awaited",
-            "events/s",
-            Better::Higher,
-            awaited_cluster,
-            awaited_single,
-        )
-        .target(Target::RatioAtLeast(0.7)),
-        Figure::from_runs(
-            "cluster_publish_batch_100",
-            "events/s",
-            Better::Higher,
-            batched_cluster,
-            batched_single,
-        )
-        .target(Target::RatioAtLeast(0.7)),
-        Figure::from_runs(
-            "cluster_consume_ack",
-            "events/s",
-            Better::Higher,
-            consumed_cluster,
-            consumed_single,
-        )
-        .target(Target::RatioAtLeast(0.7)),
+        figure("cluster_publish_awaited", awaited),
+        figure("cluster_publish_batch_100", batched),
+        figure("cluster_consume_ack", consumed),
     ])
 }
 

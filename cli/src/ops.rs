@@ -16,8 +16,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct Connection {
     /// Redis URL: `redis://[user:password@]host:port[/db]`;
     /// `rediss://…?tls_ca=<ca.crt>&tls_cert=<client.crt>&tls_key=<client.key>`
-    /// over TLS (`?insecure` accepts any certificate); or
-    /// `redis+sentinel://[user:password@]h1:26379,h2:26379/<master>[/db]`.
+    /// over TLS (`?insecure` accepts any certificate);
+    /// `redis+sentinel://[user:password@]h1:26379,h2:26379/<master>[/db]`
+    /// (`?sentinel_password=…` for Sentinels that ask for one;
+    /// `rediss+sentinel://` over TLS); or
+    /// `redis+cluster://h1:p1,h2:p2` (`rediss+cluster://` over TLS).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: String,
     /// Key namespace of the services (`<namespace>:{<stream>}`).
@@ -223,15 +226,9 @@ pub(crate) fn block_on<T>(
         .block_on(future)
 }
 
-/// `scheme://user:password@host` to `scheme://***@host`.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
-}
+/// `scheme://user:password@host` to `scheme://***@host`, and secret query
+/// values (`sentinel_password=…`) to `***`: the library's own.
+pub(crate) use tidings_runtime::streams::redact;
 
 /// Left-aligned columns under upper-case headers, two spaces apart.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {

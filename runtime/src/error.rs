@@ -468,6 +468,34 @@ impl TransportError {
         }
     }
 
+    /// Whether a Redis Cluster node said it does not serve the key's slot
+    /// (`MOVED`, `ASK`) or the cluster cannot serve it now (`CLUSTERDOWN`,
+    /// `TRYAGAIN`): the command was not run, and may be sent again to the
+    /// node that serves the slot.
+    pub fn is_cluster_redirect(&self) -> bool {
+        const CODES: [&str; 4] = ["MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN"];
+        match self {
+            TransportError::Redis(e) => e.code().is_some_and(|c| CODES.contains(&c)),
+            TransportError::Protocol { reason, .. } => CODES
+                .iter()
+                .any(|c| reason.strip_prefix(c).is_some_and(|r| r.starts_with(' '))),
+            _ => false,
+        }
+    }
+
+    /// Whether a Redis Cluster node said `ASK` (the slot is moving, and
+    /// this key already went) or `TRYAGAIN` (it is moving now): the slot is
+    /// still the node's, and one command goes elsewhere or later.
+    pub fn is_asked(&self) -> bool {
+        match self {
+            TransportError::Redis(e) => matches!(e.code(), Some("ASK" | "TRYAGAIN")),
+            TransportError::Protocol { reason, .. } => {
+                reason.starts_with("ASK ") || reason.starts_with("TRYAGAIN ")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the consumer group (or its stream) does not exist: a server
     /// restarted without persistence lost it.
     pub fn is_no_group(&self) -> bool {

@@ -14,18 +14,25 @@
 //! cluster.kill(port);
 //! cluster.wait_ok(Duration::from_secs(20)).unwrap();
 //! ```
+//!
+//! [`ClusterSet::start_tls`] starts one that speaks TLS only, between its
+//! nodes too (`tls-cluster`, `tls-replication`); the kit then asks its
+//! nodes through `redis-cli --tls`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis::{RedisOptions, RedisServer};
+use crate::redis::{RedisOptions, RedisServer, ServerTls};
+use crate::TestCa;
 
 /// Three masters and their three replicas, joined in one cluster.
 #[derive(Debug)]
 pub struct ClusterSet {
     nodes: Vec<RedisServer>,
+    /// The files of a cluster that speaks TLS.
+    tls: Option<ServerTls>,
 }
 
 impl ClusterSet {
@@ -46,14 +53,49 @@ impl ClusterSet {
 
     /// Starts the cluster, or says why it could not.
     pub fn try_start() -> Result<ClusterSet, String> {
-        let options = RedisOptions::default()
+        Self::try_start_with(None)
+    }
+
+    /// [`ClusterSet::start`], speaking TLS only with certificates of `ca`:
+    /// to clients, which must show one of its client certificates, and
+    /// between nodes (`tls-cluster yes`, `tls-replication yes`, each node
+    /// showing the CA's client certificate to the others).
+    ///
+    /// # Panics
+    ///
+    /// As [`ClusterSet::start`].
+    #[track_caller]
+    pub fn start_tls(ca: &TestCa) -> ClusterSet {
+        match Self::try_start_with(Some(ca)) {
+            Ok(set) => set,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn try_start_with(ca: Option<&TestCa>) -> Result<ClusterSet, String> {
+        let mut options = RedisOptions::default()
             .cluster_node()
             .config("repl-diskless-sync-delay", "0");
+        if let Some(ca) = ca {
+            options = options
+                .tls(ca)
+                .config("tls-cluster", "yes")
+                .config("tls-replication", "yes")
+                .config(
+                    "tls-client-cert-file",
+                    ca.client_cert().display().to_string(),
+                )
+                .config("tls-client-key-file", ca.client_key().display().to_string());
+        }
+        let tls = options.tls.clone();
         let mut nodes = Vec::new();
         for _ in 0..6 {
             nodes.push(RedisServer::try_with_options(options.clone())?);
         }
         let mut cmd = Command::new("redis-cli");
+        if let Some(tls) = &tls {
+            cli_tls(&mut cmd, tls);
+        }
         cmd.arg("--cluster").arg("create");
         for node in &nodes {
             cmd.arg(format!("127.0.0.1:{}", node.port()));
@@ -73,19 +115,30 @@ impl ClusterSet {
                 String::from_utf8_lossy(&out.stdout)
             ));
         }
-        let set = ClusterSet { nodes };
+        let set = ClusterSet { nodes, tls };
         set.wait_ok(Duration::from_secs(30))?;
         Ok(set)
     }
 
-    /// `redis+cluster://127.0.0.1:<p1>,…` naming every node started.
+    /// `redis+cluster://127.0.0.1:<p1>,…` naming every node started; over
+    /// TLS, `rediss+cluster://…/?tls_ca=…&tls_cert=…&tls_key=…` with the
+    /// test CA and its client certificate.
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        match &self.tls {
+            None => format!("redis+cluster://{}", hosts.join(",")),
+            Some(tls) => format!(
+                "rediss+cluster://{}/?tls_ca={}&tls_cert={}&tls_key={}",
+                hosts.join(","),
+                tls.ca.display(),
+                tls.client_cert.display(),
+                tls.client_key.display()
+            ),
+        }
     }
 
     /// The nodes, in the order they were started.
@@ -156,6 +209,9 @@ impl ClusterSet {
         if from == to {
             return Err(format!("the slot of `{key}` is already on {to}"));
         }
+        if self.tls.is_some() {
+            return Err("the test kit moves slots of a plain cluster only".into());
+        }
         let slot = ask(from, &["CLUSTER", "KEYSLOT", key])?;
         let from_id = ask(from, &["CLUSTER", "MYID"])?;
         let to_id = ask(to, &["CLUSTER", "MYID"])?;
@@ -215,7 +271,7 @@ impl ClusterSet {
 
     fn state(&self) -> Result<(), String> {
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            let info = ask(node.port(), &["CLUSTER", "INFO"])?;
+            let info = self.ask(node.port(), &["CLUSTER", "INFO"])?;
             if !info.contains("cluster_state:ok") {
                 return Err(format!("node {} is not ok", node.port()));
             }
@@ -239,13 +295,59 @@ impl ClusterSet {
     fn ask_any(&self, args: &[&str]) -> Result<String, String> {
         let mut last = String::from("no node is running");
         for node in self.nodes.iter().filter(|n| n.is_running()) {
-            match ask(node.port(), args) {
+            match self.ask(node.port(), args) {
                 Ok(reply) => return Ok(reply),
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
+}
+
+impl ClusterSet {
+    /// One command to the node on `port`: over TCP, or through
+    /// `redis-cli --tls` for a TLS cluster.
+    fn ask(&self, port: u16, args: &[&str]) -> Result<String, String> {
+        let Some(tls) = &self.tls else {
+            return ask(port, args);
+        };
+        let mut cmd = Command::new("redis-cli");
+        cli_tls(&mut cmd, tls);
+        let out = cmd
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running redis-cli: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+        // redis-cli prints an error reply as its text, and exits with 1 on
+        // one only from 7.2 on.
+        let error = [
+            "ERR ",
+            "CLUSTERDOWN",
+            "MOVED ",
+            "Could not connect",
+            "Error: ",
+        ];
+        if !out.status.success() || error.iter().any(|e| text.starts_with(e)) {
+            return Err(format!(
+                "node {port}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(text)
+    }
+}
+
+/// `redis-cli`'s options for a server of the test CA.
+fn cli_tls(cmd: &mut Command, tls: &ServerTls) {
+    cmd.arg("--tls")
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.client_cert)
+        .arg("--key")
+        .arg(&tls.client_key);
 }
 
 /// A command as a RESP array of bulk strings.

@@ -342,7 +342,7 @@ impl Drop for RedisServer {
 }
 
 /// Whether something accepts connections on `port`.
-fn listening(port: u16) -> bool {
+pub(crate) fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 

@@ -1,5 +1,5 @@
 //! Where Redis is: one server (`redis://`, `rediss://`), or the master that
-//! a set of Sentinels names (`redis+sentinel://`), looked up again each time
+//! a set of Sentinels names (`redis+sentinel://`, `rediss+sentinel://`), looked up again each time
 //! a connection is made, so that connections follow a failover, or a
 //! Redis Cluster (`redis+cluster://`), whose commands redis-rs's cluster
 //! client routes to the node owning each key's slot.
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 use redis::cluster::ClusterClient;
-use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     Client, ClientTlsConfig, ErrorKind, IntoConnectionInfo, RedisConnectionInfo, RedisError,
     TlsCertificates, Value,
@@ -26,8 +26,12 @@ use crate::error::{Error, NameError, TransportError};
 
 /// Every command tidings sends, as ACL rules: the library (publishing,
 /// consuming, dead letters, retries, stats, Pub/Sub, request and reply,
-/// the Lua scripts, whose commands Redis checks too), the CLI, and
-/// `SELECT` for a database other than 0. `AUTH` needs no rule. redis-rs
+/// the Lua scripts, whose commands Redis checks too), the CLI, `SELECT`
+/// for a database other than 0, `WAIT` for
+/// [`Durability::Replicated`](crate::streams::Durability::Replicated), and
+/// on a Redis Cluster the `CLUSTER SLOTS` and `ASKING` that redis-rs's
+/// cluster client sends to learn the map of slots and to follow an `ASK`
+/// redirection while a slot moves. `AUTH` needs no rule. redis-rs
 /// also sends `CLIENT SETINFO` on connecting and ignores its reply: it is
 /// left out, as Redis before 7.2 does not know it and would refuse the rule.
 pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
@@ -36,7 +40,8 @@ pub const ACL_COMMANDS: &str = "+ping +select +multi +exec +discard \
 +xadd +xreadgroup +xread +xack +xautoclaim +xclaim +xgroup +xinfo +xlen +xpending \
 +xrange +xrevrange +xdel +xtrim \
 +exists +type +scan +get +set +del +pexpire +hget +hset +hdel \
-+zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyscore";
++zadd +zcard +zrange +zrangebyscore +zrem +zremrangebyscore \
++wait +cluster|slots +asking";
 
 /// The ACL rule of a user that can do everything tidings does under
 /// `namespace` and nothing else: its keys (`~<ns>:*`), its Pub/Sub
@@ -202,18 +207,23 @@ enum Inner {
     Direct(Client, Option<Arc<rustls::ClientConfig>>),
     /// The master a set of Sentinels names.
     Sentinel {
-        sentinel: tokio::sync::Mutex<Sentinel>,
+        /// Asks the Sentinels, and logs in to the master they name.
+        sentinel: tokio::sync::Mutex<SentinelClient>,
         /// The master's name in the Sentinels' configuration.
         master: String,
-        /// How to log in to the master (user, password, database).
-        node: SentinelNodeConnectionInfo,
         /// `h1:26379,h2:26379`, for messages.
         hosts: String,
         user: Option<String>,
+        /// For `rediss+sentinel://` that checks certificates, the TLS
+        /// configuration of the hand-written connections to the master.
+        rustls: Option<Arc<rustls::ClientConfig>>,
     },
     /// The nodes of a Redis Cluster.
     Cluster {
         client: ClusterClient,
+        /// For `rediss+cluster://` that checks certificates, the TLS
+        /// configuration of the hand-written reading connections.
+        rustls: Option<Arc<rustls::ClientConfig>>,
         /// A client of each node named in the URL, for Pub/Sub (a
         /// `PUBLISH` reaches the subscribers of every node).
         nodes: Vec<Client>,
@@ -241,12 +251,17 @@ impl Endpoint {
     /// - `redis+sentinel://[user:password@]h1:26379,h2:26379/master-name[/db]`:
     ///   the master that the Sentinels at `h1`, `h2`, … (an IPv6 address
     ///   in brackets, `[::1]:26379`) name `master-name`, with a database
-    ///   of 0 or more. The user and password are the master's; the
-    ///   Sentinels are asked without any;
+    ///   of 0 or more. The user and password are the master's; Sentinels
+    ///   that ask for their own get them from the query
+    ///   (`?sentinel_user=…&sentinel_password=…`);
+    /// - `rediss+sentinel://…`: the same over TLS, to the Sentinels and to
+    ///   the master, with the TLS options of `rediss://`;
     /// - `redis+cluster://[user:password@]h1:p1,h2:p2,…`: a Redis Cluster
     ///   that any of the nodes named introduces (redis-rs asks them for
-    ///   the map of slots and follows `MOVED` and `ASK`). TLS to a cluster
-    ///   (`rediss+cluster://`) is refused for now.
+    ///   the map of slots and follows `MOVED` and `ASK`);
+    /// - `rediss+cluster://[user:password@]h1:p1,…[/?tls_ca=…&tls_cert=…&tls_key=…]`:
+    ///   the same over TLS, with the TLS options of `rediss://` (every node
+    ///   is reached with the same files).
     ///
     /// A file named in the query or in `tls` is read here: a missing one
     /// fails with [`Error::TlsFile`]. The password never appears in an
@@ -270,69 +285,81 @@ impl Endpoint {
             url: redact(url),
             source: RedisError::from((ErrorKind::InvalidClientConfig, "invalid URL", detail)),
         };
-        if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-            if !tls.is_empty() {
+        let sentinel_tls = url.starts_with("rediss+sentinel://");
+        if sentinel_tls || url.starts_with("redis+sentinel://") {
+            let (login, rest) = split_login(url);
+            let q = TlsQuery::read(rest, tls).map_err(invalid)?;
+            refuse_fragment(&q).map_err(invalid)?;
+            if !sentinel_tls && (q.asks_tls() || q.fragment.is_some()) {
                 return Err(invalid(
-                    "TLS files were given for a Sentinel URL; TLS to Sentinels is not supported"
+                    "TLS options (`tls_ca`, `tls_cert`, `tls_key`, `insecure`, or TLS files on \
+                     the builder) need a `rediss+sentinel://` URL"
                         .into(),
                 ));
             }
-            return Self::sentinel(rest).map_err(invalid);
-        }
-        if url.starts_with("rediss+cluster://") {
-            return Err(invalid(
-                "TLS to a Redis Cluster is not supported yet: use `redis+cluster://`".into(),
-            ));
-        }
-        if let Some(rest) = url.strip_prefix("redis+cluster://") {
-            if !tls.is_empty() {
-                return Err(invalid(
-                    "TLS files were given for a `redis+cluster://` URL, which is plain TCP".into(),
-                ));
-            }
-            return Self::cluster(rest).map_err(invalid);
-        }
-        let (base, query, fragment) = split_query(url);
-        let mut files = tls.clone();
-        let mut insecure = false;
-        let mut cert = None;
-        let mut key = None;
-        let mut kept = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, raw) = match pair.split_once('=') {
-                Some((name, raw)) => (name, Some(raw)),
-                None => (pair, None),
-            };
-            let value = || {
-                percent_decode_str(raw.unwrap_or(""))
-                    .decode_utf8_lossy()
-                    .into_owned()
-            };
-            match name {
-                "tls_ca" => files = files.ca(value()),
-                "tls_cert" => cert = Some(value()),
-                "tls_key" => key = Some(value()),
-                "insecure" => match raw {
-                    None | Some("true") | Some("1") => insecure = true,
-                    Some(other) => {
+            let mut sentinels = Login::default();
+            for pair in &q.kept {
+                let (name, raw) = pair.split_once('=').unwrap_or((pair, ""));
+                let value = percent_decode_str(raw).decode_utf8_lossy().into_owned();
+                match name {
+                    "sentinel_user" if !value.is_empty() => sentinels.user = Some(value),
+                    "sentinel_password" if !value.is_empty() => sentinels.password = Some(value),
+                    // The value is not shown: it may be a password.
+                    _ => {
                         return Err(invalid(format!(
-                            "`insecure={other}`: write `insecure` (or `insecure=true`) to turn \
-                             certificate checks off, and leave it out to keep them"
+                            "`{name}`: a Sentinel URL takes `sentinel_user` and \
+                             `sentinel_password` (not empty) and, over TLS, the TLS options"
                         )))
                     }
-                },
-                _ => kept.push(pair),
+                }
             }
+            let tls = match sentinel_tls {
+                true => Some(SentinelTls {
+                    certificates: (!q.files.is_empty())
+                        .then(|| q.files.certificates())
+                        .transpose()?,
+                    insecure: q.insecure || q.fragment == Some("insecure"),
+                }),
+                false => None,
+            };
+            let parsed = SentinelUrl::parse(login, q.base).map_err(invalid)?;
+            return Self::sentinel(parsed, sentinels, tls).map_err(invalid);
         }
-        match (cert, key) {
-            (Some(cert), Some(key)) => files = files.client(cert, key),
-            (None, None) => {}
-            _ => {
+        let cluster_tls = url.starts_with("rediss+cluster://");
+        if cluster_tls || url.starts_with("redis+cluster://") {
+            let (login, rest) = split_login(url);
+            let q = TlsQuery::read(rest, tls).map_err(invalid)?;
+            refuse_fragment(&q).map_err(invalid)?;
+            if !cluster_tls && (q.asks_tls() || q.fragment.is_some()) {
                 return Err(invalid(
-                    "`tls_cert` and `tls_key` go together: give both or neither".into(),
-                ))
+                    "TLS options (`tls_ca`, `tls_cert`, `tls_key`, `insecure`, or TLS files on \
+                     the builder) need a `rediss+cluster://` URL"
+                        .into(),
+                ));
             }
+            if let Some(pair) = q.kept.first() {
+                // The name only: the value may be a secret.
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+                return Err(invalid(format!(
+                    "`{name}`: a cluster URL names its nodes and, over TLS, its TLS options only"
+                )));
+            }
+            let tls = match cluster_tls {
+                true => Some((
+                    q.files.certificates()?,
+                    q.insecure || q.fragment == Some("insecure"),
+                )),
+                false => None,
+            };
+            return Self::cluster(login, q.base, tls).map_err(invalid);
         }
+        let TlsQuery {
+            base,
+            files,
+            insecure,
+            kept,
+            fragment,
+        } = TlsQuery::read(url, tls).map_err(invalid)?;
         let tls_url = url.starts_with("rediss://") || url.starts_with("valkeys://");
         if !tls_url && (insecure || !files.is_empty()) {
             return Err(invalid(
@@ -379,23 +406,25 @@ impl Endpoint {
     /// `rediss://` URL that checks the server's certificate.
     pub(crate) fn rustls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
         match &*self.inner {
-            Inner::Direct(_, tls) => tls.clone(),
-            Inner::Sentinel { .. } | Inner::Cluster { .. } => None,
+            Inner::Direct(_, tls)
+            | Inner::Sentinel { rustls: tls, .. }
+            | Inner::Cluster { rustls: tls, .. } => tls.clone(),
         }
     }
 
-    fn cluster(rest: &str) -> Result<Endpoint, String> {
-        let (login, rest) = match rest.rsplit_once('@') {
-            Some((login, rest)) => (Some(login), rest),
-            None => (None, rest),
-        };
+    /// The nodes of `h1:p1,h2:p2` (after the scheme and the login), over
+    /// TLS with these certificates (and checks off when insecure) when
+    /// `tls` is given.
+    fn cluster(
+        login: Option<&str>,
+        rest: &str,
+        tls: Option<(TlsCertificates, bool)>,
+    ) -> Result<Endpoint, String> {
         let hosts = rest.trim_end_matches('/');
         if hosts.contains('/') || hosts.contains('?') {
-            return Err(
-                "a cluster URL names its nodes only (no database, no options): \
+            return Err("a cluster URL names its nodes, and no database: \
                  redis+cluster://h1:p1,h2:p2"
-                    .into(),
-            );
+                .into());
         }
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         let (user, password) = match login {
@@ -426,7 +455,16 @@ impl Endpoint {
             if let Some(password) = &password {
                 settings = settings.set_password(password.clone());
             }
-            let info = redis::ConnectionAddr::Tcp(name.to_owned(), port)
+            let addr = match &tls {
+                None => redis::ConnectionAddr::Tcp(name.to_owned(), port),
+                Some((_, insecure)) => redis::ConnectionAddr::TcpTls {
+                    host: name.to_owned(),
+                    port,
+                    insecure: *insecure,
+                    tls_params: None,
+                },
+            };
+            let info = addr
                 .into_connection_info()
                 .map_err(|e| e.to_string())?
                 .set_redis_settings(settings);
@@ -434,12 +472,32 @@ impl Endpoint {
         }
         let nodes = infos
             .iter()
-            .map(|info| Client::open(info.clone()).map_err(|e| e.to_string()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = ClusterClient::new(infos).map_err(|e| e.to_string())?;
+            .map(|info| match &tls {
+                Some((certificates, _)) => {
+                    Client::build_with_tls(info.clone(), certificates.clone())
+                }
+                None => Client::open(info.clone()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let rustls = match &tls {
+            Some((certificates, false)) => Some(Arc::new(rustls_config(certificates)?)),
+            _ => None,
+        };
+        let mut builder = ClusterClient::builder(infos);
+        if let Some((certificates, insecure)) = tls {
+            builder = builder
+                .tls(match insecure {
+                    true => redis::TlsMode::Insecure,
+                    false => redis::TlsMode::Secure,
+                })
+                .certs(certificates);
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
         Ok(Endpoint {
             inner: Arc::new(Inner::Cluster {
                 client,
+                rustls,
                 nodes,
                 hosts: hosts.to_owned(),
                 user,
@@ -455,66 +513,69 @@ impl Endpoint {
         }
     }
 
-    fn sentinel(rest: &str) -> Result<Endpoint, String> {
-        let (login, rest) = match rest.rsplit_once('@') {
-            Some((login, rest)) => (Some(login), rest),
-            None => (None, rest),
-        };
-        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let segments: Vec<&str> = path.split('/').collect();
-        if segments.len() > 2 {
-            return Err(format!(
-                "the path `/{path}` has more than a master name and a database: \
-                 redis+sentinel://host:26379/master-name[/db]"
-            ));
+    /// The master the Sentinels of `url` name, logging in to the
+    /// Sentinels as `sentinels` says, over TLS when `tls` is given (to the
+    /// Sentinels and to the master alike).
+    fn sentinel(
+        url: SentinelUrl,
+        sentinels: Login,
+        tls: Option<SentinelTls>,
+    ) -> Result<Endpoint, String> {
+        let addrs = url.addrs.iter().map(|(host, port)| match &tls {
+            None => redis::ConnectionAddr::Tcp(host.clone(), *port),
+            Some(tls) => redis::ConnectionAddr::TcpTls {
+                host: host.clone(),
+                port: *port,
+                insecure: tls.insecure,
+                tls_params: None,
+            },
+        });
+        let mut builder =
+            SentinelClientBuilder::new(addrs, &url.master, SentinelServerType::Master)
+                .map_err(|e| e.to_string())?
+                .set_client_to_redis_db(url.db);
+        if let Some(user) = &url.login.user {
+            builder = builder.set_client_to_redis_username(user);
         }
-        let master = segments[0];
-        if master.is_empty() {
-            return Err(
-                "a Sentinel URL names its master: redis+sentinel://host:26379/master-name".into(),
-            );
+        if let Some(password) = &url.login.password {
+            builder = builder.set_client_to_redis_password(password);
         }
-        let db = match segments.get(1) {
-            None | Some(&"") => 0,
-            Some(db) => db
-                .parse::<i64>()
-                .ok()
-                .filter(|db| *db >= 0)
-                .ok_or_else(|| {
-                    format!(
-                        "the database `{db}` after the master name is not a number of 0 or more"
-                    )
-                })?,
-        };
-        let mut sentinels = Vec::new();
-        for host in hosts.split(',') {
-            let (name, port) = sentinel_address(host)?;
-            if name.is_empty() {
-                return Err(format!("a Sentinel host is empty in `{hosts}`"));
+        if let Some(user) = &sentinels.user {
+            builder = builder.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = &sentinels.password {
+            builder = builder.set_client_to_sentinel_password(password);
+        }
+        let mut rustls = None;
+        if let Some(tls) = tls {
+            let mode = match tls.insecure {
+                true => redis::TlsMode::Insecure,
+                false => redis::TlsMode::Secure,
+            };
+            builder = builder
+                .set_client_to_redis_tls_mode(mode)
+                .set_client_to_sentinel_tls_mode(mode);
+            let certificates = tls.certificates.unwrap_or(TlsCertificates {
+                client_tls: None,
+                root_cert: None,
+            });
+            if !tls.insecure {
+                rustls = Some(Arc::new(rustls_config(&certificates)?));
             }
-            sentinels.push(redis::ConnectionAddr::Tcp(name.to_owned(), port));
-        }
-        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let mut settings = RedisConnectionInfo::default().set_db(db);
-        let mut user = None;
-        if let Some(login) = login {
-            let (name, password) = login.split_once(':').unwrap_or((login, ""));
-            if !name.is_empty() {
-                settings = settings.set_username(decode(name));
-                user = Some(decode(name));
-            }
-            if !password.is_empty() {
-                settings = settings.set_password(decode(password));
+            if certificates.root_cert.is_some() || certificates.client_tls.is_some() {
+                builder = builder
+                    .set_client_to_redis_certificates(certificates.clone())
+                    .set_client_to_sentinel_certificates(certificates);
             }
         }
-        let sentinel = Sentinel::build(sentinels).map_err(|e| e.to_string())?;
+        let sentinel = builder.build().map_err(|e| e.to_string())?;
         Ok(Endpoint {
             inner: Arc::new(Inner::Sentinel {
                 sentinel: tokio::sync::Mutex::new(sentinel),
-                master: master.to_owned(),
-                node: SentinelNodeConnectionInfo::default().set_redis_connection_info(settings),
-                hosts: hosts.to_owned(),
-                user,
+                master: url.master,
+                hosts: url.hosts,
+                user: url.login.user,
+                rustls,
             }),
         })
     }
@@ -580,18 +641,7 @@ impl Endpoint {
                     RedisError::from((ErrorKind::InvalidClientConfig, "no cluster node named"))
                 }))
             }
-            Inner::Sentinel {
-                sentinel,
-                master,
-                node,
-                ..
-            } => {
-                sentinel
-                    .lock()
-                    .await
-                    .async_master_for(master, Some(node))
-                    .await
-            }
+            Inner::Sentinel { sentinel, .. } => sentinel.lock().await.async_get_client().await,
         }
     }
 
@@ -605,6 +655,117 @@ impl Endpoint {
                 user: self.user(),
                 source,
             })
+    }
+}
+
+/// The login (`user:password`, before the last `@`) of a Sentinel or
+/// cluster URL, and the rest after the scheme. A password may hold `?`,
+/// `#` or `/` as written; a query value that holds `@` must write it `%40`.
+fn split_login(url: &str) -> (Option<&str>, &str) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.rsplit_once('@') {
+        Some((login, rest)) => (Some(login), rest),
+        None => (None, rest),
+    }
+}
+
+/// Refuses a fragment other than `#insecure`, as redis-rs does.
+fn refuse_fragment(q: &TlsQuery<'_>) -> Result<(), String> {
+    match q.fragment {
+        None | Some("insecure") => Ok(()),
+        Some(_) => {
+            Err("a fragment other than `#insecure`: write `%23` for a `#` in a value".into())
+        }
+    }
+}
+
+/// A user and a password, each if given.
+#[derive(Default)]
+struct Login {
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// TLS to the Sentinels and to the master: the files of the URL or the
+/// builder (the system's roots when none), and whether checks are off.
+struct SentinelTls {
+    certificates: Option<TlsCertificates>,
+    insecure: bool,
+}
+
+/// What a Sentinel URL says after its scheme and before its query:
+/// `[user:password@]h1:26379,h2/master-name[/db]`.
+#[derive(Debug)]
+struct SentinelUrl {
+    /// `h1:26379,h2`, as written, for messages.
+    hosts: String,
+    addrs: Vec<(String, u16)>,
+    master: String,
+    db: i64,
+    /// The master's user and password.
+    login: Login,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl SentinelUrl {
+    /// `rest` is what follows the scheme and the login (`user:password`).
+    fn parse(login: Option<&str>, rest: &str) -> Result<SentinelUrl, String> {
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let segments: Vec<&str> = path.split('/').collect();
+        if segments.len() > 2 {
+            return Err(format!(
+                "the path `/{path}` has more than a master name and a database: \
+                 redis+sentinel://host:26379/master-name[/db]"
+            ));
+        }
+        let master = segments[0];
+        if master.is_empty() {
+            return Err(
+                "a Sentinel URL names its master: redis+sentinel://host:26379/master-name".into(),
+            );
+        }
+        let db = match segments.get(1) {
+            None | Some(&"") => 0,
+            Some(db) => db
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| {
+                    format!(
+                        "the database `{db}` after the master name is not a number of 0 or more"
+                    )
+                })?,
+        };
+        let mut addrs = Vec::new();
+        for host in hosts.split(',') {
+            let (name, port) = sentinel_address(host)?;
+            if name.is_empty() {
+                return Err(format!("a Sentinel host is empty in `{hosts}`"));
+            }
+            addrs.push((name.to_owned(), port));
+        }
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let mut parsed = Login::default();
+        if let Some(login) = login {
+            let (name, password) = login.split_once(':').unwrap_or((login, ""));
+            parsed.user = (!name.is_empty()).then(|| decode(name));
+            parsed.password = (!password.is_empty()).then(|| decode(password));
+        }
+        Ok(SentinelUrl {
+            hosts: hosts.to_owned(),
+            addrs,
+            master: master.to_owned(),
+            db,
+            login: parsed,
+        })
     }
 }
 
@@ -677,6 +838,75 @@ fn rustls_config(certificates: &TlsCertificates) -> Result<rustls::ClientConfig,
     }
 }
 
+/// What the query and fragment of a URL say about TLS: the files (those
+/// given to the builder, then the query's), whether certificate checks are
+/// off by the query (`?insecure`, `?insecure=true|1`), the fragment
+/// (`#insecure` is redis-rs's way to say the same), and the rest of
+/// the query, for redis-rs.
+struct TlsQuery<'a> {
+    /// The URL before its query.
+    base: &'a str,
+    files: TlsFiles,
+    insecure: bool,
+    /// The query's other pairs, as written.
+    kept: Vec<&'a str>,
+    fragment: Option<&'a str>,
+}
+
+impl<'a> TlsQuery<'a> {
+    fn read(url: &'a str, tls: &TlsFiles) -> Result<TlsQuery<'a>, String> {
+        let (base, query, fragment) = split_query(url);
+        let mut files = tls.clone();
+        let mut insecure = false;
+        let mut cert = None;
+        let mut key = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, raw) = match pair.split_once('=') {
+                Some((name, raw)) => (name, Some(raw)),
+                None => (pair, None),
+            };
+            let value = || {
+                percent_decode_str(raw.unwrap_or(""))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            match name {
+                "tls_ca" => files = files.ca(value()),
+                "tls_cert" => cert = Some(value()),
+                "tls_key" => key = Some(value()),
+                "insecure" => match raw {
+                    None | Some("true") | Some("1") => insecure = true,
+                    Some(other) => {
+                        return Err(format!(
+                            "`insecure={other}`: write `insecure` (or `insecure=true`) to turn \
+                             certificate checks off, and leave it out to keep them"
+                        ))
+                    }
+                },
+                _ => kept.push(pair),
+            }
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => files = files.client(cert, key),
+            (None, None) => {}
+            _ => return Err("`tls_cert` and `tls_key` go together: give both or neither".into()),
+        }
+        Ok(TlsQuery {
+            base,
+            files,
+            insecure,
+            kept,
+            fragment,
+        })
+    }
+
+    /// Whether anything of TLS was asked for.
+    fn asks_tls(&self) -> bool {
+        self.insecure || !self.files.is_empty()
+    }
+}
+
 /// The URL before its query, the query (empty when there is none), and
 /// the fragment (`insecure` in `…#insecure`), if there is one.
 fn split_query(url: &str) -> (&str, &str, Option<&str>) {
@@ -688,14 +918,50 @@ fn split_query(url: &str) -> (&str, &str, Option<&str>) {
     (base, query, fragment)
 }
 
-/// `scheme://user:password@host` to `scheme://***@host`, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+/// A URL as it may be shown: `scheme://user:password@host` as
+/// `scheme://***@host`, and the value of every `name=value` pair whose name
+/// speaks of a password (`sentinel_password`, misspelt or not) as `***`.
+///
+/// ```
+/// use tidings::streams::redact;
+/// assert_eq!(redact("redis://u:s3cret@h:6379/0"), "redis://***@h:6379/0");
+/// assert_eq!(
+///     redact("redis+sentinel://h:26379/m?sentinel_password=s3cret&x=1"),
+///     "redis+sentinel://h:26379/m?sentinel_password=***&x=1"
+/// );
+/// ```
+pub fn redact(url: &str) -> String {
+    // The pairs first: a raw `@` in a secret value is hidden with it, and
+    // is then no login's end.
+    let mut masked = String::with_capacity(url.len());
+    for (i, part) in url.split_inclusive(['?', '&', '#']).enumerate() {
+        let (body, end) = match part.char_indices().last() {
+            Some((at, '?' | '&' | '#')) => (&part[..at], &part[at..]),
+            _ => (part, ""),
+        };
+        match body.split_once('=') {
+            Some((name, _)) if i > 0 && secret(name) => {
+                masked.push_str(name);
+                masked.push_str("=***");
+            }
+            _ => masked.push_str(body),
         }
-        _ => url.to_owned(),
+        masked.push_str(end);
     }
+    match (masked.find("://"), masked.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &masked[..scheme], &masked[at + 1..])
+        }
+        _ => masked,
+    }
+}
+
+/// Whether a query pair named `name` may hold a secret.
+fn secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token", "pw"]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 #[cfg(test)]
@@ -728,6 +994,85 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_urls_take_the_sentinels_login_and_tls_options() {
+        for url in [
+            "redis+sentinel://a:1/m?sentinel_password=s%40cret",
+            "redis+sentinel://u:p@a:1,b:2/m/1?sentinel_user=watch&sentinel_password=pw",
+            "rediss+sentinel://a:1/m",
+            "rediss+sentinel://a:1/m?insecure&sentinel_password=pw",
+            "rediss+sentinel://a:1/m#insecure",
+        ] {
+            assert!(parse(url).unwrap().follows_failover(), "{url}");
+        }
+        assert!(parse("rediss+sentinel://a:1/m")
+            .unwrap()
+            .rustls_config()
+            .is_some());
+        assert!(parse("rediss+sentinel://a:1/m?insecure")
+            .unwrap()
+            .rustls_config()
+            .is_none());
+        for bad in [
+            "redis+sentinel://a:1/m?insecure",
+            "redis+sentinel://a:1/m?tls_ca=/a",
+            "redis+sentinel://a:1/m?sentinel_password=",
+            "redis+sentinel://a:1/m?sentinel_pass=s3cret-pw",
+            "rediss+sentinel://a:1/m?insecure=no",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+            assert!(!e.contains("s3cret-pw"), "{bad}: {e}");
+        }
+        let e = parse("redis+sentinel://a:x/m?sentinel_password=s3cret-pw")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret-pw"), "{e}");
+        assert!(e.contains("sentinel_password=***"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_never_shown_whatever_they_hold() {
+        for (url, secret) in [
+            ("redis+sentinel://u:pa?ss@h:26379/m", "pa?ss"),
+            ("redis+cluster://u:p#w@a:1", "p#w"),
+            (
+                "redis+sentinel://h:1/m?sentinel_password=p@ss-word",
+                "ss-word",
+            ),
+            ("redis+sentinel://h:1/m?sentinel_pass=s3cret&x=1", "s3cret"),
+            ("redis://:s3cret@h:6379/0", "s3cret"),
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains(secret), "{url} shown as {shown}");
+        }
+        // Passwords may hold `?`, `#` and `/` in a Sentinel or cluster URL.
+        let e = parse("redis+sentinel://u:pa?s#s/w@h:1/m").unwrap();
+        assert_eq!(e.user().as_deref(), Some("u"));
+        assert!(parse("redis+cluster://u:p#w@a:1,b:2")
+            .unwrap()
+            .cluster_client()
+            .is_some());
+        // A cluster URL's unknown query is refused by name, value unshown.
+        let e = parse("redis+cluster://a:1/?sentinel_password=s3cret-pw")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sentinel_password`"), "{e}");
+        assert!(!e.contains("s3cret-pw"), "{e}");
+        // Fragments other than `#insecure` are refused, and that one
+        // without TLS.
+        for bad in [
+            "redis+sentinel://h:1/m?sentinel_password=ab#cd",
+            "redis+sentinel://h:1/m#insecure",
+            "redis+cluster://a:1#insecure",
+            "rediss+cluster://a:1#other",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+            assert!(!e.contains("ab#cd"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn cluster_urls_name_their_nodes() {
         let e = parse("redis+cluster://u:p%40ss@a:7000,b:7001/").unwrap();
         assert!(e.cluster_client().is_some());
@@ -739,10 +1084,27 @@ mod tests {
             "redis+cluster://a:x",
             "redis+cluster://a:1,:2",
             "redis+cluster://a:1/0",
-            "rediss+cluster://a:1",
+            "redis+cluster://a:1/?tls_ca=/a",
+            "redis+cluster://a:1/?insecure",
+            "redis+cluster://a:1/?timeout=3",
+            "rediss+cluster://a:1/?insecure=no",
+            "rediss+cluster://a:1/?tls_cert=/a",
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid Redis URL"), "{bad}: {e}");
+        }
+        let e = parse("rediss+cluster://a:1/?tls_ca=/no/such/ca.crt")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/no/such/ca.crt"), "{e}");
+        // Over TLS, checking the certificate or not.
+        for url in [
+            "rediss+cluster://u:p@a:7000,b:7001",
+            "rediss+cluster://a:7000,b:7001/?insecure",
+            "rediss+cluster://a:7000/#insecure",
+        ] {
+            let e = parse(url).unwrap();
+            assert!(e.cluster_client().is_some(), "{url}");
         }
         let e = parse("redis+cluster://u:secret@a:x")
             .unwrap_err()
@@ -835,14 +1197,9 @@ mod tests {
 
     /// The master's database of a Sentinel URL.
     fn sentinel_db(url: &str) -> String {
-        match &*parse(url).unwrap().inner {
-            Inner::Sentinel { node, .. } => {
-                let node = format!("{node:?}");
-                let at = node.find("db: ").expect("the node's settings show its db") + 4;
-                node[at..].split([',', ' ']).next().unwrap().to_owned()
-            }
-            Inner::Direct(..) | Inner::Cluster { .. } => panic!("{url} is not a Sentinel URL"),
-        }
+        assert!(parse(url).unwrap().follows_failover(), "{url}");
+        let (login, rest) = split_login(url);
+        SentinelUrl::parse(login, rest).unwrap().db.to_string()
     }
 
     #[test]

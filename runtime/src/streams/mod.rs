@@ -10,8 +10,7 @@ mod value;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use endpoint::redact;
-pub use endpoint::{acl_rule, acl_rule_with_patterns, Endpoint, TlsFiles, ACL_COMMANDS};
+pub use endpoint::{acl_rule, acl_rule_with_patterns, redact, Endpoint, TlsFiles, ACL_COMMANDS};
 use redis::aio::ConnectionManagerConfig;
 use redis::{Client, Cmd, Pipeline, Value};
 pub use shared::SharedConnection;
@@ -141,8 +140,9 @@ impl StreamsTransport {
     }
 
     /// On a Redis Cluster: redis-rs's cluster connection is the shared
-    /// one, and the hand-written connections are not used (they speak to
-    /// one node).
+    /// one; of the hand-written connections, only the readers' are used,
+    /// each made to the master of its stream's slot (a publish may span
+    /// slots).
     async fn connect_cluster(
         endpoint: Endpoint,
         response_timeout: Option<Duration>,
@@ -963,10 +963,15 @@ impl StreamTransport for StreamsTransport {
     async fn reader(&self) -> Result<StreamsReader, TransportError> {
         if self.conn.is_cluster() {
             let conn = cluster_connection(&self.endpoint, None, self.connect_timeout).await?;
-            return Ok(StreamsReader {
-                managed: SharedConnection::cluster(self.endpoint.clone(), conn),
-                fast: None,
-            });
+            let managed = SharedConnection::cluster(self.endpoint.clone(), conn);
+            // `XREADGROUP` through a connection of its own to the master
+            // of the slot of the stream read.
+            let fast = resp::RespConnection::for_cluster(
+                self.client.get_connection_info(),
+                &self.endpoint,
+                managed.clone(),
+            );
+            return Ok(StreamsReader { managed, fast });
         }
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
@@ -1010,12 +1015,23 @@ impl StreamTransport for StreamsTransport {
         r: ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
         match &mut reader.fast {
-            Some(conn) => conn.read_group(&r).await,
-            None => {
-                let cmd = xreadgroup(&r, r.count, Some(r.block));
-                reply::read_group(cmd.query_async(&mut reader.managed).await?)
-            }
+            // On a cluster, a connection that could not be made rests a
+            // while: redis-rs reads meanwhile.
+            Some(conn) if conn.resting() => {}
+            Some(conn) => match conn.read_group(&r).await {
+                // On a cluster: the node read no longer serves the slot, or
+                // the connection to the slot's master could not be made.
+                // Nothing was read, and redis-rs, which follows
+                // redirections, reads this time.
+                Err(e)
+                    if reader.managed.is_cluster()
+                        && (e.is_cluster_redirect() || conn.resting()) => {}
+                other => return other,
+            },
+            None => {}
         }
+        let cmd = xreadgroup(&r, r.count, Some(r.block));
+        reply::read_group(cmd.query_async(&mut reader.managed).await?)
     }
 
     async fn read_ahead_rest(

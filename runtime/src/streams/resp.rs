@@ -70,14 +70,72 @@ pub(super) struct RespConnection {
     payload: Vec<u8>,
     /// Whether a read was sent ahead on `conn` and its reply not read yet.
     ahead: bool,
-    /// Whether the last reply was longer than [`AHEAD_MAX_REPLY`]: then no
-    /// read goes ahead of the next.
+    /// Whether the last reply was longer than [`AHEAD_MAX_REPLY`], or no
+    /// reply was read yet: then no read goes ahead of the next (the first
+    /// read of a stream of large entries must not have a second large
+    /// reply sent behind it before their size is known).
     large: bool,
     /// Behind Sentinel: where to ask for the master's address before each
     /// new connection.
     follow: Option<Endpoint>,
     /// For `rediss://`: the TLS configuration of each new connection.
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// On a Redis Cluster: where to ask for the master of the slot of the
+    /// key read before each new connection.
+    slot: Option<SlotFollow>,
+}
+
+/// A reading connection's way to the master of its key's slot: the
+/// reader's cluster connection, asked with `CLUSTER SLOTS`, and the key.
+pub(super) struct SlotFollow {
+    cluster: super::shared::SharedConnection,
+    key: String,
+    /// Where the last `MOVED` said the slot is: the next connection goes
+    /// there without asking for the map of slots.
+    moved_to: Option<(String, u16)>,
+    /// Until when no connection is tried after one could not be made (no
+    /// master known for the slot, an address that does not answer), or the
+    /// cluster said `CLUSTERDOWN`: reads go through redis-rs meanwhile.
+    resting_until: Option<std::time::Instant>,
+}
+
+/// The address of `MOVED <slot> <host>:<port>`, unless the host is empty
+/// or unknown (`?`), as a cluster that announces no endpoint says.
+fn moved_address(reason: &str) -> Option<(String, u16)> {
+    let mut words = reason.split_whitespace();
+    if words.next() != Some("MOVED") {
+        return None;
+    }
+    let (host, port) = words.nth(1)?.rsplit_once(':')?;
+    if host.is_empty() || host == "?" {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// How long a reading connection on a cluster rests after it could not be
+/// made, before the next try.
+const SLOT_REST: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl SlotFollow {
+    /// Takes in what a failed read says about the slot: the new master of
+    /// a `MOVED`, or a rest after `CLUSTERDOWN`.
+    fn note(&mut self, e: &TransportError) {
+        let reason = match e {
+            TransportError::Protocol { reason, .. } => reason.clone(),
+            TransportError::Redis(e) => e.to_string(),
+            _ => return,
+        };
+        match reason.split_whitespace().next() {
+            Some("MOVED") => self.moved_to = moved_address(&reason),
+            Some("CLUSTERDOWN") => self.rest(),
+            _ => {}
+        }
+    }
+
+    fn rest(&mut self) {
+        self.resting_until = Some(std::time::Instant::now() + SLOT_REST);
+    }
 }
 
 /// The socket of a connection: TCP, or TLS over TCP.
@@ -152,17 +210,50 @@ impl RespConnection {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
-            large: false,
+            large: true,
             follow: endpoint.follows_failover().then(|| endpoint.clone()),
             tls,
+            slot: None,
         })
+    }
+
+    /// A reading connection on a Redis Cluster, made to the master of the
+    /// slot of the key it reads, as `cluster` names it then: for a node's
+    /// `info` (user, password, TLS), if it is TCP or TLS that checks
+    /// certificates.
+    pub(super) fn for_cluster(
+        info: &ConnectionInfo,
+        endpoint: &Endpoint,
+        cluster: super::shared::SharedConnection,
+    ) -> Option<Self> {
+        let mut conn = Self::for_info(info, endpoint)?;
+        conn.slot = Some(SlotFollow {
+            cluster,
+            key: String::new(),
+            moved_to: None,
+            resting_until: None,
+        });
+        Some(conn)
+    }
+
+    /// On a cluster, whether this connection is resting after it could not
+    /// be made: the caller reads through redis-rs meanwhile.
+    pub(super) fn resting(&self) -> bool {
+        self.slot
+            .as_ref()
+            .and_then(|s| s.resting_until)
+            .is_some_and(|until| std::time::Instant::now() < until)
     }
 
     /// Whether `e` says the connection is to a server that is no longer
     /// the master: a replica's `READONLY`, behind Sentinel, where the next
-    /// connection goes to the master named then.
+    /// connection goes to the master named then; on a cluster, a node that
+    /// no longer serves the key's slot (`MOVED`, `CLUSTERDOWN`), where the
+    /// next goes to the slot's master (`ASK` and `TRYAGAIN`, while a slot
+    /// moves, keep the connection: the slot is still this node's).
     fn stale(&self, e: &TransportError) -> bool {
-        self.follow.is_some() && e.is_read_only()
+        (self.follow.is_some() && e.is_read_only())
+            || (self.slot.is_some() && e.is_cluster_redirect() && !e.is_asked())
     }
 
     async fn open(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
@@ -176,14 +267,41 @@ impl RespConnection {
     }
 
     async fn connect(&mut self) -> Result<(Socket, Vec<u8>), TransportError> {
-        if let Some(endpoint) = &self.follow {
-            let client = endpoint.client().await?;
-            let ConnectionAddr::Tcp(host, port) = client.get_connection_info().addr() else {
-                return Err(RedisError::from((
-                    ErrorKind::InvalidClientConfig,
-                    "the master named by Sentinel is not reached over plain TCP",
+        if let Some(slot) = &mut self.slot {
+            let named = match slot.moved_to.take() {
+                Some(addr) => Some(addr),
+                None => slot.cluster.master_of(&slot.key).await?,
+            };
+            // An empty or unknown host (a cluster that announces none) is
+            // no address to connect to: redis-rs reads instead.
+            let Some((host, port)) = named.filter(|(h, _)| !h.is_empty() && h != "?") else {
+                return Err(RedisError::from(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    format!("no address of the master of the slot of `{}`", slot.key),
                 ))
                 .into());
+            };
+            self.host = host;
+            self.port = port;
+        }
+        if let Some(endpoint) = &self.follow {
+            let client = endpoint.client().await?;
+            let (host, port) = match client.get_connection_info().addr() {
+                ConnectionAddr::Tcp(host, port) if self.tls.is_none() => (host, port),
+                ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: false,
+                    ..
+                } if self.tls.is_some() => (host, port),
+                _ => {
+                    return Err(RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "the master named by Sentinel is not reached as the URL says \
+                         (plain TCP, or TLS that checks certificates)",
+                    ))
+                    .into())
+                }
             };
             self.host = host.clone();
             self.port = *port;
@@ -237,12 +355,25 @@ impl RespConnection {
         &mut self,
         r: &ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
+        if let Some(slot) = &mut self.slot {
+            if slot.key != r.key {
+                // Another key may live on another node: a new connection.
+                slot.key = r.key.to_owned();
+                self.conn = None;
+                self.ahead = false;
+            }
+        }
         let (mut stream, mut buf, fresh) = match self.conn.take() {
             Some((stream, buf)) => (stream, buf, false),
-            None => {
-                let (stream, buf) = self.open().await?;
-                (stream, buf, true)
-            }
+            None => match self.open().await {
+                Ok((stream, buf)) => (stream, buf, true),
+                Err(e) => {
+                    if let Some(slot) = &mut self.slot {
+                        slot.rest();
+                    }
+                    return Err(e);
+                }
+            },
         };
         // A read cut short (cancelled at a stop, or past its deadline) took
         // its connection with it: a read it sent ahead is gone too.
@@ -276,6 +407,9 @@ impl RespConnection {
                 }
                 Err(e) => Err(e),
             };
+        }
+        if let (Some(slot), Err(e)) = (&mut self.slot, &result) {
+            slot.note(e);
         }
         let in_step = match &result {
             Ok(_) => keep,
@@ -1341,6 +1475,7 @@ mod tests {
             large: false,
             follow: None,
             tls: None,
+            slot: None,
         }
     }
 
@@ -1374,6 +1509,170 @@ mod tests {
         let endpoint = Endpoint::parse(&insecure, &Default::default()).unwrap();
         let client = endpoint.client().await.unwrap();
         assert!(RespConnection::for_info(client.get_connection_info(), &endpoint).is_none());
+    }
+
+    /// Behind Sentinels over TLS, the hand-written path speaks TLS to the
+    /// master they name, and finds the new one after a failover.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rediss_sentinel_takes_this_path_over_tls_and_follows_a_failover() {
+        use tidings_testkit::{SentinelSet, TestCa};
+        let ca = TestCa::generate();
+        let mut set = SentinelSet::start_secured(&ca, "watch-pw");
+        let endpoint = Endpoint::parse(&set.url(), &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint).expect(
+            "a rediss+sentinel:// URL that checks certificates takes the hand-written path",
+        );
+        let o = outgoing(b"{}", None, &[]);
+        assert_eq!(conn.append(&[("k", o)]).await.unwrap().len(), 1);
+        assert!(matches!(conn.conn, Some((Socket::Tls(_), _))));
+        assert_eq!(conn.port, set.first_master().port());
+
+        set.kill_master();
+        let new =
+            tokio::task::block_in_place(|| set.wait_failover(std::time::Duration::from_secs(20)))
+                .unwrap();
+        // The dead connection fails once; the next one goes to the master
+        // named now, over TLS.
+        let _ = conn.append(&[("k", o)]).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match conn.append(&[("k", o)]).await {
+                Ok(ids) if ids.len() == 1 => break,
+                other => assert!(
+                    std::time::Instant::now() < deadline,
+                    "no append after the failover: {other:?}"
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(conn.port, new);
+        assert!(matches!(conn.conn, Some((Socket::Tls(_), _))));
+    }
+
+    /// On a cluster, the reading connection goes to the master of its
+    /// key's slot, and after the slot moves, to its new master.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster_a_read_goes_to_the_slots_master_and_follows_a_move() {
+        use super::super::shared::SharedConnection;
+        use std::time::Duration;
+        use tidings_testkit::ClusterSet;
+        let cluster = ClusterSet::start();
+        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
+        let conn = super::super::cluster_connection(&endpoint, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut shared = SharedConnection::cluster(endpoint.clone(), conn);
+        let client = endpoint.first_client().await.unwrap();
+        let mut reader =
+            RespConnection::for_cluster(client.get_connection_info(), &endpoint, shared.clone())
+                .expect("a plain cluster URL takes the hand-written reading path");
+        let key = "t:{moving}";
+        let add = |shared: &mut SharedConnection| {
+            let mut shared = shared.clone();
+            async move {
+                let _: String = redis::cmd("XADD")
+                    .arg(key)
+                    .arg("*")
+                    .arg("f")
+                    .arg("v")
+                    .query_async(&mut shared)
+                    .await
+                    .unwrap();
+            }
+        };
+        let _: Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg("g")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut shared)
+            .await
+            .unwrap();
+        add(&mut shared).await;
+        add(&mut shared).await;
+        let request = ReadRequest::new(key, "g", "c", 10, Duration::from_millis(10));
+        assert_eq!(reader.read_group(&request).await.unwrap().len(), 2);
+        let from = cluster.master_of(key).unwrap();
+        assert_eq!(reader.port, from);
+
+        let to = cluster
+            .masters()
+            .unwrap()
+            .into_iter()
+            .find(|m| *m != from)
+            .unwrap();
+        tokio::task::block_in_place(|| cluster.move_slot_of(key, to)).unwrap();
+        add(&mut shared).await;
+        let moved = reader.read_group(&request).await;
+        assert!(
+            matches!(&moved, Err(e) if e.is_cluster_redirect()),
+            "{moved:?}"
+        );
+        let got = reader.read_group(&request).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(reader.port, to);
+    }
+
+    #[test]
+    fn moved_names_the_new_master_unless_it_has_no_host() {
+        assert_eq!(
+            moved_address("MOVED 3999 127.0.0.1:6381"),
+            Some(("127.0.0.1".to_owned(), 6381))
+        );
+        assert_eq!(
+            moved_address("MOVED 3999 redis-2.internal:7000"),
+            Some(("redis-2.internal".to_owned(), 7000))
+        );
+        assert_eq!(moved_address("MOVED 3999 :6381"), None);
+        assert_eq!(moved_address("MOVED 3999 ?:6381"), None);
+        assert_eq!(moved_address("ASK 3999 127.0.0.1:6381"), None);
+        assert_eq!(moved_address("MOVED 3999"), None);
+    }
+
+    /// On a cluster, a reading connection that cannot be made rests, and
+    /// the transport reads through redis-rs meanwhile: nothing waits on an
+    /// address that does not answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster_reads_go_through_redis_rs_while_the_own_connection_cannot_be_made() {
+        use super::super::{StreamsReader, StreamsTransport};
+        use crate::transport::StreamTransport;
+        use std::time::Duration;
+        use tidings_testkit::ClusterSet;
+        let cluster = ClusterSet::start();
+        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
+        let transport = StreamsTransport::connect(endpoint, None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut reader: StreamsReader = transport.reader().await.unwrap();
+        let key = "t:{unreachable}";
+        transport
+            .create_group(key, "g", &crate::StartFrom::Beginning)
+            .await
+            .unwrap();
+        let o = outgoing(b"{}", None, &[]);
+        transport.append(&[(key, o), (key, o)]).await.unwrap();
+        // Where the slot's master is said to be, nothing listens.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let fast = reader.fast.as_mut().expect("the own reading connection");
+        fast.slot.as_mut().unwrap().key = key.to_owned();
+        fast.slot.as_mut().unwrap().moved_to = Some(("127.0.0.1".to_owned(), closed));
+        let request = ReadRequest::new(key, "g", "c", 10, Duration::from_millis(10));
+        let got = transport.read_group(&mut reader, request).await.unwrap();
+        assert_eq!(got.len(), 2, "redis-rs read in its place");
+        let fast = reader.fast.as_ref().unwrap();
+        assert!(fast.resting());
+        assert!(fast.conn.is_none());
+        // While it rests, no connection is tried; redis-rs reads.
+        transport.append(&[(key, o)]).await.unwrap();
+        let got = transport.read_group(&mut reader, request).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(reader.fast.as_ref().unwrap().conn.is_none());
     }
 
     /// The hand-written connection of `url` (its own TLS configuration,
@@ -1668,6 +1967,7 @@ mod tests {
             large: false,
             follow: None,
             tls: None,
+            slot: None,
         };
         let started = std::time::Instant::now();
         let request = ReadRequest::new("k", "g", "c", 1, std::time::Duration::ZERO);

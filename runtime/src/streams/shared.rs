@@ -131,6 +131,35 @@ impl SharedConnection {
     /// On a cluster, the address of each master serving slots now (from
     /// `CLUSTER SLOTS`, asked of any node); `None` on one server.
     pub async fn cluster_masters(&self) -> redis::RedisResult<Option<Vec<(String, u16)>>> {
+        let Some(ranges) = self.slot_ranges().await? else {
+            return Ok(None);
+        };
+        let mut masters = Vec::new();
+        for (_, master) in ranges {
+            if !masters.contains(&master) {
+                masters.push(master);
+            }
+        }
+        Ok(Some(masters))
+    }
+
+    /// On a cluster, the address of the master serving the slot of `key`
+    /// now; `None` on one server, or when no master serves it.
+    pub async fn master_of(&self, key: &str) -> redis::RedisResult<Option<(String, u16)>> {
+        let slot = key_slot(key);
+        Ok(self.slot_ranges().await?.and_then(|ranges| {
+            ranges
+                .into_iter()
+                .find(|(range, _)| range.contains(&slot))
+                .map(|(_, master)| master)
+        }))
+    }
+
+    /// Each range of slots and the address of its master, from `CLUSTER
+    /// SLOTS` asked of any node; `None` on one server.
+    async fn slot_ranges(
+        &self,
+    ) -> redis::RedisResult<Option<Vec<(std::ops::RangeInclusive<u16>, (String, u16))>>> {
         use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
         let Conn::Cluster(mut conn) = self.current() else {
             return Ok(None);
@@ -148,14 +177,21 @@ impl SharedConnection {
                 detail,
             ))
         };
-        let Value::Array(ranges) = reply else {
+        let Value::Array(items) = reply else {
             return Err(bad(format!("{reply:?}")));
         };
-        let mut masters = Vec::new();
-        for range in ranges {
+        let mut ranges = Vec::new();
+        for range in items {
             let Value::Array(fields) = range else {
                 return Err(bad(format!("a range is {range:?}")));
             };
+            let bound = |at: usize| -> redis::RedisResult<u16> {
+                match fields.get(at) {
+                    Some(v) => redis::from_redis_value_ref(v).map_err(redis::RedisError::from),
+                    None => Err(bad(format!("no slot bound in {fields:?}"))),
+                }
+            };
+            let (first, last) = (bound(0)?, bound(1)?);
             let Some(Value::Array(node)) = fields.get(2) else {
                 return Err(bad(format!("no master in {fields:?}")));
             };
@@ -167,11 +203,9 @@ impl SharedConnection {
                 Some(v) => redis::from_redis_value_ref(v).map_err(redis::RedisError::from)?,
                 None => return Err(bad("a master without a port".into())),
             };
-            if !masters.contains(&(host.clone(), port)) {
-                masters.push((host, port));
-            }
+            ranges.push((first..=last, (host, port)));
         }
-        Ok(Some(masters))
+        Ok(Some(ranges))
     }
 
     /// Sends `cmd` to the cluster node at `host:port` (on one server, to
@@ -257,6 +291,19 @@ impl SharedConnection {
     }
 }
 
+/// The hash slot of `key` in a Redis Cluster: CRC16 (XMODEM) of its hash
+/// tag (what is between the first `{` and the next `}`, when not empty),
+/// or of the whole key, modulo 16,384.
+pub(crate) fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|b| *b == b'{').and_then(|open| {
+        let rest = &bytes[open + 1..];
+        let close = rest.iter().position(|b| *b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(bytes)) % 16_384
+}
+
 impl ConnectionLike for SharedConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         let mut conn = self.current();
@@ -289,5 +336,27 @@ impl ConnectionLike for SharedConnection {
 
     fn get_db(&self) -> i64 {
         self.current().get_db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    #[test]
+    fn slots_are_those_redis_gives() {
+        // `CLUSTER KEYSLOT` on Redis 7.0.
+        assert_eq!(key_slot("somekey"), 11058);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("foo{hash_tag}"), 2515);
+        assert_eq!(key_slot("bar{hash_tag}"), 2515);
+        // An empty tag is no tag: the whole key counts.
+        assert_eq!(key_slot("{}foo"), 9500);
+        // The first `{`, then the first `}` after it.
+        assert_eq!(key_slot("foo{{bar}}"), 4015);
+        assert_eq!(key_slot("{bar"), 4015);
+        // An empty first tag is no tag, whatever follows.
+        assert_eq!(key_slot("foo{}{bar}"), 8363);
+        assert_eq!(key_slot("tidings:{contextual}"), key_slot("contextual"));
     }
 }
