@@ -157,6 +157,68 @@ async fn a_broken_task_of_any_level_goes_to_the_dead_letters(h: Harness) {
     assert_eq!(h.pending(&high_key, "processor").await, 0);
 }
 
+/// Levels are streams of their own and give out the same entry ids: a
+/// dead letter of one level never takes the place of another level's with
+/// the same id, and a retry puts each back into its level.
+async fn dead_letters_of_two_levels_with_one_entry_id_are_both_kept(h: Harness) {
+    let done = Done::default();
+    // Pairs published at once until one pair shares its entry id.
+    let mut published = 0;
+    let mut shared_id = false;
+    for n in 0..500 {
+        let mut ids = Vec::new();
+        for level in [Priority::High, Priority::Normal] {
+            let task = ProcessFile {
+                n,
+                level: level.as_str().to_owned(),
+                broken: true,
+            };
+            let sent = h
+                .bus
+                .publish_with(&task, Meta::default().priority(level))
+                .await
+                .unwrap();
+            ids.push(sent.entry_id.unwrap());
+            published += 1;
+        }
+        if ids[0] == ids[1] {
+            shared_id = true;
+            break;
+        }
+    }
+    assert!(shared_id, "no two levels gave out the same entry id");
+    let worker = h
+        .bus
+        .consumer()
+        .state(done.clone())
+        .options(options())
+        .handler(process_file)
+        .retry(RetryPolicy::never())
+        .start()
+        .await
+        .unwrap();
+    let dead = h.bus.dead_letters("jobs").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while dead.len().await.unwrap() < published {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} dead letters of {published} broken tasks",
+            dead.len().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.shutdown().await.unwrap();
+    assert_eq!(dead.len().await.unwrap(), published);
+
+    // Each goes back to its level.
+    let key = h.bus.stream_key("jobs").unwrap();
+    let high = format!("{key}:high");
+    let (high_before, normal_before) = (h.length(&high).await, h.length(&key).await);
+    assert_eq!(dead.retry_all().await.unwrap(), published);
+    assert_eq!(h.length(&high).await, high_before + published / 2);
+    assert_eq!(h.length(&key).await, normal_before + published / 2);
+}
+
 tidings_testkit::transport_suite! {
     transports: {
         memory => Harness::memory(),
@@ -165,5 +227,6 @@ tidings_testkit::transport_suite! {
     tests: [
         higher_levels_are_handled_first_and_low_is_not_starved,
         a_broken_task_of_any_level_goes_to_the_dead_letters,
+        dead_letters_of_two_levels_with_one_entry_id_are_both_kept,
     ],
 }

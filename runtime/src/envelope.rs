@@ -139,6 +139,9 @@ pub(crate) struct Parked {
     pub(crate) entry_id: String,
     /// The handlers that failed, comma-separated, if named.
     pub(crate) handlers: Option<String>,
+    /// The priority level (`high`, `low`) of the stream it was first read
+    /// from, if not the stream itself.
+    pub(crate) level: Option<String>,
 }
 
 impl fmt::Debug for Envelope {
@@ -394,6 +397,7 @@ struct RawAttributes<'a> {
     parked_first_failure: Option<std::borrow::Cow<'a, [u8]>>,
     parked_entry_id: Option<std::borrow::Cow<'a, [u8]>>,
     parked_handlers: Option<std::borrow::Cow<'a, [u8]>>,
+    parked_level: Option<std::borrow::Cow<'a, [u8]>>,
     data: Option<std::borrow::Cow<'a, [u8]>>,
     /// Attributes with a CloudEvents name that tidings does not know.
     extensions: Vec<(Vec<u8>, std::borrow::Cow<'a, [u8]>)>,
@@ -424,6 +428,7 @@ impl<'a> RawAttributes<'a> {
             b"dlq_first_failure" => &mut self.parked_first_failure,
             b"dlq_entry_id" => &mut self.parked_entry_id,
             b"dlq_handler" => &mut self.parked_handlers,
+            b"dlq_level" => &mut self.parked_level,
             _ => return None,
         })
     }
@@ -565,6 +570,7 @@ impl<'a> RawAttributes<'a> {
                 self.parked_first_failure.as_deref(),
                 self.parked_entry_id.as_deref(),
                 self.parked_handlers.as_deref(),
+                self.parked_level.as_deref(),
             ),
             data: self
                 .data
@@ -574,7 +580,7 @@ impl<'a> RawAttributes<'a> {
 }
 
 /// Where a parked retry stands, from its `dlq_attempts`, `dlq_first_failure`,
-/// `dlq_entry_id` and `dlq_handler` fields: `None` unless the attempts and
+/// `dlq_entry_id`, `dlq_handler` and `dlq_level` fields: `None` unless the attempts and
 /// the entry id are there and readable. Written by tidings only; a field
 /// that does not read (another writer's) leaves the entry an ordinary one
 /// rather than failing it.
@@ -583,6 +589,7 @@ fn parked(
     first_failure: Option<&[u8]>,
     entry_id: Option<&[u8]>,
     handlers: Option<&[u8]>,
+    level: Option<&[u8]>,
 ) -> Option<Box<Parked>> {
     let text = |v: &[u8]| std::str::from_utf8(v).ok().map(str::to_owned);
     let attempts = std::str::from_utf8(attempts?).ok()?.parse::<u32>().ok()?;
@@ -596,6 +603,9 @@ fn parked(
         first_failure,
         entry_id,
         handlers: handlers.and_then(text).filter(|h| !h.is_empty()),
+        level: level
+            .and_then(text)
+            .filter(|l| crate::bus::Priority::from_name(l).is_some()),
     }))
 }
 

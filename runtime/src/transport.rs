@@ -295,6 +295,10 @@ pub mod dead_letter_field {
     /// read from (`k` of `ns:{stream#<k>}`), where a retry puts it back;
     /// absent otherwise.
     pub const PARTITION: &str = "dlq_partition";
+    /// On a stream read with priority levels, the level the entry was read
+    /// from (`high` or `low`; absent for the stream itself), where a retry
+    /// puts it back: the levels give out the same entry ids.
+    pub const LEVEL: &str = "dlq_level";
 }
 
 /// The key of the index of the dead-letter stream `dlq`: `<dlq>:idx`, so
@@ -302,7 +306,9 @@ pub mod dead_letter_field {
 /// `<entry id>:<group>` to the id of that entry's dead letter in that
 /// group, which keeps one dead letter per entry and group (a group name
 /// holds no `:`, and an entry id neither); on a partitioned stream the
-/// entry is `<entry id>#<partition>`, as partitions give out the same ids.
+/// entry is `<entry id>#<partition>`, and on a priority level
+/// `<entry id>@<level>` (after the partition), as partitions and levels
+/// give out the same ids.
 pub fn dead_letter_index_key(dlq: &str) -> String {
     format!("{dlq}:idx")
 }

@@ -344,6 +344,22 @@ impl Harness {
     }
 
     /// Entries of `group` on `key` delivered and not acknowledged.
+    /// Entries in the stream `key` (`XLEN`).
+    #[allow(dead_code)]
+    pub async fn length(&self, key: &str) -> usize {
+        match &self.server {
+            None => self.bus.memory().unwrap().stream_len(key),
+            Some(server) => {
+                let mut conn = server.connection().await;
+                ::redis::cmd("XLEN")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
     pub async fn pending(&self, key: &str, group: &str) -> usize {
         match &self.server {
             None => self.bus.memory().unwrap().pending_len(key, group),

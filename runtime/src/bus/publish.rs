@@ -246,6 +246,25 @@ impl Priority {
         }
     }
 
+    /// The level's name in a dead letter's or a parked retry's
+    /// `dlq_level`: `high` or `low`, none for `Normal` (the stream itself).
+    pub(crate) fn level_name(self) -> Option<&'static str> {
+        match self {
+            Priority::High => Some("high"),
+            Priority::Normal => None,
+            Priority::Low => Some("low"),
+        }
+    }
+
+    /// The level a `dlq_level` names, `high` or `low`.
+    pub(crate) fn from_name(name: &str) -> Option<Priority> {
+        match name {
+            "high" => Some(Priority::High),
+            "low" => Some(Priority::Low),
+            _ => None,
+        }
+    }
+
     /// Turns of this level in each weighted round.
     pub fn weight(self) -> u32 {
         match self {

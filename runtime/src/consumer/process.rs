@@ -55,6 +55,9 @@ pub(super) struct Retry<T> {
 pub(super) struct Trail {
     pub(super) before: u32,
     pub(super) origin: Option<String>,
+    /// The priority level (`high`, `low`) of the stream it was first read
+    /// from, for a parked retry.
+    pub(super) level: Option<String>,
 }
 
 impl Trail {
@@ -91,7 +94,8 @@ pub(super) async fn process<T: StreamTransport>(
                 "",
                 telemetry::outcome::DEAD_LETTERED,
             );
-            Box::pin(delivery.bury(&id, &id, (None, &error, deliveries, now, now))).await;
+            let trail = Trail::default();
+            Box::pin(delivery.bury(&id, &trail, (None, &error, deliveries, now, now))).await;
             return None;
         }
     };
@@ -111,6 +115,7 @@ pub(super) async fn process<T: StreamTransport>(
     let trail = Trail {
         before: parked.map_or(0, |p| p.attempts),
         origin: parked.map(|p| p.entry_id.clone()),
+        level: parked.and_then(|p| p.level.clone()),
     };
     let first_failure = parked.and_then(|p| p.first_failure);
     let slots = match parked.and_then(|p| p.handlers.as_deref()) {
@@ -167,7 +172,7 @@ pub(super) async fn process<T: StreamTransport>(
         let names = handler_names(spec, slots.iter().map(|(i, _)| *i));
         let first = first_failure.unwrap_or(now);
         let burial = (Some(names), error.as_str(), deliveries, first, now);
-        Box::pin(delivery.bury(&id, trail.entry_id(&id), burial)).await;
+        Box::pin(delivery.bury(&id, &trail, burial)).await;
         return None;
     }
     let todo = slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
@@ -302,7 +307,7 @@ pub(super) async fn attempt<T: StreamTransport>(
     let names = handler_names(spec, failures.iter().map(|f| f.index));
     if give_up {
         let burial = (Some(names), error.as_str(), attempt, first, now);
-        Box::pin(delivery.bury(&id, trail.entry_id(&id), burial)).await;
+        Box::pin(delivery.bury(&id, &trail, burial)).await;
         return None;
     }
     let delay = failures
@@ -425,6 +430,18 @@ impl<T: StreamTransport> Delivery<T> {
     /// atomically. Returns whether the entry is dealt with (parked, or
     /// finished by another consumer meanwhile); `false` leaves the retry to
     /// the worker, as without parking (a failed park too).
+    /// The priority level a dead letter or a park names: that of the
+    /// stream the entry was first read from (`high`, `low`), none for the
+    /// stream itself.
+    fn level<'a>(&'a self, trail: &'a Trail) -> Option<&'a str> {
+        trail.level.as_deref().or_else(|| {
+            self.spec
+                .priority
+                .as_ref()
+                .and_then(|(_, level)| level.level_name())
+        })
+    }
+
     async fn park(&self, id: &str, envelope: &Envelope, trail: &Trail, parking: Parking) -> bool {
         let spec = &self.spec;
         let (Some(delayed), Some(threshold)) = (&spec.park, spec.options.park_after) else {
@@ -440,6 +457,8 @@ impl<T: StreamTransport> Delivery<T> {
             (field::ENTRY_ID, trail.entry_id(id).to_owned()),
             (field::HANDLER, parking.handlers),
         ];
+        let level = self.level(trail).map(|l| (field::LEVEL, l.to_owned()));
+        let extra: Vec<_> = extra.into_iter().chain(level).collect();
         let wait = i64::try_from(parking.delay.as_millis()).unwrap_or(i64::MAX);
         let due = now_millis().saturating_add(wait);
         match self
@@ -464,10 +483,11 @@ impl<T: StreamTransport> Delivery<T> {
     /// Moves an entry to dead letters and acknowledges it, in one atomic step
     /// (updating the dead letter this group left for the same entry before,
     /// if there is one); if that fails the entry stays pending and is
-    /// claimed again later. `entry_id` is the entry the dead letter names:
-    /// `id`, or for a parked retry its entry in the stream it was first
-    /// read from.
-    async fn bury(&self, id: &str, entry_id: &str, why: Why<'_>) {
+    /// claimed again later. The dead letter names the entry `id`, or for a
+    /// parked retry its entry in the stream it was first read from, with
+    /// that stream's priority level.
+    async fn bury(&self, id: &str, trail: &Trail, why: Why<'_>) {
+        let entry_id = trail.entry_id(id);
         let (handler, error, attempts, first_failure, last_failure) = why;
         let (transport, spec) = (&self.transport, &self.spec);
         let extra = Burial {
@@ -480,6 +500,7 @@ impl<T: StreamTransport> Delivery<T> {
             entry_id,
             consumer: &spec.consumer,
             partition: spec.partition,
+            level: self.level(trail),
         }
         .fields();
         match transport

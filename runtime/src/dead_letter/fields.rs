@@ -122,6 +122,9 @@ pub(crate) struct Burial<'a> {
     pub(crate) consumer: &'a str,
     /// The partition the entry was read from, on a partitioned stream.
     pub(crate) partition: Option<u32>,
+    /// The priority level it was read from (`high`, `low`), if not the
+    /// stream itself.
+    pub(crate) level: Option<&'a str>,
 }
 
 impl Burial<'_> {
@@ -142,6 +145,9 @@ impl Burial<'_> {
         ]);
         if let Some(k) = self.partition {
             extra.push((field::PARTITION, k.to_string()));
+        }
+        if let Some(level) = self.level {
+            extra.push((field::LEVEL, level.to_owned()));
         }
         extra
     }
@@ -175,6 +181,7 @@ mod tests {
             entry_id: "1732442400000-0",
             consumer: "worker-1",
             partition: Some(3),
+            level: Some("high"),
         };
         for (k, v) in burial.fields() {
             fields.push((k.to_owned(), v.into_bytes()));
@@ -186,6 +193,8 @@ mod tests {
         assert_eq!(letter.attempts, 3);
         assert_eq!(letter.entry_id, "1732442400000-0");
         assert_eq!(letter.partition, Some(3));
+        // The level stays among the raw fields, read by a retry.
+        assert!(!letter.fields.iter().any(|(k, _)| k.starts_with("dlq_")));
         assert_eq!(
             letter
                 .first_failure

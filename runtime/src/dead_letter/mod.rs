@@ -169,7 +169,8 @@ impl DeadLetters {
         Ok(found.into_iter().find(|e| e.id == id))
     }
 
-    /// Moves dead letters back, each to its stream: on a stream with
+    /// Moves dead letters back, each to its stream (and to the priority
+    /// level it was read from, its `dlq_level`): on a stream with
     /// partitions, the partition it was read from (its `dlq_partition`),
     /// or for one without that field the partition of its `partitionkey`
     /// when this bus declares the partitions (partition 0 without a key);
@@ -200,6 +201,9 @@ impl DeadLetters {
                     text(crate::envelope::field::PARTITIONKEY),
                 ),
             };
+            // Back to the priority level it was read from.
+            let level = text(field::LEVEL).and_then(crate::bus::Priority::from_name);
+            let to = crate::bus::level_key(to, level);
             match routes.iter_mut().find(|(k, _)| *k == to) {
                 Some((_, places)) => places.push(i),
                 None => routes.push((to, vec![i])),

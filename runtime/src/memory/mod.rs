@@ -145,24 +145,34 @@ fn field_text<'f>(fields: &'f [(String, Vec<u8>)], name: &str) -> Option<&'f str
         .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
-/// The index entry of a dead letter: `<entry id>:<group>`, or
-/// `<entry id>#<partition>:<group>` on a partitioned stream, whose
-/// partitions give out the same entry ids.
+/// The index entry of a dead letter: `<entry id>:<group>`, with
+/// `#<partition>` after the entry id on a partitioned stream and
+/// `@<level>` on a priority level, whose streams give out the same entry
+/// ids.
 fn index_slot(fields: &[(String, Vec<u8>)]) -> Option<String> {
     let entry = field_text(fields, dead_letter_field::ENTRY_ID)?;
     let group = field_text(fields, dead_letter_field::GROUP)?;
     Some(slot_of(
         entry,
         field_text(fields, dead_letter_field::PARTITION),
+        field_text(fields, dead_letter_field::LEVEL),
         group,
     ))
 }
 
-fn slot_of(entry: &str, partition: Option<&str>, group: &str) -> String {
-    match partition {
-        Some(k) => format!("{entry}#{k}:{group}"),
-        None => format!("{entry}:{group}"),
+fn slot_of(entry: &str, partition: Option<&str>, level: Option<&str>, group: &str) -> String {
+    let mut slot = entry.to_owned();
+    if let Some(k) = partition {
+        slot.push('#');
+        slot.push_str(k);
     }
+    if let Some(level) = level {
+        slot.push('@');
+        slot.push_str(level);
+    }
+    slot.push(':');
+    slot.push_str(group);
+    slot
 }
 
 /// The id `XADD *` would give after `last`.
@@ -1078,7 +1088,12 @@ impl StreamTransport for MemoryTransport {
                 .map(|(_, v)| v.as_str())
         };
         let entry = extra_field(dead_letter_field::ENTRY_ID).unwrap_or(id);
-        let slot = slot_of(entry, extra_field(dead_letter_field::PARTITION), group);
+        let slot = slot_of(
+            entry,
+            extra_field(dead_letter_field::PARTITION),
+            extra_field(dead_letter_field::LEVEL),
+            group,
+        );
         let earlier = dead
             .index
             .get(&slot)

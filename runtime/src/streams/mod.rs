@@ -1554,20 +1554,23 @@ mod script {
 
     /// Two Lua functions the scripts that delete dead letters start with:
     /// `group_and_entry(fields)` reads `dlq_group` and `dlq_entry_id` (with
-    /// `#<dlq_partition>` after it on a partitioned stream, whose partitions
-    /// give out the same entry ids), and
+    /// `#<dlq_partition>` after it on a partitioned stream and
+    /// `@<dlq_level>` on a priority level, whose streams give out the same
+    /// entry ids), and
     /// `forget(index, fields, id)` deletes the index entry that maps
     /// `<entry id>:<group>` to the dead letter `id`, unless a newer dead
     /// letter of the same entry and group took its place.
     const FORGET: &str = r"
 local function group_and_entry(f)
-  local group, entry, part
+  local group, entry, part, level
   for j = 1, #f, 2 do
     if f[j] == 'dlq_group' then group = f[j + 1]
     elseif f[j] == 'dlq_entry_id' then entry = f[j + 1]
-    elseif f[j] == 'dlq_partition' then part = f[j + 1] end
+    elseif f[j] == 'dlq_partition' then part = f[j + 1]
+    elseif f[j] == 'dlq_level' then level = f[j + 1] end
   end
   if entry and part then entry = entry .. '#' .. part end
+  if entry and level then entry = entry .. '@' .. level end
   return group, entry
 end
 local function forget(index, f, id)
@@ -1610,12 +1613,14 @@ for i = 1, #f, 2 do
     fields[#fields + 1] = f[i + 1]
   end
 end
-local entry, part = ARGV[2], nil
+local entry, part, level = ARGV[2], nil, nil
 for i = 3, #ARGV, 2 do
   if ARGV[i] == 'dlq_entry_id' then entry = ARGV[i + 1]
-  elseif ARGV[i] == 'dlq_partition' then part = ARGV[i + 1] end
+  elseif ARGV[i] == 'dlq_partition' then part = ARGV[i + 1]
+  elseif ARGV[i] == 'dlq_level' then level = ARGV[i + 1] end
 end
 if part then entry = entry .. '#' .. part end
+if level then entry = entry .. '@' .. level end
 local slot = entry .. ':' .. ARGV[1]
 local earlier = redis.call('HGET', KEYS[3], slot)
 local attempts, first
