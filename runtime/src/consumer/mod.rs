@@ -14,13 +14,26 @@
 //! heartbeat task keeps the entries a worker holds from looking idle to the
 //! `XAUTOCLAIM` of other workers.
 //!
+//! A worker over many tenants ([`ConsumerBuilder::tenants`]) runs the same
+//! loops over each tenant's streams, each on the tenant's bus. Their
+//! blocking reads go through one shared reader per (group, consumer)
+//! ([`StreamTransport::shared_reader`](crate::transport::StreamTransport::shared_reader)):
+//! on Redis, one connection that waits on every idle stream of the group
+//! with one `XREADGROUP`, while everything else (non-blocking reads,
+//! claims, acknowledgements) goes through the bus's shared connection. One
+//! task moves the delayed events of every tenant's streams, in one call per
+//! poll, and with [`Tenants::discover`] one more looks for new tenants.
+//! Each loop still has its acknowledging and heartbeat tasks, which cost no
+//! Redis call while idle.
+//!
 //! Files: `builder` (handlers, options, start), `worker` (stop and abort),
 //! `read` (the reading loop), `process` (per-entry policy), `ack` (the
 //! acknowledging and heartbeat tasks), `delay` (delayed events that fell
 //! due), `held` (the held set), `partition` (leases on a stream's
 //! partitions), `priority` (turns of the priority levels), `order` (the
-//! lanes that keep the entries of one key in order), `options` and `retry`
-//! (what users configure).
+//! lanes that keep the entries of one key in order), `tenants` (which
+//! tenants, the rescan, the worker-wide mover of delayed events), `options`
+//! and `retry` (what users configure).
 
 mod ack;
 mod builder;
@@ -33,6 +46,7 @@ mod priority;
 mod process;
 mod read;
 mod retry;
+mod tenants;
 mod worker;
 
 use std::collections::HashSet;
@@ -44,6 +58,7 @@ use tokio::sync::{watch, Semaphore};
 pub use builder::ConsumerBuilder;
 pub use options::ConsumerOptions;
 pub use retry::RetryPolicy;
+pub use tenants::Tenants;
 pub use worker::Worker;
 
 use crate::bus::Bus;

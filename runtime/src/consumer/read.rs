@@ -101,7 +101,8 @@ pub(super) async fn run_group<T: StreamTransport>(
     let mut silent = false;
     while !stopped(&stop) {
         if std::mem::take(&mut silent) {
-            match tokio::time::timeout(READ_GRACE, transport.reader()).await {
+            let fresh = tokio::time::timeout(READ_GRACE, transport.reader_again(&reader)).await;
+            match fresh {
                 Ok(Ok(fresh)) => reader = fresh,
                 Ok(Err(e)) => {
                     silent = true;
