@@ -347,6 +347,18 @@ impl Plan {
         if let Some(start) = start {
             options.start = start;
         }
+        // Over tenants, each tenant's first claim at its own point of the
+        // interval (from its name), so that the claims are spread.
+        let first_claim = match (delayed, options.claim_idle, bus.tenant_name()) {
+            (Some(_), Some(idle), Some(tenant)) => {
+                let every = options.claim_interval_or(idle);
+                let at = tenant.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                }) % 1024;
+                every.mul_f64(at as f64 / 1024.0)
+            }
+            _ => std::time::Duration::ZERO,
+        };
         let mut out = Vec::new();
         let mut last_stream = None;
         for ((stream, group), handlers) in &self.groups {
@@ -422,6 +434,7 @@ impl Plan {
                     stop: self.stop.clone(),
                     life,
                     moves_delayed,
+                    first_claim,
                     priority: level.map(|l| (gate.clone(), l)),
                 })));
             }
@@ -620,6 +633,7 @@ fn start_partitions(
             stop,
             life,
             moves_delayed: false,
+            first_claim: std::time::Duration::ZERO,
             priority: None,
         })
     };

@@ -106,6 +106,11 @@ struct GroupSpec {
     /// Whether this group's task moves the stream's delayed events (the
     /// first group of each stream in the worker).
     moves_delayed: bool,
+    /// How long after the start the loop first claims idle entries: at
+    /// once for a worker of its own, spread over the claim interval for the
+    /// loops of a worker over tenants, so that 1,000 of them do not claim
+    /// (and look for idle consumers) all at once.
+    first_claim: std::time::Duration,
     /// The priority level this task reads, with the gate its group's levels
     /// share; `None` for a worker without priorities.
     priority: Option<(Arc<priority::Gate>, crate::bus::Priority)>,
