@@ -19,7 +19,7 @@ use futures::future::join_all;
 use opentelemetry::trace::TracerProvider as _;
 use redis::aio::MultiplexedConnection;
 use tidings::{
-    event, handler, Bus, ConsumerOptions, Context, Event, HandlerResult, Meta, StartFrom,
+    event, handler, Bus, ConsumerOptions, Context, Event, HandlerResult, Meta, StartFrom, Tenants,
 };
 use tidings_bench::events::{FileUploaded, FileUploadedV1, FileUploadedV2, Tick};
 use tidings_bench::report::{self, Better, Figure, Target};
@@ -215,6 +215,9 @@ async fn run(config: Config) -> Result<(), BoxError> {
     }
     if config.wants("rss") {
         figures.push(rss_figure(&config, &url, &client).await?);
+    }
+    if config.wants("tenants") {
+        figures.extend(tenants_figures(&config, &url, &client).await?);
     }
     if std::env::var_os("TIDINGS_BENCH_REDIS_STATS").is_some() {
         // Where the server's time went: usec_per_call of each command.
@@ -645,6 +648,203 @@ async fn consume_figures(
             b,
         ),
     ])
+}
+
+// ---------------------------------------------------------------- tenants
+
+/// Tenants of the `tenants` figures.
+const TENANTS: usize = 1_000;
+
+fn tenant_names() -> Vec<String> {
+    (0..TENANTS).map(|i| format!("t{i}")).collect()
+}
+
+/// The `bench` stream key of each tenant.
+fn tenant_keys(bus: &Bus, names: &[String]) -> Result<Vec<String>, BoxError> {
+    names
+        .iter()
+        .map(|t| Ok(bus.tenant(t)?.stream_key("bench")?))
+        .collect()
+}
+
+/// Fills the `bench` streams of `names` with `n` events in all, spread
+/// evenly, 50 tenants at a time.
+async fn prefill_tenants(bus: &Bus, names: &[String], n: usize) -> Result<(), BoxError> {
+    let per = (n / names.len()).max(1);
+    let chunk = samples(per);
+    for some in names.chunks(50) {
+        let sent = join_all(some.iter().map(|t| {
+            let chunk = &chunk;
+            async move { bus.tenant(t)?.publish_batch(chunk).await }
+        }))
+        .await;
+        for r in sent {
+            r?;
+        }
+    }
+    Ok(())
+}
+
+/// The clients connected to the server (`CLIENT LIST`).
+async fn clients(conn: &mut MultiplexedConnection) -> Result<usize, BoxError> {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(conn).await?;
+    Ok(list.lines().filter(|l| !l.trim().is_empty()).count())
+}
+
+/// Entries pending in `group` over every key, in one pipeline.
+async fn pending_over(
+    conn: &mut MultiplexedConnection,
+    keys: &[String],
+    group: &str,
+) -> Result<i64, BoxError> {
+    let mut pipe = redis::pipe();
+    for k in keys {
+        pipe.cmd("XPENDING").arg(k).arg(group);
+    }
+    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    Ok(replies
+        .iter()
+        .map(|v| match v {
+            redis::Value::Array(items) => match items.first() {
+                Some(redis::Value::Int(n)) => *n,
+                _ => 0,
+            },
+            _ => 0,
+        })
+        .sum())
+}
+
+/// What one run of a worker over [`TENANTS`] tenants measured.
+struct TenantsRun {
+    rate: f64,
+    start_ms: f64,
+    connections: usize,
+}
+
+/// A worker over every tenant of `names` through their `n` events from the
+/// beginning of their streams, until the last is acknowledged: its rate,
+/// how long `start()` took, and how many connections it opened.
+async fn tidings_tenants_consume(
+    bus: &Bus,
+    conn: &mut MultiplexedConnection,
+    names: &[String],
+    n: usize,
+) -> Result<TenantsRun, BoxError> {
+    let keys = tenant_keys(bus, names)?;
+    let mut pipe = redis::pipe();
+    for k in &keys {
+        pipe.cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(k)
+            .arg("bench-consume");
+    }
+    let _: Vec<redis::Value> = pipe.query_async(conn).await?;
+    CONSUMED.store(0, Ordering::SeqCst);
+    let before = clients(conn).await?;
+    let options = ConsumerOptions::default()
+        .start_from(StartFrom::Beginning)
+        .name("bench")
+        .block(Duration::from_millis(100));
+    let start = Instant::now();
+    let worker = bus
+        .consumer()
+        .options(options)
+        .handler(consume_noop)
+        .tenants(Tenants::list(names.to_vec()))
+        .start()
+        .await?;
+    let start_ms = start.elapsed().as_secs_f64() * 1e3;
+    while CONSUMED.load(Ordering::Relaxed) < n as u64 {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    while pending_over(conn, &keys, "bench-consume").await? > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let rate = per_second(n, start.elapsed());
+    let connections = clients(conn).await?.saturating_sub(before);
+    worker.shutdown().await?;
+    Ok(TenantsRun {
+        rate,
+        start_ms,
+        connections,
+    })
+}
+
+/// Consume + ack of the same number of events spread over 1,000 tenant
+/// streams (one worker, `.tenants(…)`) beside one stream, in one run; the
+/// worker's start time and connections; and its peak RSS beside a
+/// hand-written loop per tenant (each with its connection), in processes
+/// of their own.
+async fn tenants_figures(
+    config: &Config,
+    url: &str,
+    client: &redis::Client,
+) -> Result<Vec<Figure>, BoxError> {
+    let n = config.consume - config.consume % TENANTS;
+    progress(&format!(
+        "consume + ack over {TENANTS} tenant streams beside one stream ({n} events)"
+    ));
+    let bus = connect(url, "tenants").await?;
+    let names = tenant_names();
+    let key = bus.stream_key("bench")?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    prefill(&bus, n).await?;
+    prefill_tenants(&bus, &names, n).await?;
+    let (mut t, mut b, mut started, mut one_started, mut conns) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..config.runs {
+        let run = tidings_tenants_consume(&bus, &mut conn, &names, n).await?;
+        t.push(run.rate);
+        started.push(run.start_ms);
+        conns.push(run.connections as f64);
+        b.push(tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", n).await?);
+        // The start of a worker over one stream, beside that over tenants.
+        let start = Instant::now();
+        let worker = bus.consumer().handler(consume_noop).start().await?;
+        one_started.push(start.elapsed().as_secs_f64() * 1e3);
+        worker.shutdown().await?;
+    }
+    let per_tenant_loop = vec![TENANTS as f64; conns.len()];
+    let mut figures = vec![
+        Figure::from_runs("tenants_consume_ack", "events/s", Better::Higher, t, b)
+            .target(Target::RatioAtLeast(0.5)),
+        Figure::from_runs("tenants_start", "ms", Better::Lower, started, one_started)
+            .target(Target::AtMost(50.0)),
+        Figure::from_runs(
+            "tenants_connections",
+            "conns",
+            Better::Lower,
+            conns,
+            per_tenant_loop,
+        )
+        .target(Target::AtMost(4.0)),
+    ];
+    figures[2].notes.push(format!(
+        "baseline: one connection per tenant, as a hand-written loop per tenant holds ({TENANTS})"
+    ));
+    figures[0].notes.push(
+        "baseline: the same worker over one stream with the same events, in the same run"
+            .to_owned(),
+    );
+    progress(&format!("worker peak RSS over {TENANTS} tenants"));
+    let tidings = child_rss("rss-tenants", url, n)?;
+    let baseline = child_rss("rss-tenants-raw", url, n)?;
+    figures.push(
+        Figure::from_runs(
+            "tenants_worker_peak_rss",
+            "MiB",
+            Better::Lower,
+            vec![tidings],
+            vec![baseline],
+        )
+        .target(Target::RatioAtMost(2.0)),
+    );
+    let keys = tenant_keys(&bus, &names)?;
+    for some in keys.chunks(100) {
+        let _: i64 = redis::cmd("DEL").arg(some).query_async(&mut conn).await?;
+    }
+    del(&mut conn, &key).await?;
+    Ok(figures)
 }
 
 // ---------------------------------------------------------------- order and delay
@@ -1924,11 +2124,60 @@ fn child_main(role: &str) -> i32 {
 async fn child(role: &str) -> Result<(), BoxError> {
     let url = std::env::var("TIDINGS_BENCH_URL")?;
     let n: usize = std::env::var("TIDINGS_BENCH_N")?.parse()?;
-    let bus = connect(&url, "rss").await?;
+    let namespace = match role.starts_with("rss-tenants") {
+        true => "tenants",
+        false => "rss",
+    };
+    let bus = connect(&url, namespace).await?;
     let key = bus.stream_key("bench").unwrap();
     let client = redis::Client::open(url.as_str())?;
     let start = Instant::now();
     match role {
+        "rss-tenants" => {
+            let worker = bus
+                .consumer()
+                .options(
+                    ConsumerOptions::default()
+                        .start_from(StartFrom::Beginning)
+                        .block(Duration::from_millis(100)),
+                )
+                .handler(rss_noop)
+                .tenants(Tenants::list(tenant_names()))
+                .start()
+                .await?;
+            while RSS_HANDLED.load(Ordering::Relaxed) < n as u64 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            worker.shutdown().await?;
+        }
+        "rss-tenants-raw" => {
+            // One loop per tenant, each with its connection: what a
+            // service writes by hand to read many tenants' streams.
+            let per = n / TENANTS;
+            let mut loops = Vec::new();
+            for key in tenant_keys(&bus, &tenant_names())? {
+                let client = client.clone();
+                loops.push(tokio::spawn(async move {
+                    // A thousand connections made at once: none of redis-rs's
+                    // default time limits, which are for one.
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(Duration::from_secs(30)))
+                        .set_response_timeout(None);
+                    let mut reader = client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    raw::create_group(&mut reader, &key, "raw-rss").await?;
+                    raw::consume(&mut reader, &key, "raw-rss", per, |e| {
+                        std::hint::black_box(&e);
+                    })
+                    .await?;
+                    Ok::<(), BoxError>(())
+                }));
+            }
+            for l in join_all(loops).await {
+                l??;
+            }
+        }
         "rss-tidings" => {
             let worker = bus
                 .consumer()

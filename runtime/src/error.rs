@@ -206,6 +206,14 @@ pub enum Error {
     /// `start()` on a consumer with no handler.
     #[error("the consumer has no handler; add one with `.handler(…)`")]
     NoHandler,
+    /// `.tenants(…)` on the consumer of a tenant's bus: a worker over
+    /// tenants is built on the root bus, which scopes each tenant's
+    /// streams, dead letters and events itself.
+    #[error("`.tenants(…)` needs the root bus, but this consumer was built on the bus of tenant `{tenant}`; call `.consumer()` on the bus `.tenant(…)` was called on")]
+    TenantsOnTenantBus {
+        /// The tenant of the bus the consumer was built on.
+        tenant: String,
+    },
     /// `Context::publish` on a context made by `Context::detached()`.
     #[error("this context belongs to no bus (made by `Context::detached`), so it cannot publish")]
     Detached,

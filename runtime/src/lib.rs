@@ -64,7 +64,7 @@ pub use bus::{
     Published, RawEvent, DEFAULT_NAMESPACE,
 };
 pub use compat::{Compat, UnknownCompat};
-pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Worker};
+pub use consumer::{ConsumerBuilder, ConsumerOptions, RetryPolicy, Tenants, Worker};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use envelope::Envelope;
 pub use error::{DecodeError, EnvelopeError, Error, NameError, ReceiveError, TransportError};

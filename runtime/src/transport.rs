@@ -553,6 +553,33 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
     /// Opens a connection for one reading consumer.
     fn reader(&self) -> impl Future<Output = Result<Self::Reader, TransportError>> + Send;
 
+    /// A reader for one of many streams that `consumer` reads in `group`
+    /// (a worker over many tenants): where the transport can, such readers
+    /// share one connection for their blocking reads, and send everything
+    /// else on the transport's shared connection, so that a worker holds a
+    /// fixed number of connections however many streams it reads. By
+    /// default, [`StreamTransport::reader`].
+    fn shared_reader(
+        &self,
+        group: &str,
+        consumer: &str,
+    ) -> impl Future<Output = Result<Self::Reader, TransportError>> + Send {
+        let _ = (group, consumer);
+        self.reader()
+    }
+
+    /// A reader to replace `reader` after a read failed or went silent: a
+    /// new connection for a reader of its own, the same share for one from
+    /// [`StreamTransport::shared_reader`]. By default,
+    /// [`StreamTransport::reader`].
+    fn reader_again(
+        &self,
+        reader: &Self::Reader,
+    ) -> impl Future<Output = Result<Self::Reader, TransportError>> + Send {
+        let _ = reader;
+        self.reader()
+    }
+
     /// Creates the group if it does not exist (an existing group is kept as is).
     ///
     /// ```text
@@ -809,6 +836,39 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         due: i64,
         extra: &[(&'static str, String)],
     ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// [`StreamTransport::deliver_due`] over many streams, `(delayed, key)`
+    /// pairs, in one call where the transport can: at most `limit` events in
+    /// all; the report adds up the moves, and `next_due` is the earliest of
+    /// every set. By default, one call per pair, one after another.
+    ///
+    /// ```text
+    /// EVAL <script> 2N <delayed 1> <key 1> … <delayed N> <key N> <now ms> <limit>
+    /// ```
+    fn deliver_due_many(
+        &self,
+        pairs: &[(String, String)],
+        now: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<DueDelivery, TransportError>> + Send {
+        async move {
+            let mut total = DueDelivery::default();
+            for (delayed, key) in pairs {
+                let left = limit.saturating_sub(total.moved + total.malformed);
+                if left == 0 {
+                    break;
+                }
+                let done = self.deliver_due(delayed, key, now, left).await?;
+                total.moved += done.moved;
+                total.malformed += done.malformed;
+                total.next_due = match (total.next_due, done.next_due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(total)
+        }
+    }
 
     /// Takes, renews or releases the lease `key` for `owner`, in one atomic
     /// step: [`Lease::Take`] succeeds when nobody holds it (or `owner` does),

@@ -73,7 +73,11 @@ pub(crate) struct Readers(Mutex<Vec<Weak<ReaderLife>>>);
 impl Readers {
     pub(crate) fn register(&self, life: &Arc<ReaderLife>) {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        all.retain(|w| w.upgrade().is_some_and(|l| !l.is_stopped()));
+        // Pruned when the list doubles, not at every registration: a worker
+        // over 1,000 tenants registers 1,000 loops at once.
+        if all.len() >= 64 && all.len().is_power_of_two() {
+            all.retain(|w| w.upgrade().is_some_and(|l| !l.is_stopped()));
+        }
         all.push(Arc::downgrade(life));
     }
 

@@ -11,8 +11,9 @@ use tokio::task::JoinHandle;
 use super::partition::{Partitions, SpecOf};
 use super::priority::Gate;
 use super::read::run_group;
+use super::tenants::{checked, deliver_due_many_loop, discover, DelayedKeys, Kind, Tenants};
 use super::worker::{GroupTask, Worker};
-use super::{ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
+use super::{pause, stopped, ConsumerOptions, GroupSpec, HandlerSlot, RetryPolicy};
 use crate::bus::{
     check_name, delayed_key, forbidden_in_name, level_key, on_streams, retry_stream_key, Backend,
     Bus, Priority, ReaderLife, MAX_NAME_LEN,
@@ -44,6 +45,7 @@ pub struct ConsumerBuilder {
     defaults: Settings,
     states: States,
     options: ConsumerOptions,
+    tenants: Option<Tenants>,
 }
 
 /// What the consumer sets for a handler instead of its attribute's values.
@@ -62,6 +64,7 @@ impl fmt::Debug for ConsumerBuilder {
                 &self.handlers.iter().map(|h| h.0.name()).collect::<Vec<_>>(),
             )
             .field("options", &self.options)
+            .field("tenants", &self.tenants)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +77,7 @@ impl ConsumerBuilder {
             defaults: Settings::default(),
             states: States::default(),
             options: ConsumerOptions::default(),
+            tenants: None,
         }
     }
 
@@ -155,6 +159,32 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Runs the worker's handlers over the streams of each of `tenants`
+    /// instead of the bus's own: each tenant's groups are read as on
+    /// [`Bus::tenant`]'s bus, so that its dead letters, the events its
+    /// handlers publish and each event's [`Context::tenant`](crate::Context::tenant)
+    /// are the tenant's. The consumer must be built on the root bus
+    /// (`start()` fails with [`Error::TenantsOnTenantBus`] otherwise).
+    ///
+    /// The reading loops of one group share their connections: on one
+    /// Redis server a worker holds one connection per group it reads for
+    /// its blocking reads, beside the bus's shared connection, however many
+    /// tenants and streams it reads; groups are created together, and all
+    /// loops stop together (see `docs/deployment.md`, "Many tenants on one
+    /// worker"). A handler's concurrency is the worker's, shared by every
+    /// tenant.
+    ///
+    /// ```text
+    /// let worker = bus.consumer()
+    ///     .handler(index_file)
+    ///     .tenants(Tenants::discover().rescan(Duration::from_secs(30)))
+    ///     .start().await?;
+    /// ```
+    pub fn tenants(mut self, tenants: Tenants) -> Self {
+        self.tenants = Some(tenants);
+        self
+    }
+
     /// Creates every group that is missing and starts reading.
     ///
     /// ```text
@@ -224,46 +254,270 @@ impl ConsumerBuilder {
         }
         crate::telemetry::describe();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let states = Arc::new(self.states);
-        let mut tasks = Vec::new();
+        let plan = Arc::new(Plan {
+            groups,
+            consumer: consumer.clone(),
+            states: Arc::new(self.states),
+            options: self.options,
+            stop: stop_rx,
+        });
+        let Some(tenants) = self.tenants else {
+            let prepared = plan.prepare(&self.bus, None, None)?;
+            let tasks = launch(&self.bus, prepared, false).await?;
+            return Ok(Worker::new(stop_tx, tasks, consumer));
+        };
+        if let Some(tenant) = self.bus.tenant_name() {
+            return Err(Error::TenantsOnTenantBus {
+                tenant: tenant.to_owned(),
+            });
+        }
+        let streams: BTreeSet<&'static str> = plan.groups.keys().map(|(s, _)| *s).collect();
+        let names: BTreeSet<String> = match &tenants.kind {
+            Kind::List(list) => checked(list)?.into_iter().collect(),
+            Kind::Discover => {
+                on_streams!(self.bus.backend(), t => discover(t, &self.bus, &streams))?
+            }
+        };
+        let delayed = DelayedKeys::default();
+        let mut prepared = Vec::new();
+        for name in &names {
+            prepared.extend(plan.prepare(&self.bus.tenant(name)?, None, Some(&delayed))?);
+        }
+        let tasks = launch(&self.bus, prepared, true).await?;
+        let mut worker = Worker::new(stop_tx, tasks, consumer);
+        if let Some(poll) = plan.options.delayed_poll {
+            let stop = plan.stop.clone();
+            let delayed = delayed.clone();
+            worker.background.push(match self.bus.backend() {
+                Backend::Redis { streams, .. } => {
+                    tokio::spawn(deliver_due_many_loop(streams.clone(), delayed, poll, stop))
+                }
+                Backend::Memory(m) => {
+                    tokio::spawn(deliver_due_many_loop(m.clone(), delayed, poll, stop))
+                }
+            });
+        }
+        if let Kind::Discover = tenants.kind {
+            let rescan = Rescan {
+                bus: self.bus.clone(),
+                plan: plan.clone(),
+                streams,
+                known: names,
+                every: tenants.rescan,
+                delayed,
+                more: worker.more.clone(),
+            };
+            worker.rescan = Some(tokio::spawn(rescan.run()));
+        }
+        Ok(worker)
+    }
+}
+
+/// What a worker starts for each bus it reads (the root bus, or each
+/// tenant's): its handlers by (stream, group), and what they share.
+struct Plan {
+    groups: BTreeMap<(&'static str, &'static str), Vec<HandlerSlot>>,
+    consumer: String,
+    states: Arc<States>,
+    options: ConsumerOptions,
+    stop: watch::Receiver<bool>,
+}
+
+/// A group ready to start (its group to create, then its loop to run), or
+/// a task already running (a partitioned stream's, which creates its
+/// groups itself).
+enum Prepared {
+    Group(Arc<GroupSpec>),
+    Running(GroupTask),
+}
+
+impl Plan {
+    /// The groups to start on `bus`: each (stream, group), and each of its
+    /// priority levels. `start` replaces the options' start position of
+    /// new groups; with `delayed`, the streams' delayed events are left to
+    /// one mover for the whole worker, and their keys added there.
+    fn prepare(
+        &self,
+        bus: &Bus,
+        start: Option<StartFrom>,
+        delayed: Option<&DelayedKeys>,
+    ) -> Result<Vec<Prepared>, Error> {
+        let mut options = self.options.clone();
+        if let Some(start) = start {
+            options.start = start;
+        }
+        // Over tenants, each tenant's first claim at its own point of the
+        // interval (from its name), so that the claims are spread.
+        let first_claim = match (delayed, options.claim_idle, bus.tenant_name()) {
+            (Some(_), Some(idle), Some(tenant)) => {
+                let every = options.claim_interval_or(idle);
+                let at = tenant.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                }) % 1024;
+                every.mul_f64(at as f64 / 1024.0)
+            }
+            _ => std::time::Duration::ZERO,
+        };
+        let mut out = Vec::new();
         let mut last_stream = None;
-        for ((stream, group), handlers) in groups {
+        for ((stream, group), handlers) in &self.groups {
+            let (stream, group) = (*stream, *group);
             // Groups are ordered by stream: the first of each moves its
             // delayed events.
-            let moves_delayed = last_stream != Some(stream);
+            let first_of_stream = last_stream != Some(stream);
             last_stream = Some(stream);
-            let stream_key = self.bus.stream_key(stream)?;
+            let stream_key = bus.stream_key(stream)?;
+            let gate = options.priorities.then(|| Arc::new(Gate::default()));
+            let moves_delayed = match delayed {
+                Some(keys) => {
+                    if first_of_stream && bus.partitions(stream).is_none() {
+                        let levels: Vec<Option<Priority>> = match gate {
+                            Some(_) => Priority::ALL.into_iter().map(Some).collect(),
+                            None => vec![None],
+                        };
+                        // Only pushed to: a panic elsewhere cannot leave it
+                        // inconsistent.
+                        let mut keys = keys.lock().unwrap_or_else(|e| e.into_inner());
+                        for level in levels {
+                            let key = level_key(stream_key.clone(), level);
+                            keys.push((delayed_key(&key), key));
+                        }
+                    }
+                    false
+                }
+                None => first_of_stream,
+            };
             let parts = SpecParts {
-                bus: self.bus.clone(),
+                bus: bus.clone(),
                 stream,
                 group,
-                consumer: consumer.clone(),
-                dlq: self.bus.dead_letter_key(stream)?,
-                handlers,
-                states: states.clone(),
-                options: self.options.clone(),
-                gate: self.options.priorities.then(|| Arc::new(Gate::default())),
+                consumer: self.consumer.clone(),
+                dlq: bus.dead_letter_key(stream)?,
+                handlers: handlers.iter().map(HandlerSlot::share).collect(),
+                states: self.states.clone(),
+                options: options.clone(),
+                gate,
+                first_claim,
             };
-            if let Some(count) = self.bus.partitions(stream) {
-                let handle = start_partitions(&self.bus, parts, count, &stop_rx)?;
-                tasks.push(GroupTask {
+            if let Some(count) = bus.partitions(stream) {
+                let handle = start_partitions(bus, parts, count, &self.stop)?;
+                out.push(Prepared::Running(GroupTask {
                     key: stream_key,
                     group,
                     handle,
-                });
+                }));
                 continue;
             }
-            for spec in parts.specs(&stream_key, None, moves_delayed, &stop_rx) {
-                let key = spec.key.clone();
-                let handle = on_streams!(self.bus.backend(), t => start_group(&self.bus, t.clone(), spec, stop_rx.clone()))?;
-                tasks.push(GroupTask { key, group, handle });
+            for spec in parts.specs(&stream_key, None, moves_delayed, &self.stop) {
+                out.push(Prepared::Group(spec));
             }
         }
-        Ok(Worker {
-            stop: stop_tx,
-            tasks,
-            consumer,
+        Ok(out)
+    }
+}
+
+/// Starts prepared groups on the transport of `bus`: every missing group
+/// created at once (on Redis, pipelined on the shared connection), then a
+/// reading loop for each. With `shared`, the loops of one group share
+/// their connections ([`StreamTransport::shared_reader`]).
+async fn launch(bus: &Bus, prepared: Vec<Prepared>, shared: bool) -> Result<Vec<GroupTask>, Error> {
+    on_streams!(bus.backend(), t => launch_on(bus, t, prepared, shared))
+}
+
+async fn launch_on<T: StreamTransport>(
+    bus: &Bus,
+    transport: &T,
+    prepared: Vec<Prepared>,
+    shared: bool,
+) -> Result<Vec<GroupTask>, Error> {
+    let mut tasks = Vec::with_capacity(prepared.len());
+    let mut specs = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        match p {
+            Prepared::Group(spec) => specs.push(spec),
+            Prepared::Running(task) => tasks.push(task),
+        }
+    }
+    let created = futures::future::join_all(specs.iter().map(|spec| {
+        bus.patiently("XGROUP CREATE", || {
+            transport.create_group(&spec.key, spec.group, &spec.options.start)
         })
+    }))
+    .await;
+    created.into_iter().collect::<Result<Vec<()>, Error>>()?;
+    let readers = futures::future::join_all(specs.iter().map(|spec| {
+        bus.patiently("connect", move || async move {
+            match shared {
+                true => transport.shared_reader(spec.group, &spec.consumer).await,
+                false => transport.reader().await,
+            }
+        })
+    }))
+    .await;
+    for (spec, reader) in specs.into_iter().zip(readers) {
+        let reader = reader?;
+        let (key, group, stop) = (spec.key.clone(), spec.group, spec.stop.clone());
+        let handle = tokio::spawn(run_group(transport.clone(), reader, spec, stop));
+        tasks.push(GroupTask { key, group, handle });
+    }
+    Ok(tasks)
+}
+
+/// Looks for new tenants every `every` and starts reading each one found,
+/// from the start of its stream, until the worker stops.
+struct Rescan {
+    bus: Bus,
+    plan: Arc<Plan>,
+    streams: BTreeSet<&'static str>,
+    known: BTreeSet<String>,
+    every: std::time::Duration,
+    delayed: DelayedKeys,
+    more: Arc<Mutex<Vec<GroupTask>>>,
+}
+
+impl Rescan {
+    async fn run(mut self) {
+        let mut stop = self.plan.stop.clone();
+        loop {
+            if pause(self.every, &mut stop).await {
+                return;
+            }
+            let found = on_streams!(self.bus.backend(), t => discover(t, &self.bus, &self.streams));
+            let found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for new tenants failed; trying again later");
+                    continue;
+                }
+            };
+            for tenant in found.difference(&self.known).cloned().collect::<Vec<_>>() {
+                if stopped(&stop) {
+                    return;
+                }
+                match self.start(&tenant).await {
+                    Ok(tasks) => {
+                        tracing::info!(tenant = %tenant, "found a new tenant; reading its streams");
+                        // Only pushed to and taken whole: a panic elsewhere
+                        // cannot leave it inconsistent.
+                        self.more
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend(tasks);
+                        self.known.insert(tenant);
+                    }
+                    Err(e) => tracing::warn!(tenant = %tenant, error = %e,
+                        "starting to read a new tenant failed; trying again at the next scan"),
+                }
+            }
+        }
+    }
+
+    async fn start(&self, tenant: &str) -> Result<Vec<GroupTask>, Error> {
+        let bus = self.bus.tenant(tenant)?;
+        let prepared = self
+            .plan
+            .prepare(&bus, Some(StartFrom::Beginning), Some(&self.delayed))?;
+        launch(&self.bus, prepared, true).await
     }
 }
 
@@ -311,6 +565,8 @@ struct SpecParts {
     options: ConsumerOptions,
     /// With priorities, the gate the group's levels take turns at.
     gate: Option<Arc<Gate>>,
+    /// How long after the start the loops claim idle entries first.
+    first_claim: std::time::Duration,
 }
 
 impl SpecParts {
@@ -390,6 +646,7 @@ impl SpecParts {
             stop: place.stop.clone(),
             life,
             moves_delayed,
+            first_claim: self.first_claim,
             priority,
             park: place.park.clone(),
             partition: place.partition,
@@ -456,18 +713,4 @@ fn start_partitions(
             stop: stop.clone(),
         }),
     })
-}
-
-async fn start_group<T: StreamTransport>(
-    bus: &Bus,
-    transport: T,
-    spec: Arc<GroupSpec>,
-    stop: watch::Receiver<bool>,
-) -> Result<JoinHandle<usize>, Error> {
-    bus.patiently("XGROUP CREATE", || {
-        transport.create_group(&spec.key, spec.group, &spec.options.start)
-    })
-    .await?;
-    let reader = bus.patiently("connect", || transport.reader()).await?;
-    Ok(tokio::spawn(run_group(transport, reader, spec, stop)))
 }

@@ -17,13 +17,26 @@
 //! heartbeat task keeps the entries a worker holds from looking idle to the
 //! `XAUTOCLAIM` of other workers.
 //!
+//! A worker over many tenants ([`ConsumerBuilder::tenants`]) runs the same
+//! loops over each tenant's streams, each on the tenant's bus. Their
+//! blocking reads go through one shared reader per (group, consumer)
+//! ([`StreamTransport::shared_reader`](crate::transport::StreamTransport::shared_reader)):
+//! on Redis, one connection that waits on every idle stream of the group
+//! with one `XREADGROUP`, while everything else (non-blocking reads,
+//! claims, acknowledgements) goes through the bus's shared connection. One
+//! task moves the delayed events of every tenant's streams, in one call per
+//! poll, and with [`Tenants::discover`] one more looks for new tenants.
+//! Each loop still has its acknowledging and heartbeat tasks, which cost no
+//! Redis call while idle.
+//!
 //! Files: `builder` (handlers, options, start), `worker` (stop and abort),
 //! `read` (the reading loop), `process` (per-entry policy), `ack` (the
 //! acknowledging and heartbeat tasks), `delay` (delayed events that fell
 //! due), `held` (the held set), `partition` (leases on a stream's
 //! partitions), `priority` (turns of the priority levels), `order` (the
-//! lanes that keep the entries of one key in order), `options` and `retry`
-//! (what users configure).
+//! lanes that keep the entries of one key in order), `tenants` (which
+//! tenants, the rescan, the worker-wide mover of delayed events), `options`
+//! and `retry` (what users configure).
 
 mod ack;
 mod builder;
@@ -36,6 +49,7 @@ mod priority;
 mod process;
 mod read;
 mod retry;
+mod tenants;
 mod worker;
 
 use std::collections::HashSet;
@@ -47,6 +61,7 @@ use tokio::sync::{watch, Semaphore};
 pub use builder::ConsumerBuilder;
 pub use options::ConsumerOptions;
 pub use retry::RetryPolicy;
+pub use tenants::Tenants;
 pub use worker::Worker;
 
 use crate::bus::Bus;
@@ -94,6 +109,11 @@ struct GroupSpec {
     /// Whether this group's task moves the stream's delayed events (the
     /// first group of each stream in the worker).
     moves_delayed: bool,
+    /// How long after the start the loop first claims idle entries: at
+    /// once for a worker of its own, spread over the claim interval for the
+    /// loops of a worker over tenants, so that 1,000 of them do not claim
+    /// (and look for idle consumers) all at once.
+    first_claim: std::time::Duration,
     /// The priority level this task reads, with the gate its group's levels
     /// share; `None` for a worker without priorities.
     priority: Option<(Arc<priority::Gate>, crate::bus::Priority)>,

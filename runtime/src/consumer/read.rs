@@ -60,7 +60,7 @@ pub(super) async fn run_group<T: StreamTransport>(
     let backoff = Backoff::new(opts.min_backoff, opts.max_backoff);
     // Reads failed in a row: what the reconnect backoff grows with.
     let mut failed = 0u32;
-    let mut next_claim = tokio::time::Instant::now();
+    let mut next_claim = tokio::time::Instant::now() + spec.first_claim;
     let mut next_trim = tokio::time::Instant::now();
     // Where the next claim looks from: each claim goes on where the last
     // stopped, round the whole pending list.
@@ -101,7 +101,8 @@ pub(super) async fn run_group<T: StreamTransport>(
     let mut silent = false;
     while !stopped(&stop) {
         if std::mem::take(&mut silent) {
-            match tokio::time::timeout(READ_GRACE, transport.reader()).await {
+            let fresh = tokio::time::timeout(READ_GRACE, transport.reader_again(&reader)).await;
+            match fresh {
                 Ok(Ok(fresh)) => reader = fresh,
                 Ok(Err(e)) => {
                     silent = true;

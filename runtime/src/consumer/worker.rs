@@ -2,6 +2,7 @@
 //! owns.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -22,6 +23,13 @@ pub struct Worker {
     pub(super) stop: watch::Sender<bool>,
     pub(super) tasks: Vec<GroupTask>,
     pub(super) consumer: String,
+    /// The group tasks of tenants found while the worker runs.
+    pub(super) more: Arc<Mutex<Vec<GroupTask>>>,
+    /// The task that looks for new tenants, if the worker does.
+    pub(super) rescan: Option<JoinHandle<()>>,
+    /// Tasks for the whole worker (the mover of delayed events of a worker
+    /// over tenants): they end at the stop.
+    pub(super) background: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for Worker {
@@ -41,6 +49,41 @@ impl fmt::Debug for Worker {
 }
 
 impl Worker {
+    pub(super) fn new(stop: watch::Sender<bool>, tasks: Vec<GroupTask>, consumer: String) -> Self {
+        Worker {
+            stop,
+            tasks,
+            consumer,
+            more: Arc::default(),
+            rescan: None,
+            background: Vec::new(),
+        }
+    }
+
+    /// Every group task: those started with the worker, and those of
+    /// tenants found since. Call after the rescan ended.
+    fn all_tasks(&mut self) -> Vec<GroupTask> {
+        let mut tasks = std::mem::take(&mut self.tasks);
+        // Only pushed to and taken whole: a panic elsewhere cannot leave
+        // it inconsistent.
+        tasks.append(&mut self.more.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks
+    }
+
+    /// Stops the rescan, so that no tenant starts after the stop.
+    async fn end_rescan(&mut self) {
+        if let Some(rescan) = self.rescan.take() {
+            let _ = rescan.await;
+        }
+    }
+
+    /// Waits for the worker-wide tasks, which end at the stop.
+    async fn end_background(&mut self) {
+        for task in std::mem::take(&mut self.background) {
+            let _ = task.await;
+        }
+    }
+
     /// The consumer name this worker reads as, in every group.
     pub fn consumer_name(&self) -> &str {
         &self.consumer
@@ -65,7 +108,10 @@ impl Worker {
     /// use [`Worker::shutdown_within`].
     pub async fn shutdown(mut self) -> Result<(), Error> {
         let _ = self.stop.send(true);
-        join(std::mem::take(&mut self.tasks)).await
+        self.end_rescan().await;
+        let result = join(self.all_tasks()).await;
+        self.end_background().await;
+        result
     }
 
     /// As [`Worker::shutdown`], but returns by `limit` whatever handlers
@@ -79,8 +125,16 @@ impl Worker {
     /// ```
     pub async fn shutdown_within(mut self, limit: Duration) -> Result<(), Error> {
         let _ = self.stop.send(true);
-        let mut tasks = std::mem::take(&mut self.tasks);
         let deadline = tokio::time::Instant::now() + limit;
+        if let Some(mut rescan) = self.rescan.take() {
+            if tokio::time::timeout_at(deadline, &mut rescan)
+                .await
+                .is_err()
+            {
+                rescan.abort();
+            }
+        }
+        let mut tasks = self.all_tasks();
         let mut first_error = None;
         for t in &mut tasks {
             match tokio::time::timeout_at(deadline, &mut t.handle).await {
@@ -98,10 +152,14 @@ impl Worker {
                     for t in &mut tasks {
                         let _ = (&mut t.handle).await;
                     }
+                    for task in std::mem::take(&mut self.background) {
+                        task.abort();
+                    }
                     return Err(Error::ShutdownTimedOut { after: limit });
                 }
             }
         }
+        self.end_background().await;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -113,8 +171,14 @@ impl Worker {
     /// stay pending until a live worker of the group claims them (after its
     /// `claim_idle`).
     pub fn abort(mut self) {
-        for t in std::mem::take(&mut self.tasks) {
+        if let Some(rescan) = self.rescan.take() {
+            rescan.abort();
+        }
+        for t in self.all_tasks() {
             t.handle.abort();
+        }
+        for task in std::mem::take(&mut self.background) {
+            task.abort();
         }
     }
 }

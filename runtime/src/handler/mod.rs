@@ -543,9 +543,15 @@ impl Context {
         self.envelope().and_then(|e| e.correlation_id.as_deref())
     }
 
-    /// `tenantid` of the event being handled.
+    /// The tenant of the event being handled: that of the stream it was
+    /// read from, when a tenant's bus (or a worker over tenants,
+    /// [`ConsumerBuilder::tenants`](crate::ConsumerBuilder::tenants)) read
+    /// it, whatever its `tenantid` says; else its `tenantid`.
     pub fn tenant(&self) -> Option<&str> {
-        self.envelope().and_then(|e| e.tenant_id.as_deref())
+        match self.inner.bus.as_ref().and_then(Bus::tenant_name) {
+            Some(tenant) => Some(tenant),
+            None => self.envelope().and_then(|e| e.tenant_id.as_deref()),
+        }
     }
 
     /// Delivery-related state of type `T`, if the consumer was given one.

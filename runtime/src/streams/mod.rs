@@ -1,6 +1,7 @@
 //! Redis Streams transport: durable, at-least-once delivery through consumer groups.
 
 mod endpoint;
+mod hub;
 mod info;
 mod reply;
 mod resp;
@@ -49,6 +50,9 @@ pub struct StreamsTransport {
     durability: Durability,
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
+    /// The shared blocking reads of workers over many streams, one per
+    /// (group, consumer).
+    hubs: Arc<hub::Hubs>,
 }
 
 impl std::fmt::Debug for StreamsTransport {
@@ -136,6 +140,7 @@ impl StreamsTransport {
             durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,
+            hubs: Arc::default(),
         })
     }
 
@@ -158,6 +163,7 @@ impl StreamsTransport {
             durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,
+            hubs: Arc::default(),
         })
     }
 
@@ -338,6 +344,41 @@ for _, member in ipairs(due) do
 end
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {moved, malformed, next[2] or false}
+"#;
+
+/// [`DELIVER_DUE_SCRIPT`] over the pairs of keys `KEYS[2i-1]` (a sorted
+/// set) and `KEYS[2i]` (its stream), moving at most ARGV[2] events in all.
+/// Returns {moved, malformed, the earliest score left or nil}.
+const DELIVER_DUE_MANY_SCRIPT: &str = r#"
+local left = tonumber(ARGV[2])
+local moved, malformed, earliest = 0, 0, nil
+for i = 1, #KEYS, 2 do
+  if left > 0 then
+    local due = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', ARGV[1], 'LIMIT', 0, left)
+    for _, member in ipairs(due) do
+      local ok, fields = pcall(cjson.decode, member)
+      local valid = ok and type(fields) == 'table' and #fields >= 2 and #fields % 2 == 0
+      if valid then
+        for _, v in ipairs(fields) do
+          if type(v) ~= 'string' then valid = false end
+        end
+      end
+      if valid then
+        redis.call('XADD', KEYS[i + 1], '*', unpack(fields))
+        moved = moved + 1
+      else
+        malformed = malformed + 1
+      end
+      redis.call('ZREM', KEYS[i], member)
+      left = left - 1
+    end
+  end
+  local next = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if next[2] and (earliest == nil or tonumber(next[2]) < tonumber(earliest)) then
+    earliest = next[2]
+  end
+end
+return {moved, malformed, earliest or false}
 "#;
 
 const TRIM_SCRIPT: &str = r#"-- KEYS[1]: the stream. ARGV[1]: oldest id to keep by age ('' for none);
@@ -664,15 +705,29 @@ fn timed_out(message: String) -> TransportError {
 /// The connections of one reading consumer: `XREADGROUP` goes through a
 /// connection of its own with a cheaper reply parser when the server is
 /// reached over TCP or TLS, everything else through redis-rs.
+///
+/// A reader from [`StreamTransport::shared_reader`] has no connection of
+/// its own: its non-blocking commands go through the bus's shared
+/// connection, and its blocking reads through the hub of its group and
+/// consumer, which waits on every stream of the worker with one command
+/// (see the `hub` module).
 pub struct StreamsReader {
     managed: SharedConnection,
     fast: Option<resp::RespConnection>,
+    hub: Option<Arc<hub::Hub>>,
+    /// Whether the last read through the hub found nothing: the next one
+    /// goes straight to the hub, whose read returns at once if entries
+    /// came meanwhile.
+    idle: bool,
+    /// The key this reader waited on through the hub, if it did.
+    key: Option<String>,
 }
 
 impl std::fmt::Debug for StreamsReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamsReader")
             .field("own_parser", &self.fast.is_some())
+            .field("shared", &self.hub.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -791,6 +846,47 @@ impl StreamTransport for StreamsTransport {
         let mut conn = self.conn.clone();
         let code: i64 = invocation.invoke_async(&mut conn).await?;
         Ok(code != -1)
+    }
+
+    async fn deliver_due_many(
+        &self,
+        pairs: &[(String, String)],
+        now: i64,
+        limit: usize,
+    ) -> Result<DueDelivery, TransportError> {
+        if pairs.is_empty() {
+            return Ok(DueDelivery::default());
+        }
+        // On a cluster the sets lie in slots of their own: one call each.
+        if self.conn.is_cluster() {
+            let mut total = DueDelivery::default();
+            for (delayed, key) in pairs {
+                let left = limit.saturating_sub(total.moved + total.malformed);
+                if left == 0 {
+                    break;
+                }
+                let done = self.deliver_due(delayed, key, now, left).await?;
+                total.moved += done.moved;
+                total.malformed += done.malformed;
+                total.next_due = match (total.next_due, done.next_due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            return Ok(total);
+        }
+        static DELIVER_DUE_MANY: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(DELIVER_DUE_MANY_SCRIPT));
+        let mut invocation = DELIVER_DUE_MANY.prepare_invoke();
+        for (delayed, key) in pairs {
+            invocation.key(delayed).key(key);
+        }
+        invocation.arg(now).arg(limit.max(1));
+        let mut conn = self.conn.clone();
+        let (moved, malformed, next): (usize, usize, Option<String>) =
+            invocation.invoke_async(&mut conn).await?;
+        let next_due = next.and_then(|s| s.parse::<f64>().ok()).map(|f| f as i64);
+        Ok(DueDelivery::new(moved, malformed, next_due))
     }
 
     async fn lease(
@@ -971,7 +1067,13 @@ impl StreamTransport for StreamsTransport {
                 &self.endpoint,
                 managed.clone(),
             );
-            return Ok(StreamsReader { managed, fast });
+            return Ok(StreamsReader {
+                managed,
+                fast,
+                hub: None,
+                idle: false,
+                key: None,
+            });
         }
         // No response timeout: a blocking read legitimately waits for `BLOCK`
         // milliseconds, and a dead server shows up as a dropped connection.
@@ -982,7 +1084,63 @@ impl StreamTransport for StreamsTransport {
         let managed =
             SharedConnection::connect(self.endpoint.clone(), client.clone(), config).await?;
         let fast = resp::RespConnection::for_info(client.get_connection_info(), &self.endpoint);
-        Ok(StreamsReader { managed, fast })
+        Ok(StreamsReader {
+            managed,
+            fast,
+            hub: None,
+            idle: false,
+            key: None,
+        })
+    }
+
+    /// On one server (or behind Sentinel), a handle on the hub of
+    /// `consumer` in `group`: no connection of its own. On a cluster, where
+    /// the streams of the tenants lie in slots of their own, a reader of
+    /// its own ([`StreamTransport::reader`]).
+    async fn shared_reader(
+        &self,
+        group: &str,
+        consumer: &str,
+    ) -> Result<StreamsReader, TransportError> {
+        if self.conn.is_cluster() {
+            return self.reader().await;
+        }
+        let hub = self.hubs.get(
+            group,
+            consumer,
+            &self.endpoint,
+            &self.conn,
+            self.connect_timeout,
+        );
+        Ok(StreamsReader {
+            managed: self.conn.clone(),
+            fast: None,
+            hub: Some(hub),
+            idle: false,
+            key: None,
+        })
+    }
+
+    async fn reader_again(&self, reader: &StreamsReader) -> Result<StreamsReader, TransportError> {
+        match &reader.hub {
+            // The hub makes its own connection again after a failed read.
+            Some(hub) => {
+                // A read the hub still has in flight for the key could add
+                // to this consumer's pending entries after the loop read
+                // them again: wait for it to end.
+                if let Some(key) = &reader.key {
+                    let _ = hub.release(key).await;
+                }
+                Ok(StreamsReader {
+                    managed: self.conn.clone(),
+                    fast: None,
+                    hub: Some(hub.clone()),
+                    idle: false,
+                    key: None,
+                })
+            }
+            None => self.reader().await,
+        }
     }
 
     async fn create_group(
@@ -1014,6 +1172,26 @@ impl StreamTransport for StreamsTransport {
         reader: &mut StreamsReader,
         r: ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
+        if let Some(hub) = &reader.hub {
+            // A key that had entries gets the next at once, on the shared
+            // connection, without waiting to be part of the hub's next
+            // read; only a key with none waits there. An idle key goes
+            // straight to the hub: a read of its own would be a call per
+            // key and `block` for nothing.
+            if !reader.idle {
+                let cmd = xreadgroup(&r, r.count, None);
+                let entries = reply::read_group(cmd.query_async(&mut reader.managed).await?)?;
+                if !entries.is_empty() {
+                    return Ok(entries);
+                }
+            }
+            if reader.key.is_none() {
+                reader.key = Some(r.key.to_owned());
+            }
+            let entries = hub.read(r.key, r.count, r.block).await?;
+            reader.idle = entries.is_empty();
+            return Ok(entries);
+        }
         match &mut reader.fast {
             // On a cluster, a connection that could not be made rests a
             // while: redis-rs reads meanwhile.
@@ -1038,6 +1216,10 @@ impl StreamTransport for StreamsTransport {
         &self,
         reader: &mut StreamsReader,
     ) -> Result<Vec<Entry>, TransportError> {
+        if let (Some(hub), Some(key)) = (&reader.hub, &reader.key) {
+            // The hub's read in flight for the key is what was sent ahead.
+            return hub.release(key).await;
+        }
         match &mut reader.fast {
             Some(conn) => conn.read_ahead_rest().await,
             None => Ok(Vec::new()),

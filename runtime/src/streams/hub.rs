@@ -1,0 +1,479 @@
+//! Shared blocking reads: the reading loops of one consumer in one group
+//! (a worker over many tenants' streams) wait for entries together, with
+//! one connection and one command.
+//!
+//! Only a blocking read needs a connection of its own: a loop whose
+//! non-blocking read found nothing hands its key to the hub, which holds
+//! one dedicated connection and keeps one read in flight over every key
+//! whose loop waits:
+//!
+//! ```text
+//! XREADGROUP GROUP <group> <consumer> COUNT <n> BLOCK <ms> STREAMS <k1> … <kN> > … >
+//! ```
+//!
+//! The entries of each key go to its loop; the read is sent again with the
+//! keys still waiting and those that arrived meanwhile. A key that arrives
+//! while a read is in flight ends that read early (`CLIENT UNBLOCK`, sent
+//! on the bus's shared connection once the read is [`UNBLOCK_AFTER`] old),
+//! so that it waits no longer than that and a round trip to be part of the
+//! next; where the server refuses `CLIENT ID` or
+//! `CLIENT UNBLOCK` (an ACL user), each read blocks for at most
+//! [`JOIN_BOUND`] instead. Each loop is answered by the end of its own
+//! `block`, with nothing when nothing came, as a read of its own would be.
+//! A read that fails fails every loop that waited in it, with the error,
+//! so that each recovers as after a read of its own (it reads its own
+//! pending entries again).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::endpoint::Endpoint;
+use super::shared::SharedConnection;
+use crate::transport::{Entry, TransportError};
+
+/// The longest a shared read blocks where the server refuses
+/// `CLIENT UNBLOCK`: how long a loop that starts waiting during a read may
+/// wait to be part of the next.
+const JOIN_BOUND: Duration = Duration::from_millis(50);
+
+/// The youngest a shared read is ended to take in keys that arrived
+/// meanwhile: keys that arrive together join one next read, and a worker
+/// whose loops go idle one after another does not send a read and a
+/// `CLIENT UNBLOCK` per loop.
+const UNBLOCK_AFTER: Duration = Duration::from_millis(2);
+
+/// Loops whose `block` ends within this part of it are answered together,
+/// so that their next waits end together too, and reads are not ended one
+/// loop at a time.
+const SLACK_DIVISOR: u32 = 4;
+
+/// The hubs of a transport, one per (group, consumer), held weakly: a hub
+/// lives as long as a reader uses it.
+#[derive(Default)]
+pub(super) struct Hubs(Mutex<HashMap<(String, String), Weak<Hub>>>);
+
+impl Hubs {
+    /// The hub of `consumer` in `group`, started if there is none.
+    pub(super) fn get(
+        &self,
+        group: &str,
+        consumer: &str,
+        endpoint: &Endpoint,
+        shared: &SharedConnection,
+        connect_timeout: Duration,
+    ) -> Arc<Hub> {
+        // Only inserted into and pruned: a panic elsewhere cannot leave it
+        // inconsistent.
+        let mut hubs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        hubs.retain(|_, h| h.strong_count() > 0);
+        let id = (group.to_owned(), consumer.to_owned());
+        if let Some(hub) = hubs.get(&id).and_then(Weak::upgrade) {
+            return hub;
+        }
+        let (tx, rx) = mpsc::unbounded_channel::<Msg>();
+        let state = State {
+            group: id.0.clone(),
+            consumer: id.1.clone(),
+            endpoint: endpoint.clone(),
+            shared: shared.clone(),
+            connect_timeout,
+            conn: None,
+            unblock: true,
+            waiting: HashMap::new(),
+        };
+        tokio::spawn(state.run(rx));
+        let hub = Arc::new(Hub { tx });
+        hubs.insert(id, Arc::downgrade(&hub));
+        hub
+    }
+}
+
+/// A handle on one hub: its task ends when the last handle is dropped.
+pub(crate) struct Hub {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// What a reader asks of its hub.
+enum Msg {
+    /// Wait for entries of a key.
+    Read(Request),
+    /// The loop of a key stopped waiting (it stops, or reconnects): once no
+    /// read in flight holds the key any more, the entries that read gave it
+    /// (which the server delivered to this consumer), or none.
+    Release(String, Reply),
+}
+
+type Reply = oneshot::Sender<Result<Vec<Entry>, TransportError>>;
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+struct Request {
+    key: String,
+    count: usize,
+    block: Duration,
+    reply: Reply,
+}
+
+impl Hub {
+    /// Waits up to `block` for entries of `key` never delivered to the
+    /// group, at most `count`, as part of the hub's shared read.
+    pub(super) async fn read(
+        &self,
+        key: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Entry>, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            key: key.to_owned(),
+            count: count.max(1),
+            block,
+            reply,
+        };
+        if self.tx.send(Msg::Read(request)).is_err() {
+            return Err(gone());
+        }
+        rx.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// Waits until no read in flight holds `key` (a loop that stopped
+    /// waiting, before it reads its own pending entries, which such a read
+    /// could still add to); returns the entries that read gave the key.
+    pub(super) async fn release(&self, key: &str) -> Result<Vec<Entry>, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Release(key.to_owned(), reply)).is_err() {
+            // No hub, no read in flight.
+            return Ok(Vec::new());
+        }
+        rx.await.unwrap_or_else(|_| Ok(Vec::new()))
+    }
+}
+
+fn gone() -> TransportError {
+    connection_error("the shared reader stopped".to_owned())
+}
+
+/// An error that reads as a lost connection, which the reading loop
+/// answers by reading its own pending entries again.
+fn connection_error(message: String) -> TransportError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        message,
+    ))
+    .into()
+}
+
+/// The error of a failed shared read, for each loop that waited in it:
+/// `NOGROUP` stays `NOGROUP` (the loop makes its group again), anything
+/// else reads as a lost connection.
+fn share(e: &TransportError) -> TransportError {
+    if e.is_no_group() {
+        TransportError::Protocol {
+            command: "XREADGROUP",
+            reason: format!("NOGROUP (in a shared read) {e}"),
+        }
+    } else {
+        connection_error(format!("the shared read failed: {e}"))
+    }
+}
+
+struct Waiter {
+    count: usize,
+    deadline: Instant,
+    reply: Reply,
+}
+
+struct State {
+    group: String,
+    consumer: String,
+    endpoint: Endpoint,
+    shared: SharedConnection,
+    connect_timeout: Duration,
+    /// The dedicated connection, with its `CLIENT ID` if the server gave it.
+    conn: Option<(MultiplexedConnection, Option<i64>)>,
+    /// Whether `CLIENT UNBLOCK` may end a read early.
+    unblock: bool,
+    waiting: HashMap<String, Waiter>,
+}
+
+impl State {
+    /// Takes a message between reads: a key to wait on, or a key released,
+    /// which no read holds now.
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Read(r) => {
+                let waiter = Waiter {
+                    count: r.count,
+                    deadline: Instant::now() + r.block,
+                    reply: r.reply,
+                };
+                self.waiting.insert(r.key, waiter);
+            }
+            Msg::Release(key, reply) => {
+                self.waiting.remove(&key);
+                let _ = reply.send(Ok(Vec::new()));
+            }
+        }
+    }
+
+    /// Answers with nothing the loops whose wait ends by `by`, and forgets
+    /// those that stopped waiting.
+    fn answer_due(&mut self, by: Instant) {
+        // A closed receiver is a loop that stopped waiting: nothing to send.
+        self.waiting.retain(|_, w| !w.reply.is_closed());
+        let due: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= by)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some(w) = self.waiting.remove(&k) {
+                let _ = w.reply.send(Ok(Vec::new()));
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Result<(), TransportError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let client = self.endpoint.client().await?;
+        // No response timeout: a blocking read legitimately waits for
+        // `BLOCK`; the reading loops bound each of their reads.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
+        let mut conn = match tokio::time::timeout(
+            self.connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
+            Ok(conn) => conn?,
+            Err(_) => {
+                return Err(TransportError::timed_out(format!(
+                    "connecting the shared reader took more than {:?}",
+                    self.connect_timeout
+                )))
+            }
+        };
+        let id = match self.unblock {
+            true => redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async::<i64>(&mut conn)
+                .await
+                .ok(),
+            false => None,
+        };
+        if id.is_none() && self.unblock {
+            self.unblock = false;
+            tracing::debug!(group = %self.group,
+                "CLIENT ID refused: shared reads block for at most {JOIN_BOUND:?}");
+        }
+        self.conn = Some((conn, id));
+        Ok(())
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            let now = Instant::now();
+            let slack = self
+                .waiting
+                .values()
+                .map(|w| w.deadline.saturating_duration_since(now))
+                .max()
+                .unwrap_or_default()
+                / SLACK_DIVISOR;
+            self.answer_due(now + slack.min(Duration::from_millis(250)));
+            if self.waiting.is_empty() {
+                match rx.recv().await {
+                    Some(msg) => self.take(msg),
+                    None => return,
+                }
+            }
+            while let Ok(msg) = rx.try_recv() {
+                self.take(msg);
+            }
+            if self.waiting.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.connect().await {
+                tracing::warn!(group = %self.group, error = %e, "connecting the shared reader failed");
+                for (_, w) in self.waiting.drain() {
+                    let _ = w.reply.send(Err(share(&e)));
+                }
+                continue;
+            }
+            if !self.round(&mut rx).await {
+                return;
+            }
+        }
+    }
+
+    /// One shared read over every waiting key; false when every handle is
+    /// gone.
+    async fn round(&mut self, rx: &mut mpsc::UnboundedReceiver<Msg>) -> bool {
+        let keys: Vec<String> = self.waiting.keys().cloned().collect();
+        let now = Instant::now();
+        let earliest = self
+            .waiting
+            .values()
+            .map(|w| w.deadline)
+            .min()
+            .unwrap_or(now);
+        let mut block = earliest
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        if !self.unblock {
+            block = block.min(JOIN_BOUND);
+        }
+        let count = self.waiting.values().map(|w| w.count).min().unwrap_or(1);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg("STREAMS");
+        for k in &keys {
+            cmd.arg(k);
+        }
+        for _ in &keys {
+            cmd.arg(">");
+        }
+        let Some((conn, id)) = self.conn.as_mut() else {
+            return true;
+        };
+        let id = *id;
+        let mut conn = conn.clone();
+        let started = Instant::now();
+        let read = async move { cmd.query_async::<Value>(&mut conn).await };
+        tokio::pin!(read);
+        let mut unblocking: Option<
+            std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>,
+        > = None;
+        let mut unblocked = false;
+        let mut joined = Vec::new();
+        let mut released: Vec<(String, Reply)> = Vec::new();
+        let reply = loop {
+            tokio::select! {
+                reply = &mut read => break reply,
+                msg = rx.recv() => {
+                    // The map holds the keys of this read until it ends.
+                    let wake = match msg {
+                        None => return false,
+                        Some(Msg::Read(r)) => {
+                            let new = !self.waiting.contains_key(&r.key);
+                            joined.push(Msg::Read(r));
+                            new
+                        }
+                        Some(Msg::Release(key, reply)) => {
+                            if self.waiting.contains_key(&key) {
+                                released.push((key, reply));
+                                true
+                            } else {
+                                let _ = reply.send(Ok(Vec::new()));
+                                false
+                            }
+                        }
+                    };
+                    if let (true, true, false, Some(id)) = (wake, self.unblock, unblocked, id) {
+                        unblocked = true;
+                        let at = started + UNBLOCK_AFTER;
+                        unblocking = Some(Box::pin(unblock(self.shared.clone(), id, at)));
+                    }
+                }
+                ok = async {
+                    match unblocking.as_mut() {
+                        Some(f) => f.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                }, if unblocking.is_some() => {
+                    unblocking = None;
+                    if !ok {
+                        self.unblock = false;
+                        tracing::debug!(group = %self.group,
+                            "CLIENT UNBLOCK refused: shared reads block for at most {JOIN_BOUND:?}");
+                    }
+                }
+            }
+        };
+        let mut released: HashMap<String, Reply> = released.into_iter().collect();
+        for key in released.keys() {
+            self.waiting.remove(key);
+        }
+        for msg in joined {
+            self.take(msg);
+        }
+        match reply
+            .map_err(TransportError::from)
+            .and_then(super::reply::read_streams)
+        {
+            Ok(streams) => {
+                for (key, entries) in streams {
+                    let reply = match released.remove(&key) {
+                        Some(reply) => Some(reply),
+                        None => self.waiting.remove(&key).map(|w| w.reply),
+                    };
+                    let sent = match reply {
+                        Some(reply) => reply.send(Ok(entries)),
+                        None => Err(Ok(entries)),
+                    };
+                    if let Err(Ok(entries)) = sent {
+                        tracing::debug!(stream = %key, group = %self.group, count = entries.len(),
+                            "entries read for a loop that stopped waiting: they stay pending to this consumer, which reads them back");
+                    }
+                }
+            }
+            Err(e) => {
+                if !e.is_no_group() {
+                    // The connection may be anywhere in a reply: a new one.
+                    self.conn = None;
+                }
+                for k in &keys {
+                    if let Some(w) = self.waiting.remove(k) {
+                        let _ = w.reply.send(Err(share(&e)));
+                    }
+                }
+            }
+        }
+        // A released key whose read gave it nothing: no read holds it now.
+        for (_, reply) in released {
+            let _ = reply.send(Ok(Vec::new()));
+        }
+        true
+    }
+}
+
+/// Ends the blocking read of the client `id` (as if its time ran out),
+/// not before `at`, trying again while it is not blocked yet (the read may
+/// still be on its way); false if the server refuses the command.
+async fn unblock(shared: SharedConnection, id: i64, at: Instant) -> bool {
+    tokio::time::sleep_until(at).await;
+    loop {
+        let mut conn = shared.clone();
+        match redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(id)
+            .query_async::<i64>(&mut conn)
+            .await
+        {
+            Ok(1) => return true,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            Err(_) => return false,
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! One worker over many tenants (`consumer().tenants(…)`): each event
+//! handled as its tenant's, on every transport; on Redis, a fixed number of
+//! connections whatever the number of tenants, a bounded stop, and nothing
+//! acknowledged lost when the server restarts under the worker.
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::events::*;
+use support::{eventually, Harness, Probe, Recorder};
+use tidings::{
+    fatal, handler, ConsumerOptions, Context, Error, HandlerResult, Meta, StartFrom, State, Tenants,
+};
+
+/// Held by each test of this file for its whole run: the connection count
+/// and the stop bound are measured on a machine that runs nothing else of
+/// this file meanwhile.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+fn opts() -> ConsumerOptions {
+    ConsumerOptions::default()
+        .block(Duration::from_millis(200))
+        .start_from(StartFrom::Beginning)
+}
+
+/// Records every event; an event whose id starts with `bad` fails for good.
+#[handler(group = "tenanted", concurrency = 8)]
+async fn tenanted(e: FileUploaded, ctx: Context, State(rec): State<Recorder>) -> HandlerResult {
+    if e.file_id.starts_with("bad") {
+        return Err(fatal(format!("{} is refused", e.file_id)));
+    }
+    rec.record("tenanted", &e.file_id, None, &ctx);
+    Ok(())
+}
+
+#[handler(group = "counted", concurrency = 32)]
+async fn counted(e: FileUploaded, ctx: Context, State(p): State<Probe>) -> HandlerResult {
+    p.handle(&e.file_id, &ctx);
+    Ok(())
+}
+
+async fn three_tenants_on_one_worker_are_each_handled_as_their_own(h: Harness) {
+    let rec = Recorder::default();
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(opts())
+        .handler(tenanted)
+        .tenants(Tenants::list(["acme", "globex", "initech"]))
+        .start()
+        .await
+        .unwrap();
+    for t in ["acme", "globex", "initech"] {
+        let bus = h.bus.tenant(t).unwrap();
+        for i in 0..3 {
+            bus.publish(&FileUploaded::new(format!("{t}-{i}")))
+                .await
+                .unwrap();
+        }
+    }
+    h.bus
+        .tenant("globex")
+        .unwrap()
+        .publish(&FileUploaded::new("bad-globex"))
+        .await
+        .unwrap();
+    // Not a tenant of the worker: never read.
+    h.bus
+        .tenant("umbrella")
+        .unwrap()
+        .publish(&FileUploaded::new("umbrella-0"))
+        .await
+        .unwrap();
+
+    let seen = rec.wait_for("tenanted", 9).await;
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    for s in &seen {
+        let tenant = s.file_id.split('-').next().unwrap();
+        assert_eq!(s.tenant.as_deref(), Some(tenant), "{s:?}");
+    }
+    let dlq = h
+        .bus
+        .tenant("globex")
+        .unwrap()
+        .dead_letters("contextual")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dlq.len().await.unwrap() < 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        dlq.len().await.unwrap(),
+        1,
+        "the failed event is in globex's dead letters"
+    );
+    for t in ["acme", "initech"] {
+        let other = h.bus.tenant(t).unwrap().dead_letters("contextual").unwrap();
+        assert_eq!(other.len().await.unwrap(), 0, "{t} has no dead letter");
+    }
+    assert_eq!(
+        h.bus
+            .dead_letters("contextual")
+            .unwrap()
+            .len()
+            .await
+            .unwrap(),
+        0
+    );
+    worker.shutdown().await.unwrap();
+    assert!(rec
+        .seen()
+        .iter()
+        .all(|s| !s.file_id.starts_with("umbrella")));
+}
+
+async fn discover_reads_a_tenant_created_after_the_start_within_the_rescan(h: Harness) {
+    let rec = Recorder::default();
+    h.bus
+        .tenant("acme")
+        .unwrap()
+        .publish(&FileUploaded::new("acme-0"))
+        .await
+        .unwrap();
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(opts())
+        .handler(tenanted)
+        .tenants(Tenants::discover().rescan(Duration::from_millis(100)))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(rec.wait_for("tenanted", 1).await.len(), 1);
+
+    // A tenant whose stream appears after the start: its first event was
+    // published before any worker could read it, and is handled all the same.
+    let created = Instant::now();
+    h.bus
+        .tenant("newco")
+        .unwrap()
+        .publish(&FileUploaded::new("newco-0"))
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || rec
+            .seen()
+            .iter()
+            .any(
+                |s| s.file_id == "newco-0" && s.tenant.as_deref() == Some("newco")
+            ))
+        .await,
+        "{:?}",
+        rec.seen()
+    );
+    let found_after = created.elapsed();
+    println!("a new tenant was read {found_after:?} after its first event");
+    assert!(found_after < Duration::from_secs(1), "{found_after:?}");
+    worker.shutdown().await.unwrap();
+}
+
+async fn two_hundred_tenants_stop_together_within_two_seconds(h: Harness) {
+    let p = Probe::default();
+    let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
+    let started = Instant::now();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(opts())
+        .handler(counted)
+        .tenants(Tenants::list(names.clone()))
+        .start()
+        .await
+        .unwrap();
+    println!("started over 200 tenants in {:?}", started.elapsed());
+    for name in names.iter().step_by(20) {
+        h.bus
+            .tenant(name)
+            .unwrap()
+            .publish(&FileUploaded::new(name.clone()))
+            .await
+            .unwrap();
+    }
+    assert!(eventually(Duration::from_secs(5), || p.handled_len() == 10).await);
+    // Every loop is waiting in its read now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    worker.shutdown().await.unwrap();
+    let took = stopping.elapsed();
+    println!("200 tenants stopped in {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+async fn delayed_events_of_every_tenant_are_moved_by_the_worker(h: Harness) {
+    let rec = Recorder::default();
+    let names: Vec<String> = (0..50).map(|i| format!("d{i}")).collect();
+    let worker = h
+        .bus
+        .consumer()
+        .state(rec.clone())
+        .options(opts().delayed_poll(Some(Duration::from_millis(50))))
+        .handler(tenanted)
+        .tenants(Tenants::list(names.clone()))
+        .start()
+        .await
+        .unwrap();
+    for name in names.iter().step_by(10) {
+        h.bus
+            .tenant(name)
+            .unwrap()
+            .publish_with(
+                &FileUploaded::new(format!("{name}-later")),
+                Meta::default().deliver_after(Duration::from_millis(200)),
+            )
+            .await
+            .unwrap();
+    }
+    let seen = rec.wait_for("tenanted", 5).await;
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    for s in &seen {
+        let tenant = s.file_id.split('-').next().unwrap();
+        assert_eq!(s.tenant.as_deref(), Some(tenant), "{s:?}");
+    }
+    worker.shutdown().await.unwrap();
+}
+
+async fn a_hostile_tenant_name_or_a_tenant_bus_is_refused(h: Harness) {
+    let rec = Recorder::default();
+    for bad in ["acme}:x", "a*", "", "reply", "with space"] {
+        let result = h
+            .bus
+            .consumer()
+            .state(rec.clone())
+            .handler(tenanted)
+            .tenants(Tenants::list(["acme", bad]))
+            .start()
+            .await;
+        match result {
+            Err(Error::InvalidName(e)) => assert_eq!(e.what, "tenant", "{bad:?}"),
+            other => panic!("tenant {bad:?} should be refused, got {other:?}"),
+        }
+    }
+    let result = h
+        .bus
+        .tenant("acme")
+        .unwrap()
+        .consumer()
+        .state(rec)
+        .handler(tenanted)
+        .tenants(Tenants::list(["globex"]))
+        .start()
+        .await;
+    match result {
+        Err(e @ Error::TenantsOnTenantBus { .. }) => {
+            assert!(e.to_string().contains("`acme`"), "{e}")
+        }
+        other => panic!("a tenant's bus should be refused, got {other:?}"),
+    }
+}
+
+tidings_testkit::transport_suite! {
+    hold: serial().await,
+    transports: {
+        memory => Harness::memory(),
+        redis => Harness::redis().await,
+    },
+    tests: [
+        three_tenants_on_one_worker_are_each_handled_as_their_own,
+        discover_reads_a_tenant_created_after_the_start_within_the_rescan,
+        two_hundred_tenants_stop_together_within_two_seconds,
+        delayed_events_of_every_tenant_are_moved_by_the_worker,
+        a_hostile_tenant_name_or_a_tenant_bus_is_refused,
+    ],
+}
+
+/// The clients connected to the server, from `CLIENT LIST`.
+async fn clients(server: &tidings_testkit::RedisServer) -> usize {
+    let mut conn = server.connection().await;
+    let list: String = ::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    list.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+/// Redis only: the in-memory transport has no connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_over_200_tenant_streams_holds_at_most_four_connections() {
+    let _serial = serial().await;
+    let h = Harness::redis().await;
+    let server = h.server.as_ref().unwrap();
+    // The bus's own connections are open before the worker starts.
+    h.bus.health().await;
+    let before = clients(server).await;
+    let p = Probe::default();
+    let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(opts())
+        .handler(counted)
+        .tenants(Tenants::list(names.clone()))
+        .start()
+        .await
+        .unwrap();
+    for name in names.iter().step_by(10) {
+        h.bus
+            .tenant(name)
+            .unwrap()
+            .publish(&FileUploaded::new(name.clone()))
+            .await
+            .unwrap();
+    }
+    assert!(eventually(Duration::from_secs(5), || p.handled_len() == 20).await);
+    // Every loop has waited in a blocking read by now.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = clients(server).await;
+    println!("clients before the worker: {before}, with it: {after}");
+    assert!(
+        after.saturating_sub(before) <= 4,
+        "the worker opened {} connections",
+        after - before
+    );
+    worker.shutdown().await.unwrap();
+}
+
+/// Redis only: a durable server restarted under a worker over tenants;
+/// every event whose publish was acknowledged is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_a_tenants_worker_loses_nothing_acknowledged() {
+    let _serial = serial().await;
+    let mut h = Harness::redis_durable(Duration::from_secs(10)).await;
+    let server = Arc::new(std::sync::Mutex::new(h.server.take().unwrap()));
+    let p = Probe::default();
+    let names: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    let worker = h
+        .bus
+        .consumer()
+        .state(p.clone())
+        .options(
+            opts()
+                .claim_idle(Some(Duration::from_secs(1)))
+                .backoff(Duration::from_millis(50), Duration::from_millis(500)),
+        )
+        .handler(counted)
+        .tenants(Tenants::list(names.clone()))
+        .start()
+        .await
+        .unwrap();
+    let mut published = HashSet::new();
+    let mut failed = 0;
+    for i in 0..600 {
+        if i == 300 {
+            let server = server.clone();
+            tokio::task::spawn_blocking(move || server.lock().unwrap().restart())
+                .await
+                .unwrap();
+        }
+        let tenant = &names[i % names.len()];
+        let id = format!("{tenant}-{i}");
+        match h
+            .bus
+            .tenant(tenant)
+            .unwrap()
+            .publish(&FileUploaded::new(id.clone()))
+            .await
+        {
+            Ok(_) => {
+                published.insert(id);
+            }
+            Err(_) => failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let missing = |p: &Probe| {
+        let handled: HashSet<String> = p.handled().into_iter().map(|(k, _)| k).collect();
+        published.iter().filter(|id| !handled.contains(*id)).count()
+    };
+    eventually(Duration::from_secs(30), || missing(&p) == 0).await;
+    worker.shutdown().await.unwrap();
+    println!(
+        "published {}, failed {failed}, missing {}",
+        published.len(),
+        missing(&p)
+    );
+    assert_eq!(missing(&p), 0);
+    assert!(published.len() >= 300, "{} published", published.len());
+}
