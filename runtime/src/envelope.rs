@@ -603,9 +603,10 @@ fn parked(
         first_failure,
         entry_id,
         handlers: handlers.and_then(text).filter(|h| !h.is_empty()),
+        // The levels other than the stream itself, as `Priority` names them.
         level: level
             .and_then(text)
-            .filter(|l| crate::bus::Priority::from_name(l).is_some()),
+            .filter(|l| matches!(l.as_str(), "high" | "low")),
     }))
 }
 
