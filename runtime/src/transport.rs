@@ -851,23 +851,7 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         now: i64,
         limit: usize,
     ) -> impl Future<Output = Result<DueDelivery, TransportError>> + Send {
-        async move {
-            let mut total = DueDelivery::default();
-            for (delayed, key) in pairs {
-                let left = limit.saturating_sub(total.moved + total.malformed);
-                if left == 0 {
-                    break;
-                }
-                let done = self.deliver_due(delayed, key, now, left).await?;
-                total.moved += done.moved;
-                total.malformed += done.malformed;
-                total.next_due = match (total.next_due, done.next_due) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            Ok(total)
-        }
+        deliver_due_each(self, pairs, now, limit)
     }
 
     /// Takes, renews or releases the lease `key` for `owner`, in one atomic
@@ -1099,6 +1083,32 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
 
 /// Fire-and-forget channels: broadcast to whoever listens, subscribe to a
 /// channel or a pattern. At most once: nothing is kept for a subscriber that
+/// [`StreamTransport::deliver_due`] for each `(delayed, key)` pair, one
+/// call after another, adding up the moves (at most `limit` in all) and
+/// keeping the earliest `next_due`.
+pub(crate) async fn deliver_due_each<T: StreamTransport>(
+    transport: &T,
+    pairs: &[(String, String)],
+    now: i64,
+    limit: usize,
+) -> Result<DueDelivery, TransportError> {
+    let mut total = DueDelivery::default();
+    for (delayed, key) in pairs {
+        let left = limit.saturating_sub(total.moved + total.malformed);
+        if left == 0 {
+            break;
+        }
+        let done = transport.deliver_due(delayed, key, now, left).await?;
+        total.moved += done.moved;
+        total.malformed += done.malformed;
+        total.next_due = match (total.next_due, done.next_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(total)
+}
+
 /// is not there.
 pub trait ChannelTransport: Clone + fmt::Debug + Send + Sync + 'static {
     /// Short name for logs and errors: `redis-pubsub`, `memory`.

@@ -859,21 +859,7 @@ impl StreamTransport for StreamsTransport {
         }
         // On a cluster the sets lie in slots of their own: one call each.
         if self.conn.is_cluster() {
-            let mut total = DueDelivery::default();
-            for (delayed, key) in pairs {
-                let left = limit.saturating_sub(total.moved + total.malformed);
-                if left == 0 {
-                    break;
-                }
-                let done = self.deliver_due(delayed, key, now, left).await?;
-                total.moved += done.moved;
-                total.malformed += done.malformed;
-                total.next_due = match (total.next_due, done.next_due) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            return Ok(total);
+            return crate::transport::deliver_due_each(self, pairs, now, limit).await;
         }
         static DELIVER_DUE_MANY: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(DELIVER_DUE_MANY_SCRIPT));
