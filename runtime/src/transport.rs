@@ -1081,8 +1081,6 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<RawEntry>, TransportError>> + Send;
 }
 
-/// Fire-and-forget channels: broadcast to whoever listens, subscribe to a
-/// channel or a pattern. At most once: nothing is kept for a subscriber that
 /// [`StreamTransport::deliver_due`] for each `(delayed, key)` pair, one
 /// call after another, adding up the moves (at most `limit` in all) and
 /// keeping the earliest `next_due`.
@@ -1109,6 +1107,8 @@ pub(crate) async fn deliver_due_each<T: StreamTransport>(
     Ok(total)
 }
 
+/// Fire-and-forget channels: broadcast to whoever listens, subscribe to a
+/// channel or a pattern. At most once: nothing is kept for a subscriber that
 /// is not there.
 pub trait ChannelTransport: Clone + fmt::Debug + Send + Sync + 'static {
     /// Short name for logs and errors: `redis-pubsub`, `memory`.
