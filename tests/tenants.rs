@@ -171,16 +171,7 @@ async fn two_hundred_tenants_stop_together_within_two_seconds(h: Harness) {
     let p = Probe::default();
     let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
     let started = Instant::now();
-    let worker = h
-        .bus
-        .consumer()
-        .state(p.clone())
-        .options(opts())
-        .handler(counted)
-        .tenants(Tenants::list(names.clone()))
-        .start()
-        .await
-        .unwrap();
+    let worker = counted_worker(&h.bus, &p, &names, opts()).await;
     println!("started over 200 tenants in {:?}", started.elapsed());
     for name in names.iter().step_by(20) {
         h.bus
@@ -304,16 +295,7 @@ async fn a_worker_over_200_tenant_streams_holds_at_most_four_connections() {
     let before = clients(server).await;
     let p = Probe::default();
     let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
-    let worker = h
-        .bus
-        .consumer()
-        .state(p.clone())
-        .options(opts())
-        .handler(counted)
-        .tenants(Tenants::list(names.clone()))
-        .start()
-        .await
-        .unwrap();
+    let worker = counted_worker(&h.bus, &p, &names, opts()).await;
     for name in names.iter().step_by(10) {
         h.bus
             .tenant(name)
@@ -332,6 +314,118 @@ async fn a_worker_over_200_tenant_streams_holds_at_most_four_connections() {
         "the worker opened {} connections",
         after - before
     );
+    // Acknowledged together for all tenants: nothing stays pending.
+    let keys = stream_keys(&h.bus, &names);
+    assert!(
+        eventually(Duration::from_secs(5), || pending(server, &keys, "counted")
+            == 0)
+        .await
+    );
+    worker.shutdown().await.unwrap();
+}
+
+/// A worker of `counted` over `names`, recording in `p`.
+async fn counted_worker(
+    bus: &tidings::Bus,
+    p: &Probe,
+    names: &[String],
+    options: ConsumerOptions,
+) -> tidings::Worker {
+    bus.consumer()
+        .state(p.clone())
+        .options(options)
+        .handler(counted)
+        .tenants(Tenants::list(names.to_vec()))
+        .start()
+        .await
+        .unwrap()
+}
+
+/// The `contextual` stream of each tenant of `names`.
+fn stream_keys(bus: &tidings::Bus, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|t| bus.tenant(t).unwrap().stream_key("contextual").unwrap())
+        .collect()
+}
+
+/// Entries pending in `group` over every key of `keys`.
+fn pending(server: &tidings_testkit::RedisServer, keys: &[String], group: &str) -> i64 {
+    let client = ::redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    keys.iter()
+        .map(|k| {
+            let reply: ::redis::Value = ::redis::cmd("XPENDING")
+                .arg(k)
+                .arg(group)
+                .query(&mut conn)
+                .unwrap();
+            match reply {
+                ::redis::Value::Array(items) => match items.first() {
+                    Some(::redis::Value::Int(n)) => *n,
+                    _ => 0,
+                },
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
+/// Redis only: one tenant's group removed under the worker fails only
+/// that tenant's reads, which make the group again; the other tenants,
+/// read and acknowledged in the same commands, go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_group_removed_under_the_worker_is_made_again_and_the_others_go_on() {
+    let _serial = serial().await;
+    let h = Harness::redis().await;
+    let server = h.server.as_ref().unwrap();
+    let p = Probe::default();
+    let names: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+    let worker = counted_worker(&h.bus, &p, &names, opts()).await;
+    let publish_all = |round: usize| {
+        let (bus, names) = (h.bus.clone(), names.clone());
+        async move {
+            for t in &names {
+                let e = FileUploaded::new(format!("{t}-{round}"));
+                bus.tenant(t).unwrap().publish(&e).await.unwrap();
+            }
+        }
+    };
+    publish_all(0).await;
+    assert!(eventually(Duration::from_secs(5), || p.handled_len() >= 20).await);
+    let gone = h
+        .bus
+        .tenant("t3")
+        .unwrap()
+        .stream_key("contextual")
+        .unwrap();
+    let mut conn = server.connection().await;
+    let removed: i64 = ::redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(&gone)
+        .arg("counted")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    publish_all(1).await;
+    let all = |p: &Probe| {
+        let handled: HashSet<String> = p.handled().into_iter().map(|(k, _)| k).collect();
+        names
+            .iter()
+            .all(|t| (0..2).all(|r| handled.contains(&format!("{t}-{r}"))))
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || all(&p)).await,
+        "handled: {:?}",
+        p.handled()
+    );
+    let keys = stream_keys(&h.bus, &names);
+    assert!(
+        eventually(Duration::from_secs(5), || pending(server, &keys, "counted")
+            == 0)
+        .await
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -344,20 +438,10 @@ async fn redis_restarted_under_a_tenants_worker_loses_nothing_acknowledged() {
     let server = Arc::new(std::sync::Mutex::new(h.server.take().unwrap()));
     let p = Probe::default();
     let names: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
-    let worker = h
-        .bus
-        .consumer()
-        .state(p.clone())
-        .options(
-            opts()
-                .claim_idle(Some(Duration::from_secs(1)))
-                .backoff(Duration::from_millis(50), Duration::from_millis(500)),
-        )
-        .handler(counted)
-        .tenants(Tenants::list(names.clone()))
-        .start()
-        .await
-        .unwrap();
+    let options = opts()
+        .claim_idle(Some(Duration::from_secs(1)))
+        .backoff(Duration::from_millis(50), Duration::from_millis(500));
+    let worker = counted_worker(&h.bus, &p, &names, options).await;
     let mut published = HashSet::new();
     let mut failed = 0;
     for i in 0..600 {

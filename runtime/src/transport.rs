@@ -735,6 +735,21 @@ pub trait StreamTransport: Clone + fmt::Debug + Send + Sync + 'static {
         ids: &[String],
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
+    /// As [`StreamTransport::ack`], for the consumer `consumer` of `group`:
+    /// a transport may acknowledge for it together with the other streams
+    /// that consumer reads (on Redis, those of a worker over tenants). By
+    /// default, [`StreamTransport::ack`].
+    fn ack_as(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = consumer;
+        self.ack(key, group, ids)
+    }
+
     /// Marks event ids as handled in an inbox, then acknowledges entries, in
     /// one round trip. A mark that exists already is kept as is.
     ///

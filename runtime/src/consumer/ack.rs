@@ -62,7 +62,11 @@ pub(super) async fn ack_loop<T: StreamTransport>(
                     .ack_marking(&spec.key, spec.group, &ids, &marks, ttl)
                     .await
             }
-            _ => transport.ack(&spec.key, spec.group, &ids).await,
+            _ => {
+                transport
+                    .ack_as(&spec.key, spec.group, &spec.consumer, &ids)
+                    .await
+            }
         };
         match result {
             Ok(()) => {

@@ -167,9 +167,10 @@ impl ConsumerBuilder {
     /// (`start()` fails with [`Error::TenantsOnTenantBus`] otherwise).
     ///
     /// The reading loops of one group share their connections: on one
-    /// Redis server a worker holds one connection per group it reads for
-    /// its blocking reads, beside the bus's shared connection, however many
-    /// tenants and streams it reads; groups are created together, and all
+    /// Redis server a worker holds two connections per group it reads (one
+    /// for the blocking reads, one for the batched reads and
+    /// acknowledgements of busy streams), beside the bus's shared
+    /// connection, however many tenants and streams it reads; groups are created together, and all
     /// loops stop together (see `docs/deployment.md`, "Many tenants on one
     /// worker"). A handler's concurrency is the worker's, shared by every
     /// tenant.

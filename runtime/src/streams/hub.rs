@@ -23,6 +23,17 @@
 //! A read that fails fails every loop that waited in it, with the error,
 //! so that each recovers as after a read of its own (it reads its own
 //! pending entries again).
+//!
+//! The non-blocking reads of loops whose key had entries, and the
+//! acknowledgements of every loop, go through the hub too, on a second
+//! connection: the requests that come while one batch is on the wire go
+//! out together as the next (an `XACK` per key, one read per
+//! [`KEYS_PER_READ`] keys), and the replies are read with the hand-written
+//! parser (`resp`). Each read and acknowledgement through redis-rs on the
+//! shared connection, parsed on the one task that drives it, held a worker
+//! over 1,000 tenants to 0.30x the same events on one stream; batched here,
+//! 0.52-0.56x (`--only tenants`). Keys that had nothing go on to wait in
+//! the blocking read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -34,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::endpoint::Endpoint;
+use super::resp::{Piped, RespConnection};
 use super::shared::SharedConnection;
 use crate::transport::{Entry, TransportError};
 
@@ -48,6 +60,18 @@ const JOIN_BOUND: Duration = Duration::from_millis(50);
 /// `CLIENT UNBLOCK` per loop.
 const UNBLOCK_AFTER: Duration = Duration::from_millis(2);
 
+/// The most keys one non-blocking read names: a reply stays a few
+/// megabytes at most, and the replies of a batch are handed out one after
+/// another while the next ones arrive.
+const KEYS_PER_READ: usize = 64;
+
+/// The most requests one batch of non-blocking reads takes in.
+const NOW_BATCH: usize = 1024;
+
+/// How long a batch of non-blocking reads may take before its connection
+/// is taken for gone (and made again for the next batch).
+const NOW_BOUND: Duration = Duration::from_secs(2);
+
 /// Loops whose `block` ends within this part of it are answered together,
 /// so that their next waits end together too, and reads are not ended one
 /// loop at a time.
@@ -59,6 +83,18 @@ const SLACK_DIVISOR: u32 = 4;
 pub(super) struct Hubs(Mutex<HashMap<(String, String), Weak<Hub>>>);
 
 impl Hubs {
+    /// The hub of `consumer` in `group`, if one runs.
+    pub(super) fn find(&self, group: &str, consumer: &str) -> Option<Arc<Hub>> {
+        // Only inserted into and pruned: a panic elsewhere cannot leave it
+        // inconsistent.
+        let hubs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if hubs.is_empty() {
+            return None;
+        }
+        hubs.get(&(group.to_owned(), consumer.to_owned()))
+            .and_then(Weak::upgrade)
+    }
+
     /// The hub of `consumer` in `group`, started if there is none.
     pub(super) fn get(
         &self,
@@ -88,7 +124,17 @@ impl Hubs {
             waiting: HashMap::new(),
         };
         tokio::spawn(state.run(rx));
-        let hub = Arc::new(Hub { tx });
+        let (now_tx, now_rx) = mpsc::unbounded_channel::<Now>();
+        let now = NowLane {
+            group: id.0.clone(),
+            consumer: id.1.clone(),
+            endpoint: endpoint.clone(),
+            shared: shared.clone(),
+            own: None,
+            own_tried: false,
+        };
+        tokio::spawn(now.run(now_rx));
+        let hub = Arc::new(Hub { tx, now_tx });
         hubs.insert(id, Arc::downgrade(&hub));
         hub
     }
@@ -97,6 +143,30 @@ impl Hubs {
 /// A handle on one hub: its task ends when the last handle is dropped.
 pub(crate) struct Hub {
     tx: mpsc::UnboundedSender<Msg>,
+    now_tx: mpsc::UnboundedSender<Now>,
+}
+
+/// What a reader asks of its hub's non-blocking lane.
+enum Now {
+    /// The entries of a key, without waiting.
+    Read(Request),
+    /// Acknowledge entries of a key.
+    Ack(Ack),
+}
+
+struct Ack {
+    key: String,
+    ids: Vec<String>,
+    reply: oneshot::Sender<Result<(), TransportError>>,
+}
+
+impl Now {
+    fn closed(&self) -> bool {
+        match self {
+            Now::Read(r) => r.reply.is_closed(),
+            Now::Ack(a) => a.reply.is_closed(),
+        }
+    }
 }
 
 /// What a reader asks of its hub.
@@ -141,6 +211,42 @@ impl Hub {
             reply,
         };
         if self.tx.send(Msg::Read(request)).is_err() {
+            return Err(gone());
+        }
+        rx.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// The entries of `key` never delivered to the group, at most `count`,
+    /// without waiting for any: read together with the other keys asked
+    /// for meanwhile.
+    pub(super) async fn read_now(
+        &self,
+        key: &str,
+        count: usize,
+    ) -> Result<Vec<Entry>, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request {
+            key: key.to_owned(),
+            count: count.max(1),
+            block: Duration::ZERO,
+            reply,
+        };
+        if self.now_tx.send(Now::Read(request)).is_err() {
+            return Err(gone());
+        }
+        rx.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// Acknowledges `ids` of `key` in the hub's group, together with the
+    /// other keys acknowledged or read meanwhile.
+    pub(super) async fn ack(&self, key: &str, ids: &[String]) -> Result<(), TransportError> {
+        let (reply, rx) = oneshot::channel();
+        let ack = Ack {
+            key: key.to_owned(),
+            ids: ids.to_vec(),
+            reply,
+        };
+        if self.now_tx.send(Now::Ack(ack)).is_err() {
             return Err(gone());
         }
         rx.await.unwrap_or_else(|_| Err(gone()))
@@ -455,6 +561,191 @@ impl State {
             let _ = reply.send(Ok(Vec::new()));
         }
         true
+    }
+}
+
+/// The non-blocking reads and the acknowledgements of one hub: its own
+/// connection with the hand-written parser where the server is reached
+/// over TCP or TLS that checks certificates, else the shared connection.
+struct NowLane {
+    group: String,
+    consumer: String,
+    endpoint: Endpoint,
+    shared: SharedConnection,
+    own: Option<RespConnection>,
+    own_tried: bool,
+}
+
+/// One command of a batch, and whom its reply answers.
+enum Sent {
+    Read(redis::Cmd, Vec<Request>),
+    Ack(redis::Cmd, Ack),
+}
+
+impl Sent {
+    fn cmd(&self) -> &redis::Cmd {
+        match self {
+            Sent::Read(cmd, _) | Sent::Ack(cmd, _) => cmd,
+        }
+    }
+
+    /// Answers with the command's reply.
+    fn answer(self, result: Piped) {
+        match self {
+            Sent::Read(_, requests) => answer(requests, result.map(Option::unwrap_or_default)),
+            Sent::Ack(_, ack) => {
+                let _ = ack.reply.send(result.map(|_| ()));
+            }
+        }
+    }
+
+    /// Answers with the error of the batch.
+    fn fail(self, e: &TransportError) {
+        match self {
+            Sent::Read(_, requests) => {
+                for r in requests {
+                    let _ = r.reply.send(Err(share(e)));
+                }
+            }
+            Sent::Ack(_, ack) => {
+                let _ = ack.reply.send(Err(connection_error(format!(
+                    "the shared connection failed: {e}"
+                ))));
+            }
+        }
+    }
+}
+
+impl NowLane {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Now>) {
+        let mut asked = Vec::new();
+        while rx.recv_many(&mut asked, NOW_BATCH).await > 0 {
+            // A closed receiver is a loop that stopped waiting.
+            asked.retain(|m| !m.closed());
+            let sent = self.commands(std::mem::take(&mut asked));
+            if !sent.is_empty() {
+                self.send(sent).await;
+            }
+        }
+    }
+
+    /// The commands of a batch: an `XACK` per acknowledgement, then the
+    /// reads, those asking for as many entries together, at most
+    /// [`KEYS_PER_READ`] keys in one, and a key at most once in one.
+    fn commands(&self, asked: Vec<Now>) -> Vec<Sent> {
+        let mut sent = Vec::new();
+        let mut reads = Vec::new();
+        for m in asked {
+            match m {
+                Now::Ack(ack) => {
+                    let mut cmd = redis::cmd("XACK");
+                    cmd.arg(&ack.key).arg(&self.group).arg(&ack.ids);
+                    sent.push(Sent::Ack(cmd, ack));
+                }
+                Now::Read(r) => reads.push(r),
+            }
+        }
+        reads.sort_by_key(|r| r.count);
+        let mut open: Vec<Request> = Vec::new();
+        for r in reads {
+            let fits = open.first().is_none_or(|f| f.count == r.count)
+                && open.len() < KEYS_PER_READ
+                && open.iter().all(|o| o.key != r.key);
+            if !fits {
+                sent.push(self.read(std::mem::take(&mut open)));
+            }
+            open.push(r);
+        }
+        if !open.is_empty() {
+            sent.push(self.read(open));
+        }
+        sent
+    }
+
+    fn read(&self, requests: Vec<Request>) -> Sent {
+        let count = requests.first().map_or(1, |r| r.count);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS");
+        for r in &requests {
+            cmd.arg(&r.key);
+        }
+        for _ in &requests {
+            cmd.arg(">");
+        }
+        Sent::Read(cmd, requests)
+    }
+
+    /// Sends the commands of a batch and answers each with its reply.
+    async fn send(&mut self, sent: Vec<Sent>) {
+        if !self.own_tried {
+            self.own_tried = true;
+            if let Ok(client) = self.endpoint.client().await {
+                self.own = RespConnection::for_info(client.get_connection_info(), &self.endpoint);
+            }
+        }
+        let Some(conn) = self.own.as_mut() else {
+            let replies = futures::future::join_all(sent.iter().map(|s| {
+                let mut conn = self.shared.clone();
+                async move { s.cmd().query_async::<Value>(&mut conn).await }
+            }))
+            .await;
+            for (s, reply) in sent.into_iter().zip(replies) {
+                let result = match (&s, reply) {
+                    (_, Err(e)) => Err(e.into()),
+                    (Sent::Read(..), Ok(v)) => super::reply::read_streams(v).map(Some),
+                    (Sent::Ack(..), Ok(_)) => Ok(None),
+                };
+                s.answer(result);
+            }
+            return;
+        };
+        let packed: Vec<(Vec<u8>, bool)> = sent
+            .iter()
+            .map(|s| (s.cmd().get_packed_command(), matches!(s, Sent::Read(..))))
+            .collect();
+        let mut waiting: Vec<Option<Sent>> = sent.into_iter().map(Some).collect();
+        let piped = conn.pipeline(&packed, |i, result| {
+            if let Some(s) = waiting.get_mut(i).and_then(Option::take) {
+                s.answer(result);
+            }
+        });
+        let failed = match tokio::time::timeout(NOW_BOUND, piped).await {
+            Ok(Ok(())) => return,
+            Ok(Err((_, e))) => e,
+            Err(_) => TransportError::timed_out(format!("no reply within {NOW_BOUND:?}")),
+        };
+        for s in waiting.into_iter().flatten() {
+            s.fail(&failed);
+        }
+    }
+}
+
+/// Answers the requests of one read with the entries of each key, nothing
+/// for a key without any, or the read's error.
+fn answer(requests: Vec<Request>, result: Result<Vec<(String, Vec<Entry>)>, TransportError>) {
+    match result {
+        Ok(streams) => {
+            let mut by_key: HashMap<String, Vec<Entry>> = streams.into_iter().collect();
+            for r in requests {
+                let entries = by_key.remove(&r.key).unwrap_or_default();
+                if let Err(Ok(entries)) = r.reply.send(Ok(entries)) {
+                    if !entries.is_empty() {
+                        tracing::debug!(stream = %r.key, count = entries.len(),
+                            "entries read for a loop that stopped waiting: they stay pending to this consumer, which reads them back");
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            for r in requests {
+                let _ = r.reply.send(Err(share(&e)));
+            }
+        }
     }
 }
 

@@ -707,10 +707,10 @@ fn timed_out(message: String) -> TransportError {
 /// reached over TCP or TLS, everything else through redis-rs.
 ///
 /// A reader from [`StreamTransport::shared_reader`] has no connection of
-/// its own: its non-blocking commands go through the bus's shared
-/// connection, and its blocking reads through the hub of its group and
-/// consumer, which waits on every stream of the worker with one command
-/// (see the `hub` module).
+/// its own: its reads of new entries go through the hub of its group and
+/// consumer, which reads the keys asked for together and waits on every
+/// stream of the worker with one command (see the `hub` module), and its
+/// other commands through the bus's shared connection.
 pub struct StreamsReader {
     managed: SharedConnection,
     fast: Option<resp::RespConnection>,
@@ -1159,14 +1159,14 @@ impl StreamTransport for StreamsTransport {
         r: ReadRequest<'_>,
     ) -> Result<Vec<Entry>, TransportError> {
         if let Some(hub) = &reader.hub {
-            // A key that had entries gets the next at once, on the shared
-            // connection, without waiting to be part of the hub's next
-            // read; only a key with none waits there. An idle key goes
+            // A key that had entries gets the next at once (with the other
+            // keys asked for meanwhile, in one non-blocking read), without
+            // waiting to be part of the hub's next blocking read; only a
+            // key with none waits there. An idle key goes
             // straight to the hub: a read of its own would be a call per
             // key and `block` for nothing.
             if !reader.idle {
-                let cmd = xreadgroup(&r, r.count, None);
-                let entries = reply::read_group(cmd.query_async(&mut reader.managed).await?)?;
+                let entries = hub.read_now(r.key, r.count).await?;
                 if !entries.is_empty() {
                     return Ok(entries);
                 }
@@ -1380,6 +1380,19 @@ return 1
             .invoke_async(&mut conn)
             .await?;
         Ok(removed == 1)
+    }
+
+    async fn ack_as(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), TransportError> {
+        match self.hubs.find(group, consumer) {
+            Some(hub) if !ids.is_empty() => hub.ack(key, ids).await,
+            _ => self.ack(key, group, ids).await,
+        }
     }
 
     async fn ack(&self, key: &str, group: &str, ids: &[String]) -> Result<(), TransportError> {

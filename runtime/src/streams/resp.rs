@@ -426,6 +426,58 @@ impl RespConnection {
         result
     }
 
+    /// Sends the packed commands `cmds` in one write, and gives `each` the
+    /// reply of each, in order, as soon as it is read: for a command marked
+    /// as an `XREADGROUP` over several streams, the streams that had
+    /// entries; for any other, nothing; or the command's own error
+    /// (`NOGROUP`), after which the connection stays in step.
+    ///
+    /// A failure that leaves the connection out of step drops it and
+    /// returns the index of the first command left unanswered, with the
+    /// error. The connection is taken out meanwhile, so that a call dropped
+    /// half-way drops it too.
+    pub(super) async fn pipeline(
+        &mut self,
+        cmds: &[(Vec<u8>, bool)],
+        mut each: impl FnMut(usize, Piped),
+    ) -> Result<(), (usize, TransportError)> {
+        let (mut stream, mut buf) = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.open().await.map_err(|e| (0, e))?,
+        };
+        self.ahead = false;
+        self.out.clear();
+        for (cmd, _) in cmds {
+            self.out.extend_from_slice(cmd);
+        }
+        write(&mut stream, &self.out).await.map_err(|e| (0, e))?;
+        if self.out.capacity() > 4 * WRITE_CHUNK {
+            self.out = Vec::new();
+        }
+        for (i, (_, streams)) in cmds.iter().enumerate() {
+            let result = match streams {
+                true => streams_reply(&mut stream, &mut buf)
+                    .await
+                    .map_err(|e| (i, e))?
+                    .map(Some),
+                false => {
+                    let len = whole_item(&mut stream, &mut buf, 0, "pipeline")
+                        .await
+                        .map_err(|e| (i, e))?;
+                    let result = match buf[0] {
+                        b'-' => Err(server_error(&buf[..len], "pipeline").unwrap_or_else(|e| e)),
+                        _ => Ok(None),
+                    };
+                    buf.drain(..len);
+                    result
+                }
+            };
+            each(i, result);
+        }
+        self.conn = Some((stream, buf));
+        Ok(())
+    }
+
     /// Reads the reply of a read sent ahead, if one was: its entries were
     /// delivered to this consumer, and are to be handled.
     pub(super) async fn read_ahead_rest(&mut self) -> Result<Vec<Entry>, TransportError> {
@@ -1264,33 +1316,101 @@ fn walk_read_group(c: &mut Cursor<'_>) -> Result<Vec<Entry>, TransportError> {
             return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
         }
         c.bulk("stream key")?;
-        let n = c.array("an array of entries")?.unwrap_or(0);
-        // The count comes from the server: an entry takes 20 bytes at least.
-        out.reserve(n.min((c.buf.len() - c.pos) / 20));
-        for _ in 0..n {
-            if c.array("[id, fields]")? != Some(2) {
-                return Err(protocol("XREADGROUP", "entry is not [id, fields]"));
-            }
-            let id = std::str::from_utf8(c.bulk("entry id")?)
-                .map_err(|_| protocol("XREADGROUP", "entry id is not UTF-8"))?
-                .to_owned();
-            // `>` only returns entries that exist, so fields are never nil;
-            // an entry without them would not be an envelope anyway.
-            let k = c.array("an array of fields")?.unwrap_or(0);
-            fields.clear();
-            for _ in 0..k / 2 {
-                let name = c.bulk("field name")?;
-                let value = c.bulk("field value")?;
-                fields.push((name, value));
-            }
-            if k % 2 == 1 {
-                c.bulk("field name")?;
-            }
-            let envelope = Envelope::from_fields(&id, fields.iter().copied());
-            out.push(Entry::new(id, envelope.map(Arc::new)));
-        }
+        walk_entries(c, &mut out, &mut fields)?;
     }
     Ok(out)
+}
+
+/// An `XREADGROUP` reply over several streams (RESP2), as
+/// [`walk_read_group`] reads one: the key and the entries of each stream
+/// that had any.
+fn walk_streams(c: &mut Cursor<'_>) -> Result<Vec<(String, Vec<Entry>)>, TransportError> {
+    let Some(streams) = c.array("an array of streams")? else {
+        return Ok(Vec::new());
+    };
+    // The count comes from the server: a stream takes 10 bytes at least.
+    let mut out = Vec::with_capacity(streams.min((c.buf.len() - c.pos) / 10));
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+    for _ in 0..streams {
+        if c.array("[key, entries]")? != Some(2) {
+            return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
+        }
+        let key = std::str::from_utf8(c.bulk("stream key")?)
+            .map_err(|_| protocol("XREADGROUP", "stream key is not UTF-8"))?
+            .to_owned();
+        let mut entries = Vec::new();
+        walk_entries(c, &mut entries, &mut fields)?;
+        out.push((key, entries));
+    }
+    Ok(out)
+}
+
+/// The reply of one command of a [`RespConnection::pipeline`]: for an
+/// `XREADGROUP` over several streams, the key and entries of each that had
+/// any; for any other command, nothing.
+pub(super) type Piped = Result<Option<Vec<(String, Vec<Entry>)>>, TransportError>;
+
+/// The entries of one stream of an `XREADGROUP` reply, added to `out`;
+/// `fields` is room for an entry's fields, kept between entries.
+#[inline]
+fn walk_entries<'a>(
+    c: &mut Cursor<'a>,
+    out: &mut Vec<Entry>,
+    fields: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Result<(), TransportError> {
+    let n = c.array("an array of entries")?.unwrap_or(0);
+    // The count comes from the server: an entry takes 20 bytes at least.
+    out.reserve(n.min((c.buf.len() - c.pos) / 20));
+    for _ in 0..n {
+        if c.array("[id, fields]")? != Some(2) {
+            return Err(protocol("XREADGROUP", "entry is not [id, fields]"));
+        }
+        let id = std::str::from_utf8(c.bulk("entry id")?)
+            .map_err(|_| protocol("XREADGROUP", "entry id is not UTF-8"))?
+            .to_owned();
+        // `>` only returns entries that exist, so fields are never nil;
+        // an entry without them would not be an envelope anyway.
+        let k = c.array("an array of fields")?.unwrap_or(0);
+        fields.clear();
+        for _ in 0..k / 2 {
+            let name = c.bulk("field name")?;
+            let value = c.bulk("field value")?;
+            fields.push((name, value));
+        }
+        if k % 2 == 1 {
+            c.bulk("field name")?;
+        }
+        let envelope = Envelope::from_fields(&id, fields.iter().copied());
+        out.push(Entry::new(id, envelope.map(Arc::new)));
+    }
+    Ok(())
+}
+
+/// The `XREADGROUP` reply over several streams at the start of `buf`,
+/// read from `stream` as far as needed (as [`entries`] reads one). The
+/// outer error leaves the connection out of step; the inner one (a
+/// server error such as `NOGROUP`, an unreadable reply) is the command's,
+/// and the connection stays in step.
+async fn streams_reply(
+    stream: &mut Socket,
+    buf: &mut Vec<u8>,
+) -> Result<Result<Vec<(String, Vec<Entry>)>, TransportError>, TransportError> {
+    if buf.first() == Some(&b'*') {
+        let mut c = Cursor::new(buf, "XREADGROUP");
+        if let Ok(streams) = walk_streams(&mut c) {
+            let len = c.pos;
+            buf.drain(..len);
+            return Ok(Ok(streams));
+        }
+    }
+    // Cut short, or not a reply of that shape: followed to its end first.
+    let len = whole_item(stream, buf, 0, "XREADGROUP").await?;
+    let result = match buf[0] {
+        b'-' => Err(server_error(&buf[..len], "XREADGROUP").unwrap_or_else(|e| e)),
+        _ => walk_streams(&mut Cursor::new(&buf[..len], "XREADGROUP")),
+    };
+    buf.drain(..len);
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -1445,6 +1565,108 @@ mod tests {
     }
 
     /// A server that reads what it is sent and answers `reply`, once.
+    /// An `XREADGROUP` reply over the streams `keys`, two entries each.
+    fn streams_bytes(keys: &[&str]) -> Vec<u8> {
+        let mut reply = format!("*{}\r\n", keys.len()).into_bytes();
+        for key in keys {
+            reply.extend_from_slice(b"*2\r\n");
+            reply.extend(bulk(key.as_bytes()));
+            reply.extend_from_slice(b"*2\r\n");
+            for id in ["1-0", "2-0"] {
+                reply.extend_from_slice(b"*2\r\n");
+                reply.extend(bulk(id.as_bytes()));
+                reply.extend_from_slice(b"*4\r\n");
+                for (k, v) in [("type", "file.uploaded"), ("data", "{}")] {
+                    reply.extend(bulk(k.as_bytes()));
+                    reply.extend(bulk(v.as_bytes()));
+                }
+            }
+        }
+        reply
+    }
+
+    #[test]
+    fn streams_read_in_place_equal_those_read_through_redis_rs() {
+        let reply = streams_bytes(&["ns:{a:s}", "ns:{b:s}"]);
+        let here = walk_streams(&mut Cursor::new(&reply, "XREADGROUP")).unwrap();
+        let there =
+            crate::streams::reply::read_streams(redis::parse_redis_value(&reply).unwrap()).unwrap();
+        assert_eq!(here.len(), 2);
+        for ((k1, e1), (k2, e2)) in here.iter().zip(&there) {
+            assert_eq!(k1, k2);
+            let ids = |e: &[Entry]| e.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+            assert_eq!(ids(e1), ids(e2));
+            assert_eq!(ids(e1), ["1-0", "2-0"]);
+        }
+        assert!(walk_streams(&mut Cursor::new(b"*-1\r\n", "XREADGROUP"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_answers_each_command_and_a_servers_error_only_its_own() {
+        let mut replies = streams_bytes(&["k1"]);
+        replies.extend_from_slice(b"-NOGROUP No such key 'k2' or consumer group 'g'\r\n");
+        replies.extend_from_slice(b":2\r\n");
+        replies.extend(streams_bytes(&["k3", "k4"]));
+        let (port, server) = one_reply_server(Box::leak(replies.into_boxed_slice())).await;
+        let mut conn = connection(port);
+        let cmds = vec![
+            (b"*1\r\n$4\r\nPING\r\n".to_vec(), true),
+            (b"*1\r\n$4\r\nPING\r\n".to_vec(), true),
+            (b"*1\r\n$4\r\nPING\r\n".to_vec(), false),
+            (b"*1\r\n$4\r\nPING\r\n".to_vec(), true),
+        ];
+        let mut got = Vec::new();
+        conn.pipeline(&cmds, |i, r| got.push((i, r))).await.unwrap();
+        assert_eq!(got.len(), 4);
+        let keys = |r: &Piped| {
+            r.as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&got[0].1), ["k1"]);
+        let e = got[1].1.as_ref().unwrap_err();
+        assert!(e.is_no_group(), "{e}");
+        assert!(matches!(got[2].1, Ok(None)));
+        assert_eq!(keys(&got[3].1), ["k3", "k4"]);
+        // In step after the error: the connection is kept.
+        assert!(conn.conn.is_some());
+        drop(conn);
+        assert_eq!(server.await.unwrap().len(), 4 * 14);
+    }
+
+    #[tokio::test]
+    async fn a_pipeline_cut_short_answers_what_came_and_drops_the_connection() {
+        let mut replies = streams_bytes(&["k1"]);
+        replies.extend_from_slice(&streams_bytes(&["k2"])[..20]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Answers the first command whole and the second in part, then
+        // closes the connection.
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let _ = socket.read(&mut vec![0; 1 << 16]).await.unwrap();
+            socket.write_all(&replies).await.unwrap();
+        });
+        let mut conn = connection(port);
+        let ping = b"*1\r\n$4\r\nPING\r\n".to_vec();
+        let cmds = vec![(ping.clone(), true), (ping.clone(), true), (ping, true)];
+        let mut got = Vec::new();
+        let (at, e) = conn
+            .pipeline(&cmds, |i, r| got.push((i, r.is_ok())))
+            .await
+            .unwrap_err();
+        assert_eq!(got, [(0, true)]);
+        assert_eq!(at, 1, "{e}");
+        assert!(conn.conn.is_none());
+        server.await.unwrap();
+    }
+
     async fn one_reply_server(reply: &'static [u8]) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
