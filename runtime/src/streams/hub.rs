@@ -68,8 +68,9 @@ const KEYS_PER_READ: usize = 64;
 /// The most requests one batch of non-blocking reads takes in.
 const NOW_BATCH: usize = 1024;
 
-/// How long a batch of non-blocking reads may take before its connection
-/// is taken for gone (and made again for the next batch).
+/// How long writing a batch of non-blocking reads, or any one reply of it,
+/// may take before its connection is taken for gone (and made again for
+/// the next batch).
 const NOW_BOUND: Duration = Duration::from_secs(2);
 
 /// Loops whose `block` ends within this part of it are answered together,
@@ -132,6 +133,7 @@ impl Hubs {
             shared: shared.clone(),
             own: None,
             own_tried: false,
+            orphans: HashMap::new(),
         };
         tokio::spawn(now.run(now_rx));
         let hub = Arc::new(Hub { tx, now_tx });
@@ -152,6 +154,9 @@ enum Now {
     Read(Request),
     /// Acknowledge entries of a key.
     Ack(Ack),
+    /// The loop of a key stopped waiting: once the batch in flight has
+    /// ended, the entries it read for the key after that, or none.
+    Release(String, Reply),
 }
 
 struct Ack {
@@ -165,6 +170,7 @@ impl Now {
         match self {
             Now::Read(r) => r.reply.is_closed(),
             Now::Ack(a) => a.reply.is_closed(),
+            Now::Release(_, reply) => reply.is_closed(),
         }
     }
 }
@@ -255,13 +261,26 @@ impl Hub {
     /// Waits until no read in flight holds `key` (a loop that stopped
     /// waiting, before it reads its own pending entries, which such a read
     /// could still add to); returns the entries that read gave the key.
+    ///
+    /// The same for the non-blocking reads: once the batch that may hold a
+    /// read of `key` has ended, the entries it gave the key after its loop
+    /// stopped waiting.
     pub(super) async fn release(&self, key: &str) -> Result<Vec<Entry>, TransportError> {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Msg::Release(key.to_owned(), reply)).is_err() {
+        let mut entries = match self.tx.send(Msg::Release(key.to_owned(), reply)) {
+            Ok(()) => rx.await.unwrap_or_else(|_| Ok(Vec::new()))?,
             // No hub, no read in flight.
-            return Ok(Vec::new());
+            Err(_) => Vec::new(),
+        };
+        let (reply, rx) = oneshot::channel();
+        if self
+            .now_tx
+            .send(Now::Release(key.to_owned(), reply))
+            .is_ok()
+        {
+            entries.extend(rx.await.unwrap_or_else(|_| Ok(Vec::new()))?);
         }
-        rx.await.unwrap_or_else(|_| Ok(Vec::new()))
+        Ok(entries)
     }
 }
 
@@ -574,6 +593,9 @@ struct NowLane {
     shared: SharedConnection,
     own: Option<RespConnection>,
     own_tried: bool,
+    /// Entries read for a key whose loop had stopped waiting: delivered to
+    /// this consumer, they go to the key's next read, or its release.
+    orphans: HashMap<String, Vec<Entry>>,
 }
 
 /// One command of a batch, and whom its reply answers.
@@ -590,9 +612,11 @@ impl Sent {
     }
 
     /// Answers with the command's reply.
-    fn answer(self, result: Piped) {
+    fn answer(self, result: Piped, orphans: &mut HashMap<String, Vec<Entry>>) {
         match self {
-            Sent::Read(_, requests) => answer(requests, result.map(Option::unwrap_or_default)),
+            Sent::Read(_, requests) => {
+                answer(requests, result.map(Option::unwrap_or_default), orphans)
+            }
             Sent::Ack(_, ack) => {
                 let _ = ack.reply.send(result.map(|_| ()));
             }
@@ -622,17 +646,43 @@ impl NowLane {
         while rx.recv_many(&mut asked, NOW_BATCH).await > 0 {
             // A closed receiver is a loop that stopped waiting.
             asked.retain(|m| !m.closed());
-            let sent = self.commands(std::mem::take(&mut asked));
+            let mut released = Vec::new();
+            let mut rest = Vec::with_capacity(asked.len());
+            for m in asked.drain(..) {
+                match m {
+                    Now::Release(key, reply) => released.push((key, reply)),
+                    // What a read of the key got after its loop stopped
+                    // waiting is the next read's.
+                    Now::Read(r) if self.orphans.contains_key(&r.key) => {
+                        let entries = self.orphans.remove(&r.key).unwrap_or_default();
+                        self.hand(r, entries);
+                    }
+                    other => rest.push(other),
+                }
+            }
+            let sent = self.commands(rest);
             if !sent.is_empty() {
                 self.send(sent).await;
             }
+            for (key, reply) in released {
+                let entries = self.orphans.remove(&key).unwrap_or_default();
+                let _ = reply.send(Ok(entries));
+            }
+        }
+    }
+
+    /// Answers `r` with `entries`, kept for the key's next read if its loop
+    /// stopped waiting.
+    fn hand(&mut self, r: Request, entries: Vec<Entry>) {
+        if let Err(Ok(entries)) = r.reply.send(Ok(entries)) {
+            keep(&mut self.orphans, r.key, entries);
         }
     }
 
     /// The commands of a batch: an `XACK` per acknowledgement, then the
     /// reads, those asking for as many entries together, at most
     /// [`KEYS_PER_READ`] keys in one, and a key at most once in one.
-    fn commands(&self, asked: Vec<Now>) -> Vec<Sent> {
+    fn commands(&mut self, asked: Vec<Now>) -> Vec<Sent> {
         let mut sent = Vec::new();
         let mut reads = Vec::new();
         for m in asked {
@@ -643,6 +693,9 @@ impl NowLane {
                     sent.push(Sent::Ack(cmd, ack));
                 }
                 Now::Read(r) => reads.push(r),
+                Now::Release(key, reply) => {
+                    let _ = reply.send(Ok(self.orphans.remove(&key).unwrap_or_default()));
+                }
             }
         }
         reads.sort_by_key(|r| r.count);
@@ -683,11 +736,13 @@ impl NowLane {
     /// Sends the commands of a batch and answers each with its reply.
     async fn send(&mut self, sent: Vec<Sent>) {
         if !self.own_tried {
-            self.own_tried = true;
-            if let Ok(client) = self.endpoint.client().await {
+            // Tried again at the next batch if the address cannot be had.
+            if let Ok(Ok(client)) = tokio::time::timeout(NOW_BOUND, self.endpoint.client()).await {
+                self.own_tried = true;
                 self.own = RespConnection::for_info(client.get_connection_info(), &self.endpoint);
             }
         }
+        let orphans = &mut self.orphans;
         let Some(conn) = self.own.as_mut() else {
             let replies = futures::future::join_all(sent.iter().map(|s| {
                 let mut conn = self.shared.clone();
@@ -700,7 +755,7 @@ impl NowLane {
                     (Sent::Read(..), Ok(v)) => super::reply::read_streams(v).map(Some),
                     (Sent::Ack(..), Ok(_)) => Ok(None),
                 };
-                s.answer(result);
+                s.answer(result, orphans);
             }
             return;
         };
@@ -709,35 +764,44 @@ impl NowLane {
             .map(|s| (s.cmd().get_packed_command(), matches!(s, Sent::Read(..))))
             .collect();
         let mut waiting: Vec<Option<Sent>> = sent.into_iter().map(Some).collect();
-        let piped = conn.pipeline(&packed, |i, result| {
-            if let Some(s) = waiting.get_mut(i).and_then(Option::take) {
-                s.answer(result);
+        let piped = conn
+            .pipeline(&packed, NOW_BOUND, |i, result| {
+                if let Some(s) = waiting.get_mut(i).and_then(Option::take) {
+                    s.answer(result, orphans);
+                }
+            })
+            .await;
+        if let Err((_, e)) = piped {
+            for s in waiting.into_iter().flatten() {
+                s.fail(&e);
             }
-        });
-        let failed = match tokio::time::timeout(NOW_BOUND, piped).await {
-            Ok(Ok(())) => return,
-            Ok(Err((_, e))) => e,
-            Err(_) => TransportError::timed_out(format!("no reply within {NOW_BOUND:?}")),
-        };
-        for s in waiting.into_iter().flatten() {
-            s.fail(&failed);
         }
+    }
+}
+
+/// Keeps `entries` of `key` for its next read or release.
+fn keep(orphans: &mut HashMap<String, Vec<Entry>>, key: String, entries: Vec<Entry>) {
+    if !entries.is_empty() {
+        tracing::debug!(stream = %key, count = entries.len(),
+            "entries read for a loop that stopped waiting: kept for its next read");
+        orphans.entry(key).or_default().extend(entries);
     }
 }
 
 /// Answers the requests of one read with the entries of each key, nothing
 /// for a key without any, or the read's error.
-fn answer(requests: Vec<Request>, result: Result<Vec<(String, Vec<Entry>)>, TransportError>) {
+fn answer(
+    requests: Vec<Request>,
+    result: Result<Vec<(String, Vec<Entry>)>, TransportError>,
+    orphans: &mut HashMap<String, Vec<Entry>>,
+) {
     match result {
         Ok(streams) => {
             let mut by_key: HashMap<String, Vec<Entry>> = streams.into_iter().collect();
             for r in requests {
                 let entries = by_key.remove(&r.key).unwrap_or_default();
                 if let Err(Ok(entries)) = r.reply.send(Ok(entries)) {
-                    if !entries.is_empty() {
-                        tracing::debug!(stream = %r.key, count = entries.len(),
-                            "entries read for a loop that stopped waiting: they stay pending to this consumer, which reads them back");
-                    }
+                    keep(orphans, r.key, entries);
                 }
             }
         }

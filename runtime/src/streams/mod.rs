@@ -1111,9 +1111,9 @@ impl StreamTransport for StreamsTransport {
         match &reader.hub {
             // The hub makes its own connection again after a failed read.
             Some(hub) => {
-                // A read the hub still has in flight for the key could add
-                // to this consumer's pending entries after the loop read
-                // them again: wait for it to end.
+                // A read the hub still has in flight for the key (blocking,
+                // or in a batch) could add to this consumer's pending
+                // entries after the loop read them again: wait for it to end.
                 if let Some(key) = &reader.key {
                     let _ = hub.release(key).await;
                 }
@@ -1165,14 +1165,14 @@ impl StreamTransport for StreamsTransport {
             // key with none waits there. An idle key goes
             // straight to the hub: a read of its own would be a call per
             // key and `block` for nothing.
+            if reader.key.is_none() {
+                reader.key = Some(r.key.to_owned());
+            }
             if !reader.idle {
                 let entries = hub.read_now(r.key, r.count).await?;
                 if !entries.is_empty() {
                     return Ok(entries);
                 }
-            }
-            if reader.key.is_none() {
-                reader.key = Some(r.key.to_owned());
             }
             let entries = hub.read(r.key, r.count, r.block).await?;
             reader.idle = entries.is_empty();

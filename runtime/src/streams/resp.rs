@@ -432,15 +432,20 @@ impl RespConnection {
     /// entries; for any other, nothing; or the command's own error
     /// (`NOGROUP`), after which the connection stays in step.
     ///
-    /// A failure that leaves the connection out of step drops it and
-    /// returns the index of the first command left unanswered, with the
-    /// error. The connection is taken out meanwhile, so that a call dropped
-    /// half-way drops it too.
+    /// A failure that leaves the connection out of step (or the write, or
+    /// any one reply, taking longer than `within`) drops it and returns the
+    /// index of the first command left unanswered, with the error. So does
+    /// a reply saying the server is no longer the master (a replica's
+    /// `READONLY` behind Sentinel), after every reply was read and given:
+    /// the next call connects to the master named then. The connection is
+    /// taken out meanwhile, so that a call dropped half-way drops it too.
     pub(super) async fn pipeline(
         &mut self,
         cmds: &[(Vec<u8>, bool)],
+        within: std::time::Duration,
         mut each: impl FnMut(usize, Piped),
     ) -> Result<(), (usize, TransportError)> {
+        let late = |what: &str| super::timed_out(format!("no {what} within {within:?}"));
         let (mut stream, mut buf) = match self.conn.take() {
             Some(conn) => conn,
             None => self.open().await.map_err(|e| (0, e))?,
@@ -450,31 +455,41 @@ impl RespConnection {
         for (cmd, _) in cmds {
             self.out.extend_from_slice(cmd);
         }
-        write(&mut stream, &self.out).await.map_err(|e| (0, e))?;
+        tokio::time::timeout(within, write(&mut stream, &self.out))
+            .await
+            .unwrap_or_else(|_| Err(late("write")))
+            .map_err(|e| (0, e))?;
         if self.out.capacity() > 4 * WRITE_CHUNK {
             self.out = Vec::new();
         }
+        let mut stale = false;
         for (i, (_, streams)) in cmds.iter().enumerate() {
-            let result = match streams {
-                true => streams_reply(&mut stream, &mut buf)
-                    .await
-                    .map_err(|e| (i, e))?
-                    .map(Some),
-                false => {
-                    let len = whole_item(&mut stream, &mut buf, 0, "pipeline")
-                        .await
-                        .map_err(|e| (i, e))?;
-                    let result = match buf[0] {
-                        b'-' => Err(server_error(&buf[..len], "pipeline").unwrap_or_else(|e| e)),
-                        _ => Ok(None),
-                    };
-                    buf.drain(..len);
-                    result
+            let read = async {
+                match streams {
+                    true => Ok(streams_reply(&mut stream, &mut buf).await?.map(Some)),
+                    false => {
+                        let len = whole_item(&mut stream, &mut buf, 0, "pipeline").await?;
+                        let result = match buf[0] {
+                            b'-' => {
+                                Err(server_error(&buf[..len], "pipeline").unwrap_or_else(|e| e))
+                            }
+                            _ => Ok(None),
+                        };
+                        buf.drain(..len);
+                        Ok(result)
+                    }
                 }
             };
+            let result = tokio::time::timeout(within, read)
+                .await
+                .unwrap_or_else(|_| Err(late("reply")))
+                .map_err(|e| (i, e))?;
+            stale |= matches!(&result, Err(e) if self.stale(e));
             each(i, result);
         }
-        self.conn = Some((stream, buf));
+        if !stale {
+            self.conn = Some((stream, buf));
+        }
         Ok(())
     }
 
@@ -1618,7 +1633,11 @@ mod tests {
             (b"*1\r\n$4\r\nPING\r\n".to_vec(), true),
         ];
         let mut got = Vec::new();
-        conn.pipeline(&cmds, |i, r| got.push((i, r))).await.unwrap();
+        conn.pipeline(&cmds, std::time::Duration::from_secs(5), |i, r| {
+            got.push((i, r))
+        })
+        .await
+        .unwrap();
         assert_eq!(got.len(), 4);
         let keys = |r: &Piped| {
             r.as_ref()
@@ -1658,7 +1677,9 @@ mod tests {
         let cmds = vec![(ping.clone(), true), (ping.clone(), true), (ping, true)];
         let mut got = Vec::new();
         let (at, e) = conn
-            .pipeline(&cmds, |i, r| got.push((i, r.is_ok())))
+            .pipeline(&cmds, std::time::Duration::from_secs(5), |i, r| {
+                got.push((i, r.is_ok()))
+            })
             .await
             .unwrap_err();
         assert_eq!(got, [(0, true)]);
@@ -1968,6 +1989,33 @@ mod tests {
             let e = conn.append(&[("k", o)]).await.unwrap_err();
             assert!(e.is_read_only(), "{e}");
             assert!(!e.is_transient(), "{e}");
+            assert_eq!(conn.conn.is_none(), behind_sentinel, "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_refusal_in_a_pipeline_drops_the_connection_behind_sentinel() {
+        const READONLY: &[u8] = b":1\r\n-READONLY You can't write against a read only replica.\r\n";
+        let ping = b"*1\r\n$4\r\nPING\r\n".to_vec();
+        let cmds = vec![(ping.clone(), false), (ping, false)];
+        for behind_sentinel in [false, true] {
+            let (port, _server) = one_reply_server(READONLY).await;
+            let mut conn = connection(port);
+            if behind_sentinel {
+                conn.conn = Some(conn.open().await.unwrap());
+                let endpoint =
+                    Endpoint::parse("redis+sentinel://127.0.0.1:1/m", &Default::default()).unwrap();
+                conn.follow = Some(endpoint);
+            }
+            let mut got = Vec::new();
+            conn.pipeline(&cmds, std::time::Duration::from_secs(5), |_, r| {
+                got.push(r.map(|_| ()))
+            })
+            .await
+            .unwrap();
+            assert!(got[0].is_ok());
+            let e = got[1].as_ref().unwrap_err();
+            assert!(e.is_read_only(), "{e}");
             assert_eq!(conn.conn.is_none(), behind_sentinel, "{e}");
         }
     }
