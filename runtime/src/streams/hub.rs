@@ -832,3 +832,66 @@ async fn unblock(shared: SharedConnection, id: i64, at: Instant) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::aio::ConnectionManagerConfig;
+
+    /// Entries that a batch read for a loop that had stopped waiting (the
+    /// server held the read until after the loop gave up) are what the
+    /// key's release returns: the loop handles them, instead of leaving
+    /// them pending until claimed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_ends_after_its_loop_stopped_waiting_gives_the_release_its_entries() {
+        let server = tidings_testkit::RedisServer::start();
+        let mut admin = server.connection().await;
+        for _ in 0..3 {
+            let _: String = redis::cmd("XADD")
+                .arg("k")
+                .arg("*")
+                .arg("type")
+                .arg("t")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+        let _: Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("k")
+            .arg("g")
+            .arg("0")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let endpoint = Endpoint::parse(&server.url(), &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let shared =
+            SharedConnection::connect(endpoint.clone(), client, ConnectionManagerConfig::new())
+                .await
+                .unwrap();
+        let hubs = Hubs::default();
+        let hub = hubs.get("g", "c", &endpoint, &shared, Duration::from_secs(1));
+        // `XREADGROUP` writes (the pending list): held by the server while
+        // writes are paused.
+        let _: Value = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(400)
+            .arg("WRITE")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let waiting = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.read_now("k", 10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        waiting.abort();
+        let _ = waiting.await;
+        let released = hub.release("k").await.unwrap();
+        let ids: Vec<&str> = released.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        // Nothing more for the key: they were handed out once.
+        assert!(hub.release("k").await.unwrap().is_empty());
+    }
+}
