@@ -315,12 +315,7 @@ async fn a_worker_over_200_tenant_streams_holds_at_most_four_connections() {
         after - before
     );
     // Acknowledged together for all tenants: nothing stays pending.
-    let keys = stream_keys(&h.bus, &names);
-    assert!(
-        eventually(Duration::from_secs(5), || pending(server, &keys, "counted")
-            == 0)
-        .await
-    );
+    assert_nothing_pending(server, &h.bus, &names).await;
     worker.shutdown().await.unwrap();
 }
 
@@ -347,6 +342,21 @@ fn stream_keys(bus: &tidings::Bus, names: &[String]) -> Vec<String> {
         .iter()
         .map(|t| bus.tenant(t).unwrap().stream_key("contextual").unwrap())
         .collect()
+}
+
+/// Waits (up to 5 s) until no entry of `counted` is pending over the
+/// streams of `names`, and fails if one stays.
+async fn assert_nothing_pending(
+    server: &tidings_testkit::RedisServer,
+    bus: &tidings::Bus,
+    names: &[String],
+) {
+    let keys = stream_keys(bus, names);
+    assert!(
+        eventually(Duration::from_secs(5), || pending(server, &keys, "counted")
+            == 0)
+        .await
+    );
 }
 
 /// Entries pending in `group` over every key of `keys`.
@@ -420,12 +430,7 @@ async fn a_tenants_group_removed_under_the_worker_is_made_again_and_the_others_g
         "handled: {:?}",
         p.handled()
     );
-    let keys = stream_keys(&h.bus, &names);
-    assert!(
-        eventually(Duration::from_secs(5), || pending(server, &keys, "counted")
-            == 0)
-        .await
-    );
+    assert_nothing_pending(server, &h.bus, &names).await;
     worker.shutdown().await.unwrap();
 }
 

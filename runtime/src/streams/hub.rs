@@ -36,6 +36,7 @@
 //! the blocking read.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -81,17 +82,22 @@ const SLACK_DIVISOR: u32 = 4;
 /// The hubs of a transport, one per (group, consumer), held weakly: a hub
 /// lives as long as a reader uses it.
 #[derive(Default)]
-pub(super) struct Hubs(Mutex<HashMap<(String, String), Weak<Hub>>>);
+pub(super) struct Hubs {
+    hubs: Mutex<HashMap<(String, String), Weak<Hub>>>,
+    /// Whether a hub was ever started: until then, the acknowledgements of
+    /// every worker look for none without taking the lock.
+    started: AtomicBool,
+}
 
 impl Hubs {
     /// The hub of `consumer` in `group`, if one runs.
     pub(super) fn find(&self, group: &str, consumer: &str) -> Option<Arc<Hub>> {
-        // Only inserted into and pruned: a panic elsewhere cannot leave it
-        // inconsistent.
-        let hubs = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if hubs.is_empty() {
+        if !self.started.load(Ordering::Relaxed) {
             return None;
         }
+        // Only inserted into and pruned: a panic elsewhere cannot leave it
+        // inconsistent.
+        let hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
         hubs.get(&(group.to_owned(), consumer.to_owned()))
             .and_then(Weak::upgrade)
     }
@@ -107,7 +113,8 @@ impl Hubs {
     ) -> Arc<Hub> {
         // Only inserted into and pruned: a panic elsewhere cannot leave it
         // inconsistent.
-        let mut hubs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        self.started.store(true, Ordering::Relaxed);
         hubs.retain(|_, h| h.strong_count() > 0);
         let id = (group.to_owned(), consumer.to_owned());
         if let Some(hub) = hubs.get(&id).and_then(Weak::upgrade) {
@@ -646,21 +653,21 @@ impl NowLane {
         while rx.recv_many(&mut asked, NOW_BATCH).await > 0 {
             // A closed receiver is a loop that stopped waiting.
             asked.retain(|m| !m.closed());
-            let mut released = Vec::new();
-            let mut rest = Vec::with_capacity(asked.len());
+            let (mut acks, mut reads, mut released) = (Vec::new(), Vec::new(), Vec::new());
             for m in asked.drain(..) {
                 match m {
-                    Now::Release(key, reply) => released.push((key, reply)),
+                    Now::Ack(ack) => acks.push(ack),
                     // What a read of the key got after its loop stopped
                     // waiting is the next read's.
                     Now::Read(r) if self.orphans.contains_key(&r.key) => {
                         let entries = self.orphans.remove(&r.key).unwrap_or_default();
                         self.hand(r, entries);
                     }
-                    other => rest.push(other),
+                    Now::Read(r) => reads.push(r),
+                    Now::Release(key, reply) => released.push((key, reply)),
                 }
             }
-            let sent = self.commands(rest);
+            let sent = self.commands(acks, reads);
             if !sent.is_empty() {
                 self.send(sent).await;
             }
@@ -682,22 +689,15 @@ impl NowLane {
     /// The commands of a batch: an `XACK` per acknowledgement, then the
     /// reads, those asking for as many entries together, at most
     /// [`KEYS_PER_READ`] keys in one, and a key at most once in one.
-    fn commands(&mut self, asked: Vec<Now>) -> Vec<Sent> {
-        let mut sent = Vec::new();
-        let mut reads = Vec::new();
-        for m in asked {
-            match m {
-                Now::Ack(ack) => {
-                    let mut cmd = redis::cmd("XACK");
-                    cmd.arg(&ack.key).arg(&self.group).arg(&ack.ids);
-                    sent.push(Sent::Ack(cmd, ack));
-                }
-                Now::Read(r) => reads.push(r),
-                Now::Release(key, reply) => {
-                    let _ = reply.send(Ok(self.orphans.remove(&key).unwrap_or_default()));
-                }
-            }
-        }
+    fn commands(&self, acks: Vec<Ack>, mut reads: Vec<Request>) -> Vec<Sent> {
+        let mut sent: Vec<Sent> = acks
+            .into_iter()
+            .map(|ack| {
+                let mut cmd = redis::cmd("XACK");
+                cmd.arg(&ack.key).arg(&self.group).arg(&ack.ids);
+                Sent::Ack(cmd, ack)
+            })
+            .collect();
         reads.sort_by_key(|r| r.count);
         let mut open: Vec<Request> = Vec::new();
         for r in reads {
