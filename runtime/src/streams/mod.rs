@@ -6,6 +6,7 @@ mod info;
 mod reply;
 mod resp;
 mod shared;
+mod slots;
 mod value;
 
 use std::sync::Arc;
@@ -47,6 +48,9 @@ pub struct StreamsTransport {
     client: Client,
     conn: SharedConnection,
     own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
+    /// On a cluster, the hand-written publishing connection of each
+    /// master, for awaited publishes of one event.
+    slots: Option<Arc<slots::SlotWriters>>,
     durability: Durability,
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
@@ -137,6 +141,7 @@ impl StreamsTransport {
             client,
             conn,
             own,
+            slots: None,
             durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,
@@ -155,11 +160,18 @@ impl StreamsTransport {
     ) -> Result<Self, TransportError> {
         let conn = cluster_connection(&endpoint, response_timeout, connect_timeout).await?;
         let client = endpoint.first_client().await?;
+        let conn = SharedConnection::cluster(endpoint.clone(), conn);
+        let slots = slots::SlotWriters::new(
+            conn.clone(),
+            client.get_connection_info().clone(),
+            endpoint.clone(),
+        );
         Ok(StreamsTransport {
-            conn: SharedConnection::cluster(endpoint.clone(), conn),
+            conn,
             endpoint,
             client,
             own: None,
+            slots: Some(Arc::new(slots)),
             durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,
@@ -226,6 +238,7 @@ impl StreamsTransport {
     pub fn with_durability(mut self, durability: Durability) -> Self {
         if let Durability::Replicated { .. } = durability {
             self.own = None;
+            self.slots = None;
         }
         self.durability = durability;
         self
@@ -754,6 +767,13 @@ impl StreamTransport for StreamsTransport {
                         Err(timed_out(format!("no reply to XADD within {limit:?}")))
                     }),
             };
+        }
+        if let (Some(writers), [(key, o)]) = (&self.slots, batch) {
+            if let slots::Sent::Done(result) =
+                writers.append_one(key, *o, self.response_timeout).await
+            {
+                return result.map(|id| vec![id]);
+            }
         }
         if let ([(key, o)], Durability::Acknowledged) = (batch, self.durability) {
             let mut conn = self.conn.clone();

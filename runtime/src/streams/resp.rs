@@ -70,11 +70,10 @@ pub(super) struct RespConnection {
     payload: Vec<u8>,
     /// Whether a read was sent ahead on `conn` and its reply not read yet.
     ahead: bool,
-    /// Whether the last reply was longer than [`AHEAD_MAX_REPLY`], or no
-    /// reply was read yet: then no read goes ahead of the next (the first
-    /// read of a stream of large entries must not have a second large
-    /// reply sent behind it before their size is known).
-    large: bool,
+    /// What the last reply said of the size of the entries read: whether
+    /// a read may go ahead of the next, and how many entries one read asks
+    /// for at most.
+    size: ReplySize,
     /// Behind Sentinel: where to ask for the master's address before each
     /// new connection.
     follow: Option<Endpoint>,
@@ -210,7 +209,7 @@ impl RespConnection {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
-            large: true,
+            size: ReplySize::UNKNOWN,
             follow: endpoint.follows_failover().then(|| endpoint.clone()),
             tls,
             slot: None,
@@ -234,6 +233,30 @@ impl RespConnection {
             resting_until: None,
         });
         Some(conn)
+    }
+
+    /// A connection to one node of a Redis Cluster, at `host:port`, with
+    /// the user, password and TLS of `info` (a node of the same cluster),
+    /// if it is TCP or TLS that checks certificates.
+    pub(super) fn for_node(
+        info: &ConnectionInfo,
+        endpoint: &Endpoint,
+        host: &str,
+        port: u16,
+    ) -> Option<Self> {
+        let mut conn = Self::for_info(info, endpoint)?;
+        conn.host = host.to_owned();
+        conn.port = port;
+        Some(conn)
+    }
+
+    /// Makes the connection unless it is up: an error here says nothing
+    /// was sent on it.
+    pub(super) async fn connected(&mut self) -> Result<(), TransportError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.open().await?);
+        }
+        Ok(())
     }
 
     /// On a cluster, whether this connection is resting after it could not
@@ -386,13 +409,13 @@ impl RespConnection {
                 &mut buf,
                 r,
                 &mut self.ahead,
-                &mut self.large,
+                &mut self.size,
                 &mut keep,
             )
             .await;
         }
         if matches!(&result, Ok(entries) if entries.is_empty()) {
-            let cmd = super::xreadgroup(r, r.count, Some(r.block));
+            let cmd = super::xreadgroup(r, r.count.min(self.size.cap), Some(r.block));
             result = match write(&mut stream, &cmd.get_packed_command()).await {
                 Ok(()) => {
                     receive_entries(
@@ -400,7 +423,7 @@ impl RespConnection {
                         &mut buf,
                         r,
                         &mut self.ahead,
-                        &mut self.large,
+                        &mut self.size,
                         &mut keep,
                     )
                     .await
@@ -942,7 +965,7 @@ async fn receive_entries(
     buf: &mut Vec<u8>,
     r: &ReadRequest<'_>,
     ahead: &mut bool,
-    large: &mut bool,
+    size: &mut ReplySize,
     keep: &mut bool,
 ) -> Result<Vec<Entry>, TransportError> {
     // The head first: for a full batch the read ahead goes out at once,
@@ -953,8 +976,10 @@ async fn receive_entries(
             None => fill(stream, buf).await?,
         }
     };
-    if let (Some(gate), true, false) = (r.ahead, got > 0, *large) {
-        let more = (gate.0)(got);
+    if let (Some(gate), true, false) = (r.ahead, got > 0, size.large) {
+        // A batch cut to the cap is as full as one of the count asked.
+        let full = got >= r.count.min(size.cap);
+        let more = (gate.0)(if full { got.max(r.count) } else { got }).min(size.cap);
         if more > 0 {
             let cmd = super::xreadgroup(r, more, None);
             if write(stream, &cmd.get_packed_command()).await.is_ok() {
@@ -965,17 +990,64 @@ async fn receive_entries(
         }
     }
     let (entries, len) = entries(stream, buf).await?;
-    *large = len > AHEAD_MAX_REPLY;
+    // An empty reply says nothing of the size of entries.
+    if !entries.is_empty() {
+        *size = ReplySize::of(len, entries.len());
+    }
     Ok(entries)
 }
 
-/// The longest reply after which a read still goes ahead of the next. A
-/// second reply in flight behind a long one makes the server hold and
-/// write both at once: at 64 KiB payloads (6.4 MB replies of 100 entries)
-/// reading ahead cost the server 1.47x the CPU per event of reading in
-/// turn, and the reader 0.74x the rate (`--only payload`); at 250 B and
-/// 4 KiB (25 KB and 400 KB replies) it is what keeps the server busy.
+/// What a reply said of the size of the entries read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ReplySize {
+    /// No reply with entries read yet, or its entries were each longer
+    /// than [`AHEAD_MAX_REPLY`]: no read goes ahead of the next.
+    large: bool,
+    /// The most entries one read asks for: as many as make
+    /// [`AHEAD_REPLY`] at the size of those of the last reply.
+    cap: usize,
+}
+
+impl ReplySize {
+    /// Before the first reply: the first read of a stream of large entries
+    /// must not have a second large reply sent behind it.
+    const UNKNOWN: ReplySize = ReplySize {
+        large: true,
+        cap: usize::MAX,
+    };
+
+    #[cfg(test)]
+    const SMALL: ReplySize = ReplySize {
+        large: false,
+        cap: usize::MAX,
+    };
+
+    /// After a reply of `len` bytes holding `entries` (at least one).
+    fn of(len: usize, entries: usize) -> ReplySize {
+        let each = len / entries.max(1);
+        ReplySize {
+            large: each > AHEAD_MAX_REPLY,
+            cap: AHEAD_REPLY
+                .checked_div(each)
+                .map_or(usize::MAX, |n| n.max(1)),
+        }
+    }
+}
+
+/// The longest reply that may be in flight behind another. A second
+/// reply of many megabytes behind a long one makes the server hold and
+/// write both at once: at 64 KiB payloads, reading 100 entries (6.4 MB
+/// replies) each ahead of the next cost the server 1.47x the CPU per event
+/// of reading in turn, and the reader 0.74x the rate (`--only payload`).
+/// An entry longer than this is read in turn.
 const AHEAD_MAX_REPLY: usize = 1024 * 1024;
+
+/// The size of reply a read asks for, in entries the size of the last
+/// reply's, when that is fewer than the consumer's count: large entries
+/// are read a few at a time, each read going ahead of the next, so that
+/// the server writes one reply while the consumer decodes the last. At 250
+/// B and 4 KiB (25 KB and 400 KB replies of 100 entries) the count stands.
+const AHEAD_REPLY: usize = 512 * 1024;
 
 /// The entries of the `XREADGROUP` reply at the start of `buf`, read from
 /// `stream` as far as needed. The whole reply is usually there already:
@@ -1715,7 +1787,7 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
-            large: false,
+            size: ReplySize::SMALL,
             follow: None,
             tls: None,
             slot: None,
@@ -1856,6 +1928,65 @@ mod tests {
         let got = reader.read_group(&request).await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(reader.port, to);
+    }
+
+    /// Large entries are read a few at a time, each read going ahead of
+    /// the next: the first read of a stream asks for the count and does
+    /// not go ahead; the next ones ask for as many as make about
+    /// [`AHEAD_REPLY`], and go ahead.
+    #[tokio::test]
+    async fn large_entries_are_read_a_few_at_a_time_each_read_ahead_of_the_next() {
+        use std::time::Duration;
+        use tidings_testkit::RedisServer;
+        let server = RedisServer::start();
+        let endpoint = Endpoint::parse(&server.url(), &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint).unwrap();
+        let large = vec![b'x'; 64 * 1024];
+        let small = vec![b'x'; 200];
+        for (key, data) in [("large", &large), ("small", &small)] {
+            let _: Value = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg("g")
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            let o = outgoing(data, None, &[]);
+            let batch: Vec<_> = (0..60).map(|_| (key, o)).collect();
+            conn.append(&batch).await.unwrap();
+        }
+        let gate = |_got: usize| 20;
+        let request =
+            |key| ReadRequest::new(key, "g", "c", 20, Duration::from_millis(10)).read_ahead(&gate);
+
+        let mut read = Vec::new();
+        read.push(conn.read_group(&request("large")).await.unwrap().len());
+        assert!(!conn.ahead, "the first read does not go ahead");
+        let cap = conn.size.cap;
+        // 64 KiB of data and the envelope's fields an entry.
+        assert!(
+            (4..=AHEAD_REPLY / (64 * 1024)).contains(&cap),
+            "{:?}",
+            conn.size
+        );
+        read.push(conn.read_group(&request("large")).await.unwrap().len());
+        assert!(conn.ahead, "the next read went ahead");
+        read.push(conn.read_group(&request("large")).await.unwrap().len());
+        assert_eq!(read, [20, cap, cap]);
+        assert_eq!(conn.read_ahead_rest().await.unwrap().len(), cap);
+
+        // Small entries: as many as asked, each read ahead of the next.
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint).unwrap();
+        let mut read = Vec::new();
+        for _ in 0..3 {
+            read.push(conn.read_group(&request("small")).await.unwrap().len());
+        }
+        assert_eq!(read, [20, 20, 20]);
+        assert!(conn.ahead);
     }
 
     #[test]
@@ -2234,7 +2365,7 @@ mod tests {
             out: Vec::new(),
             payload: Vec::new(),
             ahead: false,
-            large: false,
+            size: ReplySize::SMALL,
             follow: None,
             tls: None,
             slot: None,

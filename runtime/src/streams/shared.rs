@@ -157,7 +157,7 @@ impl SharedConnection {
 
     /// Each range of slots and the address of its master, from `CLUSTER
     /// SLOTS` asked of any node; `None` on one server.
-    async fn slot_ranges(
+    pub(super) async fn slot_ranges(
         &self,
     ) -> redis::RedisResult<Option<Vec<(std::ops::RangeInclusive<u16>, (String, u16))>>> {
         use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
