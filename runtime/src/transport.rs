@@ -378,11 +378,14 @@ pub struct ReadRequest<'a> {
 }
 
 /// Asked when a read's reply has arrived, with the number of entries in
-/// it: how many entries a transport may ask for right away, so that the
-/// server prepares the next batch while the caller handles this one (0 for
-/// none). The caller answers for what it can take on top of this reply.
+/// it and the number the read asked for (at most the request's `count`: a
+/// transport may ask for fewer, as Redis Streams does for large entries):
+/// how many entries a transport may ask for right away, at most that
+/// number, so that the server prepares the next batch while the caller
+/// handles this one (0 for none). The caller answers for what it can take
+/// on top of this reply.
 #[derive(Clone, Copy)]
-pub struct ReadAhead<'a>(pub &'a (dyn Fn(usize) -> usize + Sync));
+pub struct ReadAhead<'a>(pub &'a (dyn Fn(usize, usize) -> usize + Sync));
 
 impl fmt::Debug for ReadAhead<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -414,7 +417,7 @@ impl<'a> ReadRequest<'a> {
     /// entries it reads are returned by the next [`StreamTransport::read_group`]
     /// call on the same reader, or by [`StreamTransport::read_ahead_rest`] when
     /// there is none. A transport may ignore it.
-    pub fn read_ahead(mut self, ahead: &'a (dyn Fn(usize) -> usize + Sync)) -> Self {
+    pub fn read_ahead(mut self, ahead: &'a (dyn Fn(usize, usize) -> usize + Sync)) -> Self {
         self.ahead = Some(ReadAhead(ahead));
         self
     }

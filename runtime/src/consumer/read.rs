@@ -87,9 +87,9 @@ pub(super) async fn run_group<T: StreamTransport>(
     // may ask for it before this one is read out of the reply, so that Redis
     // prepares it meanwhile. Only this loop takes permits, so what is free
     // now is free when the next read returns that batch.
-    let read_ahead = |got: usize| -> usize {
-        if got >= opts.count && prefetch.available_permits() >= got + opts.count {
-            opts.count
+    let read_ahead = |got: usize, asked: usize| -> usize {
+        if got >= asked && prefetch.available_permits() >= got + asked {
+            asked
         } else {
             0
         }

@@ -150,9 +150,9 @@ impl StreamsTransport {
     }
 
     /// On a Redis Cluster: redis-rs's cluster connection is the shared
-    /// one; of the hand-written connections, only the readers' are used,
-    /// each made to the master of its stream's slot (a publish may span
-    /// slots).
+    /// one; the hand-written connections are the readers', each made to
+    /// the master of its stream's slot, and one per master for awaited
+    /// publishes of one event (a batch may span slots: redis-rs sends it).
     async fn connect_cluster(
         endpoint: Endpoint,
         response_timeout: Option<Duration>,
@@ -171,7 +171,7 @@ impl StreamsTransport {
             endpoint,
             client,
             own: None,
-            slots: Some(Arc::new(slots)),
+            slots: slots.map(Arc::new),
             durability: Durability::Acknowledged,
             response_timeout,
             connect_timeout,

@@ -100,7 +100,7 @@ pub(super) struct SlotFollow {
 
 /// The address of `MOVED <slot> <host>:<port>`, unless the host is empty
 /// or unknown (`?`), as a cluster that announces no endpoint says.
-fn moved_address(reason: &str) -> Option<(String, u16)> {
+pub(super) fn moved_address(reason: &str) -> Option<(String, u16)> {
     let mut words = reason.split_whitespace();
     if words.next() != Some("MOVED") {
         return None;
@@ -903,7 +903,7 @@ fn xadd_reply(reply: &[u8]) -> Result<Result<String, TransportError>, TransportE
 
 /// Server errors are reported as `Protocol` errors whose reason is the
 /// error line (`NOGROUP …`), which leave the connection usable.
-fn is_server_error(reason: &str) -> bool {
+pub(super) fn is_server_error(reason: &str) -> bool {
     reason.starts_with(|c: char| c.is_ascii_uppercase())
         && !reason.starts_with("RESP")
         && !reason.starts_with("CONNECTION")
@@ -977,9 +977,7 @@ async fn receive_entries(
         }
     };
     if let (Some(gate), true, false) = (r.ahead, got > 0, size.large) {
-        // A batch cut to the cap is as full as one of the count asked.
-        let full = got >= r.count.min(size.cap);
-        let more = (gate.0)(if full { got.max(r.count) } else { got }).min(size.cap);
+        let more = (gate.0)(got, r.count.min(size.cap)).min(size.cap);
         if more > 0 {
             let cmd = super::xreadgroup(r, more, None);
             if write(stream, &cmd.get_packed_command()).await.is_ok() {
@@ -1000,8 +998,8 @@ async fn receive_entries(
 /// What a reply said of the size of the entries read.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct ReplySize {
-    /// No reply with entries read yet, or its entries were each longer
-    /// than [`AHEAD_MAX_REPLY`]: no read goes ahead of the next.
+    /// No reply with entries read yet, or its entries were on average
+    /// longer than [`AHEAD_MAX_REPLY`]: no read goes ahead of the next.
     large: bool,
     /// The most entries one read asks for: as many as make
     /// [`AHEAD_REPLY`] at the size of those of the last reply.
@@ -1034,12 +1032,14 @@ impl ReplySize {
     }
 }
 
-/// The longest reply that may be in flight behind another. A second
-/// reply of many megabytes behind a long one makes the server hold and
-/// write both at once: at 64 KiB payloads, reading 100 entries (6.4 MB
-/// replies) each ahead of the next cost the server 1.47x the CPU per event
-/// of reading in turn, and the reader 0.74x the rate (`--only payload`).
-/// An entry longer than this is read in turn.
+/// Entries longer than this on average are read in turn, none ahead of
+/// the next. A second reply of many megabytes behind a long one makes the
+/// server hold and write both at once: at 64 KiB payloads, reading 100
+/// entries (6.4 MB replies) each ahead of the next cost the server 1.47x
+/// the CPU per event of reading in turn, and the reader 0.74x the rate
+/// (`--only payload`). A read ahead is sized by the last reply's entries:
+/// when entries grow, one reply larger than [`AHEAD_REPLY`] may be in
+/// flight behind another, before the size is taken in.
 const AHEAD_MAX_REPLY: usize = 1024 * 1024;
 
 /// The size of reply a read asks for, in entries the size of the last
@@ -1959,7 +1959,7 @@ mod tests {
             let batch: Vec<_> = (0..60).map(|_| (key, o)).collect();
             conn.append(&batch).await.unwrap();
         }
-        let gate = |_got: usize| 20;
+        let gate = |_got: usize, asked: usize| asked;
         let request =
             |key| ReadRequest::new(key, "g", "c", 20, Duration::from_millis(10)).read_ahead(&gate);
 

@@ -2,19 +2,20 @@
 //! connection to the master of its stream's slot.
 //!
 //! Through redis-rs's cluster connection, whose task routes every command,
-//! an awaited publish on a 3-master cluster read 0.51x–0.58x the same on
+//! an awaited publish on a 3-master cluster read 0.51x–0.64x the same on
 //! one node with a replica (`cargo bench -p tidings-bench -- --quick --only
 //! cluster`), where one node's publishes take the transport's own
 //! connection. Here a publish of one event is written to its slot's master
 //! and its reply read from the publishing task, as on one node.
 //!
 //! The map of slots comes from `CLUSTER SLOTS`, asked through redis-rs on
-//! first use, and again once a node has said `MOVED`, `ASK`, `TRYAGAIN` or
-//! `CLUSTERDOWN` (it refused the command, so redis-rs, which follows
-//! redirections, sends it again) or a node's connection was lost. A node
-//! whose connection cannot be made rests a second, its publishes going
-//! through redis-rs meanwhile; so does every publish while the map cannot
-//! be had.
+//! first use and after a node's connection was lost or could not be made,
+//! at most once per [`ASK_EVERY`]. A node that refuses a command did not
+//! run it, and redis-rs, which follows redirections, sends it instead:
+//! after `MOVED` the slot's publishes go to the node it names; after `ASK`
+//! or `TRYAGAIN` (the slot is moving) they go through redis-rs for
+//! [`REST`]; after `CLUSTERDOWN` every publish does. A node whose
+//! connection cannot be made rests as long.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -24,16 +25,19 @@ use std::time::{Duration, Instant};
 use redis::ConnectionInfo;
 
 use super::endpoint::Endpoint;
-use super::resp::RespConnection;
+use super::resp::{is_server_error, moved_address, RespConnection};
 use super::shared::{key_slot, SharedConnection};
 use crate::transport::{Outgoing, TransportError};
 
 /// Each range of slots and its master's address.
 type Slots = Vec<(RangeInclusive<u16>, (String, u16))>;
 
-/// How long a node whose connection could not be made is left to redis-rs,
-/// and how soon the map of slots is asked again after it could not be had.
+/// How long a node whose connection could not be made, a slot that is
+/// moving, or a cluster that said `CLUSTERDOWN`, is left to redis-rs.
 const REST: Duration = Duration::from_secs(1);
+
+/// The map of slots is asked at most this often.
+const ASK_EVERY: Duration = Duration::from_millis(100);
 
 /// The transport's hand-written publishing connections on a cluster, one
 /// per master, made as publishes need them.
@@ -49,10 +53,18 @@ pub(super) struct SlotWriters {
 
 #[derive(Default)]
 struct State {
-    /// `None` until asked, and again after a node refused a command.
+    /// The map last had.
     slots: Option<Arc<Slots>>,
-    /// When the map could last not be had.
-    failed_at: Option<Instant>,
+    /// Whether the map is to be asked again.
+    stale: bool,
+    /// When the map was last asked.
+    asked_at: Option<Instant>,
+    /// Slots a `MOVED` named a new master of since the map was had.
+    moved: HashMap<u16, (String, u16)>,
+    /// Slots moving (`ASK`, `TRYAGAIN`), until when.
+    moving: HashMap<u16, Instant>,
+    /// After `CLUSTERDOWN`, until when.
+    down_until: Option<Instant>,
     nodes: HashMap<(String, u16), Node>,
 }
 
@@ -63,22 +75,30 @@ struct Node {
 
 /// What became of a publish offered to [`SlotWriters::append_one`].
 pub(super) enum Sent {
-    /// Appended, with its entry id; or the error of a connection lost
-    /// after the command may have been written.
+    /// Appended, with its entry id; or an error: the server's own
+    /// (`OOM`, `NOPERM`), or that of a connection lost after the command
+    /// may have been written.
     Done(Result<String, TransportError>),
     /// Nothing was appended: the caller publishes through redis-rs.
     NotSent,
 }
 
 impl SlotWriters {
-    pub(super) fn new(cluster: SharedConnection, info: ConnectionInfo, endpoint: Endpoint) -> Self {
-        SlotWriters {
+    /// Writers for the cluster of `cluster`, `None` when its nodes are not
+    /// reached over TCP or TLS that checks certificates.
+    pub(super) fn new(
+        cluster: SharedConnection,
+        info: ConnectionInfo,
+        endpoint: Endpoint,
+    ) -> Option<Self> {
+        RespConnection::for_info(&info, &endpoint)?;
+        Some(SlotWriters {
             cluster,
             info,
             endpoint,
             state: Mutex::default(),
             asking: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -93,7 +113,8 @@ impl SlotWriters {
         event: Outgoing<'_>,
         limit: Option<Duration>,
     ) -> Sent {
-        let Some(addr) = self.master_of(key_slot(key)).await else {
+        let slot = key_slot(key);
+        let Some(addr) = self.master_of(slot).await else {
             return Sent::NotSent;
         };
         let Some(node) = self.node(&addr) else {
@@ -120,62 +141,97 @@ impl SlotWriters {
             }),
         };
         drop(conn);
-        match result {
+        let e = match result {
             Ok(ids) => {
-                Sent::Done(ids.into_iter().next().ok_or_else(|| {
+                return Sent::Done(ids.into_iter().next().ok_or_else(|| {
                     super::value::protocol("XADD", "no reply to the one command sent")
                 }))
             }
-            Err(e) if e.is_cluster_redirect() => {
-                self.forget_slots();
-                Sent::NotSent
+            Err(e) => e,
+        };
+        // The server's own error (a code), or a connection lost.
+        let (code, moved) = match &e {
+            TransportError::Redis(r) if r.code().is_some() => (
+                r.code().unwrap_or_default().to_owned(),
+                r.redirect_node().and_then(|(addr, _)| {
+                    let (host, port) = addr.rsplit_once(':')?;
+                    Some((host.to_owned(), port.parse().ok()?))
+                }),
+            ),
+            TransportError::Protocol { reason, .. } if is_server_error(reason) => (
+                reason
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                moved_address(reason),
+            ),
+            _ => {
+                // Lost, or no answer: the node may have failed over.
+                self.state().stale = true;
+                return Sent::Done(Err(e));
             }
-            Err(e) => {
-                self.forget_slots();
-                Sent::Done(Err(e))
+        };
+        let mut state = self.state();
+        match code.as_str() {
+            "MOVED" => match moved.filter(|(host, _)| !host.is_empty() && host != "?") {
+                Some(to) => {
+                    state.moved.insert(slot, to);
+                }
+                None => state.stale = true,
+            },
+            "ASK" | "TRYAGAIN" => {
+                state.moving.insert(slot, Instant::now() + REST);
             }
+            "CLUSTERDOWN" => state.down_until = Some(Instant::now() + REST),
+            _ => return Sent::Done(Err(e)),
         }
+        Sent::NotSent
     }
 
     /// The address of the master of `slot`, asking for the map of slots
-    /// when it is not known.
+    /// when it is not known or stale (and not asked within [`ASK_EVERY`]).
     async fn master_of(&self, slot: u16) -> Option<(String, u16)> {
-        if let Some(found) = self.known(slot) {
-            return found;
-        }
-        let _asking = self.asking.lock().await;
-        // Another publish may have asked meanwhile.
-        if let Some(found) = self.known(slot) {
-            return found;
-        }
-        let asked = self.cluster.slot_ranges().await;
-        let mut state = self.state();
-        match asked {
-            Ok(Some(ranges)) => {
-                // Connections to nodes no longer masters are closed.
-                state
-                    .nodes
-                    .retain(|addr, _| ranges.iter().any(|(_, master)| master == addr));
-                state.slots = Some(Arc::new(ranges));
-                state.failed_at = None;
-            }
-            Ok(None) | Err(_) => {
-                state.failed_at = Some(Instant::now());
+        {
+            let mut state = self.state();
+            let now = Instant::now();
+            if state.down_until.is_some_and(|until| now < until) {
                 return None;
             }
+            match state.moving.get(&slot) {
+                Some(until) if now < *until => return None,
+                Some(_) => {
+                    state.moving.remove(&slot);
+                }
+                None => {}
+            }
+            if let Some(to) = state.moved.get(&slot) {
+                return Some(to.clone());
+            }
+            let due = state.slots.is_none() || state.stale;
+            let recent = state.asked_at.is_some_and(|at| at.elapsed() < ASK_EVERY);
+            if !due || recent {
+                return find(state.slots.as_deref()?, slot);
+            }
+        }
+        // One publish asks; the others go on with the map they have.
+        let Ok(_asking) = self.asking.try_lock() else {
+            return find(self.state().slots.as_deref()?, slot);
+        };
+        self.state().asked_at = Some(Instant::now());
+        let asked = self.cluster.slot_ranges().await;
+        let mut state = self.state();
+        state.asked_at = Some(Instant::now());
+        if let Ok(Some(ranges)) = asked {
+            // Connections to nodes no longer masters are closed.
+            state
+                .nodes
+                .retain(|addr, _| ranges.iter().any(|(_, master)| master == addr));
+            state.slots = Some(Arc::new(ranges));
+            state.stale = false;
+            state.moved.clear();
         }
         find(state.slots.as_deref()?, slot)
-    }
-
-    /// `Some` when the map is known (`Some(None)`: no master serves the
-    /// slot), or when it could not be had within [`REST`] (`Some(None)`).
-    fn known(&self, slot: u16) -> Option<Option<(String, u16)>> {
-        let state = self.state();
-        match &state.slots {
-            Some(slots) => Some(find(slots, slot)),
-            None if state.failed_at.is_some_and(|at| at.elapsed() < REST) => Some(None),
-            None => None,
-        }
     }
 
     /// The connection to the node at `addr`, unless it rests.
@@ -210,11 +266,8 @@ impl SlotWriters {
         if let Some(node) = state.nodes.get_mut(addr) {
             node.resting_until = Some(Instant::now() + REST);
         }
-        state.slots = None;
-    }
-
-    fn forget_slots(&self) {
-        self.state().slots = None;
+        state.moved.retain(|_, to| to != addr);
+        state.stale = true;
     }
 }
 
@@ -286,6 +339,17 @@ mod tests {
         }
         assert_eq!(len_at(&shared, key, from).await, 3);
         assert_eq!(writers.state().nodes.len(), 1, "one node's connection");
+        // A server's own error is the publish's, and leaves the map be.
+        let text = "t:{publish-moving}:text";
+        let mut set = redis::cmd("SET");
+        set.arg(text).arg("v");
+        shared.query_node(set, "127.0.0.1", from).await.unwrap();
+        let refused = writers.append_one(text, event(), None).await;
+        let Sent::Done(Err(e)) = refused else {
+            panic!("a WRONGTYPE publish was not the writer's to answer");
+        };
+        assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+        assert!(!writers.state().stale);
 
         let to = cluster
             .masters()
@@ -298,6 +362,11 @@ mod tests {
             writers.append_one(key, event(), None).await,
             Sent::NotSent
         ));
+        assert_eq!(
+            writers.state().moved.get(&key_slot(key)).map(|a| a.1),
+            Some(to),
+            "the slot's publishes go where MOVED said"
+        );
         assert!(matches!(
             writers.append_one(key, event(), None).await,
             Sent::Done(Ok(_))
@@ -334,7 +403,7 @@ mod tests {
         transport.append(&[(key, event())]).await.unwrap();
         {
             let state = writers.state();
-            assert!(state.slots.is_none(), "the map is asked again");
+            assert!(state.stale, "the map is asked again");
             let node = &state.nodes[&nowhere];
             assert!(node.resting_until.is_some_and(|u| u > Instant::now()));
         }
