@@ -486,3 +486,52 @@ async fn redis_restarted_under_a_tenants_worker_loses_nothing_acknowledged() {
     assert_eq!(missing(&p), 0);
     assert!(published.len() >= 300, "{} published", published.len());
 }
+
+/// Over TLS with `?insecure`, where the hand-written connections give way
+/// to redis-rs, the batched reads and acknowledgements of a worker over
+/// many tenants go through the shared connection: every event is handled
+/// and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_worker_without_the_hand_written_path_reads_and_acknowledges_everything() {
+    use tidings_testkit::{RedisOptions, RedisServer, TestCa};
+    let _serial = serial().await;
+    let ca = TestCa::generate();
+    let server = RedisServer::with_options(RedisOptions::default().tls(&ca));
+    let url = format!(
+        "rediss://127.0.0.1:{}/?tls_cert={}&tls_key={}&insecure",
+        server.port(),
+        ca.client_cert().display(),
+        ca.client_key().display()
+    );
+    let bus = tidings::Bus::builder().connect(&url).await.unwrap();
+    let p = Probe::default();
+    let names: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
+    let worker = counted_worker(&bus, &p, &names, opts()).await;
+    for round in 0..4 {
+        for name in &names {
+            bus.tenant(name)
+                .unwrap()
+                .publish(&FileUploaded::new(format!("{name}-{round}")))
+                .await
+                .unwrap();
+        }
+    }
+    assert!(eventually(Duration::from_secs(10), || p.handled_len() == 200).await);
+    let mut left = u64::MAX;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while left > 0 && Instant::now() < deadline {
+        left = 0;
+        for name in &names {
+            let stats = bus
+                .tenant(name)
+                .unwrap()
+                .stream_stats("contextual")
+                .await
+                .unwrap();
+            left += stats.group("counted").map_or(0, |g| g.pending);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "entries left pending");
+    worker.shutdown().await.unwrap();
+}
