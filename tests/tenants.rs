@@ -286,12 +286,14 @@ async fn clients(server: &tidings_testkit::RedisServer) -> usize {
 
 /// Redis only: the in-memory transport has no connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_over_200_tenant_streams_holds_at_most_four_connections() {
+async fn a_worker_over_200_tenant_streams_holds_at_most_three_connections() {
     let _serial = serial().await;
     let h = Harness::redis().await;
     let server = h.server.as_ref().unwrap();
-    // The bus's own connections are open before the worker starts.
+    // The bus's own connections (the shared one, and the publishing one,
+    // made at the first publish) are open before the worker starts.
     h.bus.health().await;
+    h.bus.publish(&FileUploaded::new("before")).await.unwrap();
     let before = clients(server).await;
     let p = Probe::default();
     let names: Vec<String> = (0..200).map(|i| format!("t{i}")).collect();
@@ -309,8 +311,9 @@ async fn a_worker_over_200_tenant_streams_holds_at_most_four_connections() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let after = clients(server).await;
     println!("clients before the worker: {before}, with it: {after}");
+    // The hub's blocking reader and its two lanes.
     assert!(
-        after.saturating_sub(before) <= 4,
+        after.saturating_sub(before) <= 3,
         "the worker opened {} connections",
         after - before
     );

@@ -167,9 +167,9 @@ impl ConsumerBuilder {
     /// (`start()` fails with [`Error::TenantsOnTenantBus`] otherwise).
     ///
     /// The reading loops of one group share their connections: on one
-    /// Redis server a worker holds three connections per group it reads (one
-    /// for the blocking reads, two for the batched reads and
-    /// acknowledgements of busy streams), beside the bus's shared
+    /// Redis server a worker holds up to three connections per group it
+    /// reads (one for the blocking reads, two for the batched reads of busy
+    /// streams and the acknowledgements of every stream), beside the bus's shared
     /// connection, however many tenants and streams it reads; groups are created together, and all
     /// loops stop together (see `docs/deployment.md`, "Many tenants on one
     /// worker"). A handler's concurrency is the worker's, shared by every

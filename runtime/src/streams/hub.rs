@@ -32,8 +32,8 @@
 //! and the replies are read with the hand-written parser (`resp`). Each
 //! read and acknowledgement through redis-rs on the shared connection,
 //! parsed on the one task that drives it, held a worker over 1,000 tenants
-//! to 0.30x the same events on one stream; batched on one lane, 0.48-0.60x,
-//! on two 0.56-0.64x (`--only tenants`). Keys that had nothing go on to
+//! to 0.30x the same events on one stream; batched on one lane, 0.48-0.54x,
+//! on two 0.56-0.64x, in runs taking turns (`--only tenants_consume`). Keys that had nothing go on to
 //! wait in the blocking read.
 
 use std::collections::HashMap;
@@ -71,7 +71,7 @@ const KEYS_PER_READ: usize = 64;
 /// connection and a task with one batch in flight: while one lane's
 /// replies are parsed and handed out, the other's batch is in the server.
 /// Over 1,000 tenants (`--only tenants_consume`, quick, three rounds taking
-/// turns), one lane read 0.51x–0.54x one stream, two 0.56x–0.64x, three
+/// turns), one lane read 0.48x–0.54x one stream, two 0.56x–0.64x, three
 /// 0.51x–0.63x.
 const LANES: usize = 2;
 
@@ -161,7 +161,7 @@ impl Hubs {
     }
 }
 
-/// A handle on one hub: its task ends when the last handle is dropped.
+/// A handle on one hub: its tasks end when the last handle is dropped.
 pub(crate) struct Hub {
     tx: mpsc::UnboundedSender<Msg>,
     /// The lanes, each with its connection: a key's requests all go to
@@ -225,9 +225,7 @@ impl Hub {
     /// The lane of `key`: one key's reads, acknowledgements and release
     /// are taken in order by one lane.
     fn lane(&self, key: &str) -> &mpsc::UnboundedSender<Now> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let at = BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize % LANES;
-        &self.now_tx[at]
+        &self.now_tx[lane_of(key)]
     }
 
     /// Waits up to `block` for entries of `key` never delivered to the
@@ -311,6 +309,13 @@ impl Hub {
         }
         Ok(entries)
     }
+}
+
+/// The index of the lane of `key`: the same in every call (`DefaultHasher`
+/// has fixed keys).
+fn lane_of(key: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize % LANES
 }
 
 fn gone() -> TransportError {
@@ -612,8 +617,8 @@ impl State {
     }
 }
 
-/// The non-blocking reads and the acknowledgements of one hub: its own
-/// connection with the hand-written parser where the server is reached
+/// One lane of a hub: the non-blocking reads and the acknowledgements of
+/// the keys hashed to it ([`lane_of`]), on its own connection with the hand-written parser where the server is reached
 /// over TCP or TLS that checks certificates, else the shared connection.
 struct NowLane {
     group: String,
@@ -863,29 +868,39 @@ mod tests {
     /// Entries that a batch read for a loop that had stopped waiting (the
     /// server held the read until after the loop gave up) are what the
     /// key's release returns: the loop handles them, instead of leaving
-    /// them pending until claimed.
+    /// them pending until claimed. Two keys on two lanes: each release
+    /// gives its own key's entries, and acknowledgements on both lanes
+    /// leave nothing pending.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_that_ends_after_its_loop_stopped_waiting_gives_the_release_its_entries() {
         let server = tidings_testkit::RedisServer::start();
         let mut admin = server.connection().await;
-        for _ in 0..3 {
-            let _: String = redis::cmd("XADD")
-                .arg("k")
-                .arg("*")
-                .arg("type")
-                .arg("t")
+        let first = "k";
+        let second = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| lane_of(k) != lane_of(first))
+            .unwrap();
+        let keys = [first, second.as_str()];
+        for (n, key) in [3, 2].into_iter().zip(keys) {
+            for _ in 0..n {
+                let _: String = redis::cmd("XADD")
+                    .arg(key)
+                    .arg("*")
+                    .arg("type")
+                    .arg("t")
+                    .query_async(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            let _: Value = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg("g")
+                .arg("0")
                 .query_async(&mut admin)
                 .await
                 .unwrap();
         }
-        let _: Value = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg("k")
-            .arg("g")
-            .arg("0")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
         let endpoint = Endpoint::parse(&server.url(), &Default::default()).unwrap();
         let client = endpoint.client().await.unwrap();
         let shared =
@@ -903,17 +918,35 @@ mod tests {
             .query_async(&mut admin)
             .await
             .unwrap();
-        let waiting = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.read_now("k", 10).await }
-        });
+        let waiting: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                let (hub, key) = (hub.clone(), key.to_string());
+                tokio::spawn(async move { hub.read_now(&key, 10).await })
+            })
+            .collect();
         tokio::time::sleep(Duration::from_millis(150)).await;
-        waiting.abort();
-        let _ = waiting.await;
-        let released = hub.release("k").await.unwrap();
-        let ids: Vec<&str> = released.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids.len(), 3, "{ids:?}");
-        // Nothing more for the key: they were handed out once.
-        assert!(hub.release("k").await.unwrap().is_empty());
+        for w in waiting {
+            w.abort();
+            let _ = w.await;
+        }
+        for (n, key) in [3, 2].into_iter().zip(keys) {
+            let released = hub.release(key).await.unwrap();
+            let ids: Vec<String> = released.iter().map(|e| e.id.clone()).collect();
+            assert_eq!(ids.len(), n, "{key}: {ids:?}");
+            // Nothing more for the key: they were handed out once.
+            assert!(hub.release(key).await.unwrap().is_empty());
+            hub.ack(key, &ids).await.unwrap();
+            let pending: Value = redis::cmd("XPENDING")
+                .arg(key)
+                .arg("g")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            let Value::Array(summary) = pending else {
+                panic!("XPENDING said {pending:?}");
+            };
+            assert_eq!(summary.first(), Some(&Value::Int(0)), "{key}");
+        }
     }
 }
