@@ -205,6 +205,16 @@ impl ClusterSet {
     /// moved), then `CLUSTER SETSLOT … NODE` on every master (clients then
     /// get `MOVED`). Returns the port the slot was on.
     pub fn move_slot_of(&self, key: &str, to: u16) -> Result<u16, String> {
+        let from = self.start_moving_slot_of(key, to)?;
+        self.end_moving_slot_of(key, to)?;
+        Ok(from)
+    }
+
+    /// The first half of [`ClusterSet::move_slot_of`]: the slot of `key`
+    /// is importing on `to` and migrating on its owner, and its keys are
+    /// on `to` already, so that a command on `key` gets `ASK` from the
+    /// owner. Returns the owner's port.
+    pub fn start_moving_slot_of(&self, key: &str, to: u16) -> Result<u16, String> {
         let from = self.master_of(key)?;
         if from == to {
             return Err(format!("the slot of `{key}` is already on {to}"));
@@ -227,10 +237,18 @@ impl ClusterSet {
             args.extend(keys.iter().map(String::as_str));
             ask(from, &args)?;
         }
+        Ok(from)
+    }
+
+    /// The second half of [`ClusterSet::move_slot_of`]: the slot of `key`
+    /// is `to`'s on every master.
+    pub fn end_moving_slot_of(&self, key: &str, to: u16) -> Result<(), String> {
+        let slot = ask(to, &["CLUSTER", "KEYSLOT", key])?;
+        let to_id = ask(to, &["CLUSTER", "MYID"])?;
         for master in self.masters()? {
             ask(master, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id])?;
         }
-        Ok(from)
+        Ok(())
     }
 
     /// Starts the node on `port` again, with its `nodes.conf`: it rejoins

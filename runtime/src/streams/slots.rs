@@ -379,6 +379,61 @@ mod tests {
         assert_eq!(len_at(&shared, key, from).await, 6);
     }
 
+    /// While a slot moves, a publish whose key went already is answered
+    /// `ASK` by the old master: nothing appended there, the slot's
+    /// publishes go through redis-rs (which follows `ASK`) for a while,
+    /// and once the move ends, `MOVED` sends them to the new master.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_publish_during_a_slot_move_is_left_to_redis_rs_and_follows_its_end() {
+        let cluster = ClusterSet::start();
+        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
+        let transport =
+            super::super::StreamsTransport::connect(endpoint, None, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let writers = transport.slots.clone().expect("writers on a cluster");
+        let shared = transport.conn.clone();
+        let key = "t:{publish-asked}";
+        let slot = key_slot(key);
+        assert!(matches!(
+            writers.append_one(key, event(), None).await,
+            Sent::Done(Ok(_))
+        ));
+        let from = cluster.master_of(key).unwrap();
+        let to = cluster
+            .masters()
+            .unwrap()
+            .into_iter()
+            .find(|m| *m != from)
+            .unwrap();
+        tokio::task::block_in_place(|| cluster.start_moving_slot_of(key, to)).unwrap();
+        assert!(matches!(
+            writers.append_one(key, event(), None).await,
+            Sent::NotSent
+        ));
+        assert!(writers.state().moving.contains_key(&slot), "the slot rests");
+        assert!(!writers.state().stale, "the map is kept");
+        // Through the transport: redis-rs sends it to the new master.
+        transport.append(&[(key, event())]).await.unwrap();
+        assert_eq!(len_at(&shared, key, to).await, 2);
+
+        tokio::task::block_in_place(|| cluster.end_moving_slot_of(key, to)).unwrap();
+        // The rest ends (set here rather than waited for).
+        writers
+            .state()
+            .moving
+            .insert(slot, Instant::now() - Duration::from_millis(1));
+        assert!(matches!(
+            writers.append_one(key, event(), None).await,
+            Sent::NotSent
+        ));
+        assert!(matches!(
+            writers.append_one(key, event(), None).await,
+            Sent::Done(Ok(_))
+        ));
+        assert_eq!(len_at(&shared, key, to).await, 3);
+    }
+
     /// A master whose connection cannot be made rests, its publishes going
     /// through redis-rs, and the map of slots is asked again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
