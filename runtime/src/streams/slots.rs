@@ -307,6 +307,27 @@ mod tests {
         }
     }
 
+    /// A cluster, a transport on it, and the transport's writers.
+    async fn connected() -> (ClusterSet, super::super::StreamsTransport, Arc<SlotWriters>) {
+        let cluster = ClusterSet::start();
+        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
+        let transport =
+            super::super::StreamsTransport::connect(endpoint, None, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let writers = transport.slots.clone().expect("writers on a cluster");
+        (cluster, transport, writers)
+    }
+
+    fn another_master(cluster: &ClusterSet, than: u16) -> u16 {
+        cluster
+            .masters()
+            .unwrap()
+            .into_iter()
+            .find(|m| *m != than)
+            .unwrap()
+    }
+
     async fn len_at(shared: &SharedConnection, key: &str, port: u16) -> i64 {
         let mut cmd = redis::cmd("XLEN");
         cmd.arg(key);
@@ -321,13 +342,7 @@ mod tests {
     /// (and left to redis-rs), and the next goes to the new master.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_publish_goes_to_the_slots_master_and_follows_a_move() {
-        let cluster = ClusterSet::start();
-        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
-        let transport =
-            super::super::StreamsTransport::connect(endpoint, None, Duration::from_secs(5))
-                .await
-                .unwrap();
-        let writers = transport.slots.clone().expect("writers on a cluster");
+        let (cluster, transport, writers) = connected().await;
         let shared = transport.conn.clone();
         let key = "t:{publish-moving}";
         let from = cluster.master_of(key).unwrap();
@@ -351,12 +366,7 @@ mod tests {
         assert!(e.to_string().contains("WRONGTYPE"), "{e}");
         assert!(!writers.state().stale);
 
-        let to = cluster
-            .masters()
-            .unwrap()
-            .into_iter()
-            .find(|m| *m != from)
-            .unwrap();
+        let to = another_master(&cluster, from);
         tokio::task::block_in_place(|| cluster.move_slot_of(key, to)).unwrap();
         assert!(matches!(
             writers.append_one(key, event(), None).await,
@@ -385,13 +395,7 @@ mod tests {
     /// and once the move ends, `MOVED` sends them to the new master.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_publish_during_a_slot_move_is_left_to_redis_rs_and_follows_its_end() {
-        let cluster = ClusterSet::start();
-        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
-        let transport =
-            super::super::StreamsTransport::connect(endpoint, None, Duration::from_secs(5))
-                .await
-                .unwrap();
-        let writers = transport.slots.clone().expect("writers on a cluster");
+        let (cluster, transport, writers) = connected().await;
         let shared = transport.conn.clone();
         let key = "t:{publish-asked}";
         let slot = key_slot(key);
@@ -400,12 +404,7 @@ mod tests {
             Sent::Done(Ok(_))
         ));
         let from = cluster.master_of(key).unwrap();
-        let to = cluster
-            .masters()
-            .unwrap()
-            .into_iter()
-            .find(|m| *m != from)
-            .unwrap();
+        let to = another_master(&cluster, from);
         tokio::task::block_in_place(|| cluster.start_moving_slot_of(key, to)).unwrap();
         assert!(matches!(
             writers.append_one(key, event(), None).await,
@@ -438,13 +437,7 @@ mod tests {
     /// through redis-rs, and the map of slots is asked again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn publishes_go_through_redis_rs_while_a_masters_connection_cannot_be_made() {
-        let cluster = ClusterSet::start();
-        let endpoint = Endpoint::parse(&cluster.url(), &Default::default()).unwrap();
-        let transport =
-            super::super::StreamsTransport::connect(endpoint, None, Duration::from_secs(5))
-                .await
-                .unwrap();
-        let writers = transport.slots.clone().expect("writers on a cluster");
+        let (cluster, transport, writers) = connected().await;
         let key = "t:{publish-unreachable}";
         let slot = key_slot(key);
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
