@@ -862,6 +862,7 @@ async fn unblock(shared: SharedConnection, id: i64, at: Instant) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::resp::tests::create_group;
     use super::*;
     use redis::aio::ConnectionManagerConfig;
 
@@ -892,14 +893,7 @@ mod tests {
                     .await
                     .unwrap();
             }
-            let _: Value = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(key)
-                .arg("g")
-                .arg("0")
-                .query_async(&mut admin)
-                .await
-                .unwrap();
+            create_group(&mut admin, key).await;
         }
         let endpoint = Endpoint::parse(&server.url(), &Default::default()).unwrap();
         let client = endpoint.client().await.unwrap();

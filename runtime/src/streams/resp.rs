@@ -100,16 +100,44 @@ pub(super) struct SlotFollow {
 
 /// The address of `MOVED <slot> <host>:<port>`, unless the host is empty
 /// or unknown (`?`), as a cluster that announces no endpoint says.
-pub(super) fn moved_address(reason: &str) -> Option<(String, u16)> {
+fn moved_address(reason: &str) -> Option<(String, u16)> {
     let mut words = reason.split_whitespace();
     if words.next() != Some("MOVED") {
         return None;
     }
-    let (host, port) = words.nth(1)?.rsplit_once(':')?;
+    node_address(words.nth(1)?)
+}
+
+/// `<host>:<port>`, unless the host is empty or unknown (`?`).
+fn node_address(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
     if host.is_empty() || host == "?" {
         return None;
     }
     Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// The code of a server's error (`MOVED`, `CLUSTERDOWN`, `NOGROUP`),
+/// whether it came as redis-rs's error (whose text reads `Moved: …`) or
+/// as the error line of a hand-written reply; `None` for anything else (a
+/// lost connection).
+pub(super) fn error_code(e: &TransportError) -> Option<&str> {
+    match e {
+        TransportError::Redis(e) => e.code(),
+        TransportError::Protocol { reason, .. } if is_server_error(reason) => {
+            reason.split_whitespace().next()
+        }
+        _ => None,
+    }
+}
+
+/// Where a `MOVED` error says the slot is now, if it names an address.
+pub(super) fn moved_to(e: &TransportError) -> Option<(String, u16)> {
+    match e {
+        TransportError::Redis(e) if e.code() == Some("MOVED") => node_address(e.redirect_node()?.0),
+        TransportError::Protocol { reason, .. } => moved_address(reason),
+        _ => None,
+    }
 }
 
 /// How long a reading connection on a cluster rests after it could not be
@@ -120,13 +148,8 @@ impl SlotFollow {
     /// Takes in what a failed read says about the slot: the new master of
     /// a `MOVED`, or a rest after `CLUSTERDOWN`.
     fn note(&mut self, e: &TransportError) {
-        let reason = match e {
-            TransportError::Protocol { reason, .. } => reason.clone(),
-            TransportError::Redis(e) => e.to_string(),
-            _ => return,
-        };
-        match reason.split_whitespace().next() {
-            Some("MOVED") => self.moved_to = moved_address(&reason),
+        match error_code(e) {
+            Some("MOVED") => self.moved_to = moved_to(e),
             Some("CLUSTERDOWN") => self.rest(),
             _ => {}
         }
@@ -903,7 +926,7 @@ fn xadd_reply(reply: &[u8]) -> Result<Result<String, TransportError>, TransportE
 
 /// Server errors are reported as `Protocol` errors whose reason is the
 /// error line (`NOGROUP …`), which leave the connection usable.
-pub(super) fn is_server_error(reason: &str) -> bool {
+fn is_server_error(reason: &str) -> bool {
     reason.starts_with(|c: char| c.is_ascii_uppercase())
         && !reason.starts_with("RESP")
         && !reason.starts_with("CONNECTION")
@@ -1501,7 +1524,7 @@ async fn streams_reply(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn whole(bytes: &[u8]) -> Value {
@@ -1586,7 +1609,23 @@ mod tests {
         assert!(read_group_reply(b"*-1\r\n").unwrap().is_empty());
     }
 
-    fn outgoing<'a>(
+    /// Makes group `g` of `key` (and the stream), from its start.
+    pub(in crate::streams) async fn create_group(
+        conn: &mut impl redis::aio::ConnectionLike,
+        key: &str,
+    ) {
+        let _: Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg("g")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+
+    pub(in crate::streams) fn outgoing<'a>(
         data: &'a [u8],
         correlation_id: Option<&'a str>,
         extensions: &'a [(String, String)],
@@ -1809,14 +1848,7 @@ mod tests {
         assert!(matches!(conn.conn, Some((Socket::Tls(_), _))));
         let request = ReadRequest::new("k", "g", "c", 10, std::time::Duration::from_millis(10));
         let mut admin = server.connection().await;
-        let _: Value = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg("k")
-            .arg("g")
-            .arg("0")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
+        create_group(&mut admin, "k").await;
         let read = conn.read_group(&request).await.unwrap();
         assert_eq!(read.len(), 2);
 
@@ -1896,15 +1928,7 @@ mod tests {
                     .unwrap();
             }
         };
-        let _: Value = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(key)
-            .arg("g")
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut shared)
-            .await
-            .unwrap();
+        create_group(&mut shared, key).await;
         add(&mut shared).await;
         add(&mut shared).await;
         let request = ReadRequest::new(key, "g", "c", 10, Duration::from_millis(10));
@@ -1924,6 +1948,11 @@ mod tests {
         assert!(
             matches!(&moved, Err(e) if e.is_cluster_redirect()),
             "{moved:?}"
+        );
+        // The next connection goes where `MOVED` said, without asking.
+        assert_eq!(
+            reader.slot.as_ref().unwrap().moved_to,
+            Some(("127.0.0.1".to_owned(), to))
         );
         let got = reader.read_group(&request).await.unwrap();
         assert_eq!(got.len(), 1);
@@ -1946,15 +1975,7 @@ mod tests {
         let large = vec![b'x'; 64 * 1024];
         let small = vec![b'x'; 200];
         for (key, data) in [("large", &large), ("small", &small)] {
-            let _: Value = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(key)
-                .arg("g")
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut admin)
-                .await
-                .unwrap();
+            create_group(&mut admin, key).await;
             let o = outgoing(data, None, &[]);
             let batch: Vec<_> = (0..60).map(|_| (key, o)).collect();
             conn.append(&batch).await.unwrap();

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use redis::ConnectionInfo;
 
 use super::endpoint::Endpoint;
-use super::resp::{is_server_error, moved_address, RespConnection};
+use super::resp::{error_code, moved_to, RespConnection};
 use super::shared::{key_slot, SharedConnection};
 use crate::transport::{Outgoing, TransportError};
 
@@ -150,31 +150,14 @@ impl SlotWriters {
             Err(e) => e,
         };
         // The server's own error (a code), or a connection lost.
-        let (code, moved) = match &e {
-            TransportError::Redis(r) if r.code().is_some() => (
-                r.code().unwrap_or_default().to_owned(),
-                r.redirect_node().and_then(|(addr, _)| {
-                    let (host, port) = addr.rsplit_once(':')?;
-                    Some((host.to_owned(), port.parse().ok()?))
-                }),
-            ),
-            TransportError::Protocol { reason, .. } if is_server_error(reason) => (
-                reason
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-                moved_address(reason),
-            ),
-            _ => {
-                // Lost, or no answer: the node may have failed over.
-                self.state().stale = true;
-                return Sent::Done(Err(e));
-            }
+        let Some(code) = error_code(&e) else {
+            // Lost, or no answer: the node may have failed over.
+            self.state().stale = true;
+            return Sent::Done(Err(e));
         };
         let mut state = self.state();
-        match code.as_str() {
-            "MOVED" => match moved.filter(|(host, _)| !host.is_empty() && host != "?") {
+        match code {
+            "MOVED" => match moved_to(&e) {
                 Some(to) => {
                     state.moved.insert(slot, to);
                 }
@@ -287,24 +270,7 @@ mod tests {
     use tidings_testkit::ClusterSet;
 
     fn event() -> Outgoing<'static> {
-        Outgoing {
-            id: "01JDGZ5V8N3M2X4Y6Z7A8B9C0D",
-            source: "tests",
-            type_name: "file.uploaded",
-            time: "2026-11-24T10:00:00.123Z",
-            dataschema: "schemas/file.uploaded/v1.json",
-            dataversion: 1,
-            correlation_id: None,
-            causation_id: None,
-            tenant_id: None,
-            traceparent: None,
-            tracestate: None,
-            subject: None,
-            reply_to: None,
-            partition_key: None,
-            extensions: &[],
-            data: b"{}",
-        }
+        super::super::resp::tests::outgoing(b"{}", None, &[])
     }
 
     /// A cluster, a transport on it, and the transport's writers.
