@@ -101,7 +101,13 @@ pub(super) async fn run_group<T: StreamTransport>(
     let mut silent = false;
     while !stopped(&stop) {
         if std::mem::take(&mut silent) {
-            let fresh = tokio::time::timeout(READ_GRACE, transport.reader_again(&reader)).await;
+            // Boxed, as the calls of the stop below: rare, and as large as
+            // the rest of the loop.
+            let fresh = Box::pin(tokio::time::timeout(
+                READ_GRACE,
+                transport.reader_again(&reader),
+            ))
+            .await;
             match fresh {
                 Ok(Ok(fresh)) => reader = fresh,
                 Ok(Err(e)) => {
@@ -204,7 +210,11 @@ pub(super) async fn run_group<T: StreamTransport>(
         // benchmark, `bench/README.md`).
         // A handler that waits (I/O) lets the read go out at its first await.
         let backlog = batch.len() >= opts.count;
-        let dispatching = dispatch(
+        // Boxed: dispatching ends long before the read does, and its room
+        // (about 4.5 KB, with the handler run of a one-at-a-time handler)
+        // is freed then, rather than held in every loop that waits for
+        // entries: a worker over 1,000 tenants waits in 1,000 loops.
+        let dispatching = Box::pin(dispatch(
             &transport,
             &spec,
             std::mem::take(&mut batch),
@@ -212,7 +222,7 @@ pub(super) async fn run_group<T: StreamTransport>(
             &entry_stop,
             &mut inflight,
             &lanes,
-        );
+        ));
         let result = if backlog {
             futures::future::join(read, dispatching).await.0
         } else {
@@ -297,7 +307,7 @@ pub(super) async fn run_group<T: StreamTransport>(
             "reading the last batch read ahead failed; its entries stay pending until claimed"),
     }
     let entry_stop = stop.clone();
-    dispatch(
+    Box::pin(dispatch(
         &transport,
         &spec,
         batch,
@@ -305,7 +315,7 @@ pub(super) async fn run_group<T: StreamTransport>(
         &entry_stop,
         &mut inflight,
         &lanes,
-    )
+    ))
     .await;
     // So is what a read cut short by the stop was given: the entries
     // pending to this consumer past the newest it saw.
@@ -338,7 +348,7 @@ pub(super) async fn run_group<T: StreamTransport>(
         };
         let mut last = Vec::new();
         admit(&transport, &spec, &prefetch, entries, &ack_tx, &mut last).await;
-        dispatch(
+        Box::pin(dispatch(
             &transport,
             &spec,
             last,
@@ -346,7 +356,7 @@ pub(super) async fn run_group<T: StreamTransport>(
             &entry_stop,
             &mut inflight,
             &lanes,
-        )
+        ))
         .await;
     }
 

@@ -1198,24 +1198,31 @@ impl StreamTransport for StreamsTransport {
             reader.idle = entries.is_empty();
             return Ok(entries);
         }
-        match &mut reader.fast {
-            // On a cluster, a connection that could not be made rests a
-            // while: redis-rs reads meanwhile.
-            Some(conn) if conn.resting() => {}
-            Some(conn) => match conn.read_group(&r).await {
-                // On a cluster: the node read no longer serves the slot, or
-                // the connection to the slot's master could not be made.
-                // Nothing was read, and redis-rs, which follows
-                // redirections, reads this time.
-                Err(e)
-                    if reader.managed.is_cluster()
-                        && (e.is_cluster_redirect() || conn.resting()) => {}
-                other => return other,
-            },
-            None => {}
-        }
-        let cmd = xreadgroup(&r, r.count, Some(r.block));
-        reply::read_group(cmd.query_async(&mut reader.managed).await?)
+        // Boxed: a read of its own (over the hand-written connection, or
+        // redis-rs) takes about 4 KB while it waits, a read through the
+        // hub a few hundred bytes, and the reading loop of each of a
+        // worker's 1,000 tenants waits in this call.
+        Box::pin(async move {
+            match &mut reader.fast {
+                // On a cluster, a connection that could not be made rests a
+                // while: redis-rs reads meanwhile.
+                Some(conn) if conn.resting() => {}
+                Some(conn) => match conn.read_group(&r).await {
+                    // On a cluster: the node read no longer serves the slot,
+                    // or the connection to the slot's master could not be
+                    // made. Nothing was read, and redis-rs, which follows
+                    // redirections, reads this time.
+                    Err(e)
+                        if reader.managed.is_cluster()
+                            && (e.is_cluster_redirect() || conn.resting()) => {}
+                    other => return other,
+                },
+                None => {}
+            }
+            let cmd = xreadgroup(&r, r.count, Some(r.block));
+            reply::read_group(cmd.query_async(&mut reader.managed).await?)
+        })
+        .await
     }
 
     async fn read_ahead_rest(
