@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::endpoint::Endpoint;
-use super::resp::{Piped, RespConnection};
+use super::resp::{Piped, RespConnection, StreamRead};
 use super::shared::SharedConnection;
 use crate::transport::{Entry, TransportError};
 
@@ -173,6 +173,8 @@ pub(crate) struct Hub {
 enum Now {
     /// The entries of a key, without waiting.
     Read(Request),
+    /// The entries of a key pending to this consumer, after an id.
+    Pending(Pending),
     /// Acknowledge entries of a key.
     Ack(Ack),
     /// The loop of a key stopped waiting: once the batch in flight has
@@ -186,10 +188,25 @@ struct Ack {
     reply: oneshot::Sender<Result<(), TransportError>>,
 }
 
+/// A read of a key's entries pending to this consumer, after `after`.
+/// Its reply is not kept for a loop that stopped waiting: the entries
+/// stay pending, and are read again.
+struct Pending {
+    key: String,
+    count: usize,
+    after: String,
+    reply: oneshot::Sender<Result<History, TransportError>>,
+}
+
+/// The entries of a read of the pending list, and the ids of those
+/// deleted from the stream while pending.
+pub(super) type History = (Vec<Entry>, Vec<String>);
+
 impl Now {
     fn closed(&self) -> bool {
         match self {
             Now::Read(r) => r.reply.is_closed(),
+            Now::Pending(p) => p.reply.is_closed(),
             Now::Ack(a) => a.reply.is_closed(),
             Now::Release(_, reply) => reply.is_closed(),
         }
@@ -265,6 +282,31 @@ impl Hub {
             reply,
         };
         if self.lane(key).send(Now::Read(request)).is_err() {
+            return Err(gone());
+        }
+        rx.await.unwrap_or_else(|_| Err(gone()))
+    }
+
+    /// The entries of `key` pending to this consumer after the id `after`,
+    /// at most `count`, and the ids of those deleted from the stream while
+    /// pending: read together with the other keys asked for meanwhile (a
+    /// worker over 1,000 tenants reads its own pending entries at its
+    /// start and after each reconnect, in a few commands rather than one
+    /// per key).
+    pub(super) async fn read_pending(
+        &self,
+        key: &str,
+        count: usize,
+        after: &str,
+    ) -> Result<History, TransportError> {
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            key: key.to_owned(),
+            count: count.max(1),
+            after: after.to_owned(),
+            reply,
+        };
+        if self.lane(key).send(Now::Pending(pending)).is_err() {
             return Err(gone());
         }
         rx.await.unwrap_or_else(|_| Err(gone()))
@@ -635,13 +677,14 @@ struct NowLane {
 /// One command of a batch, and whom its reply answers.
 enum Sent {
     Read(redis::Cmd, Vec<Request>),
+    Pending(redis::Cmd, Vec<Pending>),
     Ack(redis::Cmd, Ack),
 }
 
 impl Sent {
     fn cmd(&self) -> &redis::Cmd {
         match self {
-            Sent::Read(cmd, _) | Sent::Ack(cmd, _) => cmd,
+            Sent::Read(cmd, _) | Sent::Pending(cmd, _) | Sent::Ack(cmd, _) => cmd,
         }
     }
 
@@ -650,6 +693,9 @@ impl Sent {
         match self {
             Sent::Read(_, requests) => {
                 answer(requests, result.map(Option::unwrap_or_default), orphans)
+            }
+            Sent::Pending(_, requests) => {
+                answer_pending(requests, result.map(Option::unwrap_or_default))
             }
             Sent::Ack(_, ack) => {
                 let _ = ack.reply.send(result.map(|_| ()));
@@ -661,6 +707,11 @@ impl Sent {
     fn fail(self, e: &TransportError) {
         match self {
             Sent::Read(_, requests) => {
+                for r in requests {
+                    let _ = r.reply.send(Err(share(e)));
+                }
+            }
+            Sent::Pending(_, requests) => {
                 for r in requests {
                     let _ = r.reply.send(Err(share(e)));
                 }
@@ -680,7 +731,8 @@ impl NowLane {
         while rx.recv_many(&mut asked, NOW_BATCH).await > 0 {
             // A closed receiver is a loop that stopped waiting.
             asked.retain(|m| !m.closed());
-            let (mut acks, mut reads, mut released) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut acks, mut reads, mut pending, mut released) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for m in asked.drain(..) {
                 match m {
                     Now::Ack(ack) => acks.push(ack),
@@ -691,10 +743,11 @@ impl NowLane {
                         self.hand(r, entries);
                     }
                     Now::Read(r) => reads.push(r),
+                    Now::Pending(p) => pending.push(p),
                     Now::Release(key, reply) => released.push((key, reply)),
                 }
             }
-            let sent = self.commands(acks, reads);
+            let sent = self.commands(acks, reads, pending);
             if !sent.is_empty() {
                 self.send(sent).await;
             }
@@ -713,10 +766,17 @@ impl NowLane {
         }
     }
 
-    /// The commands of a batch: an `XACK` per acknowledgement, then the
-    /// reads, those asking for as many entries together, at most
-    /// [`KEYS_PER_READ`] keys in one, and a key at most once in one.
-    fn commands(&self, acks: Vec<Ack>, mut reads: Vec<Request>) -> Vec<Sent> {
+    /// The commands of a batch: an `XACK` per acknowledgement (so that
+    /// no read returns what is acknowledged), then the reads, and the
+    /// reads of pending entries, those asking for as many entries
+    /// together, at most [`KEYS_PER_READ`] keys in one, and a key at most
+    /// once in one.
+    fn commands(
+        &self,
+        acks: Vec<Ack>,
+        mut reads: Vec<Request>,
+        mut pending: Vec<Pending>,
+    ) -> Vec<Sent> {
         let mut sent: Vec<Sent> = acks
             .into_iter()
             .map(|ack| {
@@ -739,11 +799,31 @@ impl NowLane {
         if !open.is_empty() {
             sent.push(self.read(open));
         }
+        pending.sort_by_key(|p| p.count);
+        let mut open: Vec<Pending> = Vec::new();
+        for p in pending {
+            let fits = open.first().is_none_or(|f| f.count == p.count)
+                && open.len() < KEYS_PER_READ
+                && open.iter().all(|o| o.key != p.key);
+            if !fits {
+                sent.push(self.read_pending(std::mem::take(&mut open)));
+            }
+            open.push(p);
+        }
+        if !open.is_empty() {
+            sent.push(self.read_pending(open));
+        }
         sent
     }
 
-    fn read(&self, requests: Vec<Request>) -> Sent {
-        let count = requests.first().map_or(1, |r| r.count);
+    /// `XREADGROUP GROUP <group> <consumer> COUNT <count> STREAMS <keys…>
+    /// <ids…>`.
+    fn xreadgroup<'a>(
+        &self,
+        count: usize,
+        keys: impl Iterator<Item = &'a str>,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> redis::Cmd {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.group)
@@ -751,13 +831,27 @@ impl NowLane {
             .arg("COUNT")
             .arg(count)
             .arg("STREAMS");
-        for r in &requests {
-            cmd.arg(&r.key);
+        for k in keys {
+            cmd.arg(k);
         }
-        for _ in &requests {
-            cmd.arg(">");
+        for id in ids {
+            cmd.arg(id);
         }
+        cmd
+    }
+
+    fn read(&self, requests: Vec<Request>) -> Sent {
+        let count = requests.first().map_or(1, |r| r.count);
+        let keys = requests.iter().map(|r| r.key.as_str());
+        let cmd = self.xreadgroup(count, keys, requests.iter().map(|_| ">"));
         Sent::Read(cmd, requests)
+    }
+
+    fn read_pending(&self, requests: Vec<Pending>) -> Sent {
+        let count = requests.first().map_or(1, |r| r.count);
+        let keys = requests.iter().map(|r| r.key.as_str());
+        let cmd = self.xreadgroup(count, keys, requests.iter().map(|r| r.after.as_str()));
+        Sent::Pending(cmd, requests)
     }
 
     /// Sends the commands of a batch and answers each with its reply.
@@ -779,7 +873,9 @@ impl NowLane {
             for (s, reply) in sent.into_iter().zip(replies) {
                 let result = match (&s, reply) {
                     (_, Err(e)) => Err(e.into()),
-                    (Sent::Read(..), Ok(v)) => super::reply::read_streams(v).map(Some),
+                    (Sent::Read(..) | Sent::Pending(..), Ok(v)) => {
+                        super::reply::read_streams_history(v).map(Some)
+                    }
                     (Sent::Ack(..), Ok(_)) => Ok(None),
                 };
                 s.answer(result, orphans);
@@ -788,7 +884,10 @@ impl NowLane {
         };
         let packed: Vec<(Vec<u8>, bool)> = sent
             .iter()
-            .map(|s| (s.cmd().get_packed_command(), matches!(s, Sent::Read(..))))
+            .map(|s| {
+                let streams = matches!(s, Sent::Read(..) | Sent::Pending(..));
+                (s.cmd().get_packed_command(), streams)
+            })
             .collect();
         let mut waiting: Vec<Option<Sent>> = sent.into_iter().map(Some).collect();
         let piped = conn
@@ -819,12 +918,16 @@ fn keep(orphans: &mut HashMap<String, Vec<Entry>>, key: String, entries: Vec<Ent
 /// for a key without any, or the read's error.
 fn answer(
     requests: Vec<Request>,
-    result: Result<Vec<(String, Vec<Entry>)>, TransportError>,
+    result: Result<Vec<StreamRead>, TransportError>,
     orphans: &mut HashMap<String, Vec<Entry>>,
 ) {
     match result {
         Ok(streams) => {
-            let mut by_key: HashMap<String, Vec<Entry>> = streams.into_iter().collect();
+            // `>` only returns entries that exist: nothing is deleted.
+            let mut by_key: HashMap<String, Vec<Entry>> = streams
+                .into_iter()
+                .map(|(key, entries, _)| (key, entries))
+                .collect();
             for r in requests {
                 let entries = by_key.remove(&r.key).unwrap_or_default();
                 if let Err(Ok(entries)) = r.reply.send(Ok(entries)) {
@@ -835,6 +938,28 @@ fn answer(
         Err(e) => {
             for r in requests {
                 let _ = r.reply.send(Err(share(&e)));
+            }
+        }
+    }
+}
+
+/// Answers the reads of pending entries of one command with the entries
+/// and deleted ids of each key (nothing for a key the reply does not
+/// name), or the command's error.
+fn answer_pending(requests: Vec<Pending>, result: Result<Vec<StreamRead>, TransportError>) {
+    match result {
+        Ok(streams) => {
+            let mut by_key: HashMap<String, History> = streams
+                .into_iter()
+                .map(|(key, entries, deleted)| (key, (entries, deleted)))
+                .collect();
+            for p in requests {
+                let _ = p.reply.send(Ok(by_key.remove(&p.key).unwrap_or_default()));
+            }
+        }
+        Err(e) => {
+            for p in requests {
+                let _ = p.reply.send(Err(share(&e)));
             }
         }
     }
@@ -865,6 +990,92 @@ mod tests {
     use super::super::resp::tests::create_group;
     use super::*;
     use redis::aio::ConnectionManagerConfig;
+
+    async fn xadd(conn: &mut MultiplexedConnection, key: &str) -> String {
+        redis::cmd("XADD")
+            .arg(key)
+            .arg("*")
+            .arg("type")
+            .arg("t")
+            .query_async(conn)
+            .await
+            .unwrap()
+    }
+
+    async fn hub_of(server: &tidings_testkit::RedisServer) -> Arc<Hub> {
+        let endpoint = Endpoint::parse(&server.url(), &Default::default()).unwrap();
+        let client = endpoint.client().await.unwrap();
+        let shared =
+            SharedConnection::connect(endpoint.clone(), client, ConnectionManagerConfig::new())
+                .await
+                .unwrap();
+        Hubs::default().get("g", "c", &endpoint, &shared, Duration::from_secs(1))
+    }
+
+    /// A consumer's own pending entries are read through the lanes, several
+    /// keys at a time: each key gets its own entries after the id it asked
+    /// from, the ids of those deleted from the stream while pending apart,
+    /// and a key with nothing pending gets nothing. On one thread, the
+    /// three requests are all queued before a lane runs: one command per
+    /// lane.
+    #[tokio::test]
+    async fn pending_entries_of_several_keys_are_read_together_with_the_deleted_apart() {
+        let server = tidings_testkit::RedisServer::start();
+        let mut admin = server.connection().await;
+        let keys = ["a", "b", "idle"];
+        let mut ids = HashMap::new();
+        for key in keys {
+            let mut added = Vec::new();
+            for _ in 0..3 {
+                added.push(xadd(&mut admin, key).await);
+            }
+            ids.insert(key, added);
+            create_group(&mut admin, key).await;
+        }
+        let hub = hub_of(&server).await;
+        // Delivered to this consumer, and left pending.
+        for key in ["a", "b"] {
+            assert_eq!(hub.read_now(key, 10).await.unwrap().len(), 3);
+        }
+        let _: i64 = redis::cmd("XDEL")
+            .arg("b")
+            .arg(&ids["b"][1])
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let reads = futures::future::join_all([
+            hub.read_pending("a", 10, &ids["a"][0]),
+            hub.read_pending("b", 10, "0"),
+            hub.read_pending("idle", 10, "0"),
+        ])
+        .await;
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let calls = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:calls="))
+            .and_then(|l| l.split(',').next())
+            .unwrap_or("0");
+        // One command per lane the keys hash to.
+        let lanes: std::collections::HashSet<usize> = keys.iter().map(|k| lane_of(k)).collect();
+        assert_eq!(calls, lanes.len().to_string(), "{stats}");
+        let [a, b, idle] = <[_; 3]>::try_from(reads).ok().unwrap();
+        let of = |h: &History| h.0.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        let (a, b, idle) = (a.unwrap(), b.unwrap(), idle.unwrap());
+        assert_eq!(of(&a), ids["a"][1..]);
+        assert!(a.1.is_empty());
+        assert_eq!(of(&b), [ids["b"][0].clone(), ids["b"][2].clone()]);
+        assert_eq!(b.1, [ids["b"][1].clone()]);
+        assert!(idle.0.is_empty() && idle.1.is_empty());
+    }
 
     /// Entries that a batch read for a loop that had stopped waiting (the
     /// server held the read until after the loop gave up) are what the

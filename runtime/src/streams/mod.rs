@@ -1245,17 +1245,22 @@ impl StreamTransport for StreamsTransport {
         r: ReadRequest<'_>,
         after: &str,
     ) -> Result<(Vec<Entry>, Option<String>), TransportError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(r.group)
-            .arg(r.consumer)
-            .arg("COUNT")
-            .arg(r.count.max(1))
-            .arg("STREAMS")
-            .arg(r.key)
-            .arg(after);
-        let (mut entries, deleted) =
-            reply::read_history(cmd.query_async(&mut reader.managed).await?)?;
+        let (mut entries, deleted) = match &reader.hub {
+            // With the other keys of the hub's group read meanwhile.
+            Some(hub) => hub.read_pending(r.key, r.count, after).await?,
+            None => {
+                let mut cmd = redis::cmd("XREADGROUP");
+                cmd.arg("GROUP")
+                    .arg(r.group)
+                    .arg(r.consumer)
+                    .arg("COUNT")
+                    .arg(r.count.max(1))
+                    .arg("STREAMS")
+                    .arg(r.key)
+                    .arg(after);
+                reply::read_history(cmd.query_async(&mut reader.managed).await?)?
+            }
+        };
         let last = match (entries.last(), deleted.last()) {
             (Some(e), Some(d)) => Some(if crate::id::order_entry_ids(&e.id, d).is_gt() {
                 e.id.clone()

@@ -188,6 +188,18 @@ pub(super) fn read_history(v: Value) -> Result<(Vec<Entry>, Vec<String>), Transp
 /// `XREAD` reply: nil on timeout, else one `[key, entries]` per stream
 /// that has entries (a map in RESP3), with each stream's key.
 pub(super) fn read_streams(v: Value) -> Result<Vec<(String, Vec<Entry>)>, TransportError> {
+    Ok(read_streams_history(v)?
+        .into_iter()
+        .map(|(key, entries, _)| (key, entries))
+        .collect())
+}
+
+/// [`read_streams`], with the ids of the entries deleted from each stream
+/// while pending (nil fields), which a read of a consumer's own pending
+/// entries over several streams names.
+pub(super) fn read_streams_history(
+    v: Value,
+) -> Result<Vec<super::resp::StreamRead>, TransportError> {
     const CMD: &str = "XREAD";
     let streams: Vec<(Value, Value)> = match v {
         Value::Nil => return Ok(Vec::new()),
@@ -205,7 +217,10 @@ pub(super) fn read_streams(v: Value) -> Result<Vec<(String, Vec<Entry>)>, Transp
     };
     streams
         .into_iter()
-        .map(|(key, list)| Ok((text(CMD, key)?, entries(CMD, list)?.0)))
+        .map(|(key, list)| {
+            let (live, deleted) = entries(CMD, list)?;
+            Ok((text(CMD, key)?, live, deleted))
+        })
         .collect()
 }
 

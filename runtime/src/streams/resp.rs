@@ -1421,20 +1421,27 @@ fn walk_read_group(c: &mut Cursor<'_>) -> Result<Vec<Entry>, TransportError> {
     };
     let mut out = Vec::new();
     let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+    // `>` only returns entries that exist: nothing is deleted here.
+    let mut deleted = Vec::new();
     for _ in 0..streams {
         if c.array("[key, entries]")? != Some(2) {
             return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
         }
         c.bulk("stream key")?;
-        walk_entries(c, &mut out, &mut fields)?;
+        walk_entries(c, &mut out, &mut deleted, &mut fields)?;
     }
     Ok(out)
 }
 
+/// The entries an `XREADGROUP` reply gave one stream: its key, its
+/// entries, and for a read of the consumer's own pending entries (an id
+/// instead of `>`), the ids of those deleted from the stream meanwhile
+/// (nil fields).
+pub(super) type StreamRead = (String, Vec<Entry>, Vec<String>);
+
 /// An `XREADGROUP` reply over several streams (RESP2), as
-/// [`walk_read_group`] reads one: the key and the entries of each stream
-/// that had any.
-fn walk_streams(c: &mut Cursor<'_>) -> Result<Vec<(String, Vec<Entry>)>, TransportError> {
+/// [`walk_read_group`] reads one: each stream the reply names.
+fn walk_streams(c: &mut Cursor<'_>) -> Result<Vec<StreamRead>, TransportError> {
     let Some(streams) = c.array("an array of streams")? else {
         return Ok(Vec::new());
     };
@@ -1448,24 +1455,27 @@ fn walk_streams(c: &mut Cursor<'_>) -> Result<Vec<(String, Vec<Entry>)>, Transpo
         let key = std::str::from_utf8(c.bulk("stream key")?)
             .map_err(|_| protocol("XREADGROUP", "stream key is not UTF-8"))?
             .to_owned();
-        let mut entries = Vec::new();
-        walk_entries(c, &mut entries, &mut fields)?;
-        out.push((key, entries));
+        let (mut entries, mut deleted) = (Vec::new(), Vec::new());
+        walk_entries(c, &mut entries, &mut deleted, &mut fields)?;
+        out.push((key, entries, deleted));
     }
     Ok(out)
 }
 
 /// The reply of one command of a [`RespConnection::pipeline`]: for an
-/// `XREADGROUP` over several streams, the key and entries of each that had
-/// any; for any other command, nothing.
-pub(super) type Piped = Result<Option<Vec<(String, Vec<Entry>)>>, TransportError>;
+/// `XREADGROUP` over several streams, each stream the reply names; for
+/// any other command, nothing.
+pub(super) type Piped = Result<Option<Vec<StreamRead>>, TransportError>;
 
-/// The entries of one stream of an `XREADGROUP` reply, added to `out`;
-/// `fields` is room for an entry's fields, kept between entries.
+/// The entries of one stream of an `XREADGROUP` reply, added to `out`,
+/// and the ids of entries deleted while pending (nil fields, in a read of
+/// the consumer's own pending entries) to `deleted`; `fields` is room for
+/// an entry's fields, kept between entries.
 #[inline]
 fn walk_entries<'a>(
     c: &mut Cursor<'a>,
     out: &mut Vec<Entry>,
+    deleted: &mut Vec<String>,
     fields: &mut Vec<(&'a [u8], &'a [u8])>,
 ) -> Result<(), TransportError> {
     let n = c.array("an array of entries")?.unwrap_or(0);
@@ -1478,9 +1488,12 @@ fn walk_entries<'a>(
         let id = std::str::from_utf8(c.bulk("entry id")?)
             .map_err(|_| protocol("XREADGROUP", "entry id is not UTF-8"))?
             .to_owned();
-        // `>` only returns entries that exist, so fields are never nil;
-        // an entry without them would not be an envelope anyway.
-        let k = c.array("an array of fields")?.unwrap_or(0);
+        // `>` only returns entries that exist; a read of the pending list
+        // names those deleted since with nil fields.
+        let Some(k) = c.array("an array of fields")? else {
+            deleted.push(id);
+            continue;
+        };
         fields.clear();
         for _ in 0..k / 2 {
             let name = c.bulk("field name")?;
@@ -1504,7 +1517,7 @@ fn walk_entries<'a>(
 async fn streams_reply(
     stream: &mut Socket,
     buf: &mut Vec<u8>,
-) -> Result<Result<Vec<(String, Vec<Entry>)>, TransportError>, TransportError> {
+) -> Result<Result<Vec<StreamRead>, TransportError>, TransportError> {
     if buf.first() == Some(&b'*') {
         let mut c = Cursor::new(buf, "XREADGROUP");
         if let Ok(streams) = walk_streams(&mut c) {
@@ -1718,7 +1731,8 @@ pub(super) mod tests {
         let there =
             crate::streams::reply::read_streams(redis::parse_redis_value(&reply).unwrap()).unwrap();
         assert_eq!(here.len(), 2);
-        for ((k1, e1), (k2, e2)) in here.iter().zip(&there) {
+        for ((k1, e1, d1), (k2, e2)) in here.iter().zip(&there) {
+            assert!(d1.is_empty());
             assert_eq!(k1, k2);
             let ids = |e: &[Entry]| e.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
             assert_eq!(ids(e1), ids(e2));
@@ -1727,6 +1741,29 @@ pub(super) mod tests {
         assert!(walk_streams(&mut Cursor::new(b"*-1\r\n", "XREADGROUP"))
             .unwrap()
             .is_empty());
+        // A read of the pending list names an entry deleted since with nil
+        // fields: its id is told apart, not taken for a bad entry.
+        let mut reply = b"*1\r\n*2\r\n".to_vec();
+        reply.extend(bulk(b"k"));
+        reply.extend_from_slice(b"*2\r\n*2\r\n");
+        reply.extend(bulk(b"1-0"));
+        reply.extend_from_slice(b"*-1\r\n*2\r\n");
+        reply.extend(bulk(b"2-0"));
+        reply.extend_from_slice(b"*2\r\n");
+        reply.extend(bulk(b"type"));
+        reply.extend(bulk(b"t"));
+        let here = walk_streams(&mut Cursor::new(&reply, "XREADGROUP")).unwrap();
+        let (key, entries, deleted) = &here[0];
+        assert_eq!(
+            (key.as_str(), deleted.as_slice()),
+            ("k", &["1-0".to_owned()][..])
+        );
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].id, "2-0");
+        let there =
+            crate::streams::reply::read_streams_history(redis::parse_redis_value(&reply).unwrap())
+                .unwrap();
+        assert_eq!(there[0].2, ["1-0"]);
     }
 
     #[tokio::test]
@@ -1756,7 +1793,7 @@ pub(super) mod tests {
                 .as_ref()
                 .unwrap()
                 .iter()
-                .map(|(k, _)| k.clone())
+                .map(|(k, ..)| k.clone())
                 .collect::<Vec<_>>()
         };
         assert_eq!(keys(&got[0].1), ["k1"]);
