@@ -691,27 +691,23 @@ async fn clients(conn: &mut MultiplexedConnection) -> Result<usize, BoxError> {
     Ok(list.lines().filter(|l| !l.trim().is_empty()).count())
 }
 
-/// Entries pending in `group` over every key, in one pipeline.
+/// Entries pending in `group` over every key, summed by the server.
 async fn pending_over(
     conn: &mut MultiplexedConnection,
     keys: &[String],
     group: &str,
 ) -> Result<i64, BoxError> {
-    let mut pipe = redis::pipe();
-    for k in keys {
-        pipe.cmd("XPENDING").arg(k).arg(group);
-    }
-    let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
-    Ok(replies
-        .iter()
-        .map(|v| match v {
-            redis::Value::Array(items) => match items.first() {
-                Some(redis::Value::Int(n)) => *n,
-                _ => 0,
-            },
-            _ => 0,
-        })
-        .sum())
+    // Summed in the server, one reply: a pipeline of an `XPENDING` per key
+    // had this process parse 1,000 replies per look, inside the time
+    // measured, while the worker it measures ran beside it.
+    const SUM: &str = "local n = 0 \
+        for _, k in ipairs(KEYS) do n = n + redis.call('XPENDING', k, ARGV[1])[1] end \
+        return n";
+    Ok(redis::Script::new(SUM)
+        .key(keys)
+        .arg(group)
+        .invoke_async(conn)
+        .await?)
 }
 
 /// What one run of a worker over [`TENANTS`] tenants measured.
