@@ -22,8 +22,9 @@
 //! blocking reads go through one shared reader per (group, consumer)
 //! ([`StreamTransport::shared_reader`](crate::transport::StreamTransport::shared_reader)):
 //! on Redis, one connection that waits on every idle stream of the group
-//! with one `XREADGROUP`, while everything else (non-blocking reads,
-//! claims, acknowledgements) goes through the bus's shared connection. One
+//! with one `XREADGROUP`, and two more for the non-blocking reads and the
+//! acknowledgements of every stream, batched; claims and dead letters go
+//! through the bus's shared connection. One
 //! task moves the delayed events of every tenant's streams, in one call per
 //! poll, and with [`Tenants::discover`] one more looks for new tenants.
 //! Each loop still has its acknowledging and heartbeat tasks, which cost no

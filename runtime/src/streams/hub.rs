@@ -24,11 +24,14 @@
 //! so that each recovers as after a read of its own (it reads its own
 //! pending entries again).
 //!
-//! The non-blocking reads of loops whose key had entries, and the
-//! acknowledgements of every loop, go through the hub too, on [`LANES`]
-//! more connections (a key's requests always on the same one): the
-//! requests that come while one batch is on a lane's wire go out together
-//! as its next (an `XACK` per key, one read per [`KEYS_PER_READ`] keys),
+//! The non-blocking reads of loops whose key had entries, the reads of each
+//! loop's own pending entries (at its start, after a reconnect, at its
+//! stop), and the acknowledgements of every loop, go through the hub too,
+//! on [`LANES`] more connections (a key's requests always on the same
+//! one): the requests that come while one batch is on a lane's wire go
+//! out together as its next (an `XACK` per key, one read per
+//! [`KEYS_PER_READ`] keys; a read of pending entries the server refuses
+//! for one key's sake is sent again one key each),
 //! and the replies are read with the hand-written parser (`resp`). Each
 //! read and acknowledgement through redis-rs on the shared connection,
 //! parsed on the one task that drives it, held a worker over 1,000 tenants
@@ -289,10 +292,12 @@ impl Hub {
 
     /// The entries of `key` pending to this consumer after the id `after`,
     /// at most `count`, and the ids of those deleted from the stream while
-    /// pending: read together with the other keys asked for meanwhile (a
+    /// pending: read together with the other keys asked for meanwhile. A
     /// worker over 1,000 tenants reads its own pending entries at its
-    /// start and after each reconnect, in a few commands rather than one
-    /// per key).
+    /// start, after each reconnect and at its stop: 16 commands where
+    /// nothing is pending, rather than 1,000. A command the server refuses
+    /// for one key (its group gone) is sent again one key each, so that
+    /// the other keys' reads pass.
     pub(super) async fn read_pending(
         &self,
         key: &str,
@@ -659,9 +664,11 @@ impl State {
     }
 }
 
-/// One lane of a hub: the non-blocking reads and the acknowledgements of
-/// the keys hashed to it ([`lane_of`]), on its own connection with the hand-written parser where the server is reached
-/// over TCP or TLS that checks certificates, else the shared connection.
+/// One lane of a hub: the non-blocking reads (of new entries, and of each
+/// loop's own pending entries) and the acknowledgements of the keys
+/// hashed to it ([`lane_of`]), on its own connection with the hand-written
+/// parser where the server is reached over TCP or TLS that checks
+/// certificates, else the shared connection.
 struct NowLane {
     group: String,
     consumer: String,
@@ -688,11 +695,23 @@ impl Sent {
         }
     }
 
-    /// Answers with the command's reply.
-    fn answer(self, result: Piped, orphans: &mut HashMap<String, Vec<Entry>>) {
+    /// Answers with the command's reply. A read of pending entries over
+    /// several keys that the server refused (one key's group gone, a key
+    /// that is no stream: the server checks every key before reading any)
+    /// is put in `alone`, to be read again one key per command, so that
+    /// the error is only its key's.
+    fn answer(
+        self,
+        result: Piped,
+        orphans: &mut HashMap<String, Vec<Entry>>,
+        alone: &mut Vec<Pending>,
+    ) {
         match self {
             Sent::Read(_, requests) => {
                 answer(requests, result.map(Option::unwrap_or_default), orphans)
+            }
+            Sent::Pending(_, requests) if requests.len() > 1 && result.is_err() => {
+                alone.extend(requests);
             }
             Sent::Pending(_, requests) => {
                 answer_pending(requests, result.map(Option::unwrap_or_default))
@@ -743,13 +762,28 @@ impl NowLane {
                         self.hand(r, entries);
                     }
                     Now::Read(r) => reads.push(r),
-                    Now::Pending(p) => pending.push(p),
+                    Now::Pending(p) => {
+                        // Entries kept for the key are pending to this
+                        // consumer past the ids its loop saw: this read
+                        // returns them, and they must not be handed out a
+                        // second time by the key's next read.
+                        self.orphans.remove(&p.key);
+                        pending.push(p);
+                    }
                     Now::Release(key, reply) => released.push((key, reply)),
                 }
             }
             let sent = self.commands(acks, reads, pending);
             if !sent.is_empty() {
-                self.send(sent).await;
+                let alone = self.send(sent).await;
+                if !alone.is_empty() {
+                    let sent = alone
+                        .into_iter()
+                        .map(|p| self.read_pending(vec![p]))
+                        .collect();
+                    // One key each: none is put aside again.
+                    self.send(sent).await;
+                }
             }
             for (key, reply) in released {
                 let entries = self.orphans.remove(&key).unwrap_or_default();
@@ -854,8 +888,10 @@ impl NowLane {
         Sent::Pending(cmd, requests)
     }
 
-    /// Sends the commands of a batch and answers each with its reply.
-    async fn send(&mut self, sent: Vec<Sent>) {
+    /// Sends the commands of a batch and answers each with its reply;
+    /// returns the reads of pending entries to send again one key each
+    /// ([`Sent::answer`]).
+    async fn send(&mut self, sent: Vec<Sent>) -> Vec<Pending> {
         if !self.own_tried {
             // Tried again at the next batch if the address cannot be had.
             if let Ok(Ok(client)) = tokio::time::timeout(NOW_BOUND, self.endpoint.client()).await {
@@ -864,6 +900,7 @@ impl NowLane {
             }
         }
         let orphans = &mut self.orphans;
+        let mut alone = Vec::new();
         let Some(conn) = self.own.as_mut() else {
             let replies = futures::future::join_all(sent.iter().map(|s| {
                 let mut conn = self.shared.clone();
@@ -878,9 +915,9 @@ impl NowLane {
                     }
                     (Sent::Ack(..), Ok(_)) => Ok(None),
                 };
-                s.answer(result, orphans);
+                s.answer(result, orphans, &mut alone);
             }
-            return;
+            return alone;
         };
         let packed: Vec<(Vec<u8>, bool)> = sent
             .iter()
@@ -893,7 +930,7 @@ impl NowLane {
         let piped = conn
             .pipeline(&packed, NOW_BOUND, |i, result| {
                 if let Some(s) = waiting.get_mut(i).and_then(Option::take) {
-                    s.answer(result, orphans);
+                    s.answer(result, orphans, &mut alone);
                 }
             })
             .await;
@@ -902,6 +939,7 @@ impl NowLane {
                 s.fail(&e);
             }
         }
+        alone
     }
 }
 
@@ -1075,6 +1113,26 @@ mod tests {
         assert_eq!(of(&b), [ids["b"][0].clone(), ids["b"][2].clone()]);
         assert_eq!(b.1, [ids["b"][1].clone()]);
         assert!(idle.0.is_empty() && idle.1.is_empty());
+        // One key's group gone: the server refuses the whole command, which
+        // is read again one key each, and the error is that key's alone.
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg("idle")
+            .arg("g")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let reads = futures::future::join_all([
+            hub.read_pending("a", 10, "0"),
+            hub.read_pending("b", 10, "0"),
+            hub.read_pending("idle", 10, "0"),
+        ])
+        .await;
+        let [a, b, idle] = <[_; 3]>::try_from(reads).ok().unwrap();
+        assert_eq!(a.unwrap().0.len(), 3);
+        assert_eq!(b.unwrap().0.len(), 2);
+        let e = idle.unwrap_err();
+        assert!(e.is_no_group(), "{e}");
     }
 
     /// Entries that a batch read for a loop that had stopped waiting (the

@@ -720,10 +720,11 @@ fn timed_out(message: String) -> TransportError {
 /// reached over TCP or TLS, everything else through redis-rs.
 ///
 /// A reader from [`StreamTransport::shared_reader`] has no connection of
-/// its own: its reads of new entries go through the hub of its group and
-/// consumer, which reads the keys asked for together and waits on every
-/// stream of the worker with one command (see the `hub` module), and its
-/// other commands through the bus's shared connection.
+/// its own: its reads (of new entries, and of its own pending entries) and
+/// its acknowledgements go through the hub of its group and consumer,
+/// which reads the keys asked for together and waits on every stream of
+/// the worker with one command (see the `hub` module), and its other
+/// commands (claims, dead letters) through the bus's shared connection.
 pub struct StreamsReader {
     managed: SharedConnection,
     fast: Option<resp::RespConnection>,

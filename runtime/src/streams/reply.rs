@@ -188,7 +188,7 @@ pub(super) fn read_history(v: Value) -> Result<(Vec<Entry>, Vec<String>), Transp
 /// `XREAD` reply: nil on timeout, else one `[key, entries]` per stream
 /// that has entries (a map in RESP3), with each stream's key.
 pub(super) fn read_streams(v: Value) -> Result<Vec<(String, Vec<Entry>)>, TransportError> {
-    Ok(read_streams_history(v)?
+    Ok(streams_of("XREAD", v)?
         .into_iter()
         .map(|(key, entries, _)| (key, entries))
         .collect())
@@ -200,17 +200,24 @@ pub(super) fn read_streams(v: Value) -> Result<Vec<(String, Vec<Entry>)>, Transp
 pub(super) fn read_streams_history(
     v: Value,
 ) -> Result<Vec<super::resp::StreamRead>, TransportError> {
-    const CMD: &str = "XREAD";
+    streams_of("XREADGROUP", v)
+}
+
+/// The streams of an `XREAD` or `XREADGROUP` reply over several streams.
+fn streams_of(
+    command: &'static str,
+    v: Value,
+) -> Result<Vec<super::resp::StreamRead>, TransportError> {
     let streams: Vec<(Value, Value)> = match v {
         Value::Nil => return Ok(Vec::new()),
         Value::Map(m) => m,
-        other => items(CMD, other)?
+        other => items(command, other)?
             .into_iter()
             .map(|s| {
-                let mut it = items(CMD, s)?.into_iter();
+                let mut it = items(command, s)?.into_iter();
                 match (it.next(), it.next()) {
                     (Some(key), Some(list)) => Ok((key, list)),
-                    _ => Err(protocol(CMD, "stream is not [key, entries]")),
+                    _ => Err(protocol(command, "stream is not [key, entries]")),
                 }
             })
             .collect::<Result<_, _>>()?,
@@ -218,8 +225,8 @@ pub(super) fn read_streams_history(
     streams
         .into_iter()
         .map(|(key, list)| {
-            let (live, deleted) = entries(CMD, list)?;
-            Ok((text(CMD, key)?, live, deleted))
+            let (live, deleted) = entries(command, list)?;
+            Ok((text(command, key)?, live, deleted))
         })
         .collect()
 }
