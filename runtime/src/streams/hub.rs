@@ -820,33 +820,9 @@ impl NowLane {
             })
             .collect();
         reads.sort_by_key(|r| r.count);
-        let mut open: Vec<Request> = Vec::new();
-        for r in reads {
-            let fits = open.first().is_none_or(|f| f.count == r.count)
-                && open.len() < KEYS_PER_READ
-                && open.iter().all(|o| o.key != r.key);
-            if !fits {
-                sent.push(self.read(std::mem::take(&mut open)));
-            }
-            open.push(r);
-        }
-        if !open.is_empty() {
-            sent.push(self.read(open));
-        }
+        sent.extend(together(reads, |r| (&r.key, r.count)).map(|r| self.read(r)));
         pending.sort_by_key(|p| p.count);
-        let mut open: Vec<Pending> = Vec::new();
-        for p in pending {
-            let fits = open.first().is_none_or(|f| f.count == p.count)
-                && open.len() < KEYS_PER_READ
-                && open.iter().all(|o| o.key != p.key);
-            if !fits {
-                sent.push(self.read_pending(std::mem::take(&mut open)));
-            }
-            open.push(p);
-        }
-        if !open.is_empty() {
-            sent.push(self.read_pending(open));
-        }
+        sent.extend(together(pending, |p| (&p.key, p.count)).map(|p| self.read_pending(p)));
         sent
     }
 
@@ -943,6 +919,29 @@ impl NowLane {
     }
 }
 
+/// `requests` (sorted by count) in the groups that one command reads:
+/// those asking for as many entries, at most [`KEYS_PER_READ`] keys, and a
+/// key at most once; `of` gives a request's key and count.
+fn together<R>(
+    requests: Vec<R>,
+    of: impl Fn(&R) -> (&String, usize),
+) -> impl Iterator<Item = Vec<R>> {
+    let mut groups: Vec<Vec<R>> = Vec::new();
+    for r in requests {
+        let (key, count) = of(&r);
+        let fits = groups.last().is_some_and(|open| {
+            open.first().is_none_or(|f| of(f).1 == count)
+                && open.len() < KEYS_PER_READ
+                && open.iter().all(|o| of(o).0 != key)
+        });
+        match groups.last_mut() {
+            Some(open) if fits => open.push(r),
+            _ => groups.push(vec![r]),
+        }
+    }
+    groups.into_iter()
+}
+
 /// Keeps `entries` of `key` for its next read or release.
 fn keep(orphans: &mut HashMap<String, Vec<Entry>>, key: String, entries: Vec<Entry>) {
     if !entries.is_empty() {
@@ -1028,6 +1027,27 @@ mod tests {
     use super::super::resp::tests::create_group;
     use super::*;
     use redis::aio::ConnectionManagerConfig;
+
+    /// One command reads at most 64 keys, each once, all asking for as
+    /// many entries.
+    #[test]
+    fn requests_go_together_by_count_at_most_64_keys_each_key_once() {
+        let sizes = |requests: Vec<(String, usize)>| {
+            together(requests, |r| (&r.0, r.1))
+                .map(|g| g.len())
+                .collect::<Vec<_>>()
+        };
+        let keys = |n: usize, count: usize| (0..n).map(move |i| (format!("k{i}"), count));
+        assert_eq!(sizes(keys(130, 10).collect()), [64, 64, 2]);
+        assert_eq!(sizes(keys(3, 10).chain(keys(2, 20)).collect()), [3, 2]);
+        let twice = vec![
+            ("a".to_owned(), 1),
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 1),
+        ];
+        assert_eq!(sizes(twice), [1, 2]);
+        assert!(sizes(Vec::new()).is_empty());
+    }
 
     async fn xadd(conn: &mut MultiplexedConnection, key: &str) -> String {
         redis::cmd("XADD")
@@ -1153,25 +1173,11 @@ mod tests {
         let keys = [first, second.as_str()];
         for (n, key) in [3, 2].into_iter().zip(keys) {
             for _ in 0..n {
-                let _: String = redis::cmd("XADD")
-                    .arg(key)
-                    .arg("*")
-                    .arg("type")
-                    .arg("t")
-                    .query_async(&mut admin)
-                    .await
-                    .unwrap();
+                xadd(&mut admin, key).await;
             }
             create_group(&mut admin, key).await;
         }
-        let endpoint = Endpoint::parse(&server.url(), &Default::default()).unwrap();
-        let client = endpoint.client().await.unwrap();
-        let shared =
-            SharedConnection::connect(endpoint.clone(), client, ConnectionManagerConfig::new())
-                .await
-                .unwrap();
-        let hubs = Hubs::default();
-        let hub = hubs.get("g", "c", &endpoint, &shared, Duration::from_secs(1));
+        let hub = hub_of(&server).await;
         // `XREADGROUP` writes (the pending list): held by the server while
         // writes are paused.
         let _: Value = redis::cmd("CLIENT")
