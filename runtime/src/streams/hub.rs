@@ -256,17 +256,15 @@ impl Hub {
         count: usize,
         block: Duration,
     ) -> Result<Vec<Entry>, TransportError> {
-        let (reply, rx) = oneshot::channel();
-        let request = Request {
-            key: key.to_owned(),
-            count: count.max(1),
-            block,
-            reply,
-        };
-        if self.tx.send(Msg::Read(request)).is_err() {
-            return Err(gone());
-        }
-        rx.await.unwrap_or_else(|_| Err(gone()))
+        ask(&self.tx, |reply| {
+            Msg::Read(Request {
+                key: key.to_owned(),
+                count: count.max(1),
+                block,
+                reply,
+            })
+        })
+        .await
     }
 
     /// The entries of `key` never delivered to the group, at most `count`,
@@ -277,17 +275,15 @@ impl Hub {
         key: &str,
         count: usize,
     ) -> Result<Vec<Entry>, TransportError> {
-        let (reply, rx) = oneshot::channel();
-        let request = Request {
-            key: key.to_owned(),
-            count: count.max(1),
-            block: Duration::ZERO,
-            reply,
-        };
-        if self.lane(key).send(Now::Read(request)).is_err() {
-            return Err(gone());
-        }
-        rx.await.unwrap_or_else(|_| Err(gone()))
+        ask(self.lane(key), |reply| {
+            Now::Read(Request {
+                key: key.to_owned(),
+                count: count.max(1),
+                block: Duration::ZERO,
+                reply,
+            })
+        })
+        .await
     }
 
     /// The entries of `key` pending to this consumer after the id `after`,
@@ -304,32 +300,28 @@ impl Hub {
         count: usize,
         after: &str,
     ) -> Result<History, TransportError> {
-        let (reply, rx) = oneshot::channel();
-        let pending = Pending {
-            key: key.to_owned(),
-            count: count.max(1),
-            after: after.to_owned(),
-            reply,
-        };
-        if self.lane(key).send(Now::Pending(pending)).is_err() {
-            return Err(gone());
-        }
-        rx.await.unwrap_or_else(|_| Err(gone()))
+        ask(self.lane(key), |reply| {
+            Now::Pending(Pending {
+                key: key.to_owned(),
+                count: count.max(1),
+                after: after.to_owned(),
+                reply,
+            })
+        })
+        .await
     }
 
     /// Acknowledges `ids` of `key` in the hub's group, together with the
     /// other keys acknowledged or read meanwhile.
     pub(super) async fn ack(&self, key: &str, ids: &[String]) -> Result<(), TransportError> {
-        let (reply, rx) = oneshot::channel();
-        let ack = Ack {
-            key: key.to_owned(),
-            ids: ids.to_vec(),
-            reply,
-        };
-        if self.lane(key).send(Now::Ack(ack)).is_err() {
-            return Err(gone());
-        }
-        rx.await.unwrap_or_else(|_| Err(gone()))
+        ask(self.lane(key), |reply| {
+            Now::Ack(Ack {
+                key: key.to_owned(),
+                ids: ids.to_vec(),
+                reply,
+            })
+        })
+        .await
     }
 
     /// Waits until no read in flight holds `key` (a loop that stopped
@@ -356,6 +348,19 @@ impl Hub {
         }
         Ok(entries)
     }
+}
+
+/// Sends `to` the message `message` makes around a reply channel, and
+/// waits for the answer; a hub or lane that is gone answers [`gone`].
+async fn ask<M, T>(
+    to: &mpsc::UnboundedSender<M>,
+    message: impl FnOnce(oneshot::Sender<Result<T, TransportError>>) -> M,
+) -> Result<T, TransportError> {
+    let (reply, rx) = oneshot::channel();
+    if to.send(message(reply)).is_err() {
+        return Err(gone());
+    }
+    rx.await.unwrap_or_else(|_| Err(gone()))
 }
 
 /// The index of the lane of `key`: the same in every call (`DefaultHasher`

@@ -1703,7 +1703,27 @@ pub(super) mod tests {
         assert!(xadd_reply(b"$2\r\n\xff\xfe\r\n").is_err());
     }
 
-    /// A server that reads what it is sent and answers `reply`, once.
+    /// An `XREADGROUP` reply over the stream `key` alone: each entry's id
+    /// and its one field, or nil fields (deleted while pending).
+    fn stream_bytes(key: &str, entries: &[(&str, Option<(&str, &str)>)]) -> Vec<u8> {
+        let mut reply = b"*1\r\n*2\r\n".to_vec();
+        reply.extend(bulk(key.as_bytes()));
+        reply.extend(format!("*{}\r\n", entries.len()).into_bytes());
+        for (id, field) in entries {
+            reply.extend_from_slice(b"*2\r\n");
+            reply.extend(bulk(id.as_bytes()));
+            match field {
+                Some((k, v)) => {
+                    reply.extend_from_slice(b"*2\r\n");
+                    reply.extend(bulk(k.as_bytes()));
+                    reply.extend(bulk(v.as_bytes()));
+                }
+                None => reply.extend_from_slice(b"*-1\r\n"),
+            }
+        }
+        reply
+    }
+
     /// An `XREADGROUP` reply over the streams `keys`, two entries each.
     fn streams_bytes(keys: &[&str]) -> Vec<u8> {
         let mut reply = format!("*{}\r\n", keys.len()).into_bytes();
@@ -1743,15 +1763,7 @@ pub(super) mod tests {
             .is_empty());
         // A read of the pending list names an entry deleted since with nil
         // fields: its id is told apart, not taken for a bad entry.
-        let mut reply = b"*1\r\n*2\r\n".to_vec();
-        reply.extend(bulk(b"k"));
-        reply.extend_from_slice(b"*2\r\n*2\r\n");
-        reply.extend(bulk(b"1-0"));
-        reply.extend_from_slice(b"*-1\r\n*2\r\n");
-        reply.extend(bulk(b"2-0"));
-        reply.extend_from_slice(b"*2\r\n");
-        reply.extend(bulk(b"type"));
-        reply.extend(bulk(b"t"));
+        let reply = stream_bytes("k", &[("1-0", None), ("2-0", Some(("type", "t")))]);
         let here = walk_streams(&mut Cursor::new(&reply, "XREADGROUP")).unwrap();
         let (key, entries, deleted) = &here[0];
         assert_eq!(
@@ -2369,13 +2381,7 @@ pub(super) mod tests {
 
     #[test]
     fn a_reply_read_before_it_is_whole_asks_for_more_at_every_cut() {
-        let mut reply = b"*1\r\n*2\r\n".to_vec();
-        reply.extend(bulk(b"k"));
-        reply.extend_from_slice(b"*1\r\n*2\r\n");
-        reply.extend(bulk(b"1-0"));
-        reply.extend_from_slice(b"*2\r\n");
-        reply.extend(bulk(b"type"));
-        reply.extend(bulk(b"x"));
+        let reply = stream_bytes("k", &[("1-0", Some(("type", "x")))]);
         for cut in 0..reply.len() {
             assert!(
                 read_group_prefix(&reply[..cut]).unwrap().is_none(),
