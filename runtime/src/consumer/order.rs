@@ -13,9 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::OwnedSemaphorePermit;
-
-use super::process::{process, Delivery, Retry};
+use super::process::{process, Delivery, Retry, Slot};
 use crate::transport::{Entry, StreamTransport};
 
 /// An entry waiting for its key's earlier entries to be handled.
@@ -43,7 +41,7 @@ impl<T> Default for Lanes<T> {
 /// What a lane's task handles next.
 pub(super) enum Step<T> {
     /// A delivered entry, with its handlers' concurrency slots.
-    Fresh(Delivery<T>, Entry, Vec<(usize, OwnedSemaphorePermit)>),
+    Fresh(Delivery<T>, Entry, Vec<(usize, Slot)>),
     /// An entry whose first attempt failed, to be tried again.
     Retry(Retry<T>),
 }
@@ -152,7 +150,7 @@ pub(super) async fn run_lane<T: StreamTransport>(
                 .acquire_owned()
                 .await
             {
-                Ok(p) => slots.push((i, p)),
+                Ok(p) => slots.push((i, Slot::Own(p))),
                 // The limits are never closed; leave the entry pending.
                 Err(_) => return,
             }

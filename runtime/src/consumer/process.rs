@@ -18,6 +18,17 @@ use crate::handler::{is_fatal, Context};
 use crate::telemetry;
 use crate::transport::{dead_letter_field as field, DeadLettered, Entry, StreamTransport};
 
+/// A handler's concurrency slot for one attempt at an entry.
+pub(super) enum Slot {
+    /// Taken for this entry: given back when the attempt ends.
+    Own(OwnedSemaphorePermit),
+    /// Held by the reading task, which runs the attempt itself, across
+    /// the entries of its batch.
+    Lent,
+    /// Taken by the attempt, when it runs (a retry).
+    Take,
+}
+
 /// Why one handler failed on one attempt.
 pub(super) struct Failure {
     pub(super) index: usize,
@@ -74,7 +85,7 @@ impl Trail {
 pub(super) async fn process<T: StreamTransport>(
     delivery: Delivery<T>,
     entry: Entry,
-    slots: Vec<(usize, OwnedSemaphorePermit)>,
+    slots: Vec<(usize, Slot)>,
 ) -> Option<Retry<T>> {
     let Entry {
         id,
@@ -175,14 +186,13 @@ pub(super) async fn process<T: StreamTransport>(
         Box::pin(delivery.bury(&id, &trail, burial)).await;
         return None;
     }
-    let todo = slots.into_iter().map(|(i, p)| (i, Some(p))).collect();
     attempt(
         delivery,
         id,
         envelope,
         deliveries,
         first_failure,
-        todo,
+        slots,
         trail,
     )
     .await
@@ -191,11 +201,7 @@ pub(super) async fn process<T: StreamTransport>(
 /// The slots of the handlers named in `failed` (comma-separated), the
 /// others' given back; all of them when none is named there (a handler
 /// renamed since), rather than none.
-fn only_failed(
-    spec: &GroupSpec,
-    slots: Vec<(usize, OwnedSemaphorePermit)>,
-    failed: &str,
-) -> Vec<(usize, OwnedSemaphorePermit)> {
+fn only_failed(spec: &GroupSpec, slots: Vec<(usize, Slot)>, failed: &str) -> Vec<(usize, Slot)> {
     let named = |i: usize| {
         let name = spec.handlers[i].handler.name();
         failed.split(',').any(|n| n == name)
@@ -217,7 +223,7 @@ impl<T: StreamTransport> Retry<T> {
                     entry = %self.id, "worker stopping during a retry wait; entry left pending for another worker");
                 return false;
             }
-            let todo = self.todo.iter().map(|&i| (i, None)).collect();
+            let todo = self.todo.iter().map(|&i| (i, Slot::Take)).collect();
             match attempt(
                 self.delivery,
                 self.id,
@@ -245,7 +251,7 @@ pub(super) async fn attempt<T: StreamTransport>(
     envelope: Arc<Envelope>,
     attempt: u32,
     first_failure: Option<i64>,
-    todo: Vec<(usize, Option<OwnedSemaphorePermit>)>,
+    todo: Vec<(usize, Slot)>,
     trail: Trail,
 ) -> Option<Retry<T>> {
     let (transport, spec) = (&delivery.transport, &delivery.spec);
@@ -253,9 +259,10 @@ pub(super) async fn attempt<T: StreamTransport>(
     for (index, permit) in todo {
         let slot = &spec.handlers[index];
         let _running = match permit {
-            Some(p) => p,
-            None => match slot.limit.clone().acquire_owned().await {
-                Ok(p) => p,
+            Slot::Own(p) => Some(p),
+            Slot::Lent => None,
+            Slot::Take => match slot.limit.clone().acquire_owned().await {
+                Ok(p) => Some(p),
                 Err(_) => return None,
             },
         };

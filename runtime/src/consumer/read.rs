@@ -14,9 +14,9 @@ use super::delay::deliver_due_loop;
 use super::held::{Held, HeldId};
 use super::order::{run_lane, Lanes, Step, Waiting};
 use super::priority::Turn;
-use super::process::{process, Delivery};
+use super::process::{process, Delivery, Slot};
 use super::worker::AbortOnDrop;
-use super::{pause, stopped, Done, GroupSpec};
+use super::{pause, stopped, Done, GroupSpec, HandlerSlot};
 use crate::backoff::Backoff;
 use crate::id::order_entry_ids;
 use crate::transport::{Entry, ReadRequest, StreamTransport, TransportError};
@@ -522,6 +522,7 @@ pub(super) async fn dispatch<T: StreamTransport>(
     // With priority levels, the level's turn at the handler slots, kept
     // from one entry to the next while the round allows.
     let mut turn = None;
+    let mut kept = Kept::default();
     let total = batch.len();
     for (n, (entry, held)) in batch.into_iter().enumerate() {
         let more = n + 1 < total;
@@ -530,6 +531,8 @@ pub(super) async fn dispatch<T: StreamTransport>(
         // key) is dispatched as it always was.
         let key = entry.envelope.as_ref().ok().and_then(|e| e.partition_key());
         if let Some(key) = key {
+            // Its lane takes slots of its own.
+            kept.give_back();
             let key: Box<str> = key.into();
             let delivery = Delivery {
                 transport: transport.clone(),
@@ -550,20 +553,8 @@ pub(super) async fn dispatch<T: StreamTransport>(
             .await;
             continue;
         }
-        let mut slots = Vec::new();
-        if let Ok(env) = &entry.envelope {
-            if turn.is_none() {
-                turn = spec.turn().await;
-            }
-            for (i, slot) in spec.handlers.iter().enumerate() {
-                if slot.handler.type_name() == env.type_name {
-                    if let Ok(p) = slot.limit.clone().acquire_owned().await {
-                        slots.push((i, p));
-                    }
-                }
-            }
-            turn = turn.and_then(|t| t.next(more));
-        }
+        let type_name = entry.envelope.as_ref().ok().map(|e| e.type_name.as_str());
+        let takes = |slot: &HandlerSlot| type_name == Some(slot.handler.type_name());
         // Handlers that take one entry at a time run here, in the reading
         // task: the loop would only wait for their slot before the next
         // entry anyway, and a task per entry (spawn, wake the reader, join)
@@ -572,10 +563,12 @@ pub(super) async fn dispatch<T: StreamTransport>(
         // With priority levels, the loop must be back at the gate while the
         // handler runs, to compete for the next slot: never inline.
         let one_at_a_time = spec.priority.is_none()
-            && !slots.is_empty()
-            && slots
+            && spec.handlers.iter().any(takes)
+            && spec
+                .handlers
                 .iter()
-                .all(|(i, _)| spec.handlers[*i].concurrency == 1);
+                .filter(|s| takes(s))
+                .all(|s| s.concurrency == 1);
         let delivery = Delivery {
             transport: transport.clone(),
             spec: spec.clone(),
@@ -584,24 +577,102 @@ pub(super) async fn dispatch<T: StreamTransport>(
             stop: stop.clone(),
         };
         if one_at_a_time {
+            kept.take(spec, takes).await;
+            let slots = kept.lent();
             if let Some(retry) = process(delivery, entry, slots).await {
                 inflight.spawn(async move {
                     retry.run().await;
                 });
             }
-        } else {
-            // Boxed before it is spawned, so that the task is built around
-            // a pointer rather than moved through `spawn` by value (about
-            // 2,000 instructions per entry less); the cold paths inside
-            // (retries, dead letters, publishing what a handler returns)
-            // are boxed where they are taken, so that they do not size
-            // every delivery's future.
-            inflight.spawn(Box::pin(async move {
-                if let Some(retry) = process(delivery, entry, slots).await {
-                    let _ = Box::pin(retry.run()).await;
-                }
-            }));
+            continue;
         }
+        // Nothing is kept while waiting for other slots.
+        kept.give_back();
+        let mut slots = Vec::new();
+        if type_name.is_some() {
+            if turn.is_none() {
+                turn = spec.turn().await;
+            }
+            for (i, slot) in spec.handlers.iter().enumerate() {
+                if takes(slot) {
+                    if let Ok(p) = slot.limit.clone().acquire_owned().await {
+                        slots.push((i, Slot::Own(p)));
+                    }
+                }
+            }
+            turn = turn.and_then(|t| t.next(more));
+        }
+        // Boxed before it is spawned, so that the task is built around
+        // a pointer rather than moved through `spawn` by value (about
+        // 2,000 instructions per entry less); the cold paths inside
+        // (retries, dead letters, publishing what a handler returns)
+        // are boxed where they are taken, so that they do not size
+        // every delivery's future.
+        inflight.spawn(Box::pin(async move {
+            if let Some(retry) = process(delivery, entry, slots).await {
+                let _ = Box::pin(retry.run()).await;
+            }
+        }));
+    }
+}
+
+/// The longest the reading task keeps the slots of the handlers it runs
+/// from one entry of a batch to the next, before it gives them back and
+/// queues for them again behind the loops that wait.
+const KEEP_SLOTS: Duration = Duration::from_millis(5);
+
+/// The concurrency slots of the handlers the reading task runs itself
+/// (`concurrency = 1`), kept from one entry of a batch to the next while
+/// the entries need the same handlers, for at most [`KEEP_SLOTS`]. The
+/// loops of a group share their handlers' slots (a worker over 1,000
+/// tenants has one slot per handler for all of them): taken and given
+/// back for each entry, every entry of a batch waited for each other loop
+/// to run one of its own, a wake-up per entry, and each loop's entries were
+/// finished one per round of all the loops (so each was acknowledged with
+/// an `XACK` of its own). Exactly the slots the entry needs are held while
+/// it runs, as when they were taken for it alone.
+#[derive(Default)]
+struct Kept {
+    slots: Vec<(usize, OwnedSemaphorePermit)>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Kept {
+    /// Holds the slots of exactly the handlers of `spec` that `takes`,
+    /// taken again if they are not those held, or held for
+    /// [`KEEP_SLOTS`] already.
+    async fn take(&mut self, spec: &GroupSpec, takes: impl Fn(&HandlerSlot) -> bool) {
+        let wanted = || {
+            spec.handlers
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| takes(s))
+                .map(|(i, _)| i)
+        };
+        let same = self.slots.len() == wanted().count()
+            && wanted().zip(&self.slots).all(|(i, (k, _))| i == *k);
+        let fresh = self.since.is_some_and(|t| t.elapsed() < KEEP_SLOTS);
+        if same && fresh {
+            return;
+        }
+        self.give_back();
+        for i in wanted() {
+            // The limits are never closed.
+            if let Ok(p) = spec.handlers[i].limit.clone().acquire_owned().await {
+                self.slots.push((i, p));
+            }
+        }
+        self.since = Some(tokio::time::Instant::now());
+    }
+
+    /// The held slots, lent to one entry's attempt.
+    fn lent(&self) -> Vec<(usize, Slot)> {
+        self.slots.iter().map(|(i, _)| (*i, Slot::Lent)).collect()
+    }
+
+    fn give_back(&mut self) {
+        self.slots.clear();
+        self.since = None;
     }
 }
 
@@ -646,7 +717,7 @@ async fn dispatch_keyed<T: StreamTransport>(
     }
     for i in handlers {
         if let Ok(p) = spec.handlers[i].limit.clone().acquire_owned().await {
-            slots.push((i, p));
+            slots.push((i, Slot::Own(p)));
         }
     }
     *turn = turn.take().and_then(|t| t.next(more));
