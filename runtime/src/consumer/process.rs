@@ -199,7 +199,8 @@ pub(super) async fn process<T: StreamTransport>(
 }
 
 /// The slots of the handlers named in `failed` (comma-separated), the
-/// others' given back; all of them when none is named there (a handler
+/// others' given back (those lent by the reading task stay with it until
+/// the entry ends); all of them when none is named there (a handler
 /// renamed since), rather than none.
 fn only_failed(spec: &GroupSpec, slots: Vec<(usize, Slot)>, failed: &str) -> Vec<(usize, Slot)> {
     let named = |i: usize| {

@@ -580,6 +580,9 @@ pub(super) async fn dispatch<T: StreamTransport>(
             kept.take(spec, takes).await;
             let slots = kept.lent();
             if let Some(retry) = process(delivery, entry, slots).await {
+                // The retry takes the slot when its backoff ends: the
+                // other loops have it meanwhile.
+                kept.give_back();
                 inflight.spawn(async move {
                     retry.run().await;
                 });
@@ -629,8 +632,10 @@ const KEEP_SLOTS: Duration = Duration::from_millis(5);
 /// back for each entry, every entry of a batch waited for each other loop
 /// to run one of its own, a wake-up per entry, and each loop's entries were
 /// finished one per round of all the loops (so each was acknowledged with
-/// an `XACK` of its own). Exactly the slots the entry needs are held while
-/// it runs, as when they were taken for it alone.
+/// an `XACK` of its own). The slots an entry needs are held from its start
+/// to its end (a failure's dead letter or park included), where they were
+/// given back once each handler had run; a retry gives them back at once,
+/// and takes them again when it runs.
 #[derive(Default)]
 struct Kept {
     slots: Vec<(usize, OwnedSemaphorePermit)>,
