@@ -1073,24 +1073,37 @@ const AHEAD_MAX_REPLY: usize = 1024 * 1024;
 const AHEAD_REPLY: usize = 512 * 1024;
 
 /// The entries of the `XREADGROUP` reply at the start of `buf`, read from
-/// `stream` as far as needed. The whole reply is usually there already:
-/// it is read in one walk. Only a reply still arriving (or an error) is
-/// first followed to its end as it comes, which spares a second walk over
-/// every reply that is whole.
+/// `stream` as far as needed, with the reply's length.
+///
+/// Each entry is read as soon as its last byte is in, and never again: a
+/// reply of large entries arrives over many reads, and reading it whole
+/// after a first try on what had come built the entries of that try twice
+/// (at 64 KiB payloads, the copy of about half of a reply's payloads).
 async fn entries(
     stream: &mut Socket,
     buf: &mut Vec<u8>,
 ) -> Result<(Vec<Entry>, usize), TransportError> {
-    if buf.first() == Some(&b'*') {
-        if let Some((entries, len)) = read_group_prefix(buf)? {
-            buf.drain(..len);
-            return Ok((entries, len));
+    loop {
+        match buf.first() {
+            Some(b'*') => break,
+            Some(_) => {
+                // A server error (`NOGROUP`), or not a reply of this shape.
+                let len = reply(stream, buf, "XREADGROUP").await?;
+                let entries = read_group_reply(&buf[..len]);
+                buf.drain(..len);
+                return Ok((entries?, len));
+            }
+            None => fill(stream, buf).await?,
         }
     }
-    let len = reply(stream, buf, "XREADGROUP").await?;
-    let entries = read_group_reply(&buf[..len]);
-    buf.drain(..len);
-    Ok((entries?, len))
+    let mut reading = Reading::default();
+    loop {
+        if let Some(len) = reading.advance(buf)? {
+            buf.drain(..len);
+            return Ok((reading.entries, len));
+        }
+        fill(stream, buf).await?;
+    }
 }
 
 /// The number of entries in an `XREADGROUP` reply of one stream, from its
@@ -1407,30 +1420,76 @@ fn read_group_reply(frame: &[u8]) -> Result<Vec<Entry>, TransportError> {
 /// [`read_group_reply`] of the reply at the start of `buf`, with its
 /// length; `None` if `buf` ends before the reply does.
 fn read_group_prefix(buf: &[u8]) -> Result<Option<(Vec<Entry>, usize)>, TransportError> {
-    let mut c = Cursor::new(buf, "XREADGROUP");
-    match walk_read_group(&mut c) {
-        Ok(entries) => Ok(Some((entries, c.pos))),
-        Err(_) if c.short => Ok(None),
-        Err(e) => Err(e),
+    let mut reading = Reading::default();
+    Ok(reading.advance(buf)?.map(|len| (reading.entries, len)))
+}
+
+/// An `XREADGROUP` reply read as it arrives: each call to
+/// [`Reading::advance`] reads on from where the last one stopped, taking
+/// every entry whose bytes are all in. The bytes read stay in the buffer
+/// until the reply is whole; only the entry cut short is walked again.
+#[derive(Default)]
+struct Reading {
+    /// Where the next item to read starts.
+    pos: usize,
+    /// Whether the reply's array of streams has been read.
+    started: bool,
+    /// Streams of the reply still to read.
+    streams: usize,
+    /// Entries of the current stream still to read.
+    left: usize,
+    /// The entries read so far.
+    entries: Vec<Entry>,
+    /// The ids of entries deleted while pending (none in a read of `>`).
+    deleted: Vec<String>,
+}
+
+impl Reading {
+    /// The length of the reply at the start of `buf` once it is whole,
+    /// `None` while more bytes are needed; an error for a reply that no
+    /// more bytes can make one of `XREADGROUP` (the connection is then out
+    /// of step).
+    fn advance(&mut self, buf: &[u8]) -> Result<Option<usize>, TransportError> {
+        let mut c = Cursor::new(buf, "XREADGROUP");
+        c.pos = self.pos;
+        let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+        loop {
+            let step = if !self.started {
+                c.array("an array of streams").map(|n| {
+                    self.started = true;
+                    self.streams = n.unwrap_or(0);
+                })
+            } else if self.left > 0 {
+                walk_entry(&mut c, &mut self.entries, &mut self.deleted, &mut fields)
+                    .map(|()| self.left -= 1)
+            } else if self.streams > 0 {
+                stream_head(&mut c).map(|n| {
+                    self.streams -= 1;
+                    self.left = n;
+                    // The count comes from the server: an entry takes 20
+                    // bytes at least.
+                    self.entries.reserve(n.min((buf.len() - c.pos) / 20));
+                })
+            } else {
+                return Ok(Some(self.pos));
+            };
+            match step {
+                Ok(()) => self.pos = c.pos,
+                Err(_) if c.short => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
-fn walk_read_group(c: &mut Cursor<'_>) -> Result<Vec<Entry>, TransportError> {
-    let Some(streams) = c.array("an array of streams")? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
-    // `>` only returns entries that exist: nothing is deleted here.
-    let mut deleted = Vec::new();
-    for _ in 0..streams {
-        if c.array("[key, entries]")? != Some(2) {
-            return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
-        }
-        c.bulk("stream key")?;
-        walk_entries(c, &mut out, &mut deleted, &mut fields)?;
+/// The head of one stream of an `XREADGROUP` reply, `[key, entries]` up to
+/// the count of its entries.
+fn stream_head(c: &mut Cursor<'_>) -> Result<usize, TransportError> {
+    if c.array("[key, entries]")? != Some(2) {
+        return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
     }
-    Ok(out)
+    c.bulk("stream key")?;
+    Ok(c.array("an array of entries")?.unwrap_or(0))
 }
 
 /// The entries an `XREADGROUP` reply gave one stream: its key, its
@@ -1440,7 +1499,7 @@ fn walk_read_group(c: &mut Cursor<'_>) -> Result<Vec<Entry>, TransportError> {
 pub(super) type StreamRead = (String, Vec<Entry>, Vec<String>);
 
 /// An `XREADGROUP` reply over several streams (RESP2), as
-/// [`walk_read_group`] reads one: each stream the reply names.
+/// [`Reading`] reads one: each stream the reply names.
 fn walk_streams(c: &mut Cursor<'_>) -> Result<Vec<StreamRead>, TransportError> {
     let Some(streams) = c.array("an array of streams")? else {
         return Ok(Vec::new());
@@ -1482,31 +1541,50 @@ fn walk_entries<'a>(
     // The count comes from the server: an entry takes 20 bytes at least.
     out.reserve(n.min((c.buf.len() - c.pos) / 20));
     for _ in 0..n {
-        if c.array("[id, fields]")? != Some(2) {
-            return Err(protocol("XREADGROUP", "entry is not [id, fields]"));
-        }
-        let id = std::str::from_utf8(c.bulk("entry id")?)
-            .map_err(|_| protocol("XREADGROUP", "entry id is not UTF-8"))?
-            .to_owned();
-        // `>` only returns entries that exist; a read of the pending list
-        // names those deleted since with nil fields.
-        let Some(k) = c.array("an array of fields")? else {
-            deleted.push(id);
-            continue;
-        };
-        fields.clear();
-        for _ in 0..k / 2 {
-            let name = c.bulk("field name")?;
-            let value = c.bulk("field value")?;
-            fields.push((name, value));
-        }
-        if k % 2 == 1 {
-            c.bulk("field name")?;
-        }
-        let envelope = Envelope::from_fields(&id, fields.iter().copied());
-        out.push(Entry::new(id, envelope.map(Arc::new)));
+        walk_entry(c, out, deleted, fields)?;
     }
     Ok(())
+}
+
+/// One entry, `[id, fields]`, added to `out` (or its id to `deleted`, for
+/// nil fields), as [`walk_entries`] reads each.
+#[inline]
+fn walk_entry<'a>(
+    c: &mut Cursor<'a>,
+    out: &mut Vec<Entry>,
+    deleted: &mut Vec<String>,
+    fields: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Result<(), TransportError> {
+    if c.array("[id, fields]")? != Some(2) {
+        return Err(protocol("XREADGROUP", "entry is not [id, fields]"));
+    }
+    let id = c.bulk("entry id")?;
+    // `>` only returns entries that exist; a read of the pending list
+    // names those deleted since with nil fields.
+    let Some(k) = c.array("an array of fields")? else {
+        deleted.push(entry_id(id)?);
+        return Ok(());
+    };
+    fields.clear();
+    for _ in 0..k / 2 {
+        let name = c.bulk("field name")?;
+        let value = c.bulk("field value")?;
+        fields.push((name, value));
+    }
+    if k % 2 == 1 {
+        c.bulk("field name")?;
+    }
+    // Only a whole entry is built: one cut short is read again, whole.
+    let id = entry_id(id)?;
+    let envelope = Envelope::from_fields(&id, fields.iter().copied());
+    out.push(Entry::new(id, envelope.map(Arc::new)));
+    Ok(())
+}
+
+fn entry_id(id: &[u8]) -> Result<String, TransportError> {
+    std::str::from_utf8(id)
+        .map(str::to_owned)
+        .map_err(|_| protocol("XREADGROUP", "entry id is not UTF-8"))
 }
 
 /// The `XREADGROUP` reply over several streams at the start of `buf`,
@@ -2400,6 +2478,38 @@ pub(super) mod tests {
         // A count no reply could hold reserves nothing up front.
         let huge = b"*1\r\n*2\r\n$1\r\nk\r\n*999999999999\r\n";
         assert!(read_group_prefix(huge).unwrap().is_none());
+    }
+
+    #[test]
+    fn each_entry_is_taken_once_as_soon_as_its_last_byte_is_in() {
+        let entries = [
+            ("1-0", Some(("type", "x"))),
+            ("2-0", None),
+            ("3-0", Some(("type", "y"))),
+        ];
+        let reply = stream_bytes("k", &entries);
+        // `*1` and `*3` are as long: where each entry ends.
+        let ends: Vec<usize> = (1..=3)
+            .map(|n| stream_bytes("k", &entries[..n]).len())
+            .collect();
+        let mut reading = Reading::default();
+        for cut in 0..reply.len() {
+            assert_eq!(
+                reading.advance(&reply[..cut]).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+            let taken = reading.entries.len() + reading.deleted.len();
+            let whole = ends.iter().filter(|&&end| end <= cut).count();
+            assert_eq!(taken, whole, "cut at {cut}");
+        }
+        assert_eq!(reading.advance(&reply).unwrap(), Some(reply.len()));
+        let ids: Vec<&str> = reading.entries.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["1-0", "3-0"]);
+        assert_eq!(reading.deleted, ["2-0"]);
+        // Read on from the same state, the whole reply gives no more.
+        assert_eq!(reading.advance(&reply).unwrap(), Some(reply.len()));
+        assert_eq!(reading.entries.len(), 2);
     }
 
     #[test]
