@@ -1100,7 +1100,7 @@ async fn entries(
     loop {
         if let Some(len) = reading.advance(buf)? {
             buf.drain(..len);
-            return Ok((reading.entries, len));
+            return Ok((reading.into_entries(), len));
         }
         fill(stream, buf).await?;
     }
@@ -1139,8 +1139,8 @@ fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
 
 /// A RESP length or integer: an optional `-` and at most 18 digits.
 ///
-/// One pass over the digits: it runs for every header of a reply, twice
-/// (the completeness check, then the read).
+/// One pass over the digits: it runs for every header of a reply that is
+/// checked whole before it is read, twice (the check, then the read).
 #[inline]
 fn integer(digits: &[u8]) -> Result<i64, String> {
     let (negative, body) = match digits.split_first() {
@@ -1164,7 +1164,7 @@ fn integer(digits: &[u8]) -> Result<i64, String> {
 /// The number of the header whose digits start at `at` (`$19\r\n`, `*-1\r\n`,
 /// `:7\r\n`) and where the next item starts; `None` if the line is not
 /// whole yet. The same numbers as [`integer`] of the [`line`], read in one
-/// pass: every header of a reply is read twice (the completeness check,
+/// pass: every header of a reply was read twice (the completeness check,
 /// then the read), and the two passes were a fifth of a consumer's work.
 #[inline]
 fn number(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, String> {
@@ -1411,23 +1411,37 @@ impl<'a> Cursor<'a> {
 /// [`Value`]: field names are compared where they lie, and only the
 /// attributes the envelope keeps are copied out.
 fn read_group_reply(frame: &[u8]) -> Result<Vec<Entry>, TransportError> {
-    match read_group_prefix(frame)? {
-        Some((entries, _)) => Ok(entries),
+    Ok(read_streams(frame)?
+        .into_iter()
+        .flat_map(|(_, e, _)| e)
+        .collect())
+}
+
+/// Each stream of the whole `XREADGROUP` reply `frame`, as [`Reading`]
+/// reads it.
+fn read_streams(frame: &[u8]) -> Result<Vec<StreamRead>, TransportError> {
+    let mut reading = Reading::default();
+    match reading.advance(frame)? {
+        Some(_) => Ok(reading.read),
         None => Err(protocol("XREADGROUP", "reply cut short")),
     }
 }
 
 /// [`read_group_reply`] of the reply at the start of `buf`, with its
 /// length; `None` if `buf` ends before the reply does.
+#[cfg(test)]
 fn read_group_prefix(buf: &[u8]) -> Result<Option<(Vec<Entry>, usize)>, TransportError> {
     let mut reading = Reading::default();
-    Ok(reading.advance(buf)?.map(|len| (reading.entries, len)))
+    Ok(reading
+        .advance(buf)?
+        .map(|len| (reading.into_entries(), len)))
 }
 
 /// An `XREADGROUP` reply read as it arrives: each call to
 /// [`Reading::advance`] reads on from where the last one stopped, taking
 /// every entry whose bytes are all in. The bytes read stay in the buffer
-/// until the reply is whole; only the entry cut short is walked again.
+/// until the reply is whole; only the entry (or the head of a stream) cut
+/// short is walked again.
 #[derive(Default)]
 struct Reading {
     /// Where the next item to read starts.
@@ -1436,19 +1450,22 @@ struct Reading {
     started: bool,
     /// Streams of the reply still to read.
     streams: usize,
-    /// Entries of the current stream still to read.
+    /// The key of the stream being read, once its head is read.
+    key: Option<String>,
+    /// Entries of that stream still to read.
     left: usize,
-    /// The entries read so far.
+    /// Its entries read so far.
     entries: Vec<Entry>,
-    /// The ids of entries deleted while pending (none in a read of `>`).
+    /// Its ids of entries deleted while pending (none in a read of `>`).
     deleted: Vec<String>,
+    /// The streams read to their end.
+    read: Vec<StreamRead>,
 }
 
 impl Reading {
     /// The length of the reply at the start of `buf` once it is whole,
     /// `None` while more bytes are needed; an error for a reply that no
-    /// more bytes can make one of `XREADGROUP` (the connection is then out
-    /// of step).
+    /// more bytes can make one of `XREADGROUP`.
     fn advance(&mut self, buf: &[u8]) -> Result<Option<usize>, TransportError> {
         let mut c = Cursor::new(buf, "XREADGROUP");
         c.pos = self.pos;
@@ -1462,16 +1479,23 @@ impl Reading {
             } else if self.left > 0 {
                 walk_entry(&mut c, &mut self.entries, &mut self.deleted, &mut fields)
                     .map(|()| self.left -= 1)
-            } else if self.streams > 0 {
-                stream_head(&mut c).map(|n| {
+            } else {
+                if let Some(key) = self.key.take() {
+                    let entries = std::mem::take(&mut self.entries);
+                    let deleted = std::mem::take(&mut self.deleted);
+                    self.read.push((key, entries, deleted));
+                }
+                if self.streams == 0 {
+                    return Ok(Some(self.pos));
+                }
+                stream_head(&mut c).map(|(key, n)| {
                     self.streams -= 1;
+                    self.key = Some(key);
                     self.left = n;
                     // The count comes from the server: an entry takes 20
                     // bytes at least.
                     self.entries.reserve(n.min((buf.len() - c.pos) / 20));
                 })
-            } else {
-                return Ok(Some(self.pos));
             };
             match step {
                 Ok(()) => self.pos = c.pos,
@@ -1480,16 +1504,28 @@ impl Reading {
             }
         }
     }
+
+    /// The entries of every stream read, in order.
+    fn into_entries(self) -> Vec<Entry> {
+        let mut streams = self.read.into_iter();
+        let mut entries = streams.next().map(|(_, e, _)| e).unwrap_or_default();
+        for (_, more, _) in streams {
+            entries.extend(more);
+        }
+        entries
+    }
 }
 
 /// The head of one stream of an `XREADGROUP` reply, `[key, entries]` up to
-/// the count of its entries.
-fn stream_head(c: &mut Cursor<'_>) -> Result<usize, TransportError> {
+/// the count of its entries: the key and that count.
+fn stream_head(c: &mut Cursor<'_>) -> Result<(String, usize), TransportError> {
     if c.array("[key, entries]")? != Some(2) {
         return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
     }
-    c.bulk("stream key")?;
-    Ok(c.array("an array of entries")?.unwrap_or(0))
+    let key = std::str::from_utf8(c.bulk("stream key")?)
+        .map_err(|_| protocol("XREADGROUP", "stream key is not UTF-8"))?
+        .to_owned();
+    Ok((key, c.array("an array of entries")?.unwrap_or(0)))
 }
 
 /// The entries an `XREADGROUP` reply gave one stream: its key, its
@@ -1498,57 +1534,15 @@ fn stream_head(c: &mut Cursor<'_>) -> Result<usize, TransportError> {
 /// (nil fields).
 pub(super) type StreamRead = (String, Vec<Entry>, Vec<String>);
 
-/// An `XREADGROUP` reply over several streams (RESP2), as
-/// [`Reading`] reads one: each stream the reply names.
-fn walk_streams(c: &mut Cursor<'_>) -> Result<Vec<StreamRead>, TransportError> {
-    let Some(streams) = c.array("an array of streams")? else {
-        return Ok(Vec::new());
-    };
-    // The count comes from the server: a stream takes 10 bytes at least.
-    let mut out = Vec::with_capacity(streams.min((c.buf.len() - c.pos) / 10));
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
-    for _ in 0..streams {
-        if c.array("[key, entries]")? != Some(2) {
-            return Err(protocol("XREADGROUP", "stream is not [key, entries]"));
-        }
-        let key = std::str::from_utf8(c.bulk("stream key")?)
-            .map_err(|_| protocol("XREADGROUP", "stream key is not UTF-8"))?
-            .to_owned();
-        let (mut entries, mut deleted) = (Vec::new(), Vec::new());
-        walk_entries(c, &mut entries, &mut deleted, &mut fields)?;
-        out.push((key, entries, deleted));
-    }
-    Ok(out)
-}
-
 /// The reply of one command of a [`RespConnection::pipeline`]: for an
 /// `XREADGROUP` over several streams, each stream the reply names; for
 /// any other command, nothing.
 pub(super) type Piped = Result<Option<Vec<StreamRead>>, TransportError>;
 
-/// The entries of one stream of an `XREADGROUP` reply, added to `out`,
-/// and the ids of entries deleted while pending (nil fields, in a read of
-/// the consumer's own pending entries) to `deleted`; `fields` is room for
-/// an entry's fields, kept between entries.
-#[inline]
-fn walk_entries<'a>(
-    c: &mut Cursor<'a>,
-    out: &mut Vec<Entry>,
-    deleted: &mut Vec<String>,
-    fields: &mut Vec<(&'a [u8], &'a [u8])>,
-) -> Result<(), TransportError> {
-    let n = c.array("an array of entries")?.unwrap_or(0);
-    // The count comes from the server: an entry takes 20 bytes at least.
-    out.reserve(n.min((c.buf.len() - c.pos) / 20));
-    for _ in 0..n {
-        walk_entry(c, out, deleted, fields)?;
-    }
-    Ok(())
-}
-
 /// One entry, `[id, fields]`, added to `out` (or its id to `deleted`, for
-/// nil fields), as [`walk_entries`] reads each.
-#[inline]
+/// nil fields, in a read of the consumer's own pending entries: those
+/// deleted from the stream meanwhile); `fields` is room for the entry's
+/// fields, kept between entries.
 fn walk_entry<'a>(
     c: &mut Cursor<'a>,
     out: &mut Vec<Entry>,
@@ -1588,27 +1582,36 @@ fn entry_id(id: &[u8]) -> Result<String, TransportError> {
 }
 
 /// The `XREADGROUP` reply over several streams at the start of `buf`,
-/// read from `stream` as far as needed (as [`entries`] reads one). The
-/// outer error leaves the connection out of step; the inner one (a
-/// server error such as `NOGROUP`, an unreadable reply) is the command's,
-/// and the connection stays in step.
+/// read from `stream` as far as needed, each entry as soon as its bytes
+/// are in (as [`entries`] reads one). The outer error leaves the
+/// connection out of step; the inner one (a server error such as
+/// `NOGROUP`, an unreadable reply) is the command's, and the connection
+/// stays in step.
 async fn streams_reply(
     stream: &mut Socket,
     buf: &mut Vec<u8>,
 ) -> Result<Result<Vec<StreamRead>, TransportError>, TransportError> {
-    if buf.first() == Some(&b'*') {
-        let mut c = Cursor::new(buf, "XREADGROUP");
-        if let Ok(streams) = walk_streams(&mut c) {
-            let len = c.pos;
-            buf.drain(..len);
-            return Ok(Ok(streams));
+    let mut reading = Reading::default();
+    loop {
+        match buf.first() {
+            None => fill(stream, buf).await?,
+            Some(b'*') => match reading.advance(buf) {
+                Ok(Some(len)) => {
+                    buf.drain(..len);
+                    return Ok(Ok(reading.read));
+                }
+                Ok(None) => fill(stream, buf).await?,
+                Err(_) => break,
+            },
+            Some(_) => break,
         }
     }
-    // Cut short, or not a reply of that shape: followed to its end first.
+    // A server error, or not a reply of that shape: followed to its end,
+    // so that the connection stays in step.
     let len = whole_item(stream, buf, 0, "XREADGROUP").await?;
     let result = match buf[0] {
         b'-' => Err(server_error(&buf[..len], "XREADGROUP").unwrap_or_else(|e| e)),
-        _ => walk_streams(&mut Cursor::new(&buf[..len], "XREADGROUP")),
+        _ => read_streams(&buf[..len]),
     };
     buf.drain(..len);
     Ok(result)
@@ -1825,7 +1828,7 @@ pub(super) mod tests {
     #[test]
     fn streams_read_in_place_equal_those_read_through_redis_rs() {
         let reply = streams_bytes(&["ns:{a:s}", "ns:{b:s}"]);
-        let here = walk_streams(&mut Cursor::new(&reply, "XREADGROUP")).unwrap();
+        let here = read_streams(&reply).unwrap();
         let there =
             crate::streams::reply::read_streams(redis::parse_redis_value(&reply).unwrap()).unwrap();
         assert_eq!(here.len(), 2);
@@ -1836,13 +1839,11 @@ pub(super) mod tests {
             assert_eq!(ids(e1), ids(e2));
             assert_eq!(ids(e1), ["1-0", "2-0"]);
         }
-        assert!(walk_streams(&mut Cursor::new(b"*-1\r\n", "XREADGROUP"))
-            .unwrap()
-            .is_empty());
+        assert!(read_streams(b"*-1\r\n").unwrap().is_empty());
         // A read of the pending list names an entry deleted since with nil
         // fields: its id is told apart, not taken for a bad entry.
         let reply = stream_bytes("k", &[("1-0", None), ("2-0", Some(("type", "t")))]);
-        let here = walk_streams(&mut Cursor::new(&reply, "XREADGROUP")).unwrap();
+        let here = read_streams(&reply).unwrap();
         let (key, entries, deleted) = &here[0];
         assert_eq!(
             (key.as_str(), deleted.as_slice()),
@@ -2480,6 +2481,12 @@ pub(super) mod tests {
         assert!(read_group_prefix(huge).unwrap().is_none());
     }
 
+    /// Entries (and ids of deleted ones) a reading has taken so far.
+    fn taken(reading: &Reading) -> usize {
+        let done: usize = reading.read.iter().map(|(_, e, d)| e.len() + d.len()).sum();
+        done + reading.entries.len() + reading.deleted.len()
+    }
+
     #[test]
     fn each_entry_is_taken_once_as_soon_as_its_last_byte_is_in() {
         let entries = [
@@ -2488,7 +2495,8 @@ pub(super) mod tests {
             ("3-0", Some(("type", "y"))),
         ];
         let reply = stream_bytes("k", &entries);
-        // `*1` and `*3` are as long: where each entry ends.
+        // The count (`*1`, `*2`, `*3`) is one digit whatever the number of
+        // entries: a reply of the first n entries ends where the nth does.
         let ends: Vec<usize> = (1..=3)
             .map(|n| stream_bytes("k", &entries[..n]).len())
             .collect();
@@ -2499,17 +2507,50 @@ pub(super) mod tests {
                 None,
                 "cut at {cut}"
             );
-            let taken = reading.entries.len() + reading.deleted.len();
             let whole = ends.iter().filter(|&&end| end <= cut).count();
-            assert_eq!(taken, whole, "cut at {cut}");
+            assert_eq!(taken(&reading), whole, "cut at {cut}");
         }
         assert_eq!(reading.advance(&reply).unwrap(), Some(reply.len()));
-        let ids: Vec<&str> = reading.entries.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids, ["1-0", "3-0"]);
-        assert_eq!(reading.deleted, ["2-0"]);
+        let (key, read, deleted) = &reading.read[0];
+        let ids: Vec<&str> = read.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            (key.as_str(), ids, deleted.as_slice()),
+            ("k", vec!["1-0", "3-0"], &["2-0".to_owned()][..])
+        );
         // Read on from the same state, the whole reply gives no more.
         assert_eq!(reading.advance(&reply).unwrap(), Some(reply.len()));
-        assert_eq!(reading.entries.len(), 2);
+        assert_eq!(taken(&reading), 3);
+    }
+
+    #[test]
+    fn a_reply_over_several_streams_read_byte_by_byte_is_read_as_whole() {
+        let reply = streams_bytes(&["ns:{a:s}", "ns:{b:s}"]);
+        let mut reading = Reading::default();
+        let mut last = 0;
+        for cut in 0..reply.len() {
+            assert_eq!(
+                reading.advance(&reply[..cut]).unwrap(),
+                None,
+                "cut at {cut}"
+            );
+            assert!(taken(&reading) >= last, "cut at {cut}");
+            last = taken(&reading);
+        }
+        assert_eq!(reading.advance(&reply).unwrap(), Some(reply.len()));
+        let whole = read_streams(&reply).unwrap();
+        let ids = |streams: &[StreamRead]| {
+            streams
+                .iter()
+                .map(|(k, e, _)| {
+                    (
+                        k.clone(),
+                        e.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&reading.read), ids(&whole));
+        assert_eq!(ids(&whole).len(), 2);
     }
 
     #[test]
