@@ -1090,7 +1090,7 @@ async fn entries(
                 // A server error (`NOGROUP`), or not a reply of this shape.
                 let len = reply(stream, buf, "XREADGROUP").await?;
                 let entries = read_group_reply(&buf[..len]);
-                buf.drain(..len);
+                consume(buf, len);
                 return Ok((entries?, len));
             }
             None => fill(stream, buf).await?,
@@ -1099,10 +1099,26 @@ async fn entries(
     let mut reading = Reading::default();
     loop {
         if let Some(len) = reading.advance(buf)? {
-            buf.drain(..len);
+            consume(buf, len);
             return Ok((reading.into_entries(), len));
         }
         fill(stream, buf).await?;
+    }
+}
+
+/// The most a reading connection's buffer keeps between replies: a reply
+/// of the size reads ask for ([`AHEAD_REPLY`]) and one read ahead behind
+/// it, with the room the buffer doubles into. A larger reply (the first
+/// read of a stream of large entries asks for a whole count of them: 6.6
+/// MB at 64 KiB) leaves a buffer of that size, given back once read.
+const KEEP_BUFFER: usize = 4 * AHEAD_REPLY;
+
+/// Drops the reply of `len` bytes at the start of `buf`, and a buffer
+/// grown past [`KEEP_BUFFER`] once nothing is left in it.
+fn consume(buf: &mut Vec<u8>, len: usize) {
+    buf.drain(..len);
+    if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::with_capacity(READ_CHUNK);
     }
 }
 
@@ -1597,7 +1613,7 @@ async fn streams_reply(
             None => fill(stream, buf).await?,
             Some(b'*') => match reading.advance(buf) {
                 Ok(Some(len)) => {
-                    buf.drain(..len);
+                    consume(buf, len);
                     return Ok(Ok(reading.read));
                 }
                 Ok(None) => fill(stream, buf).await?,
@@ -1613,7 +1629,7 @@ async fn streams_reply(
         b'-' => Err(server_error(&buf[..len], "XREADGROUP").unwrap_or_else(|e| e)),
         _ => read_streams(&buf[..len]),
     };
-    buf.drain(..len);
+    consume(buf, len);
     Ok(result)
 }
 
@@ -2129,6 +2145,25 @@ pub(super) mod tests {
         assert_eq!(conn.read_ahead_rest().await.unwrap().len(), cap);
 
         // Small entries: as many as asked, each read ahead of the next.
+        // A first read of all 60 (4 MB) leaves no buffer of that size.
+        let _: Value = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("large")
+            .arg("all")
+            .arg("0")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint).unwrap();
+        let all = ReadRequest::new("large", "all", "c", 100, Duration::from_millis(10));
+        assert_eq!(conn.read_group(&all).await.unwrap().len(), 60);
+        let (_, buf) = conn.conn.as_ref().expect("the connection is kept");
+        assert!(
+            buf.capacity() <= KEEP_BUFFER,
+            "{} bytes kept",
+            buf.capacity()
+        );
+
         let mut conn = RespConnection::for_info(client.get_connection_info(), &endpoint).unwrap();
         let mut read = Vec::new();
         for _ in 0..3 {
