@@ -84,6 +84,17 @@ struct Order {
 }
 
 async fn a_one_at_a_time_handler_over_tenants_runs_each_batch_back_to_back(h: Harness) {
+    one_at_a_time_over_tenants(h, false).await;
+}
+
+/// As above, with a partition key on every event: an entry with a key
+/// that nothing of its key holds back runs on the slot the reading task
+/// keeps too.
+async fn keyed_events_of_a_one_at_a_time_handler_over_tenants_run_back_to_back(h: Harness) {
+    one_at_a_time_over_tenants(h, true).await;
+}
+
+async fn one_at_a_time_over_tenants(h: Harness, keyed: bool) {
     const TENANTS: usize = 20;
     const EACH: usize = 20;
     let names: Vec<String> = (0..TENANTS).map(|i| format!("b{i}")).collect();
@@ -91,12 +102,17 @@ async fn a_one_at_a_time_handler_over_tenants_runs_each_batch_back_to_back(h: Ha
         .map(|i| FileUploaded::new(format!("f{i}")))
         .collect();
     for name in &names {
-        h.bus
-            .tenant(name)
-            .unwrap()
-            .publish_batch(&events)
-            .await
-            .unwrap();
+        let bus = h.bus.tenant(name).unwrap();
+        if keyed {
+            for (i, e) in events.iter().enumerate() {
+                let key = format!("k{}", i % 3);
+                bus.publish_with(e, Meta::default().partition_key(&key))
+                    .await
+                    .unwrap();
+            }
+        } else {
+            bus.publish_batch(&events).await.unwrap();
+        }
     }
     let order = Arc::new(Order::default());
     let worker = h
@@ -356,6 +372,7 @@ tidings_testkit::transport_suite! {
     tests: [
         three_tenants_on_one_worker_are_each_handled_as_their_own,
         a_one_at_a_time_handler_over_tenants_runs_each_batch_back_to_back,
+        keyed_events_of_a_one_at_a_time_handler_over_tenants_run_back_to_back,
         discover_reads_a_tenant_created_after_the_start_within_the_rescan,
         two_hundred_tenants_stop_together_within_two_seconds,
         delayed_events_of_every_tenant_are_moved_by_the_worker,

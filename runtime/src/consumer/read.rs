@@ -531,8 +531,6 @@ pub(super) async fn dispatch<T: StreamTransport>(
         // key) is dispatched as it always was.
         let key = entry.envelope.as_ref().ok().and_then(|e| e.partition_key());
         if let Some(key) = key {
-            // Its lane takes slots of its own.
-            kept.give_back();
             let key: Box<str> = key.into();
             let delivery = Delivery {
                 transport: transport.clone(),
@@ -548,7 +546,7 @@ pub(super) async fn dispatch<T: StreamTransport>(
                 delivery,
                 entry,
                 inflight,
-                (&mut turn, more),
+                (&mut turn, more, &mut kept),
             )
             .await;
             continue;
@@ -683,7 +681,8 @@ impl Kept {
 
 /// Dispatches an entry with a key: queued behind the entries of its key in
 /// hand, or started at once (in the reading loop for handlers that take one
-/// entry at a time, else in its lane's task) when there are none.
+/// entry at a time, on the slots it keeps as for an entry without a key;
+/// else in its lane's task) when there are none.
 async fn dispatch_keyed<T: StreamTransport>(
     spec: &Arc<GroupSpec>,
     lanes: &Arc<Lanes<T>>,
@@ -691,7 +690,7 @@ async fn dispatch_keyed<T: StreamTransport>(
     delivery: Delivery<T>,
     entry: Entry,
     inflight: &mut JoinSet<()>,
-    (turn, more): (&mut Option<Turn>, bool),
+    (turn, more, kept): (&mut Option<Turn>, bool, &mut Kept),
 ) {
     let handlers: Vec<usize> = match &entry.envelope {
         Ok(env) => spec
@@ -703,6 +702,9 @@ async fn dispatch_keyed<T: StreamTransport>(
             .collect(),
         Err(_) => Vec::new(),
     };
+    let one_at_a_time = spec.priority.is_none()
+        && !handlers.is_empty()
+        && handlers.iter().all(|&i| spec.handlers[i].concurrency == 1);
     let waiting = Waiting {
         delivery,
         entry,
@@ -716,6 +718,28 @@ async fn dispatch_keyed<T: StreamTransport>(
     else {
         return;
     };
+    if one_at_a_time {
+        let takes = |slot: &HandlerSlot| {
+            handlers
+                .iter()
+                .any(|&i| std::ptr::eq(&spec.handlers[i], slot))
+        };
+        kept.take(spec, takes).await;
+        // Nothing was queued behind it meanwhile: only this loop queues.
+        match process(delivery, entry, kept.lent()).await {
+            Some(retry) => {
+                // The retry takes the slots when its backoff ends.
+                kept.give_back();
+                inflight.spawn(run_lane(lanes.clone(), key, Step::Retry(retry)));
+            }
+            None => {
+                let _ = lanes.next(&key);
+            }
+        }
+        return;
+    }
+    // Nothing is kept while waiting for other slots.
+    kept.give_back();
     let mut slots = Vec::with_capacity(handlers.len());
     if turn.is_none() {
         *turn = spec.turn().await;
@@ -726,28 +750,11 @@ async fn dispatch_keyed<T: StreamTransport>(
         }
     }
     *turn = turn.take().and_then(|t| t.next(more));
-    let one_at_a_time = spec.priority.is_none()
-        && !slots.is_empty()
-        && slots
-            .iter()
-            .all(|(i, _)| spec.handlers[*i].concurrency == 1);
-    if one_at_a_time {
-        // Nothing was queued behind it meanwhile: only this loop queues.
-        match process(delivery, entry, slots).await {
-            Some(retry) => {
-                inflight.spawn(run_lane(lanes.clone(), key, Step::Retry(retry)));
-            }
-            None => {
-                let _ = lanes.next(&key);
-            }
-        }
-    } else {
-        inflight.spawn(Box::pin(run_lane(
-            lanes.clone(),
-            key,
-            Step::Fresh(delivery, entry, slots),
-        )));
-    }
+    inflight.spawn(Box::pin(run_lane(
+        lanes.clone(),
+        key,
+        Step::Fresh(delivery, entry, slots),
+    )));
 }
 
 pub(super) fn log_task_end(spec: &GroupSpec, done: Result<(), tokio::task::JoinError>) {
