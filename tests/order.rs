@@ -264,6 +264,9 @@ async fn one_at_a_time_handler_keeps_a_key_in_order_across_a_retry(h: Harness) {
     // Keys 0 and 3 never failed and went on during the retries.
     let retried = ledger.position("acct-1", 0).unwrap();
     assert!(ledger.position("acct-0", 7).unwrap() < retried);
+    // One at a time throughout: entries run in the reading task, on the
+    // slot it keeps, and retries in their key's task.
+    assert_eq!(ledger.lock().most, 1);
 }
 
 async fn meta_sets_the_key_of_an_event_without_one(h: Harness) {

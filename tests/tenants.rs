@@ -69,6 +69,11 @@ async fn one_at_a_time(
         .lock()
         .unwrap()
         .push(ctx.tenant().unwrap_or_default().to_owned());
+    if ctx.partition_key().is_some() {
+        order
+            .keyed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     std::hint::black_box(&e);
     order
         .running
@@ -81,6 +86,8 @@ struct Order {
     tenants: std::sync::Mutex<Vec<String>>,
     running: std::sync::atomic::AtomicUsize,
     most: std::sync::atomic::AtomicUsize,
+    /// Events handled with a partition key.
+    keyed: std::sync::atomic::AtomicUsize,
 }
 
 async fn a_one_at_a_time_handler_over_tenants_runs_each_batch_back_to_back(h: Harness) {
@@ -142,6 +149,8 @@ async fn one_at_a_time_over_tenants(h: Harness, keyed: bool) {
     }
     // Still one at a time over all the tenants.
     assert_eq!(order.most.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let with_key = order.keyed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(with_key, if keyed { all } else { 0 });
     // Each loop keeps the slot through its batch: the handler goes from
     // one tenant to another about once per tenant, not once per event (as
     // when the slot was taken for each entry, and passed to the next loop

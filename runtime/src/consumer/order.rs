@@ -4,7 +4,9 @@
 //!
 //! The reading loop hands a keyed entry to its key's lane. A key with no
 //! entry in hand gets a task that handles the entry, waits out its retries,
-//! then takes the next entry queued behind it, until none is left. An entry
+//! then takes the next entry queued behind it, until none is left (for
+//! handlers that take one entry at a time, the reading loop handles such an
+//! entry itself, and starts the task only for its retry). An entry
 //! queued behind another holds its prefetch permit and its place in the held
 //! set (so the heartbeat keeps it from other workers' claims), but not a
 //! handler's concurrency slot: it takes that when its turn comes. Entries
