@@ -16,7 +16,7 @@ use super::order::{run_lane, Lanes, Step, Waiting};
 use super::priority::Turn;
 use super::process::{process, Delivery, Slot};
 use super::worker::AbortOnDrop;
-use super::{pause, stopped, Done, GroupSpec, HandlerSlot};
+use super::{pause, stopped, Done, GroupSpec};
 use crate::backoff::Backoff;
 use crate::id::order_entry_ids;
 use crate::transport::{Entry, ReadRequest, StreamTransport, TransportError};
@@ -552,21 +552,20 @@ pub(super) async fn dispatch<T: StreamTransport>(
             continue;
         }
         let type_name = entry.envelope.as_ref().ok().map(|e| e.type_name.as_str());
-        let takes = |slot: &HandlerSlot| type_name == Some(slot.handler.type_name());
+        // The handlers of the entry's type, by index: a walk of the list,
+        // made again where it is needed rather than collected.
+        let wanted = spec
+            .handlers
+            .iter()
+            .enumerate()
+            .filter(move |(_, slot)| type_name == Some(slot.handler.type_name()))
+            .map(|(i, _)| i);
         // Handlers that take one entry at a time run here, in the reading
         // task: the loop would only wait for their slot before the next
         // entry anyway, and a task per entry (spawn, wake the reader, join)
         // would cost more than a short handler. A retry still waits in a
         // task of its own, so that it holds neither the loop nor the slot.
-        // With priority levels, the loop must be back at the gate while the
-        // handler runs, to compete for the next slot: never inline.
-        let one_at_a_time = spec.priority.is_none()
-            && spec.handlers.iter().any(takes)
-            && spec
-                .handlers
-                .iter()
-                .filter(|s| takes(s))
-                .all(|s| s.concurrency == 1);
+        let one_at_a_time = runs_inline(spec, wanted.clone());
         let delivery = Delivery {
             transport: transport.clone(),
             spec: spec.clone(),
@@ -575,7 +574,7 @@ pub(super) async fn dispatch<T: StreamTransport>(
             stop: stop.clone(),
         };
         if one_at_a_time {
-            kept.take(spec, takes).await;
+            kept.take(spec, wanted).await;
             let slots = kept.lent();
             if let Some(retry) = process(delivery, entry, slots).await {
                 // The retry takes the slot when its backoff ends: the
@@ -594,11 +593,9 @@ pub(super) async fn dispatch<T: StreamTransport>(
             if turn.is_none() {
                 turn = spec.turn().await;
             }
-            for (i, slot) in spec.handlers.iter().enumerate() {
-                if takes(slot) {
-                    if let Ok(p) = slot.limit.clone().acquire_owned().await {
-                        slots.push((i, Slot::Own(p)));
-                    }
+            for i in wanted {
+                if let Ok(p) = spec.handlers[i].limit.clone().acquire_owned().await {
+                    slots.push((i, Slot::Own(p)));
                 }
             }
             turn = turn.and_then(|t| t.next(more));
@@ -615,6 +612,20 @@ pub(super) async fn dispatch<T: StreamTransport>(
             }
         }));
     }
+}
+
+/// Whether the reading task runs an entry for the handlers at the indices
+/// `wanted` itself: some handler takes it, and each takes one entry at a
+/// time. With priority levels, the loop must be back at the gate while the
+/// handler runs, to compete for the next slot: never inline.
+fn runs_inline(spec: &GroupSpec, mut wanted: impl Iterator<Item = usize>) -> bool {
+    let Some(first) = wanted.next() else {
+        return false;
+    };
+    spec.priority.is_none()
+        && std::iter::once(first)
+            .chain(wanted)
+            .all(|i| spec.handlers[i].concurrency == 1)
 }
 
 /// The longest the reading task keeps the slots of the handlers it runs
@@ -641,25 +652,17 @@ struct Kept {
 }
 
 impl Kept {
-    /// Holds the slots of exactly the handlers of `spec` that `takes`,
-    /// taken again if they are not those held, or held for
-    /// [`KEEP_SLOTS`] already.
-    async fn take(&mut self, spec: &GroupSpec, takes: impl Fn(&HandlerSlot) -> bool) {
-        let wanted = || {
-            spec.handlers
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| takes(s))
-                .map(|(i, _)| i)
-        };
-        let same = self.slots.len() == wanted().count()
-            && wanted().zip(&self.slots).all(|(i, (k, _))| i == *k);
+    /// Holds the slots of exactly the handlers of `spec` at the indices
+    /// `wanted` (ascending), taken again if they are not those held, or
+    /// held for [`KEEP_SLOTS`] already.
+    async fn take(&mut self, spec: &GroupSpec, wanted: impl Iterator<Item = usize> + Clone) {
+        let same = wanted.clone().eq(self.slots.iter().map(|(i, _)| *i));
         let fresh = self.since.is_some_and(|t| t.elapsed() < KEEP_SLOTS);
         if same && fresh {
             return;
         }
         self.give_back();
-        for i in wanted() {
+        for i in wanted {
             // The limits are never closed.
             if let Ok(p) = spec.handlers[i].limit.clone().acquire_owned().await {
                 self.slots.push((i, p));
@@ -702,9 +705,7 @@ async fn dispatch_keyed<T: StreamTransport>(
             .collect(),
         Err(_) => Vec::new(),
     };
-    let one_at_a_time = spec.priority.is_none()
-        && !handlers.is_empty()
-        && handlers.iter().all(|&i| spec.handlers[i].concurrency == 1);
+    let one_at_a_time = runs_inline(spec, handlers.iter().copied());
     let waiting = Waiting {
         delivery,
         entry,
@@ -719,12 +720,7 @@ async fn dispatch_keyed<T: StreamTransport>(
         return;
     };
     if one_at_a_time {
-        let takes = |slot: &HandlerSlot| {
-            handlers
-                .iter()
-                .any(|&i| std::ptr::eq(&spec.handlers[i], slot))
-        };
-        kept.take(spec, takes).await;
+        kept.take(spec, handlers.iter().copied()).await;
         // Nothing was queued behind it meanwhile: only this loop queues.
         match process(delivery, entry, kept.lent()).await {
             Some(retry) => {
