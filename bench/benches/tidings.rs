@@ -1278,11 +1278,40 @@ async fn cluster_figures(config: &Config, single_url: &str) -> Result<Vec<Figure
         ));
         f
     };
-    Ok(vec![
+    let mut figures = vec![
         figure("cluster_publish_awaited", awaited),
         figure("cluster_publish_batch_100", batched),
         figure("cluster_consume_ack", consumed),
-    ])
+    ];
+    // What Redis itself serves for the same entry on the cluster's master
+    // of the stream's slot, beside the node with a replica: how much of
+    // the figures above is the server's, not the routing's.
+    if ceiling::available() {
+        let n = if config.quick { 20_000 } else { 100_000 };
+        for (name, pipeline) in [
+            ("cluster_redis_benchmark_xadd", 1),
+            ("cluster_redis_benchmark_xadd_p100", 100),
+        ] {
+            let n = if pipeline == 1 { n / 10 } else { n };
+            let (mut on_cluster, mut on_one) = (Vec::new(), Vec::new());
+            for run in 0..config.runs.max(2) {
+                for side in [run % 2, 1 - run % 2] {
+                    match side {
+                        0 => on_cluster.push(ceiling::xadd(owner, &key, 1, pipeline, n)?),
+                        _ => on_one.push(ceiling::xadd(master.port(), &key, 1, pipeline, n)?),
+                    }
+                }
+            }
+            figures.push(Figure::from_runs(
+                name,
+                "events/s",
+                Better::Higher,
+                on_cluster,
+                on_one,
+            ));
+        }
+    }
+    Ok(figures)
 }
 
 // ---------------------------------------------------------------- metrics

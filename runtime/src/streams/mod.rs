@@ -49,7 +49,8 @@ pub struct StreamsTransport {
     conn: SharedConnection,
     own: Option<Arc<tokio::sync::Mutex<resp::RespConnection>>>,
     /// On a cluster, the hand-written publishing connection of each
-    /// master, for awaited publishes of one event.
+    /// master, for awaited publishes of one event and batches to one
+    /// stream.
     slots: Option<Arc<slots::SlotWriters>>,
     durability: Durability,
     response_timeout: Option<Duration>,
@@ -152,7 +153,8 @@ impl StreamsTransport {
     /// On a Redis Cluster: redis-rs's cluster connection is the shared
     /// one; the hand-written connections are the readers', each made to
     /// the master of its stream's slot, and one per master for awaited
-    /// publishes of one event (a batch may span slots: redis-rs sends it).
+    /// publishes of one event and batches to one stream (a batch of
+    /// several streams may span slots: redis-rs sends it).
     async fn connect_cluster(
         endpoint: Endpoint,
         response_timeout: Option<Duration>,
@@ -260,35 +262,90 @@ impl StreamsTransport {
     }
 
     /// A batch to one stream, streamed out on the transport's own
-    /// connection as its payloads are serialized, inside `MULTI`/`EXEC`
-    /// (see [`resp::RespConnection::append_streamed`]): the entry ids, or
-    /// the event whose payload could not be serialized, with nothing
-    /// appended. `None`, with nothing done, when the server is not reached
-    /// over TCP or TLS, or when the connection is busy and `wait` is false.
+    /// connection (on a cluster, that to the master of the stream's slot)
+    /// as its payloads are serialized, inside `MULTI`/`EXEC` (see
+    /// [`resp::RespConnection::append_streamed`]): the entry ids, or the
+    /// event whose payload could not be serialized, with nothing appended.
+    ///
+    /// `None`, with nothing done, when the server is not reached over TCP
+    /// or TLS, or, unless `wait`, when the connection is busy or the slot's
+    /// publishes are left to redis-rs for now (see [`slots`]); with `wait`
+    /// these go through redis-rs here, every payload serialized first.
     pub(crate) async fn append_streamed(
         &self,
         key: &str,
         events: &[Outgoing<'_>],
-        payload: impl FnMut(usize, &mut Vec<u8>) -> Result<(), serde_json::Error>,
+        mut payload: impl FnMut(usize, &mut Vec<u8>) -> Result<(), serde_json::Error>,
         wait: bool,
     ) -> Option<Result<Result<Vec<String>, resp::Unwritable>, TransportError>> {
-        let own = self.own.as_ref()?;
-        let mut conn = match own.try_lock() {
-            Ok(conn) => conn,
-            Err(_) if wait => own.lock().await,
-            Err(_) => return None,
-        };
-        let sent = conn.append_streamed(key, events, payload);
-        let result = match self.response_timeout {
-            None => sent.await,
-            Some(limit) => tokio::time::timeout(limit, sent)
-                .await
-                .unwrap_or_else(|_| Err(timed_out(format!("no reply to EXEC within {limit:?}")))),
+        let result = match (&self.own, &self.slots) {
+            (Some(own), _) => {
+                let mut conn = match own.try_lock() {
+                    Ok(conn) => conn,
+                    Err(_) if wait => own.lock().await,
+                    Err(_) => return None,
+                };
+                let sent = conn.append_streamed(key, events, payload);
+                within(self.response_timeout, "EXEC", sent).await
+            }
+            (None, Some(writers)) => {
+                let sent = writers
+                    .append_streamed(key, events, &mut payload, wait, self.response_timeout)
+                    .await;
+                match sent {
+                    slots::Sent::Done(result) => result,
+                    // Left to redis-rs: by the other path, unless the
+                    // caller waits for this one.
+                    slots::Sent::NotSent if !wait => return None,
+                    slots::Sent::NotSent => {
+                        return Some(self.append_serialized(key, events, payload).await)
+                    }
+                }
+            }
+            (None, None) => return None,
         };
         Some(result.and_then(|r| match r {
             Ok(replies) => replies.into_iter().collect::<Result<Vec<_>, _>>().map(Ok),
             Err(unwritable) => Ok(Err(unwritable)),
         }))
+    }
+
+    /// The batch of [`StreamsTransport::append_streamed`] with every
+    /// payload serialized first, then appended as any batch is.
+    async fn append_serialized(
+        &self,
+        key: &str,
+        events: &[Outgoing<'_>],
+        mut payload: impl FnMut(usize, &mut Vec<u8>) -> Result<(), serde_json::Error>,
+    ) -> Result<Result<Vec<String>, resp::Unwritable>, TransportError> {
+        let mut data = Vec::with_capacity(events.len());
+        for i in 0..events.len() {
+            let mut buf = Vec::new();
+            if let Err(e) = payload(i, &mut buf) {
+                return Ok(Err((i, e)));
+            }
+            data.push(buf);
+        }
+        let batch: Vec<(&str, Outgoing<'_>)> = events
+            .iter()
+            .zip(&data)
+            .map(|(o, data)| (key, Outgoing { data, ..*o }))
+            .collect();
+        self.append(&batch).await.map(Ok)
+    }
+}
+
+/// `sent`, or an error naming `command` once `limit` has passed.
+async fn within<T>(
+    limit: Option<Duration>,
+    command: &str,
+    sent: impl std::future::Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    match limit {
+        None => sent.await,
+        Some(limit) => tokio::time::timeout(limit, sent)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(format!("no reply to {command} within {limit:?}")))),
     }
 }
 
@@ -760,14 +817,7 @@ impl StreamTransport for StreamsTransport {
         // A publish that finds the own connection busy does not wait for
         // it: the shared connection takes this one alongside.
         if let Some(mut fast) = self.own.as_ref().and_then(|b| b.try_lock().ok()) {
-            return match self.response_timeout {
-                None => fast.append(batch).await,
-                Some(limit) => tokio::time::timeout(limit, fast.append(batch))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(timed_out(format!("no reply to XADD within {limit:?}")))
-                    }),
-            };
+            return within(self.response_timeout, "XADD", fast.append(batch)).await;
         }
         if let (Some(writers), [(key, o)]) = (&self.slots, batch) {
             if let slots::Sent::Done(result) =
