@@ -544,8 +544,10 @@ impl Bus {
     /// Over TCP or TLS a batch goes through a connection the bus keeps for
     /// publishing, with the commands encoded by tidings itself; a batch sent
     /// while another publish is on it goes through the shared connection.
-    /// On the bus's own connection, a batch of events bound for one stream
-    /// (and no channel) is streamed out while it is serialized, inside
+    /// On the bus's own connection (on a Redis Cluster, that to the master
+    /// of the stream's slot), a batch of events bound for one stream that
+    /// is not partitioned (and no channel) is streamed out while it is
+    /// serialized, inside
     /// `MULTI`/`EXEC`, so that Redis starts on it early and still appends
     /// nothing if a later event cannot be serialized:
     ///
@@ -591,7 +593,8 @@ impl Bus {
     }
 
     /// [`Bus::publish_batch`] of events bound for one stream and no
-    /// channel, on the Redis transport's own connection when it is free:
+    /// channel, on the Redis transport's own connection (on a cluster, that
+    /// to the master of the stream's slot) when it is free:
     /// each payload is serialized just before its `XADD` is encoded, and
     /// the commands go out in pieces inside `MULTI`/`EXEC`, so that Redis
     /// is already queueing the first ones while the client serializes the

@@ -269,8 +269,9 @@ impl StreamsTransport {
     ///
     /// `None`, with nothing done, when the server is not reached over TCP
     /// or TLS, or, unless `wait`, when the connection is busy or the slot's
-    /// publishes are left to redis-rs for now (see [`slots`]); with `wait`
-    /// these go through redis-rs here, every payload serialized first.
+    /// publishes are left to redis-rs for now (see [`slots`]). With `wait`,
+    /// a busy connection is waited for, and a batch whose slot is left to
+    /// redis-rs goes through it here, every payload serialized first.
     pub(crate) async fn append_streamed(
         &self,
         key: &str,

@@ -78,9 +78,9 @@ struct Node {
 
 /// What became of a publish offered to [`SlotWriters`].
 pub(super) enum Sent<T> {
-    /// Appended, with its entry id; or an error: the server's own
-    /// (`OOM`, `NOPERM`), or that of a connection lost after the command
-    /// may have been written.
+    /// Appended, with what the node replied (an entry id, or a batch's
+    /// replies); or an error: the server's own (`OOM`, `NOPERM`), or that
+    /// of a connection lost after the command may have been written.
     Done(Result<T, TransportError>),
     /// Nothing was appended: the caller publishes through redis-rs.
     NotSent,
@@ -144,8 +144,9 @@ impl SlotWriters {
     /// that finds the node's connection busy waits for it if `wait`, and
     /// is not sent otherwise.
     ///
-    /// A node that refuses a command of the batch (`MOVED`, `ASK`) runs
-    /// none of it: the batch is not sent, as for one event.
+    /// A node that refuses a command of the batch (`MOVED`, `ASK`,
+    /// `TRYAGAIN`, `CLUSTERDOWN`) runs none of it: the batch is not sent,
+    /// as for one event.
     pub(super) async fn append_streamed(
         &self,
         key: &str,
@@ -400,13 +401,14 @@ mod tests {
         assert_eq!(len_at(&shared, key, from).await, 6);
     }
 
-    /// A batch of `n` events whose payloads serialize, or fail at `bad`.
+    /// Payloads of 8 KiB each (so that the commands before a payload
+    /// that fails are written out before it), failing at `bad`.
     fn payloads(
         bad: Option<usize>,
     ) -> impl FnMut(usize, &mut Vec<u8>) -> Result<(), serde_json::Error> {
         move |i, buf| match bad == Some(i) {
             true => Err(serde_json::from_str::<u8>("no").unwrap_err()),
-            false => serde_json::to_writer(buf, &i),
+            false => serde_json::to_writer(buf, &format!("{i}{}", "x".repeat(8 * 1024))),
         }
     }
 
@@ -432,19 +434,26 @@ mod tests {
         let key = "t:{batch-moving}";
         let events = [event(), event(), event()];
         let from = cluster.master_of(key).unwrap();
-        let ids = streamed_ids(
-            writers
-                .append_streamed(key, &events, payloads(None), false, None)
-                .await,
-        );
+        // Through the transport, the writer takes it: its connection to
+        // the master is made by this batch.
+        assert!(writers.state().nodes.is_empty());
+        let ids = transport
+            .append_streamed(key, &events, payloads(None), false)
+            .await
+            .expect("sent by the writer")
+            .unwrap()
+            .unwrap();
         assert_eq!(ids.len(), 3);
         assert_eq!(len_at(&shared, key, from).await, 3);
         assert_eq!(writers.state().nodes.len(), 1, "one node's connection");
 
+        // The first two commands are on the wire when the third payload
+        // fails: the transaction is dropped before `EXEC`.
+        let events = [event(), event(), event()];
         let unwritable = writers
-            .append_streamed(key, &events, payloads(Some(1)), false, None)
+            .append_streamed(key, &events, payloads(Some(2)), false, None)
             .await;
-        assert!(matches!(unwritable, Sent::Done(Ok(Err((1, _))))));
+        assert!(matches!(unwritable, Sent::Done(Ok(Err((2, _))))));
         assert_eq!(len_at(&shared, key, from).await, 3, "nothing appended");
 
         let to = another_master(&cluster, from);
@@ -479,12 +488,27 @@ mod tests {
             .unwrap();
         assert_eq!(ids.len(), 3);
         assert_eq!(len_at(&shared, key, from).await, 9);
-        // Left to redis-rs too, a batch with an unwritable payload appends
-        // nothing.
+        // While the slot rests, the writer sends nothing: a batch that
+        // waits goes through redis-rs, and one with an unwritable payload
+        // appends nothing there either.
         writers
             .state()
             .moving
             .insert(key_slot(key), Instant::now() + Duration::from_secs(60));
+        assert!(matches!(
+            writers
+                .append_streamed(key, &events, payloads(None), true, None)
+                .await,
+            Sent::NotSent
+        ));
+        let ids = transport
+            .append_streamed(key, &events, payloads(None), true)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(len_at(&shared, key, from).await, 12);
         let unwritable = transport
             .append_streamed(key, &events, payloads(Some(2)), true)
             .await
@@ -498,7 +522,7 @@ mod tests {
                 .is_none(),
             "without waiting, left to the caller's other path"
         );
-        assert_eq!(len_at(&shared, key, from).await, 9);
+        assert_eq!(len_at(&shared, key, from).await, 12);
     }
 
     /// While a slot moves, a publish whose key went already is answered
