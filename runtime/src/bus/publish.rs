@@ -818,8 +818,7 @@ impl Bus {
             .channel
             .map(|c| channel_key(ns, tenant, c, draft.type_name));
         if let Some(due) = meta.and_then(|m| m.due_after(now_millis())) {
-            return self
-                .send_delayed(draft, stream_key.as_deref(), out, due)
+            return Box::pin(self.send_delayed(draft, stream_key.as_deref(), out, due))
                 .instrument(span)
                 .await
                 .map(|()| {
@@ -839,9 +838,12 @@ impl Bus {
                 None => Ok(None),
             }
         };
+        // Boxed, as the delayed path: awaited beside the append, the
+        // channel's publish would make every publish's future as large as
+        // both, events with no channel too.
         let broadcast = async {
             match &channel_key {
-                Some(k) => self.broadcast(&[(k.as_str(), out)]).await,
+                Some(k) => Box::pin(self.broadcast(&[(k.as_str(), out)])).await,
                 None => Ok(()),
             }
         };

@@ -337,16 +337,23 @@ impl StreamsTransport {
 }
 
 /// `sent`, or an error naming `command` once `limit` has passed.
-async fn within<T>(
+///
+/// Not an `async fn`: one would hold `sent` beside the timeout it is moved
+/// into, twice its size in the future of every publish.
+fn within<T, F>(
     limit: Option<Duration>,
-    command: &str,
-    sent: impl std::future::Future<Output = Result<T, TransportError>>,
-) -> Result<T, TransportError> {
+    command: &'static str,
+    sent: F,
+) -> impl std::future::Future<Output = Result<T, TransportError>>
+where
+    F: std::future::Future<Output = Result<T, TransportError>>,
+{
+    use futures::future::{Either, FutureExt};
     match limit {
-        None => sent.await,
-        Some(limit) => tokio::time::timeout(limit, sent)
-            .await
-            .unwrap_or_else(|_| Err(timed_out(format!("no reply to {command} within {limit:?}")))),
+        None => Either::Left(sent),
+        Some(limit) => Either::Right(tokio::time::timeout(limit, sent).map(move |r| {
+            r.unwrap_or_else(|_| Err(timed_out(format!("no reply to {command} within {limit:?}"))))
+        })),
     }
 }
 
@@ -820,20 +827,23 @@ impl StreamTransport for StreamsTransport {
         if let Some(mut fast) = self.own.as_ref().and_then(|b| b.try_lock().ok()) {
             return within(self.response_timeout, "XADD", fast.append(batch)).await;
         }
+        // The other paths are boxed: awaited in place, each made the future
+        // of every publish as large as itself (a cluster's writer, redis-rs's
+        // command), and every publish moved it.
         if let (Some(writers), [(key, o)]) = (&self.slots, batch) {
             if let slots::Sent::Done(result) =
-                writers.append_one(key, *o, self.response_timeout).await
+                Box::pin(writers.append_one(key, *o, self.response_timeout)).await
             {
                 return result.map(|id| vec![id]);
             }
         }
         if let ([(key, o)], Durability::Acknowledged) = (batch, self.durability) {
             let mut conn = self.conn.clone();
-            let id: String = xadd(key, o).query_async(&mut conn).await?;
+            let id: String = Box::pin(xadd(key, o).query_async(&mut conn)).await?;
             return Ok(vec![id]);
         }
         let cmds = batch.iter().map(|(key, o)| (*key, xadd(key, o))).collect();
-        pipelined(&self.conn, cmds, self.durability)
+        Box::pin(pipelined(&self.conn, cmds, self.durability))
             .await?
             .into_iter()
             .map(|id| {
