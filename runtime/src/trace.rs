@@ -63,8 +63,10 @@ pub(crate) fn process_span(
         messaging.destination.name = destination,
         messaging.consumer.group.name = group,
         messaging.operation.name = "process",
-        messaging.message.id = %envelope.id,
-        cloudevents.event_type = %envelope.type_name,
+        // As `&str`, not `%`: a `Display` field goes through the
+        // formatting machinery in every layer that records it.
+        messaging.message.id = envelope.id.as_str(),
+        cloudevents.event_type = envelope.type_name.as_str(),
         tidings.handler = handler,
     );
     if !span.is_disabled() {
