@@ -1004,22 +1004,35 @@ async fn server_cpu(conn: &mut MultiplexedConnection) -> Result<f64, BoxError> {
     Ok(total)
 }
 
-/// Nanoseconds of CPU this process's threads have run (the first field of
-/// each `/proc/self/task/*/schedstat`): the client's CPU, the server being
-/// another process. A thread that ends between two readings takes its
-/// time with it; the runtime's workers, which do the work, do not end.
-fn client_cpu_ns() -> Result<u64, BoxError> {
-    let mut total = 0u64;
+/// Nanoseconds of CPU each of this process's threads has run, by thread
+/// id (the first field of each `/proc/self/task/<tid>/schedstat`): the
+/// client's CPU, the server being another process.
+fn client_cpu() -> Result<std::collections::HashMap<u64, u64>, BoxError> {
+    let mut threads = std::collections::HashMap::new();
     for task in std::fs::read_dir("/proc/self/task")? {
-        let path = task?.path().join("schedstat");
+        let task = task?;
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         // A thread may end between the listing and the reading.
-        let Ok(stat) = std::fs::read_to_string(&path) else {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
             continue;
         };
         let ns = stat.split_whitespace().next().ok_or("empty schedstat")?;
-        total += ns.parse::<u64>()?;
+        threads.insert(tid, ns.parse::<u64>()?);
     }
-    Ok(total)
+    Ok(threads)
+}
+
+/// Nanoseconds of CPU the process's threads have run since `before`: each
+/// live thread's time past its reading then (all of it for a thread born
+/// since). A thread that ended meanwhile takes its time with it; the
+/// runtime's workers, which do the work, do not end.
+fn client_cpu_since(before: &std::collections::HashMap<u64, u64>) -> Result<u64, BoxError> {
+    Ok(client_cpu()?
+        .into_iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(&tid).copied().unwrap_or(0)))
+        .sum())
 }
 
 /// Consume + ack of events whose payload is about 250 B, 4 KiB and 64 KiB,
@@ -1055,9 +1068,9 @@ async fn payload_figures(
             .arg("MKSTREAM")
             .query_async(&mut conn)
             .await?;
-        let before = client_cpu_ns()?;
+        let before = client_cpu()?;
         tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", 0).await?;
-        let fixed = client_cpu_ns()? - before;
+        let fixed = client_cpu_since(&before)?;
         let chunk: Vec<FileUploaded> = (0..100u64)
             .map(|i| {
                 let mut e = FileUploaded::sample(i, 0);
@@ -1078,17 +1091,17 @@ async fn payload_figures(
         let per_event = |ns: u64| ns as f64 / 1e3 / n as f64;
         for _ in 0..config.runs {
             let cpu = server_cpu(&mut conn).await?;
-            let client_cpu = client_cpu_ns()?;
+            let cpu_before = client_cpu()?;
             t.push(tidings_consume(&bus, &mut conn, consume_noop, "bench-consume", n).await?);
             t_client.push(per_event(
-                (client_cpu_ns()? - client_cpu).saturating_sub(fixed),
+                client_cpu_since(&cpu_before)?.saturating_sub(fixed),
             ));
             t_cpu.push((server_cpu(&mut conn).await? - cpu) * 1e6 / n as f64);
 
             destroy_group(&mut conn, &key, "raw-payload").await?;
             let mut reader = client.get_multiplexed_async_connection().await?;
             let cpu = server_cpu(&mut conn).await?;
-            let client_cpu = client_cpu_ns()?;
+            let cpu_before = client_cpu()?;
             let start = Instant::now();
             raw::create_group(&mut reader, &key, "raw-payload").await?;
             let acked = raw::consume(&mut reader, &key, "raw-payload", n, |e| {
@@ -1096,7 +1109,7 @@ async fn payload_figures(
             })
             .await?;
             b.push(per_second(acked, start.elapsed()));
-            b_client.push(per_event(client_cpu_ns()? - client_cpu));
+            b_client.push(per_event(client_cpu_since(&cpu_before)?));
             b_cpu.push((server_cpu(&mut conn).await? - cpu) * 1e6 / n as f64);
         }
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;

@@ -1138,11 +1138,13 @@ impl Bus {
                 self.append(&appends).await
             }
         };
+        // Boxed, as in `send_one`: beside the append, the channels'
+        // publish would make the future of every batch as large as both.
         let broadcast = async {
             if broadcasts.is_empty() {
                 Ok(())
             } else {
-                self.broadcast(&broadcasts).await
+                Box::pin(self.broadcast(&broadcasts)).await
             }
         };
         let (entry_ids, ()) = futures::future::try_join(append, broadcast)

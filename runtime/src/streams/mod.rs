@@ -289,17 +289,24 @@ impl StreamsTransport {
                 let sent = conn.append_streamed(key, events, payload);
                 within(self.response_timeout, "EXEC", sent).await
             }
+            // Boxed, as in `append`: a cluster's path, and the fallback
+            // below, would make every batch's future as large as theirs.
             (None, Some(writers)) => {
-                let sent = writers
-                    .append_streamed(key, events, &mut payload, wait, self.response_timeout)
-                    .await;
+                let sent = Box::pin(writers.append_streamed(
+                    key,
+                    events,
+                    &mut payload,
+                    wait,
+                    self.response_timeout,
+                ))
+                .await;
                 match sent {
                     slots::Sent::Done(result) => result,
                     // Left to redis-rs: by the other path, unless the
                     // caller waits for this one.
                     slots::Sent::NotSent if !wait => return None,
                     slots::Sent::NotSent => {
-                        return Some(self.append_serialized(key, events, payload).await)
+                        return Some(Box::pin(self.append_serialized(key, events, payload)).await)
                     }
                 }
             }

@@ -307,7 +307,8 @@ impl RespConnection {
     }
 
     /// Connects, within [`CONNECT_TIMEOUT`]. Boxed: connecting (TCP, TLS,
-    /// `HELLO`, the master behind Sentinel) is rare and its future large;
+    /// `AUTH` and `SELECT`, the master behind Sentinel) is rare and its
+    /// future large;
     /// awaited in place, it made every command's future that may connect
     /// carry it (an `append` of one event: 3.8 KB, of which 3.6 KB was
     /// this), and every publish move it.
