@@ -712,16 +712,19 @@ async fn read_exec_replies(
         }
         start = end;
     }
-    if buf.get(start) == Some(&b'-') {
-        let end = whole_item(stream, buf, start, "EXEC").await?;
-        let error = server_error(&buf[start..end], "EXEC")?;
-        buf.drain(..end);
-        // EXECABORT: the refusal of the command says more than the abort.
-        return Err(refused.unwrap_or(error));
-    }
     let (count, mut at) = loop {
         match buf.get(start) {
             Some(b'*') => {}
+            // `EXEC`'s error, which may come in a later read than the
+            // replies before it.
+            Some(b'-') => {
+                let end = whole_item(stream, buf, start, "EXEC").await?;
+                let error = server_error(&buf[start..end], "EXEC")?;
+                buf.drain(..end);
+                // EXECABORT: the refusal of the command says more than the
+                // abort.
+                return Err(refused.unwrap_or(error));
+            }
             Some(_) => return Err(protocol("EXEC", "expected an array")),
             None => {
                 fill(stream, buf).await?;
@@ -1958,14 +1961,28 @@ pub(super) mod tests {
     }
 
     async fn one_reply_server(reply: &'static [u8]) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+        reply_server(vec![reply]).await
+    }
+
+    /// A server that reads one request and answers it in `pieces`, each
+    /// written and flushed on its own, 20 ms apart, so that the client
+    /// reads them apart.
+    async fn reply_server(pieces: Vec<&'static [u8]>) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
             let (mut socket, _) = listener.accept().await.unwrap();
+            socket.set_nodelay(true).unwrap();
             let mut got = vec![0; 1 << 16];
             let n = socket.read(&mut got).await.unwrap();
             got.truncate(n);
-            socket.write_all(reply).await.unwrap();
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                socket.write_all(piece).await.unwrap();
+                socket.flush().await.unwrap();
+            }
             // Hold the socket until the client is done with it.
             let _ = socket.read(&mut [0; 16]).await;
             got
@@ -2413,6 +2430,28 @@ pub(super) mod tests {
             .unwrap_err();
         assert!(
             matches!(&err, TransportError::Redis(e) if e.code() == Some("OOM")),
+            "{err}"
+        );
+    }
+
+    /// `EXEC`'s error read after the replies before it (as on a cluster
+    /// node that answered `MOVED` to every command of a batch) is still
+    /// the refusal, not a reply of the wrong shape.
+    #[tokio::test]
+    async fn a_refusal_is_read_when_execs_error_comes_later() {
+        let (port, _server) = reply_server(vec![
+            b"+OK\r\n-MOVED 3999 127.0.0.1:7001\r\n-MOVED 3999 127.0.0.1:7001\r\n",
+            b"-EXECABORT Transaction discarded because of previous errors.\r\n",
+        ])
+        .await;
+        let mut conn = connection(port);
+        let o = outgoing(b"", None, &[]);
+        let err = conn
+            .append_streamed("k", &[o, o], payloads)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, TransportError::Redis(e) if e.code() == Some("MOVED")),
             "{err}"
         );
     }
