@@ -368,6 +368,23 @@ async fn publish_figures(
                 .target(Target::RatioAtLeast(0.9)),
         );
     }
+    // What a task that publishes holds, and what each level it is awaited
+    // through moves: the future of one awaited publish (made, not run),
+    // beside the raw loop's `XADD`.
+    if config.wants("publish_future") {
+        let tidings = std::mem::size_of_val(&bus.publish(&events[0])) as f64;
+        let baseline = std::mem::size_of_val(&raw::xadd(&mut conn, &raw_key, &events[0])) as f64;
+        out.push(
+            Figure::from_runs(
+                "publish_future_bytes",
+                "bytes",
+                Better::Lower,
+                vec![tidings],
+                vec![baseline],
+            )
+            .target(Target::AtMost(4096.0)),
+        );
+    }
 
     progress("batched publish (100 per batch)");
     let (mut t, mut b, mut bare) = (Vec::new(), Vec::new(), Vec::new());
