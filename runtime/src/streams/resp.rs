@@ -2416,40 +2416,37 @@ pub(super) mod tests {
         assert_eq!(sent, expected);
     }
 
-    #[tokio::test]
-    async fn a_command_refused_in_a_transaction_fails_the_batch_with_its_error() {
-        let (port, _server) = one_reply_server(
-            b"+OK\r\n-OOM command not allowed\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n",
-        )
-        .await;
+    /// The error a streamed batch of two events fails with when the
+    /// server answers it in `pieces`.
+    async fn refusal(pieces: Vec<&'static [u8]>) -> TransportError {
+        let (port, _server) = reply_server(pieces).await;
         let mut conn = connection(port);
         let o = outgoing(b"", None, &[]);
-        let err = conn
-            .append_streamed("k", &[o, o], payloads)
+        conn.append_streamed("k", &[o, o], payloads)
             .await
-            .unwrap_err();
+            .unwrap_err()
+    }
+
+    /// A command refused at queue time fails the batch with its own
+    /// error, not `EXECABORT`'s; also when `EXEC`'s error comes in a later
+    /// read than the replies before it (as on a cluster node that answered
+    /// `MOVED` to every command of a batch), not as a reply of the wrong
+    /// shape.
+    #[tokio::test]
+    async fn a_command_refused_in_a_transaction_fails_the_batch_with_its_error() {
+        let err = refusal(vec![
+            b"+OK\r\n-OOM command not allowed\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n",
+        ])
+        .await;
         assert!(
             matches!(&err, TransportError::Redis(e) if e.code() == Some("OOM")),
             "{err}"
         );
-    }
-
-    /// `EXEC`'s error read after the replies before it (as on a cluster
-    /// node that answered `MOVED` to every command of a batch) is still
-    /// the refusal, not a reply of the wrong shape.
-    #[tokio::test]
-    async fn a_refusal_is_read_when_execs_error_comes_later() {
-        let (port, _server) = reply_server(vec![
+        let err = refusal(vec![
             b"+OK\r\n-MOVED 3999 127.0.0.1:7001\r\n-MOVED 3999 127.0.0.1:7001\r\n",
             b"-EXECABORT Transaction discarded because of previous errors.\r\n",
         ])
         .await;
-        let mut conn = connection(port);
-        let o = outgoing(b"", None, &[]);
-        let err = conn
-            .append_streamed("k", &[o, o], payloads)
-            .await
-            .unwrap_err();
         assert!(
             matches!(&err, TransportError::Redis(e) if e.code() == Some("MOVED")),
             "{err}"
